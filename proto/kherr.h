@@ -1,0 +1,29 @@
+/* kherr.h: the refusal-code table (proto/errors.def) as a C enum and lookups. */
+#ifndef KH_ERR_H
+#define KH_ERR_H
+
+#define KH_SPEC_VERSION 1
+
+typedef enum {
+    KH_OK = 0,
+#define KH_ERR(name, code, http, meaning, cause, action) name,
+#include "errors.def"
+#undef KH_ERR
+    KH_E__COUNT
+} kh_err;
+
+typedef struct {
+    const char *code; /* "KH-1001" */
+    int http_status;
+    const char *meaning;
+    const char *cause;
+    const char *action;
+} kh_err_info;
+
+/* Never NULL: KH_OK and out-of-range values map to an "OK" entry. */
+const kh_err_info *kh_err_get(kh_err e);
+const char *kh_err_code(kh_err e);
+/* Reverse lookup by code string; returns KH_E__COUNT if unknown. */
+kh_err kh_err_from_code(const char *code);
+
+#endif
