@@ -1,0 +1,74 @@
+/* khcrypto.h: every use of OpenSSL's crypto outside TLS goes through here:
+ * key and certificate loading (with permission checks), header signatures,
+ * the CMS payload (SignedData inside AuthEnvelopedData), certificate checks
+ * against the national CA, randomness, HMAC and constant-time comparison.
+ * OpenSSL's error queue is drained and logged in one place (khc_drain_errors).
+ *
+ * All functions return 0 on success and -1 (or a kh_err) on failure; outputs
+ * are only set on success. Buffers returned through uint8_t ** are malloc'd;
+ * the caller frees them (khc_free_secret for plaintext bodies). */
+#ifndef KH_CRYPTO_H
+#define KH_CRYPTO_H
+
+#include "kherr.h"
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Loads a PEM private key. Refuses (returns NULL, explains in err) a key file
+ * that is readable or writable by group or others, or not a regular file. */
+EVP_PKEY *khc_load_key(const char *path, char *err, size_t errlen);
+/* Loads one PEM certificate from a file / from memory. */
+X509 *khc_load_cert(const char *path, char *err, size_t errlen);
+X509 *khc_cert_from_pem(const uint8_t *pem, size_t len);
+/* Reads a whole file (PEM) into a malloc'd buffer, NUL-terminated; limit 1 MiB. */
+int khc_read_file(const char *path, uint8_t **out, size_t *outlen);
+/* A trust store holding the given CA certificate file(s) (PEM, may hold several). */
+X509_STORE *khc_store_from_file(const char *ca_path, char *err, size_t errlen);
+
+/* The organisation of a certificate: its subject O= attribute. 0 on success. */
+int khc_cert_org(X509 *cert, char *out, size_t outlen);
+/* Verifies cert against store (chain, validity now). 0 if trusted. */
+int khc_cert_verify(X509_STORE *store, X509 *cert);
+/* True if the two certificates are the same (DER equal). */
+bool khc_cert_equal(X509 *a, X509 *b);
+
+/* ECDSA/SHA-256 detached signature over data (DER encoded), verifiable with
+ * `openssl dgst -sha256 -verify pub.pem -signature sig data`. */
+int khc_sign(EVP_PKEY *key, const uint8_t *data, size_t len, uint8_t **sig, size_t *siglen);
+int khc_verify(X509 *cert, const uint8_t *data, size_t len, const uint8_t *sig, size_t siglen);
+
+/* Seals a body for one recipient: DER of CMS AuthEnvelopedData (AES-256-GCM,
+ * ECDH key agreement to recip_cert) whose content is DER CMS SignedData
+ * (signer cert included, content attached, binary) of body.
+ * Readable with: openssl cms -decrypt -inform DER -recip C -inkey K | openssl cms -verify -inform DER ... */
+int khc_seal(const uint8_t *body, size_t len, X509 *sign_cert, EVP_PKEY *sign_key, X509 *recip_cert,
+             uint8_t **out, size_t *outlen);
+/* Opens a sealed payload: decrypts with the recipient's key, verifies the
+ * inner signature over the content and the signer's certificate against
+ * trust. On success returns KH_OK, the body (free with khc_free_secret) and
+ * the signer's certificate (caller X509_free). Failures:
+ *   KH_E_DECRYPT (not decryptable: altered, truncated, other recipient),
+ *   KH_E_PAYLOAD_SIG (signature does not verify over the content),
+ *   KH_E_UNTRUSTED_SIGNER (signer certificate not issued by a CA in trust). */
+kh_err khc_open(const uint8_t *payload, size_t len, X509 *recip_cert, EVP_PKEY *recip_key,
+                X509_STORE *trust, uint8_t **body, size_t *bodylen, X509 **signer);
+
+int khc_random(uint8_t *buf, size_t n);
+/* HMAC-SHA-256 into out[32]. */
+int khc_hmac_sha256(const uint8_t *key, size_t keylen, const uint8_t *data, size_t len,
+                    uint8_t out[32]);
+/* Constant-time equality for secrets and MACs. The only comparison to use on them. */
+bool khc_ct_equal(const void *a, const void *b, size_t n);
+/* Wipes and frees a buffer that held a secret or personal data (NULL ok). */
+void khc_free_secret(void *p, size_t n);
+/* Lowercase hex of n bytes into out (2n+1 bytes). */
+void khc_hex(const uint8_t *in, size_t n, char *out);
+
+/* Drains OpenSSL's error queue into the operational log under `what`. */
+void khc_drain_errors(const char *what);
+
+#endif
