@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Tests tools/khpki: layout, permissions, chains, idempotency, rogue certificates
+# and argument checking. Usage: test_khpki.sh [path/to/khpki]
+set -euo pipefail
+
+KHPKI=${1:-$(cd "$(dirname "$0")/../.." && pwd)/tools/khpki}
+T=$(mktemp -d "${TMPDIR:-/tmp}/test_khpki.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+P="$T/pki"
+fails=0
+
+ok() { printf 'ok   %s\n' "$*"; }
+fail() {
+    printf 'FAIL %s\n' "$*" >&2
+    fails=$((fails + 1))
+}
+check() { # description command...
+    local d=$1
+    shift
+    if "$@" >/dev/null 2>&1; then ok "$d"; else fail "$d"; fi
+}
+check_not() { # description command... (must fail)
+    local d=$1
+    shift
+    if "$@" >/dev/null 2>&1; then fail "$d"; else ok "$d"; fi
+}
+
+run_all() {
+    "$KHPKI" init "$P"
+    "$KHPKI" gateway "$P" gw1
+    "$KHPKI" org "$P" 131016
+    "$KHPKI" org "$P" N00001
+    "$KHPKI" system "$P" 131016 tax-1
+}
+
+check "help exits 0" "$KHPKI" --help
+check_not "no arguments exits non-zero" "$KHPKI"
+run_all >"$T/run1.log" 2>&1 || {
+    cat "$T/run1.log" >&2
+    fail "first run"
+    exit 1
+}
+ok "first run"
+
+# Layout and permissions.
+expect=(national-ca router/tls router/sign router/enc rogue/ca rogue/client rogue/sign rogue/tls
+    gw/gw1/tls org/131016/sign org/131016/enc org/131016/business-ca org/N00001/sign
+    org/N00001/enc org/N00001/business-ca org/131016/systems/tax-1)
+for b in "${expect[@]}"; do
+    [ -f "$P/$b.crt" ] && [ -f "$P/$b.key" ] || fail "missing $b.{crt,key}"
+done
+bad_perm=$(find "$P" \( -name '*.key' ! -perm 600 \) -o \( -name '*.crt' ! -perm 644 \) \
+    -o \( -type d ! -perm 700 \))
+[ -z "$bad_perm" ] && ok "permissions (keys 600, certs 644, dirs 700)" || fail "permissions: $bad_perm"
+for k in $(find "$P" -name '*.key'); do
+    [ "$(stat -c %a "$k")" = 600 ] || fail "key mode $k"
+    openssl pkey -in "$k" -noout -text 2>/dev/null | grep -q 'NIST CURVE: P-256' ||
+        fail "$k is not a P-256 key"
+done
+ok "keys are P-256"
+
+# Chains.
+for b in router/tls router/sign router/enc gw/gw1/tls org/131016/sign org/131016/enc \
+    org/N00001/sign org/N00001/enc; do
+    check "$b verifies against the national CA" openssl verify -CAfile "$P/national-ca.crt" "$P/$b.crt"
+done
+check "system cert verifies against the business CA" \
+    openssl verify -CAfile "$P/org/131016/business-ca.crt" "$P/org/131016/systems/tax-1.crt"
+check_not "system cert does not verify against the national CA" \
+    openssl verify -CAfile "$P/national-ca.crt" "$P/org/131016/systems/tax-1.crt"
+check_not "system cert does not verify against another tenant's business CA" \
+    openssl verify -CAfile "$P/org/N00001/business-ca.crt" "$P/org/131016/systems/tax-1.crt"
+for b in rogue/client rogue/sign rogue/tls; do
+    check_not "$b does not verify against the national CA" \
+        openssl verify -CAfile "$P/national-ca.crt" "$P/$b.crt"
+    check "$b verifies against the rogue CA" openssl verify -CAfile "$P/rogue/ca.crt" "$P/$b.crt"
+done
+check "router TLS cert has SAN and EKU" sh -c "openssl x509 -in '$P/router/tls.crt' -noout -text |
+    grep -q 'DNS:localhost, IP Address:127.0.0.1' && openssl x509 -in '$P/router/tls.crt' -noout -text |
+    grep -q 'TLS Web Server Authentication, TLS Web Client Authentication'"
+check "org subject" sh -c "openssl x509 -in '$P/org/131016/sign.crt' -noout -subject -nameopt RFC2253 |
+    grep -q '^subject=CN=131016 sign,OU=sign,O=131016$'"
+check "cert matches key" sh -c "[ \"\$(openssl x509 -in '$P/org/131016/enc.crt' -noout -pubkey)\" = \
+    \"\$(openssl pkey -in '$P/org/131016/enc.key' -pubout)\" ]"
+
+# Idempotency: a second run changes no file.
+(cd "$P" && find . -type f -print0 | sort -z | xargs -0 sha256sum) >"$T/sum1"
+(cd "$P" && find . -printf '%m %p\n' | sort) >"$T/mode1"
+run_all >"$T/run2.log" 2>&1 || fail "second run"
+(cd "$P" && find . -type f -print0 | sort -z | xargs -0 sha256sum) >"$T/sum2"
+(cd "$P" && find . -printf '%m %p\n' | sort) >"$T/mode2"
+check "second run changes no file" cmp "$T/sum1" "$T/sum2"
+check "second run changes no mode" cmp "$T/mode1" "$T/mode2"
+
+# Bad arguments.
+check_not "bad SYSID (upper case)" "$KHPKI" system "$P" 131016 TAX
+check_not "bad SYSID (too long)" "$KHPKI" system "$P" 131016 "$(printf 'a%.0s' {1..33})"
+check_not "bad SYSID (slash)" "$KHPKI" system "$P" 131016 ../x
+check_not "bad org code" "$KHPKI" org "$P" 13101
+check_not "system for unknown org" "$KHPKI" system "$P" 999999 tax
+check_not "missing DIR (gateway)" "$KHPKI" gateway "$T/nonexistent" gw1
+check_not "missing DIR (org)" "$KHPKI" org "$T/nonexistent" 131016
+check_not "missing arguments" "$KHPKI" org "$P"
+check_not "unknown command" "$KHPKI" frobnicate "$P"
+check_not "bad gateway name" "$KHPKI" gateway "$P" "a/b"
+[ ! -e "$T/nonexistent" ] && ok "nothing created for a missing DIR" || fail "created missing DIR"
+err=$("$KHPKI" system "$P" 131016 TAX 2>&1 || true)
+[[ $err == *"invalid system id"* ]] && ok "error message names the problem" || fail "message: $err"
+
+if [ $fails -ne 0 ]; then
+    echo "$fails check(s) failed" >&2
+    exit 1
+fi
+echo "all khpki checks passed"
