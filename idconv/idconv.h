@@ -3,8 +3,11 @@
 #ifndef KH_IDCONV_H
 #define KH_IDCONV_H
 
+#include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
+
+#include "kherr.h"
 
 #define IDCONV_LOCAL_ID_MAX 15
 #define IDCONV_LINK_CODE_LEN 32 /* hex characters */
@@ -21,5 +24,20 @@ bool idconv_local_id_valid(const char *s);
 bool idconv_resident_code_valid(const char *s);
 /* Link code: exactly 32 lowercase hex characters. */
 bool idconv_link_code_valid(const char *s);
+
+/* The tenant's link-code table. Transaction convention as in refdb.h: the
+ * caller's transaction has already run SET LOCAL ROLE kh_t_<org> and
+ * SET LOCAL search_path = t_<org>, kh; these functions use the unqualified
+ * table linkcode, never set roles and never commit. Malformed arguments give
+ * KH_E_FIELD, database failures KH_E_DB. */
+
+/* Stores (upserts) the link code of a local ID. A link code already held by
+ * another local ID is refused by the unique constraint (KH_E_DB). */
+kh_err idconv_store(PGconn *c, const char *local_id, const char *link_code);
+/* The link code of a local ID, into out (NUL-terminated); KH_E_UNKNOWN_LOCAL_ID if none. */
+kh_err idconv_link_of(PGconn *c, const char *local_id, char out[IDCONV_LINK_CODE_LEN + 1]);
+/* The local ID of a link code; KH_E_UNKNOWN_LINK_CODE if none, KH_E_INTERNAL if
+ * outlen is too small (IDCONV_LOCAL_ID_MAX + 1 always fits). */
+kh_err idconv_local_of(PGconn *c, const char *link_code, char *out, size_t outlen);
 
 #endif

@@ -1,0 +1,455 @@
+/* refdb.c: registration and as-of reads of reference copies (副本) in the
+ * tenant schema the caller's transaction has selected (see refdb.h for the
+ * transaction convention). Values only ever travel as query parameters. */
+#include "refdb.h"
+
+#include "idconv.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void set_msg(char *msg, size_t msglen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_msg(char *msg, size_t msglen, const char *fmt, ...)
+{
+    va_list ap;
+    if (msg == NULL || msglen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, msglen, fmt, ap);
+    va_end(ap);
+}
+
+/* Turns a failed result into KH_E_DB with a message that names the step and
+ * the SQLSTATE. The server's text is added only for classes whose messages
+ * name objects, not data (connection, transaction state, access rules,
+ * resources): a data exception may quote the offending value. Clears r. */
+static kh_err db_fail(PGconn *c, PGresult *r, const char *what, char *msg, size_t msglen)
+{
+    const char *state = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *text = r != NULL ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    static const char *const shown[] = {"08", "25", "3F", "42", "53", "57"};
+    bool show = false;
+    if (state == NULL) {
+        text = PQerrorMessage(c);
+        show = true;
+    } else {
+        for (size_t i = 0; i < sizeof shown / sizeof shown[0]; i++)
+            show = show || strncmp(state, shown[i], 2) == 0;
+    }
+    char line[200];
+    snprintf(line, sizeof line, "%s", show && text != NULL ? text : "");
+    line[strcspn(line, "\n")] = '\0';
+    set_msg(msg, msglen, "database error in %s (SQLSTATE %s)%s%s", what,
+            state != NULL ? state : "none", line[0] != '\0' ? ": " : "", line);
+    PQclear(r);
+    return KH_E_DB;
+}
+
+static bool item_code_valid(const char *s)
+{
+    size_t n = 0;
+    if (s == NULL)
+        return false;
+    for (; s[n] != '\0'; n++) {
+        char c = s[n];
+        if (n >= REFDB_ITEM_CODE_MAX || !((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
+            return false;
+    }
+    return n >= 1;
+}
+
+/* A PostgreSQL array literal {"a","b"} of n strings, for a text[] parameter:
+ * each element double-quoted with '"' and '\' escaped. malloc'd; NULL when
+ * out of memory. */
+static char *text_array(const char *const *v, size_t n)
+{
+    size_t len = 3;
+    for (size_t i = 0; i < n; i++)
+        len += 3 + 2 * strlen(v[i]);
+    char *out = malloc(len);
+    if (out == NULL)
+        return NULL;
+    char *p = out;
+    *p++ = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            *p++ = ',';
+        *p++ = '"';
+        for (const char *s = v[i]; *s != '\0'; s++) {
+            if (*s == '"' || *s == '\\')
+                *p++ = '\\';
+            *p++ = *s;
+        }
+        *p++ = '"';
+    }
+    *p++ = '}';
+    *p = '\0';
+    return out;
+}
+
+static bool copy_str(char *dst, size_t dstlen, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= dstlen)
+        return false;
+    memcpy(dst, src, n + 1);
+    return true;
+}
+
+void refdb_layout_free(refdb_layout *l)
+{
+    if (l == NULL)
+        return;
+    for (size_t i = 0; i < l->nfields && l->fields != NULL; i++)
+        free(l->fields[i].codes_mem);
+    free(l->fields);
+    memset(l, 0, sizeof *l);
+}
+
+/* Loads the values of f's code table into one block: the pointer array, then
+ * the strings. */
+static kh_err load_codes(PGconn *c, refdb_field_spec *f, char *msg, size_t msglen)
+{
+    const char *params[1] = {f->code_table};
+    PGresult *r =
+        PQexecParams(c, "SELECT code FROM kh.code_value WHERE code_table = $1 ORDER BY code", 1,
+                     NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return db_fail(c, r, "code table load", msg, msglen);
+    size_t nrows = (size_t)PQntuples(r), bytes = nrows * sizeof(char *);
+    for (size_t i = 0; i < nrows; i++)
+        bytes += strlen(PQgetvalue(r, (int)i, 0)) + 1;
+    char *mem = malloc(bytes > 0 ? bytes : 1);
+    if (mem == NULL) {
+        PQclear(r);
+        set_msg(msg, msglen, "out of memory");
+        return KH_E_INTERNAL;
+    }
+    const char **ptrs = (const char **)(void *)mem;
+    char *s = mem + nrows * sizeof(char *);
+    for (size_t i = 0; i < nrows; i++) {
+        const char *v = PQgetvalue(r, (int)i, 0);
+        size_t len = strlen(v) + 1;
+        memcpy(s, v, len);
+        ptrs[i] = s;
+        s += len;
+    }
+    PQclear(r);
+    f->codes_mem = mem;
+    f->codes = ptrs;
+    f->ncodes = nrows;
+    return KH_OK;
+}
+
+kh_err refdb_layout_load(PGconn *c, const char *item_code, refdb_layout *out, char *msg,
+                         size_t msglen)
+{
+    memset(out, 0, sizeof *out);
+    if (!item_code_valid(item_code)) {
+        set_msg(msg, msglen, "item_code: expects 1..%d characters A-Z 0-9", REFDB_ITEM_CODE_MAX);
+        return KH_E_FIELD;
+    }
+    const char *params[1] = {item_code};
+    PGresult *r = PQexecParams(c,
+                               "SELECT i.layout_version, f.name, f.type, f.length, f.mandatory, "
+                               "       coalesce(f.code_table, '') "
+                               "FROM kh.item i JOIN kh.item_field f "
+                               "  ON f.item_code = i.item_code AND f.layout_version = "
+                               "i.layout_version "
+                               "WHERE i.item_code = $1 ORDER BY f.seq",
+                               1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return db_fail(c, r, "layout load", msg, msglen);
+    size_t nrows = (size_t)PQntuples(r);
+    if (nrows == 0) {
+        PQclear(r);
+        set_msg(msg, msglen, "item %s is not in the catalogue", item_code);
+        return KH_E_UNKNOWN_ITEM;
+    }
+    out->fields = calloc(nrows, sizeof *out->fields);
+    if (out->fields == NULL) {
+        PQclear(r);
+        set_msg(msg, msglen, "out of memory");
+        return KH_E_INTERNAL;
+    }
+    copy_str(out->item_code, sizeof out->item_code, item_code);
+    out->layout_version = atoi(PQgetvalue(r, 0, 0));
+    out->nfields = nrows;
+    for (size_t i = 0; i < nrows; i++) {
+        refdb_field_spec *f = &out->fields[i];
+        int row = (int)i;
+        if (!copy_str(f->name, sizeof f->name, PQgetvalue(r, row, 1)) ||
+            !copy_str(f->type, sizeof f->type, PQgetvalue(r, row, 2)) ||
+            !copy_str(f->code_table, sizeof f->code_table, PQgetvalue(r, row, 5))) {
+            PQclear(r);
+            refdb_layout_free(out);
+            set_msg(msg, msglen, "catalogue entry of item %s too long", item_code);
+            return KH_E_INTERNAL;
+        }
+        f->length = atoi(PQgetvalue(r, row, 3));
+        f->mandatory = PQgetvalue(r, row, 4)[0] == 't';
+    }
+    PQclear(r);
+    for (size_t i = 0; i < out->nfields; i++) {
+        if (strcmp(out->fields[i].type, "CODE") != 0)
+            continue;
+        kh_err e = load_codes(c, &out->fields[i], msg, msglen);
+        if (e != KH_OK) {
+            refdb_layout_free(out);
+            return e;
+        }
+    }
+    return KH_OK;
+}
+
+kh_err refdb_register(PGconn *c, const char *system_id, const Kh__RegisterRequest *req,
+                      uint32_t *version, char *msg, size_t msglen)
+{
+    refdb_layout layout;
+    kh_err e;
+    *version = 0;
+    if (system_id == NULL || system_id[0] == '\0' || strlen(system_id) > 64) {
+        set_msg(msg, msglen, "system_id: expects 1..64 characters");
+        return KH_E_FIELD;
+    }
+    if (req == NULL || !idconv_local_id_valid(req->local_id)) {
+        set_msg(msg, msglen, "local_id: expects 1..%d digits", IDCONV_LOCAL_ID_MAX);
+        return KH_E_FIELD;
+    }
+    if (!refdb_date_valid(req->effective_from)) {
+        set_msg(msg, msglen, "effective_from: expects a real calendar date as YYYYMMDD");
+        return KH_E_FIELD;
+    }
+    if (req->delete_ && req->n_fields > 0) {
+        set_msg(msg, msglen, "fields: a delete carries no fields");
+        return KH_E_FIELD;
+    }
+    e = refdb_layout_load(c, req->item_code, &layout, msg, msglen);
+    if (e != KH_OK)
+        return e;
+    if (!req->delete_) {
+        e = refdb_validate(&layout, (const Kh__Field *const *)req->fields, req->n_fields, msg,
+                           msglen);
+    }
+    refdb_layout_free(&layout);
+    if (e != KH_OK)
+        return e;
+
+    /* One writer at a time per (tenant, person, item): max(version)+1 alone
+     * would let two concurrent registrations compute the same version (and
+     * FOR UPDATE cannot lock rows that do not exist yet). */
+    const char *lock_params[2] = {req->local_id, req->item_code};
+    PGresult *r = PQexecParams(c,
+                               "SELECT pg_advisory_xact_lock(hashtextextended("
+                               "'refdb.replica/' || current_schema() || '/' || $1 || '/' || $2, "
+                               "0))",
+                               2, NULL, lock_params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return db_fail(c, r, "registration lock", msg, msglen);
+    PQclear(r);
+
+    size_t n = req->delete_ ? 0 : req->n_fields;
+    const char **names = calloc(n + 1, sizeof *names);
+    const char **values = calloc(n + 1, sizeof *values);
+    char *names_lit = NULL, *values_lit = NULL;
+    if (names != NULL && values != NULL) {
+        for (size_t i = 0; i < n; i++) {
+            names[i] = req->fields[i]->name;
+            values[i] = req->fields[i]->value != NULL ? req->fields[i]->value : "";
+        }
+        names_lit = text_array(names, n);
+        values_lit = text_array(values, n);
+    }
+    free(names);
+    free(values);
+    if (names_lit == NULL || values_lit == NULL) {
+        free(names_lit);
+        free(values_lit);
+        set_msg(msg, msglen, "out of memory");
+        return KH_E_INTERNAL;
+    }
+    const char *params[7] = {req->local_id,
+                             req->item_code,
+                             req->effective_from,
+                             req->delete_ ? "true" : "false",
+                             names_lit,
+                             values_lit,
+                             system_id};
+    r = PQexecParams(c,
+                     "INSERT INTO replica (local_id, item_code, version, effective_from, deleted, "
+                     "                     data, system_id) "
+                     "SELECT $1, $2, coalesce(max(version), 0) + 1, $3::date, $4::bool, "
+                     "       jsonb_object($5::text[], $6::text[]), $7 "
+                     "FROM replica WHERE local_id = $1 AND item_code = $2 "
+                     "RETURNING version",
+                     7, NULL, params, NULL, NULL, 0);
+    free(names_lit);
+    free(values_lit);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+        return db_fail(c, r, "registration", msg, msglen);
+    *version = (uint32_t)strtoul(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return KH_OK;
+}
+
+void refdb_items_free(Kh__ItemData **items, size_t n)
+{
+    if (items == NULL)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        Kh__ItemData *d = items[i];
+        if (d == NULL)
+            continue;
+        for (size_t j = 0; j < d->n_fields; j++) {
+            if (d->fields[j] == NULL)
+                continue;
+            free(d->fields[j]->name);
+            free(d->fields[j]->value);
+            free(d->fields[j]);
+        }
+        free(d->fields);
+        free(d->item_code);
+        free(d->effective_from);
+        free(d);
+    }
+    free(items);
+}
+
+/* Builds the items from the rows of the as-of query: rows come grouped by
+ * item (item_code, version, effective_from, key, value), key NULL for an
+ * item with no fields. */
+static kh_err build_items(PGresult *r, Kh__ItemData ***out, size_t *n)
+{
+    int nrows = PQntuples(r);
+    size_t nitems = 0;
+    for (int i = 0; i < nrows; i++)
+        if (i == 0 || strcmp(PQgetvalue(r, i, 0), PQgetvalue(r, i - 1, 0)) != 0)
+            nitems++;
+    if (nitems == 0)
+        return KH_OK;
+    Kh__ItemData **items = calloc(nitems, sizeof *items);
+    if (items == NULL)
+        return KH_E_INTERNAL;
+    size_t k = 0;
+    for (int i = 0; i < nrows;) {
+        int end = i + 1;
+        while (end < nrows && strcmp(PQgetvalue(r, end, 0), PQgetvalue(r, i, 0)) == 0)
+            end++;
+        Kh__ItemData *d = malloc(sizeof *d);
+        if (d == NULL)
+            goto oom;
+        kh__item_data__init(d);
+        items[k++] = d;
+        d->item_code = strdup(PQgetvalue(r, i, 0));
+        d->effective_from = strdup(PQgetvalue(r, i, 2));
+        d->version = (uint32_t)strtoul(PQgetvalue(r, i, 1), NULL, 10);
+        if (d->item_code == NULL || d->effective_from == NULL)
+            goto oom;
+        size_t nf = PQgetisnull(r, i, 3) ? 0 : (size_t)(end - i);
+        if (nf > 0) {
+            d->fields = calloc(nf, sizeof *d->fields);
+            if (d->fields == NULL)
+                goto oom;
+        }
+        for (size_t j = 0; j < nf; j++) {
+            int row = i + (int)j;
+            Kh__Field *f = malloc(sizeof *f);
+            if (f == NULL)
+                goto oom;
+            kh__field__init(f);
+            d->fields[d->n_fields++] = f;
+            f->name = strdup(PQgetvalue(r, row, 3));
+            f->value = strdup(PQgetisnull(r, row, 4) ? "" : PQgetvalue(r, row, 4));
+            if (f->name == NULL || f->value == NULL)
+                goto oom;
+        }
+        i = end;
+    }
+    *out = items;
+    *n = nitems;
+    return KH_OK;
+oom:
+    /* Unset strings still point at protobuf_c_empty_string: make them NULL
+     * before freeing. */
+    for (size_t i = 0; i < k; i++) {
+        Kh__ItemData *d = items[i];
+        if (d->item_code == protobuf_c_empty_string)
+            d->item_code = NULL;
+        if (d->effective_from == protobuf_c_empty_string)
+            d->effective_from = NULL;
+        for (size_t j = 0; j < d->n_fields; j++) {
+            if (d->fields[j]->name == protobuf_c_empty_string)
+                d->fields[j]->name = NULL;
+            if (d->fields[j]->value == protobuf_c_empty_string)
+                d->fields[j]->value = NULL;
+        }
+    }
+    refdb_items_free(items, k);
+    return KH_E_INTERNAL;
+}
+
+kh_err refdb_read_items(PGconn *c, const char *local_id, const char *const *items, size_t nitems,
+                        const char *as_of, Kh__ItemData ***out, size_t *n, char *msg, size_t msglen)
+{
+    *out = NULL;
+    *n = 0;
+    if (!idconv_local_id_valid(local_id)) {
+        set_msg(msg, msglen, "local_id: expects 1..%d digits", IDCONV_LOCAL_ID_MAX);
+        return KH_E_FIELD;
+    }
+    if (!refdb_date_valid(as_of)) {
+        set_msg(msg, msglen, "as_of: expects a real calendar date as YYYYMMDD");
+        return KH_E_FIELD;
+    }
+    if (nitems > REFDB_MAX_ITEMS || (nitems > 0 && items == NULL)) {
+        set_msg(msg, msglen, "items: expects at most %d item codes", REFDB_MAX_ITEMS);
+        return KH_E_FIELD;
+    }
+    for (size_t i = 0; i < nitems; i++) {
+        if (!item_code_valid(items[i])) {
+            set_msg(msg, msglen, "items: an item code expects 1..%d characters A-Z 0-9",
+                    REFDB_ITEM_CODE_MAX);
+            return KH_E_FIELD;
+        }
+    }
+    if (nitems == 0)
+        return KH_OK;
+    char *items_lit = text_array(items, nitems);
+    if (items_lit == NULL) {
+        set_msg(msg, msglen, "out of memory");
+        return KH_E_INTERNAL;
+    }
+    const char *params[3] = {local_id, items_lit, as_of};
+    /* The version in force is chosen before deleted versions are dropped, so
+     * that a delete hides every earlier version. */
+    PGresult *r =
+        PQexecParams(c,
+                     "WITH v AS ("
+                     "  SELECT DISTINCT ON (item_code) item_code, version, effective_from, "
+                     "         deleted, data "
+                     "  FROM replica "
+                     "  WHERE local_id = $1 AND item_code = ANY ($2::text[]) "
+                     "    AND effective_from <= $3::date "
+                     "  ORDER BY item_code, version DESC) "
+                     "SELECT v.item_code, v.version, to_char(v.effective_from, 'YYYYMMDD'), "
+                     "       e.key, e.value "
+                     "FROM v JOIN kh.item i ON i.item_code = v.item_code "
+                     "LEFT JOIN LATERAL jsonb_each_text(v.data) e ON true "
+                     "LEFT JOIN kh.item_field f ON f.item_code = v.item_code "
+                     "  AND f.layout_version = i.layout_version AND f.name = e.key "
+                     "WHERE NOT v.deleted "
+                     "ORDER BY array_position($2::text[], v.item_code), f.seq NULLS LAST, e.key",
+                     3, NULL, params, NULL, NULL, 0);
+    free(items_lit);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return db_fail(c, r, "replica read", msg, msglen);
+    kh_err e = build_items(r, out, n);
+    PQclear(r);
+    if (e != KH_OK)
+        set_msg(msg, msglen, "out of memory");
+    return e;
+}

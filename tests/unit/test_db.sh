@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Database test: a private cluster (tools/khdb) in a temporary folder of the
+# build tree; migrations and tenant creation (each run twice: idempotent);
+# the refdb/idconv C tests (test_refdb_db); and tenant isolation checked with
+# psql as the gateway's login role.
+# Usage: test_db.sh SOURCE_DIR WORK_DIR TEST_REFDB_DB_BINARY
+set -euo pipefail
+src=$1 work=$2 bin=$3
+khdb="$src/tools/khdb"
+
+mkdir -p "$work"
+tmp=$(mktemp -d "$work/dbtest.XXXXXX")
+cleanup() {
+    "$khdb" stop "$tmp" >/dev/null 2>&1 || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+fail() {
+    printf 'FAIL: %s\n' "$*" >&2
+    exit 1
+}
+step() { printf '== %s\n' "$*"; }
+
+step "start (twice)"
+"$khdb" start "$tmp"
+"$khdb" start "$tmp" | grep -q "already running" || fail "second start should find the server running"
+"$khdb" status "$tmp" >/dev/null || fail "status should say running"
+url=$("$khdb" url "$tmp")
+[ "$url" = "host=$tmp/run port=5432" ] || fail "url: $url"
+[ "$(stat -c %a "$tmp/data")" = 700 ] || fail "data folder not 0700"
+[ "$(stat -c %a "$tmp/run")" = 700 ] || fail "run folder not 0700"
+[ -S "$tmp/run/.s.PGSQL.5432" ] || fail "no socket in $tmp/run"
+
+sq() { "$khdb" psql "$tmp" -X -At -v ON_ERROR_STOP=1 -d khtest "$@"; }
+
+step "migrate (twice)"
+"$khdb" migrate "$tmp" khtest
+out=$("$khdb" migrate "$tmp" khtest)
+grep -q applied <<<"$out" && fail "second migrate applied something: $out"
+[ "$(sq -c 'SELECT count(*) FROM kh.schema_migrations')" = 2 ] || fail "platform migrations"
+[ "$(sq -c "SELECT count(*) FROM kh.item_field WHERE item_code = 'TK001'")" = 9 ] || fail "catalogue"
+
+step "tenants (131016 twice, 271004)"
+"$khdb" tenant "$tmp" khtest 131016 kh_gw_test
+out=$("$khdb" tenant "$tmp" khtest 131016 kh_gw_test)
+grep -q applied <<<"$out" && fail "second tenant run applied something: $out"
+"$khdb" tenant "$tmp" khtest 271004 kh_gw_test
+[ "$(sq -c 'SELECT string_agg(org_code, $$,$$ ORDER BY org_code) FROM kh.tenant')" = "131016,271004" ] ||
+    fail "kh.tenant rows"
+[ "$(sq -c 'SELECT count(*) FROM t_131016.schema_migrations')" = 1 ] || fail "tenant migrations"
+[ "$(sq -c "SELECT tableowner FROM pg_tables WHERE schemaname = 't_271004' AND tablename = 'replica'")" = kh_t_271004 ] ||
+    fail "replica not owned by the tenant role"
+[ "$(sq -c "SELECT rolinherit::text || rolcanlogin::text FROM pg_roles WHERE rolname = 'kh_gw_test'")" = falsetrue ] ||
+    fail "gateway role must be LOGIN NOINHERIT"
+"$khdb" tenant "$tmp" khtest 13101 kh_gw_test 2>/dev/null && fail "bad org code accepted"
+"$khdb" tenant "$tmp" khtest 131016 'kh;drop' 2>/dev/null && fail "bad role name accepted"
+
+step "router (twice)"
+"$khdb" router "$tmp" khrouter kh_router_test >/dev/null
+"$khdb" router "$tmp" khrouter kh_router_test >/dev/null
+rq() { "$khdb" psql "$tmp" -X -At -v ON_ERROR_STOP=1 -d khrouter "$@"; }
+[ "$(rq -c 'SELECT count(*) FROM router.legal_basis')" = 13 ] || fail "legal-basis rows"
+[ "$(rq -c 'SELECT count(*) FROM router.procedure')" = 10 ] || fail "procedures"
+[ "$(rq -c "SELECT items::text FROM router.legal_basis WHERE id = 'LB13'")" = "{TK008}" ] || fail "LB13"
+
+step "refdb and idconv against tenant 131016 (test_refdb_db)"
+KH_TEST_CONNINFO=$url "$bin"
+
+step "tenant isolation (psql as kh_gw_test)"
+gw() { psql -X -At -v ON_ERROR_STOP=1 -h "$tmp/run" -p 5432 -U kh_gw_test -d khtest "$@" 2>&1; }
+expect_denied() {
+    local what=$1
+    shift
+    local out
+    if out=$(gw "$@"); then
+        fail "$what: succeeded, expected permission denied: $out"
+    fi
+    grep -q "permission denied" <<<"$out" || fail "$what: expected permission denied, got: $out"
+    printf 'ok: %s: %s\n' "$what" "$(grep -m1 ERROR <<<"$out")"
+}
+gw -c "SET ROLE kh_t_131016" -c "SELECT count(*) FROM t_131016.replica" >/dev/null ||
+    fail "the tenant role cannot read its own tables"
+gw -c "SET ROLE kh_t_271004" -c "INSERT INTO t_271004.staff VALUES ('S1', 'Staff One')" >/dev/null ||
+    fail "the tenant role cannot write its own tables"
+expect_denied "131016 reads 271004 replica" -c "SET ROLE kh_t_131016" -c "SELECT * FROM t_271004.replica"
+expect_denied "131016 reads 271004 linkcode" -c "SET ROLE kh_t_131016" -c "SELECT * FROM t_271004.linkcode"
+expect_denied "271004 reads 131016 replica" -c "SET ROLE kh_t_271004" -c "SELECT * FROM t_131016.replica"
+expect_denied "gateway without SET ROLE reads 131016" -c "SELECT * FROM t_131016.replica"
+expect_denied "gateway without SET ROLE reads 271004" -c "SELECT * FROM t_271004.staff"
+expect_denied "tenant role writes the catalogue" -c "SET ROLE kh_t_131016" \
+    -c "INSERT INTO kh.item VALUES ('TK777', 'x', 1)"
+expect_denied "gateway becomes the superuser" -c "SET ROLE khadmin"
+expect_denied "tenant role changes another tenant's table" -c "SET ROLE kh_t_131016" \
+    -c "ALTER TABLE t_271004.replica OWNER TO kh_t_131016"
+gw -c "SET ROLE kh_t_131016" -c "SELECT count(*) FROM kh.item" >/dev/null ||
+    fail "the catalogue must be readable by tenant roles"
+
+step "stop (twice)"
+"$khdb" stop "$tmp" >/dev/null
+"$khdb" stop "$tmp" | grep -q "not running" || fail "second stop"
+if "$khdb" status "$tmp" >/dev/null; then fail "status after stop"; fi
+printf 'PASS\n'
