@@ -375,7 +375,17 @@ int khc_seal(const uint8_t *body, size_t len, X509 *sign_cert, EVP_PKEY *sign_ke
 
     /* 2. AuthEnvelopedData (AES-256-GCM, ECDH to recip_cert) of the SignedData DER. */
     env = CMS_AuthEnvelopedData_create(EVP_aes_256_gcm());
-    if (env == NULL || CMS_add1_recipient_cert(env, recip_cert, 0) == NULL)
+    if (env == NULL)
+        goto out;
+    /* CMS_KEY_PARAM lets us set the ECDH KDF digest before CMS_final: OpenSSL
+     * 3.0 otherwise uses dhSinglePass-stdDH-sha1kdf-scheme (X9.63 KDF with
+     * SHA-1). SHA-256 gives ...-sha256kdf-scheme (RFC 5753), which the
+     * openssl CLI decrypts as well. */
+    CMS_RecipientInfo *ri = CMS_add1_recipient_cert(env, recip_cert, CMS_KEY_PARAM);
+    if (ri == NULL || CMS_RecipientInfo_type(ri) != CMS_RECIPINFO_AGREE)
+        goto out;
+    EVP_PKEY_CTX *kctx = CMS_RecipientInfo_get0_pkey_ctx(ri);
+    if (kctx == NULL || EVP_PKEY_CTX_set_ecdh_kdf_md(kctx, EVP_sha256()) <= 0)
         goto out;
     /* RFC 5652 §5.2: the inner content type names what is nested. */
     if (CMS_set1_eContentType(env, OBJ_nid2obj(NID_pkcs7_signed)) != 1)
