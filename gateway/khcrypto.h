@@ -46,7 +46,8 @@ int khc_verify(X509 *cert, const uint8_t *data, size_t len, const uint8_t *sig, 
  * (signer cert included, content attached, binary) of body.
  * recip_cert must hold an EC key; the ECDH KDF is X9.63 with SHA-256. Bodies
  * over 16 MiB are refused (as are sign/verify inputs over 16 MiB).
- * Readable with: openssl cms -decrypt -inform DER -recip C -inkey K | openssl cms -verify -inform DER ... */
+ * Readable with: openssl cms -decrypt -inform DER -recip C -inkey K | openssl cms -verify -inform
+ * DER ... */
 int khc_seal(const uint8_t *body, size_t len, X509 *sign_cert, EVP_PKEY *sign_key, X509 *recip_cert,
              uint8_t **out, size_t *outlen);
 /* Opens a sealed payload: decrypts with the recipient's key, verifies the

@@ -1,0 +1,49 @@
+/* gw.h: the gateway daemon's shared state. One process serves several
+ * tenants (municipalities); each has its own keys and its own database role. */
+#ifndef KH_GW_H
+#define KH_GW_H
+
+#include "khconf.h"
+#include "khenv.h"
+#include "khpool.h"
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <openssl/ssl.h>
+#include <stdbool.h>
+
+typedef struct {
+    kh_identity id;    /* id.code is the organisation code */
+    X509 *business_ca; /* issues this tenant's business-system client certs */
+} gw_tenant;
+
+typedef struct {
+    struct event_base *base;
+    kh_conf *conf;
+    const char *name;   /* this gateway host's name (its TLS cert CN) */
+    const char *router; /* host:port of the router */
+    const char *pki;
+    int skew, ttl, max_body, default_timeout_ms;
+    SSL_CTX *biz_ctx, *peer_ctx, *client_ctx;
+    X509_STORE *national;
+    kh_dir *dir;
+    kh_pool *pool;
+    gw_tenant *tenants;
+    size_t ntenants;
+    struct evhttp *biz_http, *peer_http;
+    struct event *retry_ev, *sig_ev[2];
+    int dir_attempts;
+} gw;
+
+extern gw G;
+
+gw_tenant *gw_tenant_find(const char *code);
+/* The organisation class of a hosted tenant from the directory ("" if unknown). */
+void gw_biz_register(struct evhttp *http);
+void gw_peer_register(struct evhttp *http);
+
+/* A business request waiting for asynchronous work. The HTTP request may
+ * vanish if the client disconnects: then `req` is NULL and no reply is sent. */
+typedef struct gw_call gw_call;
+
+#endif

@@ -1,0 +1,86 @@
+/* gw_util.c: validation and record helpers for the gateway handlers. */
+#include "gw_util.h"
+
+#include <stdio.h>
+#include <string.h>
+
+bool gw_code_ok(const char *s, size_t max)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'A' && s[i] <= 'Z')))
+            return false;
+    return true;
+}
+
+bool gw_date_ok(const char *s)
+{
+    if (s == NULL || strlen(s) != 8)
+        return false;
+    for (int i = 0; i < 8; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    int m = (s[4] - '0') * 10 + (s[5] - '0'), d = (s[6] - '0') * 10 + (s[7] - '0');
+    return m >= 1 && m <= 12 && d >= 1 && d <= 31;
+}
+
+bool gw_token_ok(const char *s, size_t max)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+              c == '-' || c == '_'))
+            return false;
+    }
+    return true;
+}
+
+void gw_codes_literal(char *const *items, size_t n, char *out, size_t outlen)
+{
+    size_t pos = 0;
+    pos += (size_t)snprintf(out, outlen, "{");
+    for (size_t i = 0; i < n && pos < outlen; i++)
+        pos += (size_t)snprintf(out + pos, outlen - pos, "%s%s", i ? "," : "", items[i]);
+    if (pos < outlen)
+        snprintf(out + pos, outlen - pos, "}");
+}
+
+kh_err gw_record(PGconn *c, const char *msg_id, const char *direction, const char *counterpart,
+                 const char *procedure, char *const *items, size_t nitems, const char *local_id,
+                 const char *staff_id, const char *outcome, kh_err code)
+{
+    char lit[KH_MAX_ITEMS * (KH_CODE_MAX + 1) + 4];
+    gw_codes_literal(items, nitems, lit, sizeof lit);
+    const char *p[9] = {msg_id,   direction, counterpart, procedure,        lit,
+                        local_id, staff_id,  outcome,     kh_err_code(code)};
+    PGresult *r = kh_db_exec(c,
+                             "INSERT INTO provision_record (msg_id, direction, counterpart, "
+                             "procedure, items, local_id, staff_id, outcome, code) "
+                             "VALUES ($1,$2,$3,$4,$5::text[],$6,$7,$8,$9)",
+                             9, p);
+    if (r == NULL)
+        return KH_E_DB;
+    PQclear(r);
+    return KH_OK;
+}
+
+kh_err gw_seen(PGconn *c, const char *sender, const char *msg_id_hex, int64_t expires_at)
+{
+    char exp[32];
+    snprintf(exp, sizeof exp, "%lld", (long long)expires_at);
+    const char *p[3] = {sender, msg_id_hex, exp};
+    PGresult *r = kh_db_exec(c,
+                             "INSERT INTO kh.seen_msg (sender, msg_id, expires_at) "
+                             "VALUES ($1, $2, to_timestamp($3::bigint)) ON CONFLICT DO NOTHING",
+                             3, p);
+    if (r == NULL)
+        return KH_E_DB;
+    bool fresh = strcmp(PQcmdTuples(r), "1") == 0;
+    PQclear(r);
+    return fresh ? KH_OK : KH_E_REPLAY;
+}

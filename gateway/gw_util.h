@@ -1,0 +1,25 @@
+/* gw_util.h: small helpers shared by the business and peer handlers. */
+#ifndef KH_GW_UTIL_H
+#define KH_GW_UTIL_H
+
+#include "gw.h"
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+/* [0-9A-Z]{1,max} */
+bool gw_code_ok(const char *s, size_t max);
+/* YYYYMMDD with a plausible month/day (the database checks the calendar). */
+bool gw_date_ok(const char *s);
+/* [A-Za-z0-9_-]{1,max} */
+bool gw_token_ok(const char *s, size_t max);
+/* Builds a PostgreSQL text[] literal from validated codes. */
+void gw_codes_literal(char *const *items, size_t n, char *out, size_t outlen);
+/* Writes one provision record in the current tenant transaction. */
+kh_err gw_record(PGconn *c, const char *msg_id, const char *direction, const char *counterpart,
+                 const char *procedure, char *const *items, size_t nitems, const char *local_id,
+                 const char *staff_id, const char *outcome, kh_err code);
+/* Replay protection: KH_OK the first time (sender, msg_id) is seen, else KH_E_REPLAY. */
+kh_err gw_seen(PGconn *c, const char *sender, const char *msg_id_hex, int64_t expires_at);
+
+#endif

@@ -1,0 +1,53 @@
+/* khhttp.h: HTTP/1.1 over mutual TLS on libevent's evhttp, for servers
+ * (business, peer, router listeners) and for the one client shape we need
+ * (a POST or GET with a deadline whose answer arrives on the event loop).
+ * Convention on every wire: 200 carries the operation's response message;
+ * any other status carries a kh.Status message (code + message). */
+#ifndef KH_HTTP_H
+#define KH_HTTP_H
+
+#include "kherr.h"
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <openssl/ssl.h>
+#include <protobuf-c/protobuf-c.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Splits "host:port"; 0 on success. */
+int kh_hostport(const char *hp, char *host, size_t hostlen, uint16_t *port);
+
+/* Binds a TLS listener; every connection must complete mutual TLS with ctx.
+ * max_body: larger bodies are refused with 413 before being read. */
+struct evhttp *kh_http_listen(struct event_base *base, SSL_CTX *ctx, const char *hostport,
+                              size_t max_body, char *err, size_t errlen);
+/* The TLS session of a request's connection. */
+SSL *kh_http_req_ssl(struct evhttp_request *req);
+/* The request body, contiguous (points into libevent's buffer). Refuses
+ * non-POST methods and bodies over max with KH_E_BAD_REQUEST/KH_E_TOO_LARGE. */
+kh_err kh_http_body(struct evhttp_request *req, size_t max, const uint8_t **body, size_t *len);
+/* Sends 200 with a serialized protobuf message. */
+void kh_http_reply_pb(struct evhttp_request *req, const ProtobufCMessage *msg);
+/* Sends a refusal: HTTP status from the code table, body kh.Status. The
+ * message must not contain personal data. */
+void kh_http_reply_err(struct evhttp_request *req, kh_err e, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Relays a Status received from another hop unchanged. */
+void kh_http_reply_raw(struct evhttp_request *req, int http_status, const uint8_t *body,
+                       size_t len);
+
+/* Outgoing request. status is the HTTP status, or 0 if the connection, TLS
+ * handshake (including the expected-peer check) or deadline failed. body is
+ * valid only during the callback. */
+typedef void (*kh_http_done_cb)(int status, const uint8_t *body, size_t len, void *arg);
+int kh_http_request(struct event_base *base, SSL_CTX *ctx, enum evhttp_cmd_type method,
+                    const char *hostport, const char *path, const uint8_t *body, size_t len,
+                    int timeout_ms, const char *expect_org, const char *expect_cn,
+                    kh_http_done_cb cb, void *arg);
+
+/* Decodes a kh.Status body into code/message (bounded copies). */
+void kh_http_parse_status(const uint8_t *body, size_t len, char *code, size_t codelen, char *msg,
+                          size_t msglen);
+
+#endif

@@ -1,0 +1,42 @@
+/* khpool.h: the bounded database worker pool. The event loop never talks to
+ * PostgreSQL itself: it submits a job (work runs on a worker thread with that
+ * worker's own connection; done runs back on the event loop). The queue is
+ * bounded; a full queue is refused at once (KH_E_OVERLOADED) instead of
+ * growing. */
+#ifndef KH_POOL_H
+#define KH_POOL_H
+
+#include "kherr.h"
+
+#include <event2/event.h>
+#include <libpq-fe.h>
+
+typedef struct kh_pool kh_pool;
+typedef void (*kh_pool_work_fn)(PGconn *conn, void *arg); /* worker thread */
+typedef void (*kh_pool_done_fn)(void *arg);               /* event loop */
+
+/* conninfo: libpq connection string. Requires evthread_use_pthreads(). */
+kh_pool *kh_pool_new(struct event_base *base, const char *conninfo, int workers, int queue_max);
+/* 0 if queued; -1 if the queue is full or the pool is stopping. conn passed to
+ * work is NULL if the database cannot be reached (work must then fail with KH_E_DB). */
+int kh_pool_submit(kh_pool *p, kh_pool_work_fn work, kh_pool_done_fn done, void *arg);
+/* Stops the workers after the queued jobs and frees the pool (NULL ok). */
+void kh_pool_free(kh_pool *p);
+
+/* Helpers for work functions. */
+/* BEGIN, then SET LOCAL ROLE to the tenant's role and the search_path to the
+ * tenant's schema, so every statement after it runs with only that tenant's
+ * rights. org is a validated organisation code. */
+kh_err kh_db_tenant_begin(PGconn *c, const char *org);
+kh_err kh_db_begin(PGconn *c);
+kh_err kh_db_commit(PGconn *c);
+void kh_db_rollback(PGconn *c);
+/* Runs a parameterised statement and returns its result if it succeeded
+ * (PGRES_COMMAND_OK or PGRES_TUPLES_OK), else logs the failure (without
+ * parameters) and returns NULL. */
+PGresult *kh_db_exec(PGconn *c, const char *sql, int nparams, const char *const *params);
+/* Like kh_db_exec but for statements whose failure is an expected answer:
+ * returns the result whatever its status (caller checks and PQclear's). */
+PGresult *kh_db_try(PGconn *c, const char *sql, int nparams, const char *const *params);
+
+#endif

@@ -1,0 +1,167 @@
+/* khtls.c: TLS contexts and peer identity checks. */
+#include "khtls.h"
+
+#include "khcrypto.h"
+#include "khlog.h"
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Expected peer subject, attached to an SSL with ex_data. */
+typedef struct {
+    char org[64];
+    char cn[64];
+    bool check_cn;
+} expect_peer;
+
+static int expect_idx = -1;
+
+static void expect_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    free(ptr);
+}
+
+static int subject_field(X509 *cert, int nid, char *out, size_t outlen)
+{
+    X509_NAME *name = X509_get_subject_name(cert);
+    int n = X509_NAME_get_text_by_NID(name, nid, NULL, 0);
+    if (n < 0 || (size_t)n >= outlen)
+        return -1;
+    X509_NAME_get_text_by_NID(name, nid, out, (int)outlen);
+    return 0;
+}
+
+static int verify_cb(int ok, X509_STORE_CTX *st)
+{
+    if (!ok)
+        return 0;
+    if (X509_STORE_CTX_get_error_depth(st) != 0)
+        return ok;
+    SSL *ssl = X509_STORE_CTX_get_ex_data(st, SSL_get_ex_data_X509_STORE_CTX_idx());
+    expect_peer *e = ssl && expect_idx >= 0 ? SSL_get_ex_data(ssl, expect_idx) : NULL;
+    if (e == NULL)
+        return ok;
+    X509 *leaf = X509_STORE_CTX_get_current_cert(st);
+    char org[64], cn[64];
+    if (subject_field(leaf, NID_organizationName, org, sizeof org) != 0 || strcmp(org, e->org) != 0)
+        goto bad;
+    if (e->check_cn &&
+        (subject_field(leaf, NID_commonName, cn, sizeof cn) != 0 || strcmp(cn, e->cn) != 0))
+        goto bad;
+    return 1;
+bad:
+    X509_STORE_CTX_set_error(st, X509_V_ERR_APPLICATION_VERIFICATION);
+    return 0;
+}
+
+static SSL_CTX *make_ctx(const SSL_METHOD *m, const char *cert, const char *key, const char *ca,
+                         char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(m);
+    EVP_PKEY *pk = NULL;
+    if (ctx == NULL)
+        goto fail;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        snprintf(err, errlen, "cannot load certificate %s", cert);
+        goto fail;
+    }
+    /* load through khc_load_key so the key file's permissions are checked */
+    pk = khc_load_key(key, err, errlen);
+    if (pk == NULL)
+        goto fail;
+    if (SSL_CTX_use_PrivateKey(ctx, pk) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(err, errlen, "key %s does not match certificate %s", key, cert);
+        goto fail;
+    }
+    EVP_PKEY_free(pk);
+    pk = NULL;
+    if (ca != NULL && SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
+        snprintf(err, errlen, "cannot load CA file %s", ca);
+        goto fail;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
+    SSL_CTX_set_verify_depth(ctx, 3);
+    return ctx;
+fail:
+    khc_drain_errors("tls setup");
+    EVP_PKEY_free(pk);
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+SSL_CTX *kh_tls_server_ctx(const char *cert, const char *key, const char *ca, char *err,
+                           size_t errlen)
+{
+    SSL_CTX *ctx = make_ctx(TLS_server_method(), cert, key, ca, err, errlen);
+    if (ctx != NULL && ca != NULL) {
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca);
+        if (names != NULL)
+            SSL_CTX_set_client_CA_list(ctx, names);
+    }
+    return ctx;
+}
+
+int kh_tls_add_ca(SSL_CTX *ctx, const char *path, char *err, size_t errlen)
+{
+    X509 *ca = khc_load_cert(path, err, errlen);
+    if (ca == NULL)
+        return -1;
+    int ok = X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), ca) == 1 &&
+             SSL_CTX_add_client_CA(ctx, ca) == 1;
+    X509_free(ca);
+    if (!ok) {
+        snprintf(err, errlen, "cannot trust CA %s", path);
+        khc_drain_errors("tls add ca");
+        return -1;
+    }
+    return 0;
+}
+
+SSL_CTX *kh_tls_client_ctx(const char *cert, const char *key, const char *ca, char *err,
+                           size_t errlen)
+{
+    return make_ctx(TLS_client_method(), cert, key, ca, err, errlen);
+}
+
+int kh_tls_expect_peer(SSL *ssl, const char *org, const char *cn)
+{
+    if (expect_idx < 0) {
+        /* first use happens on the event-loop thread before any worker exists */
+        expect_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, expect_free);
+        if (expect_idx < 0)
+            return -1;
+    }
+    expect_peer *e = calloc(1, sizeof *e);
+    if (e == NULL)
+        return -1;
+    snprintf(e->org, sizeof e->org, "%s", org);
+    if (cn != NULL) {
+        snprintf(e->cn, sizeof e->cn, "%s", cn);
+        e->check_cn = true;
+    }
+    if (SSL_set_ex_data(ssl, expect_idx, e) != 1) {
+        free(e);
+        return -1;
+    }
+    return 0;
+}
+
+X509 *kh_tls_peer_cert(SSL *ssl)
+{
+    if (ssl == NULL || SSL_get_verify_result(ssl) != X509_V_OK)
+        return NULL;
+    return SSL_get1_peer_certificate(ssl);
+}
+
+X509 *kh_tls_peer_issuer(SSL *ssl)
+{
+    STACK_OF(X509) *chain = ssl ? SSL_get0_verified_chain(ssl) : NULL;
+    if (chain == NULL || sk_X509_num(chain) < 2)
+        return NULL;
+    return sk_X509_value(chain, 1);
+}

@@ -1,0 +1,877 @@
+/* khrouter: the national query router simulator. It publishes a signed
+ * directory, issues link codes (a keyed hash of the national reference per
+ * organisation, so the same person has unrelated codes at different
+ * organisations), authorises every query against the legal-basis table,
+ * translates the subject's link code, forwards the query to the answering
+ * gateway, relays the answer, and keeps its own record of each message. It
+ * never sees personal data: payloads are sealed end to end. */
+#include "idconv.h"
+#include "kakehashi.pb-c.h"
+#include "khconf.h"
+#include "khcrypto.h"
+#include "khenv.h"
+#include "khhttp.h"
+#include "khlog.h"
+#include "khpool.h"
+#include "khtls.h"
+
+#include <errno.h>
+#include <event2/thread.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct {
+    char code[8], org_class[24], name[64], gateway[64], endpoint[64];
+} r_org;
+
+static struct {
+    struct event_base *base;
+    kh_conf *conf;
+    const char *pki, *capture;
+    int skew, ttl, max_body, timeout_ms;
+    SSL_CTX *server_ctx, *client_ctx;
+    X509_STORE *national;
+    kh_identity id;
+    uint8_t secret[32];
+    r_org *orgs;
+    size_t norgs;
+    kh_dir *dir; /* our own directory, parsed back: used for legal checks and certificates */
+    kh_pool *pool;
+    struct evhttp *http;
+    struct event *sig_ev[2];
+} R;
+
+static const char *const known_options[] = {
+    "listen",  "pki",      "db",         "secret",     "org",       "capture_dir", "max_skew",
+    "msg_ttl", "max_body", "timeout_ms", "db_workers", "log_level", NULL};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: khrouter -c FILE [-t]\n"
+               "  -c, --config FILE  configuration file (key = value lines)\n"
+               "  -t, --check        check the configuration, build the directory, exit\n"
+               "  -h, --help         this text\n"
+               "Options in FILE:\n"
+               "  listen = H:P        where gateways connect (mutual TLS)\n"
+               "  pki = DIR           folder made by tools/khpki\n"
+               "  db = CONNINFO       the router's database (schema router)\n"
+               "  secret = FILE       32+ random bytes, mode 0600: the link-code key\n"
+               "  org = CODE,CLASS,NAME,GATEWAY,HOST:PORT   one per organisation (repeat)\n"
+               "  capture_dir = DIR   write every envelope received (operators' capture)\n"
+               "  max_skew = 120, msg_ttl = 300, max_body = 1048576, timeout_ms = 30000,\n"
+               "  db_workers = 4, log_level = info\n");
+}
+
+static const r_org *org_find(const char *code)
+{
+    for (size_t i = 0; code && i < R.norgs; i++)
+        if (strcmp(R.orgs[i].code, code) == 0)
+            return &R.orgs[i];
+    return NULL;
+}
+
+/* ------------------------------------------------------------- directory */
+
+static int parse_orgs(char *err, size_t errlen)
+{
+    const char *vals[256];
+    size_t n = kh_conf_all(R.conf, "org", vals, 256);
+    R.orgs = calloc(n ? n : 1, sizeof *R.orgs);
+    if (R.orgs == NULL)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        r_org *o = &R.orgs[i];
+        char buf[512];
+        snprintf(buf, sizeof buf, "%s", vals[i]);
+        char *f[5], *save = NULL, *p = buf;
+        int k = 0;
+        for (char *tok; k < 5 && (tok = strtok_r(p, ",", &save)); p = NULL)
+            f[k++] = tok;
+        if (k != 5 || !idconv_org_code_valid(f[0]) || strlen(f[1]) >= sizeof o->org_class ||
+            strlen(f[2]) >= sizeof o->name || strlen(f[3]) >= sizeof o->gateway ||
+            strlen(f[4]) >= sizeof o->endpoint) {
+            snprintf(err, errlen, "org '%s': expected CODE,CLASS,NAME,GATEWAY,HOST:PORT", vals[i]);
+            return -1;
+        }
+        snprintf(o->code, sizeof o->code, "%s", f[0]);
+        snprintf(o->org_class, sizeof o->org_class, "%s", f[1]);
+        snprintf(o->name, sizeof o->name, "%s", f[2]);
+        snprintf(o->gateway, sizeof o->gateway, "%s", f[3]);
+        snprintf(o->endpoint, sizeof o->endpoint, "%s", f[4]);
+        R.norgs++;
+    }
+    return 0;
+}
+
+static int read_pem(const char *path, ProtobufCBinaryData *out, char *err, size_t errlen)
+{
+    if (khc_read_file(path, &out->data, &out->len) != 0) {
+        snprintf(err, errlen, "cannot read %s", path);
+        return -1;
+    }
+    return 0;
+}
+
+/* Builds and signs the directory from the configured organisations, their
+ * certificates in the PKI folder, and the legal-basis table in the database.
+ * Runs once at start-up, before the event loop. */
+static int build_directory(char *err, size_t errlen)
+{
+    int rc = -1;
+    PGconn *c = PQconnectdb(kh_conf_str(R.conf, "db", ""));
+    PGresult *res = NULL, *ver = NULL;
+    Kh__Directory d = KH__DIRECTORY__INIT;
+    Kh__OrgEntry *entries = calloc(R.norgs ? R.norgs : 1, sizeof *entries);
+    Kh__OrgEntry **eptr = calloc(R.norgs ? R.norgs : 1, sizeof *eptr);
+    Kh__LegalBasisRow *rows = NULL, **rptr = NULL;
+    uint8_t *dbytes = NULL, *sig = NULL, *signed_bytes = NULL;
+    size_t dlen, slen, sblen;
+    char path[1024];
+    if (PQstatus(c) != CONNECTION_OK) {
+        snprintf(err, errlen, "database: %s", PQerrorMessage(c));
+        goto out;
+    }
+    res = PQexec(c, "SELECT id, asker_class, procedure, provider_class, items FROM "
+                    "router.legal_basis ORDER BY id");
+    /* the version names the table's content, so gateways can tell tables apart */
+    ver = PQexec(c, "SELECT 'lb-' || left(md5(coalesce(string_agg(id || asker_class || procedure "
+                    "|| provider_class || items::text, ';' ORDER BY id), '')), 12) "
+                    "FROM router.legal_basis");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQresultStatus(ver) != PGRES_TUPLES_OK) {
+        snprintf(err, errlen, "cannot read router.legal_basis: %s", PQerrorMessage(c));
+        goto out;
+    }
+    int nrows = PQntuples(res);
+    rows = calloc((size_t)nrows + 1, sizeof *rows);
+    rptr = calloc((size_t)nrows + 1, sizeof *rptr);
+    if (!entries || !eptr || !rows || !rptr)
+        goto out;
+    for (int i = 0; i < nrows; i++) {
+        Kh__LegalBasisRow *r = &rows[i];
+        kh__legal_basis_row__init(r);
+        r->id = PQgetvalue(res, i, 0);
+        r->asker_class = PQgetvalue(res, i, 1);
+        r->procedure = PQgetvalue(res, i, 2);
+        r->provider_class = PQgetvalue(res, i, 3);
+        /* items come as a text[] literal {TK001,TK002}: split in place */
+        char *lit = PQgetvalue(res, i, 4);
+        size_t n = 0;
+        char **items = calloc(KH_MAX_ITEMS, sizeof *items);
+        if (items == NULL)
+            goto out;
+        for (char *save = NULL, *tok = strtok_r(lit, "{},", &save); tok && n < KH_MAX_ITEMS;
+             tok = strtok_r(NULL, "{},", &save))
+            items[n++] = tok;
+        r->items = items;
+        r->n_items = n;
+        rptr[i] = r;
+    }
+    for (size_t i = 0; i < R.norgs; i++) {
+        Kh__OrgEntry *e = &entries[i];
+        kh__org_entry__init(e);
+        e->code = R.orgs[i].code;
+        e->name = R.orgs[i].name;
+        e->org_class = R.orgs[i].org_class;
+        e->endpoint = R.orgs[i].endpoint;
+        snprintf(path, sizeof path, "%s/org/%s/sign.crt", R.pki, R.orgs[i].code);
+        if (read_pem(path, &e->sign_cert, err, errlen) != 0)
+            goto out;
+        snprintf(path, sizeof path, "%s/org/%s/enc.crt", R.pki, R.orgs[i].code);
+        if (read_pem(path, &e->enc_cert, err, errlen) != 0)
+            goto out;
+        eptr[i] = e;
+    }
+    d.spec_version = KH_SPEC_VERSION;
+    d.issued_at = (int64_t)time(NULL);
+    d.legal_basis_version = PQgetvalue(ver, 0, 0);
+    d.orgs = eptr;
+    d.n_orgs = R.norgs;
+    d.legal_basis = rptr;
+    d.n_legal_basis = (size_t)nrows;
+    snprintf(path, sizeof path, "%s/router/sign.crt", R.pki);
+    if (read_pem(path, &d.router_sign_cert, err, errlen) != 0)
+        goto out;
+    snprintf(path, sizeof path, "%s/router/enc.crt", R.pki);
+    if (read_pem(path, &d.router_enc_cert, err, errlen) != 0)
+        goto out;
+    if (kh_pb_pack(&d.base, &dbytes, &dlen) != 0 ||
+        khc_sign(R.id.sign_key, dbytes, dlen, &sig, &slen) != 0)
+        goto out;
+    Kh__SignedDirectory sd = KH__SIGNED_DIRECTORY__INIT;
+    sd.directory.data = dbytes;
+    sd.directory.len = dlen;
+    sd.sig.data = sig;
+    sd.sig.len = slen;
+    if (kh_pb_pack(&sd.base, &signed_bytes, &sblen) != 0)
+        goto out;
+    /* parse it back exactly as a gateway would: proves it verifies */
+    R.dir = kh_dir_load(signed_bytes, sblen, R.national, err, errlen);
+    if (R.dir != NULL)
+        rc = 0;
+out:
+    for (size_t i = 0; entries && i < R.norgs; i++) {
+        free(entries[i].sign_cert.data);
+        free(entries[i].enc_cert.data);
+    }
+    for (int i = 0; rows && res && i < PQntuples(res); i++)
+        free(rows[i].items);
+    free(d.router_sign_cert.data);
+    free(d.router_enc_cert.data);
+    free(entries);
+    free(eptr);
+    free(rows);
+    free(rptr);
+    free(dbytes);
+    free(sig);
+    free(signed_bytes);
+    PQclear(res);
+    PQclear(ver);
+    PQfinish(c);
+    return rc;
+}
+
+static void on_directory(struct evhttp_request *req, void *arg)
+{
+    kh_http_reply_raw(req, 200, R.dir->raw, R.dir->rawlen);
+}
+
+/* -------------------------------------------------------------- messages */
+
+typedef struct {
+    struct evhttp_request *req;
+    Kh__Envelope *env;
+    Kh__Header *h;
+    char hex[2 * KH_MSG_ID_LEN + 1];
+    kh_err err;
+    char msg[200];
+    const char *outcome;
+    /* link codes */
+    char person_key[65];
+    char link_code[IDCONV_LINK_CODE_LEN + 1];
+    char target_link[IDCONV_LINK_CODE_LEN + 1];
+    uint8_t *reply;
+    size_t replylen;
+    int relay_status;
+} r_call;
+
+static void r_on_close(struct evhttp_connection *conn, void *arg)
+{
+    ((r_call *)arg)->req = NULL;
+}
+
+static struct evhttp_request *r_take(r_call *rc)
+{
+    struct evhttp_request *req = rc->req;
+    if (req)
+        evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
+    rc->req = NULL;
+    return req;
+}
+
+static void r_free(r_call *rc)
+{
+    kh_env_free(rc->env, rc->h);
+    OPENSSL_cleanse(rc->person_key, sizeof rc->person_key);
+    free(rc->reply);
+    free(rc);
+}
+
+static void hmac_hex(const char *label, const char *a, const char *b, char *out, size_t hexlen)
+{
+    char in[256];
+    uint8_t mac[32];
+    char hex[65];
+    snprintf(in, sizeof in, "%s:%s:%s", label, a, b ? b : "");
+    khc_hmac_sha256(R.secret, sizeof R.secret, (const uint8_t *)in, strlen(in), mac);
+    khc_hex(mac, sizeof mac, hex);
+    snprintf(out, hexlen + 1, "%.*s", (int)hexlen, hex);
+    OPENSSL_cleanse(in, sizeof in);
+    OPENSSL_cleanse(mac, sizeof mac);
+    OPENSSL_cleanse(hex, sizeof hex);
+}
+
+static kh_err r_record(PGconn *c, r_call *rc, const char *outcome)
+{
+    const Kh__Header *h = rc->h;
+    char lit[KH_MAX_ITEMS * (KH_CODE_MAX + 1) + 4];
+    size_t pos = (size_t)snprintf(lit, sizeof lit, "{");
+    for (size_t i = 0; i < h->n_items; i++)
+        pos += (size_t)snprintf(lit + pos, sizeof lit - pos, "%s%s", i ? "," : "", h->items[i]);
+    snprintf(lit + pos, sizeof lit - pos, "}");
+    const char *type =
+        protobuf_c_enum_descriptor_get_value(&kh__msg_type__descriptor, h->type)
+            ? protobuf_c_enum_descriptor_get_value(&kh__msg_type__descriptor, h->type)->name
+            : "?";
+    const char *p[8] = {rc->hex,      type, h->sender, h->recipient,
+                        h->procedure, lit,  outcome,   kh_err_code(rc->err)};
+    PGresult *r = kh_db_exec(c,
+                             "INSERT INTO router.query_record (msg_id, type, sender, recipient, "
+                             "procedure, items, outcome, code) VALUES ($1,$2,$3,$4,$5,"
+                             "$6::text[],$7,$8)",
+                             8, p);
+    if (r == NULL)
+        return KH_E_DB;
+    PQclear(r);
+    return KH_OK;
+}
+
+static kh_err r_seen(PGconn *c, const char *sender, const char *hex, int64_t expires)
+{
+    char exp[32];
+    snprintf(exp, sizeof exp, "%lld", (long long)expires);
+    const char *p[3] = {sender, hex, exp};
+    PGresult *r = kh_db_exec(c,
+                             "INSERT INTO router.seen_msg (sender, msg_id, expires_at) VALUES "
+                             "($1, $2, to_timestamp($3::bigint)) ON CONFLICT DO NOTHING",
+                             3, p);
+    if (r == NULL)
+        return KH_E_DB;
+    bool fresh = strcmp(PQcmdTuples(r), "1") == 0;
+    PQclear(r);
+    return fresh ? KH_OK : KH_E_REPLAY;
+}
+
+/* Records a refusal or outcome and replies (rc->reply if OK, else the refusal). */
+static void finish_work(PGconn *c, void *arg)
+{
+    r_call *rc = arg;
+    if (kh_db_begin(c) == KH_OK && r_record(c, rc, rc->outcome) == KH_OK &&
+        kh_db_commit(c) == KH_OK)
+        return;
+    kh_db_rollback(c);
+    kh_warn("record", "cannot record message %s", rc->hex);
+}
+
+static void finish_done(void *arg)
+{
+    r_call *rc = arg;
+    struct evhttp_request *req = r_take(rc);
+    if (req != NULL) {
+        if (rc->err == KH_OK)
+            kh_http_reply_raw(req, 200, rc->reply, rc->replylen);
+        else if (rc->relay_status)
+            kh_http_reply_raw(req, rc->relay_status, rc->reply, rc->replylen);
+        else
+            kh_http_reply_err(req, rc->err, "%s", rc->msg);
+    }
+    kh_info("route", "message %s %s %s -> %s: %s %s", rc->hex, rc->h ? rc->h->procedure : "",
+            rc->h ? rc->h->sender : "", rc->h ? rc->h->recipient : "", rc->outcome,
+            kh_err_code(rc->err));
+    r_free(rc);
+}
+
+static void finish(r_call *rc, kh_err e, const char *outcome, const char *msg)
+{
+    rc->err = e;
+    rc->outcome = outcome;
+    if (msg)
+        snprintf(rc->msg, sizeof rc->msg, "%s", msg);
+    if (rc->h == NULL || kh_pool_submit(R.pool, finish_work, finish_done, rc) != 0)
+        finish_done(rc);
+}
+
+/* --- link codes --- */
+
+static void lc_work(PGconn *c, void *arg)
+{
+    r_call *rc = arg;
+    rc->err = kh_db_begin(c);
+    if (rc->err == KH_OK)
+        rc->err = r_seen(c, rc->h->sender, rc->hex, rc->h->expires_at);
+    if (rc->err == KH_OK) {
+        const char *p[3] = {rc->h->sender, rc->link_code, rc->person_key};
+        PGresult *r = kh_db_exec(c,
+                                 "INSERT INTO router.linkcode (org, link_code, person_key) VALUES "
+                                 "($1,$2,$3) ON CONFLICT DO NOTHING",
+                                 3, p);
+        rc->err = r ? KH_OK : KH_E_DB;
+        PQclear(r);
+    }
+    rc->outcome = rc->err == KH_OK ? "issued" : "refused";
+    if (r_record(c, rc, rc->outcome) != KH_OK && rc->err == KH_OK)
+        rc->err = KH_E_DB;
+    if (rc->err == KH_OK || rc->err == KH_E_REPLAY) {
+        if (kh_db_commit(c) != KH_OK)
+            rc->err = KH_E_DB;
+    } else {
+        kh_db_rollback(c);
+    }
+}
+
+static void lc_done(void *arg)
+{
+    r_call *rc = arg;
+    const r_org *o = org_find(rc->h->sender);
+    const kh_org *dorg = kh_dir_org(R.dir, rc->h->sender);
+    if (rc->err == KH_OK) {
+        uint8_t id[KH_MSG_ID_LEN];
+        Kh__Header h;
+        Kh__LinkCodeAnswerBody b = KH__LINK_CODE_ANSWER_BODY__INIT;
+        uint8_t *body = NULL;
+        size_t blen = 0;
+        if (o && dorg &&
+            kh_header_init(&h, id, KH__MSG_TYPE__LINKCODE_ANSWER, "ROUTER", rc->h->sender, "ROUTER",
+                           R.ttl) == 0) {
+            h.in_reply_to = rc->h->msg_id;
+            b.msg_id = h.msg_id;
+            b.in_reply_to = rc->h->msg_id;
+            b.recipient = rc->h->sender;
+            b.link_code = rc->link_code;
+            if (kh_pb_pack(&b.base, &body, &blen) != 0 ||
+                kh_env_seal(&h, &R.id, body, blen, dorg->enc_cert, &rc->reply, &rc->replylen) != 0)
+                rc->err = KH_E_INTERNAL;
+            khc_free_secret(body, blen);
+        } else {
+            rc->err = KH_E_INTERNAL;
+        }
+    }
+    OPENSSL_cleanse(rc->link_code, sizeof rc->link_code);
+    struct evhttp_request *req = r_take(rc);
+    if (req) {
+        if (rc->err == KH_OK)
+            kh_http_reply_raw(req, 200, rc->reply, rc->replylen);
+        else
+            kh_http_reply_err(req, rc->err, "%s", kh_err_get(rc->err)->meaning);
+    }
+    kh_info("route", "link-code request %s from %s: %s", rc->hex, rc->h->sender,
+            kh_err_code(rc->err));
+    r_free(rc);
+}
+
+static void handle_linkcode(r_call *rc, const kh_org *sender)
+{
+    uint8_t *body = NULL;
+    size_t blen = 0;
+    if (strcmp(rc->h->recipient, "ROUTER") != 0) {
+        finish(rc, KH_E_WRONG_RECIPIENT, "refused", "link-code requests go to the router");
+        return;
+    }
+    kh_err e = kh_env_open(rc->env, &R.id, R.national, sender->sign_cert, &body, &blen);
+    if (e != KH_OK) {
+        finish(rc, e, "refused", kh_err_get(e)->meaning);
+        return;
+    }
+    Kh__LinkCodeRequestBody *b = kh__link_code_request_body__unpack(NULL, blen, body);
+    khc_free_secret(body, blen);
+    if (b == NULL || b->msg_id.len != KH_MSG_ID_LEN ||
+        memcmp(b->msg_id.data, rc->h->msg_id.data, KH_MSG_ID_LEN) != 0 ||
+        strcmp(b->sender, rc->h->sender) != 0) {
+        if (b)
+            kh__link_code_request_body__free_unpacked(b, NULL);
+        finish(rc, KH_E_SPLICE, "refused", "payload does not repeat this header");
+        return;
+    }
+    if (!idconv_resident_code_valid(b->resident_code)) {
+        OPENSSL_cleanse(b->resident_code, strlen(b->resident_code));
+        kh__link_code_request_body__free_unpacked(b, NULL);
+        finish(rc, KH_E_BAD_RESIDENT_CODE, "refused", "resident code is not 11 digits");
+        return;
+    }
+    /* person key: stable per person, never leaves the router; link code:
+     * derived per organisation from it, so codes at two organisations are
+     * unrelated to anyone without the router's secret */
+    hmac_hex("person", b->resident_code, NULL, rc->person_key, 64);
+    hmac_hex("link", rc->h->sender, rc->person_key, rc->link_code, IDCONV_LINK_CODE_LEN);
+    OPENSSL_cleanse(b->resident_code, strlen(b->resident_code));
+    kh__link_code_request_body__free_unpacked(b, NULL);
+    if (kh_pool_submit(R.pool, lc_work, lc_done, rc) != 0) {
+        rc->err = KH_E_OVERLOADED;
+        lc_done(rc);
+    }
+}
+
+/* --- queries --- */
+
+static void q_forwarded(int status, const uint8_t *buf, size_t len, void *arg);
+
+static void q_work(PGconn *c, void *arg)
+{
+    r_call *rc = arg;
+    rc->err = kh_db_begin(c);
+    if (rc->err == KH_OK)
+        rc->err = r_seen(c, rc->h->sender, rc->hex, rc->h->expires_at);
+    if (rc->err == KH_OK) {
+        const char *p[2] = {rc->h->sender, rc->h->subject};
+        PGresult *r = kh_db_exec(c,
+                                 "SELECT person_key FROM router.linkcode WHERE org = $1 AND "
+                                 "link_code = $2",
+                                 2, p);
+        if (r == NULL)
+            rc->err = KH_E_DB;
+        else if (PQntuples(r) != 1)
+            rc->err = KH_E_UNKNOWN_LINK_CODE;
+        else
+            snprintf(rc->person_key, sizeof rc->person_key, "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+    if (rc->err == KH_OK)
+        hmac_hex("link", rc->h->recipient, rc->person_key, rc->target_link, IDCONV_LINK_CODE_LEN);
+    rc->outcome = rc->err == KH_OK ? "forwarded" : "refused";
+    if (rc->err == KH_E_DB) {
+        kh_db_rollback(c);
+        return;
+    }
+    if (r_record(c, rc, rc->outcome) != KH_OK || kh_db_commit(c) != KH_OK) {
+        kh_db_rollback(c);
+        rc->err = KH_E_DB;
+    }
+}
+
+static void q_checked(void *arg)
+{
+    r_call *rc = arg;
+    if (rc->err != KH_OK) {
+        struct evhttp_request *req = r_take(rc);
+        if (req)
+            kh_http_reply_err(req, rc->err, "%s", kh_err_get(rc->err)->meaning);
+        kh_info("route", "query %s %s -> %s refused %s", rc->hex, rc->h->sender, rc->h->recipient,
+                kh_err_code(rc->err));
+        r_free(rc);
+        return;
+    }
+    const r_org *to = org_find(rc->h->recipient);
+    /* re-sign the header as the router, with the recipient's link code */
+    char *orig_subject = rc->h->subject, *orig_signer = rc->h->signer;
+    rc->h->subject = rc->target_link;
+    rc->h->signer = "ROUTER";
+    uint8_t *fwd = NULL;
+    size_t flen = 0;
+    int ok =
+        kh_env_pack(rc->h, R.id.sign_key, rc->env->payload.data, rc->env->payload.len, &fwd, &flen);
+    rc->h->subject = orig_subject;
+    rc->h->signer = orig_signer;
+    if (ok != 0 ||
+        kh_http_request(R.base, R.client_ctx, EVHTTP_REQ_POST, to->endpoint, "/v1/envelope", fwd,
+                        flen, R.timeout_ms, "KH-GW", to->gateway, q_forwarded, rc) != 0) {
+        free(fwd);
+        finish(rc, KH_E_INTERNAL, "failed", "cannot forward");
+        return;
+    }
+    free(fwd);
+}
+
+static void q_forwarded(int status, const uint8_t *buf, size_t len, void *arg)
+{
+    r_call *rc = arg;
+    char why[160];
+    if (status == 0) {
+        finish(rc, KH_E_UPSTREAM, "failed", "answering gateway unreachable");
+        return;
+    }
+    if (status != 200) {
+        char code[32];
+        kh_http_parse_status(buf, len, code, sizeof code, why, sizeof why);
+        kh_err e = kh_err_from_code(code);
+        rc->relay_status = status;
+        rc->reply = malloc(len ? len : 1);
+        if (rc->reply) {
+            memcpy(rc->reply, buf, len);
+            rc->replylen = len;
+        } else {
+            rc->relay_status = 0;
+        }
+        finish(rc, e == KH_E__COUNT || e == KH_OK ? KH_E_UPSTREAM : e, "refused_by_provider", why);
+        return;
+    }
+    Kh__Envelope *aenv = NULL;
+    Kh__Header *ah = NULL;
+    const kh_org *prov = kh_dir_org(R.dir, rc->h->recipient);
+    kh_err e = kh_env_parse(buf, len, &aenv, &ah, why, sizeof why);
+    if (e != KH_OK) {
+        finish(rc, KH_E_UPSTREAM, "failed", "answer unreadable");
+        return;
+    }
+    if (strcmp(ah->signer, rc->h->recipient) != 0 || strcmp(ah->sender, rc->h->recipient) != 0 ||
+        kh_env_verify(aenv, prov->sign_cert) != KH_OK) {
+        kh_env_free(aenv, ah);
+        finish(rc, KH_E_HEADER_SIG, "failed", "answer header not signed by the provider");
+        return;
+    }
+    if (ah->type != KH__MSG_TYPE__ANSWER || strcmp(ah->recipient, rc->h->sender) != 0 ||
+        ah->in_reply_to.len != KH_MSG_ID_LEN ||
+        memcmp(ah->in_reply_to.data, rc->h->msg_id.data, KH_MSG_ID_LEN) != 0 ||
+        strcmp(ah->subject, rc->target_link) != 0) {
+        kh_env_free(aenv, ah);
+        finish(rc, KH_E_SPLICE, "failed", "answer does not answer this query");
+        return;
+    }
+    /* back to the asker's link code, signed by the router */
+    char *s = ah->subject, *g = ah->signer;
+    ah->subject = rc->h->subject;
+    ah->signer = "ROUTER";
+    int ok = kh_env_pack(ah, R.id.sign_key, aenv->payload.data, aenv->payload.len, &rc->reply,
+                         &rc->replylen);
+    ah->subject = s;
+    ah->signer = g;
+    kh_env_free(aenv, ah);
+    finish(rc, ok == 0 ? KH_OK : KH_E_INTERNAL, ok == 0 ? "answered" : "failed", NULL);
+}
+
+static void handle_query(r_call *rc)
+{
+    const r_org *to = org_find(rc->h->recipient);
+    if (to == NULL) {
+        finish(rc, KH_E_UNKNOWN_ORG, "refused", "recipient is not in the directory");
+        return;
+    }
+    kh_err e = kh_dir_legal(R.dir, rc->h->sender, rc->h->procedure, rc->h->recipient, rc->h->items,
+                            rc->h->n_items, NULL);
+    if (e != KH_OK) {
+        finish(rc, e, "refused", "no legal-basis row allows this query");
+        return;
+    }
+    if (!idconv_link_code_valid(rc->h->subject)) {
+        finish(rc, KH_E_BAD_REQUEST, "refused", "header.subject is not a link code");
+        return;
+    }
+    if (kh_pool_submit(R.pool, q_work, q_checked, rc) != 0)
+        finish(rc, KH_E_OVERLOADED, "refused", "database queue full");
+}
+
+static void capture(const r_call *rc)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.envelope", R.capture, rc->hex);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (kh_pb_pack(&rc->env->base, &buf, &len) == 0) {
+        ssize_t w = write(fd, buf, len);
+        (void)w;
+    }
+    free(buf);
+    close(fd);
+}
+
+static void on_envelope(struct evhttp_request *req, void *arg)
+{
+    const uint8_t *buf;
+    size_t len;
+    char why[200], org[16], cn[64];
+    r_call *rc = calloc(1, sizeof *rc);
+    if (rc == NULL) {
+        kh_http_reply_err(req, KH_E_INTERNAL, "out of memory");
+        return;
+    }
+    rc->req = req;
+    snprintf(rc->hex, sizeof rc->hex, "-");
+    evhttp_connection_set_closecb(evhttp_request_get_connection(req), r_on_close, rc);
+
+    X509 *peer = kh_tls_peer_cert(kh_http_req_ssl(req));
+    bool gw =
+        peer && khc_cert_org(peer, org, sizeof org) == 0 && strcmp(org, "KH-GW") == 0 &&
+        X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, sizeof cn) > 0;
+    X509_free(peer);
+    if (!gw) {
+        finish(rc, KH_E_PEER_NOT_ALLOWED, "refused", "only gateways may send envelopes");
+        return;
+    }
+    kh_err e = kh_http_body(req, (size_t)R.max_body, &buf, &len);
+    if (e != KH_OK) {
+        finish(rc, e, "refused", "expected POST with an envelope within the size limit");
+        return;
+    }
+    Kh__Envelope *env;
+    Kh__Header *h;
+    if ((e = kh_env_parse(buf, len, &env, &h, why, sizeof why)) != KH_OK) {
+        finish(rc, e, "refused", why);
+        return;
+    }
+    rc->env = env;
+    rc->h = h;
+    kh_msgid_hex(&h->msg_id, rc->hex);
+    if (R.capture)
+        capture(rc);
+    const r_org *from = org_find(h->sender);
+    const kh_org *dfrom = kh_dir_org(R.dir, h->sender);
+    if (from == NULL || dfrom == NULL) {
+        finish(rc, KH_E_UNKNOWN_ORG, "refused", "sender is not in the directory");
+        return;
+    }
+    if (strcmp(h->signer, h->sender) != 0 || kh_env_verify(env, dfrom->sign_cert) != KH_OK) {
+        finish(rc, KH_E_HEADER_SIG, "refused", "header signature does not verify for the sender");
+        return;
+    }
+    if (strcmp(from->gateway, cn) != 0) {
+        finish(rc, KH_E_PEER_NOT_ALLOWED, "refused", "sender is not hosted by this gateway");
+        return;
+    }
+    if ((e = kh_env_check_time(h, (int64_t)time(NULL), R.skew, R.ttl)) != KH_OK) {
+        finish(rc, e, "refused", kh_err_get(e)->meaning);
+        return;
+    }
+    switch (h->type) {
+    case KH__MSG_TYPE__LINKCODE_REQUEST:
+        handle_linkcode(rc, dfrom);
+        break;
+    case KH__MSG_TYPE__QUERY:
+        handle_query(rc);
+        break;
+    default:
+        finish(rc, KH_E_BAD_REQUEST, "refused", "unexpected message type");
+    }
+}
+
+/* ------------------------------------------------------------------ main */
+
+static int load_secret(const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077) != 0) {
+        snprintf(err, errlen, "secret %s must be a regular file of mode 0600", path);
+        return -1;
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (khc_read_file(path, &buf, &len) != 0 || len < 32) {
+        khc_free_secret(buf, len);
+        snprintf(err, errlen, "secret %s must hold at least 32 bytes", path);
+        return -1;
+    }
+    /* condense whatever length into the 32-byte key */
+    khc_hmac_sha256((const uint8_t *)"kh-router-secret", 16, buf, len, R.secret);
+    khc_free_secret(buf, len);
+    return 0;
+}
+
+static int setup(const char *config, char *err, size_t errlen)
+{
+    char cert[1024], key[1024], ca[1024], dir[1024];
+    R.conf = kh_conf_load(config, known_options, err, errlen);
+    if (R.conf == NULL)
+        return -1;
+    R.pki = kh_conf_str(R.conf, "pki", NULL);
+    R.capture = kh_conf_str(R.conf, "capture_dir", NULL);
+    const char *secret = kh_conf_str(R.conf, "secret", NULL);
+    if (!R.pki || !secret || !kh_conf_str(R.conf, "db", NULL) ||
+        !kh_conf_str(R.conf, "listen", NULL)) {
+        snprintf(err, errlen, "listen, pki, db and secret are required");
+        return -1;
+    }
+    if (kh_conf_int(R.conf, "max_skew", 120, 0, 3600, &R.skew, err, errlen) ||
+        kh_conf_int(R.conf, "msg_ttl", 300, 10, 86400, &R.ttl, err, errlen) ||
+        kh_conf_int(R.conf, "max_body", 1 << 20, 1024, 64 << 20, &R.max_body, err, errlen) ||
+        kh_conf_int(R.conf, "timeout_ms", 30000, 100, 120000, &R.timeout_ms, err, errlen))
+        return -1;
+    const char *lvl = kh_conf_str(R.conf, "log_level", "info");
+    kh_log_set_level(strcmp(lvl, "debug") == 0 ? KH_LOG_DEBUG : KH_LOG_INFO);
+    snprintf(cert, sizeof cert, "%s/router/tls.crt", R.pki);
+    snprintf(key, sizeof key, "%s/router/tls.key", R.pki);
+    snprintf(ca, sizeof ca, "%s/national-ca.crt", R.pki);
+    snprintf(dir, sizeof dir, "%s/router", R.pki);
+    if ((R.server_ctx = kh_tls_server_ctx(cert, key, ca, err, errlen)) == NULL ||
+        (R.client_ctx = kh_tls_client_ctx(cert, key, ca, err, errlen)) == NULL ||
+        (R.national = khc_store_from_file(ca, err, errlen)) == NULL ||
+        kh_identity_load(&R.id, "ROUTER", dir, err, errlen) != 0 ||
+        load_secret(secret, err, errlen) != 0 || parse_orgs(err, errlen) != 0)
+        return -1;
+    return build_directory(err, errlen);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    kh_info("main", "signal %d: stopping", (int)sig);
+    event_base_loopexit(R.base, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"check", no_argument, NULL, 't'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *config = NULL;
+    bool check = false;
+    int c, rc = 1, workers;
+    while ((c = getopt_long(argc, argv, "c:th", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config = optarg;
+            break;
+        case 't':
+            check = true;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (config == NULL || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    kh_log_set_component("router");
+    struct rlimit nocore = {0, 0};
+    setrlimit(RLIMIT_CORE, &nocore);
+    signal(SIGPIPE, SIG_IGN);
+    evthread_use_pthreads();
+    char err[512] = "";
+    if (setup(config, err, sizeof err) != 0) {
+        kh_error("main", "configuration %s: %s", config, err);
+        goto out;
+    }
+    if (check) {
+        printf("configuration ok: %zu organisations, %zu legal-basis rows\n", R.norgs,
+               R.dir->pb->n_legal_basis);
+        rc = 0;
+        goto out;
+    }
+    if (kh_conf_int(R.conf, "db_workers", 4, 1, 64, &workers, err, sizeof err) != 0) {
+        kh_error("main", "%s", err);
+        goto out;
+    }
+    R.base = event_base_new();
+    R.pool = kh_pool_new(R.base, kh_conf_str(R.conf, "db", ""), workers, 1024);
+    R.http = kh_http_listen(R.base, R.server_ctx, kh_conf_str(R.conf, "listen", ""),
+                            (size_t)R.max_body, err, sizeof err);
+    if (R.pool == NULL || R.http == NULL) {
+        kh_error("main", "cannot start: %s", R.http ? "database pool" : err);
+        goto out;
+    }
+    if (R.capture && mkdir(R.capture, 0700) != 0 && errno != EEXIST) {
+        kh_error("main", "cannot create capture_dir");
+        goto out;
+    }
+    evhttp_set_cb(R.http, "/v1/directory", on_directory, NULL);
+    evhttp_set_cb(R.http, "/v1/envelope", on_envelope, NULL);
+    R.sig_ev[0] = evsignal_new(R.base, SIGTERM, on_signal, NULL);
+    R.sig_ev[1] = evsignal_new(R.base, SIGINT, on_signal, NULL);
+    event_add(R.sig_ev[0], NULL);
+    event_add(R.sig_ev[1], NULL);
+    kh_info("main", "ready on %s: %zu organisations, %zu legal-basis rows",
+            kh_conf_str(R.conf, "listen", ""), R.norgs, R.dir->pb->n_legal_basis);
+    event_base_dispatch(R.base);
+    kh_info("main", "stopped");
+    rc = 0;
+out:
+    if (R.http)
+        evhttp_free(R.http);
+    kh_pool_free(R.pool);
+    for (int i = 0; i < 2; i++)
+        if (R.sig_ev[i])
+            event_free(R.sig_ev[i]);
+    if (R.base)
+        event_base_free(R.base);
+    kh_dir_free(R.dir);
+    kh_identity_clear(&R.id);
+    OPENSSL_cleanse(R.secret, sizeof R.secret);
+    SSL_CTX_free(R.server_ctx);
+    SSL_CTX_free(R.client_ctx);
+    X509_STORE_free(R.national);
+    free(R.orgs);
+    kh_conf_free(R.conf);
+    return rc;
+}
