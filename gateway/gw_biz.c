@@ -207,8 +207,18 @@ static void reg_work(PGconn *c, void *arg)
         snprintf(call->msg, sizeof call->msg, "database unavailable");
         return;
     }
-    call->err =
-        permitted(c, call->system, "register", call->reg->item_code, call->msg, sizeof call->msg);
+    /* an unknown item is named as such before permissions, to help integrators */
+    const char *item = call->reg->item_code;
+    PGresult *r = kh_db_exec(c, "SELECT count(*) FROM kh.item WHERE item_code = $1", 1, &item);
+    if (r == NULL) {
+        call->err = KH_E_DB;
+    } else if (strcmp(PQgetvalue(r, 0, 0), "0") == 0) {
+        call->err = KH_E_UNKNOWN_ITEM;
+        snprintf(call->msg, sizeof call->msg, "item_code: not in the item catalogue");
+    } else {
+        call->err = permitted(c, call->system, "register", item, call->msg, sizeof call->msg);
+    }
+    PQclear(r);
     if (call->err == KH_OK)
         call->err =
             refdb_register(c, call->system, call->reg, &call->version, call->msg, sizeof call->msg);

@@ -1,0 +1,28 @@
+# Runs last: the operational logs of router and gateways after all the other
+# tests hold no local IDs, link codes, resident-record codes or item values.
+. "$(dirname "$0")/lib.sh"
+# some traffic of its own, so the scan has something to find even when run alone
+new_person
+client 131016 tax register "$LOCAL_C" TK001 20260101 fiscal_year=2026 total_income=7654321 >/dev/null
+client 131016 tax linkcode "$LOCAL_C" "$RESIDENT" >/dev/null
+client 271004 childallowance linkcode "$LOCAL_O" "$RESIDENT" >/dev/null
+client 271004 childallowance query O-CA-001 JT001 131016 TK001 "$LOCAL_O" >/dev/null
+logs=("$KH_STACK"/log/router.log "$KH_STACK"/log/gw-a.log "$KH_STACK"/log/gw-b.log)
+check "logs are JSON lines" bash -c "! grep -vh '^{.*}$' ${logs[*]}"
+secrets=$(mktemp)
+trap 'rm -f "$secrets"' EXIT
+{
+    for t in 131016 271004; do
+        sql kh_gw_a "SELECT local_id FROM t_$t.linkcode UNION SELECT link_code FROM t_$t.linkcode
+                     UNION SELECT local_id FROM t_$t.replica
+                     UNION SELECT v FROM t_$t.replica, jsonb_each_text(data) AS e(k, v) WHERE length(v) >= 5"
+    done
+    sql kh_gw_b "SELECT local_id FROM t_n00001.linkcode UNION SELECT link_code FROM t_n00001.linkcode"
+} | sort -u | grep -vxE '|131016|271004|N00001' >"$secrets" # organisation codes are not personal
+n=$(wc -l <"$secrets")
+check "there is personal data to look for ($n values)" test "$n" -ge 5
+hits=$(grep -hFf "$secrets" "${logs[@]}" | head -5 || true)
+expect_eq "no local ID, link code or item value in the operational logs" "" "$hits"
+hits=$(grep -hE '(^|[^0-9])19[0-9]{9}([^0-9]|$)' "${logs[@]}" | head -3 || true)
+expect_eq "no resident-record code in the operational logs" "" "$hits"
+finish
