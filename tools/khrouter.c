@@ -114,7 +114,7 @@ static int parse_orgs(char *err, size_t errlen)
 static int read_pem(const char *path, ProtobufCBinaryData *out, char *err, size_t errlen)
 {
     if (khc_read_file(path, &out->data, &out->len) != 0) {
-        snprintf(err, errlen, "cannot read %s", path);
+        snprintf(err, errlen, "cannot read %.400s", path);
         return -1;
     }
     return 0;
