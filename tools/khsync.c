@@ -8,6 +8,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,10 @@ int kh_sync_request(const char *hostport, const char *cert, const char *key, con
     uint8_t *buf = NULL;
     size_t cap = 0, n = 0;
     memset(resp, 0, sizeof *resp);
+    /* a peer that refuses us (e.g. our client certificate, after the TLS 1.3
+     * handshake) closes the socket under our write: make that an error with a
+     * reason, not a SIGPIPE that kills the tool without a word */
+    signal(SIGPIPE, SIG_IGN);
     if (kh_hostport(hostport, host, sizeof host, &port) != 0) {
         snprintf(resp->error, sizeof resp->error, "bad address '%s'", hostport);
         return -1;

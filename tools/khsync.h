@@ -13,7 +13,8 @@ typedef struct {
     size_t len;
 } kh_sync_resp;
 
-/* POSTs (or GETs if body == NULL) to https://hostport/path. */
+/* POSTs (or GETs if body == NULL) to https://hostport/path. Sets SIGPIPE to be
+ * ignored (a peer closing under a write becomes an error, status 0). */
 int kh_sync_request(const char *hostport, const char *cert, const char *key, const char *ca,
                     const char *path, const uint8_t *body, size_t len, int timeout_ms,
                     kh_sync_resp *resp);

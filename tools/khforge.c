@@ -1,0 +1,607 @@
+/* khforge: forges envelopes exactly as a gateway or the router builds them,
+ * optionally breaks them on purpose, and sends them over real mutual TLS. A
+ * tool for tests and for operators who want to see a gateway or the router
+ * refuse an attack with the documented code (proto/ERRORS.md).
+ *
+ * One line per send:
+ *   SEND <n> HTTP <status> <KH-code>        refused (the kh.Status code)
+ *   SEND <n> HTTP 200 ANSWER <FOUND|NOT_FOUND|?>
+ *   SEND <n> FAILED: <reason>               transport or TLS failure
+ * Exit status: 0 all sends completed (whatever the HTTP status), 4 a
+ * transport failure, 2 usage, 1 cannot build the envelope.
+ *
+ * khforge --extract ENVELOPE DIR writes DIR/header.bin, DIR/header_sig.bin
+ * and DIR/payload.der from a saved or captured envelope, so the stock openssl
+ * CLI can check them, and prints the header's routing fields. */
+#include "kakehashi.pb-c.h"
+#include "khcrypto.h"
+#include "khenv.h"
+#include "khsync.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_ENVELOPE (16u << 20)
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: khforge --pki DIR --to HOST:PORT --as NAME --sender ORG --recipient ORG\n"
+            "               --procedure P --items I[,I...] --subject LINKCODE [options]\n"
+            "       khforge --extract ENVELOPE DIR\n"
+            "Builds a QUERY envelope as a gateway (or, with --sign-as ROUTER, as the router)\n"
+            "would, optionally breaks it, and POSTs it to /v1/envelope over mutual TLS.\n"
+            "  --pki DIR             the PKI folder made by tools/khpki\n"
+            "  --to HOST:PORT        the router, or a gateway's peer API\n"
+            "  --as NAME             TLS identity: a gateway name (DIR/gw/NAME/tls.*),\n"
+            "                        'router' (DIR/router/tls.*) or 'rogue' (DIR/rogue/tls.*)\n"
+            "  --sender ORG          header and body sender\n"
+            "  --recipient ORG       header and body recipient (payload encrypted to its enc.crt)\n"
+            "  --procedure P         procedure code, e.g. JT001\n"
+            "  --items I[,I...]      item codes, e.g. TK001\n"
+            "  --subject LINKCODE    the subject's link code as the reader of the header knows it\n"
+            "  --staff ID            body staff_id (default O-CA-001)\n"
+            "  --as-of YYYYMMDD      body as_of (default empty: today)\n"
+            "  --sign-as ORG|ROUTER  whose key signs the header (default the sender); ROUTER uses\n"
+            "                        DIR/router/sign.key and sets header.signer = ROUTER\n"
+            "  --payload-signer ORG|rogue  who signs the inner SignedData (default the sender);\n"
+            "                        rogue uses DIR/rogue/sign.{crt,key} (another CA)\n"
+            "  --tamper header|payload  after signing, flip a byte of the header's procedure\n"
+            "                        string / a byte in the middle of the payload\n"
+            "  --splice FILE         use the payload of the envelope saved in FILE with this\n"
+            "                        fresh, correctly signed header\n"
+            "  --expired             issued_at = now-600, expires_at = now-300 (correctly signed)\n"
+            "  --ttl N               validity in seconds (default 300)\n"
+            "  --times N             send the same bytes N times (default 1; 0 = only build)\n"
+            "  --save FILE           write the envelope (before sending)\n"
+            "  --save-answer FILE    write the last 200 answer envelope received\n"
+            "  --timeout-ms N        per send (default 30000)\n"
+            "  --extract ENV DIR     split a saved/captured envelope into DIR/header.bin,\n"
+            "                        DIR/header_sig.bin, DIR/payload.der and print its header\n"
+            "  -h, --help            this text\n"
+            "output: 'SEND n HTTP status KH-code', 'SEND n HTTP 200 ANSWER FOUND|NOT_FOUND|?',\n"
+            "or 'SEND n FAILED: reason'. Exit 0 all sends completed, 4 transport failure,\n"
+            "2 usage, 1 cannot build.\n");
+}
+
+static int read_all(const char *path, uint8_t **out, size_t *outlen)
+{
+    FILE *f = fopen(path, "rb");
+    uint8_t *buf = NULL;
+    size_t n = 0, cap = 0;
+    if (f == NULL)
+        return -1;
+    for (;;) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 65536;
+            uint8_t *nb = cap <= MAX_ENVELOPE ? realloc(buf, cap) : NULL;
+            if (nb == NULL) {
+                free(buf);
+                fclose(f);
+                return -1;
+            }
+            buf = nb;
+        }
+        size_t r = fread(buf + n, 1, cap - n, f);
+        n += r;
+        if (r == 0)
+            break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return -1;
+    }
+    *out = buf;
+    *outlen = n;
+    return 0;
+}
+
+static int write_all(const char *path, const uint8_t *buf, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, buf + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            close(fd);
+            return -1;
+        }
+        off += (size_t)w;
+    }
+    return close(fd);
+}
+
+/* --extract: the parts of an envelope, for the openssl CLI. */
+static int extract(const char *file, const char *dir)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    char path[1024];
+    if (read_all(file, &buf, &len) != 0) {
+        fprintf(stderr, "khforge: cannot read %s\n", file);
+        return 1;
+    }
+    Kh__Envelope *env = kh__envelope__unpack(NULL, len, buf);
+    free(buf);
+    if (env == NULL) {
+        fprintf(stderr, "khforge: %s is not a kh.Envelope\n", file);
+        return 1;
+    }
+    int rc = 0;
+    const struct {
+        const char *name;
+        ProtobufCBinaryData *b;
+    } parts[] = {{"header.bin", &env->header},
+                 {"header_sig.bin", &env->header_sig},
+                 {"payload.der", &env->payload}};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, parts[i].name);
+        if (write_all(path, parts[i].b->data, parts[i].b->len) != 0) {
+            fprintf(stderr, "khforge: cannot write %s\n", path);
+            rc = 1;
+        }
+    }
+    Kh__Header *h = kh__header__unpack(NULL, env->header.len, env->header.data);
+    if (h != NULL) {
+        char hex[2 * KH_MSG_ID_LEN + 1];
+        kh_msgid_hex(&h->msg_id, hex);
+        const ProtobufCEnumValue *t =
+            protobuf_c_enum_descriptor_get_value(&kh__msg_type__descriptor, h->type);
+        printf("msg_id=%s type=%s sender=%s recipient=%s signer=%s procedure=%s items=", hex,
+               t ? t->name : "?", h->sender, h->recipient, h->signer, h->procedure);
+        for (size_t i = 0; i < h->n_items; i++)
+            printf("%s%s", i ? "," : "", h->items[i]);
+        printf(" issued_at=%lld expires_at=%lld\n", (long long)h->issued_at,
+               (long long)h->expires_at);
+        kh__header__free_unpacked(h, NULL);
+    } else {
+        fprintf(stderr, "khforge: the envelope's header is not a kh.Header\n");
+        rc = 1;
+    }
+    kh__envelope__free_unpacked(env, NULL);
+    return rc;
+}
+
+/* Flips one byte inside the procedure string of a serialized header: the
+ * field is tag 6, wire type 2 (0x32), a one-byte length, then the string.
+ * The last character is changed to another character of [0-9A-Z] so that the
+ * header still parses and only its signature can tell. */
+static int tamper_header(uint8_t *hdr, size_t hlen, const char *procedure)
+{
+    size_t pl = strlen(procedure);
+    if (pl == 0 || pl > 127)
+        return -1;
+    for (size_t i = 0; i + 2 + pl <= hlen; i++) {
+        if (hdr[i] == 0x32 && hdr[i + 1] == pl && memcmp(hdr + i + 2, procedure, pl) == 0) {
+            uint8_t *c = &hdr[i + 2 + pl - 1];
+            *c = *c == '0' ? '1' : *c == 'A' ? 'B' : (uint8_t)(*c ^ 1);
+            if (!((*c >= '0' && *c <= '9') || (*c >= 'A' && *c <= 'Z')))
+                *c = '0';
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static size_t split_items(char *s, char **items)
+{
+    size_t n = 0;
+    for (char *save = NULL, *t = strtok_r(s, ",", &save); t && n < KH_MAX_ITEMS;
+         t = strtok_r(NULL, ",", &save))
+        items[n++] = t;
+    return n;
+}
+
+/* Opens a 200 answer with the asker's encryption key: FOUND, NOT_FOUND or ?. */
+static const char *answer_result(const char *pki, const char *asker, const uint8_t *buf, size_t len,
+                                 char *out, size_t outlen)
+{
+    char path[1024], err[256];
+    X509 *cert = NULL;
+    EVP_PKEY *key = NULL;
+    X509_STORE *trust = NULL;
+    X509 *signer = NULL;
+    uint8_t *body = NULL;
+    size_t blen = 0;
+    snprintf(out, outlen, "?");
+    Kh__Envelope *env = kh__envelope__unpack(NULL, len, buf);
+    if (env == NULL)
+        return out;
+    snprintf(path, sizeof path, "%s/org/%s/enc.crt", pki, asker);
+    cert = khc_load_cert(path, err, sizeof err);
+    snprintf(path, sizeof path, "%s/org/%s/enc.key", pki, asker);
+    key = khc_load_key(path, err, sizeof err);
+    snprintf(path, sizeof path, "%s/national-ca.crt", pki);
+    trust = khc_store_from_file(path, err, sizeof err);
+    if (cert && key && trust &&
+        khc_open(env->payload.data, env->payload.len, cert, key, trust, &body, &blen, &signer) ==
+            KH_OK) {
+        Kh__AnswerBody *ab = kh__answer_body__unpack(NULL, blen, body);
+        if (ab != NULL) {
+            snprintf(out, outlen, "%s", ab->result[0] ? ab->result : "?");
+            kh__answer_body__free_unpacked(ab, NULL);
+        }
+        khc_free_secret(body, blen);
+        X509_free(signer);
+    }
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    X509_STORE_free(trust);
+    kh__envelope__free_unpacked(env, NULL);
+    return out;
+}
+
+static const char *refusal_code(const kh_sync_resp *r, char *out, size_t outlen)
+{
+    Kh__Status *st = kh__status__unpack(NULL, r->len, r->body);
+    snprintf(out, outlen, "%s", st && st->code[0] ? st->code : "?");
+    if (st)
+        kh__status__free_unpacked(st, NULL);
+    return out;
+}
+
+typedef struct {
+    const char *pki, *to, *as, *sender, *recipient, *procedure, *subject, *staff, *as_of;
+    const char *sign_as, *payload_signer, *tamper, *splice, *save, *save_answer;
+    char *items;
+    bool expired;
+    int times, ttl, timeout_ms;
+} forge_opts;
+
+/* Builds the envelope described by o into *out. */
+static int build(const forge_opts *o, uint8_t **out, size_t *outlen)
+{
+    char path[1024], err[256];
+    char *items[KH_MAX_ITEMS];
+    size_t nitems = split_items(o->items, items);
+    X509 *psign_cert = NULL, *recip = NULL;
+    EVP_PKEY *psign_key = NULL, *hkey = NULL;
+    uint8_t *body = NULL, *payload = NULL, *hdr = NULL, *sig = NULL, *spliced = NULL;
+    size_t blen = 0, plen = 0, hlen = 0, slen = 0, splen = 0;
+    Kh__Envelope *saved = NULL;
+    int rc = -1;
+    bool router = strcmp(o->sign_as, "ROUTER") == 0;
+    bool rogue = strcmp(o->payload_signer, "rogue") == 0;
+
+    /* header signing key */
+    if (router)
+        snprintf(path, sizeof path, "%s/router/sign.key", o->pki);
+    else
+        snprintf(path, sizeof path, "%s/org/%s/sign.key", o->pki, o->sign_as);
+    if ((hkey = khc_load_key(path, err, sizeof err)) == NULL)
+        goto fail;
+    /* payload signer and recipient */
+    if (rogue)
+        snprintf(path, sizeof path, "%s/rogue/sign", o->pki);
+    else
+        snprintf(path, sizeof path, "%s/org/%s/sign", o->pki, o->payload_signer);
+    size_t base = strlen(path);
+    snprintf(path + base, sizeof path - base, ".crt");
+    if ((psign_cert = khc_load_cert(path, err, sizeof err)) == NULL)
+        goto fail;
+    snprintf(path + base, sizeof path - base, ".key");
+    if ((psign_key = khc_load_key(path, err, sizeof err)) == NULL)
+        goto fail;
+    snprintf(path, sizeof path, "%s/org/%s/enc.crt", o->pki, o->recipient);
+    if ((recip = khc_load_cert(path, err, sizeof err)) == NULL)
+        goto fail;
+
+    /* the header, as kh_header_init and gw_biz.c build it */
+    Kh__Header h;
+    uint8_t id[KH_MSG_ID_LEN];
+    if (kh_header_init(&h, id, KH__MSG_TYPE__QUERY, o->sender, o->recipient, o->sign_as, o->ttl) !=
+        0) {
+        snprintf(err, sizeof err, "no randomness");
+        goto fail;
+    }
+    h.procedure = (char *)o->procedure;
+    h.items = items;
+    h.n_items = nitems;
+    h.subject = (char *)o->subject;
+    if (o->expired) {
+        int64_t now = (int64_t)time(NULL);
+        h.issued_at = now - 600;
+        h.expires_at = now - 300;
+    }
+
+    /* the payload: fresh (body repeats the header), or spliced from a file */
+    if (o->splice) {
+        if (read_all(o->splice, &spliced, &splen) != 0 ||
+            (saved = kh__envelope__unpack(NULL, splen, spliced)) == NULL) {
+            snprintf(err, sizeof err, "%s is not a saved envelope", o->splice);
+            goto fail;
+        }
+        plen = saved->payload.len;
+        payload = malloc(plen ? plen : 1);
+        if (payload == NULL)
+            goto fail;
+        memcpy(payload, saved->payload.data, plen);
+    } else {
+        Kh__QueryBody b = KH__QUERY_BODY__INIT;
+        b.msg_id = h.msg_id;
+        b.sender = (char *)o->sender;
+        b.recipient = (char *)o->recipient;
+        b.procedure = (char *)o->procedure;
+        b.items = items;
+        b.n_items = nitems;
+        b.staff_id = (char *)o->staff;
+        b.as_of = (char *)o->as_of;
+        if (kh_pb_pack(&b.base, &body, &blen) != 0 ||
+            khc_seal(body, blen, psign_cert, psign_key, recip, &payload, &plen) != 0) {
+            snprintf(err, sizeof err, "cannot seal the payload");
+            goto fail;
+        }
+    }
+
+    /* sign the header (kh_env_pack's steps, done here so a byte can be
+     * flipped between signing and packing) */
+    if (kh_pb_pack(&h.base, &hdr, &hlen) != 0 || khc_sign(hkey, hdr, hlen, &sig, &slen) != 0) {
+        snprintf(err, sizeof err, "cannot sign the header");
+        goto fail;
+    }
+    if (o->tamper && strcmp(o->tamper, "header") == 0 &&
+        tamper_header(hdr, hlen, o->procedure) != 0) {
+        snprintf(err, sizeof err, "procedure not found in the serialized header");
+        goto fail;
+    }
+    if (o->tamper && strcmp(o->tamper, "payload") == 0)
+        payload[plen / 2] ^= 0x01;
+    Kh__Envelope env = KH__ENVELOPE__INIT;
+    env.header.data = hdr;
+    env.header.len = hlen;
+    env.header_sig.data = sig;
+    env.header_sig.len = slen;
+    env.payload.data = payload;
+    env.payload.len = plen;
+    if (kh_pb_pack(&env.base, out, outlen) != 0)
+        goto fail;
+    rc = 0;
+    goto out;
+fail:
+    fprintf(stderr, "khforge: %s\n", err);
+out:
+    khc_free_secret(body, blen);
+    free(payload);
+    free(hdr);
+    free(sig);
+    free(spliced);
+    if (saved)
+        kh__envelope__free_unpacked(saved, NULL);
+    X509_free(psign_cert);
+    X509_free(recip);
+    EVP_PKEY_free(psign_key);
+    EVP_PKEY_free(hkey);
+    return rc;
+}
+
+static bool is_org(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 15)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'A' && s[i] <= 'Z')))
+            return false;
+    return true;
+}
+
+static bool is_name(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 63 || s[0] == '.')
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'z') ||
+              (s[i] >= 'A' && s[i] <= 'Z') || s[i] == '-' || s[i] == '.'))
+            return false;
+    return true;
+}
+
+enum {
+    O_PKI = 256,
+    O_TO,
+    O_AS,
+    O_SENDER,
+    O_RECIPIENT,
+    O_PROCEDURE,
+    O_ITEMS,
+    O_SUBJECT,
+    O_STAFF,
+    O_ASOF,
+    O_SIGNAS,
+    O_PSIGNER,
+    O_TAMPER,
+    O_SPLICE,
+    O_EXPIRED,
+    O_TTL,
+    O_TIMES,
+    O_SAVE,
+    O_SAVEANS,
+    O_TIMEOUT,
+    O_EXTRACT,
+};
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"pki", required_argument, NULL, O_PKI},
+                                         {"to", required_argument, NULL, O_TO},
+                                         {"as", required_argument, NULL, O_AS},
+                                         {"sender", required_argument, NULL, O_SENDER},
+                                         {"recipient", required_argument, NULL, O_RECIPIENT},
+                                         {"procedure", required_argument, NULL, O_PROCEDURE},
+                                         {"items", required_argument, NULL, O_ITEMS},
+                                         {"subject", required_argument, NULL, O_SUBJECT},
+                                         {"staff", required_argument, NULL, O_STAFF},
+                                         {"as-of", required_argument, NULL, O_ASOF},
+                                         {"sign-as", required_argument, NULL, O_SIGNAS},
+                                         {"payload-signer", required_argument, NULL, O_PSIGNER},
+                                         {"tamper", required_argument, NULL, O_TAMPER},
+                                         {"splice", required_argument, NULL, O_SPLICE},
+                                         {"expired", no_argument, NULL, O_EXPIRED},
+                                         {"ttl", required_argument, NULL, O_TTL},
+                                         {"times", required_argument, NULL, O_TIMES},
+                                         {"save", required_argument, NULL, O_SAVE},
+                                         {"save-answer", required_argument, NULL, O_SAVEANS},
+                                         {"timeout-ms", required_argument, NULL, O_TIMEOUT},
+                                         {"extract", no_argument, NULL, O_EXTRACT},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    forge_opts o = {.staff = "O-CA-001", .as_of = "", .times = 1, .ttl = 300, .timeout_ms = 30000};
+    bool do_extract = false;
+    int c;
+    char *end;
+    long v;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case O_PKI:
+            o.pki = optarg;
+            break;
+        case O_TO:
+            o.to = optarg;
+            break;
+        case O_AS:
+            o.as = optarg;
+            break;
+        case O_SENDER:
+            o.sender = optarg;
+            break;
+        case O_RECIPIENT:
+            o.recipient = optarg;
+            break;
+        case O_PROCEDURE:
+            o.procedure = optarg;
+            break;
+        case O_ITEMS:
+            o.items = optarg;
+            break;
+        case O_SUBJECT:
+            o.subject = optarg;
+            break;
+        case O_STAFF:
+            o.staff = optarg;
+            break;
+        case O_ASOF:
+            o.as_of = optarg;
+            break;
+        case O_SIGNAS:
+            o.sign_as = optarg;
+            break;
+        case O_PSIGNER:
+            o.payload_signer = optarg;
+            break;
+        case O_TAMPER:
+            o.tamper = optarg;
+            break;
+        case O_SPLICE:
+            o.splice = optarg;
+            break;
+        case O_EXPIRED:
+            o.expired = true;
+            break;
+        case O_SAVE:
+            o.save = optarg;
+            break;
+        case O_SAVEANS:
+            o.save_answer = optarg;
+            break;
+        case O_EXTRACT:
+            do_extract = true;
+            break;
+        case O_TTL:
+        case O_TIMES:
+        case O_TIMEOUT:
+            errno = 0;
+            v = strtol(optarg, &end, 10);
+            if (errno || *end || end == optarg || v < 0 || v > 86400000) {
+                fprintf(stderr, "khforge: bad number '%s'\n", optarg);
+                return 2;
+            }
+            if (c == O_TTL)
+                o.ttl = (int)v;
+            else if (c == O_TIMES)
+                o.times = (int)v;
+            else
+                o.timeout_ms = (int)v;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (do_extract) {
+        if (argc - optind != 2) {
+            usage(stderr);
+            return 2;
+        }
+        return extract(argv[optind], argv[optind + 1]);
+    }
+    if (!o.sign_as)
+        o.sign_as = o.sender;
+    if (!o.payload_signer)
+        o.payload_signer = o.sender;
+    if (optind != argc || !o.pki || !o.to || !is_name(o.as) || !is_org(o.sender) ||
+        !is_org(o.recipient) || !o.procedure || !o.items || !o.subject || !is_org(o.sign_as) ||
+        (!is_org(o.payload_signer) && strcmp(o.payload_signer, "rogue") != 0) ||
+        (o.tamper && strcmp(o.tamper, "header") != 0 && strcmp(o.tamper, "payload") != 0) ||
+        o.timeout_ms == 0 || o.ttl == 0 || strlen(o.procedure) > KH_CODE_MAX) {
+        usage(stderr);
+        return 2;
+    }
+
+    uint8_t *env = NULL;
+    size_t elen = 0;
+    if (build(&o, &env, &elen) != 0)
+        return 1;
+    if (o.save && write_all(o.save, env, elen) != 0) {
+        fprintf(stderr, "khforge: cannot write %s\n", o.save);
+        free(env);
+        return 1;
+    }
+
+    char cert[1024], key[1024], ca[1024], code[64], result[32];
+    if (strcmp(o.as, "router") == 0 || strcmp(o.as, "rogue") == 0) {
+        snprintf(cert, sizeof cert, "%s/%s/tls.crt", o.pki, o.as);
+        snprintf(key, sizeof key, "%s/%s/tls.key", o.pki, o.as);
+    } else {
+        snprintf(cert, sizeof cert, "%s/gw/%s/tls.crt", o.pki, o.as);
+        snprintf(key, sizeof key, "%s/gw/%s/tls.key", o.pki, o.as);
+    }
+    snprintf(ca, sizeof ca, "%s/national-ca.crt", o.pki);
+    int rc = 0;
+    for (int n = 1; n <= o.times; n++) {
+        kh_sync_resp r;
+        kh_sync_request(o.to, cert, key, ca, "/v1/envelope", env, elen, o.timeout_ms, &r);
+        if (r.status == 0) {
+            printf("SEND %d FAILED: %s\n", n, r.error);
+            rc = 4;
+        } else if (r.status == 200) {
+            printf("SEND %d HTTP 200 ANSWER %s\n", n,
+                   answer_result(o.pki, o.sender, r.body, r.len, result, sizeof result));
+            if (o.save_answer && write_all(o.save_answer, r.body, r.len) != 0) {
+                fprintf(stderr, "khforge: cannot write %s\n", o.save_answer);
+                rc = rc ? rc : 1;
+            }
+        } else {
+            printf("SEND %d HTTP %d %s\n", n, r.status, refusal_code(&r, code, sizeof code));
+        }
+        fflush(stdout);
+        kh_sync_resp_free(&r);
+    }
+    free(env);
+    return rc;
+}
