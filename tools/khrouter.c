@@ -65,7 +65,8 @@ static void usage(FILE *f)
                "  db = CONNINFO       the router's database (schema router)\n"
                "  secret = FILE       32+ random bytes, mode 0600: the link-code key\n"
                "  org = CODE,CLASS,NAME,GATEWAY,HOST:PORT   one per organisation (repeat)\n"
-               "  capture_dir = DIR   write every envelope received (operators' capture)\n"
+               "  capture_dir = DIR   keep each authenticated envelope as received "
+               "(SENDER-MSGID.envelope)\n"
                "  max_skew = 120, msg_ttl = 300, max_body = 1048576, timeout_ms = 30000,\n"
                "  db_workers = 4, log_level = info\n");
 }
@@ -636,20 +637,21 @@ static void handle_query(r_call *rc)
         finish(rc, KH_E_OVERLOADED, "refused", "database queue full");
 }
 
-static void capture(const r_call *rc)
+/* Operators' capture: the envelope exactly as received, once it is known to
+ * come from its sender (header signature verified, sent by the sender's own
+ * gateway). Named by sender and message id; an existing file is never
+ * replaced, so a later message cannot overwrite an earlier capture. */
+static void capture(const r_call *rc, const uint8_t *buf, size_t len)
 {
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s.envelope", R.capture, rc->hex);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
+    snprintf(path, sizeof path, "%s/%s-%s.envelope", R.capture, rc->h->sender, rc->hex);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        kh_warn("capture", "message %s not captured: %s", rc->hex, strerror(errno));
         return;
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    if (kh_pb_pack(&rc->env->base, &buf, &len) == 0) {
-        ssize_t w = write(fd, buf, len);
-        (void)w;
     }
-    free(buf);
+    if (write(fd, buf, len) != (ssize_t)len)
+        kh_warn("capture", "message %s: short write", rc->hex);
     close(fd);
 }
 
@@ -690,8 +692,6 @@ static void on_envelope(struct evhttp_request *req, void *arg)
     rc->env = env;
     rc->h = h;
     kh_msgid_hex(&h->msg_id, rc->hex);
-    if (R.capture)
-        capture(rc);
     const r_org *from = org_find(h->sender);
     const kh_org *dfrom = kh_dir_org(R.dir, h->sender);
     if (from == NULL || dfrom == NULL) {
@@ -706,6 +706,8 @@ static void on_envelope(struct evhttp_request *req, void *arg)
         finish(rc, KH_E_PEER_NOT_ALLOWED, "refused", "sender is not hosted by this gateway");
         return;
     }
+    if (R.capture)
+        capture(rc, buf, len);
     if ((e = kh_env_check_time(h, (int64_t)time(NULL), R.skew, R.ttl)) != KH_OK) {
         finish(rc, e, "refused", kh_err_get(e)->meaning);
         return;

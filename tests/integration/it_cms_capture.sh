@@ -28,7 +28,7 @@ out=$(client 271004 childallowance query O-CA-001 JT001 131016 TK001 "$LOCAL_O")
 expect_contains "Osaka's query is answered" "OK FOUND" "$out"
 expect_contains "with the registered value" "TK001.total_income=$income" "$out"
 handle=$(sed -n 's/.*handle=\([0-9a-f]*\).*/\1/p' <<<"$out")
-cap=$KH_STACK/capture/$handle.envelope
+cap=$KH_STACK/capture/271004-$handle.envelope
 check "the router captured the query as $handle.envelope" test -n "$handle" -a -s "$cap"
 
 hdr=$("$FORGE" --extract "$cap" "$T" 2>&1) || true
