@@ -33,6 +33,7 @@ typedef struct {
     struct evhttp *biz_http, *peer_http;
     struct event *retry_ev, *sig_ev[2];
     int dir_attempts;
+    bool stopping; /* set at shutdown: completions must not start new requests */
 } gw;
 
 extern gw G;

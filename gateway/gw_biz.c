@@ -72,8 +72,10 @@ static void call_free(gw_call *call)
     }
     if (call->q)
         kh__query_request__free_unpacked(call->q, NULL);
-    if (call->ans)
+    if (call->ans) {
+        kh_items_wipe(call->ans->data, call->ans->n_data);
         kh__answer_body__free_unpacked(call->ans, NULL);
+    }
     OPENSSL_cleanse(call->link_code, sizeof call->link_code);
     free(call);
 }
@@ -161,7 +163,7 @@ static kh_err permitted(PGconn *c, const char *sys, const char *op, const char *
 /* Reads and unpacks the body of a business request, or replies with the refusal. */
 static void *read_body(struct evhttp_request *req, const ProtobufCMessageDescriptor *d)
 {
-    const uint8_t *body;
+    uint8_t *body;
     size_t len;
     kh_err e = kh_http_body(req, (size_t)G.max_body, &body, &len);
     if (e != KH_OK) {
@@ -172,8 +174,8 @@ static void *read_body(struct evhttp_request *req, const ProtobufCMessageDescrip
         return NULL;
     }
     void *m = protobuf_c_message_unpack(d, NULL, len, body);
-    /* the raw body may hold a national reference or personal data: wipe it */
-    OPENSSL_cleanse((void *)body, len);
+    /* the raw body may hold a national reference or personal data */
+    khc_free_secret(body, len);
     if (m == NULL)
         kh_http_reply_err(req, KH_E_BAD_REQUEST, "body is not a %s", d->name);
     return m;
@@ -292,6 +294,8 @@ static void lc_check_work(PGconn *c, void *arg)
 static void lc_check_done(void *arg)
 {
     gw_call *call = arg;
+    if (G.stopping && call->err == KH_OK)
+        call_set(call, KH_E_UPSTREAM, "gateway stopping");
     if (call->err != KH_OK) {
         call_fail(call);
         return;
@@ -564,6 +568,8 @@ static void q_check_work(PGconn *c, void *arg)
 static void q_check_done(void *arg)
 {
     gw_call *call = arg;
+    if (G.stopping && call->err == KH_OK)
+        call_set(call, KH_E_UPSTREAM, "gateway stopping");
     Kh__QueryRequest *q = call->q;
     if (call->err != KH_OK) {
         kh_info("biz", "tenant %s: query %s refused %s", call->t->id.code, call->msg_hex,
@@ -599,11 +605,12 @@ static void q_check_done(void *arg)
         goto fail;
     khc_free_secret(body, blen);
     body = NULL;
+    kh_info("biz", "tenant %s: query %s to %s procedure %s", call->t->id.code, call->msg_hex,
+            q->provider, q->procedure);
+    /* q_sent may run before this returns (a refused connect): call is not ours after it */
     if (kh_http_request(G.base, G.client_ctx, EVHTTP_REQ_POST, G.router, "/v1/envelope", env, elen,
                         call->timeout_ms, "ROUTER", "router", q_sent, call) != 0)
         goto fail;
-    kh_info("biz", "tenant %s: query %s sent to %s procedure %s", call->t->id.code, call->msg_hex,
-            q->provider, q->procedure);
     free(env);
     return;
 fail:

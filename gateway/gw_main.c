@@ -205,11 +205,13 @@ static void fetch_directory(evutil_socket_t fd, short what, void *arg)
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     kh_info("main", "signal %d: stopping", (int)sig);
+    G.stopping = true;
     event_base_loopexit(G.base, NULL);
 }
 
 static void teardown(void)
 {
+    G.stopping = true;
     if (G.biz_http)
         evhttp_free(G.biz_http);
     if (G.peer_http)

@@ -43,6 +43,7 @@ static void peer_free(peer_call *pc)
         kh__header__free_unpacked(pc->h, NULL);
     if (pc->qb)
         kh__query_body__free_unpacked(pc->qb, NULL);
+    kh_items_wipe(pc->data, pc->ndata);
     refdb_items_free(pc->data, pc->ndata);
     free(pc);
 }
@@ -157,7 +158,7 @@ fail:
 
 static void on_envelope(struct evhttp_request *req, void *arg)
 {
-    const uint8_t *buf;
+    uint8_t *buf;
     size_t len;
     char why[200], org[16];
     Kh__Envelope *env = NULL;
@@ -179,7 +180,9 @@ static void on_envelope(struct evhttp_request *req, void *arg)
         refuse(req, e, "expected POST with an envelope within the size limit", NULL);
         return;
     }
-    if ((e = kh_env_parse(buf, len, &env, &h, why, sizeof why)) != KH_OK) {
+    e = kh_env_parse(buf, len, &env, &h, why, sizeof why);
+    khc_free_secret(buf, len);
+    if (e != KH_OK) {
         refuse(req, e, why, NULL);
         return;
     }

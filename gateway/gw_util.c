@@ -75,7 +75,7 @@ kh_err gw_seen(PGconn *c, const char *sender, const char *msg_id_hex, int64_t ex
     snprintf(exp, sizeof exp, "%lld", (long long)expires_at);
     const char *p[3] = {sender, msg_id_hex, exp};
     PGresult *r = kh_db_exec(c,
-                             "INSERT INTO kh.seen_msg (sender, msg_id, expires_at) "
+                             "INSERT INTO seen_msg (sender, msg_id, expires_at) "
                              "VALUES ($1, $2, to_timestamp($3::bigint)) ON CONFLICT DO NOTHING",
                              3, p);
     if (r == NULL)

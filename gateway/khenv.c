@@ -4,11 +4,20 @@
 #include "idconv.h"
 #include "khcrypto.h"
 
+#include <openssl/crypto.h>
 #include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+void kh_items_wipe(Kh__ItemData *const *items, size_t n)
+{
+    for (size_t i = 0; items && i < n; i++)
+        for (size_t k = 0; k < items[i]->n_fields; k++)
+            if (items[i]->fields[k]->value)
+                OPENSSL_cleanse(items[i]->fields[k]->value, strlen(items[i]->fields[k]->value));
+}
 
 int kh_pb_pack(const ProtobufCMessage *m, uint8_t **out, size_t *outlen)
 {
@@ -143,6 +152,11 @@ kh_err kh_env_verify(const Kh__Envelope *env, X509 *cert)
 
 kh_err kh_env_check_time(const Kh__Header *h, int64_t now, int skew, int max_ttl)
 {
+    /* bound both times first, so the arithmetic below cannot overflow */
+    const int64_t decade = 10LL * 366 * 24 * 3600;
+    if (h->issued_at < now - decade || h->issued_at > now + decade ||
+        h->expires_at < now - decade || h->expires_at > now + decade)
+        return h->expires_at <= now ? KH_E_EXPIRED : KH_E_CLOCK_SKEW;
     if (h->expires_at <= now)
         return KH_E_EXPIRED;
     if (h->issued_at > now + skew || h->issued_at < now - max_ttl - skew ||

@@ -36,6 +36,8 @@ kh_err kh_env_verify(const Kh__Envelope *env, X509 *cert);
 kh_err kh_env_check_time(const Kh__Header *h, int64_t now, int skew, int max_ttl);
 /* True if the two item lists are equal as ordered lists. */
 bool kh_items_equal(char *const *a, size_t na, char *const *b, size_t nb);
+/* Wipes the field values of answered items before they are freed. */
+void kh_items_wipe(Kh__ItemData *const *items, size_t n);
 /* Packs any protobuf message into a malloc'd buffer. */
 int kh_pb_pack(const ProtobufCMessage *m, uint8_t **out, size_t *outlen);
 /* A short printable form of a message ID for logs (hex). */

@@ -10,10 +10,20 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/util.h>
+#include <netinet/in.h>
+#include <openssl/crypto.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+bool kh_host_numeric(const char *host)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return evutil_inet_pton(AF_INET, host, buf) == 1 || evutil_inet_pton(AF_INET6, host, buf) == 1;
+}
 
 int kh_hostport(const char *hp, char *host, size_t hostlen, uint16_t *port)
 {
@@ -28,6 +38,11 @@ int kh_hostport(const char *hp, char *host, size_t hostlen, uint16_t *port)
     host[colon - hp] = '\0';
     *port = (uint16_t)p;
     return 0;
+}
+
+static void not_found(struct evhttp_request *req, void *arg)
+{
+    kh_http_reply_err(req, KH_E_NOT_FOUND_PATH, "no such endpoint on this listener");
 }
 
 static struct bufferevent *server_bev(struct event_base *base, void *arg)
@@ -54,6 +69,7 @@ struct evhttp *kh_http_listen(struct event_base *base, SSL_CTX *ctx, const char 
         return NULL;
     }
     evhttp_set_bevcb(http, server_bev, ctx);
+    evhttp_set_gencb(http, not_found, NULL);
     evhttp_set_max_body_size(http, (ev_ssize_t)max_body);
     evhttp_set_max_headers_size(http, 16384);
     evhttp_set_timeout(http, 30);
@@ -73,7 +89,7 @@ SSL *kh_http_req_ssl(struct evhttp_request *req)
     return bev ? bufferevent_openssl_get_ssl(bev) : NULL;
 }
 
-kh_err kh_http_body(struct evhttp_request *req, size_t max, const uint8_t **body, size_t *len)
+kh_err kh_http_body(struct evhttp_request *req, size_t max, uint8_t **body, size_t *len)
 {
     if (evhttp_request_get_command(req) != EVHTTP_REQ_POST)
         return KH_E_BAD_REQUEST;
@@ -81,7 +97,25 @@ kh_err kh_http_body(struct evhttp_request *req, size_t max, const uint8_t **body
     size_t n = evbuffer_get_length(in);
     if (n > max)
         return KH_E_TOO_LARGE;
-    *body = n ? evbuffer_pullup(in, -1) : (const uint8_t *)"";
+    uint8_t *copy = malloc(n ? n : 1);
+    if (copy == NULL)
+        return KH_E_INTERNAL;
+    if (n && evbuffer_copyout(in, copy, n) != (ev_ssize_t)n) {
+        free(copy);
+        return KH_E_INTERNAL;
+    }
+    /* wipe libevent's chunks in place before they go back to the allocator:
+     * a request body may hold a national reference or personal data */
+    int nvec = evbuffer_peek(in, -1, NULL, NULL, 0);
+    struct evbuffer_iovec *vec = nvec > 0 ? calloc((size_t)nvec, sizeof *vec) : NULL;
+    if (vec != NULL) {
+        nvec = evbuffer_peek(in, -1, NULL, vec, nvec);
+        for (int i = 0; i < nvec; i++)
+            OPENSSL_cleanse(vec[i].iov_base, vec[i].iov_len);
+        free(vec);
+    }
+    evbuffer_drain(in, n);
+    *body = copy;
     *len = n;
     return KH_OK;
 }
@@ -90,7 +124,7 @@ static void reply_bytes(struct evhttp_request *req, int status, const uint8_t *b
 {
     struct evbuffer *out = evbuffer_new();
     if (out == NULL) {
-        evhttp_send_error(req, 500, NULL);
+        evhttp_send_reply(req, 500, "Internal error", NULL);
         return;
     }
     evbuffer_add(out, buf, len);
@@ -105,11 +139,12 @@ void kh_http_reply_pb(struct evhttp_request *req, const ProtobufCMessage *msg)
     size_t n = protobuf_c_message_get_packed_size(msg);
     uint8_t *buf = malloc(n ? n : 1);
     if (buf == NULL) {
-        evhttp_send_error(req, 500, NULL);
+        kh_http_reply_err(req, KH_E_INTERNAL, "out of memory");
         return;
     }
     protobuf_c_message_pack(msg, buf);
     reply_bytes(req, 200, buf, n);
+    OPENSSL_cleanse(buf, n); /* responses may carry personal data */
     free(buf);
 }
 
@@ -150,21 +185,38 @@ void kh_http_parse_status(const uint8_t *body, size_t len, char *code, size_t co
 typedef struct {
     kh_http_done_cb cb;
     void *arg;
+    struct evhttp_connection *conn;
 } client_call;
 
+static void free_conn_later(evutil_socket_t fd, short what, void *arg)
+{
+    evhttp_connection_free(arg);
+}
+
+/* libevent calls this once per request: with a response, or with a status of
+ * 0 when connecting, the TLS handshake or the deadline failed. The connection
+ * is freed on the next loop turn, never inside its own callback, on every one
+ * of those paths (libevent's auto-free misses the failed-connect path). */
 static void client_done(struct evhttp_request *req, void *arg)
 {
     client_call *call = arg;
     int status = req ? evhttp_request_get_response_code(req) : 0;
     const uint8_t *body = (const uint8_t *)"";
     size_t len = 0;
+    struct evbuffer *in = NULL;
     if (req != NULL && status != 0) {
-        struct evbuffer *in = evhttp_request_get_input_buffer(req);
+        in = evhttp_request_get_input_buffer(req);
         len = evbuffer_get_length(in);
         if (len)
             body = evbuffer_pullup(in, -1);
     }
     call->cb(status, body, len, call->arg);
+    if (len)
+        OPENSSL_cleanse((void *)body, len); /* answers carry personal data */
+    struct timeval now = {0, 0};
+    struct event_base *base = evhttp_connection_get_base(call->conn);
+    if (event_base_once(base, -1, EV_TIMEOUT, free_conn_later, call->conn, &now) != 0)
+        kh_warn("http", "cannot schedule freeing an outgoing connection");
     free(call);
 }
 
@@ -175,7 +227,7 @@ int kh_http_request(struct event_base *base, SSL_CTX *ctx, enum evhttp_cmd_type 
 {
     char host[128];
     uint16_t port;
-    if (kh_hostport(hostport, host, sizeof host, &port) != 0)
+    if (kh_hostport(hostport, host, sizeof host, &port) != 0 || !kh_host_numeric(host))
         return -1;
     SSL *ssl = SSL_new(ctx);
     if (ssl == NULL)
@@ -209,6 +261,7 @@ int kh_http_request(struct event_base *base, SSL_CTX *ctx, enum evhttp_cmd_type 
     }
     call->cb = cb;
     call->arg = arg;
+    call->conn = conn;
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Host", host);
     evhttp_add_header(h, "Content-Type", "application/x-protobuf");
@@ -216,11 +269,12 @@ int kh_http_request(struct event_base *base, SSL_CTX *ctx, enum evhttp_cmd_type 
     if (len)
         evbuffer_add(evhttp_request_get_output_buffer(req), body, len);
     if (evhttp_make_request(conn, req, method, path) != 0) {
-        /* evhttp_make_request frees req on failure */
+        /* the request was not queued: it is ours to free unless libevent already did */
+        if (evhttp_request_get_connection(req) != NULL)
+            evhttp_request_free(req);
         free(call);
         evhttp_connection_free(conn);
         return -1;
     }
-    evhttp_connection_free_on_completion(conn);
     return 0;
 }

@@ -12,9 +12,13 @@
 #include <event2/http.h>
 #include <openssl/ssl.h>
 #include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+/* True if host is an IPv4 or IPv6 literal. Outgoing requests accept only
+ * those: a name would need a blocking lookup on the event loop. */
+bool kh_host_numeric(const char *host);
 /* Splits "host:port"; 0 on success. */
 int kh_hostport(const char *hp, char *host, size_t hostlen, uint16_t *port);
 
@@ -24,9 +28,10 @@ struct evhttp *kh_http_listen(struct event_base *base, SSL_CTX *ctx, const char 
                               size_t max_body, char *err, size_t errlen);
 /* The TLS session of a request's connection. */
 SSL *kh_http_req_ssl(struct evhttp_request *req);
-/* The request body, contiguous (points into libevent's buffer). Refuses
- * non-POST methods and bodies over max with KH_E_BAD_REQUEST/KH_E_TOO_LARGE. */
-kh_err kh_http_body(struct evhttp_request *req, size_t max, const uint8_t **body, size_t *len);
+/* The request body as a malloc'd copy the caller frees with khc_free_secret;
+ * libevent's own buffers are wiped. Refuses non-POST methods and bodies over
+ * max with KH_E_BAD_REQUEST / KH_E_TOO_LARGE. */
+kh_err kh_http_body(struct evhttp_request *req, size_t max, uint8_t **body, size_t *len);
 /* Sends 200 with a serialized protobuf message. */
 void kh_http_reply_pb(struct evhttp_request *req, const ProtobufCMessage *msg);
 /* Sends a refusal: HTTP status from the code table, body kh.Status. The

@@ -119,7 +119,16 @@ kh_pool *kh_pool_new(struct event_base *base, const char *conninfo, int workers,
         return NULL;
     p->base = base;
     p->queue_max = queue_max;
-    p->conninfo = strdup(conninfo);
+    /* a bounded wait for the database, so a dead server cannot stall the
+     * workers (or shutdown) indefinitely */
+    if (strstr(conninfo, "connect_timeout") == NULL) {
+        size_t n = strlen(conninfo) + sizeof " connect_timeout=5";
+        p->conninfo = malloc(n);
+        if (p->conninfo)
+            snprintf(p->conninfo, n, "%s connect_timeout=5", conninfo);
+    } else {
+        p->conninfo = strdup(conninfo);
+    }
     p->done_ev = event_new(base, -1, 0, on_done, p);
     p->threads = calloc((size_t)workers, sizeof *p->threads);
     pthread_mutex_init(&p->mu, NULL);
@@ -189,11 +198,14 @@ PGresult *kh_db_exec(PGconn *c, const char *sql, int nparams, const char *const 
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
         return r;
-    /* the primary message and SQLSTATE only: never the parameters */
+    /* SQLSTATE and the names of the objects involved only: PostgreSQL's
+     * messages can quote values (personal data) */
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-    kh_warn("db", "statement failed: sqlstate=%s %s", state ? state : "?",
-            primary ? primary : PQerrorMessage(c));
+    const char *table = PQresultErrorField(r, PG_DIAG_TABLE_NAME);
+    const char *cons = PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME);
+    kh_warn("db", "statement failed: sqlstate=%s table=%s constraint=%s%s", state ? state : "?",
+            table ? table : "-", cons ? cons : "-",
+            PQstatus(c) == CONNECTION_OK ? "" : " (connection lost)");
     PQclear(r);
     return NULL;
 }
@@ -233,8 +245,9 @@ kh_err kh_db_tenant_begin(PGconn *c, const char *org)
              lower);
     PGresult *r = PQexec(c, sql);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        kh_warn("db", "cannot switch to the role of tenant %s: %s", org,
-                PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY));
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        kh_warn("db", "cannot switch to the role of tenant %s: sqlstate=%s", org,
+                state ? state : "?");
         PQclear(r);
         kh_db_rollback(c);
         return KH_E_DB;

@@ -98,6 +98,12 @@ SSL_CTX *kh_tls_server_ctx(const char *cert, const char *key, const char *ca, ch
                            size_t errlen)
 {
     SSL_CTX *ctx = make_ctx(TLS_server_method(), cert, key, ca, err, errlen);
+    if (ctx != NULL) {
+        /* no resumption: every connection proves its client certificate anew,
+         * so the verified chain the handlers read is always there */
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+        SSL_CTX_set_num_tickets(ctx, 0);
+    }
     if (ctx != NULL && ca != NULL) {
         STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca);
         if (names != NULL)

@@ -18,6 +18,8 @@ static void usage(FILE *f)
             "  --cert, --key       the business system's client certificate and key\n"
             "  --ca                the national CA certificate (to verify the gateway)\n"
             "  --timeout-ms N      wait at most N ms (default 30000)\n"
+            "  --gateway-name NAME the gateway's certificate must name this host (CN); it must\n"
+            "                      always be a gateway certificate (O=KH-GW) of the national CA\n"
             "commands:\n"
             "  register LOCAL_ID ITEM YYYYMMDD name=value...   register a reference copy version\n"
             "  delete LOCAL_ID ITEM YYYYMMDD                   register a deletion\n"
@@ -53,9 +55,10 @@ int main(int argc, char **argv)
                                          {"key", required_argument, NULL, 'K'},
                                          {"ca", required_argument, NULL, 'A'},
                                          {"timeout-ms", required_argument, NULL, 'T'},
+                                         {"gateway-name", required_argument, NULL, 'N'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    const char *gw = NULL, *cert = NULL, *key = NULL, *ca = NULL;
+    const char *gw = NULL, *cert = NULL, *key = NULL, *ca = NULL, *gw_name = NULL;
     int timeout = 30000, c;
     while ((c = getopt_long(argc, argv, "g:h", opts, NULL)) != -1) {
         switch (c) {
@@ -73,6 +76,9 @@ int main(int argc, char **argv)
             break;
         case 'T':
             timeout = atoi(optarg);
+            break;
+        case 'N':
+            gw_name = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -150,7 +156,8 @@ int main(int argc, char **argv)
         return 4;
     protobuf_c_message_pack(msg, body);
     kh_sync_resp r;
-    kh_sync_request(gw, cert, key, ca, path, body, len, timeout + 5000, &r);
+    /* only a gateway may receive a business system's data (resident codes...) */
+    kh_sync_request(gw, cert, key, ca, "KH-GW", gw_name, path, body, len, timeout + 5000, &r);
     free(body);
     int rc = 0;
     if (r.status == 0) {

@@ -585,7 +585,8 @@ int main(int argc, char **argv)
     int rc = 0;
     for (int n = 1; n <= o.times; n++) {
         kh_sync_resp r;
-        kh_sync_request(o.to, cert, key, ca, "/v1/envelope", env, elen, o.timeout_ms, &r);
+        kh_sync_request(o.to, cert, key, ca, NULL, NULL, "/v1/envelope", env, elen, o.timeout_ms,
+                        &r);
         if (r.status == 0) {
             printf("SEND %d FAILED: %s\n", n, r.error);
             rc = 4;

@@ -47,6 +47,7 @@ static struct {
     kh_pool *pool;
     struct evhttp *http;
     struct event *sig_ev[2];
+    bool stopping;
 } R;
 
 static const char *const known_options[] = {
@@ -261,6 +262,8 @@ typedef struct {
     uint8_t *reply;
     size_t replylen;
     int relay_status;
+    uint8_t *raw; /* the envelope as received */
+    size_t rawlen;
 } r_call;
 
 static void r_on_close(struct evhttp_connection *conn, void *arg)
@@ -282,6 +285,7 @@ static void r_free(r_call *rc)
     kh_env_free(rc->env, rc->h);
     OPENSSL_cleanse(rc->person_key, sizeof rc->person_key);
     free(rc->reply);
+    free(rc->raw);
     free(rc);
 }
 
@@ -538,6 +542,10 @@ static void q_checked(void *arg)
         r_free(rc);
         return;
     }
+    if (R.stopping) {
+        finish(rc, KH_E_UPSTREAM, "failed", "router stopping");
+        return;
+    }
     const r_org *to = org_find(rc->h->recipient);
     /* re-sign the header as the router, with the recipient's link code */
     char *orig_subject = rc->h->subject, *orig_signer = rc->h->signer;
@@ -657,7 +665,7 @@ static void capture(const r_call *rc, const uint8_t *buf, size_t len)
 
 static void on_envelope(struct evhttp_request *req, void *arg)
 {
-    const uint8_t *buf;
+    uint8_t *buf;
     size_t len;
     char why[200], org[16], cn[64];
     r_call *rc = calloc(1, sizeof *rc);
@@ -683,6 +691,8 @@ static void on_envelope(struct evhttp_request *req, void *arg)
         finish(rc, e, "refused", "expected POST with an envelope within the size limit");
         return;
     }
+    rc->raw = buf;
+    rc->rawlen = len;
     Kh__Envelope *env;
     Kh__Header *h;
     if ((e = kh_env_parse(buf, len, &env, &h, why, sizeof why)) != KH_OK) {
@@ -707,7 +717,7 @@ static void on_envelope(struct evhttp_request *req, void *arg)
         return;
     }
     if (R.capture)
-        capture(rc, buf, len);
+        capture(rc, rc->raw, rc->rawlen);
     if ((e = kh_env_check_time(h, (int64_t)time(NULL), R.skew, R.ttl)) != KH_OK) {
         finish(rc, e, "refused", kh_err_get(e)->meaning);
         return;
@@ -783,6 +793,7 @@ static int setup(const char *config, char *err, size_t errlen)
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     kh_info("main", "signal %d: stopping", (int)sig);
+    R.stopping = true;
     event_base_loopexit(R.base, NULL);
 }
 
@@ -859,6 +870,7 @@ int main(int argc, char **argv)
     kh_info("main", "stopped");
     rc = 0;
 out:
+    R.stopping = true;
     if (R.http)
         evhttp_free(R.http);
     kh_pool_free(R.pool);

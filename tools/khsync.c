@@ -9,6 +9,8 @@
 #include <openssl/ssl.h>
 #include <poll.h>
 #include <signal.h>
+#include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,9 +52,25 @@ static void tls_error(kh_sync_resp *resp, const char *what)
     ERR_clear_error();
 }
 
+/* The value of a header (name given lowercase with its colon) in the head
+ * [buf, end), or NULL. */
+static const char *find_header(const char *buf, const char *end, const char *name)
+{
+    size_t nl = strlen(name);
+    for (const char *p = strstr(buf, "\r\n"); p != NULL && p + 2 < end; p = strstr(p + 2, "\r\n")) {
+        const char *line = p + 2;
+        size_t i = 0;
+        while (i < nl && line + i < end && tolower((unsigned char)line[i]) == name[i])
+            i++;
+        if (i == nl)
+            return line + nl;
+    }
+    return NULL;
+}
+
 int kh_sync_request(const char *hostport, const char *cert, const char *key, const char *ca,
-                    const char *path, const uint8_t *body, size_t len, int timeout_ms,
-                    kh_sync_resp *resp)
+                    const char *expect_org, const char *expect_cn, const char *path,
+                    const uint8_t *body, size_t len, int timeout_ms, kh_sync_resp *resp)
 {
     char host[128], head[512], err[256];
     uint16_t port;
@@ -61,6 +79,7 @@ int kh_sync_request(const char *hostport, const char *cert, const char *key, con
     int fd = -1;
     uint8_t *buf = NULL;
     size_t cap = 0, n = 0;
+    bool clean_eof = false;
     memset(resp, 0, sizeof *resp);
     /* a peer that refuses us (e.g. our client certificate, after the TLS 1.3
      * handshake) closes the socket under our write: make that an error with a
@@ -81,15 +100,23 @@ int kh_sync_request(const char *hostport, const char *cert, const char *key, con
         goto out;
     }
     ssl = SSL_new(ctx);
-    SSL_set_fd(ssl, fd);
+    if (ssl == NULL || SSL_set_fd(ssl, fd) != 1 ||
+        (expect_org != NULL && kh_tls_expect_peer(ssl, expect_org, expect_cn) != 0)) {
+        snprintf(resp->error, sizeof resp->error, "cannot set up TLS");
+        goto out;
+    }
     if (SSL_connect(ssl) != 1) {
-        tls_error(resp, "TLS handshake failed");
+        tls_error(resp, "TLS handshake failed (or the server is not who we expected)");
         goto out;
     }
     int hl = snprintf(head, sizeof head,
                       "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-protobuf\r\n"
                       "Content-Length: %zu\r\nConnection: close\r\n\r\n",
                       body ? "POST" : "GET", path, host, body ? len : 0);
+    if (hl < 0 || (size_t)hl >= sizeof head) {
+        snprintf(resp->error, sizeof resp->error, "request path too long");
+        goto out;
+    }
     if (SSL_write(ssl, head, hl) != hl ||
         (body && len && SSL_write(ssl, body, (int)len) != (int)len)) {
         tls_error(resp, "cannot send the request (peer refused the connection)");
@@ -108,8 +135,10 @@ int kh_sync_request(const char *hostport, const char *cert, const char *key, con
             buf = nb;
         }
         int r = SSL_read(ssl, buf + n, 4096);
-        if (r <= 0)
+        if (r <= 0) {
+            clean_eof = SSL_get_error(ssl, r) == SSL_ERROR_ZERO_RETURN;
             break;
+        }
         n += (size_t)r;
     }
     if (buf == NULL || n == 0) {
@@ -129,6 +158,21 @@ int kh_sync_request(const char *hostport, const char *cert, const char *key, con
     }
     sep += 4;
     resp->len = n - (size_t)(sep - buf);
+    /* a body shorter than announced is an error, never a partial answer */
+    const char *cl = find_header((const char *)buf, (const char *)sep, "content-length:");
+    if (cl != NULL) {
+        unsigned long long want = strtoull(cl, NULL, 10);
+        if (want != resp->len) {
+            snprintf(resp->error, sizeof resp->error, "truncated response (%zu of %llu bytes)",
+                     resp->len, want);
+            resp->len = 0;
+            goto out;
+        }
+    } else if (!clean_eof) {
+        snprintf(resp->error, sizeof resp->error, "response without length, cut short");
+        resp->len = 0;
+        goto out;
+    }
     resp->body = malloc(resp->len + 1);
     if (resp->body == NULL)
         goto out;

@@ -15,9 +15,12 @@ typedef struct {
 
 /* POSTs (or GETs if body == NULL) to https://hostport/path. Sets SIGPIPE to be
  * ignored (a peer closing under a write becomes an error, status 0). */
+/* POSTs (or GETs if body == NULL) to https://hostport/path. If expect_org
+ * is not NULL, the server's certificate must carry that O= (and CN= if
+ * expect_cn is not NULL), checked during the handshake. */
 int kh_sync_request(const char *hostport, const char *cert, const char *key, const char *ca,
-                    const char *path, const uint8_t *body, size_t len, int timeout_ms,
-                    kh_sync_resp *resp);
+                    const char *expect_org, const char *expect_cn, const char *path,
+                    const uint8_t *body, size_t len, int timeout_ms, kh_sync_resp *resp);
 void kh_sync_resp_free(kh_sync_resp *resp);
 
 #endif

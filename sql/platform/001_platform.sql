@@ -40,24 +40,7 @@ CREATE TABLE IF NOT EXISTS kh.code_value (
     PRIMARY KEY (code_table, code)
 );
 
--- Replay protection: (sender, message id) pairs seen within their validity
--- window. Rows past expires_at may be deleted.
-CREATE TABLE IF NOT EXISTS kh.seen_msg (
-    sender     text NOT NULL,
-    msg_id     text NOT NULL,
-    expires_at timestamptz NOT NULL,
-    PRIMARY KEY (sender, msg_id)
-);
-CREATE INDEX IF NOT EXISTS seen_msg_expires ON kh.seen_msg (expires_at);
-
 -- Every role may read the catalogue: it is the same public table for all
 -- tenants and holds no personal data.
 GRANT USAGE ON SCHEMA kh TO PUBLIC;
 GRANT SELECT ON kh.tenant, kh.item, kh.item_field, kh.code_value TO PUBLIC;
--- seen_msg is written by the gateway while it acts as a tenant role (SET ROLE),
--- and the messages it guards belong to no single tenant (the replay check
--- runs before the recipient tenant is trusted). It holds only sender codes and
--- random message ids, no personal data, so PUBLIC may insert, read and purge
--- it for now. Later: a dedicated kh_gateway role granted to the gateway login
--- role, so that a tenant role can no longer delete other tenants' entries.
-GRANT SELECT, INSERT, DELETE ON kh.seen_msg TO PUBLIC;

@@ -82,3 +82,14 @@ CREATE TABLE IF NOT EXISTS provision_record (
     code        text
 );
 CREATE INDEX IF NOT EXISTS provision_record_local_id ON provision_record (local_id, at);
+
+-- Replay protection for messages addressed to this tenant: (sender, message
+-- id) pairs seen within their validity window. Per tenant, so no tenant role
+-- can touch another tenant's entries. Rows past expires_at may be purged.
+CREATE TABLE IF NOT EXISTS seen_msg (
+    sender     text NOT NULL,
+    msg_id     text NOT NULL CHECK (msg_id ~ '^[0-9a-f]{32}$'),
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (sender, msg_id)
+);
+CREATE INDEX IF NOT EXISTS seen_msg_expires ON seen_msg (expires_at);

@@ -92,6 +92,18 @@ out=$("$KH_BUILD/tools/khclient" -g "$A_BIZ" --cert "$PKI/rogue/client.crt" \
       query O-CA-001 JT001 131016 TK001 "$LOCAL_C" 2>&1) || rc=$?
 expect_eq "h. rogue business client certificate: khclient exits 4" 4 "$rc"
 expect_contains "h. rogue business client certificate: TLS refused" "FAILED" "$out"
+rc=0
+out=$("$KH_BUILD/tools/khclient" -g "$A_BIZ" --gateway-name gw-b \
+      --cert "$PKI/org/271004/systems/childallowance.crt" \
+      --key "$PKI/org/271004/systems/childallowance.key" --ca "$PKI/national-ca.crt" \
+      query O-CA-001 JT001 131016 TK001 "$LOCAL_O" 2>&1) || rc=$?
+expect_eq "h. a business system refuses a gateway that is not the one it expects" 4 "$rc"
+rc=0
+out=$("$KH_BUILD/tools/khclient" -g "127.0.0.1:$KH_PORT_BASE" \
+      --cert "$PKI/org/271004/systems/childallowance.crt" \
+      --key "$PKI/org/271004/systems/childallowance.key" --ca "$PKI/national-ca.crt" \
+      linkcode "$LOCAL_O" "$RESIDENT" 2>&1) || rc=$?
+expect_eq "h. a business system never talks to a non-gateway (the router) even with a valid CA" 4 "$rc"
 out=$(forge --as rogue)
 expect_contains "h. rogue TLS certificate at the router: TLS refused" "SEND 1 FAILED" "$out"
 expect_contains "h. rogue TLS certificate at the router: khforge exits 4" "EXIT 4" "$out"
