@@ -73,6 +73,13 @@ kh_err gw_seen(PGconn *c, const char *sender, const char *msg_id_hex, int64_t ex
 {
     char exp[32];
     snprintf(exp, sizeof exp, "%lld", (long long)expires_at);
+    /* entries past their message's validity can no longer stop a replay
+     * (the message would be refused as expired): purge them as we go */
+    PGresult *purge =
+        kh_db_exec(c, "DELETE FROM seen_msg WHERE expires_at < now() - interval '1 hour'", 0, NULL);
+    if (purge == NULL)
+        return KH_E_DB;
+    PQclear(purge);
     const char *p[3] = {sender, msg_id_hex, exp};
     PGresult *r = kh_db_exec(c,
                              "INSERT INTO seen_msg (sender, msg_id, expires_at) "

@@ -332,6 +332,11 @@ static kh_err r_seen(PGconn *c, const char *sender, const char *hex, int64_t exp
 {
     char exp[32];
     snprintf(exp, sizeof exp, "%lld", (long long)expires);
+    PGresult *purge = kh_db_exec(
+        c, "DELETE FROM router.seen_msg WHERE expires_at < now() - interval '1 hour'", 0, NULL);
+    if (purge == NULL)
+        return KH_E_DB;
+    PQclear(purge);
     const char *p[3] = {sender, hex, exp};
     PGresult *r = kh_db_exec(c,
                              "INSERT INTO router.seen_msg (sender, msg_id, expires_at) VALUES "
