@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "kakehashi.pb-c.h"
 #include "kherr.h"
@@ -28,31 +29,71 @@
 #define REFDB_ITEM_CODE_MAX 15
 #define REFDB_MAX_ITEMS 64 /* item codes per read */
 
-/* One field of a layout. type is "X", "9", "S9", "DATE" or "CODE"; length is
- * the n of X(n), 9(n), S9(n), CODE(n) (8 for DATE).
+/* One field of a layout (a row of kh.item_field / sql/catalogue/fields.tsv;
+ * refdb/FORMAT.md is the contract). type is "X", "9", "S9", "DATE", "CODE" or
+ * "GROUP"; length is the n of X(n), 9(n), S9(n), CODE(n) (8 for DATE, 0 for
+ * GROUP).
  *
- * Code tables are preloaded: for a CODE field, refdb_layout_load fills codes
- * with the ncodes allowed values of code_table (from kh.code_value), so that
- * refdb_validate needs no database. A caller that builds a layout by hand
- * (tests) points codes at its own array and leaves codes_mem NULL. A CODE
- * field with no codes accepts no value. */
+ * Code tables are preloaded: for a CODE field, the loader fills codes with
+ * the ncodes allowed values of code_table, so that validation needs no
+ * database. A caller that builds a layout by hand (tests) points codes at its
+ * own array and leaves codes_mem NULL. A CODE field with no codes accepts no
+ * value. */
 typedef struct {
     char name[64];
     char type[8];
     int length;
     bool mandatory;
     char code_table[32];
+    char pad[12];     /* 9 fields: "zero" or "suppress"; "" otherwise */
+    char charset[8];  /* X fields: "any", "ascii" or "kana"; "" otherwise */
+    int min_occurs;   /* occurrence counts; 1/1 for a plain field */
+    int max_occurs;
+    int group;        /* index in refdb_layout.fields of the GROUP it belongs to, or -1 */
     const char *const *codes; /* allowed values of a CODE field */
     size_t ncodes;
-    void *codes_mem; /* owned by refdb_layout_load (freed by refdb_layout_free), or NULL */
+    void *codes_mem; /* owned by the loader (freed by refdb_layout_free), or NULL */
 } refdb_field_spec;
+
+/* One column of the flattened layout: a value's place in a bulk file and its
+ * name on every wire ("name", "name[i]", "group[i].name"). */
+typedef struct {
+    char name[96];
+    int field;      /* index in refdb_layout.fields of the field (never a GROUP) */
+    int occurrence; /* 1-based occurrence of the field or, inside a group, of the group */
+} refdb_column;
 
 typedef struct {
     char item_code[16];
     int layout_version;
     size_t nfields;
     refdb_field_spec *fields; /* in layout order (seq) */
+    size_t ncols;
+    refdb_column *cols; /* flattened, in file order; built by the loaders */
 } refdb_layout;
+
+/* A problem found in a value, a record or a file: the unit of every report
+ * (refdb/FORMAT.md section 4). reason never quotes the value. */
+typedef struct {
+    size_t line;     /* physical line where the record starts; 0 = the file as a whole */
+    char field[96];  /* flattened column name, or "-" */
+    kh_err code;     /* a KH-11xx code for values and records */
+    char reason[200];
+} refdb_issue;
+typedef void (*refdb_issue_fn)(const refdb_issue *issue, void *arg);
+
+/* Validates one record's values against the layout, no database: vals[i] is
+ * the value of l->cols[i] ("" = no value). Applies every value rule of
+ * refdb/FORMAT.md section 2 and the occurrence rules, reporting each problem
+ * through fn with the given line. Returns the number of problems. */
+size_t refdb_validate_values(const refdb_layout *l, const char *const *vals, size_t line,
+                             refdb_issue_fn fn, void *arg);
+
+/* Loads the current layout of an item from the catalogue files of
+ * refdb/FORMAT.md section 1 (dir holds items.tsv, fields.tsv, codes.tsv): what
+ * khcheck and khgen use offline. Same results and errors as refdb_layout_load. */
+kh_err refdb_layout_from_tsv(const char *dir, const char *item_code, refdb_layout *out, char *msg,
+                             size_t msglen);
 
 /* Loads the current layout of an item from kh.item/kh.item_field, with the
  * values of its code tables. KH_E_UNKNOWN_ITEM if the item is absent or has no
@@ -73,6 +114,48 @@ void refdb_layout_free(refdb_layout *l);
  * and the rule, never the value. */
 kh_err refdb_validate(const refdb_layout *l, const Kh__Field *const *fields, size_t n, char *msg,
                       size_t msglen);
+
+/* ---------------------------------------------------------- bulk files */
+
+/* Figures of one pass over a bulk file. */
+typedef struct {
+    size_t lines;       /* physical lines read, header included */
+    size_t records;     /* data records */
+    size_t bad_records; /* records with at least one problem */
+    size_t issues;      /* problems reported, file-level ones included */
+    size_t persons;     /* distinct local_ids */
+    uint64_t bytes;     /* bytes read */
+    uint8_t sha256[32]; /* SHA-256 of every byte read */
+} refdb_file_stats;
+
+/* A record that passed its own checks, in file order. Strings are valid only
+ * during the callback. vals[i] is the value of the layout's cols[i]. */
+typedef struct {
+    size_t line;
+    const char *local_id, *effective_from;
+    bool latest, deleted;
+    const char *const *vals;
+    size_t nvals;
+} refdb_record;
+/* Returns 0 to go on, non-zero to stop reading (e.g. the database failed). */
+typedef int (*refdb_record_fn)(const refdb_record *rec, void *arg);
+/* Called every 10,000 records and at the end. */
+typedef void (*refdb_progress_fn)(const refdb_file_stats *st, void *arg);
+
+/* Reads a bulk file (refdb/FORMAT.md section 3) from fd to its end in
+ * constant memory, checking the header, CSV syntax, UTF-8, every value rule,
+ * flags, key order, duplicate keys and latest flags. Each problem goes to
+ * issue_fn (the file goes on being read, so the report lists every problem);
+ * each record without a problem of its own goes to record_fn (any callback
+ * may be NULL). Returns KH_OK if the file has no problem at all,
+ * KH_E_FILE_REJECTED if it has some, KH_E_INTERNAL if reading failed or
+ * record_fn asked to stop. st is always filled. */
+kh_err refdb_check_stream(int fd, const refdb_layout *l, refdb_issue_fn issue_fn,
+                          refdb_record_fn record_fn, refdb_progress_fn progress_fn, void *arg,
+                          refdb_file_stats *st);
+/* The report's header row and one row (refdb/FORMAT.md section 4), as CSV. */
+void refdb_report_header(FILE *out);
+void refdb_report_row(FILE *out, const refdb_issue *issue);
 
 /* Online registration of one version of one item of one person.
  * Validates local_id (KH_E_FIELD), effective_from (YYYYMMDD, KH_E_FIELD), the
