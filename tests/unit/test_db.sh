@@ -39,7 +39,7 @@ step "migrate (twice)"
 out=$("$khdb" migrate "$tmp" khtest)
 grep -q applied <<<"$out" && fail "second migrate applied something: $out"
 [ "$(sq -c 'SELECT count(*) FROM kh.schema_migrations')" = 2 ] || fail "platform migrations"
-[ "$(sq -c "SELECT count(*) FROM kh.item_field WHERE item_code = 'TK001'")" = 9 ] || fail "catalogue"
+[ "$(sq -c "SELECT count(*) FROM kh.item_field WHERE item_code = 'TK001'")" = 23 ] || fail "catalogue"
 
 step "tenants (131016 twice, 271004)"
 "$khdb" tenant "$tmp" khtest 131016 kh_gw_test
