@@ -31,7 +31,7 @@ struct gw_call {
     char msg_hex[2 * KH_MSG_ID_LEN + 1];
     /* register */
     Kh__RegisterRequest *reg;
-    uint32_t version;
+    uint64_t version;
     /* link code */
     Kh__LinkCodeRequest *lc;
     char link_code[IDCONV_LINK_CODE_LEN + 1];
@@ -239,8 +239,8 @@ static void reg_done(void *arg)
         call_fail(call);
         return;
     }
-    kh_info("biz", "tenant %s system %s: registered item %s version %u", call->t->id.code,
-            call->system, call->reg->item_code, call->version);
+    kh_info("biz", "tenant %s system %s: registered item %s version %llu", call->t->id.code,
+            call->system, call->reg->item_code, (unsigned long long)call->version);
     struct evhttp_request *req = call_take_req(call);
     if (req != NULL) {
         Kh__Status st = KH__STATUS__INIT;

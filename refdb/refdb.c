@@ -207,7 +207,7 @@ kh_err refdb_layout_load(PGconn *c, const char *item_code, refdb_layout *out, ch
 }
 
 kh_err refdb_register(PGconn *c, const char *system_id, const Kh__RegisterRequest *req,
-                      uint32_t *version, char *msg, size_t msglen)
+                      uint64_t *version, char *msg, size_t msglen)
 {
     refdb_layout layout;
     kh_err e;
@@ -239,19 +239,7 @@ kh_err refdb_register(PGconn *c, const char *system_id, const Kh__RegisterReques
     if (e != KH_OK)
         return e;
 
-    /* One writer at a time per (tenant, person, item): max(version)+1 alone
-     * would let two concurrent registrations compute the same version (and
-     * FOR UPDATE cannot lock rows that do not exist yet). */
-    const char *lock_params[2] = {req->local_id, req->item_code};
-    PGresult *r = PQexecParams(c,
-                               "SELECT pg_advisory_xact_lock(hashtextextended("
-                               "'refdb.replica/' || current_schema() || '/' || $1 || '/' || $2, "
-                               "0))",
-                               2, NULL, lock_params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        return db_fail(c, r, "registration lock", msg, msglen);
-    PQclear(r);
-
+    PGresult *r;
     size_t n = req->delete_ ? 0 : req->n_fields;
     const char **names = calloc(n + 1, sizeof *names);
     const char **values = calloc(n + 1, sizeof *values);
@@ -281,17 +269,16 @@ kh_err refdb_register(PGconn *c, const char *system_id, const Kh__RegisterReques
                              system_id};
     r = PQexecParams(c,
                      "INSERT INTO replica (local_id, item_code, version, effective_from, deleted, "
-                     "                     data, system_id) "
-                     "SELECT $1, $2, coalesce(max(version), 0) + 1, $3::date, $4::bool, "
-                     "       jsonb_object($5::text[], $6::text[]), $7 "
-                     "FROM replica WHERE local_id = $1 AND item_code = $2 "
+                     "                     data, system_id) VALUES ($1, $2, "
+                     "nextval('replica_version_seq'), $3::date, $4::bool, "
+                     "        jsonb_object($5::text[], $6::text[]), $7) "
                      "RETURNING version",
                      7, NULL, params, NULL, NULL, 0);
     free(names_lit);
     free(values_lit);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
         return db_fail(c, r, "registration", msg, msglen);
-    *version = (uint32_t)strtoul(PQgetvalue(r, 0, 0), NULL, 10);
+    *version = (uint64_t)strtoull(PQgetvalue(r, 0, 0), NULL, 10);
     PQclear(r);
     return KH_OK;
 }

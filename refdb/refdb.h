@@ -45,11 +45,11 @@ typedef struct {
     int length;
     bool mandatory;
     char code_table[32];
-    char pad[12];     /* 9 fields: "zero" or "suppress"; "" otherwise */
-    char charset[8];  /* X fields: "any", "ascii" or "kana"; "" otherwise */
-    int min_occurs;   /* occurrence counts; 1/1 for a plain field */
+    char pad[12];    /* 9 fields: "zero" or "suppress"; "" otherwise */
+    char charset[8]; /* X fields: "any", "ascii" or "kana"; "" otherwise */
+    int min_occurs;  /* occurrence counts; 1/1 for a plain field */
     int max_occurs;
-    int group;        /* index in refdb_layout.fields of the GROUP it belongs to, or -1 */
+    int group;                /* index in refdb_layout.fields of the GROUP it belongs to, or -1 */
     const char *const *codes; /* allowed values of a CODE field */
     size_t ncodes;
     void *codes_mem; /* owned by the loader (freed by refdb_layout_free), or NULL */
@@ -75,9 +75,9 @@ typedef struct {
 /* A problem found in a value, a record or a file: the unit of every report
  * (refdb/FORMAT.md section 4). reason never quotes the value. */
 typedef struct {
-    size_t line;     /* physical line where the record starts; 0 = the file as a whole */
-    char field[96];  /* flattened column name, or "-" */
-    kh_err code;     /* a KH-11xx code for values and records */
+    size_t line;    /* physical line where the record starts; 0 = the file as a whole */
+    char field[96]; /* flattened column name, or "-" */
+    kh_err code;    /* a KH-11xx code for values and records */
     char reason[200];
 } refdb_issue;
 typedef void (*refdb_issue_fn)(const refdb_issue *issue, void *arg);
@@ -161,11 +161,12 @@ void refdb_report_row(FILE *out, const refdb_issue *issue);
  * Validates local_id (KH_E_FIELD), effective_from (YYYYMMDD, KH_E_FIELD), the
  * item code (KH_E_UNKNOWN_ITEM) and, unless it is a delete, the fields
  * (KH_E_ITEM_INVALID); a delete must carry no fields (KH_E_FIELD). Inserts
- * version max(version)+1 for (local_id, item), serialised per (tenant,
- * local_id, item) by an advisory transaction lock; a delete inserts a version
- * with deleted = true and no data. Sets *version. Does not commit. */
+ * a new version numbered from the tenant's replica_version_seq (increasing
+ * across persons and items, so bulk and online rows order alike); a delete
+ * inserts a version with deleted = true and no data. Sets *version. Does not
+ * commit. */
 kh_err refdb_register(PGconn *c, const char *system_id, const Kh__RegisterRequest *req,
-                      uint32_t *version, char *msg, size_t msglen);
+                      uint64_t *version, char *msg, size_t msglen);
 
 /* Reads, for each requested item code, the version in force at as_of
  * (YYYYMMDD): the highest version with effective_from <= as_of. An item is

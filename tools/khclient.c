@@ -171,7 +171,8 @@ int main(int argc, char **argv)
             printf("FAILED: unreadable response\n");
             rc = 4;
         } else if (resp_desc == &kh__register_response__descriptor) {
-            printf("OK registered version %u\n", ((Kh__RegisterResponse *)m)->version);
+            printf("OK registered version %llu\n",
+                   (unsigned long long)((Kh__RegisterResponse *)m)->version);
         } else if (resp_desc == &kh__link_code_response__descriptor) {
             printf("OK link code acquired\n");
         } else {
@@ -179,8 +180,8 @@ int main(int argc, char **argv)
             printf("OK %s handle=%s\n", qr->result, qr->handle);
             for (size_t i = 0; i < qr->n_data; i++) {
                 Kh__ItemData *d = qr->data[i];
-                printf("ITEM %s version=%u effective_from=%s\n", d->item_code, d->version,
-                       d->effective_from);
+                printf("ITEM %s version=%llu effective_from=%s\n", d->item_code,
+                       (unsigned long long)d->version, d->effective_from);
                 for (size_t k = 0; k < d->n_fields; k++)
                     printf("  %s.%s=%s\n", d->item_code, d->fields[k]->name, d->fields[k]->value);
             }
