@@ -89,6 +89,19 @@ typedef void (*refdb_issue_fn)(const refdb_issue *issue, void *arg);
 size_t refdb_validate_values(const refdb_layout *l, const char *const *vals, size_t line,
                              refdb_issue_fn fn, void *arg);
 
+/* Builds l->cols (malloc'd, replacing any previous cols; freed by
+ * refdb_layout_free) from l->fields, whose group members are set: columns in
+ * layout order, "name" for a plain field, "name[i]" for occurrence i of a
+ * repeating field, "group[i].name" for the fields of occurrence i of a GROUP
+ * (at the GROUP's place, its fields in layout order), GROUP fields themselves
+ * having no column. Checks the layout model first (types, lengths, pad,
+ * charset, occurrence counts 0 <= min <= max, 1 <= max <= 999, groups one
+ * level deep whose fields do not repeat, unique names); "" as pad or charset
+ * means no padding rule / any. KH_E_INTERNAL with msg naming the field if the
+ * layout is malformed. Both loaders end here; a test that builds a layout by
+ * hand calls it too (and frees cols itself if its fields are not malloc'd). */
+kh_err refdb_layout_flatten(refdb_layout *l, char *msg, size_t msglen);
+
 /* Loads the current layout of an item from the catalogue files of
  * refdb/FORMAT.md section 1 (dir holds items.tsv, fields.tsv, codes.tsv): what
  * khcheck and khgen use offline. Same results and errors as refdb_layout_load. */
@@ -101,7 +114,8 @@ kh_err refdb_layout_from_tsv(const char *dir, const char *item_code, refdb_layou
  * On failure *out is left empty (safe to pass to refdb_layout_free). */
 kh_err refdb_layout_load(PGconn *c, const char *item_code, refdb_layout *out, char *msg,
                          size_t msglen);
-/* Frees what refdb_layout_load allocated; accepts NULL and empty layouts. */
+/* Frees what refdb_layout_load or refdb_layout_from_tsv allocated (fields,
+ * their codes, cols); accepts NULL and empty layouts. */
 void refdb_layout_free(refdb_layout *l);
 
 /* Pure validation of (name, value) fields against a layout, no database.
