@@ -254,8 +254,8 @@ static void check_record(check_ctx *c, refdb_csv *r, const refdb_csv_record *rec
     if (rec->too_long)
         return;
     if (rec->nfields != want)
-        emit(c, &c->bad, rec->line, "-", KH_E_COLUMNS, "the record has %zu columns; the header %zu",
-             rec->nfields, want);
+        emit(c, &c->bad, rec->line, "-", KH_E_COLUMNS,
+             "the record has %zu columns; the header has %zu", rec->nfields, want);
     if (rec->nfields >= NKEYCOLS) {
         if (!id_ok)
             emit(c, &c->bad, rec->line, "local_id", KH_E_KEY_FORMAT,
