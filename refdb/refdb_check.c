@@ -25,6 +25,7 @@
 #include "refdb.h"
 #include "refdb_csv_internal.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -336,6 +337,7 @@ kh_err refdb_check_stream(int fd, const refdb_layout *l, refdb_issue_fn issue_fn
     refdb_csv *r = NULL;
     refdb_csv_record rec;
     bool failed = false, first = true;
+    int read_errno = 0;
 
     if (st == NULL)
         st = &dummy;
@@ -359,8 +361,10 @@ kh_err refdb_check_stream(int fd, const refdb_layout *l, refdb_issue_fn issue_fn
 
     for (;;) {
         int n = refdb_csv_next(r, &rec);
-        if (n < 0)
+        if (n < 0) {
             failed = true;
+            read_errno = errno;
+        }
         if (n <= 0)
             break;
         if (first) {
@@ -394,8 +398,11 @@ out:
     free(c.vals);
     free(c.pend_vals);
     free(c.pend_buf);
-    if (failed || c.stop)
+    if (failed || c.stop) {
+        if (read_errno != 0)
+            errno = read_errno; /* for the caller's message */
         return KH_E_INTERNAL;
+    }
     return st->issues == 0 ? KH_OK : KH_E_FILE_REJECTED;
 }
 
