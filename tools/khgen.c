@@ -489,7 +489,10 @@ static void clear_row(item_gen *g)
 static char *slot(item_gen *g, int k, int occ)
 {
     int fi = g->k[k];
-    if (fi < 0 || occ < 1 || occ > MAXOCC || occ > g->l.fields[fi].max_occurs)
+    if (fi < 0 || occ < 1 || occ > MAXOCC)
+        return NULL;
+    const refdb_field_spec *f = &g->l.fields[fi];
+    if (occ > (f->group >= 0 ? g->l.fields[f->group].max_occurs : f->max_occurs))
         return NULL;
     int c = g->colmap[(size_t)fi * MAXOCC + (size_t)occ - 1];
     return c >= 0 ? g->vals[c] : NULL;
@@ -914,13 +917,25 @@ static void make_household(world *w, unsigned long long h, household *hh)
             rpct(&pr, 4) && p->age >= 1 ? (int)(rnext(&pr) % 10 < 6 ? 1 : rnext(&pr) % 2 + 2) : 0;
         p->history = w->history && rpct(&pr, 15);
         int since = p->arrival > p->birth ? p->arrival : p->birth;
-        p->moved = rpct(&pr, 15) && w->as_of - since > 400;
-        if (p->moved)
-            p->move_day = since + 200 + (int)rint_(&pr, 0, w->as_of - since - 400);
+        p->moved = false;
+        (void)since;
         p->renamed = p->rel == REL_SPOUSE && rpct(&pr, 8) && w->as_of - since > 800;
         if (p->renamed)
             p->rename_day = w->as_of - (int)rint_(&pr, 30, 180);
         hh->income += p->income;
+    }
+    /* A move within the municipality (転居) takes the household along:
+     * everyone who lived here by then. */
+    int hsince = hh->p[0].arrival > hh->p[0].birth ? hh->p[0].arrival : hh->p[0].birth;
+    if (rpct(&r, 15) && w->as_of - hsince > 400) {
+        int day = hsince + 200 + (int)rint_(&r, 0, w->as_of - hsince - 400);
+        for (int i = 0; i < hh->n; i++) {
+            person *p = &hh->p[i];
+            if ((p->arrival > p->birth ? p->arrival : p->birth) < day - 30) {
+                p->moved = true;
+                p->move_day = day;
+            }
+        }
     }
     int oldest = hh->p[0].age;
     hh->nhi = (hh->p[0].occ == OCC_SELF || hh->p[0].occ == OCC_NONE ||
