@@ -4,16 +4,14 @@
 #include "refdb.h"
 
 #include "idconv.h"
+#include "refdb_internal.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void set_msg(char *msg, size_t msglen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_msg(char *msg, size_t msglen, const char *fmt, ...)
+void refdb_set_msg(char *msg, size_t msglen, const char *fmt, ...)
 {
     va_list ap;
     if (msg == NULL || msglen == 0)
@@ -27,7 +25,7 @@ static void set_msg(char *msg, size_t msglen, const char *fmt, ...)
  * the SQLSTATE. The server's text is added only for classes whose messages
  * name objects, not data (connection, transaction state, access rules,
  * resources): a data exception may quote the offending value. Clears r. */
-static kh_err db_fail(PGconn *c, PGresult *r, const char *what, char *msg, size_t msglen)
+kh_err refdb_db_fail(PGconn *c, PGresult *r, const char *what, char *msg, size_t msglen)
 {
     const char *state = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     const char *text = r != NULL ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
@@ -43,13 +41,13 @@ static kh_err db_fail(PGconn *c, PGresult *r, const char *what, char *msg, size_
     char line[200];
     snprintf(line, sizeof line, "%s", show && text != NULL ? text : "");
     line[strcspn(line, "\n")] = '\0';
-    set_msg(msg, msglen, "database error in %s (SQLSTATE %s)%s%s", what,
-            state != NULL ? state : "none", line[0] != '\0' ? ": " : "", line);
+    refdb_set_msg(msg, msglen, "database error in %s (SQLSTATE %s)%s%s", what,
+                  state != NULL ? state : "none", line[0] != '\0' ? ": " : "", line);
     PQclear(r);
     return KH_E_DB;
 }
 
-static bool item_code_valid(const char *s)
+bool refdb_item_code_valid(const char *s)
 {
     size_t n = 0;
     if (s == NULL)
@@ -91,121 +89,6 @@ static char *text_array(const char *const *v, size_t n)
     return out;
 }
 
-static bool copy_str(char *dst, size_t dstlen, const char *src)
-{
-    size_t n = strlen(src);
-    if (n >= dstlen)
-        return false;
-    memcpy(dst, src, n + 1);
-    return true;
-}
-
-void refdb_layout_free(refdb_layout *l)
-{
-    if (l == NULL)
-        return;
-    for (size_t i = 0; i < l->nfields && l->fields != NULL; i++)
-        free(l->fields[i].codes_mem);
-    free(l->fields);
-    memset(l, 0, sizeof *l);
-}
-
-/* Loads the values of f's code table into one block: the pointer array, then
- * the strings. */
-static kh_err load_codes(PGconn *c, refdb_field_spec *f, char *msg, size_t msglen)
-{
-    const char *params[1] = {f->code_table};
-    PGresult *r =
-        PQexecParams(c, "SELECT code FROM kh.code_value WHERE code_table = $1 ORDER BY code", 1,
-                     NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        return db_fail(c, r, "code table load", msg, msglen);
-    size_t nrows = (size_t)PQntuples(r), bytes = nrows * sizeof(char *);
-    for (size_t i = 0; i < nrows; i++)
-        bytes += strlen(PQgetvalue(r, (int)i, 0)) + 1;
-    char *mem = malloc(bytes > 0 ? bytes : 1);
-    if (mem == NULL) {
-        PQclear(r);
-        set_msg(msg, msglen, "out of memory");
-        return KH_E_INTERNAL;
-    }
-    const char **ptrs = (const char **)(void *)mem;
-    char *s = mem + nrows * sizeof(char *);
-    for (size_t i = 0; i < nrows; i++) {
-        const char *v = PQgetvalue(r, (int)i, 0);
-        size_t len = strlen(v) + 1;
-        memcpy(s, v, len);
-        ptrs[i] = s;
-        s += len;
-    }
-    PQclear(r);
-    f->codes_mem = mem;
-    f->codes = ptrs;
-    f->ncodes = nrows;
-    return KH_OK;
-}
-
-kh_err refdb_layout_load(PGconn *c, const char *item_code, refdb_layout *out, char *msg,
-                         size_t msglen)
-{
-    memset(out, 0, sizeof *out);
-    if (!item_code_valid(item_code)) {
-        set_msg(msg, msglen, "item_code: expects 1..%d characters A-Z 0-9", REFDB_ITEM_CODE_MAX);
-        return KH_E_FIELD;
-    }
-    const char *params[1] = {item_code};
-    PGresult *r = PQexecParams(c,
-                               "SELECT i.layout_version, f.name, f.type, f.length, f.mandatory, "
-                               "       coalesce(f.code_table, '') "
-                               "FROM kh.item i JOIN kh.item_field f "
-                               "  ON f.item_code = i.item_code AND f.layout_version = "
-                               "i.layout_version "
-                               "WHERE i.item_code = $1 ORDER BY f.seq",
-                               1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        return db_fail(c, r, "layout load", msg, msglen);
-    size_t nrows = (size_t)PQntuples(r);
-    if (nrows == 0) {
-        PQclear(r);
-        set_msg(msg, msglen, "item %s is not in the catalogue", item_code);
-        return KH_E_UNKNOWN_ITEM;
-    }
-    out->fields = calloc(nrows, sizeof *out->fields);
-    if (out->fields == NULL) {
-        PQclear(r);
-        set_msg(msg, msglen, "out of memory");
-        return KH_E_INTERNAL;
-    }
-    copy_str(out->item_code, sizeof out->item_code, item_code);
-    out->layout_version = atoi(PQgetvalue(r, 0, 0));
-    out->nfields = nrows;
-    for (size_t i = 0; i < nrows; i++) {
-        refdb_field_spec *f = &out->fields[i];
-        int row = (int)i;
-        if (!copy_str(f->name, sizeof f->name, PQgetvalue(r, row, 1)) ||
-            !copy_str(f->type, sizeof f->type, PQgetvalue(r, row, 2)) ||
-            !copy_str(f->code_table, sizeof f->code_table, PQgetvalue(r, row, 5))) {
-            PQclear(r);
-            refdb_layout_free(out);
-            set_msg(msg, msglen, "catalogue entry of item %s too long", item_code);
-            return KH_E_INTERNAL;
-        }
-        f->length = atoi(PQgetvalue(r, row, 3));
-        f->mandatory = PQgetvalue(r, row, 4)[0] == 't';
-    }
-    PQclear(r);
-    for (size_t i = 0; i < out->nfields; i++) {
-        if (strcmp(out->fields[i].type, "CODE") != 0)
-            continue;
-        kh_err e = load_codes(c, &out->fields[i], msg, msglen);
-        if (e != KH_OK) {
-            refdb_layout_free(out);
-            return e;
-        }
-    }
-    return KH_OK;
-}
-
 kh_err refdb_register(PGconn *c, const char *system_id, const Kh__RegisterRequest *req,
                       uint64_t *version, char *msg, size_t msglen)
 {
@@ -213,19 +96,19 @@ kh_err refdb_register(PGconn *c, const char *system_id, const Kh__RegisterReques
     kh_err e;
     *version = 0;
     if (system_id == NULL || system_id[0] == '\0' || strlen(system_id) > 64) {
-        set_msg(msg, msglen, "system_id: expects 1..64 characters");
+        refdb_set_msg(msg, msglen, "system_id: expects 1..64 characters");
         return KH_E_FIELD;
     }
     if (req == NULL || !idconv_local_id_valid(req->local_id)) {
-        set_msg(msg, msglen, "local_id: expects 1..%d digits", IDCONV_LOCAL_ID_MAX);
+        refdb_set_msg(msg, msglen, "local_id: expects 1..%d digits", IDCONV_LOCAL_ID_MAX);
         return KH_E_FIELD;
     }
     if (!refdb_date_valid(req->effective_from)) {
-        set_msg(msg, msglen, "effective_from: expects a real calendar date as YYYYMMDD");
+        refdb_set_msg(msg, msglen, "effective_from: expects a real calendar date as YYYYMMDD");
         return KH_E_FIELD;
     }
     if (req->delete_ && req->n_fields > 0) {
-        set_msg(msg, msglen, "fields: a delete carries no fields");
+        refdb_set_msg(msg, msglen, "fields: a delete carries no fields");
         return KH_E_FIELD;
     }
     e = refdb_layout_load(c, req->item_code, &layout, msg, msglen);
@@ -240,14 +123,20 @@ kh_err refdb_register(PGconn *c, const char *system_id, const Kh__RegisterReques
         return e;
 
     PGresult *r;
-    size_t n = req->delete_ ? 0 : req->n_fields;
-    const char **names = calloc(n + 1, sizeof *names);
-    const char **values = calloc(n + 1, sizeof *values);
+    /* The stored data: flattened name -> value, only non-empty values ("no
+     * value" is the absence of the key). */
+    size_t given = req->delete_ ? 0 : req->n_fields, n = 0;
+    const char **names = calloc(given + 1, sizeof *names);
+    const char **values = calloc(given + 1, sizeof *values);
     char *names_lit = NULL, *values_lit = NULL;
     if (names != NULL && values != NULL) {
-        for (size_t i = 0; i < n; i++) {
-            names[i] = req->fields[i]->name;
-            values[i] = req->fields[i]->value != NULL ? req->fields[i]->value : "";
+        for (size_t i = 0; i < given; i++) {
+            const char *v = req->fields[i]->value;
+            if (v == NULL || v[0] == '\0')
+                continue;
+            names[n] = req->fields[i]->name;
+            values[n] = v;
+            n++;
         }
         names_lit = text_array(names, n);
         values_lit = text_array(values, n);
@@ -257,7 +146,7 @@ kh_err refdb_register(PGconn *c, const char *system_id, const Kh__RegisterReques
     if (names_lit == NULL || values_lit == NULL) {
         free(names_lit);
         free(values_lit);
-        set_msg(msg, msglen, "out of memory");
+        refdb_set_msg(msg, msglen, "out of memory");
         return KH_E_INTERNAL;
     }
     const char *params[7] = {req->local_id,
@@ -277,7 +166,7 @@ kh_err refdb_register(PGconn *c, const char *system_id, const Kh__RegisterReques
     free(names_lit);
     free(values_lit);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
-        return db_fail(c, r, "registration", msg, msglen);
+        return refdb_db_fail(c, r, "registration", msg, msglen);
     *version = (uint64_t)strtoull(PQgetvalue(r, 0, 0), NULL, 10);
     PQclear(r);
     return KH_OK;
@@ -385,21 +274,21 @@ kh_err refdb_read_items(PGconn *c, const char *local_id, const char *const *item
     *out = NULL;
     *n = 0;
     if (!idconv_local_id_valid(local_id)) {
-        set_msg(msg, msglen, "local_id: expects 1..%d digits", IDCONV_LOCAL_ID_MAX);
+        refdb_set_msg(msg, msglen, "local_id: expects 1..%d digits", IDCONV_LOCAL_ID_MAX);
         return KH_E_FIELD;
     }
     if (!refdb_date_valid(as_of)) {
-        set_msg(msg, msglen, "as_of: expects a real calendar date as YYYYMMDD");
+        refdb_set_msg(msg, msglen, "as_of: expects a real calendar date as YYYYMMDD");
         return KH_E_FIELD;
     }
     if (nitems > REFDB_MAX_ITEMS || (nitems > 0 && items == NULL)) {
-        set_msg(msg, msglen, "items: expects at most %d item codes", REFDB_MAX_ITEMS);
+        refdb_set_msg(msg, msglen, "items: expects at most %d item codes", REFDB_MAX_ITEMS);
         return KH_E_FIELD;
     }
     for (size_t i = 0; i < nitems; i++) {
-        if (!item_code_valid(items[i])) {
-            set_msg(msg, msglen, "items: an item code expects 1..%d characters A-Z 0-9",
-                    REFDB_ITEM_CODE_MAX);
+        if (!refdb_item_code_valid(items[i])) {
+            refdb_set_msg(msg, msglen, "items: an item code expects 1..%d characters A-Z 0-9",
+                          REFDB_ITEM_CODE_MAX);
             return KH_E_FIELD;
         }
     }
@@ -407,7 +296,7 @@ kh_err refdb_read_items(PGconn *c, const char *local_id, const char *const *item
         return KH_OK;
     char *items_lit = text_array(items, nitems);
     if (items_lit == NULL) {
-        set_msg(msg, msglen, "out of memory");
+        refdb_set_msg(msg, msglen, "out of memory");
         return KH_E_INTERNAL;
     }
     const char *params[3] = {local_id, items_lit, as_of};
@@ -426,17 +315,26 @@ kh_err refdb_read_items(PGconn *c, const char *local_id, const char *const *item
                      "       e.key, e.value "
                      "FROM v JOIN kh.item i ON i.item_code = v.item_code "
                      "LEFT JOIN LATERAL jsonb_each_text(v.data) e ON true "
+                     /* a flattened name: top, top[occ] or top[occ].member */
+                     "LEFT JOIN LATERAL (SELECT "
+                     "  substring(e.key FROM '^[a-z][a-z0-9_]*') AS top, "
+                     "  substring(e.key FROM '^[a-z][a-z0-9_]*\\[([0-9]{1,6})\\]')::int AS occ, "
+                     "  substring(e.key FROM '\\]\\.([a-z][a-z0-9_]*)$') AS member) k ON true "
                      "LEFT JOIN kh.item_field f ON f.item_code = v.item_code "
-                     "  AND f.layout_version = i.layout_version AND f.name = e.key "
+                     "  AND f.layout_version = i.layout_version AND f.name = k.top "
+                     "LEFT JOIN kh.item_field m ON m.item_code = v.item_code "
+                     "  AND m.layout_version = i.layout_version AND m.name = k.member "
+                     "  AND m.group_name = k.top "
                      "WHERE NOT v.deleted "
-                     "ORDER BY array_position($2::text[], v.item_code), f.seq NULLS LAST, e.key",
+                     "ORDER BY array_position($2::text[], v.item_code), f.seq NULLS LAST, "
+                     "         k.occ NULLS FIRST, m.seq NULLS FIRST, e.key",
                      3, NULL, params, NULL, NULL, 0);
     free(items_lit);
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        return db_fail(c, r, "replica read", msg, msglen);
+        return refdb_db_fail(c, r, "replica read", msg, msglen);
     kh_err e = build_items(r, out, n);
     PQclear(r);
     if (e != KH_OK)
-        set_msg(msg, msglen, "out of memory");
+        refdb_set_msg(msg, msglen, "out of memory");
     return e;
 }

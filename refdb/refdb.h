@@ -89,6 +89,19 @@ typedef void (*refdb_issue_fn)(const refdb_issue *issue, void *arg);
 size_t refdb_validate_values(const refdb_layout *l, const char *const *vals, size_t line,
                              refdb_issue_fn fn, void *arg);
 
+/* Builds l->cols (malloc'd, replacing any previous cols; freed by
+ * refdb_layout_free) from l->fields, whose group members are set: columns in
+ * layout order, "name" for a plain field, "name[i]" for occurrence i of a
+ * repeating field, "group[i].name" for the fields of occurrence i of a GROUP
+ * (at the GROUP's place, its fields in layout order), GROUP fields themselves
+ * having no column. Checks the layout model first (types, lengths, pad,
+ * charset, occurrence counts 0 <= min <= max, 1 <= max <= 999, groups one
+ * level deep whose fields do not repeat, unique names); "" as pad or charset
+ * means no padding rule / any. KH_E_INTERNAL with msg naming the field if the
+ * layout is malformed. Both loaders end here; a test that builds a layout by
+ * hand calls it too (and frees cols itself if its fields are not malloc'd). */
+kh_err refdb_layout_flatten(refdb_layout *l, char *msg, size_t msglen);
+
 /* Loads the current layout of an item from the catalogue files of
  * refdb/FORMAT.md section 1 (dir holds items.tsv, fields.tsv, codes.tsv): what
  * khcheck and khgen use offline. Same results and errors as refdb_layout_load. */
@@ -101,17 +114,18 @@ kh_err refdb_layout_from_tsv(const char *dir, const char *item_code, refdb_layou
  * On failure *out is left empty (safe to pass to refdb_layout_free). */
 kh_err refdb_layout_load(PGconn *c, const char *item_code, refdb_layout *out, char *msg,
                          size_t msglen);
-/* Frees what refdb_layout_load allocated; accepts NULL and empty layouts. */
+/* Frees what refdb_layout_load or refdb_layout_from_tsv allocated (fields,
+ * their codes, cols); accepts NULL and empty layouts. */
 void refdb_layout_free(refdb_layout *l);
 
-/* Pure validation of (name, value) fields against a layout, no database.
- * Rules: every name is in the layout and given once; every mandatory field is
- * present with a non-empty value (an empty value means "no value" and is
- * accepted for optional fields); X(n): at most n characters of valid UTF-8,
- * no control characters; 9(n): 1..n digits; S9(n): an optional '-' then 1..n
- * digits; DATE: YYYYMMDD, a real Gregorian date; CODE: one of the preloaded
- * code values. Returns KH_OK or KH_E_ITEM_INVALID with msg naming the field
- * and the rule, never the value. */
+/* Online registration: pure validation of (name, value) fields against a
+ * flattened layout, no database. Every name must be a column name of the
+ * layout ("name", "name[i]", "group[i].name"), given once; columns not given
+ * have no value. Then applies refdb_validate_values. Returns KH_OK, or
+ * KH_E_ITEM_INVALID with msg "field <name>: not in the layout ..." / "field
+ * <name>: given more than once" / "field <name>: <fine code> <reason>" of the
+ * first problem in column order (e.g. "field total_income: KH-1106 S9(13)
+ * expects ..."), never the value. KH_E_INTERNAL if the layout has no cols. */
 kh_err refdb_validate(const refdb_layout *l, const Kh__Field *const *fields, size_t n, char *msg,
                       size_t msglen);
 
@@ -171,9 +185,9 @@ kh_err refdb_register(PGconn *c, const char *system_id, const Kh__RegisterReques
 /* Reads, for each requested item code, the version in force at as_of
  * (YYYYMMDD): the highest version with effective_from <= as_of. An item is
  * left out if that version is a delete, if no version is in force, or if the
- * item is not in the catalogue. Fields come in layout order (kh.item_field.seq
- * of the item's current layout; fields the layout no longer has follow, by
- * name). Items come in request order; a repeated item code is returned once.
+ * item is not in the catalogue. Fields come in column order of the item's
+ * current layout (refdb_layout.cols; fields the layout no longer has follow,
+ * by name). Items come in request order; a repeated item code is returned once.
  * *out is a malloc'd array of *n malloc'd Kh__ItemData, freed with
  * refdb_items_free; *n == 0 (and *out NULL) means not found. */
 kh_err refdb_read_items(PGconn *c, const char *local_id, const char *const *items, size_t nitems,

@@ -1,10 +1,13 @@
-/* refdb_validate.c: the layout rules for item data (X, 9, S9, DATE, CODE),
- * pure functions with no database. Messages name the field and the rule and
- * never the value: a value is personal data. */
+/* refdb_validate.c: the value and occurrence rules of refdb/FORMAT.md
+ * (section 2 and "Occurrences"), pure functions with no database. Every
+ * problem carries its fine code (KH-1102, KH-1105..1109, KH-1114); reasons
+ * name the field and the rule and never the value: a value is personal
+ * data. */
 #include "refdb.h"
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void set_msg(char *msg, size_t msglen, const char *fmt, ...)
@@ -50,56 +53,280 @@ bool refdb_date_valid(const char *s)
     return d <= max;
 }
 
-/* Counts the characters of a UTF-8 string. Refuses invalid UTF-8 (overlong
- * forms, surrogates, code points above U+10FFFF, truncated sequences) and
- * control characters (C0, DEL, C1). Returns false on refusal. */
-static bool utf8_text(const char *str, size_t *nchars)
+/* The first problem of one value, or KH_OK. */
+typedef struct {
+    kh_err code;
+    char reason[200];
+} verdict;
+
+static kh_err say(verdict *v, kh_err code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static kh_err say(verdict *v, kh_err code, const char *fmt, ...)
 {
-    const unsigned char *s = (const unsigned char *)str;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v->reason, sizeof v->reason, fmt, ap);
+    va_end(ap);
+    v->code = code;
+    return code;
+}
+
+/* Decodes the next code point of a NUL-terminated string; returns its length
+ * in bytes, or 0 if the bytes there are not valid UTF-8 (overlong forms,
+ * surrogates, code points above U+10FFFF, truncated sequences, stray
+ * continuation bytes). */
+static size_t utf8_next(const unsigned char *s, unsigned long *cp)
+{
+    unsigned char c = s[0];
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xBF; /* range of the second byte */
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+        *cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        *cp = c & 0x0F;
+        if (c == 0xE0)
+            lo = 0xA0; /* overlong */
+        else if (c == 0xED)
+            hi = 0x9F; /* surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        *cp = c & 0x07;
+        if (c == 0xF0)
+            lo = 0x90; /* overlong */
+        else if (c == 0xF4)
+            hi = 0x8F; /* above U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if (s[i] < 0x80 || s[i] > 0xBF)
+            return 0;
+        *cp = (*cp << 6) | (s[i] & 0x3F);
+    }
+    return len;
+}
+
+static bool is_control(unsigned long cp)
+{
+    return cp < 0x20 || (cp >= 0x7F && cp <= 0x9F);
+}
+
+static bool in_charset(const char *charset, unsigned long cp)
+{
+    if (strcmp(charset, "ascii") == 0)
+        return cp >= 0x20 && cp <= 0x7E;
+    if (strcmp(charset, "kana") == 0)
+        return (cp >= 0x30A1 && cp <= 0x30FC) || cp == 0x3000;
+    return true; /* any (or "" in a layout built by hand) */
+}
+
+static kh_err check_x(const refdb_field_spec *f, const char *v, verdict *out)
+{
+    const unsigned char *s = (const unsigned char *)v;
     size_t n = 0;
+    bool control = false, outside = false;
     while (*s != '\0') {
-        unsigned char c = s[0];
-        size_t len;
-        unsigned char lo = 0x80, hi = 0xBF; /* range of the second byte */
-        if (c < 0x80) {
-            if (c < 0x20 || c == 0x7F)
-                return false;
-            s++;
-            n++;
-            continue;
-        } else if (c >= 0xC2 && c <= 0xDF) {
-            len = 2;
-            if (c == 0xC2)
-                lo = 0xA0; /* U+0080..U+009F are C1 controls */
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            len = 3;
-            if (c == 0xE0)
-                lo = 0xA0; /* overlong */
-            else if (c == 0xED)
-                hi = 0x9F; /* surrogates */
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            len = 4;
-            if (c == 0xF0)
-                lo = 0x90; /* overlong */
-            else if (c == 0xF4)
-                hi = 0x8F; /* above U+10FFFF */
-        } else {
-            return false;
-        }
-        if (s[1] < lo || s[1] > hi)
-            return false;
-        for (size_t i = 2; i < len; i++)
-            if (s[i] < 0x80 || s[i] > 0xBF)
-                return false;
+        unsigned long cp;
+        size_t len = utf8_next(s, &cp);
+        if (len == 0)
+            return say(out, KH_E_ENCODING, "X(%d) expects valid UTF-8", f->length);
+        control = control || is_control(cp);
+        outside = outside || !in_charset(f->charset, cp);
         s += len;
         n++;
     }
-    *nchars = n;
+    if (control)
+        return say(out, KH_E_CHARSET, "X(%d) expects no control characters", f->length);
+    if (outside && strcmp(f->charset, "kana") == 0)
+        return say(out, KH_E_CHARSET,
+                   "charset kana allows only full-width katakana (U+30A1-U+30FC) and the "
+                   "ideographic space");
+    if (outside)
+        return say(out, KH_E_CHARSET, "charset %s allows only U+0020-U+007E", f->charset);
+    if (n > (size_t)f->length)
+        return say(out, KH_E_TYPE, "X(%d) expects at most %d characters", f->length, f->length);
+    return KH_OK;
+}
+
+static bool all_digits(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s != '\0'; s++)
+        if (!is_digit(*s))
+            return false;
     return true;
 }
 
+static kh_err check_9(const refdb_field_spec *f, const char *v, verdict *out)
+{
+    size_t len = strlen(v);
+    if (!all_digits(v))
+        return say(out, KH_E_TYPE, "9(%d) expects digits only", f->length);
+    if (len > (size_t)f->length)
+        return say(out, KH_E_TYPE, "9(%d) expects at most %d digits", f->length, f->length);
+    if (strcmp(f->pad, "zero") == 0 && len != (size_t)f->length)
+        return say(out, KH_E_PADDING, "9(%d) zero-padded expects exactly %d digits", f->length,
+                   f->length);
+    if (strcmp(f->pad, "suppress") == 0 && len > 1 && v[0] == '0')
+        return say(out, KH_E_PADDING, "9(%d) zero-suppressed expects no leading zero", f->length);
+    return KH_OK;
+}
+
+static kh_err check_s9(const refdb_field_spec *f, const char *v, verdict *out)
+{
+    bool neg = v[0] == '-';
+    const char *d = neg ? v + 1 : v;
+    if (!all_digits(d) || strlen(d) > (size_t)f->length)
+        return say(out, KH_E_TYPE, "S9(%d) expects an optional '-' and 1..%d digits", f->length,
+                   f->length);
+    if (d[0] == '0' && d[1] != '\0')
+        return say(out, KH_E_PADDING, "S9(%d) expects no leading zero", f->length);
+    if (neg && d[0] == '0')
+        return say(out, KH_E_TYPE, "S9(%d) refuses a negative zero", f->length);
+    return KH_OK;
+}
+
+/* Checks one non-empty value against its field spec. */
+static kh_err check_value(const refdb_field_spec *f, const char *v, verdict *out)
+{
+    if (strcmp(f->type, "X") == 0)
+        return check_x(f, v, out);
+    if (strcmp(f->type, "9") == 0)
+        return check_9(f, v, out);
+    if (strcmp(f->type, "S9") == 0)
+        return check_s9(f, v, out);
+    if (strcmp(f->type, "DATE") == 0) {
+        if (!refdb_date_valid(v))
+            return say(out, KH_E_TYPE, "DATE expects a real calendar date as YYYYMMDD");
+        return KH_OK;
+    }
+    if (strcmp(f->type, "CODE") == 0) {
+        for (size_t i = 0; i < f->ncodes; i++)
+            if (f->codes[i] != NULL && strcmp(f->codes[i], v) == 0)
+                return KH_OK;
+        return say(out, KH_E_CODE_VALUE, "CODE(%d) expects a value of code table %s", f->length,
+                   f->code_table);
+    }
+    return say(out, KH_E_TYPE, "layout has unknown type %s", f->type);
+}
+
+/* Counts and reports the problems of one record. */
+typedef struct {
+    size_t line, count;
+    refdb_issue_fn fn;
+    void *arg;
+} reporter;
+
+static void report(reporter *r, const char *field, kh_err code, const char *reason)
+{
+    refdb_issue is;
+    memset(&is, 0, sizeof is);
+    is.line = r->line;
+    snprintf(is.field, sizeof is.field, "%s", field);
+    is.code = code;
+    snprintf(is.reason, sizeof is.reason, "%s", reason);
+    r->count++;
+    if (r->fn != NULL)
+        r->fn(&is, r->arg);
+}
+
+static bool has_value(const char *const *vals, size_t c)
+{
+    return vals[c] != NULL && vals[c][0] != '\0';
+}
+
+/* The field or GROUP a column's occurrences belong to. */
+static int top_of(const refdb_layout *l, size_t c)
+{
+    const refdb_field_spec *f = &l->fields[l->cols[c].field];
+    return f->group >= 0 ? f->group : l->cols[c].field;
+}
+
+/* One field or GROUP: its columns are vals[begin..end), occurrence-major. */
+static void check_block(const refdb_layout *l, const char *const *vals, size_t begin, size_t end,
+                        reporter *r)
+{
+    const refdb_field_spec *top = &l->fields[top_of(l, begin)];
+    bool group = strcmp(top->type, "GROUP") == 0, repeats = group || top->max_occurs > 1;
+    const char *kind = group ? "group" : "field";
+    int present = 0, last_present = 0;
+    char reason[200];
+    for (size_t s = begin; s < end;) {
+        int occ = l->cols[s].occurrence;
+        size_t t = s;
+        bool here = false;
+        while (t < end && l->cols[t].occurrence == occ) {
+            here = here || has_value(vals, t);
+            t++;
+        }
+        if (here && repeats && last_present != occ - 1) {
+            size_t first = s;
+            while (!has_value(vals, first))
+                first++;
+            snprintf(reason, sizeof reason,
+                     "occurrence %d of %s %s is present but occurrence %d is empty "
+                     "(occurrences are contiguous from 1)",
+                     occ, kind, top->name, occ - 1);
+            report(r, l->cols[first].name, KH_E_OCCURS, reason);
+        }
+        for (size_t c = s; c < t; c++) {
+            const refdb_field_spec *f = &l->fields[l->cols[c].field];
+            verdict v = {KH_OK, ""};
+            if (has_value(vals, c)) {
+                if (check_value(f, vals[c], &v) != KH_OK)
+                    report(r, l->cols[c].name, v.code, v.reason);
+            } else if (f->mandatory && (group ? here : occ == 1)) {
+                report(r, l->cols[c].name, KH_E_MANDATORY,
+                       group ? "mandatory in every present occurrence of its group, no value"
+                             : "mandatory, no value");
+            }
+        }
+        if (here) {
+            present++;
+            last_present = occ;
+        }
+        s = t;
+    }
+    /* A plain field's presence is the mandatory rule's business. */
+    if (repeats && present < top->min_occurs) {
+        size_t c = begin;
+        while (c + 1 < end && l->cols[c].occurrence <= present)
+            c++;
+        snprintf(reason, sizeof reason, "%s %s expects at least %d occurrences, %d present", kind,
+                 top->name, top->min_occurs, present);
+        report(r, l->cols[c].name, KH_E_OCCURS, reason);
+    }
+}
+
+size_t refdb_validate_values(const refdb_layout *l, const char *const *vals, size_t line,
+                             refdb_issue_fn fn, void *arg)
+{
+    reporter r = {line, 0, fn, arg};
+    if (l == NULL || (l->ncols > 0 && vals == NULL)) {
+        report(&r, "-", KH_E_INTERNAL, "no layout or no values");
+        return r.count;
+    }
+    for (size_t begin = 0; begin < l->ncols;) {
+        size_t end = begin + 1;
+        while (end < l->ncols && top_of(l, end) == top_of(l, begin))
+            end++;
+        check_block(l, vals, begin, end, &r);
+        begin = end;
+    }
+    return r.count;
+}
+
 /* A field name from the wire, fit for a message: the name if it looks like a
- * layout field name, else a placeholder. */
+ * flattened field name, else a placeholder. */
 static const char *shown_name(const char *name)
 {
     size_t n = 0;
@@ -107,107 +334,65 @@ static const char *shown_name(const char *name)
         return "(empty name)";
     for (; name[n] != '\0'; n++) {
         char c = name[n];
-        if (n >= 63 || !((c >= 'a' && c <= 'z') || is_digit(c) || c == '_'))
+        if (n >= 95 || !((c >= 'a' && c <= 'z') || is_digit(c) || c == '_' || c == '[' ||
+                         c == ']' || c == '.'))
             return "(malformed name)";
     }
     return name;
 }
 
-/* Checks one non-empty value against its field spec. */
-static kh_err check_value(const refdb_field_spec *f, const char *v, char *msg, size_t msglen)
+static void first_issue(const refdb_issue *issue, void *arg)
 {
-    if (strcmp(f->type, "X") == 0) {
-        size_t nchars = 0;
-        if (!utf8_text(v, &nchars) || nchars > (size_t)f->length) {
-            set_msg(msg, msglen,
-                    "field %s: X(%d) expects at most %d characters of valid UTF-8 without "
-                    "control characters",
-                    f->name, f->length, f->length);
-            return KH_E_ITEM_INVALID;
-        }
-    } else if (strcmp(f->type, "9") == 0) {
-        if (!digits(v, f->length)) {
-            set_msg(msg, msglen, "field %s: 9(%d) expects 1..%d digits", f->name, f->length,
-                    f->length);
-            return KH_E_ITEM_INVALID;
-        }
-    } else if (strcmp(f->type, "S9") == 0) {
-        if (!digits(v[0] == '-' ? v + 1 : v, f->length)) {
-            set_msg(msg, msglen, "field %s: S9(%d) expects an optional '-' and 1..%d digits",
-                    f->name, f->length, f->length);
-            return KH_E_ITEM_INVALID;
-        }
-    } else if (strcmp(f->type, "DATE") == 0) {
-        if (!refdb_date_valid(v)) {
-            set_msg(msg, msglen, "field %s: DATE expects a real calendar date as YYYYMMDD",
-                    f->name);
-            return KH_E_ITEM_INVALID;
-        }
-    } else if (strcmp(f->type, "CODE") == 0) {
-        bool found = false;
-        for (size_t i = 0; i < f->ncodes && !found; i++)
-            found = f->codes[i] != NULL && strcmp(f->codes[i], v) == 0;
-        if (!found) {
-            set_msg(msg, msglen, "field %s: CODE(%d) expects a value of code table %s", f->name,
-                    f->length, f->code_table);
-            return KH_E_ITEM_INVALID;
-        }
-    } else {
-        set_msg(msg, msglen, "field %s: layout has unknown type %s", f->name, f->type);
-        return KH_E_ITEM_INVALID;
-    }
-    return KH_OK;
+    refdb_issue *first = arg;
+    if (first->code == KH_OK)
+        *first = *issue;
 }
 
 kh_err refdb_validate(const refdb_layout *l, const Kh__Field *const *fields, size_t n, char *msg,
                       size_t msglen)
 {
-    if (l == NULL || (n > 0 && fields == NULL)) {
-        set_msg(msg, msglen, "no layout or no fields");
+    if (l == NULL || (n > 0 && fields == NULL) || (l->nfields > 0 && l->ncols == 0)) {
+        set_msg(msg, msglen, "no layout, no columns or no fields");
         return KH_E_INTERNAL;
     }
-    /* Each given field: known, not repeated, well formed. A repeat is found by
-     * looking back, so the cost is n * (n + nfields); n is bounded by the
-     * request size limit, and a valid request has n <= nfields. */
-    for (size_t i = 0; i < n; i++) {
+    /* vals[c] is the value given for column c, NULL if none was given. The
+     * cost of the name lookup is n * ncols; n is bounded by the request size
+     * limit, and a valid request has n <= ncols. */
+    const char **vals = calloc(l->ncols + 1, sizeof *vals);
+    if (vals == NULL) {
+        set_msg(msg, msglen, "out of memory");
+        return KH_E_INTERNAL;
+    }
+    kh_err e = KH_OK;
+    for (size_t i = 0; i < n && e == KH_OK; i++) {
         const char *name = fields[i] != NULL ? fields[i]->name : NULL;
         const char *v = fields[i] != NULL && fields[i]->value != NULL ? fields[i]->value : "";
-        const refdb_field_spec *f = NULL;
-        for (size_t j = 0; name != NULL && j < l->nfields && f == NULL; j++)
-            if (strcmp(l->fields[j].name, name) == 0)
-                f = &l->fields[j];
-        if (f == NULL) {
+        size_t c = 0;
+        while (name != NULL && c < l->ncols && strcmp(l->cols[c].name, name) != 0)
+            c++;
+        if (name == NULL || c == l->ncols) {
             set_msg(msg, msglen, "field %s: not in the layout of %s version %d", shown_name(name),
                     l->item_code, l->layout_version);
-            return KH_E_ITEM_INVALID;
-        }
-        for (size_t k = 0; k < i; k++) {
-            if (fields[k] != NULL && fields[k]->name != NULL &&
-                strcmp(fields[k]->name, name) == 0) {
-                set_msg(msg, msglen, "field %s: given more than once", f->name);
-                return KH_E_ITEM_INVALID;
-            }
-        }
-        if (v[0] == '\0')
-            continue; /* "no value": refused below if mandatory */
-        kh_err e = check_value(f, v, msg, msglen);
-        if (e != KH_OK)
-            return e;
-    }
-    /* Every mandatory field present with a value. */
-    for (size_t j = 0; j < l->nfields; j++) {
-        const refdb_field_spec *f = &l->fields[j];
-        bool have = false;
-        if (!f->mandatory)
-            continue;
-        for (size_t i = 0; i < n && !have; i++)
-            have = fields[i] != NULL && fields[i]->name != NULL &&
-                   strcmp(fields[i]->name, f->name) == 0 && fields[i]->value != NULL &&
-                   fields[i]->value[0] != '\0';
-        if (!have) {
-            set_msg(msg, msglen, "field %s: mandatory, missing or empty", f->name);
-            return KH_E_ITEM_INVALID;
+            e = KH_E_ITEM_INVALID;
+        } else if (vals[c] != NULL) {
+            set_msg(msg, msglen, "field %s: given more than once", l->cols[c].name);
+            e = KH_E_ITEM_INVALID;
+        } else {
+            vals[c] = v;
         }
     }
-    return KH_OK;
+    if (e == KH_OK) {
+        refdb_issue first;
+        memset(&first, 0, sizeof first);
+        for (size_t c = 0; c < l->ncols; c++)
+            if (vals[c] == NULL)
+                vals[c] = "";
+        if (refdb_validate_values(l, vals, 0, first_issue, &first) > 0) {
+            set_msg(msg, msglen, "field %s: %s %s", first.field, kh_err_code(first.code),
+                    first.reason);
+            e = KH_E_ITEM_INVALID;
+        }
+    }
+    free(vals);
+    return e;
 }
