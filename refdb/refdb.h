@@ -171,6 +171,30 @@ kh_err refdb_check_stream(int fd, const refdb_layout *l, refdb_issue_fn issue_fn
 void refdb_report_header(FILE *out);
 void refdb_report_row(FILE *out, const refdb_issue *issue);
 
+/* What refdb_bulk_load did. */
+typedef struct {
+    bool duplicate;          /* this content was applied before: nothing was done */
+    int64_t file_id;         /* bulk_file.id (of the earlier application if duplicate) */
+    uint64_t records;        /* versions added from the file's records */
+    uint64_t persons;        /* distinct persons in the file */
+    uint64_t deleted_absent; /* full mode: persons absent from the file, now deleted */
+    char sha256[65];         /* of the whole file, hex */
+} refdb_bulk_result;
+
+/* Applies a bulk file to the item inside the caller's tenant transaction: the
+ * caller commits if this returns KH_OK and !res->duplicate, and rolls back in
+ * every other case, so a file is applied whole or not at all. fd must be
+ * seekable (the file is hashed first, to find a duplicate before any work).
+ * Records are checked exactly as refdb_check_stream does (issue_fn receives
+ * every problem) and streamed into replica with COPY as they pass; mode
+ * "full" also deletes, as of as_of, every person who holds the item and is
+ * absent from the file. Returns KH_OK, KH_E_FILE_REJECTED (problems found),
+ * KH_E_FIELD (bad mode, as_of or file name) or KH_E_DB / KH_E_INTERNAL. */
+kh_err refdb_bulk_load(PGconn *c, int fd, const refdb_layout *l, const char *system_id,
+                       const char *mode, const char *as_of, const char *file_name,
+                       refdb_issue_fn issue_fn, refdb_progress_fn progress_fn, void *arg,
+                       refdb_file_stats *st, refdb_bulk_result *res, char *msg, size_t msglen);
+
 /* Online registration of one version of one item of one person.
  * Validates local_id (KH_E_FIELD), effective_from (YYYYMMDD, KH_E_FIELD), the
  * item code (KH_E_UNKNOWN_ITEM) and, unless it is a delete, the fields

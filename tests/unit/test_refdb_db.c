@@ -442,7 +442,7 @@ END_TEST
  * column order; empty values are not stored; occurrence rules refuse. */
 START_TEST(flattened_round_trip)
 {
-    uint32_t v = 0;
+    uint64_t v = 0;
     char msg[256] = "";
     const nv tax[] = {{"dependents[2].birth_date", "20120229"},
                       {"fiscal_year", "2026"},
