@@ -38,6 +38,7 @@ static void usage(FILE *f)
 typedef struct {
     const char *gw, *cert, *key, *ca, *gw_name;
     int timeout;
+    kh_sync_conn *conn; /* kept open across the calls of one command */
 } client_opts;
 
 static int refused(const kh_sync_resp *r)
@@ -61,7 +62,7 @@ static char *split_items(char *s, char **items, size_t *n)
 
 /* One business-API call: packs msg, posts it, unpacks the 200 answer as
  * resp_desc, or prints the refusal / failure and returns NULL with *rc set. */
-static ProtobufCMessage *call(const client_opts *o, const char *path, const ProtobufCMessage *msg,
+static ProtobufCMessage *call(client_opts *o, const char *path, const ProtobufCMessage *msg,
                               const ProtobufCMessageDescriptor *resp_desc, int *rc)
 {
     size_t len = protobuf_c_message_get_packed_size(msg);
@@ -72,8 +73,14 @@ static ProtobufCMessage *call(const client_opts *o, const char *path, const Prot
         return NULL;
     }
     protobuf_c_message_pack(msg, body);
-    kh_sync_request(o->gw, o->cert, o->key, o->ca, "KH-GW", o->gw_name, path, body, len,
-                    o->timeout + 5000, &r);
+    memset(&r, 0, sizeof r);
+    if (o->conn == NULL)
+        o->conn = kh_sync_connect(o->gw, o->cert, o->key, o->ca, "KH-GW", o->gw_name,
+                                  o->timeout + 5000, r.error, sizeof r.error);
+    if (o->conn != NULL && kh_sync_do(o->conn, path, body, len, &r) != 0) {
+        kh_sync_close(o->conn); /* unusable now; a later call reconnects */
+        o->conn = NULL;
+    }
     free(body);
     ProtobufCMessage *m = NULL;
     if (r.status == 0) {
@@ -91,7 +98,7 @@ static ProtobufCMessage *call(const client_opts *o, const char *path, const Prot
 
 /* bulk ITEM MODE AS_OF FILE: upload in parts, commit, follow progress, print
  * the result (and the report of a rejected file). */
-static int bulk(const client_opts *o, const char *item, const char *mode, const char *as_of,
+static int bulk(client_opts *o, const char *item, const char *mode, const char *as_of,
                 const char *file)
 {
     int rc = 0;
@@ -126,6 +133,8 @@ static int bulk(const client_opts *o, const char *item, const char *mode, const 
     }
     uint32_t seq = 1;
     uint64_t sent = 0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     size_t n;
     while (rc == 0 && (n = fread(buf, 1, part, f)) > 0) {
         Kh__BulkPartRequest pr = KH__BULK_PART_REQUEST__INIT;
@@ -151,8 +160,10 @@ static int bulk(const client_opts *o, const char *item, const char *mode, const 
         snprintf(hex + 2 * i, 3, "%02x", dg[i]);
     if (rc != 0)
         return rc;
-    fprintf(stderr, "khclient: %llu bytes sent in %u parts; loading\n", (unsigned long long)sent,
-            seq - 1);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    fprintf(stderr, "khclient: %llu bytes sent in %u parts in %.1f s; loading\n",
+            (unsigned long long)sent, seq - 1,
+            (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
     Kh__BulkCommitRequest cr = KH__BULK_COMMIT_REQUEST__INIT;
     cr.upload_id = id;
     cr.sha256 = hex;
@@ -259,8 +270,10 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
-        client_opts o = {gw, cert, key, ca, gw_name, timeout};
-        return bulk(&o, argv[optind + 1], argv[optind + 2], argv[optind + 3], argv[optind + 4]);
+        client_opts o = {gw, cert, key, ca, gw_name, timeout, NULL};
+        int brc = bulk(&o, argv[optind + 1], argv[optind + 2], argv[optind + 3], argv[optind + 4]);
+        kh_sync_close(o.conn);
+        return brc;
     }
     char **a = argv + optind + 1;
     int na = argc - optind - 1;
