@@ -54,6 +54,7 @@ typedef struct gw_upload {
     char system[40];
     char item[17], mode[8], as_of[9], file_name[201];
     char spool[1024], report[1040];
+    char sha256[65]; /* of all parts, known at commit */
     int fd;
     EVP_MD_CTX *md; /* SHA-256 of the parts so far */
     uint32_t next_seq;
@@ -111,9 +112,9 @@ static void run_progress(const refdb_file_stats *st, void *arg)
 
 /* Applies one file for a tenant, all or nothing, on a worker thread. */
 static kh_err run_load(PGconn *c, gw_tenant *t, const char *system, const char *item,
-                       const char *mode, const char *as_of, const char *file_name, int fd,
-                       run_ctx *rc, refdb_file_stats *st, refdb_bulk_result *res, char *msg,
-                       size_t msglen)
+                       const char *mode, const char *as_of, const char *file_name,
+                       const char *sha256, int fd, run_ctx *rc, refdb_file_stats *st,
+                       refdb_bulk_result *res, char *msg, size_t msglen)
 {
     refdb_layout l;
     memset(&l, 0, sizeof l);
@@ -145,8 +146,8 @@ static kh_err run_load(PGconn *c, gw_tenant *t, const char *system, const char *
     if (e == KH_OK) {
         if (rc->report)
             refdb_report_header(rc->report);
-        e = refdb_bulk_load(c, fd, &l, system, mode, as_of, file_name, run_issue, run_progress, rc,
-                            st, res, msg, msglen);
+        e = refdb_bulk_load(c, fd, &l, system, mode, as_of, file_name, sha256, run_issue,
+                            run_progress, rc, st, res, msg, msglen);
     }
     refdb_layout_free(&l);
     if (e == KH_OK && !res->duplicate) {
@@ -569,8 +570,8 @@ static void load_work(PGconn *c, void *arg)
         memset(&st, 0, sizeof st);
         memset(&res, 0, sizeof res);
     } else {
-        e = run_load(c, u->t, u->system, u->item, u->mode, u->as_of, u->file_name, fd, &rc, &st,
-                     &res, msg, sizeof msg);
+        e = run_load(c, u->t, u->system, u->item, u->mode, u->as_of, u->file_name, u->sha256, fd,
+                     &rc, &st, &res, msg, sizeof msg);
     }
     if (fd >= 0)
         close(fd);
@@ -628,6 +629,7 @@ void gw_bulk_on_commit(struct evhttp_request *req, gw_tenant *t, const char *sys
         return;
     }
     kh__bulk_commit_request__free_unpacked(m, NULL);
+    memcpy(u->sha256, hex, sizeof hex);
     close(u->fd);
     u->fd = -1;
     u->busy = true;
@@ -820,7 +822,7 @@ static void drop_one(PGconn *c, gw_tenant *t, const char *root)
     } else {
         kh_info("drop", "tenant %s: loading dropped file (%s %s)", t->id.code, item, mode);
         e = run_load(c, t, kh_conf_str(G.conf, "drop_system", "dropfolder"), item, mode, as_of,
-                     best, fd, &rc, &st, &res, msg, sizeof msg);
+                     best, NULL, fd, &rc, &st, &res, msg, sizeof msg);
     }
     if (fd >= 0)
         close(fd);

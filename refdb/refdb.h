@@ -183,8 +183,11 @@ typedef struct {
 
 /* Applies a bulk file to the item inside the caller's tenant transaction: the
  * caller commits if this returns KH_OK and !res->duplicate, and rolls back in
- * every other case, so a file is applied whole or not at all. fd must be
- * seekable (the file is hashed first, to find a duplicate before any work).
+ * every other case, so a file is applied whole or not at all. The file's
+ * SHA-256 identifies it: known_sha256 (hex) if the caller already has it (an
+ * upload), checked against the bytes read (KH_E_CHECKSUM if they differ);
+ * else fd must be seekable and the file is hashed first. Either way a
+ * duplicate is found before any work.
  * Records are checked exactly as refdb_check_stream does (issue_fn receives
  * every problem) and streamed into replica with COPY as they pass; mode
  * "full" also deletes, as of as_of, every person who holds the item and is
@@ -192,8 +195,9 @@ typedef struct {
  * KH_E_FIELD (bad mode, as_of or file name) or KH_E_DB / KH_E_INTERNAL. */
 kh_err refdb_bulk_load(PGconn *c, int fd, const refdb_layout *l, const char *system_id,
                        const char *mode, const char *as_of, const char *file_name,
-                       refdb_issue_fn issue_fn, refdb_progress_fn progress_fn, void *arg,
-                       refdb_file_stats *st, refdb_bulk_result *res, char *msg, size_t msglen);
+                       const char *known_sha256, refdb_issue_fn issue_fn,
+                       refdb_progress_fn progress_fn, void *arg, refdb_file_stats *st,
+                       refdb_bulk_result *res, char *msg, size_t msglen);
 
 /* Online registration of one version of one item of one person.
  * Validates local_id (KH_E_FIELD), effective_from (YYYYMMDD, KH_E_FIELD), the

@@ -213,8 +213,9 @@ static kh_err exec_ok(PGconn *c, const char *sql, int n, const char *const *p, c
 
 kh_err refdb_bulk_load(PGconn *c, int fd, const refdb_layout *l, const char *system_id,
                        const char *mode, const char *as_of, const char *file_name,
-                       refdb_issue_fn issue_fn, refdb_progress_fn progress_fn, void *arg,
-                       refdb_file_stats *st, refdb_bulk_result *res, char *msg, size_t msglen)
+                       const char *known_sha256, refdb_issue_fn issue_fn,
+                       refdb_progress_fn progress_fn, void *arg, refdb_file_stats *st,
+                       refdb_bulk_result *res, char *msg, size_t msglen)
 {
     loader ld = {0};
     PGresult *r = NULL;
@@ -234,7 +235,13 @@ kh_err refdb_bulk_load(PGconn *c, int fd, const refdb_layout *l, const char *sys
         refdb_set_msg(msg, msglen, "file_name: expected 1 to 200 characters");
         return KH_E_FIELD;
     }
-    if (hash_fd(fd, res->sha256) != 0) {
+    if (known_sha256 != NULL) {
+        if (strlen(known_sha256) != 64 || strspn(known_sha256, "0123456789abcdef") != 64) {
+            refdb_set_msg(msg, msglen, "sha256: expected 64 lowercase hex digits");
+            return KH_E_FIELD;
+        }
+        memcpy(res->sha256, known_sha256, 65);
+    } else if (hash_fd(fd, res->sha256) != 0) {
         refdb_set_msg(msg, msglen, "cannot read the file");
         return KH_E_INTERNAL;
     }
@@ -305,6 +312,13 @@ kh_err refdb_bulk_load(PGconn *c, int fd, const refdb_layout *l, const char *sys
     }
     if (e != KH_OK)
         return e;
+    char read_hex[65];
+    for (int i = 0; i < 32; i++)
+        snprintf(read_hex + 2 * i, 3, "%02x", st->sha256[i]);
+    if (strcmp(read_hex, res->sha256) != 0) {
+        refdb_set_msg(msg, msglen, "the file read is not the file announced (SHA-256 differs)");
+        return KH_E_CHECKSUM;
+    }
     res->records = st->records;
     res->persons = st->persons;
 
