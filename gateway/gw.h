@@ -43,6 +43,15 @@ gw_tenant *gw_tenant_find(const char *code);
 void gw_biz_register(struct evhttp *http);
 void gw_peer_register(struct evhttp *http);
 
+/* Bulk registration (gw_bulk.c): handlers called by the business API once the
+ * client is identified, and the drop-folder watcher. */
+void gw_bulk_on_open(struct evhttp_request *req, gw_tenant *t, const char *system);
+void gw_bulk_on_part(struct evhttp_request *req, gw_tenant *t, const char *system);
+void gw_bulk_on_commit(struct evhttp_request *req, gw_tenant *t, const char *system);
+void gw_bulk_on_status(struct evhttp_request *req, gw_tenant *t, const char *system);
+int gw_bulk_start(char *err, size_t errlen);
+void gw_bulk_stop(void);
+
 /* A business request waiting for asynchronous work. The HTTP request may
  * vanish if the client disconnects: then `req` is NULL and no reply is sent. */
 typedef struct gw_call gw_call;

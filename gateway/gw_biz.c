@@ -526,7 +526,7 @@ static void q_record_refusal(PGconn *c, gw_call *call)
     Kh__QueryRequest *q = call->q;
     if (kh_db_tenant_begin(c, call->t->id.code) == KH_OK &&
         gw_record(c, call->msg_hex, "asked", q->provider, q->procedure, q->items, q->n_items,
-                  q->local_id, q->staff_id, "refused", call->err) == KH_OK)
+                  q->local_id, q->staff_id, "refused", call->err, NULL, 0) == KH_OK)
         kh_db_commit(c);
     else
         kh_db_rollback(c);
@@ -664,7 +664,9 @@ static void q_record_work(PGconn *c, void *arg)
     if (kh_db_tenant_begin(c, call->t->id.code) != KH_OK)
         goto fail;
     if (gw_record(c, call->msg_hex, "asked", q->provider, q->procedure, q->items, q->n_items,
-                  q->local_id, q->staff_id, outcome, call->err) != KH_OK ||
+                  q->local_id, q->staff_id, outcome, call->err,
+                  call->err == KH_OK ? call->ans->data : NULL,
+                  call->err == KH_OK ? call->ans->n_data : 0) != KH_OK ||
         kh_db_commit(c) != KH_OK)
         goto fail;
     return;
@@ -776,8 +778,25 @@ static void on_query(struct evhttp_request *req, void *arg)
     submit(call, q_check_work, q_check_done);
 }
 
+#define BULK_HANDLER(name, fn)                                                                     \
+    static void name(struct evhttp_request *req, void *arg)                                        \
+    {                                                                                              \
+        char sys[40];                                                                              \
+        gw_tenant *t = identify_or_refuse(req, sys, sizeof sys);                                   \
+        if (t != NULL)                                                                             \
+            fn(req, t, sys);                                                                       \
+    }
+BULK_HANDLER(on_bulk_open, gw_bulk_on_open)
+BULK_HANDLER(on_bulk_part, gw_bulk_on_part)
+BULK_HANDLER(on_bulk_commit, gw_bulk_on_commit)
+BULK_HANDLER(on_bulk_status, gw_bulk_on_status)
+
 void gw_biz_register(struct evhttp *http)
 {
+    evhttp_set_cb(http, "/v1/bulk/open", on_bulk_open, NULL);
+    evhttp_set_cb(http, "/v1/bulk/part", on_bulk_part, NULL);
+    evhttp_set_cb(http, "/v1/bulk/commit", on_bulk_commit, NULL);
+    evhttp_set_cb(http, "/v1/bulk/status", on_bulk_status, NULL);
     evhttp_set_cb(http, "/v1/replica", on_replica, NULL);
     evhttp_set_cb(http, "/v1/linkcode", on_linkcode, NULL);
     evhttp_set_cb(http, "/v1/query", on_query, NULL);

@@ -19,9 +19,9 @@
 gw G;
 
 static const char *const known_options[] = {
-    "name",        "pki",      "router",     "db",        "business_listen",
-    "peer_listen", "tenant",   "db_workers", "db_queue",  "max_skew",
-    "msg_ttl",     "max_body", "timeout_ms", "log_level", NULL};
+    "name",       "pki",        "router",    "db",       "business_listen", "peer_listen",
+    "tenant",     "db_workers", "db_queue",  "max_skew", "msg_ttl",         "max_body",
+    "timeout_ms", "log_level",  "spool_dir", "drop_dir", "drop_system",     NULL};
 
 static void usage(FILE *f)
 {
@@ -43,7 +43,10 @@ static void usage(FILE *f)
                "  msg_ttl = 300             validity of a message, seconds\n"
                "  max_body = 1048576        largest request body, bytes\n"
                "  timeout_ms = 30000        default wait for an answer\n"
-               "  log_level = info          debug, info, warn or error\n");
+               "  log_level = info          debug, info, warn or error\n"
+               "  spool_dir = DIR           where bulk uploads are spooled (enables /v1/bulk/*)\n"
+               "  drop_dir = DIR            watched drop folder: DIR/<tenant>/in/*.csv (optional)\n"
+               "  drop_system = dropfolder  business system the drop folder registers as\n");
 }
 
 gw_tenant *gw_tenant_find(const char *code)
@@ -148,6 +151,11 @@ static void start_listeners(void)
         event_base_loopbreak(G.base);
         return;
     }
+    if (gw_bulk_start(err, sizeof err) != 0) {
+        kh_error("main", "cannot start: %s", err);
+        event_base_loopbreak(G.base);
+        return;
+    }
     gw_biz_register(G.biz_http);
     gw_peer_register(G.peer_http);
     kh_info("main",
@@ -216,7 +224,8 @@ static void teardown(void)
         evhttp_free(G.biz_http);
     if (G.peer_http)
         evhttp_free(G.peer_http);
-    kh_pool_free(G.pool);
+    kh_pool_free(G.pool); /* first: its last completions may still use uploads */
+    gw_bulk_stop();
     for (size_t i = 0; i < G.ntenants; i++) {
         kh_identity_clear(&G.tenants[i].id);
         X509_free(G.tenants[i].business_ca);

@@ -93,9 +93,10 @@ static void answer_work(PGconn *c, void *arg)
         pc->err = e;
     }
     if (pc->err == KH_OK)
-        pc->err = gw_record(c, pc->msg_hex, "answered", pc->h->sender, pc->h->procedure,
-                            pc->h->items, pc->h->n_items, local_id[0] ? local_id : NULL,
-                            pc->qb->staff_id, pc->ndata ? "provided" : "not_found", KH_OK);
+        pc->err =
+            gw_record(c, pc->msg_hex, "answered", pc->h->sender, pc->h->procedure, pc->h->items,
+                      pc->h->n_items, local_id[0] ? local_id : NULL, pc->qb->staff_id,
+                      pc->ndata ? "provided" : "not_found", KH_OK, pc->data, pc->ndata);
     if (pc->err == KH_OK)
         pc->err = kh_db_commit(c);
     else

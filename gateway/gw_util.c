@@ -52,17 +52,29 @@ void gw_codes_literal(char *const *items, size_t n, char *out, size_t outlen)
 
 kh_err gw_record(PGconn *c, const char *msg_id, const char *direction, const char *counterpart,
                  const char *procedure, char *const *items, size_t nitems, const char *local_id,
-                 const char *staff_id, const char *outcome, kh_err code)
+                 const char *staff_id, const char *outcome, kh_err code, Kh__ItemData *const *data,
+                 size_t ndata)
 {
     char lit[KH_MAX_ITEMS * (KH_CODE_MAX + 1) + 4];
+    char provided[KH_MAX_ITEMS * (KH_CODE_MAX + 32) + 4];
+    size_t pos = 0;
     gw_codes_literal(items, nitems, lit, sizeof lit);
-    const char *p[9] = {msg_id,   direction, counterpart, procedure,        lit,
-                        local_id, staff_id,  outcome,     kh_err_code(code)};
+    /* item codes are validated codes and versions numbers: no escaping needed */
+    pos += (size_t)snprintf(provided, sizeof provided, "{");
+    for (size_t i = 0; i < ndata && i < KH_MAX_ITEMS && pos < sizeof provided; i++)
+        pos +=
+            (size_t)snprintf(provided + pos, sizeof provided - pos, "%s\"%s\": %llu", i ? ", " : "",
+                             data[i]->item_code, (unsigned long long)data[i]->version);
+    if (pos < sizeof provided)
+        snprintf(provided + pos, sizeof provided - pos, "}");
+    const char *p[10] = {
+        msg_id,   direction, counterpart, procedure,         lit,
+        local_id, staff_id,  outcome,     kh_err_code(code), ndata ? provided : NULL};
     PGresult *r = kh_db_exec(c,
                              "INSERT INTO provision_record (msg_id, direction, counterpart, "
-                             "procedure, items, local_id, staff_id, outcome, code) "
-                             "VALUES ($1,$2,$3,$4,$5::text[],$6,$7,$8,$9)",
-                             9, p);
+                             "procedure, items, local_id, staff_id, outcome, code, provided) "
+                             "VALUES ($1,$2,$3,$4,$5::text[],$6,$7,$8,$9,$10::jsonb)",
+                             10, p);
     if (r == NULL)
         return KH_E_DB;
     PQclear(r);

@@ -15,10 +15,13 @@ bool gw_date_ok(const char *s);
 bool gw_token_ok(const char *s, size_t max);
 /* Builds a PostgreSQL text[] literal from validated codes. */
 void gw_codes_literal(char *const *items, size_t n, char *out, size_t outlen);
-/* Writes one provision record in the current tenant transaction. */
+/* Writes one provision record in the current tenant transaction. data/ndata:
+ * the items an answer carried (their versions are recorded, so "what did we
+ * provide on date D" has an exact answer); NULL/0 otherwise. */
 kh_err gw_record(PGconn *c, const char *msg_id, const char *direction, const char *counterpart,
                  const char *procedure, char *const *items, size_t nitems, const char *local_id,
-                 const char *staff_id, const char *outcome, kh_err code);
+                 const char *staff_id, const char *outcome, kh_err code, Kh__ItemData *const *data,
+                 size_t ndata);
 /* Replay protection: KH_OK the first time (sender, msg_id) is seen, else KH_E_REPLAY. */
 kh_err gw_seen(PGconn *c, const char *sender, const char *msg_id_hex, int64_t expires_at);
 

@@ -122,9 +122,9 @@ kh_err refdb_register(PGconn *c, const char *system_id, const Kh__RegisterReques
     if (e != KH_OK)
         return e;
 
+    PGresult *r;
     /* The stored data: flattened name -> value, only non-empty values ("no
      * value" is the absence of the key). */
-    PGresult *r;
     size_t given = req->delete_ ? 0 : req->n_fields, n = 0;
     const char **names = calloc(given + 1, sizeof *names);
     const char **values = calloc(given + 1, sizeof *values);

@@ -118,14 +118,14 @@ kh_err refdb_layout_load(PGconn *c, const char *item_code, refdb_layout *out, ch
  * their codes, cols); accepts NULL and empty layouts. */
 void refdb_layout_free(refdb_layout *l);
 
-/* Pure validation of (name, value) fields against a layout, no database.
- * Rules: every name is in the layout and given once; every mandatory field is
- * present with a non-empty value (an empty value means "no value" and is
- * accepted for optional fields); X(n): at most n characters of valid UTF-8,
- * no control characters; 9(n): 1..n digits; S9(n): an optional '-' then 1..n
- * digits; DATE: YYYYMMDD, a real Gregorian date; CODE: one of the preloaded
- * code values. Returns KH_OK or KH_E_ITEM_INVALID with msg naming the field
- * and the rule, never the value. */
+/* Online registration: pure validation of (name, value) fields against a
+ * flattened layout, no database. Every name must be a column name of the
+ * layout ("name", "name[i]", "group[i].name"), given once; columns not given
+ * have no value. Then applies refdb_validate_values. Returns KH_OK, or
+ * KH_E_ITEM_INVALID with msg "field <name>: not in the layout ..." / "field
+ * <name>: given more than once" / "field <name>: <fine code> <reason>" of the
+ * first problem in column order (e.g. "field total_income: KH-1106 S9(13)
+ * expects ..."), never the value. KH_E_INTERNAL if the layout has no cols. */
 kh_err refdb_validate(const refdb_layout *l, const Kh__Field *const *fields, size_t n, char *msg,
                       size_t msglen);
 
@@ -171,6 +171,34 @@ kh_err refdb_check_stream(int fd, const refdb_layout *l, refdb_issue_fn issue_fn
 void refdb_report_header(FILE *out);
 void refdb_report_row(FILE *out, const refdb_issue *issue);
 
+/* What refdb_bulk_load did. */
+typedef struct {
+    bool duplicate;          /* this content was applied before: nothing was done */
+    int64_t file_id;         /* bulk_file.id (of the earlier application if duplicate) */
+    uint64_t records;        /* versions added from the file's records */
+    uint64_t persons;        /* distinct persons in the file */
+    uint64_t deleted_absent; /* full mode: persons absent from the file, now deleted */
+    char sha256[65];         /* of the whole file, hex */
+} refdb_bulk_result;
+
+/* Applies a bulk file to the item inside the caller's tenant transaction: the
+ * caller commits if this returns KH_OK and !res->duplicate, and rolls back in
+ * every other case, so a file is applied whole or not at all. The file's
+ * SHA-256 identifies it: known_sha256 (hex) if the caller already has it (an
+ * upload), checked against the bytes read (KH_E_CHECKSUM if they differ);
+ * else fd must be seekable and the file is hashed first. Either way a
+ * duplicate is found before any work.
+ * Records are checked exactly as refdb_check_stream does (issue_fn receives
+ * every problem) and streamed into replica with COPY as they pass; mode
+ * "full" also deletes, as of as_of, every person who holds the item and is
+ * absent from the file. Returns KH_OK, KH_E_FILE_REJECTED (problems found),
+ * KH_E_FIELD (bad mode, as_of or file name) or KH_E_DB / KH_E_INTERNAL. */
+kh_err refdb_bulk_load(PGconn *c, int fd, const refdb_layout *l, const char *system_id,
+                       const char *mode, const char *as_of, const char *file_name,
+                       const char *known_sha256, refdb_issue_fn issue_fn,
+                       refdb_progress_fn progress_fn, void *arg, refdb_file_stats *st,
+                       refdb_bulk_result *res, char *msg, size_t msglen);
+
 /* Online registration of one version of one item of one person.
  * Validates local_id (KH_E_FIELD), effective_from (YYYYMMDD, KH_E_FIELD), the
  * item code (KH_E_UNKNOWN_ITEM) and, unless it is a delete, the fields
@@ -185,9 +213,9 @@ kh_err refdb_register(PGconn *c, const char *system_id, const Kh__RegisterReques
 /* Reads, for each requested item code, the version in force at as_of
  * (YYYYMMDD): the highest version with effective_from <= as_of. An item is
  * left out if that version is a delete, if no version is in force, or if the
- * item is not in the catalogue. Fields come in layout order (kh.item_field.seq
- * of the item's current layout; fields the layout no longer has follow, by
- * name). Items come in request order; a repeated item code is returned once.
+ * item is not in the catalogue. Fields come in column order of the item's
+ * current layout (refdb_layout.cols; fields the layout no longer has follow,
+ * by name). Items come in request order; a repeated item code is returned once.
  * *out is a malloc'd array of *n malloc'd Kh__ItemData, freed with
  * refdb_items_free; *n == 0 (and *out NULL) means not found. */
 kh_err refdb_read_items(PGconn *c, const char *local_id, const char *const *items, size_t nitems,

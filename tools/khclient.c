@@ -6,28 +6,40 @@
 #include "khsync.h"
 
 #include <getopt.h>
+#include <openssl/evp.h>
+#include <stdbool.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: khclient -g HOST:PORT --cert C --key K --ca CA COMMAND ...\n"
-            "  -g, --gateway H:P   the gateway's business API\n"
-            "  --cert, --key       the business system's client certificate and key\n"
-            "  --ca                the national CA certificate (to verify the gateway)\n"
-            "  --timeout-ms N      wait at most N ms (default 30000)\n"
-            "  --gateway-name NAME the gateway's certificate must name this host (CN); it must\n"
-            "                      always be a gateway certificate (O=KH-GW) of the national CA\n"
-            "commands:\n"
-            "  register LOCAL_ID ITEM YYYYMMDD name=value...   register a reference copy version\n"
-            "  delete LOCAL_ID ITEM YYYYMMDD                   register a deletion\n"
-            "  linkcode LOCAL_ID RESIDENT_CODE                 obtain the link code\n"
-            "  query STAFF PROCEDURE PROVIDER ITEM[,ITEM] LOCAL_ID [AS_OF]\n"
-            "output: 'OK ...' lines, or 'REFUSED KH-nnnn: message' (exit 3), or\n"
-            "'FAILED: reason' (exit 4).\n");
+    fprintf(
+        f,
+        "usage: khclient -g HOST:PORT --cert C --key K --ca CA COMMAND ...\n"
+        "  -g, --gateway H:P   the gateway's business API\n"
+        "  --cert, --key       the business system's client certificate and key\n"
+        "  --ca                the national CA certificate (to verify the gateway)\n"
+        "  --timeout-ms N      wait at most N ms (default 30000)\n"
+        "  --gateway-name NAME the gateway's certificate must name this host (CN); it must\n"
+        "                      always be a gateway certificate (O=KH-GW) of the national CA\n"
+        "commands:\n"
+        "  register LOCAL_ID ITEM YYYYMMDD name=value...   register a reference copy version\n"
+        "  delete LOCAL_ID ITEM YYYYMMDD                   register a deletion\n"
+        "  linkcode LOCAL_ID RESIDENT_CODE                 obtain the link code\n"
+        "  query STAFF PROCEDURE PROVIDER ITEM[,ITEM] LOCAL_ID [AS_OF]\n"
+        "  bulk ITEM full|diff AS_OF FILE                  upload a bulk file, wait for the\n"
+        "                                                  result (report on stdout if rejected)\n"
+        "output: 'OK ...' lines, or 'REFUSED KH-nnnn: message' (exit 3), or\n"
+        "'FAILED: reason' (exit 4).\n");
 }
+
+typedef struct {
+    const char *gw, *cert, *key, *ca, *gw_name;
+    int timeout;
+    kh_sync_conn *conn; /* kept open across the calls of one command */
+} client_opts;
 
 static int refused(const kh_sync_resp *r)
 {
@@ -46,6 +58,166 @@ static char *split_items(char *s, char **items, size_t *n)
          t = strtok_r(NULL, ",", &save))
         items[(*n)++] = t;
     return s;
+}
+
+/* One business-API call: packs msg, posts it, unpacks the 200 answer as
+ * resp_desc, or prints the refusal / failure and returns NULL with *rc set. */
+static ProtobufCMessage *call(client_opts *o, const char *path, const ProtobufCMessage *msg,
+                              const ProtobufCMessageDescriptor *resp_desc, int *rc)
+{
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    uint8_t *body = malloc(len ? len : 1);
+    kh_sync_resp r;
+    if (body == NULL) {
+        *rc = 4;
+        return NULL;
+    }
+    protobuf_c_message_pack(msg, body);
+    memset(&r, 0, sizeof r);
+    if (o->conn == NULL)
+        o->conn = kh_sync_connect(o->gw, o->cert, o->key, o->ca, "KH-GW", o->gw_name,
+                                  o->timeout + 5000, r.error, sizeof r.error);
+    if (o->conn != NULL && kh_sync_do(o->conn, path, body, len, &r) != 0) {
+        kh_sync_close(o->conn); /* unusable now; a later call reconnects */
+        o->conn = NULL;
+    }
+    free(body);
+    ProtobufCMessage *m = NULL;
+    if (r.status == 0) {
+        printf("FAILED: %s\n", r.error);
+        *rc = 4;
+    } else if (r.status != 200) {
+        *rc = refused(&r);
+    } else if ((m = protobuf_c_message_unpack(resp_desc, NULL, r.len, r.body)) == NULL) {
+        printf("FAILED: unreadable response\n");
+        *rc = 4;
+    }
+    kh_sync_resp_free(&r);
+    return m;
+}
+
+/* bulk ITEM MODE AS_OF FILE: upload in parts, commit, follow progress, print
+ * the result (and the report of a rejected file). */
+static int bulk(client_opts *o, const char *item, const char *mode, const char *as_of,
+                const char *file)
+{
+    int rc = 0;
+    FILE *f = fopen(file, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "khclient: cannot open %s\n", file);
+        return 2;
+    }
+    const char *base = strrchr(file, '/') ? strrchr(file, '/') + 1 : file;
+    Kh__BulkOpenRequest open_req = KH__BULK_OPEN_REQUEST__INIT;
+    open_req.item_code = (char *)item;
+    open_req.mode = (char *)mode;
+    open_req.as_of = (char *)as_of;
+    open_req.file_name = (char *)base;
+    Kh__BulkOpenResponse *op = (Kh__BulkOpenResponse *)call(
+        o, "/v1/bulk/open", &open_req.base, &kh__bulk_open_response__descriptor, &rc);
+    if (op == NULL) {
+        fclose(f);
+        return rc;
+    }
+    char id[64];
+    snprintf(id, sizeof id, "%s", op->upload_id);
+    size_t part = op->max_part ? op->max_part : 512 * 1024;
+    kh__bulk_open_response__free_unpacked(op, NULL);
+    uint8_t *buf = malloc(part);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (buf == NULL || md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+        fclose(f);
+        free(buf);
+        EVP_MD_CTX_free(md);
+        return 4;
+    }
+    uint32_t seq = 1;
+    uint64_t sent = 0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    size_t n;
+    while (rc == 0 && (n = fread(buf, 1, part, f)) > 0) {
+        Kh__BulkPartRequest pr = KH__BULK_PART_REQUEST__INIT;
+        pr.upload_id = id;
+        pr.seq = seq++;
+        pr.data.data = buf;
+        pr.data.len = n;
+        EVP_DigestUpdate(md, buf, n);
+        ProtobufCMessage *m =
+            call(o, "/v1/bulk/part", &pr.base, &kh__bulk_part_response__descriptor, &rc);
+        if (m)
+            protobuf_c_message_free_unpacked(m, NULL);
+        sent += n;
+    }
+    fclose(f);
+    free(buf);
+    unsigned char dg[32];
+    unsigned int dl = 0;
+    char hex[65];
+    EVP_DigestFinal_ex(md, dg, &dl);
+    EVP_MD_CTX_free(md);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", dg[i]);
+    if (rc != 0)
+        return rc;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    fprintf(stderr, "khclient: %llu bytes sent in %u parts in %.1f s; loading\n",
+            (unsigned long long)sent, seq - 1,
+            (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+    Kh__BulkCommitRequest cr = KH__BULK_COMMIT_REQUEST__INIT;
+    cr.upload_id = id;
+    cr.sha256 = hex;
+    Kh__BulkStatus *st =
+        (Kh__BulkStatus *)call(o, "/v1/bulk/commit", &cr.base, &kh__bulk_status__descriptor, &rc);
+    uint64_t offset = 0, last = 0;
+    while (st != NULL) {
+        bool final = strcmp(st->state, "QUEUED") != 0 && strcmp(st->state, "LOADING") != 0;
+        if (!final) {
+            if (st->records >= last + 100000 || last == 0) {
+                fprintf(stderr, "khclient: %s %llu records read, %llu bad\n", st->state,
+                        (unsigned long long)st->records, (unsigned long long)st->bad_records);
+                last = st->records ? st->records : 1;
+            }
+            kh__bulk_status__free_unpacked(st, NULL);
+            struct timespec ts = {0, 200 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        } else if (strcmp(st->state, "REJECTED") == 0 && offset == 0) {
+            printf("REFUSED %s: %s (%llu of %llu records bad, %llu problems)\n", st->code,
+                   st->message, (unsigned long long)st->bad_records,
+                   (unsigned long long)st->records, (unsigned long long)st->issues);
+        }
+        if (final && strcmp(st->state, "REJECTED") == 0) {
+            fwrite(st->report.data, 1, st->report.len, stdout);
+            offset += st->report.len;
+            rc = 3;
+            if (st->report.len == 0 || offset >= st->report_size) {
+                kh__bulk_status__free_unpacked(st, NULL);
+                break;
+            }
+        } else if (final) {
+            if (strcmp(st->state, "FAILED") == 0) {
+                printf("REFUSED %s: %s\n", st->code, st->message);
+                rc = 3;
+            } else {
+                printf("OK %s records=%llu persons=%llu deleted_absent=%llu file=%lld "
+                       "sha256=%s\n",
+                       st->state, (unsigned long long)st->records, (unsigned long long)st->persons,
+                       (unsigned long long)st->deleted_absent, (long long)st->file_id, st->sha256);
+            }
+            kh__bulk_status__free_unpacked(st, NULL);
+            break;
+        }
+        if (!final || strcmp(st->state, "REJECTED") == 0) {
+            if (final)
+                kh__bulk_status__free_unpacked(st, NULL);
+            Kh__BulkStatusRequest sr = KH__BULK_STATUS_REQUEST__INIT;
+            sr.upload_id = id;
+            sr.report_offset = offset;
+            st = (Kh__BulkStatus *)call(o, "/v1/bulk/status", &sr.base,
+                                        &kh__bulk_status__descriptor, &rc);
+        }
+    }
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -93,6 +265,16 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[optind];
+    if (strcmp(cmd, "bulk") == 0) {
+        if (argc - optind != 5) {
+            usage(stderr);
+            return 2;
+        }
+        client_opts o = {gw, cert, key, ca, gw_name, timeout, NULL};
+        int brc = bulk(&o, argv[optind + 1], argv[optind + 2], argv[optind + 3], argv[optind + 4]);
+        kh_sync_close(o.conn);
+        return brc;
+    }
     char **a = argv + optind + 1;
     int na = argc - optind - 1;
     uint8_t *body = NULL;

@@ -37,10 +37,9 @@ CREATE TABLE IF NOT EXISTS bulk_file (
     UNIQUE (item_code, mode, sha256)
 );
 
--- Rows a bulk file added, for the snapshot (full mode) step and for audits.
-CREATE INDEX IF NOT EXISTS replica_batch ON replica (batch_id) WHERE batch_id IS NOT NULL;
--- The current version of every person for one item (full mode, reads).
-CREATE INDEX IF NOT EXISTS replica_item_person ON replica (item_code, local_id, version DESC);
+-- No index beyond the primary key (local_id, item_code, version): it serves
+-- reads (one person, one item) and the full-mode snapshot (DISTINCT ON local_id),
+-- and every extra index would slow bulk loads of millions of rows.
 
 -- What was provided: the version of each item an answer carried.
 ALTER TABLE provision_record ADD COLUMN IF NOT EXISTS provided jsonb;

@@ -38,6 +38,11 @@ handle=$(sed -n 's/.*handle=\([0-9a-f]*\).*/\1/p' <<<"$out")
 expect_eq "both gateways hold the same message id" "2" \
     "$(sql kh_gw_a "SELECT count(*) FROM (SELECT msg_id FROM t_271004.provision_record UNION ALL SELECT msg_id FROM t_131016.provision_record) r WHERE msg_id = '$handle'")"
 
+expect_eq "Chiyoda's record names the version it provided" "$v2" \
+    "$(sql kh_gw_a "SELECT provided->>'TK001' FROM t_131016.provision_record WHERE msg_id = '$handle'")"
+expect_eq "Osaka's record names the version it received" "$v2" \
+    "$(sql kh_gw_a "SELECT provided->>'TK001' FROM t_271004.provision_record WHERE msg_id = '$handle'")"
+
 out=$(client 271004 childallowance query O-CA-001 JT001 131016 TK001 "$LOCAL_O" 20251231)
 expect_contains "as-of date selects the older version" "ITEM TK001 version=$v1 " "$out"
 expect_contains "older values" "TK001.total_income=4120000" "$out"

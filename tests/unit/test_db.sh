@@ -40,6 +40,39 @@ out=$("$khdb" migrate "$tmp" khtest)
 grep -q applied <<<"$out" && fail "second migrate applied something: $out"
 [ "$(sq -c 'SELECT count(*) FROM kh.schema_migrations')" = 2 ] || fail "platform migrations"
 [ "$(sq -c "SELECT count(*) FROM kh.item_field WHERE item_code = 'TK001'")" = 23 ] || fail "catalogue"
+[ "$(sq -c 'SELECT count(*) FROM kh.item')" = 8 ] || fail "catalogue items"
+snap() { sq -c 'SELECT md5(string_agg(t::text, $$;$$ ORDER BY t::text)) FROM (
+    SELECT row(i.*)::text AS t FROM kh.item i UNION ALL SELECT row(f.*)::text FROM kh.item_field f
+    UNION ALL SELECT row(c.*)::text FROM kh.code_value c) x'; }
+before=$(snap)
+out=$("$khdb" migrate "$tmp" khtest)
+[ "$(snap)" = "$before" ] || fail "a third migrate changed the catalogue"
+grep -q "item catalogue current (8 items" <<<"$out" || fail "migrate does not report the catalogue: $out"
+
+step "catalogue: a published layout never changes, a new version is added"
+cat2="$tmp/catalogue"
+mkdir -p "$cat2"
+cp "$src"/sql/catalogue/*.tsv "$cat2"/
+sed -i 's/^\(TK001\t1\t6\ttotal_income\tS9\t\)13/\112/' "$cat2/fields.tsv"
+grep -q "total_income.S9.12" "$cat2/fields.tsv" || fail "test setup: sed did not change fields.tsv"
+if KH_CATALOGUE=$cat2 "$khdb" migrate "$tmp" khtest 2>/dev/null; then
+    fail "migrate accepted a changed published layout"
+fi
+[ "$(snap)" = "$before" ] || fail "a refused catalogue load changed something"
+cp "$src"/sql/catalogue/*.tsv "$cat2"/
+sed -i 's/^TK005\t1\t/TK005\t2\t/; s/^\(TK005\t2\t8\t.*\)$/&\nTK005\t2\t9\tnote\tX\t20\tf\t-\t-\tany\t1\t1\t/' "$cat2/fields.tsv"
+sed -i 's/^TK005\t1\t/TK005\t2\t/' "$cat2/items.tsv"
+KH_CATALOGUE=$cat2 "$khdb" migrate "$tmp" khtest >/dev/null || fail "a new layout version was refused"
+[ "$(sq -c "SELECT layout_version FROM kh.item WHERE item_code = 'TK005'")" = 2 ] || fail "TK005 version"
+[ "$(sq -c "SELECT count(*) FROM kh.item_field WHERE item_code = 'TK005' AND layout_version = 2")" = 9 ] ||
+    fail "TK005 version 2 fields"
+[ "$(sq -c "SELECT count(*) FROM kh.item_field WHERE item_code = 'TK005' AND layout_version = 1")" = 8 ] ||
+    fail "TK005 version 1 must be kept"
+# back to the catalogue of the source tree (TK005 version 1 again)
+"$khdb" migrate "$tmp" khtest >/dev/null
+[ "$(sq -c "SELECT layout_version FROM kh.item WHERE item_code = 'TK005'")" = 1 ] || fail "TK005 back to 1"
+sq -c "DELETE FROM kh.item_field WHERE item_code = 'TK005' AND layout_version = 2" >/dev/null
+[ "$(snap)" = "$before" ] || fail "catalogue not restored"
 
 step "tenants (131016 twice, 271004)"
 "$khdb" tenant "$tmp" khtest 131016 kh_gw_test
@@ -65,7 +98,7 @@ rq() { "$khdb" psql "$tmp" -X -At -v ON_ERROR_STOP=1 -d khrouter "$@"; }
 [ "$(rq -c "SELECT items::text FROM router.legal_basis WHERE id = 'LB13'")" = "{TK008}" ] || fail "LB13"
 
 step "refdb and idconv against tenant 131016 (test_refdb_db)"
-KH_TEST_CONNINFO=$url "$bin"
+KH_TEST_CONNINFO=$url KH_TEST_CATALOGUE="$src/sql/catalogue" "$bin"
 
 step "tenant isolation (psql as kh_gw_test)"
 gw() { psql -X -At -v ON_ERROR_STOP=1 -h "$tmp/run" -p 5432 -U kh_gw_test -d khtest "$@" 2>&1; }

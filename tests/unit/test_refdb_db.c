@@ -115,8 +115,11 @@ START_TEST(layout_load)
     char msg[256];
     ck_assert_int_eq(refdb_layout_load(conn, "TK001", &l, msg, sizeof msg), KH_OK);
     ck_assert_int_eq(l.layout_version, 1);
-    ck_assert_uint_eq(l.nfields, 9);
+    ck_assert_uint_eq(l.nfields, 23);
+    ck_assert_uint_eq(l.ncols, 43);
+    ck_assert_str_eq(l.cols[19].name, "dependents[1].relation");
     ck_assert_str_eq(l.fields[0].name, "fiscal_year");
+    ck_assert_str_eq(l.fields[0].pad, "zero");
     ck_assert(l.fields[0].mandatory);
     ck_assert_str_eq(l.fields[8].name, "spouse_category");
     ck_assert_str_eq(l.fields[8].code_table, "SPOUSE");
@@ -124,7 +127,8 @@ START_TEST(layout_load)
     ck_assert_str_eq(l.fields[8].codes[3], "3");
     refdb_layout_free(&l);
     ck_assert_int_eq(refdb_layout_load(conn, "TK002", &l, msg, sizeof msg), KH_OK);
-    ck_assert_uint_eq(l.fields[4].ncodes, 9); /* CHANGE_REASON */
+    ck_assert_uint_eq(l.fields[4].ncodes, 11); /* CHANGE_REASON */
+    ck_assert_str_eq(l.fields[8].charset, "kana");
     refdb_layout_free(&l);
     ck_assert_int_eq(refdb_layout_load(conn, "TK999", &l, msg, sizeof msg), KH_E_UNKNOWN_ITEM);
     refdb_layout_free(&l);
@@ -257,7 +261,7 @@ START_TEST(register_refusals)
                      KH_E_ITEM_INVALID);
     ck_assert_ptr_nonnull(strstr(msg, "field total_income:"));
     ck_assert_ptr_null(strstr(msg, "98765x"));
-    const nv badcode[] = {{"household_no", "1"},
+    const nv badcode[] = {{"household_no", "0000000001"},
                           {"relation", "01"},
                           {"municipality_code", "131016"},
                           {"resident_status", "1"},
@@ -288,7 +292,7 @@ START_TEST(awkward_values_round_trip)
         uint64_t v = 0;
         char msg[256] = "";
         snprintf(id, sizeof id, "50%zu", i);
-        const nv res[] = {{"household_no", "7"},
+        const nv res[] = {{"household_no", "0000000007"},
                           {"relation", "99"},
                           {"municipality_code", "271004"},
                           {"resident_status", "2"},
@@ -384,6 +388,109 @@ START_TEST(isolation_through_refdb)
 }
 END_TEST
 
+/* After tools/khdb migrate, the database holds the catalogue files: for
+ * every item, refdb_layout_load and refdb_layout_from_tsv give the same
+ * layout (every field member, the code values, the columns in order). */
+START_TEST(db_layout_equals_tsv)
+{
+    const char *dir = getenv("KH_TEST_CATALOGUE");
+    ck_assert_msg(dir != NULL, "KH_TEST_CATALOGUE not set (run through test_db.sh)");
+    PGresult *r = PQexec(conn, "SELECT item_code FROM kh.item ORDER BY item_code");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    ck_assert_int_eq(PQntuples(r), 8);
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *item = PQgetvalue(r, i, 0);
+        refdb_layout d, t;
+        char msg[256] = "";
+        ck_assert_msg(refdb_layout_load(conn, item, &d, msg, sizeof msg) == KH_OK, "%s: %s", item,
+                      msg);
+        ck_assert_msg(refdb_layout_from_tsv(dir, item, &t, msg, sizeof msg) == KH_OK, "%s: %s",
+                      item, msg);
+        ck_assert_str_eq(d.item_code, t.item_code);
+        ck_assert_int_eq(d.layout_version, t.layout_version);
+        ck_assert_uint_eq(d.nfields, t.nfields);
+        for (size_t f = 0; f < d.nfields; f++) {
+            const refdb_field_spec *a = &d.fields[f], *b = &t.fields[f];
+            ck_assert_str_eq(a->name, b->name);
+            ck_assert_str_eq(a->type, b->type);
+            ck_assert_int_eq(a->length, b->length);
+            ck_assert_int_eq(a->mandatory, b->mandatory);
+            ck_assert_str_eq(a->code_table, b->code_table);
+            ck_assert_str_eq(a->pad, b->pad);
+            ck_assert_str_eq(a->charset, b->charset);
+            ck_assert_int_eq(a->min_occurs, b->min_occurs);
+            ck_assert_int_eq(a->max_occurs, b->max_occurs);
+            ck_assert_int_eq(a->group, b->group);
+            ck_assert_uint_eq(a->ncodes, b->ncodes);
+            for (size_t k = 0; k < a->ncodes; k++)
+                ck_assert_str_eq(a->codes[k], b->codes[k]);
+        }
+        ck_assert_uint_eq(d.ncols, t.ncols);
+        for (size_t c = 0; c < d.ncols; c++) {
+            ck_assert_str_eq(d.cols[c].name, t.cols[c].name);
+            ck_assert_int_eq(d.cols[c].field, t.cols[c].field);
+            ck_assert_int_eq(d.cols[c].occurrence, t.cols[c].occurrence);
+        }
+        refdb_layout_free(&d);
+        refdb_layout_free(&t);
+    }
+    PQclear(r);
+}
+END_TEST
+
+/* Flattened names: groups and repeats are registered and read back in
+ * column order; empty values are not stored; occurrence rules refuse. */
+START_TEST(flattened_round_trip)
+{
+    uint64_t v = 0;
+    char msg[256] = "";
+    const nv tax[] = {{"dependents[2].birth_date", "20120229"},
+                      {"fiscal_year", "2026"},
+                      {"dependents[1].relation", "01"},
+                      {"total_income", "3250000"},
+                      {"dependents[2].relation", "01"},
+                      {"dependents[1].birth_date", "20100401"},
+                      {"annual_tax", ""},
+                      {"dependents[1].dependent_category", "2"}};
+    ck_assert_msg(reg("8001", "TK001", "20260601", false, tax, 8, &v, msg, sizeof msg) == KH_OK,
+                  "%s", msg);
+    const char *tk1[] = {"TK001"};
+    Kh__ItemData **d = NULL;
+    ck_assert_uint_eq(read_as_of("8001", tk1, 1, "20260601", &d), 1);
+    static const char *const want[] = {"fiscal_year",
+                                       "total_income",
+                                       "dependents[1].relation",
+                                       "dependents[1].birth_date",
+                                       "dependents[1].dependent_category",
+                                       "dependents[2].relation",
+                                       "dependents[2].birth_date"};
+    ck_assert_uint_eq(d[0]->n_fields, 7);
+    for (size_t i = 0; i < 7; i++)
+        ck_assert_str_eq(d[0]->fields[i]->name, want[i]);
+    ck_assert_ptr_null(field_value(d[0], "annual_tax"));
+    refdb_items_free(d, 1);
+
+    const nv gap[] = {{"fiscal_year", "2026"},
+                      {"total_income", "1"},
+                      {"dependents[2].relation", "01"},
+                      {"dependents[2].birth_date", "20120229"}};
+    ck_assert_int_eq(reg("8002", "TK001", "20260601", false, gap, 4, &v, msg, sizeof msg),
+                     KH_E_ITEM_INVALID);
+    ck_assert_ptr_nonnull(strstr(msg, "field dependents[2].relation: KH-1114"));
+    const nv svc[] = {{"certificate_type", "1"},
+                      {"certificate_no", "AB-123"},
+                      {"issue_date", "20200401"},
+                      {"service_type[1]", "05"},
+                      {"service_type[2]", "01"}};
+    ck_assert_int_eq(reg("8003", "TK006", "20260601", false, svc, 5, &v, msg, sizeof msg), KH_OK);
+    const char *tk6[] = {"TK006"};
+    ck_assert_uint_eq(read_as_of("8003", tk6, 1, "20260601", &d), 1);
+    ck_assert_str_eq(d[0]->fields[3]->name, "service_type[1]");
+    ck_assert_str_eq(d[0]->fields[4]->name, "service_type[2]");
+    refdb_items_free(d, 1);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("refdb_db");
@@ -391,6 +498,8 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 20);
     tcase_add_test(tc, layout_load);
+    tcase_add_test(tc, db_layout_equals_tsv);
+    tcase_add_test(tc, flattened_round_trip);
     tcase_add_test(tc, versions_as_of);
     tcase_add_test(tc, several_items_in_request_order);
     tcase_add_test(tc, delete_hides_item);
