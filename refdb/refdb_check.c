@@ -24,6 +24,7 @@
  * it has problems of its own), as the file is rejected anyway. */
 #include "refdb.h"
 #include "refdb_csv_internal.h"
+#include "refdb_internal.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -38,6 +39,7 @@ static const char *const key_cols[NKEYCOLS] = {"local_id", "effective_from", "la
 
 typedef struct {
     const refdb_layout *l;
+    const refdb_vplan *plan; /* l's value rules, worked out once */
     refdb_issue_fn issue_fn;
     refdb_record_fn record_fn;
     void *arg;
@@ -127,10 +129,8 @@ static bool local_id_valid(const char *s)
 /* 0, 1, or -1 for anything else */
 static int flag_value(const char *s)
 {
-    if (strcmp(s, "0") == 0)
-        return 0;
-    if (strcmp(s, "1") == 0)
-        return 1;
+    if ((s[0] == '0' || s[0] == '1') && s[1] == '\0')
+        return s[0] - '0';
     return -1;
 }
 
@@ -186,30 +186,27 @@ static void settle(check_ctx *c)
 
 /* Keeps the current record as the pending one; a copy of its fields only if
  * it may go to record_fn. */
-static void keep(check_ctx *c, refdb_csv *r, const refdb_csv_record *rec, int latest, int del)
+static void keep(check_ctx *c, refdb_csv *r, const refdb_csv_record *rec, const char *id,
+                 const char *from, int latest, int del)
 {
     c->pend = true;
     c->pend_line = rec->line;
     c->pend_bad = c->bad;
     c->pend_latest = latest == 1;
-    if (c->bad)
-        return;
-    /* A good record has the full column count and good flags. */
+    if (c->bad || c->record_fn == NULL)
+        return; /* pend_rec is for record_fn only */
+    /* A good record has the full column count (c->vals holds its values),
+     * good flags and no NUL byte: its fields are copied in one block, then
+     * the pointers moved over. */
+    size_t len;
+    const char *data = refdb_csv_data(r, &len);
     char *p = c->pend_buf;
-    const char *keys[2];
-    for (size_t i = 0; i < rec->nfields; i++) {
-        const char *v = refdb_csv_field(r, i);
-        size_t n = strlen(v) + 1;
-        memcpy(p, v, n); /* fits: the fields came from a buffer of the same size */
-        if (i < 2)
-            keys[i] = p;
-        else if (i >= NKEYCOLS)
-            c->pend_vals[i - NKEYCOLS] = p;
-        p += n;
-    }
+    memcpy(p, data, len); /* fits: the fields came from a buffer of the same size */
+    for (size_t i = 0; i < c->l->ncols; i++)
+        c->pend_vals[i] = p + (c->vals[i] - data);
     c->pend_rec.line = rec->line;
-    c->pend_rec.local_id = keys[0];
-    c->pend_rec.effective_from = keys[1];
+    c->pend_rec.local_id = p + (id - data);
+    c->pend_rec.effective_from = p + (from - data);
     c->pend_rec.latest = latest == 1;
     c->pend_rec.deleted = del == 1;
     c->pend_rec.vals = c->pend_vals;
@@ -270,15 +267,14 @@ static void check_record(check_ctx *c, refdb_csv *r, const refdb_csv_record *rec
             emit(c, &c->bad, rec->line, "delete_flag", KH_E_FLAG, "delete_flag must be 0 or 1");
     }
     if (rec->nfields == want) {
-        for (size_t i = 0; i < l->ncols; i++)
-            c->vals[i] = refdb_csv_field(r, NKEYCOLS + i);
+        refdb_csv_fields(r, NKEYCOLS, l->ncols, c->vals);
         if (del == 1) {
             for (size_t i = 0; i < l->ncols; i++)
                 if (c->vals[i][0] != '\0')
                     emit(c, &c->bad, rec->line, l->cols[i].name, KH_E_FLAG,
                          "a deletion row must leave every field empty");
         } else if (rec->syntax == NULL && rec->encoding == NULL) {
-            refdb_validate_values(l, c->vals, rec->line, value_issue, c);
+            refdb_vplan_validate(c->plan, c->vals, rec->line, value_issue, c);
         }
     }
     if (!keyed)
@@ -310,7 +306,7 @@ static void check_record(check_ctx *c, refdb_csv *r, const refdb_csv_record *rec
     c->have_key = true;
     memcpy(c->key_id, id, strlen(id) + 1); /* 1..15 digits */
     memcpy(c->key_from, from, 9);          /* 8 digits */
-    keep(c, r, rec, latest, del);
+    keep(c, r, rec, id, from, latest, del);
 }
 
 /* The end of the file ends the last person. */
@@ -335,6 +331,7 @@ kh_err refdb_check_stream(int fd, const refdb_layout *l, refdb_issue_fn issue_fn
     refdb_file_stats dummy;
     check_ctx c;
     refdb_csv *r = NULL;
+    refdb_vplan *plan = NULL;
     refdb_csv_record rec;
     bool failed = false, first = true;
     int read_errno = 0;
@@ -351,10 +348,12 @@ kh_err refdb_check_stream(int fd, const refdb_layout *l, refdb_issue_fn issue_fn
     c.arg = arg;
     c.st = st;
     r = refdb_csv_new(fd);
+    plan = refdb_vplan_new(l);
+    c.plan = plan;
     c.vals = calloc(l->ncols + 1, sizeof *c.vals);
     c.pend_vals = calloc(l->ncols + 1, sizeof *c.pend_vals);
     c.pend_buf = malloc(REFDB_CSV_MAX_RECORD + 1);
-    if (r == NULL || c.vals == NULL || c.pend_vals == NULL || c.pend_buf == NULL) {
+    if (r == NULL || plan == NULL || c.vals == NULL || c.pend_vals == NULL || c.pend_buf == NULL) {
         failed = true;
         goto out;
     }
@@ -395,6 +394,7 @@ kh_err refdb_check_stream(int fd, const refdb_layout *l, refdb_issue_fn issue_fn
 
 out:
     refdb_csv_free(r);
+    refdb_vplan_free(plan);
     free(c.vals);
     free(c.pend_vals);
     free(c.pend_buf);

@@ -53,6 +53,12 @@ int refdb_csv_next(refdb_csv *r, refdb_csv_record *rec);
 /* Field i (< rec->nfields) of the last record, NUL-terminated. A NUL byte in
  * the data (an encoding problem) ends the value early. */
 const char *refdb_csv_field(const refdb_csv *r, size_t i);
+/* out[k] = refdb_csv_field(r, first + k) for k < n, in one call. */
+void refdb_csv_fields(const refdb_csv *r, size_t first, size_t n, const char **out);
+/* The last record's fields, each NUL-terminated, back to back from the
+ * returned pointer (field 0 first); *len is their total size, NULs
+ * included. */
+const char *refdb_csv_data(const refdb_csv *r, size_t *len);
 
 /* Figures so far: bytes read, physical lines (an unterminated last line
  * counts), and, once refdb_csv_next has returned 0 or -1, the SHA-256 of

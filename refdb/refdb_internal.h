@@ -16,4 +16,15 @@ bool refdb_item_code_valid(const char *s);
  * the SQLSTATE, never data. Clears r. */
 kh_err refdb_db_fail(PGconn *c, PGresult *r, const char *what, char *msg, size_t msglen);
 
+/* The value and occurrence rules of a layout worked out once, for many
+ * records (refdb_check_stream): refdb_vplan_validate(p, vals, ...) reports
+ * exactly what refdb_validate_values(l, vals, ...) does, but takes no NULL
+ * in vals (give "" for no value). The plan points into
+ * l, which must outlive it unchanged. NULL if out of memory. */
+typedef struct refdb_vplan refdb_vplan;
+refdb_vplan *refdb_vplan_new(const refdb_layout *l);
+void refdb_vplan_free(refdb_vplan *p);
+size_t refdb_vplan_validate(const refdb_vplan *p, const char *const *vals, size_t line,
+                            refdb_issue_fn fn, void *arg);
+
 #endif
