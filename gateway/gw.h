@@ -10,6 +10,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <openssl/ssl.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 typedef struct {
@@ -33,7 +34,7 @@ typedef struct {
     struct evhttp *biz_http, *peer_http;
     struct event *retry_ev, *sig_ev[2];
     int dir_attempts;
-    bool stopping; /* set at shutdown: completions must not start new requests */
+    atomic_bool stopping; /* set at shutdown: nothing new starts (read by workers too) */
 } gw;
 
 extern gw G;

@@ -769,14 +769,15 @@ static bool parse_drop_name(const char *name, char *item, char *mode, char *as_o
     return true;
 }
 
-static void drop_one(PGconn *c, gw_tenant *t, const char *root)
+/* Loads the first file (by name) waiting in the tenant's in/; false if none. */
+static bool drop_one(PGconn *c, gw_tenant *t, const char *root)
 {
     char in[1024], work[1024], path[1100], wpath[1100], dest[1100], rpath[1100];
     snprintf(in, sizeof in, "%s/%s/in", root, t->id.code);
     snprintf(work, sizeof work, "%s/%s/work", root, t->id.code);
     DIR *d = opendir(in);
     if (d == NULL)
-        return;
+        return false;
     char best[256] = "";
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
@@ -787,13 +788,13 @@ static void drop_one(PGconn *c, gw_tenant *t, const char *root)
     }
     closedir(d);
     if (best[0] == '\0')
-        return;
+        return false;
     snprintf(path, sizeof path, "%s/%s", in, best);
     snprintf(wpath, sizeof wpath, "%s/%s", work, best);
     snprintf(rpath, sizeof rpath, "%s/%s.report", work, best);
     if (rename(path, wpath) != 0) {
         kh_warn("drop", "tenant %s: cannot move a dropped file to work/", t->id.code);
-        return;
+        return false;
     }
     char item[32], mode[8], as_of[16], msg[256] = "";
     refdb_file_stats st;
@@ -853,6 +854,7 @@ static void drop_one(PGconn *c, gw_tenant *t, const char *root)
     kh_info("drop", "tenant %s: dropped file %s: %s (%zu records, %zu bad)", t->id.code, where,
             e == KH_OK ? (res.duplicate ? "duplicate" : "applied") : kh_err_code(e), st.records,
             st.bad_records);
+    return true;
 }
 
 static void drop_work(PGconn *c, void *arg)
@@ -860,8 +862,12 @@ static void drop_work(PGconn *c, void *arg)
     const char *root = kh_conf_str(G.conf, "drop_dir", NULL);
     if (root == NULL || c == NULL)
         return;
-    for (size_t i = 0; i < G.ntenants; i++)
-        drop_one(c, &G.tenants[i], root);
+    /* everything waiting, one file at a time, until the folders are empty */
+    for (bool any = true; any && !G.stopping;) {
+        any = false;
+        for (size_t i = 0; i < G.ntenants && !G.stopping; i++)
+            any = drop_one(c, &G.tenants[i], root) || any;
+    }
 }
 
 static void drop_done(void *arg)

@@ -173,10 +173,10 @@ static int bulk(client_opts *o, const char *item, const char *mode, const char *
     while (st != NULL) {
         bool final = strcmp(st->state, "QUEUED") != 0 && strcmp(st->state, "LOADING") != 0;
         if (!final) {
-            if (st->records >= last + 100000 || last == 0) {
+            if (st->records >= last + 10000 || (last == 0 && st->records > 0)) {
                 fprintf(stderr, "khclient: %s %llu records read, %llu bad\n", st->state,
                         (unsigned long long)st->records, (unsigned long long)st->bad_records);
-                last = st->records ? st->records : 1;
+                last = st->records;
             }
             kh__bulk_status__free_unpacked(st, NULL);
             struct timespec ts = {0, 200 * 1000 * 1000};
