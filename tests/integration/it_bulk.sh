@@ -69,6 +69,27 @@ expect_contains "a second snapshot is applied" "deleted_absent=1 " "$out"
 expect_eq "the absent person's item ends as of the snapshot's date" "true 2026-05-01" \
     "$(sql kh_gw_a "SELECT deleted || ' ' || effective_from FROM t_131016.replica WHERE local_id = '$gone' AND item_code = 'TK001' ORDER BY version DESC LIMIT 1")"
 
+# --- history rows: answers give the version in force at the date asked ------
+"$GEN" residents --count 300 --seed 43 --items TK001 --as-of 20260401 --history --out "$tmp/h" >/dev/null
+hf=$tmp/h/TK001_hist.csv
+sed '2,$s/^1/71/' "$tmp/h/TK001_full_20260401.csv" >"$hf" # own local IDs, order kept
+out=$(tax bulk TK001 diff 20260401 "$hf")
+expect_contains "a file with history rows is applied" "OK APPLIED" "$out"
+hp=$(tail -n +2 "$hf" | cut -d, -f1 | uniq -d | head -n 1)
+check "the history file has a person with several versions" test -n "$hp"
+first=$(grep "^$hp," "$hf" | head -n 1)
+last=$(grep "^$hp," "$hf" | tail -n 1)
+e1=$(cut -d, -f2 <<<"$first") e2=$(cut -d, -f2 <<<"$last")
+hres=18$(printf '%09d' $((RANDOM * 32768 + RANDOM)))
+client 131016 tax linkcode "$hp" "$hres" >/dev/null
+client 271004 childallowance linkcode 6"${hp:2}" "$hres" >/dev/null
+out=$(client 271004 childallowance query O-CA-001 JT001 131016 TK001 6"${hp:2}" "$e1")
+expect_contains "as of the first row's date: the first row's income" \
+    "TK001.total_income=$(cut -d, -f"$col" <<<"$first")" "$out"
+out=$(client 271004 childallowance query O-CA-001 JT001 131016 TK001 6"${hp:2}" "$e2")
+expect_contains "as of the last row's date: the last row's income" \
+    "TK001.total_income=$(cut -d, -f"$col" <<<"$last")" "$out"
+
 # --- broken files: nothing changes, the report names each bad line ----------
 "$GEN" broken --seed 5 --out "$tmp/b" >/dev/null
 before=$(replica_count)

@@ -43,6 +43,10 @@ expect_eq "Chiyoda's record names the version it provided" "$v2" \
 expect_eq "Osaka's record names the version it received" "$v2" \
     "$(sql kh_gw_a "SELECT provided->>'TK001' FROM t_271004.provision_record WHERE msg_id = '$handle'")"
 
+today=$(sql kh_gw_a "SELECT current_date")
+expect_eq "what Chiyoda provided today, with the values it sent" "$v2 3250000" \
+    "$(sql kh_gw_a "SELECT version || ' ' || (data->>'total_income') FROM t_131016.provision_detail WHERE at::date = '$today' AND msg_id = '$handle'")"
+
 out=$(client 271004 childallowance query O-CA-001 JT001 131016 TK001 "$LOCAL_O" 20251231)
 expect_contains "as-of date selects the older version" "ITEM TK001 version=$v1 " "$out"
 expect_contains "older values" "TK001.total_income=4120000" "$out"
