@@ -118,6 +118,9 @@ bf=$(awk -F'\t' '$2 == "TK001" && $1 != "file" {print $1; exit}' "$tmp/b/broken.
 out=$(tax bulk TK001 diff 20260401 "$tmp/b/$bf")
 expect_contains "the API refuses a broken file" "REFUSED KH-1100" "$out"
 expect_contains "with the report" "line,field,code,reason" "$out"
+expect_eq "the API's report is exactly khcheck's report" \
+    "$("$KH_BUILD/tools/khcheck" TK001 "$tmp/b/$bf" 2>/dev/null)" \
+    "$(sed -n '/^line,field,code,reason$/,$p' <<<"$out")"
 
 # --- every change-reason sample loads ---------------------------------------
 "$GEN" changes --seed 9 --out "$tmp/c" >/dev/null
