@@ -53,6 +53,13 @@ void gw_bulk_on_status(struct evhttp_request *req, gw_tenant *t, const char *sys
 int gw_bulk_start(char *err, size_t errlen);
 void gw_bulk_stop(void);
 
+/* Signing of the tenants' chain heads (gw_chain.c). */
+int gw_chain_start(char *err, size_t errlen);
+void gw_chain_stop(void);
+/* The message a chain head's signature covers; its length, or -1. */
+int gw_chain_message(const char *tenant, const char *chain, const char *seq, const char *hash_hex,
+                     char *out, size_t outlen);
+
 /* A business request waiting for asynchronous work. The HTTP request may
  * vanish if the client disconnects: then `req` is NULL and no reply is sent. */
 typedef struct gw_call gw_call;

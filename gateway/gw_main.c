@@ -21,32 +21,35 @@ gw G;
 static const char *const known_options[] = {
     "name",       "pki",        "router",    "db",       "business_listen", "peer_listen",
     "tenant",     "db_workers", "db_queue",  "max_skew", "msg_ttl",         "max_body",
-    "timeout_ms", "log_level",  "spool_dir", "drop_dir", "drop_system",     NULL};
+    "timeout_ms", "log_level",  "spool_dir", "drop_dir", "drop_system",     "chain_sign_interval",
+    NULL};
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: kakehashi-gw -c FILE [-t]\n"
-               "  -c, --config FILE  configuration file (key = value lines)\n"
-               "  -t, --check        load and check the configuration and keys, then exit\n"
-               "  -h, --help         this text\n"
-               "Options in FILE:\n"
-               "  name = gw-a               this host's name (CN of pki/gw/NAME/tls.crt)\n"
-               "  pki = DIR                 folder made by tools/khpki\n"
-               "  router = HOST:PORT        the router's address\n"
-               "  db = CONNINFO             libpq connection string (the gateway's login role)\n"
-               "  business_listen = H:P     business API (tenants' business systems)\n"
-               "  peer_listen = H:P         peer API (only the router)\n"
-               "  tenant = CODE             a hosted organisation; repeat for each tenant\n"
-               "  db_workers = 4            database worker threads (1-64)\n"
-               "  db_queue = 1024           bound of the database job queue\n"
-               "  max_skew = 120            allowed clock skew, seconds\n"
-               "  msg_ttl = 300             validity of a message, seconds\n"
-               "  max_body = 1048576        largest request body, bytes\n"
-               "  timeout_ms = 30000        default wait for an answer\n"
-               "  log_level = info          debug, info, warn or error\n"
-               "  spool_dir = DIR           where bulk uploads are spooled (enables /v1/bulk/*)\n"
-               "  drop_dir = DIR            watched drop folder: DIR/<tenant>/in/*.csv (optional)\n"
-               "  drop_system = dropfolder  business system the drop folder registers as\n");
+    fprintf(f,
+            "usage: kakehashi-gw -c FILE [-t]\n"
+            "  -c, --config FILE  configuration file (key = value lines)\n"
+            "  -t, --check        load and check the configuration and keys, then exit\n"
+            "  -h, --help         this text\n"
+            "Options in FILE:\n"
+            "  name = gw-a               this host's name (CN of pki/gw/NAME/tls.crt)\n"
+            "  pki = DIR                 folder made by tools/khpki\n"
+            "  router = HOST:PORT        the router's address\n"
+            "  db = CONNINFO             libpq connection string (the gateway's login role)\n"
+            "  business_listen = H:P     business API (tenants' business systems)\n"
+            "  peer_listen = H:P         peer API (only the router)\n"
+            "  tenant = CODE             a hosted organisation; repeat for each tenant\n"
+            "  db_workers = 4            database worker threads (1-64)\n"
+            "  db_queue = 1024           bound of the database job queue\n"
+            "  max_skew = 120            allowed clock skew, seconds\n"
+            "  msg_ttl = 300             validity of a message, seconds\n"
+            "  max_body = 1048576        largest request body, bytes\n"
+            "  timeout_ms = 30000        default wait for an answer\n"
+            "  log_level = info          debug, info, warn or error\n"
+            "  spool_dir = DIR           where bulk uploads are spooled (enables /v1/bulk/*)\n"
+            "  drop_dir = DIR            watched drop folder: DIR/<tenant>/in/*.csv (optional)\n"
+            "  drop_system = dropfolder  business system the drop folder registers as\n"
+            "  chain_sign_interval = 60  seconds between signatures of the record chains' heads\n");
 }
 
 gw_tenant *gw_tenant_find(const char *code)
@@ -151,7 +154,7 @@ static void start_listeners(void)
         event_base_loopbreak(G.base);
         return;
     }
-    if (gw_bulk_start(err, sizeof err) != 0) {
+    if (gw_bulk_start(err, sizeof err) != 0 || gw_chain_start(err, sizeof err) != 0) {
         kh_error("main", "cannot start: %s", err);
         event_base_loopbreak(G.base);
         return;
@@ -226,6 +229,7 @@ static void teardown(void)
         evhttp_free(G.peer_http);
     kh_pool_free(G.pool); /* first: its last completions may still use uploads */
     gw_bulk_stop();
+    gw_chain_stop();
     for (size_t i = 0; i < G.ntenants; i++) {
         kh_identity_clear(&G.tenants[i].id);
         X509_free(G.tenants[i].business_ca);

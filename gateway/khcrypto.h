@@ -64,6 +64,8 @@ kh_err khc_open(const uint8_t *payload, size_t len, X509 *recip_cert, EVP_PKEY *
                 X509_STORE *trust, uint8_t **body, size_t *bodylen, X509 **signer);
 
 int khc_random(uint8_t *buf, size_t n);
+/* SHA-256 of a followed by b (either may be empty) into out[32]. */
+int khc_sha256(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen, uint8_t out[32]);
 /* HMAC-SHA-256 into out[32]. */
 int khc_hmac_sha256(const uint8_t *key, size_t keylen, const uint8_t *data, size_t len,
                     uint8_t out[32]);

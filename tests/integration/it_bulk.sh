@@ -80,7 +80,7 @@ check "the history file has a person with several versions" test -n "$hp"
 first=$(grep "^$hp," "$hf" | head -n 1)
 last=$(grep "^$hp," "$hf" | tail -n 1)
 e1=$(cut -d, -f2 <<<"$first") e2=$(cut -d, -f2 <<<"$last")
-hres=18$(printf '%09d' $((RANDOM * 32768 + RANDOM)))
+hres=18$(printf '%09d' $(((RANDOM * 32768 + RANDOM) % 1000000000)))
 client 131016 tax linkcode "$hp" "$hres" >/dev/null
 client 271004 childallowance linkcode 6"${hp:2}" "$hres" >/dev/null
 out=$(client 271004 childallowance query O-CA-001 JT001 131016 TK001 6"${hp:2}" "$e1")
