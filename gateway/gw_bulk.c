@@ -76,6 +76,19 @@ static bool drop_running;
 
 /* ------------------------------------------------------------ the loader */
 
+/* Creates or truncates an output file without following a symbolic link at
+ * its path (drop folders are written by other parties too). */
+static FILE *open_out(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return NULL;
+    FILE *f = fdopen(fd, "w");
+    if (f == NULL)
+        close(fd);
+    return f;
+}
+
 typedef struct {
     FILE *report;
     gw_upload *up;    /* NULL for the drop folder */
@@ -99,7 +112,7 @@ static void run_progress(const refdb_file_stats *st, void *arg)
         pthread_mutex_unlock(&mu);
     }
     if (rc->progress_path[0]) {
-        FILE *f = fopen(rc->progress_path, "w");
+        FILE *f = open_out(rc->progress_path);
         if (f) {
             fprintf(f, "records=%zu bad_records=%zu issues=%zu bytes=%llu\n", st->records,
                     st->bad_records, st->issues, (unsigned long long)st->bytes);
@@ -471,6 +484,14 @@ static void part_done(void *arg)
     u->busy = false;
     u->touched = time(NULL);
     struct evhttp_request *req = bc_take(bc);
+    if (bc->err != KH_OK) {
+        /* the spool may now hold part of the part: the upload cannot be trusted */
+        pthread_mutex_lock(&mu);
+        u->state = UP_FAILED;
+        u->err = bc->err;
+        snprintf(u->msg, sizeof u->msg, "a part could not be stored; open a new upload");
+        pthread_mutex_unlock(&mu);
+    }
     if (bc->err == KH_OK) {
         u->next_seq++;
         pthread_mutex_lock(&mu);
@@ -501,7 +522,13 @@ void gw_bulk_on_part(struct evhttp_request *req, gw_tenant *t, const char *syste
     gw_upload *u = upload_find(m->upload_id, t, system);
     kh_err e = KH_OK;
     const char *why = "";
-    if (u == NULL || u->state != UP_RECEIVING) {
+    up_state state = UP_FAILED;
+    if (u != NULL) {
+        pthread_mutex_lock(&mu);
+        state = u->state;
+        pthread_mutex_unlock(&mu);
+    }
+    if (u == NULL || state != UP_RECEIVING) {
         e = KH_E_UPLOAD;
         why = "upload_id: no upload receiving parts under this id for this system";
     } else if (u->busy || m->seq != u->next_seq) {
@@ -558,7 +585,7 @@ static void load_work(PGconn *c, void *arg)
     run_ctx rc = {0};
     rc.up = u;
     rc.what = u->id;
-    rc.report = fopen(u->report, "w");
+    rc.report = open_out(u->report);
     if (fd < 0 || rc.report == NULL) {
         e = KH_E_INTERNAL;
         snprintf(msg, sizeof msg, "cannot open the spool or report file");
@@ -605,7 +632,13 @@ void gw_bulk_on_commit(struct evhttp_request *req, gw_tenant *t, const char *sys
     if (m == NULL)
         return;
     gw_upload *u = upload_find(m->upload_id, t, system);
-    if (u == NULL || u->state != UP_RECEIVING || u->busy) {
+    up_state state = UP_FAILED;
+    if (u != NULL) {
+        pthread_mutex_lock(&mu);
+        state = u->state;
+        pthread_mutex_unlock(&mu);
+    }
+    if (u == NULL || state != UP_RECEIVING || u->busy) {
         kh_http_reply_err(req, u && u->busy ? KH_E_PART_ORDER : KH_E_UPLOAD, "%s",
                           u && u->busy ? "a part is still being written"
                                        : "upload_id: no upload receiving parts under this id");
@@ -792,9 +825,22 @@ static bool drop_one(PGconn *c, gw_tenant *t, const char *root)
     snprintf(path, sizeof path, "%s/%s", in, best);
     snprintf(wpath, sizeof wpath, "%s/%s", work, best);
     snprintf(rpath, sizeof rpath, "%s/%s.report", work, best);
-    if (rename(path, wpath) != 0) {
-        kh_warn("drop", "tenant %s: cannot move a dropped file to work/", t->id.code);
-        return false;
+    /* Only a plain file with one name is read: a symbolic link could point at
+     * another tenant's data, a FIFO or a device would block a worker. It is
+     * opened before it is moved, so what is checked is what is read. */
+    struct stat sb;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    bool plain = fd >= 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_nlink == 1;
+    if (!plain || rename(path, wpath) != 0) {
+        if (fd >= 0)
+            close(fd);
+        snprintf(dest, sizeof dest, "%s/%s/rejected/%s", root, t->id.code, best);
+        /* moved aside (the link itself, not its target) so it is not tried again */
+        if (rename(path, dest) != 0)
+            unlink(path);
+        kh_warn("drop", "tenant %s: a dropped entry is not a plain file; moved to rejected/",
+                t->id.code);
+        return true;
     }
     char item[32], mode[8], as_of[16], msg[256] = "";
     refdb_file_stats st;
@@ -802,11 +848,10 @@ static bool drop_one(PGconn *c, gw_tenant *t, const char *root)
     memset(&st, 0, sizeof st);
     memset(&res, 0, sizeof res);
     run_ctx rc = {0};
-    rc.what = best;
+    rc.what = "dropped file";
     snprintf(rc.progress_path, sizeof rc.progress_path, "%s/%s.progress", work, best);
-    rc.report = fopen(rpath, "w");
+    rc.report = open_out(rpath);
     kh_err e;
-    int fd = open(wpath, O_RDONLY | O_CLOEXEC);
     if (!parse_drop_name(best, item, mode, as_of)) {
         e = KH_E_FIELD;
         snprintf(msg, sizeof msg,
@@ -838,7 +883,7 @@ static bool drop_one(PGconn *c, gw_tenant *t, const char *root)
     if (rename(rpath, dest) != 0)
         kh_warn("drop", "tenant %s: cannot move a report to %s/", t->id.code, where);
     snprintf(dest, sizeof dest, "%s/%s/%s/%s.result", root, t->id.code, where, best);
-    FILE *f = fopen(dest, "w");
+    FILE *f = open_out(dest);
     if (f) {
         fprintf(f,
                 "state=%s\ncode=%s\nmessage=%s\nrecords=%zu\nbad_records=%zu\nissues=%zu\n"
@@ -884,6 +929,51 @@ static void on_drop_timer(evutil_socket_t fd, short what, void *arg)
         drop_running = false;
 }
 
+/* At start-up no upload or drop load is in progress: whatever a crash left
+ * behind is either spooled personal data nobody can commit any more (deleted)
+ * or a dropped file whose load was rolled back (put back in in/; the claim by
+ * SHA-256 makes the retry safe). */
+static void tidy_leftovers(const char *spool, const char *drop)
+{
+    for (size_t i = 0; i < G.ntenants; i++) {
+        char dir[1100], from[1400], to[1400];
+        struct dirent *de;
+        DIR *d;
+        if (spool) {
+            snprintf(dir, sizeof dir, "%s/%s", spool, G.tenants[i].id.code);
+            if ((d = opendir(dir)) != NULL) {
+                while ((de = readdir(d)) != NULL)
+                    if (de->d_name[0] != '.') {
+                        snprintf(from, sizeof from, "%s/%s", dir, de->d_name);
+                        unlink(from);
+                    }
+                closedir(d);
+            }
+        }
+        if (drop) {
+            snprintf(dir, sizeof dir, "%s/%s/work", drop, G.tenants[i].id.code);
+            if ((d = opendir(dir)) != NULL) {
+                while ((de = readdir(d)) != NULL) {
+                    size_t n = strlen(de->d_name);
+                    if (de->d_name[0] == '.')
+                        continue;
+                    snprintf(from, sizeof from, "%s/%s", dir, de->d_name);
+                    if (n > 4 && strcmp(de->d_name + n - 4, ".csv") == 0) {
+                        snprintf(to, sizeof to, "%s/%s/in/%s", drop, G.tenants[i].id.code,
+                                 de->d_name);
+                        if (rename(from, to) == 0)
+                            kh_info("drop", "tenant %s: an interrupted load is retried",
+                                    G.tenants[i].id.code);
+                    } else {
+                        unlink(from);
+                    }
+                }
+                closedir(d);
+            }
+        }
+    }
+}
+
 int gw_bulk_start(char *err, size_t errlen)
 {
     const char *spool = kh_conf_str(G.conf, "spool_dir", NULL);
@@ -892,6 +982,11 @@ int gw_bulk_start(char *err, size_t errlen)
         snprintf(err, errlen, "cannot create spool_dir %s", spool);
         return -1;
     }
+    if (spool && G.max_body < 65536) {
+        snprintf(err, errlen, "max_body must be at least 65536 when spool_dir is set");
+        return -1;
+    }
+    tidy_leftovers(spool, drop);
     if (drop) {
         static const char *const subs[] = {"in", "work", "done", "rejected"};
         for (size_t i = 0; i < G.ntenants; i++) {

@@ -113,7 +113,7 @@ static int on_record(const refdb_record *r, void *arg)
     size_t need = 128 + strlen(ld->l->item_code) + strlen(ld->system_id);
     for (size_t i = 0; i < r->nvals; i++)
         if (r->vals[i][0] != '\0')
-            need += strlen(ld->l->cols[i].name) + 6 * strlen(r->vals[i]) + 8;
+            need += 7 * strlen(ld->l->cols[i].name) + 7 * strlen(r->vals[i]) + 8; /* \\u00XX */
     if (!reserve(ld, need))
         return -1;
     put(ld, r->local_id, strlen(r->local_id));
@@ -246,24 +246,34 @@ kh_err refdb_bulk_load(PGconn *c, int fd, const refdb_layout *l, const char *sys
         return KH_E_INTERNAL;
     }
 
-    /* Claim (item, mode, content). If the same content is being applied by
+    /* One load of an item at a time per tenant: two full snapshots applied
+     * concurrently would each delete persons the other adds. */
+    const char *item_p[1] = {l->item_code};
+    e = exec_ok(c,
+                "SELECT pg_advisory_xact_lock(hashtextextended('refdb.bulk/' || current_schema() "
+                "|| '/' || $1, 0))",
+                1, item_p, "bulk lock", NULL, msg, msglen);
+    if (e != KH_OK)
+        return e;
+    /* Claim (item, mode, date, content). If the same file is being applied by
      * another transaction, this waits for it; if it was applied, no row
      * comes back and the file is a duplicate. */
     const char *claim[6] = {l->item_code, mode, res->sha256, file_name, system_id, as_of};
     e = exec_ok(c,
                 "INSERT INTO bulk_file (item_code, mode, sha256, file_name, system_id, as_of) "
                 "VALUES ($1, $2, $3, $4, $5, $6::date) "
-                "ON CONFLICT (item_code, mode, sha256) DO NOTHING RETURNING id",
+                "ON CONFLICT (item_code, mode, as_of, sha256) DO NOTHING RETURNING id",
                 6, claim, "bulk claim", &r, msg, msglen);
     if (e != KH_OK)
         return e;
     if (PQntuples(r) == 0) {
         PQclear(r);
+        const char *dup[4] = {l->item_code, mode, res->sha256, as_of};
         e = exec_ok(c,
                     "SELECT id, coalesce(records, 0), coalesce(persons, 0), "
                     "coalesce(deleted_absent, 0) FROM bulk_file "
-                    "WHERE item_code = $1 AND mode = $2 AND sha256 = $3",
-                    3, claim, "bulk duplicate", &r, msg, msglen);
+                    "WHERE item_code = $1 AND mode = $2 AND sha256 = $3 AND as_of = $4::date",
+                    4, dup, "bulk duplicate", &r, msg, msglen);
         if (e != KH_OK)
             return e;
         res->duplicate = true;
@@ -323,16 +333,23 @@ kh_err refdb_bulk_load(PGconn *c, int fd, const refdb_layout *l, const char *sys
     res->persons = st->persons;
 
     if (full) {
-        /* a snapshot: whoever holds the item and is not in the file ends as of as_of */
+        /* A snapshot of the item as of as_of: whoever holds it then (the
+         * version in force at as_of is not a deletion), is absent from the
+         * file and has no later version waiting to take effect, ends at as_of. */
         const char *p[5] = {l->item_code, as_of, system_id, ld.batch, ld.layout_version};
         e = exec_ok(c,
                     "INSERT INTO replica (local_id, item_code, effective_from, deleted, data, "
                     "                     system_id, batch_id, layout_version) "
                     "SELECT cur.local_id, $1, $2::date, true, '{}', $3, $4::bigint, $5::int "
-                    "FROM (SELECT DISTINCT ON (local_id) local_id, deleted, batch_id "
-                    "      FROM replica WHERE item_code = $1 "
+                    "FROM (SELECT DISTINCT ON (local_id) local_id, deleted "
+                    "      FROM replica WHERE item_code = $1 AND effective_from <= $2::date "
+                    "        AND batch_id IS DISTINCT FROM $4::bigint "
                     "      ORDER BY local_id, version DESC) cur "
-                    "WHERE NOT cur.deleted AND cur.batch_id IS DISTINCT FROM $4::bigint",
+                    "WHERE NOT cur.deleted "
+                    "  AND NOT EXISTS (SELECT 1 FROM replica f WHERE f.batch_id = $4::bigint "
+                    "                  AND f.local_id = cur.local_id AND f.item_code = $1) "
+                    "  AND NOT EXISTS (SELECT 1 FROM replica l WHERE l.local_id = cur.local_id "
+                    "                  AND l.item_code = $1 AND l.effective_from > $2::date)",
                     5, p, "bulk snapshot deletions", &r, msg, msglen);
         if (e != KH_OK)
             return e;

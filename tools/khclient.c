@@ -149,8 +149,16 @@ static int bulk(client_opts *o, const char *item, const char *mode, const char *
             protobuf_c_message_free_unpacked(m, NULL);
         sent += n;
     }
+    /* a short read is never sent as the whole file: in full mode the rest
+     * of the people would be deleted */
+    bool read_error = ferror(f) != 0;
     fclose(f);
     free(buf);
+    if (read_error && rc == 0) {
+        fprintf(stderr, "khclient: reading %s failed; nothing committed\n", file);
+        EVP_MD_CTX_free(md);
+        return 4;
+    }
     unsigned char dg[32];
     unsigned int dl = 0;
     char hex[65];

@@ -20,7 +20,8 @@ ALTER TABLE replica ADD COLUMN IF NOT EXISTS layout_version int;
 ALTER TABLE replica ADD COLUMN IF NOT EXISTS batch_id bigint;
 
 -- Each bulk file applied (or being applied) to this tenant. A file is known by
--- its SHA-256: the same content for the same item and mode is applied once.
+-- its SHA-256: the same content for the same item, mode and date is applied
+-- once (the same snapshot sent again for a later date is a new snapshot).
 CREATE TABLE IF NOT EXISTS bulk_file (
     id             bigserial PRIMARY KEY,
     item_code      text NOT NULL,
@@ -34,7 +35,7 @@ CREATE TABLE IF NOT EXISTS bulk_file (
     deleted_absent bigint,
     started_at     timestamptz NOT NULL DEFAULT now(),
     applied_at     timestamptz,
-    UNIQUE (item_code, mode, sha256)
+    UNIQUE (item_code, mode, as_of, sha256)
 );
 
 -- No index beyond the primary key (local_id, item_code, version): it serves

@@ -122,6 +122,18 @@ expect_eq "the API's report is exactly khcheck's report" \
     "$("$KH_BUILD/tools/khcheck" TK001 "$tmp/b/$bf" 2>/dev/null)" \
     "$(sed -n '/^line,field,code,reason$/,$p' <<<"$out")"
 
+# --- the drop folder reads plain files only ----------------------------------
+ln -s "$f" "$DROP/in/TK001_diff_20260401_link.csv"
+mkfifo "$DROP/in/TK001_diff_20260401_fifo.csv"
+for _ in $(seq 1 100); do
+    [ -e "$DROP/in/TK001_diff_20260401_link.csv" ] || [ -e "$DROP/in/TK001_diff_20260401_fifo.csv" ] || break
+    sleep 0.1
+done
+check "a symbolic link dropped is set aside in rejected/, not followed" \
+    test -L "$DROP/rejected/TK001_diff_20260401_link.csv"
+check "a FIFO dropped is set aside in rejected/, not read" \
+    test -p "$DROP/rejected/TK001_diff_20260401_fifo.csv"
+
 # --- every change-reason sample loads ---------------------------------------
 "$GEN" changes --seed 9 --out "$tmp/c" >/dev/null
 n=0
