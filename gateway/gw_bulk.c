@@ -73,6 +73,12 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static gw_upload *uploads;
 static struct event *sweep_ev, *drop_ev;
 static bool drop_running;
+/* Loads hold a database worker for their whole duration: at most max_loads
+ * run at once, so online calls always find a free worker; the others wait
+ * in commit order (state QUEUED). Event loop only. */
+static int max_loads = 1, loads_running;
+static gw_upload *load_queue[MAX_UPLOADS];
+static size_t queue_head, queue_len;
 
 /* ------------------------------------------------------------ the loader */
 
@@ -387,9 +393,23 @@ static bool file_name_ok(const char *s)
     size_t n = strlen(s);
     if (n == 0 || n > 200)
         return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == '/' || s[i] == '\\')
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 || ch == 0x7f || ch == '/' || ch == '\\')
             return false;
+        if (ch >= 0x80) { /* a well-formed UTF-8 sequence */
+            int more = ch >= 0xf0 && ch < 0xf5   ? 3
+                       : ch >= 0xe0              ? 2
+                       : ch >= 0xc2 && ch < 0xe0 ? 1
+                                                 : -1;
+            if (more < 0)
+                return false;
+            for (int k = 1; k <= more; k++)
+                if (i + (size_t)k >= n || ((unsigned char)s[i + (size_t)k] & 0xc0) != 0x80)
+                    return false;
+            i += (size_t)more;
+        }
+    }
     return true;
 }
 
@@ -616,9 +636,37 @@ static void load_work(PGconn *c, void *arg)
     pthread_mutex_unlock(&mu);
 }
 
+static void fail_load(gw_upload *u)
+{
+    u->busy = false;
+    pthread_mutex_lock(&mu);
+    u->state = UP_FAILED;
+    u->err = KH_E_OVERLOADED;
+    snprintf(u->msg, sizeof u->msg, "database queue full; open a new upload later");
+    pthread_mutex_unlock(&mu);
+}
+
+static void load_done(void *arg);
+
+/* Starts queued loads while fewer than max_loads run. */
+static void start_loads(void)
+{
+    while (queue_len > 0 && loads_running < max_loads && !G.stopping) {
+        gw_upload *u = load_queue[queue_head];
+        queue_head = (queue_head + 1) % MAX_UPLOADS;
+        queue_len--;
+        if (kh_pool_submit(G.pool, load_work, load_done, u) != 0)
+            fail_load(u);
+        else
+            loads_running++;
+    }
+}
+
 static void load_done(void *arg)
 {
     gw_upload *u = arg;
+    loads_running--;
+    start_loads();
     u->busy = false;
     u->touched = time(NULL);
     kh_info("bulk", "tenant %s: upload %s of %s %s: %s, %zu records, %zu bad, file %lld",
@@ -670,13 +718,11 @@ void gw_bulk_on_commit(struct evhttp_request *req, gw_tenant *t, const char *sys
     u->state = UP_QUEUED;
     u->st.bytes = 0;
     pthread_mutex_unlock(&mu);
-    if (kh_pool_submit(G.pool, load_work, load_done, u) != 0) {
-        u->busy = false;
-        pthread_mutex_lock(&mu);
-        u->state = UP_FAILED;
-        u->err = KH_E_OVERLOADED;
-        snprintf(u->msg, sizeof u->msg, "database queue full; open a new upload later");
-        pthread_mutex_unlock(&mu);
+    if (queue_len < MAX_UPLOADS) {
+        load_queue[(queue_head + queue_len++) % MAX_UPLOADS] = u;
+        start_loads();
+    } else {
+        fail_load(u);
     }
     reply_status(req, u, NULL, 0, 0);
 }
@@ -987,6 +1033,12 @@ int gw_bulk_start(char *err, size_t errlen)
         return -1;
     }
     tidy_leftovers(spool, drop);
+    int workers;
+    if (kh_conf_int(G.conf, "db_workers", 4, 1, 64, &workers, err, errlen) != 0)
+        return -1;
+    max_loads = workers - 1 - (drop ? 1 : 0);
+    if (max_loads < 1)
+        max_loads = 1;
     if (drop) {
         static const char *const subs[] = {"in", "work", "done", "rejected"};
         for (size_t i = 0; i < G.ntenants; i++) {
