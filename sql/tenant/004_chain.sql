@@ -9,7 +9,9 @@
 -- head row: appends are serialised per chain and the head names the last row.
 -- The gateway signs heads with the tenant's key (chain_signature), which pins
 -- the chain: whoever can write the database still cannot forge a signed head.
--- tools/khctl verify recomputes everything.
+-- tools/khctl verify recomputes everything. The functions keep the tenant's
+-- search_path of their creation (SET search_path FROM CURRENT): whoever
+-- inserts, with whatever search_path, gets this tenant's chain.
 
 CREATE TABLE IF NOT EXISTS chain_head (
     chain text PRIMARY KEY,
@@ -32,7 +34,7 @@ ALTER TABLE provision_record ADD COLUMN IF NOT EXISTS hash bytea;
 CREATE UNIQUE INDEX IF NOT EXISTS provision_record_seq ON provision_record (seq);
 
 CREATE OR REPLACE FUNCTION chain_canonical_provision_record(r provision_record)
-RETURNS text LANGUAGE sql STABLE AS $$
+RETURNS text LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
     SELECT jsonb_build_object(
         'id', r.id,
         'at', to_char(r.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
@@ -43,7 +45,7 @@ RETURNS text LANGUAGE sql STABLE AS $$
 $$;
 
 CREATE OR REPLACE FUNCTION chain_append_provision_record() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     h chain_head%ROWTYPE;
 BEGIN
