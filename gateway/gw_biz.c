@@ -160,27 +160,6 @@ static kh_err permitted(PGconn *c, const char *sys, const char *op, const char *
     return KH_OK;
 }
 
-/* Reads and unpacks the body of a business request, or replies with the refusal. */
-static void *read_body(struct evhttp_request *req, const ProtobufCMessageDescriptor *d)
-{
-    uint8_t *body;
-    size_t len;
-    kh_err e = kh_http_body(req, (size_t)G.max_body, &body, &len);
-    if (e != KH_OK) {
-        kh_http_reply_err(req, e,
-                          e == KH_E_TOO_LARGE ? "body larger than %d bytes"
-                                              : "expected POST with a protobuf body%.0d",
-                          G.max_body);
-        return NULL;
-    }
-    void *m = protobuf_c_message_unpack(d, NULL, len, body);
-    /* the raw body may hold a national reference or personal data */
-    khc_free_secret(body, len);
-    if (m == NULL)
-        kh_http_reply_err(req, KH_E_BAD_REQUEST, "body is not a %s", d->name);
-    return m;
-}
-
 static gw_tenant *identify_or_refuse(struct evhttp_request *req, char *sys, size_t syslen)
 {
     gw_tenant *t = identify(req, sys, syslen);
@@ -260,7 +239,7 @@ static void on_replica(struct evhttp_request *req, void *arg)
     gw_tenant *t = identify_or_refuse(req, sys, sizeof sys);
     if (t == NULL)
         return;
-    Kh__RegisterRequest *r = read_body(req, &kh__register_request__descriptor);
+    Kh__RegisterRequest *r = gw_read_pb(req, &kh__register_request__descriptor);
     if (r == NULL)
         return;
     gw_call *call = call_new(req, t, sys);
@@ -461,7 +440,7 @@ static void on_linkcode(struct evhttp_request *req, void *arg)
     gw_tenant *t = identify_or_refuse(req, sys, sizeof sys);
     if (t == NULL)
         return;
-    Kh__LinkCodeRequest *r = read_body(req, &kh__link_code_request__descriptor);
+    Kh__LinkCodeRequest *r = gw_read_pb(req, &kh__link_code_request__descriptor);
     if (r == NULL)
         return;
     gw_call *call = call_new(req, t, sys);
@@ -739,7 +718,7 @@ static void on_query(struct evhttp_request *req, void *arg)
     gw_tenant *t = identify_or_refuse(req, sys, sizeof sys);
     if (t == NULL)
         return;
-    Kh__QueryRequest *q = read_body(req, &kh__query_request__descriptor);
+    Kh__QueryRequest *q = gw_read_pb(req, &kh__query_request__descriptor);
     if (q == NULL)
         return;
     gw_call *call = call_new(req, t, sys);

@@ -280,22 +280,6 @@ static void reply_status(struct evhttp_request *req, gw_upload *u, const uint8_t
     kh_http_reply_pb(req, &s.base);
 }
 
-static void *read_msg(struct evhttp_request *req, const ProtobufCMessageDescriptor *d)
-{
-    uint8_t *body;
-    size_t len;
-    kh_err e = kh_http_body(req, (size_t)G.max_body, &body, &len);
-    if (e != KH_OK) {
-        kh_http_reply_err(req, e, "expected POST with a protobuf body within %d bytes", G.max_body);
-        return NULL;
-    }
-    void *m = protobuf_c_message_unpack(d, NULL, len, body);
-    khc_free_secret(body, len);
-    if (m == NULL)
-        kh_http_reply_err(req, KH_E_BAD_REQUEST, "body is not a %s", d->name);
-    return m;
-}
-
 /* --- open --- */
 
 typedef struct {
@@ -415,7 +399,7 @@ static bool file_name_ok(const char *s)
 
 void gw_bulk_on_open(struct evhttp_request *req, gw_tenant *t, const char *system)
 {
-    Kh__BulkOpenRequest *m = read_msg(req, &kh__bulk_open_request__descriptor);
+    Kh__BulkOpenRequest *m = gw_read_pb(req, &kh__bulk_open_request__descriptor);
     if (m == NULL)
         return;
     const char *bad = !gw_code_ok(m->item_code, KH_CODE_MAX) ? "item_code: expected an item code"
@@ -536,7 +520,7 @@ static void part_done(void *arg)
 
 void gw_bulk_on_part(struct evhttp_request *req, gw_tenant *t, const char *system)
 {
-    Kh__BulkPartRequest *m = read_msg(req, &kh__bulk_part_request__descriptor);
+    Kh__BulkPartRequest *m = gw_read_pb(req, &kh__bulk_part_request__descriptor);
     if (m == NULL)
         return;
     gw_upload *u = upload_find(m->upload_id, t, system);
@@ -676,7 +660,7 @@ static void load_done(void *arg)
 
 void gw_bulk_on_commit(struct evhttp_request *req, gw_tenant *t, const char *system)
 {
-    Kh__BulkCommitRequest *m = read_msg(req, &kh__bulk_commit_request__descriptor);
+    Kh__BulkCommitRequest *m = gw_read_pb(req, &kh__bulk_commit_request__descriptor);
     if (m == NULL)
         return;
     gw_upload *u = upload_find(m->upload_id, t, system);
@@ -765,7 +749,7 @@ static void report_done(void *arg)
 
 void gw_bulk_on_status(struct evhttp_request *req, gw_tenant *t, const char *system)
 {
-    Kh__BulkStatusRequest *m = read_msg(req, &kh__bulk_status_request__descriptor);
+    Kh__BulkStatusRequest *m = gw_read_pb(req, &kh__bulk_status_request__descriptor);
     if (m == NULL)
         return;
     gw_upload *u = upload_find(m->upload_id, t, system);

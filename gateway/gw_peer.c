@@ -79,7 +79,7 @@ static void answer_work(PGconn *c, void *arg)
     pc->err = kh_db_tenant_begin(c, pc->t->id.code);
     if (pc->err != KH_OK)
         return;
-    pc->err = gw_seen(c, pc->h->sender, pc->msg_hex, pc->h->expires_at);
+    pc->err = kh_db_seen(c, "seen_msg", pc->h->sender, pc->msg_hex, pc->h->expires_at);
     if (pc->err != KH_OK) {
         snprintf(pc->msg, sizeof pc->msg, "message id already received");
         kh_db_rollback(c);

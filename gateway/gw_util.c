@@ -1,6 +1,9 @@
 /* gw_util.c: validation and record helpers for the gateway handlers. */
 #include "gw_util.h"
 
+#include "khcrypto.h"
+#include "khhttp.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -81,25 +84,20 @@ kh_err gw_record(PGconn *c, const char *msg_id, const char *direction, const cha
     return KH_OK;
 }
 
-kh_err gw_seen(PGconn *c, const char *sender, const char *msg_id_hex, int64_t expires_at)
+void *gw_read_pb(struct evhttp_request *req, const ProtobufCMessageDescriptor *d)
 {
-    char exp[32];
-    snprintf(exp, sizeof exp, "%lld", (long long)expires_at);
-    /* entries past their message's validity can no longer stop a replay
-     * (the message would be refused as expired): purge them as we go */
-    PGresult *purge =
-        kh_db_exec(c, "DELETE FROM seen_msg WHERE expires_at < now() - interval '1 hour'", 0, NULL);
-    if (purge == NULL)
-        return KH_E_DB;
-    PQclear(purge);
-    const char *p[3] = {sender, msg_id_hex, exp};
-    PGresult *r = kh_db_exec(c,
-                             "INSERT INTO seen_msg (sender, msg_id, expires_at) "
-                             "VALUES ($1, $2, to_timestamp($3::bigint)) ON CONFLICT DO NOTHING",
-                             3, p);
-    if (r == NULL)
-        return KH_E_DB;
-    bool fresh = strcmp(PQcmdTuples(r), "1") == 0;
-    PQclear(r);
-    return fresh ? KH_OK : KH_E_REPLAY;
+    uint8_t *body;
+    size_t len;
+    kh_err e = kh_http_body(req, (size_t)G.max_body, &body, &len);
+    if (e != KH_OK) {
+        kh_http_reply_err(req, e, "expected POST with a protobuf body of at most %d bytes",
+                          G.max_body);
+        return NULL;
+    }
+    void *m = protobuf_c_message_unpack(d, NULL, len, body);
+    /* the raw body may hold a national reference or personal data */
+    khc_free_secret(body, len);
+    if (m == NULL)
+        kh_http_reply_err(req, KH_E_BAD_REQUEST, "body is not a %s", d->name);
+    return m;
 }

@@ -22,7 +22,9 @@ kh_err gw_record(PGconn *c, const char *msg_id, const char *direction, const cha
                  const char *procedure, char *const *items, size_t nitems, const char *local_id,
                  const char *staff_id, const char *outcome, kh_err code, Kh__ItemData *const *data,
                  size_t ndata);
-/* Replay protection: KH_OK the first time (sender, msg_id) is seen, else KH_E_REPLAY. */
-kh_err gw_seen(PGconn *c, const char *sender, const char *msg_id_hex, int64_t expires_at);
+
+/* Reads and unpacks the protobuf body of a request of type d, or replies with
+ * the refusal (size, method, type) and returns NULL. The raw body is wiped. */
+void *gw_read_pb(struct evhttp_request *req, const ProtobufCMessageDescriptor *d);
 
 #endif

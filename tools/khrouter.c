@@ -328,27 +328,6 @@ static kh_err r_record(PGconn *c, r_call *rc, const char *outcome)
     return KH_OK;
 }
 
-static kh_err r_seen(PGconn *c, const char *sender, const char *hex, int64_t expires)
-{
-    char exp[32];
-    snprintf(exp, sizeof exp, "%lld", (long long)expires);
-    PGresult *purge = kh_db_exec(
-        c, "DELETE FROM router.seen_msg WHERE expires_at < now() - interval '1 hour'", 0, NULL);
-    if (purge == NULL)
-        return KH_E_DB;
-    PQclear(purge);
-    const char *p[3] = {sender, hex, exp};
-    PGresult *r = kh_db_exec(c,
-                             "INSERT INTO router.seen_msg (sender, msg_id, expires_at) VALUES "
-                             "($1, $2, to_timestamp($3::bigint)) ON CONFLICT DO NOTHING",
-                             3, p);
-    if (r == NULL)
-        return KH_E_DB;
-    bool fresh = strcmp(PQcmdTuples(r), "1") == 0;
-    PQclear(r);
-    return fresh ? KH_OK : KH_E_REPLAY;
-}
-
 /* Records a refusal or outcome and replies (rc->reply if OK, else the refusal). */
 static void finish_work(PGconn *c, void *arg)
 {
@@ -395,7 +374,7 @@ static void lc_work(PGconn *c, void *arg)
     r_call *rc = arg;
     rc->err = kh_db_begin(c);
     if (rc->err == KH_OK)
-        rc->err = r_seen(c, rc->h->sender, rc->hex, rc->h->expires_at);
+        rc->err = kh_db_seen(c, "router.seen_msg", rc->h->sender, rc->hex, rc->h->expires_at);
     if (rc->err == KH_OK) {
         const char *p[3] = {rc->h->sender, rc->link_code, rc->person_key};
         PGresult *r = kh_db_exec(c,
@@ -507,7 +486,7 @@ static void q_work(PGconn *c, void *arg)
     r_call *rc = arg;
     rc->err = kh_db_begin(c);
     if (rc->err == KH_OK)
-        rc->err = r_seen(c, rc->h->sender, rc->hex, rc->h->expires_at);
+        rc->err = kh_db_seen(c, "router.seen_msg", rc->h->sender, rc->hex, rc->h->expires_at);
     if (rc->err == KH_OK) {
         const char *p[2] = {rc->h->sender, rc->h->subject};
         PGresult *r = kh_db_exec(c,
