@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #define MAX_UPLOADS 32
+#define MAX_UPLOADS_PER_TENANT 8 /* so no tenant can take every slot */
 #define UPLOAD_IDLE_S 3600
 #define REPORT_PAGE (512 * 1024)
 
@@ -79,6 +80,8 @@ static bool drop_running;
 static int max_loads = 1, loads_running;
 static gw_upload *load_queue[MAX_UPLOADS];
 static size_t queue_head, queue_len;
+static int opening;               /* opens whose check is still on a worker */
+static uint64_t max_upload_bytes; /* config max_upload_mb */
 
 /* ------------------------------------------------------------ the loader */
 
@@ -343,6 +346,7 @@ static void open_work(PGconn *c, void *arg)
 static void open_done(void *arg)
 {
     open_call *oc = arg;
+    opening--;
     struct evhttp_request *req = oc->req;
     if (req)
         evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
@@ -411,10 +415,12 @@ void gw_bulk_on_open(struct evhttp_request *req, gw_tenant *t, const char *syste
                       : kh_conf_str(G.conf, "spool_dir", NULL) == NULL
                           ? "bulk registration is not configured on this gateway (spool_dir)"
                           : NULL;
-    int active = 0;
-    for (gw_upload *u = uploads; u; u = u->next)
+    int active = 0, mine = 0;
+    for (gw_upload *u = uploads; u; u = u->next) {
         active++;
-    if (bad != NULL || active >= MAX_UPLOADS) {
+        mine += u->t == t;
+    }
+    if (bad != NULL || active + opening >= MAX_UPLOADS || mine >= MAX_UPLOADS_PER_TENANT) {
         kh_http_reply_err(req, bad ? KH_E_FIELD : KH_E_OVERLOADED, "%s",
                           bad ? bad : "too many uploads in progress; retry later");
         kh__bulk_open_request__free_unpacked(m, NULL);
@@ -450,8 +456,10 @@ void gw_bulk_on_open(struct evhttp_request *req, gw_tenant *t, const char *syste
     kh__bulk_open_request__free_unpacked(m, NULL);
     oc->req = req;
     oc->up = u;
+    opening++;
     evhttp_connection_set_closecb(evhttp_request_get_connection(req), open_close, oc);
     if (kh_pool_submit(G.pool, open_work, open_done, oc) != 0) {
+        opening--;
         evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
         kh_http_reply_err(req, KH_E_OVERLOADED, "database queue full");
         upload_free(u);
@@ -541,6 +549,9 @@ void gw_bulk_on_part(struct evhttp_request *req, gw_tenant *t, const char *syste
     } else if (m->data.len == 0) {
         e = KH_E_FIELD;
         why = "data: a part carries at least one byte";
+    } else if (u->st.bytes + m->data.len > max_upload_bytes) {
+        e = KH_E_TOO_LARGE;
+        why = "the file exceeds max_upload_mb of this gateway";
     }
     if (e != KH_OK) {
         if (e == KH_E_PART_ORDER)
@@ -1017,9 +1028,11 @@ int gw_bulk_start(char *err, size_t errlen)
         return -1;
     }
     tidy_leftovers(spool, drop);
-    int workers;
-    if (kh_conf_int(G.conf, "db_workers", 4, 1, 64, &workers, err, errlen) != 0)
+    int workers, mb;
+    if (kh_conf_int(G.conf, "db_workers", 4, 1, 64, &workers, err, errlen) != 0 ||
+        kh_conf_int(G.conf, "max_upload_mb", 4096, 1, 1 << 20, &mb, err, errlen) != 0)
         return -1;
+    max_upload_bytes = (uint64_t)mb << 20;
     max_loads = workers - 1 - (drop ? 1 : 0);
     if (max_loads < 1)
         max_loads = 1;

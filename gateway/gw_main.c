@@ -18,11 +18,26 @@
 
 gw G;
 
-static const char *const known_options[] = {
-    "name",       "pki",        "router",    "db",       "business_listen", "peer_listen",
-    "tenant",     "db_workers", "db_queue",  "max_skew", "msg_ttl",         "max_body",
-    "timeout_ms", "log_level",  "spool_dir", "drop_dir", "drop_system",     "chain_sign_interval",
-    NULL};
+static const char *const known_options[] = {"name",
+                                            "pki",
+                                            "router",
+                                            "db",
+                                            "business_listen",
+                                            "peer_listen",
+                                            "tenant",
+                                            "db_workers",
+                                            "db_queue",
+                                            "max_skew",
+                                            "msg_ttl",
+                                            "max_body",
+                                            "timeout_ms",
+                                            "log_level",
+                                            "spool_dir",
+                                            "drop_dir",
+                                            "drop_system",
+                                            "chain_sign_interval",
+                                            "max_upload_mb",
+                                            NULL};
 
 static void usage(FILE *f)
 {
@@ -49,7 +64,8 @@ static void usage(FILE *f)
             "  spool_dir = DIR           where bulk uploads are spooled (enables /v1/bulk/*)\n"
             "  drop_dir = DIR            watched drop folder: DIR/<tenant>/in/*.csv (optional)\n"
             "  drop_system = dropfolder  business system the drop folder registers as\n"
-            "  chain_sign_interval = 60  seconds between signatures of the record chains' heads\n");
+            "  chain_sign_interval = 60  seconds between signatures of the record chains' heads\n"
+            "  max_upload_mb = 4096      largest bulk file accepted, MiB\n");
 }
 
 gw_tenant *gw_tenant_find(const char *code)
