@@ -480,7 +480,7 @@ static kh_err staff_may(PGconn *c, const char *staff, const char *procedure, cha
         "SELECT (SELECT count(*) FROM staff WHERE staff_id = $1 AND active), "
         "(SELECT count(*) FROM staff_role sr JOIN role_procedure rp USING (role_code) "
         " WHERE sr.staff_id = $1 AND rp.procedure = $2 AND sr.valid_from <= current_date "
-        " AND (sr.valid_to IS NULL OR sr.valid_to >= current_date))",
+        " AND (sr.valid_to IS NULL OR sr.valid_to > current_date))",
         2, p);
     if (r == NULL)
         return KH_E_DB;
