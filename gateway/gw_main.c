@@ -1,6 +1,7 @@
 /* gw_main.c: kakehashi-gw, the gateway daemon: configuration, start-up
  * (keys, TLS, database pool, the router's directory), listeners, shutdown. */
 #include "gw.h"
+#include "gw_util.h"
 
 #include "idconv.h"
 #include "khcrypto.h"
@@ -244,6 +245,7 @@ static void teardown(void)
     if (G.peer_http)
         evhttp_free(G.peer_http);
     kh_pool_free(G.pool); /* first: its last completions may still use uploads */
+    gw_query_stop();
     gw_bulk_stop();
     gw_chain_stop();
     for (size_t i = 0; i < G.ntenants; i++) {
