@@ -596,6 +596,8 @@ static void q_forwarded(int status, const uint8_t *buf, size_t len, void *arg)
         finish(rc, KH_E_SPLICE, "failed", "answer does not answer this query");
         return;
     }
+    /* a held query: the router records it as pending; the decision comes later */
+    bool pending = strcmp(ah->answer_state, "PENDING") == 0;
     /* back to the asker's link code, signed by the router */
     char *s = ah->subject, *g = ah->signer;
     ah->subject = rc->h->subject;
@@ -605,7 +607,11 @@ static void q_forwarded(int status, const uint8_t *buf, size_t len, void *arg)
     ah->subject = s;
     ah->signer = g;
     kh_env_free(aenv, ah);
-    finish(rc, ok == 0 ? KH_OK : KH_E_INTERNAL, ok == 0 ? "answered" : "failed", NULL);
+    finish(rc, ok == 0 ? KH_OK : KH_E_INTERNAL,
+           ok != 0   ? "failed"
+           : pending ? "pending"
+                     : "answered",
+           NULL);
 }
 
 static void handle_query(r_call *rc)
