@@ -204,7 +204,8 @@ static int bulk(client_opts *o, const char *item, const char *mode, const char *
                    (unsigned long long)st->records, (unsigned long long)st->issues);
         }
         if (final && strcmp(st->state, "REJECTED") == 0) {
-            fwrite(st->report.data, 1, st->report.len, stdout);
+            if (st->report.len > 0)
+                fwrite(st->report.data, 1, st->report.len, stdout);
             offset += st->report.len;
             rc = 3;
             if (st->report.len == 0 || offset >= st->report_size) {
