@@ -264,6 +264,8 @@ typedef struct {
     int relay_status;
     uint8_t *raw; /* the envelope as received */
     size_t rawlen;
+    uint8_t digest[32]; /* of the payload: equal on a retransmission */
+    bool resent;
 } r_call;
 
 static void r_on_close(struct evhttp_connection *conn, void *arg)
@@ -481,12 +483,43 @@ static void handle_linkcode(r_call *rc, const kh_org *sender)
 
 static void q_forwarded(int status, const uint8_t *buf, size_t len, void *arg);
 
+/* Registers a query's message id with its payload digest: KH_OK if new or
+ * a retransmission (rc->resent), KH_E_REPLAY if seen with another payload. */
+static kh_err q_seen(PGconn *c, r_call *rc)
+{
+    kh_err e = kh_db_seen(c, "router.seen_msg", rc->h->sender, rc->hex, rc->h->expires_at);
+    char dig[2 + 64 + 1] = "\\x";
+    khc_hex(rc->digest, sizeof rc->digest, dig + 2);
+    const char *p[3] = {rc->h->sender, rc->hex, dig};
+    PGresult *r = NULL;
+    if (e == KH_OK)
+        r = kh_db_exec(c,
+                       "UPDATE router.seen_msg SET digest = $3::bytea WHERE sender = $1 "
+                       "AND msg_id = $2",
+                       3, p);
+    else if (e == KH_E_REPLAY)
+        r = kh_db_exec(c,
+                       "SELECT 1 FROM router.seen_msg WHERE sender = $1 AND msg_id = $2 "
+                       "AND digest = $3::bytea",
+                       3, p);
+    else
+        return e;
+    if (r == NULL)
+        return KH_E_DB;
+    if (e == KH_E_REPLAY && PQntuples(r) == 1) {
+        rc->resent = true;
+        e = KH_OK;
+    }
+    PQclear(r);
+    return e;
+}
+
 static void q_work(PGconn *c, void *arg)
 {
     r_call *rc = arg;
     rc->err = kh_db_begin(c);
     if (rc->err == KH_OK)
-        rc->err = kh_db_seen(c, "router.seen_msg", rc->h->sender, rc->hex, rc->h->expires_at);
+        rc->err = q_seen(c, rc);
     if (rc->err == KH_OK) {
         const char *p[2] = {rc->h->sender, rc->h->subject};
         PGresult *r = kh_db_exec(c,
@@ -503,7 +536,7 @@ static void q_work(PGconn *c, void *arg)
     }
     if (rc->err == KH_OK)
         hmac_hex("link", rc->h->recipient, rc->person_key, rc->target_link, IDCONV_LINK_CODE_LEN);
-    rc->outcome = rc->err == KH_OK ? "forwarded" : "refused";
+    rc->outcome = rc->err != KH_OK ? "refused" : rc->resent ? "forwarded_again" : "forwarded";
     if (rc->err == KH_E_DB) {
         kh_db_rollback(c);
         return;
@@ -692,6 +725,7 @@ static void on_envelope(struct evhttp_request *req, void *arg)
     rc->env = env;
     rc->h = h;
     kh_msgid_hex(&h->msg_id, rc->hex);
+    khc_sha256(env->payload.data, env->payload.len, NULL, 0, rc->digest);
     const r_org *from = org_find(h->sender);
     const kh_org *dfrom = kh_dir_org(R.dir, h->sender);
     if (from == NULL || dfrom == NULL) {
