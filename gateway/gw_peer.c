@@ -34,8 +34,9 @@ typedef struct {
     char *withheld[KH_MAX_ITEMS];
     size_t nwithheld;
     const char *result;
-    bool resent;    /* a retransmission: the stored reply is sent again */
-    uint8_t *reply; /* the sealed answer */
+    bool resent;     /* a retransmission: the stored reply is sent again */
+    const char *row; /* the legal-basis row that allows the query (in G.dir) */
+    uint8_t *reply;  /* the sealed answer */
     size_t replylen;
 } peer_call;
 
@@ -173,6 +174,28 @@ static bool is_withheld(const peer_call *pc, const char *item)
     return false;
 }
 
+/* Minimisation: drops every field the legal-basis row does not allow, so
+ * the answer never carries it, whatever the reference copy holds. */
+static void minimise(peer_call *pc)
+{
+    for (size_t i = 0; i < pc->ndata; i++) {
+        Kh__ItemData *d = pc->data[i];
+        size_t keep = 0;
+        for (size_t j = 0; j < d->n_fields; j++) {
+            Kh__Field *f = d->fields[j];
+            if (kh_dir_field_allowed(G.dir, pc->row, d->item_code, f->name)) {
+                d->fields[keep++] = f;
+                continue;
+            }
+            OPENSSL_cleanse(f->value, strlen(f->value));
+            free(f->name);
+            free(f->value);
+            free(f);
+        }
+        d->n_fields = keep;
+    }
+}
+
 /* Seals the answer (result, data, withheld) to the asker into pc->reply. */
 static kh_err seal_answer(peer_call *pc)
 {
@@ -294,6 +317,8 @@ static void answer_work(PGconn *c, void *arg)
         if (nwant > 0)
             pc->err = refdb_read_items(c, local_id, want, nwant, as_of, &pc->data, &pc->ndata,
                                        pc->msg, sizeof pc->msg);
+        if (pc->err == KH_OK)
+            minimise(pc);
     }
     if (pc->err == KH_OK && pc->result == NULL) {
         pc->result = pc->ndata                         ? "FOUND"
@@ -396,8 +421,9 @@ static void on_envelope(struct evhttp_request *req, void *arg)
         refuse(req, e, kh_err_get(e)->meaning, hex);
         goto out;
     }
+    const char *row = NULL;
     if ((e = kh_dir_legal(G.dir, h->sender, h->procedure, t->id.code, h->items, h->n_items,
-                          NULL)) != KH_OK) {
+                          &row)) != KH_OK) {
         refuse(req, e, "no legal-basis row allows this query", hex);
         goto out;
     }
@@ -434,6 +460,7 @@ static void on_envelope(struct evhttp_request *req, void *arg)
     pc->t = t;
     pc->h = h;
     pc->qb = qb;
+    pc->row = row;
     khc_sha256(env->payload.data, env->payload.len, NULL, 0, pc->digest);
     memcpy(pc->msg_hex, hex, sizeof hex);
     h = NULL;

@@ -46,7 +46,8 @@ struct gw_query {
     int64_t expires_at;
     int timeout_ms;
     int attempts;
-    bool in_flight; /* an HTTP attempt is running */
+    bool in_flight;  /* an HTTP attempt is running */
+    const char *row; /* the legal-basis row that allows the query (in G.dir) */
     const char *state;
     struct event *wait_ev, *retry_ev;
     gw_query *next, *prev; /* live queries, freed at shutdown */
@@ -421,6 +422,17 @@ static bool answer_ok(const gw_query *qc, const Kh__Header *h, const Kh__AnswerB
     return ok;
 }
 
+/* Minimisation checked at this end too: every field is one the row allows. */
+static bool within_basis(const gw_query *qc, const Kh__AnswerBody *a)
+{
+    for (size_t i = 0; i < a->n_data; i++)
+        for (size_t k = 0; k < a->data[i]->n_fields; k++)
+            if (!kh_dir_field_allowed(G.dir, qc->row, a->data[i]->item_code,
+                                      a->data[i]->fields[k]->name))
+                return false;
+    return true;
+}
+
 static void on_sent(int status, const uint8_t *buf, size_t len, void *arg)
 {
     gw_query *qc = arg;
@@ -460,6 +472,9 @@ static void on_sent(int status, const uint8_t *buf, size_t len, void *arg)
             khc_free_secret(body, blen);
             if (qc->ans == NULL || !answer_ok(qc, h, qc->ans))
                 qc_set(qc, KH_E_SPLICE, "answer body does not match its header or query");
+            else if (!within_basis(qc, qc->ans))
+                qc_set(qc, KH_E_OVERSHARE,
+                       "the answer carries a field legal-basis row %s does not allow", qc->row);
             kh__header__free_unpacked(h, NULL);
         }
         qc->state = qc->err != KH_OK                          ? "failed"
@@ -632,7 +647,7 @@ static void on_query(struct evhttp_request *req, void *arg)
     live = qc;
     evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_client_close, qc);
     kh_err e =
-        kh_dir_legal(G.dir, t->id.code, q->procedure, q->provider, q->items, q->n_items, NULL);
+        kh_dir_legal(G.dir, t->id.code, q->procedure, q->provider, q->items, q->n_items, &qc->row);
     if (e == KH_E_UNKNOWN_ORG)
         qc_set(qc, e, "provider %s is not in the directory", q->provider);
     else if (e != KH_OK)

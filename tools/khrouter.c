@@ -129,7 +129,9 @@ static int build_directory(char *err, size_t errlen)
 {
     int rc = -1;
     PGconn *c = PQconnectdb(kh_conf_str(R.conf, "db", ""));
-    PGresult *res = NULL, *ver = NULL;
+    PGresult *res = NULL, *ver = NULL, *fres = NULL;
+    Kh__ItemFields *ifs = NULL, **ifptr = NULL;
+    char **names = NULL;
     Kh__Directory d = KH__DIRECTORY__INIT;
     Kh__OrgEntry *entries = calloc(R.norgs ? R.norgs : 1, sizeof *entries);
     Kh__OrgEntry **eptr = calloc(R.norgs ? R.norgs : 1, sizeof *eptr);
@@ -145,9 +147,15 @@ static int build_directory(char *err, size_t errlen)
                     "router.legal_basis ORDER BY id");
     /* the version names the table's content, so gateways can tell tables apart */
     ver = PQexec(c, "SELECT 'lb-' || left(md5(coalesce(string_agg(id || asker_class || procedure "
-                    "|| provider_class || items::text, ';' ORDER BY id), '')), 12) "
+                    "|| provider_class || items::text, ';' ORDER BY id), '') || coalesce((SELECT "
+                    "string_agg(legal_basis || item_code || field, ';' ORDER BY legal_basis, "
+                    "item_code, field) FROM router.legal_basis_field), '')), 12) "
                     "FROM router.legal_basis");
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQresultStatus(ver) != PGRES_TUPLES_OK) {
+    /* minimisation: the fields each row allows, per item */
+    fres = PQexec(c, "SELECT legal_basis, item_code, field FROM router.legal_basis_field "
+                     "ORDER BY legal_basis, item_code, field");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQresultStatus(ver) != PGRES_TUPLES_OK ||
+        PQresultStatus(fres) != PGRES_TUPLES_OK) {
         snprintf(err, errlen, "cannot read router.legal_basis: %s", PQerrorMessage(c));
         goto out;
     }
@@ -175,6 +183,36 @@ static int build_directory(char *err, size_t errlen)
         r->items = items;
         r->n_items = n;
         rptr[i] = r;
+    }
+    /* ItemFields: one per (row, item) run of fres; names point into fres */
+    int nf = PQntuples(fres);
+    ifs = calloc((size_t)nf + 1, sizeof *ifs);
+    ifptr = calloc((size_t)nf + 1, sizeof *ifptr);
+    names = calloc((size_t)nf + 1, sizeof *names);
+    if (!ifs || !ifptr || !names)
+        goto out;
+    for (int k = 0, nifs = 0; k < nf; k++) {
+        const char *row = PQgetvalue(fres, k, 0), *item = PQgetvalue(fres, k, 1);
+        names[k] = PQgetvalue(fres, k, 2);
+        if (k > 0 && strcmp(row, PQgetvalue(fres, k - 1, 0)) == 0 &&
+            strcmp(item, PQgetvalue(fres, k - 1, 1)) == 0) {
+            ifs[nifs - 1].n_names++;
+            continue;
+        }
+        Kh__ItemFields *f = &ifs[nifs];
+        kh__item_fields__init(f);
+        f->item_code = (char *)item;
+        f->names = &names[k];
+        f->n_names = 1;
+        ifptr[nifs++] = f;
+        for (int i = 0; i < nrows; i++) {
+            Kh__LegalBasisRow *r = &rows[i];
+            if (strcmp(r->id, row) != 0)
+                continue;
+            if (r->n_fields == 0)
+                r->fields = &ifptr[nifs - 1];
+            r->n_fields++; /* (row, item) runs of one row are adjacent */
+        }
     }
     for (size_t i = 0; i < R.norgs; i++) {
         Kh__OrgEntry *e = &entries[i];
@@ -236,6 +274,10 @@ out:
     free(signed_bytes);
     PQclear(res);
     PQclear(ver);
+    PQclear(fres);
+    free(ifs);
+    free(ifptr);
+    free(names);
     PQfinish(c);
     return rc;
 }
