@@ -6,6 +6,7 @@
  * decrypts, is signed by the sender named in the header, and repeats the
  * header (no splicing); not a replay. Only then is the reference copy read. */
 #include "gw.h"
+#include "gw_answer.h"
 #include "gw_util.h"
 
 #include "idconv.h"
@@ -29,15 +30,8 @@ typedef struct {
     uint8_t digest[32]; /* of the payload: the same on a retransmission */
     kh_err err;
     char msg[200];
-    Kh__ItemData **data;
-    size_t ndata;
-    char *withheld[KH_MAX_ITEMS];
-    size_t nwithheld;
-    const char *result;
-    bool resent;     /* a retransmission: the stored reply is sent again */
-    const char *row; /* the legal-basis row that allows the query (in G.dir) */
-    uint8_t *reply;  /* the sealed answer */
-    size_t replylen;
+    bool resent; /* a retransmission: the stored reply is sent again */
+    gw_answer a;
 } peer_call;
 
 static void on_peer_close(struct evhttp_connection *conn, void *arg)
@@ -51,9 +45,7 @@ static void peer_free(peer_call *pc)
         kh__header__free_unpacked(pc->h, NULL);
     if (pc->qb)
         kh__query_body__free_unpacked(pc->qb, NULL);
-    kh_items_wipe(pc->data, pc->ndata);
-    refdb_items_free(pc->data, pc->ndata);
-    free(pc->reply);
+    gw_answer_clear(&pc->a);
     free(pc);
 }
 
@@ -74,7 +66,8 @@ static void refuse(struct evhttp_request *req, kh_err e, const char *what, const
 
 /* Registers the message id with the digest of its payload. KH_OK: new.
  * KH_E_REPLAY: seen with another payload, or not answered yet. A
- * retransmission of an answered message sets pc->resent and pc->reply. */
+ * retransmission of an answered message sets pc->resent and the stored
+ * sealed answer. */
 static kh_err seen(PGconn *c, peer_call *pc)
 {
     char dig[2 + 64 + 1] = "\\x", exp[24];
@@ -106,132 +99,15 @@ static kh_err seen(PGconn *c, peer_call *pc)
     if (PQntuples(r) == 1) {
         size_t n = 0;
         unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(r, 0, 0), &n);
-        if (raw != NULL && (pc->reply = malloc(n ? n : 1)) != NULL) {
-            memcpy(pc->reply, raw, n);
-            pc->replylen = n;
+        if (raw != NULL && (pc->a.sealed = malloc(n ? n : 1)) != NULL) {
+            memcpy(pc->a.sealed, raw, n);
+            pc->a.sealedlen = n;
             pc->resent = true;
         }
         PQfreemem(raw);
     }
     PQclear(r);
     return pc->resent ? KH_OK : KH_E_REPLAY;
-}
-
-/* The tenant's flags that apply to this query today: any hold makes the
- * answer wait for a responder (*hold_ids, a text[] literal); non-disclosure
- * withholds the items it covers (every item if it names none). */
-static kh_err flags(PGconn *c, peer_call *pc, const char *local_id, char *hold_ids, size_t hlen)
-{
-    char lit[KH_MAX_ITEMS * (KH_CODE_MAX + 1) + 4];
-    gw_codes_literal(pc->h->items, pc->h->n_items, lit, sizeof lit);
-    const char *p[3] = {local_id[0] ? local_id : NULL, pc->h->procedure, lit};
-    PGresult *r = kh_db_exec(c,
-                             "SELECT id, kind, item_code FROM answer_flag WHERE revoked_at IS NULL "
-                             "AND valid_from <= current_date "
-                             "AND (valid_to IS NULL OR valid_to > current_date) "
-                             "AND (local_id IS NULL OR local_id = $1) "
-                             "AND (procedure IS NULL OR procedure = $2) "
-                             "AND (item_code IS NULL OR item_code = ANY ($3::text[])) ORDER BY id",
-                             3, p);
-    if (r == NULL)
-        return KH_E_DB;
-    size_t pos = (size_t)snprintf(hold_ids, hlen, "{");
-    bool any_hold = false;
-    for (int i = 0; i < PQntuples(r); i++) {
-        if (strcmp(PQgetvalue(r, i, 1), "hold") == 0) {
-            if (pos < hlen)
-                pos += (size_t)snprintf(hold_ids + pos, hlen - pos, "%s%s", any_hold ? "," : "",
-                                        PQgetvalue(r, i, 0));
-            any_hold = true;
-            continue;
-        }
-        bool all = PQgetisnull(r, i, 2);
-        for (size_t k = 0; k < pc->h->n_items; k++) {
-            if (!all && strcmp(PQgetvalue(r, i, 2), pc->h->items[k]) != 0)
-                continue;
-            bool listed = false;
-            for (size_t w = 0; w < pc->nwithheld; w++)
-                listed = listed || pc->withheld[w] == pc->h->items[k];
-            if (!listed && pc->nwithheld < KH_MAX_ITEMS)
-                pc->withheld[pc->nwithheld++] = pc->h->items[k];
-        }
-    }
-    PQclear(r);
-    if (pos < hlen)
-        snprintf(hold_ids + pos, hlen - pos, "}");
-    if (pos >= hlen)
-        return KH_E_INTERNAL;
-    if (!any_hold)
-        hold_ids[0] = '\0';
-    return KH_OK;
-}
-
-static bool is_withheld(const peer_call *pc, const char *item)
-{
-    for (size_t w = 0; w < pc->nwithheld; w++)
-        if (strcmp(pc->withheld[w], item) == 0)
-            return true;
-    return false;
-}
-
-/* Minimisation: drops every field the legal-basis row does not allow, so
- * the answer never carries it, whatever the reference copy holds. */
-static void minimise(peer_call *pc)
-{
-    for (size_t i = 0; i < pc->ndata; i++) {
-        Kh__ItemData *d = pc->data[i];
-        size_t keep = 0;
-        for (size_t j = 0; j < d->n_fields; j++) {
-            Kh__Field *f = d->fields[j];
-            if (kh_dir_field_allowed(G.dir, pc->row, d->item_code, f->name)) {
-                d->fields[keep++] = f;
-                continue;
-            }
-            OPENSSL_cleanse(f->value, strlen(f->value));
-            free(f->name);
-            free(f->value);
-            free(f);
-        }
-        d->n_fields = keep;
-    }
-}
-
-/* Seals the answer (result, data, withheld) to the asker into pc->reply. */
-static kh_err seal_answer(peer_call *pc)
-{
-    const kh_org *asker = kh_dir_org(G.dir, pc->h->sender);
-    uint8_t id[KH_MSG_ID_LEN];
-    Kh__Header h;
-    Kh__AnswerBody b = KH__ANSWER_BODY__INIT;
-    uint8_t *body = NULL;
-    size_t blen = 0;
-    if (asker == NULL || kh_header_init(&h, id, KH__MSG_TYPE__ANSWER, pc->t->id.code, pc->h->sender,
-                                        pc->t->id.code, G.ttl) != 0)
-        return KH_E_INTERNAL;
-    bool pending = strcmp(pc->result, "PENDING") == 0;
-    h.procedure = pc->h->procedure;
-    h.items = pc->h->items;
-    h.n_items = pc->h->n_items;
-    h.subject = pc->h->subject;
-    h.in_reply_to = pc->h->msg_id;
-    h.answer_state = pending ? "PENDING" : "";
-    b.msg_id = h.msg_id;
-    b.in_reply_to = pc->h->msg_id;
-    b.sender = pc->t->id.code;
-    b.recipient = pc->h->sender;
-    b.procedure = pc->h->procedure;
-    b.items = pc->h->items;
-    b.n_items = pc->h->n_items;
-    b.result = (char *)pc->result;
-    b.data = pc->data;
-    b.n_data = pc->ndata;
-    b.withheld = pc->withheld;
-    b.n_withheld = pc->nwithheld;
-    int rc = kh_pb_pack(&b.base, &body, &blen);
-    if (rc == 0)
-        rc = kh_env_seal(&h, &pc->t->id, body, blen, asker->enc_cert, &pc->reply, &pc->replylen);
-    khc_free_secret(body, blen);
-    return rc == 0 ? KH_OK : KH_E_INTERNAL;
 }
 
 static kh_err hold(PGconn *c, peer_call *pc, const char *local_id, const char *as_of,
@@ -253,9 +129,21 @@ static kh_err hold(PGconn *c, peer_call *pc, const char *local_id, const char *a
     return KH_OK;
 }
 
+static void record_replay(PGconn *c, peer_call *pc)
+{
+    /* the refusal is an access decision too */
+    if (kh_db_tenant_begin(c, pc->t->id.code) == KH_OK &&
+        gw_access(c, pc->msg_hex, "peer", pc->h->sender, "answer", pc->qb->staff_id,
+                  pc->h->procedure, pc->h->items, pc->h->n_items, KH_E_REPLAY) == KH_OK)
+        kh_db_commit(c);
+    else
+        kh_db_rollback(c);
+}
+
 static void answer_work(PGconn *c, void *arg)
 {
     peer_call *pc = arg;
+    gw_answer *a = &pc->a;
     char local_id[IDCONV_LOCAL_ID_MAX + 1] = "";
     char hold_ids[512] = "";
     const char *as_of = pc->qb->as_of;
@@ -278,77 +166,48 @@ static void answer_work(PGconn *c, void *arg)
     }
     pc->err = seen(c, pc);
     if (pc->err != KH_OK || pc->resent) {
+        kh_db_rollback(c);
         if (pc->err == KH_E_REPLAY) {
             snprintf(pc->msg, sizeof pc->msg, "message id already received");
-            kh_db_rollback(c);
-            /* the refusal is an access decision too */
-            if (kh_db_tenant_begin(c, pc->t->id.code) == KH_OK &&
-                gw_access(c, pc->msg_hex, "peer", pc->h->sender, "answer", pc->qb->staff_id,
-                          pc->h->procedure, pc->h->items, pc->h->n_items, KH_E_REPLAY) == KH_OK)
-                kh_db_commit(c);
-            else
-                kh_db_rollback(c);
-            return;
+            record_replay(c, pc);
         }
-        kh_db_rollback(c);
         return;
     }
     kh_err e = idconv_local_of(c, pc->h->subject, local_id, sizeof local_id);
     if (e != KH_OK && e != KH_E_UNKNOWN_LINK_CODE)
         pc->err = e;
     if (pc->err == KH_OK)
-        pc->err = flags(c, pc, local_id, hold_ids, sizeof hold_ids);
+        pc->err = gw_answer_flags(c, a, local_id, hold_ids, sizeof hold_ids);
     if (pc->err == KH_OK)
         pc->err = gw_access(c, pc->msg_hex, "peer", pc->h->sender, "answer", pc->qb->staff_id,
                             pc->h->procedure, pc->h->items, pc->h->n_items, KH_OK);
-    const char *outcome = "not_found";
     if (pc->err == KH_OK && hold_ids[0] != '\0') {
         /* a hold: nothing is read now; a responder decides */
-        pc->result = "PENDING";
-        outcome = "held";
-        pc->nwithheld = 0;
+        a->result = "PENDING";
+        a->outcome = "held";
+        a->nwithheld = 0;
         pc->err = hold(c, pc, local_id, as_of, hold_ids);
-    } else if (pc->err == KH_OK && local_id[0] != '\0') {
-        const char *want[KH_MAX_ITEMS];
-        size_t nwant = 0;
-        for (size_t i = 0; i < pc->h->n_items; i++)
-            if (!is_withheld(pc, pc->h->items[i]))
-                want[nwant++] = pc->h->items[i];
-        if (nwant > 0)
-            pc->err = refdb_read_items(c, local_id, want, nwant, as_of, &pc->data, &pc->ndata,
-                                       pc->msg, sizeof pc->msg);
-        if (pc->err == KH_OK)
-            minimise(pc);
-    }
-    if (pc->err == KH_OK && pc->result == NULL) {
-        pc->result = pc->ndata                         ? "FOUND"
-                     : pc->nwithheld == pc->h->n_items ? "WITHHELD"
-                                                       : "NOT_FOUND";
-        outcome = pc->ndata ? "provided" : pc->nwithheld ? "withheld" : "not_found";
+    } else if (pc->err == KH_OK) {
+        pc->err = gw_answer_read(c, a, local_id, as_of, pc->msg, sizeof pc->msg);
     }
     if (pc->err == KH_OK)
-        pc->err = seal_answer(pc);
+        pc->err = gw_answer_seal(a, strcmp(a->result, "PENDING") == 0 ? "PENDING" : "", NULL);
     if (pc->err == KH_OK) {
-        char *hex = malloc(2 * pc->replylen + 3);
-        if (hex == NULL) {
-            pc->err = KH_E_INTERNAL;
-        } else {
-            memcpy(hex, "\\x", 2);
-            khc_hex(pc->reply, pc->replylen, hex + 2);
-            const char *p[3] = {pc->h->sender, pc->msg_hex, hex};
-            PGresult *r = kh_db_exec(c,
-                                     "UPDATE seen_msg SET reply = $3::bytea WHERE sender = $1 "
-                                     "AND msg_id = $2",
-                                     3, p);
-            pc->err = r ? KH_OK : KH_E_DB;
-            PQclear(r);
-            free(hex);
-        }
+        char *hex = gw_bytea_literal(a->sealed, a->sealedlen);
+        const char *p[3] = {pc->h->sender, pc->msg_hex, hex};
+        PGresult *r = hex ? kh_db_exec(c,
+                                       "UPDATE seen_msg SET reply = $3::bytea WHERE sender = $1 "
+                                       "AND msg_id = $2",
+                                       3, p)
+                          : NULL;
+        pc->err = r ? KH_OK : KH_E_DB;
+        PQclear(r);
+        free(hex);
     }
     if (pc->err == KH_OK)
         pc->err = gw_record(c, pc->msg_hex, "answered", pc->h->sender, pc->h->procedure,
                             pc->h->items, pc->h->n_items, local_id[0] ? local_id : NULL,
-                            pc->qb->staff_id, outcome, KH_OK, pc->data, pc->ndata);
+                            pc->qb->staff_id, a->outcome, KH_OK, a->data, a->ndata);
     if (pc->err == KH_OK)
         pc->err = kh_db_commit(c);
     else
@@ -367,9 +226,9 @@ static void answer_done(void *arg)
         return;
     }
     kh_info("peer", "tenant %s answered message %s from %s (%s)", pc->t->id.code, pc->msg_hex,
-            pc->h->sender, pc->resent ? "retransmission: same answer again" : pc->result);
+            pc->h->sender, pc->resent ? "retransmission: same answer again" : pc->a.result);
     if (req)
-        kh_http_reply_raw(req, 200, pc->reply, pc->replylen);
+        kh_http_reply_raw(req, 200, pc->a.sealed, pc->a.sealedlen);
     peer_free(pc);
 }
 
@@ -460,7 +319,14 @@ static void on_envelope(struct evhttp_request *req, void *arg)
     pc->t = t;
     pc->h = h;
     pc->qb = qb;
-    pc->row = row;
+    pc->a.t = t;
+    pc->a.asker = h->sender;
+    pc->a.procedure = h->procedure;
+    pc->a.items = h->items;
+    pc->a.nitems = h->n_items;
+    pc->a.subject = h->subject;
+    pc->a.row = row;
+    memcpy(pc->a.in_reply_to, h->msg_id.data, KH_MSG_ID_LEN);
     khc_sha256(env->payload.data, env->payload.len, NULL, 0, pc->digest);
     memcpy(pc->msg_hex, hex, sizeof hex);
     h = NULL;
