@@ -1,6 +1,7 @@
 /* gw_main.c: kakehashi-gw, the gateway daemon: configuration, start-up
  * (keys, TLS, database pool, the router's directory), listeners, shutdown. */
 #include "gw.h"
+#include "gw_decide.h"
 #include "gw_util.h"
 
 #include "idconv.h"
@@ -171,7 +172,8 @@ static void start_listeners(void)
         event_base_loopbreak(G.base);
         return;
     }
-    if (gw_bulk_start(err, sizeof err) != 0 || gw_chain_start(err, sizeof err) != 0) {
+    if (gw_bulk_start(err, sizeof err) != 0 || gw_chain_start(err, sizeof err) != 0 ||
+        gw_outbox_start(err, sizeof err) != 0) {
         kh_error("main", "cannot start: %s", err);
         event_base_loopbreak(G.base);
         return;
@@ -246,6 +248,7 @@ static void teardown(void)
         evhttp_free(G.peer_http);
     kh_pool_free(G.pool); /* first: its last completions may still use uploads */
     gw_query_stop();
+    gw_outbox_stop();
     gw_bulk_stop();
     gw_chain_stop();
     for (size_t i = 0; i < G.ntenants; i++) {

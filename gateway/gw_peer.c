@@ -268,13 +268,19 @@ static void on_envelope(struct evhttp_request *req, void *arg)
         refuse(req, KH_E_HEADER_SIG, "header not signed by the router", hex);
         goto out;
     }
-    if (h->type != KH__MSG_TYPE__QUERY) {
-        refuse(req, KH_E_BAD_REQUEST, "the peer API accepts queries only", hex);
+    if (h->type != KH__MSG_TYPE__QUERY && h->type != KH__MSG_TYPE__ANSWER) {
+        refuse(req, KH_E_BAD_REQUEST, "the peer API accepts queries and deferred answers only",
+               hex);
         goto out;
     }
     if (t == NULL) {
         refuse(req, KH_E_WRONG_RECIPIENT, "recipient is not hosted on this gateway", hex);
         goto out;
+    }
+    if (h->type == KH__MSG_TYPE__ANSWER) {
+        /* a deferred answer to one of our tenants' queries (asking side) */
+        gw_query_on_deferred(req, t, env, h);
+        return;
     }
     if ((e = kh_env_check_time(h, (int64_t)time(NULL), G.skew, G.ttl)) != KH_OK) {
         refuse(req, e, kh_err_get(e)->meaning, hex);

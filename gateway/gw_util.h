@@ -55,6 +55,10 @@ kh_err gw_access(PGconn *c, const char *msg_id, const char *direction, const cha
 
 /* Queries, asking side (gw_query.c). */
 void gw_query_register(struct evhttp *http);
+/* A deferred answer from the router (header signature and recipient already
+ * verified) to a query of tenant t; takes env and h. */
+void gw_query_on_deferred(struct evhttp_request *req, gw_tenant *t, Kh__Envelope *env,
+                          Kh__Header *h);
 void gw_query_stop(void);
 
 #endif

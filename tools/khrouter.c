@@ -359,13 +359,23 @@ static kh_err r_record(PGconn *c, r_call *rc, const char *outcome)
         protobuf_c_enum_descriptor_get_value(&kh__msg_type__descriptor, h->type)
             ? protobuf_c_enum_descriptor_get_value(&kh__msg_type__descriptor, h->type)->name
             : "?";
-    const char *p[8] = {rc->hex,      type, h->sender, h->recipient,
-                        h->procedure, lit,  outcome,   kh_err_code(rc->err)};
+    char irt[2 * KH_MSG_ID_LEN + 1] = "";
+    if (h->in_reply_to.len == KH_MSG_ID_LEN)
+        kh_msgid_hex(&h->in_reply_to, irt);
+    const char *p[9] = {rc->hex,
+                        type,
+                        h->sender,
+                        h->recipient,
+                        h->procedure,
+                        lit,
+                        outcome,
+                        kh_err_code(rc->err),
+                        irt[0] ? irt : NULL};
     PGresult *r = kh_db_exec(c,
                              "INSERT INTO router.query_record (msg_id, type, sender, recipient, "
-                             "procedure, items, outcome, code) VALUES ($1,$2,$3,$4,$5,"
-                             "$6::text[],$7,$8)",
-                             8, p);
+                             "procedure, items, outcome, code, in_reply_to) VALUES ($1,$2,$3,$4,"
+                             "$5,$6::text[],$7,$8,$9)",
+                             9, p);
     if (r == NULL)
         return KH_E_DB;
     PQclear(r);
@@ -710,6 +720,146 @@ static void handle_query(r_call *rc)
         finish(rc, KH_E_OVERLOADED, "refused", "database queue full");
 }
 
+/* --- deferred answers --- */
+
+static void d_forwarded(int status, const uint8_t *buf, size_t len, void *arg);
+
+/* A deferred answer is forwarded only for a query recorded as pending from
+ * its recipient to its sender, and only one per query. */
+static void d_work(PGconn *c, void *arg)
+{
+    r_call *rc = arg;
+    char irt[2 * KH_MSG_ID_LEN + 1];
+    kh_msgid_hex(&rc->h->in_reply_to, irt);
+    rc->err = kh_db_begin(c);
+    if (rc->err == KH_OK)
+        rc->err = q_seen(c, rc);
+    if (rc->err == KH_OK) {
+        const char *p[4] = {irt, rc->h->recipient, rc->h->sender, rc->hex};
+        PGresult *r = kh_db_exec(
+            c,
+            "SELECT (SELECT count(*) FROM router.query_record WHERE msg_id = $1 AND type = "
+            "'QUERY' AND sender = $2 AND recipient = $3 AND outcome = 'pending'), "
+            "(SELECT count(*) FROM router.query_record WHERE in_reply_to = $1 AND type = "
+            "'ANSWER' AND outcome = 'delivered' AND msg_id <> $4)",
+            4, p);
+        if (r == NULL)
+            rc->err = KH_E_DB;
+        else if (strcmp(PQgetvalue(r, 0, 0), "0") == 0 || strcmp(PQgetvalue(r, 0, 1), "0") != 0)
+            rc->err = KH_E_UNEXPECTED_ANSWER;
+        PQclear(r);
+    }
+    if (rc->err == KH_OK) {
+        const char *p[2] = {rc->h->sender, rc->h->subject};
+        PGresult *r = kh_db_exec(c,
+                                 "SELECT person_key FROM router.linkcode WHERE org = $1 AND "
+                                 "link_code = $2",
+                                 2, p);
+        if (r == NULL)
+            rc->err = KH_E_DB;
+        else if (PQntuples(r) != 1)
+            rc->err = KH_E_UNKNOWN_LINK_CODE;
+        else
+            snprintf(rc->person_key, sizeof rc->person_key, "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+    if (rc->err == KH_OK)
+        hmac_hex("link", rc->h->recipient, rc->person_key, rc->target_link, IDCONV_LINK_CODE_LEN);
+    rc->outcome = rc->err == KH_OK ? "forwarded" : "refused";
+    if (rc->err == KH_E_DB) {
+        kh_db_rollback(c);
+        return;
+    }
+    if (r_record(c, rc, rc->outcome) != KH_OK || kh_db_commit(c) != KH_OK) {
+        kh_db_rollback(c);
+        rc->err = KH_E_DB;
+    }
+}
+
+static void d_checked(void *arg)
+{
+    r_call *rc = arg;
+    if (rc->err != KH_OK) {
+        struct evhttp_request *req = r_take(rc);
+        if (req)
+            kh_http_reply_err(req, rc->err, "%s", kh_err_get(rc->err)->meaning);
+        kh_info("route", "deferred answer %s %s -> %s refused %s", rc->hex, rc->h->sender,
+                rc->h->recipient, kh_err_code(rc->err));
+        r_free(rc);
+        return;
+    }
+    const r_org *to = org_find(rc->h->recipient);
+    char *orig_subject = rc->h->subject, *orig_signer = rc->h->signer;
+    rc->h->subject = rc->target_link;
+    rc->h->signer = "ROUTER";
+    uint8_t *fwd = NULL;
+    size_t flen = 0;
+    int ok =
+        kh_env_pack(rc->h, R.id.sign_key, rc->env->payload.data, rc->env->payload.len, &fwd, &flen);
+    rc->h->subject = orig_subject;
+    rc->h->signer = orig_signer;
+    if (ok != 0 || R.stopping ||
+        kh_http_request(R.base, R.client_ctx, EVHTTP_REQ_POST, to->endpoint, "/v1/envelope", fwd,
+                        flen, R.timeout_ms, "KH-GW", to->gateway, d_forwarded, rc) != 0) {
+        free(fwd);
+        finish(rc, KH_E_UPSTREAM, "failed", "cannot forward");
+        return;
+    }
+    free(fwd);
+}
+
+static void d_forwarded(int status, const uint8_t *buf, size_t len, void *arg)
+{
+    r_call *rc = arg;
+    char why[160];
+    if (status == 0) {
+        finish(rc, KH_E_UPSTREAM, "failed", "asking gateway unreachable");
+        return;
+    }
+    rc->reply = malloc(len ? len : 1);
+    if (rc->reply == NULL) {
+        finish(rc, KH_E_INTERNAL, "failed", "out of memory");
+        return;
+    }
+    memcpy(rc->reply, buf, len);
+    rc->replylen = len;
+    if (status != 200) {
+        char code[32];
+        kh_http_parse_status(buf, len, code, sizeof code, why, sizeof why);
+        kh_err e = kh_err_from_code(code);
+        rc->relay_status = status;
+        finish(rc, e == KH_E__COUNT || e == KH_OK ? KH_E_UPSTREAM : e, "refused_by_asker", why);
+        return;
+    }
+    finish(rc, KH_OK, "delivered", NULL);
+}
+
+static void handle_deferred(r_call *rc)
+{
+    const Kh__Header *h = rc->h;
+    if (strcmp(h->answer_state, "DEFERRED") != 0 || h->in_reply_to.len != KH_MSG_ID_LEN) {
+        finish(rc, KH_E_BAD_REQUEST, "refused",
+               "an answer sent on its own must be a deferred answer to a query");
+        return;
+    }
+    if (org_find(h->recipient) == NULL) {
+        finish(rc, KH_E_UNKNOWN_ORG, "refused", "recipient is not in the directory");
+        return;
+    }
+    /* the query it answers had to be lawful: so must the answer be */
+    if (kh_dir_legal(R.dir, h->recipient, h->procedure, h->sender, h->items, h->n_items, NULL) !=
+        KH_OK) {
+        finish(rc, KH_E_NO_LEGAL_BASIS, "refused", "no legal-basis row allows this answer");
+        return;
+    }
+    if (!idconv_link_code_valid(h->subject)) {
+        finish(rc, KH_E_BAD_REQUEST, "refused", "header.subject is not a link code");
+        return;
+    }
+    if (kh_pool_submit(R.pool, d_work, d_checked, rc) != 0)
+        finish(rc, KH_E_OVERLOADED, "refused", "database queue full");
+}
+
 /* Operators' capture: the envelope exactly as received, once it is known to
  * come from its sender (header signature verified, sent by the sender's own
  * gateway). Named by sender and message id; an existing file is never
@@ -794,6 +944,9 @@ static void on_envelope(struct evhttp_request *req, void *arg)
         break;
     case KH__MSG_TYPE__QUERY:
         handle_query(rc);
+        break;
+    case KH__MSG_TYPE__ANSWER:
+        handle_deferred(rc);
         break;
     default:
         finish(rc, KH_E_BAD_REQUEST, "refused", "unexpected message type");
