@@ -73,9 +73,8 @@ static void decide_set(gw_decision *d, kh_err e, const char *msg)
     snprintf(d->msg, sizeof d->msg, "%s", msg);
 }
 
-static void decide_work(PGconn *c, void *arg)
+void gw_decide_run(PGconn *c, gw_decision *d)
 {
-    gw_decision *d = arg;
     char asked[KH_MAX_ITEMS][KH_CODE_MAX + 1];
     char *asked_p[KH_MAX_ITEMS];
     size_t nasked = 0;
@@ -217,6 +216,8 @@ static void decide_work(PGconn *c, void *arg)
         decide_set(d, KH_E_DB, "cannot record the decision");
         goto fail;
     }
+    kh_info("decide", "tenant %s: held query %s %s by %s (%s)", d->t->id.code, d->msg_id,
+            d->approve ? "approved" : "refused", d->operator_name, d->result);
     gw_answer_clear(&a);
     OPENSSL_cleanse(local_id, sizeof local_id);
     return;
@@ -230,44 +231,6 @@ fail:
     kh_db_rollback(c);
     gw_answer_clear(&a);
     OPENSSL_cleanse(local_id, sizeof local_id);
-}
-
-typedef struct {
-    gw_decision *d;
-    gw_decide_done done;
-    void *arg;
-} decide_job;
-
-static void decide_finish(void *arg)
-{
-    decide_job *j = arg;
-    if (j->d->err == KH_OK) {
-        kh_info("decide", "tenant %s: held query %s %s by %s (%s)", j->d->t->id.code, j->d->msg_id,
-                j->d->approve ? "approved" : "refused", j->d->operator_name, j->d->result);
-        gw_outbox_kick();
-    }
-    j->done(j->d, j->arg);
-    free(j);
-}
-
-static void decide_job_work(PGconn *c, void *arg)
-{
-    decide_work(c, ((decide_job *)arg)->d);
-}
-
-int gw_decide(gw_decision *d, gw_decide_done done, void *arg)
-{
-    decide_job *j = calloc(1, sizeof *j);
-    if (j == NULL)
-        return -1;
-    j->d = d;
-    j->done = done;
-    j->arg = arg;
-    if (kh_pool_submit(G.pool, decide_job_work, decide_finish, j) != 0) {
-        free(j);
-        return -1;
-    }
-    return 0;
 }
 
 /* ------------------------------------------------------------ the outbox */
@@ -422,11 +385,6 @@ static void on_outbox_timer(evutil_socket_t fd, short what, void *arg)
     scanning = true;
     if (kh_pool_submit(G.pool, scan_work, scan_done, NULL) != 0)
         scanning = false;
-}
-
-void gw_outbox_kick(void)
-{
-    on_outbox_timer(-1, 0, NULL);
 }
 
 int gw_outbox_start(char *err, size_t errlen)

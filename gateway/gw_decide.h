@@ -5,6 +5,7 @@
 
 #include "gw.h"
 
+#include <libpq-fe.h>
 #include <stdbool.h>
 
 #define KH_STR_(x) #x
@@ -26,14 +27,12 @@ typedef struct {
     char answer_id[2 * KH_MSG_ID_LEN + 1]; /* the deferred answer's message id */
 } gw_decision;
 
-typedef void (*gw_decide_done)(gw_decision *d, void *arg);
-/* Takes the decision on a worker; done runs on the loop. 0, or -1 if the
- * queue is full (done is not called). d must live until done. */
-int gw_decide(gw_decision *d, gw_decide_done done, void *arg);
+/* Takes the decision in the calling worker's connection (its own tenant
+ * transaction); d->err says how it went. The outbox picks the deferred
+ * answer up within a second. */
+void gw_decide_run(PGconn *c, gw_decision *d);
 
 int gw_outbox_start(char *err, size_t errlen);
 void gw_outbox_stop(void);
-/* Looks for deferred answers to deliver now (after a decision). */
-void gw_outbox_kick(void);
 
 #endif
