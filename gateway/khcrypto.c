@@ -595,6 +595,12 @@ bool khc_ct_equal(const void *a, const void *b, size_t n)
     return CRYPTO_memcmp(a, b, n) == 0;
 }
 
+void khc_wipe(void *p, size_t n)
+{
+    if (p != NULL)
+        OPENSSL_cleanse(p, n);
+}
+
 void khc_free_secret(void *p, size_t n)
 {
     if (p == NULL)

@@ -73,6 +73,8 @@ int khc_hmac_sha256(const uint8_t *key, size_t keylen, const uint8_t *data, size
                     uint8_t out[32]);
 /* Constant-time equality for secrets and MACs. The only comparison to use on them. */
 bool khc_ct_equal(const void *a, const void *b, size_t n);
+/* Wipes a buffer that held a secret or personal data (NULL ok). */
+void khc_wipe(void *p, size_t n);
 /* Wipes and frees a buffer that held a secret or personal data (NULL ok). */
 void khc_free_secret(void *p, size_t n);
 /* Lowercase hex of n bytes into out (2n+1 bytes). */
