@@ -1,5 +1,6 @@
 /* khctl: the operators' and auditors' command line for a tenant's
- * hash-chained records (sql/tenant/004_chain.sql).
+ * hash-chained records (sql/tenant/004_chain.sql), and (khctl_admin.c) the
+ * admin API client and the bootstrap of the first operator.
  *
  *   khctl verify --db CONNINFO --tenant ORG --cert SIGN.crt [--chain NAME]
  *   khctl export --db CONNINFO --tenant ORG [--chain NAME] [--from SEQ] [--to SEQ]
@@ -16,6 +17,7 @@
  * certificate. Exit 0 intact, 1 broken, 2 usage or access problem. */
 #include "idconv.h"
 #include "khcrypto.h"
+#include "khctl_admin.h"
 
 #include <getopt.h>
 #include <stdarg.h>
@@ -58,6 +60,8 @@ static void usage(FILE *f)
            "  --export FILE  verify an exported range instead of the database\n"
            "Exit status: 0 the chain is intact, 1 it is broken (the first broken link is\n"
            "named), 2 usage or access problem.\n");
+    fprintf(f, "\n");
+    khctl_admin_usage(f);
 }
 
 static int unhex(const char *s, size_t slen, uint8_t *out, size_t n)
@@ -505,6 +509,11 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    /* the operators' commands (khctl_admin.c) */
+    if (argc >= 2 && strcmp(argv[1], "admin") == 0)
+        return khctl_admin_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "operator-add") == 0)
+        return khctl_operator_add_main(argc - 1, argv + 1);
     if (argc < 2 || (strcmp(argv[1], "verify") != 0 && strcmp(argv[1], "export") != 0)) {
         usage(stderr);
         return 2;
