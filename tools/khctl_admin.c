@@ -12,7 +12,8 @@
  * operator-add writes the first operator straight into the database (there
  * is no admin yet to ask), as a role that may (the superuser).
  * Exit status: 0 done, 3 refused (the KH- code is printed), 4 transport or
- * TLS failure, 2 usage or local problem (files, database). */
+ * TLS failure, 2 usage or local problem (files, database); operator-add 1
+ * if the operator exists already (without --if-absent). */
 #include "khctl_admin.h"
 
 #include "idconv.h"
@@ -71,7 +72,7 @@ void khctl_admin_usage(FILE *f)
         "       [--if-absent]\n"
         "  bootstrap: writes an operator straight into the gateway's database (as a role that\n"
         "  may, e.g. the superuser), for the first platform admin. --if-absent: an existing\n"
-        "  operator of that name is left as it is (exit 0).\n"
+        "  operator of that name is left as it is (exit 0; without it exit 1).\n"
         "Exit status: 0 done, 3 refused (KH- code printed), 4 transport or TLS failure,\n"
         "2 usage or local problem.\n");
 }
@@ -277,6 +278,7 @@ typedef struct {
     kh_sync_conn *conn;
     char token[65];   /* hex, while a session is open */
     bool own_session; /* logged in by this command: log out at the end */
+    bool quiet;       /* print no refusal or failure (the closing logout) */
 } client;
 
 /* One request. Returns the parsed 2xx body (caller frees), or NULL with *rc
@@ -291,7 +293,8 @@ static khj_val *request(client *cl, const char *method, const char *path, const 
         cl->conn = kh_sync_connect(cl->addr, cl->cert, cl->key, cl->ca, "KH-GW", cl->gw_name,
                                    cl->timeout, err, sizeof err);
         if (cl->conn == NULL) {
-            printf("FAILED: %s\n", err);
+            if (!cl->quiet)
+                printf("FAILED: %s\n", err);
             *rc = 4;
             return NULL;
         }
@@ -302,7 +305,8 @@ static khj_val *request(client *cl, const char *method, const char *path, const 
                              (const uint8_t *)body, blen, &r);
     khc_wipe(auth, sizeof auth);
     if (sent != 0) {
-        printf("FAILED: %s\n", r.error);
+        if (!cl->quiet)
+            printf("FAILED: %s\n", r.error);
         kh_sync_close(cl->conn);
         cl->conn = NULL;
         *rc = 4;
@@ -312,8 +316,9 @@ static khj_val *request(client *cl, const char *method, const char *path, const 
     khj_val *v = khj_parse((const char *)r.body, r.len, r.len + 1, 64, &je);
     if (r.status < 200 || r.status > 299) {
         const char *code = khj_get_str(v, "code"), *msg = khj_get_str(v, "message");
-        printf("REFUSED %s: %s (HTTP %d)\n", code ? code : "?", msg ? msg : "unreadable refusal",
-               r.status);
+        if (!cl->quiet)
+            printf("REFUSED %s: %s (HTTP %d)\n", code ? code : "?",
+                   msg ? msg : "unreadable refusal", r.status);
         *rc = 3;
         khj_free(v);
         v = NULL;
@@ -388,6 +393,9 @@ static void logout(client *cl)
     int rc = 0;
     if (cl->token[0] == '\0')
         return;
+    /* the command's own answer is what counts: this one is not printed
+     * (the session may have ended already, e.g. by a raw logout) */
+    cl->quiet = true;
     khj_free(request(cl, "POST", "/admin/v1/logout", NULL, 0, &rc, NULL));
     khc_wipe(cl->token, sizeof cl->token);
 }
