@@ -1,8 +1,8 @@
 # The admin API on gw-a: both login factors, sessions bound to the operator's
 # certificate, roles and tenant scopes (deny by default), flags with their
-# audit rows written in the same transaction, refusals recorded, bad input
-# refused with clear codes and nothing changed, lockout, and no secret in
-# the operational log.
+# audit rows written in the same transaction (and a hold that holds a real
+# query), refusals recorded, bad input refused with clear codes and nothing
+# changed, lockout, and no secret in the operational log.
 . "$(dirname "$0")/lib.sh"
 ADMIN_PORT=$((KH_PORT_BASE + 13))
 T=$(mktemp -d)
@@ -139,6 +139,28 @@ expect_code "a flag whose audit row fails" KH-5002 \
 sql kh_gw_a "DROP TRIGGER it_no_audit ON t_131016.audit_log; DROP FUNCTION t_131016.it_no_audit()"
 expect_eq "... is not added" "$f131" "$(flags 131016)"
 
+# --- a hold set through the admin API holds a real query --------------------
+# (resident-record data: a TK001 row here would be ended by it_bulk's full TK001 load)
+new_person
+client 131016 resident register "$LOCAL_C" TK002 20250101 household_no=0000054321 relation=01 \
+    municipality_code=131016 resident_status=1 change_reason=A1 >/dev/null
+client 131016 resident linkcode "$LOCAL_C" "$RESIDENT" >/dev/null
+client 271004 childallowance linkcode "$LOCAL_O" "$RESIDENT" >/dev/null
+out=$(adm ta-131016 --json flags add 131016 hold --local-id "$LOCAL_C" --reason "synthetic hold")
+hold=$(sed -n 's/.*"flag":{"id":\([0-9]*\),.*/\1/p' <<<"$out")
+out=$(client 271004 childallowance query O-CA-001 JT001 131016 TK002 "$LOCAL_O")
+expect_contains "the hold makes Osaka's query wait" "PENDING handle=" "$out"
+h=$(grep -o '[0-9a-f]\{32\}' <<<"$out" | head -1)
+out=$(adm resp-131016 --json pending 131016)
+expect_contains "Chiyoda's responder sees it waiting" "\"msg_id\":\"$h\"" "$out"
+expect_contains "... for the person" "\"local_id\":\"$LOCAL_C\"" "$out"
+expect_contains "... with the hold that caught it" "\"flags\":[$hold]" "$out"
+expect_contains "Osaka's queries list it as pending" "\"msg_id\":\"$h\"" \
+    "$(adm admin --json queries 271004 --state pending --procedure JT001 --provider 131016)"
+adm ta-131016 flags revoke 131016 "$hold" >/dev/null
+expect_contains "revoked, the next query is answered" "OK FOUND" \
+    "$(client 271004 childallowance query O-CA-001 JT001 131016 TK002 "$LOCAL_O")"
+
 # --- bad JSON and bad fields: clear codes, nothing changed -----------------
 f131=$(flags 131016) a131=$(audits 131016)
 P=/admin/v1/tenants/131016/flags
@@ -170,10 +192,15 @@ bad_field "reason with a control character" reason '{"kind":"hold","item_code":"
 bad_field "valid_from not a date" valid_from '{"kind":"hold","item_code":"TK001","reason":"x","valid_from":"2025-02-30"}'
 bad_field "valid_to before valid_from" valid_to '{"kind":"hold","item_code":"TK001","reason":"x","valid_from":"2026-05-01","valid_to":"2026-04-01"}'
 bad_field "an unknown field" "unknown field 'colour'" '{"kind":"hold","item_code":"TK001","reason":"x","colour":"red"}'
-expect_contains "200 characters of Japanese are a valid reason" '"kind":"nondisclosure"' \
-    "$(adm ta-131016 --json flags add 131016 nondisclosure --item TK002 --reason "$(printf '理%.0s' {1..200})")"
+# (a person no one registers: the flags this test leaves must hold nothing of the other tests)
+out=$(adm ta-131016 --json flags add 131016 nondisclosure --local-id 999999999999999 --item TK002 \
+    --reason "$(printf '理%.0s' {1..200})")
+expect_contains "200 characters of Japanese are a valid reason" '"kind":"nondisclosure"' "$out"
 expect_eq "the bad requests added no flag (one good one did)" $((f131 + 1)) "$(flags 131016)"
 expect_eq "... and only its audit row" $((a131 + 1)) "$(audits 131016)"
+adm ta-131016 flags revoke 131016 "$(sed -n 's/.*"flag":{"id":\([0-9]*\),.*/\1/p' <<<"$out")" >/dev/null
+expect_eq "no flag of this test is left active" "0" \
+    "$(sql kh_gw_a "SELECT count(*) FROM t_131016.answer_flag WHERE revoked_at IS NULL AND created_by = 'ta-131016'")"
 expect_code "a limit over 1000" KH-6008 "$(adm admin queries 131016 --limit 1001)"
 expect_code "a bad date filter" KH-6008 "$(adm admin queries 131016 --since 2026-13-01)"
 expect_code "an unknown filter" KH-6008 "$(adm admin raw GET '/admin/v1/tenants/131016/queries?colour=red')"
