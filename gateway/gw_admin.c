@@ -22,6 +22,7 @@
  * stored only as their SHA-256. The operational log gets routes, tenants
  * and codes: never passwords, tokens, operator names or request bodies. */
 #include "gw.h"
+#include "gw_decide.h"
 #include "gw_util.h"
 
 #include "idconv.h"
@@ -1298,6 +1299,84 @@ static void audit_work(PGconn *c, adm_call *call)
     kh_db_rollback(c);
 }
 
+/* POST tenants/{org}/decide {"msg_id", "decision": "approve"|"refuse",
+ * "items": [...] (approve: the items approved, default all), "reason"}:
+ * a responder's decision on a held query (gw_decide.c). */
+static void decide_work(PGconn *c, adm_call *call)
+{
+    static const char *const known[] = {"msg_id", "decision", "items", "reason", NULL};
+    const char *msg_id, *decision, *reason;
+    if (!body_fields(call, known) || !body_str(call, "msg_id", true, &msg_id) ||
+        !body_str(call, "decision", true, &decision) || !body_str(call, "reason", false, &reason))
+        return;
+    bool hex = strlen(msg_id) == 2 * KH_MSG_ID_LEN;
+    for (const char *p = msg_id; hex && *p; p++)
+        hex = (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f');
+    if (!hex) {
+        set_err(call, KH_E_ADM_FIELD, "msg_id: expected 32 lower-case hex digits");
+        return;
+    }
+    bool approve = strcmp(decision, "approve") == 0;
+    if (!approve && strcmp(decision, "refuse") != 0) {
+        set_err(call, KH_E_ADM_FIELD, "decision: expected approve or refuse");
+        return;
+    }
+    if (reason != NULL && (text_chars(reason) < 0 || text_chars(reason) > 200)) {
+        set_err(call, KH_E_ADM_FIELD, "reason: at most 200 characters, no control characters");
+        return;
+    }
+    gw_decision *d = calloc(1, sizeof *d);
+    if (d == NULL) {
+        set_err(call, KH_E_INTERNAL, "out of memory");
+        return;
+    }
+    const khj_val *items = khj_get(call->body, "items");
+    if (items != NULL && khj_type_of(items) != KHJ_NULL) {
+        if (!approve || khj_type_of(items) != KHJ_ARR || khj_len(items) == 0 ||
+            khj_len(items) > KH_MAX_ITEMS) {
+            set_err(call, KH_E_ADM_FIELD,
+                    "items: with approve only, an array of 1 to 16 item codes");
+            goto out;
+        }
+        for (size_t i = 0; i < khj_len(items); i++) {
+            const khj_val *v = khj_at(items, i);
+            const char *code = khj_type_of(v) == KHJ_STR ? khj_str(v) : NULL;
+            if (code == NULL || !gw_code_ok(code, KH_CODE_MAX)) {
+                set_err(call, KH_E_ADM_FIELD, "items[%zu]: expected an item code such as TK001", i);
+                goto out;
+            }
+            for (size_t k = 0; k < d->nitems; k++)
+                if (strcmp(d->items[k], code) == 0) {
+                    set_err(call, KH_E_ADM_FIELD, "items: %s is listed twice", code);
+                    goto out;
+                }
+            snprintf(d->items[d->nitems++], KH_CODE_MAX + 1, "%s", code);
+        }
+    }
+    d->t = call->t;
+    d->approve = approve;
+    snprintf(d->operator_name, sizeof d->operator_name, "%s", call->op);
+    snprintf(d->msg_id, sizeof d->msg_id, "%s", msg_id);
+    snprintf(d->reason, sizeof d->reason, "%s", reason ? reason : "");
+    gw_decide_run(c, d);
+    if (d->err != KH_OK) {
+        set_err(call, d->err, "%s", d->msg);
+        goto out;
+    }
+    khj_writer w;
+    khjw_init(&w, 0);
+    khjw_obj(&w);
+    khjw_kstr(&w, "msg_id", d->msg_id);
+    khjw_kstr(&w, "decision", approve ? "approved" : "refused");
+    khjw_kstr(&w, "result", d->result);
+    khjw_kstr(&w, "answer_id", d->answer_id);
+    khjw_kstr(&w, "delivery", "queued");
+    khjw_obj_end(&w);
+    set_out(call, &w, 200);
+out:
+    free(d);
+}
+
 /* -------------------------------------------------------------- routes */
 
 /* What each role may do; anything else is refused (KH-6005). */
@@ -1318,6 +1397,7 @@ static const adm_route routes[] = {
     {EVHTTP_REQ_POST, true, "flags/#/revoke", KHADM_PLATFORM_ADMIN | KHADM_TENANT_ADMIN,
      "flag.revoke", flags_revoke_work, false},
     {EVHTTP_REQ_GET, true, "pending", KHADM_ANY_ROLE, "pending.list", pending_work, false},
+    {EVHTTP_REQ_POST, true, "decide", KHADM_RESPONDER, "pending.decide", decide_work, false},
     {EVHTTP_REQ_GET, true, "queries", KHADM_PLATFORM_ADMIN | KHADM_TENANT_ADMIN | KHADM_AUDITOR,
      "query.list", queries_work, false},
     {EVHTTP_REQ_GET, true, "audit", KHADM_PLATFORM_ADMIN | KHADM_TENANT_ADMIN | KHADM_AUDITOR,

@@ -59,7 +59,7 @@ static kh_err audit(PGconn *c, const gw_decision *d, const char *detail)
                         d->err == KH_OK ? NULL : kh_err_code(d->err)};
     PGresult *r = kh_db_exec(c,
                              "INSERT INTO audit_log (operator, action, target, detail, outcome, "
-                             "code) VALUES ($1, 'decide', $2, $3::jsonb, $4, $5)",
+                             "code) VALUES ($1, 'pending.decide', $2, $3::jsonb, $4, $5)",
                              5, q);
     if (r == NULL)
         return KH_E_DB;
@@ -97,12 +97,12 @@ void gw_decide_run(PGconn *c, gw_decision *d)
     }
     if (PQntuples(r) != 1) {
         PQclear(r);
-        decide_set(d, KH_E_UNKNOWN_HANDLE, "no held query with this message id at this tenant");
+        decide_set(d, KH_E_ADM_NOT_FOUND, "no held query with this msg_id at this tenant");
         goto refused;
     }
     if (strcmp(PQgetvalue(r, 0, 7), "pending") != 0) {
         snprintf(d->msg, sizeof d->msg, "the query was already decided (%s)", PQgetvalue(r, 0, 7));
-        d->err = KH_E_ALREADY_DECIDED;
+        d->err = KH_E_ADM_CONFLICT;
         PQclear(r);
         goto refused;
     }
@@ -128,7 +128,7 @@ void gw_decide_run(PGconn *c, gw_decision *d)
         if (!ok) {
             snprintf(d->msg, sizeof d->msg, "items: %s was not asked for by this query",
                      d->items[i]);
-            d->err = KH_E_FIELD;
+            d->err = KH_E_ADM_FIELD;
             goto refused;
         }
     }

@@ -58,6 +58,9 @@ void khctl_admin_usage(FILE *f)
         "            [--procedure CODE] [--from YYYY-MM-DD] [--to YYYY-MM-DD]\n"
         "  flags revoke ORG ID\n"
         "  pending ORG [--state pending|approved|refused|expired|all] [--limit N]\n"
+        "  decide ORG MSG_ID approve|refuse [--items CODE,CODE] [--reason TEXT]\n"
+        "                          a responder's decision on a held query (approve with\n"
+        "                          --items: only those; the others are withheld)\n"
         "  queries ORG [--state S] [--procedure P] [--provider ORG] [--since YYYY-MM-DD]\n"
         "          [--until YYYY-MM-DD] [--limit N]   (at most 1000 rows)\n"
         "  audit ORG [--since D] [--until D] [--outcome ok|refused] [--limit N]\n"
@@ -112,7 +115,8 @@ static const opt_def known_opts[] = {
     {"--until", true, false},      {"--outcome", true, false},
     {"--tenant", true, true},      {"--new-password-file", true, false},
     {"--db", true, false},         {"--if-absent", false, false},
-    {"--help", false, false},      {NULL, false, false}};
+    {"--items", true, false},      {"--help", false, false},
+    {NULL, false, false}};
 
 /* Options anywhere among the positional arguments; "--" ends options. */
 static int parse_args(int argc, char **argv, args *a)
@@ -651,6 +655,40 @@ static int build(const args *a, char *method, char *path, size_t pathlen, char *
         strcpy(method, "POST");
         snprintf(path, pathlen, "/admin/v1/tenants/%s/flags/%s/revoke", cmd[2], cmd[3]);
         return strspn(cmd[3], "0123456789") == strlen(cmd[3]) && strlen(cmd[3]) < 19 ? 0 : 2;
+    }
+    if (n == 4 && strcmp(cmd[0], "decide") == 0) {
+        static const char *const ok[] = {"--items", "--reason", NULL};
+        if (!org_arg(cmd[1]) || !only_opts(a, "decide", ok))
+            return 2;
+        if (strcmp(cmd[3], "approve") != 0 && strcmp(cmd[3], "refuse") != 0) {
+            fprintf(stderr, "khctl: decide: expected approve or refuse, not '%s'\n", cmd[3]);
+            return 2;
+        }
+        strcpy(method, "POST");
+        snprintf(path, pathlen, "/admin/v1/tenants/%s/decide", cmd[1]);
+        khjw_init(&w, 0);
+        khjw_obj(&w);
+        khjw_kstr(&w, "msg_id", cmd[2]);
+        khjw_kstr(&w, "decision", cmd[3]);
+        if (opt(a, "--reason"))
+            khjw_kstr(&w, "reason", opt(a, "--reason"));
+        if (opt(a, "--items")) {
+            /* comma-separated codes; the gateway validates each */
+            const char *it = opt(a, "--items");
+            khjw_key(&w, "items");
+            khjw_arr(&w);
+            for (const char *p = it; *p;) {
+                size_t len = strcspn(p, ",");
+                khjw_strn(&w, p, len);
+                p += len;
+                if (*p == ',')
+                    p++;
+            }
+            khjw_arr_end(&w);
+        }
+        khjw_obj_end(&w);
+        *body = khjw_finish(&w, blen);
+        return *body ? 0 : 2;
     }
     if (n == 2 && (strcmp(cmd[0], "pending") == 0 || strcmp(cmd[0], "queries") == 0 ||
                    strcmp(cmd[0], "audit") == 0)) {
