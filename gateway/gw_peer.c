@@ -232,6 +232,59 @@ static void answer_done(void *arg)
     peer_free(pc);
 }
 
+/* A refusal of a query to a hosted tenant whose header the router signed:
+ * an authorisation decision of this layer, so it is recorded in the
+ * tenant's access records too (best effort: a full queue only logs). */
+typedef struct {
+    gw_tenant *t;
+    char hex[2 * KH_MSG_ID_LEN + 1];
+    char sender[16], procedure[KH_CODE_MAX + 1];
+    char items[KH_MAX_ITEMS][KH_CODE_MAX + 1];
+    size_t nitems;
+    kh_err e;
+} refusal;
+
+static void refusal_work(PGconn *c, void *arg)
+{
+    refusal *rf = arg;
+    char *items[KH_MAX_ITEMS];
+    for (size_t i = 0; i < rf->nitems; i++)
+        items[i] = rf->items[i];
+    if (kh_db_tenant_begin(c, rf->t->id.code) == KH_OK &&
+        gw_access(c, rf->hex, "peer", rf->sender, "answer", NULL, rf->procedure, items, rf->nitems,
+                  rf->e) == KH_OK &&
+        kh_db_commit(c) == KH_OK)
+        return;
+    kh_db_rollback(c);
+}
+
+static void refusal_done(void *arg)
+{
+    free(arg);
+}
+
+static void refuse_recorded(struct evhttp_request *req, gw_tenant *t, const Kh__Header *h, kh_err e,
+                            const char *what, const char *hex)
+{
+    refuse(req, e, what, hex);
+    refusal *rf = calloc(1, sizeof *rf);
+    if (rf == NULL)
+        return;
+    rf->t = t;
+    rf->e = e;
+    snprintf(rf->hex, sizeof rf->hex, "%s", hex);
+    /* header fields as the router signed them, cut to their sizes */
+    snprintf(rf->sender, sizeof rf->sender, "%s", h->sender);
+    snprintf(rf->procedure, sizeof rf->procedure, "%s", h->procedure);
+    for (size_t i = 0; i < h->n_items && rf->nitems < KH_MAX_ITEMS; i++)
+        if (gw_code_ok(h->items[i], KH_CODE_MAX))
+            snprintf(rf->items[rf->nitems++], KH_CODE_MAX + 1, "%s", h->items[i]);
+    if (kh_pool_submit(G.pool, refusal_work, refusal_done, rf) != 0) {
+        kh_warn("peer", "refusal of message %s not recorded: database queue full", hex);
+        free(rf);
+    }
+}
+
 static void on_envelope(struct evhttp_request *req, void *arg)
 {
     uint8_t *buf;
@@ -283,23 +336,23 @@ static void on_envelope(struct evhttp_request *req, void *arg)
         return;
     }
     if ((e = kh_env_check_time(h, (int64_t)time(NULL), G.skew, G.ttl)) != KH_OK) {
-        refuse(req, e, kh_err_get(e)->meaning, hex);
+        refuse_recorded(req, t, h, e, kh_err_get(e)->meaning, hex);
         goto out;
     }
     const char *row = NULL;
     if ((e = kh_dir_legal(G.dir, h->sender, h->procedure, t->id.code, h->items, h->n_items,
                           &row)) != KH_OK) {
-        refuse(req, e, "no legal-basis row allows this query", hex);
+        refuse_recorded(req, t, h, e, "no legal-basis row allows this query", hex);
         goto out;
     }
     if (!idconv_link_code_valid(h->subject)) {
-        refuse(req, KH_E_BAD_REQUEST, "header.subject is not a link code", hex);
+        refuse_recorded(req, t, h, KH_E_BAD_REQUEST, "header.subject is not a link code", hex);
         goto out;
     }
     const kh_org *sender = kh_dir_org(G.dir, h->sender);
     if ((e = kh_env_open(env, &t->id, G.national, sender ? sender->sign_cert : NULL, &body,
                          &blen)) != KH_OK) {
-        refuse(req, e, kh_err_get(e)->meaning, hex);
+        refuse_recorded(req, t, h, e, kh_err_get(e)->meaning, hex);
         goto out;
     }
     Kh__QueryBody *qb = kh__query_body__unpack(NULL, blen, body);
@@ -312,7 +365,7 @@ static void on_envelope(struct evhttp_request *req, void *arg)
         (qb->as_of[0] && !gw_date_ok(qb->as_of))) {
         if (qb)
             kh__query_body__free_unpacked(qb, NULL);
-        refuse(req, KH_E_SPLICE, "payload does not repeat this header", hex);
+        refuse_recorded(req, t, h, KH_E_SPLICE, "payload does not repeat this header", hex);
         goto out;
     }
     pc = calloc(1, sizeof *pc);

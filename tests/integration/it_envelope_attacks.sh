@@ -57,6 +57,8 @@ out=$(forge --tamper header)
 expect_contains "b. tampered header: the router refuses KH-4001" "SEND 1 HTTP 403 KH-4001" "$out"
 
 # c. payload altered after sealing
+refused_at() { sql kh_gw_a "SELECT count(*) FROM t_131016.access_record WHERE direction = 'peer' AND decision = 'refused' AND code = '$1'"; }
+r4002=$(refused_at KH-4002) r4005=$(refused_at KH-4005)
 out=$(forge --tamper payload)
 expect_contains "c. tampered payload: the answering gateway refuses KH-4002 (relayed)" \
     "SEND 1 HTTP 403 KH-4002" "$out"
@@ -64,6 +66,9 @@ expect_contains "c. tampered payload: the answering gateway refuses KH-4002 (rel
 # d. the payload of the control query under a fresh, correctly signed header
 out=$(forge --splice "$T/valid.envelope")
 expect_contains "d. spliced payload: refused KH-4005" "SEND 1 HTTP 403 KH-4005" "$out"
+for _ in $(seq 1 20); do [ "$(refused_at KH-4005)" -gt "$r4005" ] && break; sleep 0.1; done
+expect_eq "c, d. Chiyoda's access records name both refusals" "$((r4002 + 1)) $((r4005 + 1))" \
+    "$(refused_at KH-4002) $(refused_at KH-4005)"
 
 # e. replay at the router, then at the answering gateway itself
 # via the router: the same bytes again are a retransmission (the asking
