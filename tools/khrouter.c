@@ -566,12 +566,11 @@ static kh_err q_seen(PGconn *c, r_call *rc)
     return e;
 }
 
-static void q_work(PGconn *c, void *arg)
+/* In the open transaction (rc->err says how the checks went): translates the
+ * subject's link code from the sender's to the recipient's, records the
+ * message as forwarded (or refused) and commits. */
+static void translate_and_record(PGconn *c, r_call *rc)
 {
-    r_call *rc = arg;
-    rc->err = kh_db_begin(c);
-    if (rc->err == KH_OK)
-        rc->err = q_seen(c, rc);
     if (rc->err == KH_OK) {
         const char *p[2] = {rc->h->sender, rc->h->subject};
         PGresult *r = kh_db_exec(c,
@@ -599,15 +598,17 @@ static void q_work(PGconn *c, void *arg)
     }
 }
 
-static void q_checked(void *arg)
+/* After translate_and_record: replies a refusal, or forwards the envelope to
+ * the recipient's gateway with the header re-signed by the router and the
+ * recipient's link code; cb gets the gateway's reply. */
+static void forward(r_call *rc, const char *what, kh_http_done_cb cb)
 {
-    r_call *rc = arg;
     if (rc->err != KH_OK) {
         struct evhttp_request *req = r_take(rc);
         if (req)
             kh_http_reply_err(req, rc->err, "%s", kh_err_get(rc->err)->meaning);
-        kh_info("route", "query %s %s -> %s refused %s", rc->hex, rc->h->sender, rc->h->recipient,
-                kh_err_code(rc->err));
+        kh_info("route", "%s %s %s -> %s refused %s", what, rc->hex, rc->h->sender,
+                rc->h->recipient, kh_err_code(rc->err));
         r_free(rc);
         return;
     }
@@ -616,7 +617,6 @@ static void q_checked(void *arg)
         return;
     }
     const r_org *to = org_find(rc->h->recipient);
-    /* re-sign the header as the router, with the recipient's link code */
     char *orig_subject = rc->h->subject, *orig_signer = rc->h->signer;
     rc->h->subject = rc->target_link;
     rc->h->signer = "ROUTER";
@@ -626,14 +626,28 @@ static void q_checked(void *arg)
         kh_env_pack(rc->h, R.id.sign_key, rc->env->payload.data, rc->env->payload.len, &fwd, &flen);
     rc->h->subject = orig_subject;
     rc->h->signer = orig_signer;
-    if (ok != 0 ||
+    if (ok != 0 || to == NULL ||
         kh_http_request(R.base, R.client_ctx, EVHTTP_REQ_POST, to->endpoint, "/v1/envelope", fwd,
-                        flen, R.timeout_ms, "KH-GW", to->gateway, q_forwarded, rc) != 0) {
+                        flen, R.timeout_ms, "KH-GW", to->gateway, cb, rc) != 0) {
         free(fwd);
         finish(rc, KH_E_INTERNAL, "failed", "cannot forward");
         return;
     }
     free(fwd);
+}
+
+static void q_work(PGconn *c, void *arg)
+{
+    r_call *rc = arg;
+    rc->err = kh_db_begin(c);
+    if (rc->err == KH_OK)
+        rc->err = q_seen(c, rc);
+    translate_and_record(c, rc);
+}
+
+static void q_checked(void *arg)
+{
+    forward(arg, "query", q_forwarded);
 }
 
 static void q_forwarded(int status, const uint8_t *buf, size_t len, void *arg)
@@ -749,63 +763,12 @@ static void d_work(PGconn *c, void *arg)
             rc->err = KH_E_UNEXPECTED_ANSWER;
         PQclear(r);
     }
-    if (rc->err == KH_OK) {
-        const char *p[2] = {rc->h->sender, rc->h->subject};
-        PGresult *r = kh_db_exec(c,
-                                 "SELECT person_key FROM router.linkcode WHERE org = $1 AND "
-                                 "link_code = $2",
-                                 2, p);
-        if (r == NULL)
-            rc->err = KH_E_DB;
-        else if (PQntuples(r) != 1)
-            rc->err = KH_E_UNKNOWN_LINK_CODE;
-        else
-            snprintf(rc->person_key, sizeof rc->person_key, "%s", PQgetvalue(r, 0, 0));
-        PQclear(r);
-    }
-    if (rc->err == KH_OK)
-        hmac_hex("link", rc->h->recipient, rc->person_key, rc->target_link, IDCONV_LINK_CODE_LEN);
-    rc->outcome = rc->err == KH_OK ? "forwarded" : "refused";
-    if (rc->err == KH_E_DB) {
-        kh_db_rollback(c);
-        return;
-    }
-    if (r_record(c, rc, rc->outcome) != KH_OK || kh_db_commit(c) != KH_OK) {
-        kh_db_rollback(c);
-        rc->err = KH_E_DB;
-    }
+    translate_and_record(c, rc);
 }
 
 static void d_checked(void *arg)
 {
-    r_call *rc = arg;
-    if (rc->err != KH_OK) {
-        struct evhttp_request *req = r_take(rc);
-        if (req)
-            kh_http_reply_err(req, rc->err, "%s", kh_err_get(rc->err)->meaning);
-        kh_info("route", "deferred answer %s %s -> %s refused %s", rc->hex, rc->h->sender,
-                rc->h->recipient, kh_err_code(rc->err));
-        r_free(rc);
-        return;
-    }
-    const r_org *to = org_find(rc->h->recipient);
-    char *orig_subject = rc->h->subject, *orig_signer = rc->h->signer;
-    rc->h->subject = rc->target_link;
-    rc->h->signer = "ROUTER";
-    uint8_t *fwd = NULL;
-    size_t flen = 0;
-    int ok =
-        kh_env_pack(rc->h, R.id.sign_key, rc->env->payload.data, rc->env->payload.len, &fwd, &flen);
-    rc->h->subject = orig_subject;
-    rc->h->signer = orig_signer;
-    if (ok != 0 || R.stopping ||
-        kh_http_request(R.base, R.client_ctx, EVHTTP_REQ_POST, to->endpoint, "/v1/envelope", fwd,
-                        flen, R.timeout_ms, "KH-GW", to->gateway, d_forwarded, rc) != 0) {
-        free(fwd);
-        finish(rc, KH_E_UPSTREAM, "failed", "cannot forward");
-        return;
-    }
-    free(fwd);
+    forward(arg, "deferred answer", d_forwarded);
 }
 
 static void d_forwarded(int status, const uint8_t *buf, size_t len, void *arg)
