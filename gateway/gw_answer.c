@@ -38,7 +38,9 @@ kh_err gw_answer_flags(PGconn *c, gw_answer *a, const char *local_id, char *hold
     bool any_hold = false;
     for (int i = 0; i < PQntuples(r); i++) {
         if (strcmp(PQgetvalue(r, i, 1), "hold") == 0) {
-            if (pos < hlen)
+            /* ids as far as they fit (a bigint is at most 20 digits): the
+             * hold applies whatever the count */
+            if (pos + 24 < hlen)
                 pos += (size_t)snprintf(hold_ids + pos, hlen - pos, "%s%s", any_hold ? "," : "",
                                         PQgetvalue(r, i, 0));
             any_hold = true;
@@ -50,10 +52,7 @@ kh_err gw_answer_flags(PGconn *c, gw_answer *a, const char *local_id, char *hold
         }
     }
     PQclear(r);
-    if (pos < hlen)
-        snprintf(hold_ids + pos, hlen - pos, "}");
-    if (pos >= hlen)
-        return KH_E_INTERNAL;
+    snprintf(hold_ids + pos, hlen - pos, "}");
     if (!any_hold)
         hold_ids[0] = '\0';
     return KH_OK;

@@ -216,14 +216,16 @@ void gw_decide_run(PGconn *c, gw_decision *d)
         decide_set(d, KH_E_DB, "cannot record the decision");
         goto fail;
     }
-    kh_info("decide", "tenant %s: held query %s %s by %s (%s)", d->t->id.code, d->msg_id,
-            d->approve ? "approved" : "refused", d->operator_name, d->result);
+    /* the operator is named in the audit log, not here */
+    kh_info("decide", "tenant %s: held query %s %s (%s)", d->t->id.code, d->msg_id,
+            d->approve ? "approved" : "refused", d->result);
     gw_answer_clear(&a);
     OPENSSL_cleanse(local_id, sizeof local_id);
     return;
 refused:
     /* nothing changed; the refused attempt is recorded in the audit log */
     kh_db_rollback(c);
+    OPENSSL_cleanse(local_id, sizeof local_id);
     if (kh_db_tenant_begin(c, d->t->id.code) == KH_OK && audit(c, d, "{}") == KH_OK &&
         kh_db_commit(c) == KH_OK)
         return;
@@ -266,8 +268,11 @@ static void scan_work(PGconn *c, void *arg)
         if (kh_db_tenant_begin(c, t->id.code) != KH_OK)
             continue;
         PGresult *x = kh_db_exec(c,
-                                 "UPDATE outbox SET state = 'failed', last_code = 'KH-4007' "
-                                 "WHERE state = 'queued' AND expires_at < now()",
+                                 "WITH o AS (UPDATE outbox SET state = 'failed', last_code = "
+                                 "'KH-4007' WHERE state = 'queued' AND expires_at < now() "
+                                 "RETURNING *) INSERT INTO provision_record (msg_id, direction, "
+                                 "counterpart, outcome, code) SELECT in_reply_to, 'answered', "
+                                 "recipient, 'undelivered', 'KH-4007' FROM o",
                                  0, NULL);
         PQclear(x);
         PGresult *r = kh_db_exec(
@@ -327,9 +332,16 @@ static void mark_work(PGconn *c, void *arg)
     const char *p[4] = {dl->msg_id, state, dl->err == KH_OK ? NULL : kh_err_code(dl->err), b};
     if (kh_db_tenant_begin(c, dl->t->id.code) != KH_OK)
         return;
+    /* a deferred answer given up is recorded as undelivered: the earlier
+     * record of the decision says what was decided, this one that it never
+     * reached the asker */
     PGresult *r = kh_db_exec(c,
-                             "UPDATE outbox SET state = $2, last_code = $3, next_attempt_at = "
-                             "now() + make_interval(secs => $4::int) WHERE msg_id = $1",
+                             "WITH o AS (UPDATE outbox SET state = $2, last_code = $3, "
+                             "next_attempt_at = now() + make_interval(secs => $4::int) WHERE "
+                             "msg_id = $1 RETURNING *) INSERT INTO provision_record (msg_id, "
+                             "direction, counterpart, outcome, code) SELECT in_reply_to, "
+                             "'answered', recipient, 'undelivered', last_code FROM o WHERE "
+                             "state = 'failed'",
                              4, p);
     if (r != NULL && kh_db_commit(c) == KH_OK) {
         PQclear(r);

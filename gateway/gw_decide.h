@@ -19,7 +19,7 @@ typedef struct {
     bool approve;
     char items[KH_MAX_ITEMS][KH_CODE_MAX + 1]; /* approve: the items approved; none = all */
     size_t nitems;
-    char reason[201];
+    char reason[200 * 4 + 1]; /* 200 characters of UTF-8 */
     /* the outcome */
     kh_err err;
     char msg[200];

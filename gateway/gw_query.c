@@ -54,6 +54,8 @@ struct gw_query {
 };
 
 static gw_query *live;
+static size_t nlive;
+#define MAX_LIVE 4096          /* queries in memory (waiting, sending, retrying) */
 static struct event *sweep_ev; /* ends queries left unfinished (see sweep_work) */
 
 static void on_client_close(struct evhttp_connection *conn, void *arg)
@@ -79,6 +81,7 @@ static void qc_free(gw_query *qc)
         live = qc->next;
     if (qc->next)
         qc->next->prev = qc->prev;
+    nlive--;
     if (qc->wait_ev)
         event_free(qc->wait_ev);
     if (qc->retry_ev)
@@ -395,13 +398,34 @@ static bool retryable(kh_err e)
     return e == KH_E_UPSTREAM || e == KH_E_OVERLOADED || e == KH_E_DB || e == KH_E_TIMEOUT;
 }
 
+/* The result agrees with what the answer carries, and the answer holds no
+ * field this gateway does not know (it would be stored unchecked). */
+static bool result_consistent(const Kh__AnswerBody *a)
+{
+    bool found = strcmp(a->result, "FOUND") == 0;
+    if (found != (a->n_data > 0) || a->base.n_unknown_fields != 0)
+        return false;
+    if (strcmp(a->result, "WITHHELD") == 0 && a->n_withheld == 0)
+        return false;
+    for (size_t i = 0; i < a->n_data; i++) {
+        if (a->data[i]->base.n_unknown_fields != 0)
+            return false;
+        for (size_t k = 0; k < a->data[i]->n_fields; k++)
+            if (a->data[i]->fields[k]->base.n_unknown_fields != 0)
+                return false;
+    }
+    return true;
+}
+
 /* Checks an answer body against the query and its header. */
 static bool answer_ok(const gw_query *qc, const Kh__Header *h, const Kh__AnswerBody *a)
 {
     const Kh__QueryRequest *q = qc->q;
     bool pending = strcmp(a->result, "PENDING") == 0;
-    bool ok = a->in_reply_to.len == KH_MSG_ID_LEN &&
-              memcmp(a->in_reply_to.data, qc->msg_id, KH_MSG_ID_LEN) == 0 &&
+    bool ok = a->msg_id.len == KH_MSG_ID_LEN && h->msg_id.len == KH_MSG_ID_LEN &&
+              memcmp(a->msg_id.data, h->msg_id.data, KH_MSG_ID_LEN) == 0 &&
+              a->in_reply_to.len == KH_MSG_ID_LEN &&
+              memcmp(a->in_reply_to.data, qc->msg_id, KH_MSG_ID_LEN) == 0 && result_consistent(a) &&
               strcmp(a->sender, q->provider) == 0 && strcmp(a->recipient, qc->t->id.code) == 0 &&
               strcmp(a->procedure, q->procedure) == 0 &&
               kh_items_equal(a->items, a->n_items, h->items, h->n_items) &&
@@ -442,6 +466,8 @@ static void on_sent(int status, const uint8_t *buf, size_t len, void *arg)
     gw_query *qc = arg;
     Kh__QueryRequest *q = qc->q;
     qc->in_flight = false;
+    if (status == 200)
+        evtimer_del(qc->wait_ev); /* the client gets what arrived, not TIMED_OUT */
     qc->err = KH_OK;
     if (status == 0)
         qc_set(qc, KH_E_UPSTREAM, "router unreachable");
@@ -539,7 +565,20 @@ static void record_work(PGconn *c, void *arg)
                              7, p);
     if (r == NULL)
         goto fail;
+    bool moved = strcmp(PQcmdTuples(r), "1") == 0;
     PQclear(r);
+    if (!moved) {
+        /* the query ended meanwhile (a deferred answer, the sweeper): its
+         * row and records stand; nothing is recorded twice */
+        kh_db_rollback(c);
+        if (ans)
+            OPENSSL_cleanse(ans, strlen(ans));
+        free(ans);
+        qc_set(qc, KH_E_UNEXPECTED_ANSWER,
+               "the query was completed meanwhile; read its state by handle");
+        qc->state = "stale";
+        return;
+    }
     if (gw_record(c, qc->hex, "asked", q->provider, q->procedure, q->items, q->n_items, q->local_id,
                   q->staff_id, outcome_of(qc->state, qc->ans), qc->err,
                   answered ? qc->ans->data : NULL, answered ? qc->ans->n_data : 0) != KH_OK ||
@@ -625,8 +664,12 @@ static void on_query(struct evhttp_request *req, void *arg)
     if (q == NULL)
         return;
     const char *bad = query_invalid(q);
-    if (bad != NULL) {
-        kh_http_reply_err(req, KH_E_FIELD, "%s", bad);
+    if (bad != NULL || nlive >= MAX_LIVE) {
+        if (bad != NULL)
+            kh_http_reply_err(req, KH_E_FIELD, "%s", bad);
+        else
+            kh_http_reply_err(req, KH_E_OVERLOADED, "%d queries in progress; retry later",
+                              MAX_LIVE);
         kh__query_request__free_unpacked(q, NULL);
         return;
     }
@@ -649,6 +692,7 @@ static void on_query(struct evhttp_request *req, void *arg)
     if (live)
         live->prev = qc;
     live = qc;
+    nlive++;
     evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_client_close, qc);
     kh_err e =
         kh_dir_legal(G.dir, t->id.code, q->procedure, q->provider, q->items, q->n_items, &qc->row);
@@ -990,7 +1034,7 @@ static void deferred_free(deferred *df)
 }
 
 /* The deferred answer's body against its header and the rules. */
-static bool deferred_ok(const deferred *df, const char *row)
+static bool deferred_ok(const deferred *df)
 {
     const Kh__Header *h = df->h;
     const Kh__AnswerBody *a = df->ans;
@@ -1016,11 +1060,18 @@ static bool deferred_ok(const deferred *df, const char *row)
         }
         ok = ok && asked;
     }
-    for (size_t i = 0; ok && i < a->n_data; i++)
-        for (size_t k = 0; ok && k < a->data[i]->n_fields; k++)
-            ok = kh_dir_field_allowed(G.dir, row, a->data[i]->item_code,
-                                      a->data[i]->fields[k]->name);
-    return ok;
+    return ok && (refused || result_consistent(a)) && a->base.n_unknown_fields == 0;
+}
+
+/* Minimisation, checked on a deferred answer too. */
+static bool deferred_within_basis(const Kh__AnswerBody *a, const char *row)
+{
+    for (size_t i = 0; i < a->n_data; i++)
+        for (size_t k = 0; k < a->data[i]->n_fields; k++)
+            if (!kh_dir_field_allowed(G.dir, row, a->data[i]->item_code,
+                                      a->data[i]->fields[k]->name))
+                return false;
+    return true;
 }
 
 static void deferred_work(PGconn *c, void *arg)
@@ -1063,12 +1114,26 @@ static void deferred_work(PGconn *c, void *arg)
         OPENSSL_cleanse(local_id, sizeof local_id);
         return;
     }
-    if (e != KH_OK || final) {
-        df->err = e != KH_OK ? e : KH_E_UNEXPECTED_ANSWER;
-        snprintf(df->msg, sizeof df->msg, "%s",
-                 e != KH_OK ? "deferred answer already received"
-                            : "the query already has its answer");
+    if (e != KH_OK) {
         OPENSSL_cleanse(local_id, sizeof local_id);
+        df->err = e;
+        snprintf(df->msg, sizeof df->msg, "%s",
+                 e == KH_E_REPLAY ? "deferred answer already received" : "database unavailable");
+        goto fail;
+    }
+    if (strcmp(state, "sent") == 0 || strcmp(state, "timed_out") == 0) {
+        /* the PENDING reply is not recorded here yet: the provider's outbox
+         * retries (KH-5003 is retryable) */
+        OPENSSL_cleanse(local_id, sizeof local_id);
+        df->err = KH_E_OVERLOADED;
+        snprintf(df->msg, sizeof df->msg, "the query is not recorded as pending yet; retry");
+        goto fail;
+    }
+    if (strcmp(state, "pending") != 0) {
+        /* answered, refused, or failed: final states stay final */
+        OPENSSL_cleanse(local_id, sizeof local_id);
+        df->err = KH_E_UNEXPECTED_ANSWER;
+        snprintf(df->msg, sizeof df->msg, "the query is %s, not waiting for a decision", state);
         goto fail;
     }
     bool refused = strcmp(a->result, "REFUSED") == 0;
@@ -1167,10 +1232,12 @@ void gw_query_on_deferred(struct evhttp_request *req, gw_tenant *t, Kh__Envelope
         memcpy(df->hex, hex, sizeof hex);
         kh_msgid_hex(&df->h->in_reply_to, df->irt);
         df->ans = kh__answer_body__unpack(NULL, blen, body);
-        if (df->ans == NULL || !deferred_ok(df, row)) {
+        if (df->ans == NULL || !deferred_ok(df)) {
             e = KH_E_SPLICE;
-            why = "deferred answer does not match its header, or carries more than the legal "
-                  "basis allows";
+            why = "deferred answer does not match its header";
+        } else if (!deferred_within_basis(df->ans, row)) {
+            e = KH_E_OVERSHARE;
+            why = "the deferred answer carries a field the legal-basis row does not allow";
         }
     }
     khc_free_secret(body, blen);

@@ -749,17 +749,37 @@ static void d_work(PGconn *c, void *arg)
     if (rc->err == KH_OK)
         rc->err = q_seen(c, rc);
     if (rc->err == KH_OK) {
-        const char *p[4] = {irt, rc->h->recipient, rc->h->sender, rc->hex};
-        PGresult *r = kh_db_exec(
-            c,
-            "SELECT (SELECT count(*) FROM router.query_record WHERE msg_id = $1 AND type = "
-            "'QUERY' AND sender = $2 AND recipient = $3 AND outcome = 'pending'), "
-            "(SELECT count(*) FROM router.query_record WHERE in_reply_to = $1 AND type = "
-            "'ANSWER' AND outcome = 'delivered' AND msg_id <> $4)",
-            4, p);
+        /* the pending record is locked: two deferred answers for one query
+         * are decided one after the other, and the second sees the first */
+        char lit[KH_MAX_ITEMS * (KH_CODE_MAX + 1) + 4];
+        size_t pos = (size_t)snprintf(lit, sizeof lit, "{");
+        for (size_t i = 0; i < rc->h->n_items && pos < sizeof lit; i++)
+            pos += (size_t)snprintf(lit + pos, sizeof lit - pos, "%s%s", i ? "," : "",
+                                    rc->h->items[i]);
+        if (pos < sizeof lit)
+            snprintf(lit + pos, sizeof lit - pos, "}");
+        const char *p[5] = {irt, rc->h->recipient, rc->h->sender, rc->h->procedure, lit};
+        PGresult *r = kh_db_exec(c,
+                                 "SELECT 1 FROM router.query_record WHERE msg_id = $1 AND type = "
+                                 "'QUERY' AND sender = $2 AND recipient = $3 AND procedure = $4 "
+                                 "AND items = $5::text[] AND outcome = 'pending' FOR UPDATE",
+                                 5, p);
         if (r == NULL)
             rc->err = KH_E_DB;
-        else if (strcmp(PQgetvalue(r, 0, 0), "0") == 0 || strcmp(PQgetvalue(r, 0, 1), "0") != 0)
+        else if (PQntuples(r) == 0)
+            rc->err = KH_E_UNEXPECTED_ANSWER;
+        PQclear(r);
+    }
+    if (rc->err == KH_OK) {
+        const char *p[2] = {irt, rc->hex};
+        PGresult *r = kh_db_exec(c,
+                                 "SELECT count(*) FROM router.query_record WHERE in_reply_to = $1 "
+                                 "AND type = 'ANSWER' AND outcome IN ('forwarded', "
+                                 "'forwarded_again', 'delivered') AND msg_id <> $2",
+                                 2, p);
+        if (r == NULL)
+            rc->err = KH_E_DB;
+        else if (strcmp(PQgetvalue(r, 0, 0), "0") != 0)
             rc->err = KH_E_UNEXPECTED_ANSWER;
         PQclear(r);
     }
