@@ -26,12 +26,13 @@ typedef struct {
     const char *pki;
     int skew, ttl, max_body, default_timeout_ms;
     SSL_CTX *biz_ctx, *peer_ctx, *client_ctx;
+    SSL_CTX *admin_ctx; /* trusts only pki/operator-ca.crt; NULL without admin_listen */
     X509_STORE *national;
     kh_dir *dir;
     kh_pool *pool;
     gw_tenant *tenants;
     size_t ntenants;
-    struct evhttp *biz_http, *peer_http;
+    struct evhttp *biz_http, *peer_http, *admin_http;
     struct event *retry_ev, *sig_ev[2];
     int dir_attempts;
     atomic_bool stopping; /* set at shutdown: nothing new starts (read by workers too) */
@@ -52,6 +53,14 @@ void gw_bulk_on_commit(struct evhttp_request *req, gw_tenant *t, const char *sys
 void gw_bulk_on_status(struct evhttp_request *req, gw_tenant *t, const char *system);
 int gw_bulk_start(char *err, size_t errlen);
 void gw_bulk_stop(void);
+
+/* The admin API (gw_admin.c): operators with roles and tenant scopes.
+ * gw_admin_setup reads the admin_* options and, if admin_listen is set,
+ * builds the TLS context that trusts only the operator CA (run by -t too);
+ * gw_admin_register serves the API on a listener made with it. */
+int gw_admin_setup(char *err, size_t errlen);
+void gw_admin_register(struct evhttp *http);
+void gw_admin_stop(void);
 
 /* Signing of the tenants' chain heads (gw_chain.c). */
 int gw_chain_start(char *err, size_t errlen);

@@ -62,6 +62,7 @@ typedef struct gw_upload {
     bool busy; /* a part write, commit or report read is in flight */
     /* below: written by the loading worker, read by the loop, under mu */
     up_state state;
+    up_state final; /* set by the load's worker, published by load_done */
     refdb_file_stats st;
     refdb_bulk_result res;
     kh_err err;
@@ -625,7 +626,9 @@ static void load_work(PGconn *c, void *arg)
     u->res = res;
     u->err = e;
     snprintf(u->msg, sizeof u->msg, "%s", msg);
-    u->state = e == KH_OK                ? (res.duplicate ? UP_DUPLICATE : UP_APPLIED)
+    /* published by load_done on the loop: until then the upload is busy,
+     * and a final state without its report must not be seen */
+    u->final = e == KH_OK                ? (res.duplicate ? UP_DUPLICATE : UP_APPLIED)
                : e == KH_E_FILE_REJECTED ? UP_REJECTED
                                          : UP_FAILED;
     pthread_mutex_unlock(&mu);
@@ -662,6 +665,9 @@ static void load_done(void *arg)
     gw_upload *u = arg;
     loads_running--;
     start_loads();
+    pthread_mutex_lock(&mu);
+    u->state = u->final;
+    pthread_mutex_unlock(&mu);
     u->busy = false;
     u->touched = time(NULL);
     kh_info("bulk", "tenant %s: upload %s of %s %s: %s, %zu records, %zu bad, file %lld",

@@ -1,6 +1,8 @@
 /* gw_main.c: kakehashi-gw, the gateway daemon: configuration, start-up
  * (keys, TLS, database pool, the router's directory), listeners, shutdown. */
 #include "gw.h"
+#include "gw_decide.h"
+#include "gw_util.h"
 
 #include "idconv.h"
 #include "khcrypto.h"
@@ -37,6 +39,10 @@ static const char *const known_options[] = {"name",
                                             "drop_system",
                                             "chain_sign_interval",
                                             "max_upload_mb",
+                                            "admin_listen",
+                                            "admin_session_idle",
+                                            "admin_session_max",
+                                            "admin_lockout",
                                             NULL};
 
 static void usage(FILE *f)
@@ -53,6 +59,8 @@ static void usage(FILE *f)
             "  db = CONNINFO             libpq connection string (the gateway's login role)\n"
             "  business_listen = H:P     business API (tenants' business systems)\n"
             "  peer_listen = H:P         peer API (only the router)\n"
+            "  admin_listen = H:P        admin API (operators; JSON; client certificates of\n"
+            "                            pki/operator-ca.crt only; optional)\n"
             "  tenant = CODE             a hosted organisation; repeat for each tenant\n"
             "  db_workers = 4            database worker threads (1-64)\n"
             "  db_queue = 1024           bound of the database job queue\n"
@@ -65,7 +73,10 @@ static void usage(FILE *f)
             "  drop_dir = DIR            watched drop folder: DIR/<tenant>/in/*.csv (optional)\n"
             "  drop_system = dropfolder  business system the drop folder registers as\n"
             "  chain_sign_interval = 60  seconds between signatures of the record chains' heads\n"
-            "  max_upload_mb = 4096      largest bulk file accepted, MiB\n");
+            "  max_upload_mb = 4096      largest bulk file accepted, MiB\n"
+            "  admin_session_idle = 1800 an operator session ends after this many idle seconds\n"
+            "  admin_session_max = 28800 and at the latest this many seconds after its login\n"
+            "  admin_lockout = 900       seconds an operator is locked after 5 failed logins\n");
 }
 
 gw_tenant *gw_tenant_find(const char *code)
@@ -146,6 +157,8 @@ static int setup(const char *config, char *err, size_t errlen)
         (G.client_ctx = kh_tls_client_ctx(cert, key, ca, err, errlen)) == NULL ||
         (G.national = khc_store_from_file(ca, err, errlen)) == NULL)
         return -1;
+    if (gw_admin_setup(err, errlen) != 0)
+        return -1;
     return load_tenants(err, errlen);
 }
 
@@ -165,23 +178,30 @@ static void start_listeners(void)
     if (G.biz_http != NULL)
         G.peer_http = kh_http_listen(G.base, G.peer_ctx, kh_conf_str(G.conf, "peer_listen", ""),
                                      (size_t)G.max_body, err, sizeof err);
-    if (G.pool == NULL || G.biz_http == NULL || G.peer_http == NULL) {
+    const char *admin = kh_conf_str(G.conf, "admin_listen", NULL);
+    if (admin != NULL && G.peer_http != NULL)
+        G.admin_http = kh_http_listen(G.base, G.admin_ctx, admin, 65536, err, sizeof err);
+    if (G.pool == NULL || G.biz_http == NULL || G.peer_http == NULL ||
+        (admin != NULL && G.admin_http == NULL)) {
         kh_error("main", "cannot start: %s", G.pool ? err : "database pool");
         event_base_loopbreak(G.base);
         return;
     }
-    if (gw_bulk_start(err, sizeof err) != 0 || gw_chain_start(err, sizeof err) != 0) {
+    if (gw_bulk_start(err, sizeof err) != 0 || gw_chain_start(err, sizeof err) != 0 ||
+        gw_outbox_start(err, sizeof err) != 0) {
         kh_error("main", "cannot start: %s", err);
         event_base_loopbreak(G.base);
         return;
     }
     gw_biz_register(G.biz_http);
     gw_peer_register(G.peer_http);
+    if (G.admin_http != NULL)
+        gw_admin_register(G.admin_http);
     kh_info("main",
-            "ready: business API on %s, peer API on %s, %zu tenants, directory with %zu "
-            "organisations",
+            "ready: business API on %s, peer API on %s, admin API on %s, %zu tenants, directory "
+            "with %zu organisations",
             kh_conf_str(G.conf, "business_listen", ""), kh_conf_str(G.conf, "peer_listen", ""),
-            G.ntenants, G.dir->norgs);
+            admin ? admin : "(none)", G.ntenants, G.dir->norgs);
 }
 
 static void fetch_directory(evutil_socket_t fd, short what, void *arg);
@@ -243,7 +263,11 @@ static void teardown(void)
         evhttp_free(G.biz_http);
     if (G.peer_http)
         evhttp_free(G.peer_http);
+    if (G.admin_http)
+        evhttp_free(G.admin_http);
     kh_pool_free(G.pool); /* first: its last completions may still use uploads */
+    gw_query_stop();
+    gw_outbox_stop();
     gw_bulk_stop();
     gw_chain_stop();
     for (size_t i = 0; i < G.ntenants; i++) {
@@ -255,6 +279,7 @@ static void teardown(void)
     SSL_CTX_free(G.biz_ctx);
     SSL_CTX_free(G.peer_ctx);
     SSL_CTX_free(G.client_ctx);
+    gw_admin_stop();
     X509_STORE_free(G.national);
     for (int i = 0; i < 2; i++)
         if (G.sig_ev[i])

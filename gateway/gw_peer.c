@@ -6,6 +6,7 @@
  * decrypts, is signed by the sender named in the header, and repeats the
  * header (no splicing); not a replay. Only then is the reference copy read. */
 #include "gw.h"
+#include "gw_answer.h"
 #include "gw_util.h"
 
 #include "idconv.h"
@@ -26,10 +27,11 @@ typedef struct {
     Kh__Header *h;
     Kh__QueryBody *qb;
     char msg_hex[2 * KH_MSG_ID_LEN + 1];
+    uint8_t digest[32]; /* of the payload: the same on a retransmission */
     kh_err err;
     char msg[200];
-    Kh__ItemData **data;
-    size_t ndata;
+    bool resent; /* a retransmission: the stored reply is sent again */
+    gw_answer a;
 } peer_call;
 
 static void on_peer_close(struct evhttp_connection *conn, void *arg)
@@ -43,8 +45,7 @@ static void peer_free(peer_call *pc)
         kh__header__free_unpacked(pc->h, NULL);
     if (pc->qb)
         kh__query_body__free_unpacked(pc->qb, NULL);
-    kh_items_wipe(pc->data, pc->ndata);
-    refdb_items_free(pc->data, pc->ndata);
+    gw_answer_clear(&pc->a);
     free(pc);
 }
 
@@ -63,40 +64,150 @@ static void refuse(struct evhttp_request *req, kh_err e, const char *what, const
     kh_http_reply_err(req, e, "%s", what);
 }
 
+/* Registers the message id with the digest of its payload. KH_OK: new.
+ * KH_E_REPLAY: seen with another payload, or not answered yet. A
+ * retransmission of an answered message sets pc->resent and the stored
+ * sealed answer. */
+static kh_err seen(PGconn *c, peer_call *pc)
+{
+    char dig[2 + 64 + 1] = "\\x", exp[24];
+    khc_hex(pc->digest, sizeof pc->digest, dig + 2);
+    snprintf(exp, sizeof exp, "%lld", (long long)pc->h->expires_at);
+    PGresult *r =
+        kh_db_exec(c, "DELETE FROM seen_msg WHERE expires_at < now() - interval '1 hour'", 0, NULL);
+    if (r == NULL)
+        return KH_E_DB;
+    PQclear(r);
+    const char *p[4] = {pc->h->sender, pc->msg_hex, exp, dig};
+    r = kh_db_exec(c,
+                   "INSERT INTO seen_msg (sender, msg_id, expires_at, digest) VALUES ($1, $2, "
+                   "to_timestamp($3::bigint), $4::bytea) ON CONFLICT DO NOTHING",
+                   4, p);
+    if (r == NULL)
+        return KH_E_DB;
+    bool fresh = strcmp(PQcmdTuples(r), "1") == 0;
+    PQclear(r);
+    if (fresh)
+        return KH_OK;
+    const char *q[3] = {pc->h->sender, pc->msg_hex, dig};
+    r = kh_db_exec(c,
+                   "SELECT reply FROM seen_msg WHERE sender = $1 AND msg_id = $2 "
+                   "AND digest = $3::bytea AND reply IS NOT NULL",
+                   3, q);
+    if (r == NULL)
+        return KH_E_DB;
+    if (PQntuples(r) == 1) {
+        size_t n = 0;
+        unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(r, 0, 0), &n);
+        if (raw != NULL && (pc->a.sealed = malloc(n ? n : 1)) != NULL) {
+            memcpy(pc->a.sealed, raw, n);
+            pc->a.sealedlen = n;
+            pc->resent = true;
+        }
+        PQfreemem(raw);
+    }
+    PQclear(r);
+    return pc->resent ? KH_OK : KH_E_REPLAY;
+}
+
+static kh_err hold(PGconn *c, peer_call *pc, const char *local_id, const char *as_of,
+                   const char *hold_ids)
+{
+    char lit[KH_MAX_ITEMS * (KH_CODE_MAX + 1) + 4];
+    gw_codes_literal(pc->h->items, pc->h->n_items, lit, sizeof lit);
+    const char *p[9] = {pc->msg_hex,    pc->h->sender, pc->h->procedure, lit,
+                        pc->h->subject, local_id,      pc->qb->staff_id, as_of,
+                        hold_ids};
+    PGresult *r = kh_db_exec(c,
+                             "INSERT INTO pending_answer (msg_id, sender, procedure, items, "
+                             "subject, local_id, staff_id, as_of, flags) VALUES ($1,$2,$3,"
+                             "$4::text[],$5,$6,$7,$8,$9::bigint[])",
+                             9, p);
+    if (r == NULL)
+        return KH_E_DB;
+    PQclear(r);
+    return KH_OK;
+}
+
+static void record_replay(PGconn *c, peer_call *pc)
+{
+    /* the refusal is an access decision too */
+    if (kh_db_tenant_begin(c, pc->t->id.code) == KH_OK &&
+        gw_access(c, pc->msg_hex, "peer", pc->h->sender, "answer", pc->qb->staff_id,
+                  pc->h->procedure, pc->h->items, pc->h->n_items, KH_E_REPLAY) == KH_OK)
+        kh_db_commit(c);
+    else
+        kh_db_rollback(c);
+}
+
 static void answer_work(PGconn *c, void *arg)
 {
     peer_call *pc = arg;
+    gw_answer *a = &pc->a;
     char local_id[IDCONV_LOCAL_ID_MAX + 1] = "";
+    char hold_ids[512] = "";
     const char *as_of = pc->qb->as_of;
-    char today[9];
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(today, sizeof today, "%Y%m%d", &tm);
-    if (as_of[0] == '\0')
-        as_of = today;
+    char today[16] = "";
 
     pc->err = kh_db_tenant_begin(c, pc->t->id.code);
     if (pc->err != KH_OK)
         return;
-    pc->err = kh_db_seen(c, "seen_msg", pc->h->sender, pc->msg_hex, pc->h->expires_at);
-    if (pc->err != KH_OK) {
-        snprintf(pc->msg, sizeof pc->msg, "message id already received");
+    if (as_of[0] == '\0') {
+        /* "today" is the database's day (Asia/Tokyo), as for roles and flags */
+        PGresult *r = kh_db_exec(c, "SELECT to_char(current_date, 'YYYYMMDD')", 0, NULL);
+        if (r == NULL) {
+            pc->err = KH_E_DB;
+            kh_db_rollback(c);
+            return;
+        }
+        snprintf(today, sizeof today, "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+        as_of = today;
+    }
+    pc->err = seen(c, pc);
+    if (pc->err != KH_OK || pc->resent) {
         kh_db_rollback(c);
+        if (pc->err == KH_E_REPLAY) {
+            snprintf(pc->msg, sizeof pc->msg, "message id already received");
+            record_replay(c, pc);
+        }
         return;
     }
     kh_err e = idconv_local_of(c, pc->h->subject, local_id, sizeof local_id);
-    if (e == KH_OK) {
-        pc->err = refdb_read_items(c, local_id, (const char *const *)pc->h->items, pc->h->n_items,
-                                   as_of, &pc->data, &pc->ndata, pc->msg, sizeof pc->msg);
-    } else if (e != KH_E_UNKNOWN_LINK_CODE) {
+    if (e != KH_OK && e != KH_E_UNKNOWN_LINK_CODE)
         pc->err = e;
+    if (pc->err == KH_OK)
+        pc->err = gw_answer_flags(c, a, local_id, hold_ids, sizeof hold_ids);
+    if (pc->err == KH_OK)
+        pc->err = gw_access(c, pc->msg_hex, "peer", pc->h->sender, "answer", pc->qb->staff_id,
+                            pc->h->procedure, pc->h->items, pc->h->n_items, KH_OK);
+    if (pc->err == KH_OK && hold_ids[0] != '\0') {
+        /* a hold: nothing is read now; a responder decides */
+        a->result = "PENDING";
+        a->outcome = "held";
+        a->nwithheld = 0;
+        pc->err = hold(c, pc, local_id, as_of, hold_ids);
+    } else if (pc->err == KH_OK) {
+        pc->err = gw_answer_read(c, a, local_id, as_of, pc->msg, sizeof pc->msg);
     }
     if (pc->err == KH_OK)
-        pc->err =
-            gw_record(c, pc->msg_hex, "answered", pc->h->sender, pc->h->procedure, pc->h->items,
-                      pc->h->n_items, local_id[0] ? local_id : NULL, pc->qb->staff_id,
-                      pc->ndata ? "provided" : "not_found", KH_OK, pc->data, pc->ndata);
+        pc->err = gw_answer_seal(a, strcmp(a->result, "PENDING") == 0 ? "PENDING" : "", NULL);
+    if (pc->err == KH_OK) {
+        char *hex = gw_bytea_literal(a->sealed, a->sealedlen);
+        const char *p[3] = {pc->h->sender, pc->msg_hex, hex};
+        PGresult *r = hex ? kh_db_exec(c,
+                                       "UPDATE seen_msg SET reply = $3::bytea WHERE sender = $1 "
+                                       "AND msg_id = $2",
+                                       3, p)
+                          : NULL;
+        pc->err = r ? KH_OK : KH_E_DB;
+        PQclear(r);
+        free(hex);
+    }
+    if (pc->err == KH_OK)
+        pc->err = gw_record(c, pc->msg_hex, "answered", pc->h->sender, pc->h->procedure,
+                            pc->h->items, pc->h->n_items, local_id[0] ? local_id : NULL,
+                            pc->qb->staff_id, a->outcome, KH_OK, a->data, a->ndata);
     if (pc->err == KH_OK)
         pc->err = kh_db_commit(c);
     else
@@ -114,46 +225,10 @@ static void answer_done(void *arg)
         peer_free(pc);
         return;
     }
-    const kh_org *asker = kh_dir_org(G.dir, pc->h->sender);
-    uint8_t id[KH_MSG_ID_LEN];
-    Kh__Header h;
-    Kh__AnswerBody b = KH__ANSWER_BODY__INIT;
-    uint8_t *body = NULL, *env = NULL;
-    size_t blen = 0, elen = 0;
-    if (asker == NULL || kh_header_init(&h, id, KH__MSG_TYPE__ANSWER, pc->t->id.code, pc->h->sender,
-                                        pc->t->id.code, G.ttl) != 0)
-        goto fail;
-    h.procedure = pc->h->procedure;
-    h.items = pc->h->items;
-    h.n_items = pc->h->n_items;
-    h.subject = pc->h->subject;
-    h.in_reply_to = pc->h->msg_id;
-    b.msg_id = h.msg_id;
-    b.in_reply_to = pc->h->msg_id;
-    b.sender = pc->t->id.code;
-    b.recipient = pc->h->sender;
-    b.procedure = pc->h->procedure;
-    b.items = pc->h->items;
-    b.n_items = pc->h->n_items;
-    b.result = pc->ndata ? "FOUND" : "NOT_FOUND";
-    b.data = pc->data;
-    b.n_data = pc->ndata;
-    if (kh_pb_pack(&b.base, &body, &blen) != 0 ||
-        kh_env_seal(&h, &pc->t->id, body, blen, asker->enc_cert, &env, &elen) != 0)
-        goto fail;
-    khc_free_secret(body, blen);
     kh_info("peer", "tenant %s answered message %s from %s (%s)", pc->t->id.code, pc->msg_hex,
-            pc->h->sender, b.result);
+            pc->h->sender, pc->resent ? "retransmission: same answer again" : pc->a.result);
     if (req)
-        kh_http_reply_raw(req, 200, env, elen);
-    free(env);
-    peer_free(pc);
-    return;
-fail:
-    khc_free_secret(body, blen);
-    free(env);
-    if (req)
-        refuse(req, KH_E_INTERNAL, "cannot build the answer", pc->msg_hex);
+        kh_http_reply_raw(req, 200, pc->a.sealed, pc->a.sealedlen);
     peer_free(pc);
 }
 
@@ -193,20 +268,27 @@ static void on_envelope(struct evhttp_request *req, void *arg)
         refuse(req, KH_E_HEADER_SIG, "header not signed by the router", hex);
         goto out;
     }
-    if (h->type != KH__MSG_TYPE__QUERY) {
-        refuse(req, KH_E_BAD_REQUEST, "the peer API accepts queries only", hex);
+    if (h->type != KH__MSG_TYPE__QUERY && h->type != KH__MSG_TYPE__ANSWER) {
+        refuse(req, KH_E_BAD_REQUEST, "the peer API accepts queries and deferred answers only",
+               hex);
         goto out;
     }
     if (t == NULL) {
         refuse(req, KH_E_WRONG_RECIPIENT, "recipient is not hosted on this gateway", hex);
         goto out;
     }
+    if (h->type == KH__MSG_TYPE__ANSWER) {
+        /* a deferred answer to one of our tenants' queries (asking side) */
+        gw_query_on_deferred(req, t, env, h);
+        return;
+    }
     if ((e = kh_env_check_time(h, (int64_t)time(NULL), G.skew, G.ttl)) != KH_OK) {
         refuse(req, e, kh_err_get(e)->meaning, hex);
         goto out;
     }
+    const char *row = NULL;
     if ((e = kh_dir_legal(G.dir, h->sender, h->procedure, t->id.code, h->items, h->n_items,
-                          NULL)) != KH_OK) {
+                          &row)) != KH_OK) {
         refuse(req, e, "no legal-basis row allows this query", hex);
         goto out;
     }
@@ -243,6 +325,15 @@ static void on_envelope(struct evhttp_request *req, void *arg)
     pc->t = t;
     pc->h = h;
     pc->qb = qb;
+    pc->a.t = t;
+    pc->a.asker = h->sender;
+    pc->a.procedure = h->procedure;
+    pc->a.items = h->items;
+    pc->a.nitems = h->n_items;
+    pc->a.subject = h->subject;
+    pc->a.row = row;
+    memcpy(pc->a.in_reply_to, h->msg_id.data, KH_MSG_ID_LEN);
+    khc_sha256(env->payload.data, env->payload.len, NULL, 0, pc->digest);
     memcpy(pc->msg_hex, hex, sizeof hex);
     h = NULL;
     evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_peer_close, pc);

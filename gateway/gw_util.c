@@ -3,9 +3,13 @@
 
 #include "khcrypto.h"
 #include "khhttp.h"
+#include "khlog.h"
+#include "khtls.h"
 
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 bool gw_code_ok(const char *s, size_t max)
 {
@@ -100,4 +104,149 @@ void *gw_read_pb(struct evhttp_request *req, const ProtobufCMessageDescriptor *d
     if (m == NULL)
         kh_http_reply_err(req, KH_E_BAD_REQUEST, "body is not a %s", d->name);
     return m;
+}
+
+/* The tenant and system named by a verified client certificate: O= must be a
+ * hosted tenant whose business CA issued the certificate; CN= is the system. */
+static gw_tenant *identify(struct evhttp_request *req, char *sys, size_t syslen)
+{
+    SSL *ssl = kh_http_req_ssl(req);
+    X509 *peer = kh_tls_peer_cert(ssl);
+    char org[16];
+    gw_tenant *t = NULL;
+    if (peer == NULL || khc_cert_org(peer, org, sizeof org) != 0)
+        goto out;
+    t = gw_tenant_find(org);
+    X509 *issuer = kh_tls_peer_issuer(ssl);
+    if (t == NULL || issuer == NULL || !khc_cert_equal(issuer, t->business_ca)) {
+        t = NULL;
+        goto out;
+    }
+    int n =
+        X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, sys, (int)syslen);
+    if (n <= 0 || !gw_token_ok(sys, 32))
+        t = NULL;
+out:
+    X509_free(peer);
+    return t;
+}
+
+/* Checks in the tenant transaction that the system exists and may do op on scope. */
+kh_err gw_permitted(PGconn *c, const char *sys, const char *op, const char *scope, char *msg,
+                    size_t msglen)
+{
+    const char *p[3] = {sys, op, scope};
+    PGresult *r = kh_db_exec(c,
+                             "SELECT (SELECT count(*) FROM business_system WHERE system_id = $1), "
+                             "(SELECT count(*) FROM system_permission WHERE system_id = $1 "
+                             " AND operation = $2 AND scope IN ('*', $3))",
+                             3, p);
+    if (r == NULL)
+        return KH_E_DB;
+    bool known = strcmp(PQgetvalue(r, 0, 0), "0") != 0;
+    bool allowed = strcmp(PQgetvalue(r, 0, 1), "0") != 0;
+    PQclear(r);
+    if (!known) {
+        snprintf(msg, msglen, "business system '%s' is not registered for this tenant", sys);
+        return KH_E_CLIENT_UNKNOWN;
+    }
+    if (!allowed) {
+        snprintf(msg, msglen, "business system '%s' may not %s for %s", sys, op, scope);
+        return KH_E_SYSTEM_PERMISSION;
+    }
+    return KH_OK;
+}
+
+gw_tenant *gw_identify(struct evhttp_request *req, char *sys, size_t syslen)
+{
+    gw_tenant *t = identify(req, sys, syslen);
+    if (t == NULL) {
+        kh_warn("biz", "refused a client certificate that names no hosted tenant/system");
+        kh_http_reply_err(req, KH_E_CLIENT_UNKNOWN, "client certificate not recognised");
+    }
+    return t;
+}
+
+kh_err gw_relayed_refusal(const uint8_t *buf, size_t len, char *msg, size_t msglen)
+{
+    char code[32];
+    kh_http_parse_status(buf, len, code, sizeof code, msg, msglen);
+    kh_err e = kh_err_from_code(code);
+    return (e == KH_E__COUNT || e == KH_OK) ? KH_E_UPSTREAM : e;
+}
+
+uint8_t *gw_open_from_router(gw_tenant *t, const uint8_t *buf, size_t len, Kh__MsgType want,
+                             const uint8_t *in_reply_to, X509 *expect_signer,
+                             const char *expect_sender, Kh__Header **hp, size_t *blen, kh_err *err,
+                             char *msg, size_t msglen)
+{
+    Kh__Envelope *env = NULL;
+    Kh__Header *h = NULL;
+    uint8_t *body = NULL;
+    char why[160];
+    *err = kh_env_parse(buf, len, &env, &h, why, sizeof why);
+    if (*err != KH_OK) {
+        *err = KH_E_UPSTREAM;
+        snprintf(msg, msglen, "router message unreadable: %s", why);
+        return NULL;
+    }
+    if ((*err = kh_env_verify(env, G.dir->router_sign)) != KH_OK ||
+        strcmp(h->signer, "ROUTER") != 0) {
+        *err = KH_E_HEADER_SIG;
+        snprintf(msg, msglen, "header not signed by the router");
+        goto out;
+    }
+    if (h->type != want || strcmp(h->recipient, t->id.code) != 0 ||
+        (expect_sender != NULL && strcmp(h->sender, expect_sender) != 0) ||
+        h->in_reply_to.len != KH_MSG_ID_LEN ||
+        (in_reply_to != NULL && memcmp(h->in_reply_to.data, in_reply_to, KH_MSG_ID_LEN) != 0)) {
+        *err = KH_E_SPLICE;
+        snprintf(msg, msglen, "header does not answer this request");
+        goto out;
+    }
+    if ((*err = kh_env_check_time(h, (int64_t)time(NULL), G.skew, G.ttl)) != KH_OK) {
+        snprintf(msg, msglen, "%s", kh_err_get(*err)->meaning);
+        goto out;
+    }
+    if (expect_signer == NULL) {
+        const kh_org *o = kh_dir_org(G.dir, h->sender);
+        expect_signer = o ? o->sign_cert : NULL;
+    }
+    *err = kh_env_open(env, &t->id, G.national, expect_signer, &body, blen);
+    if (*err != KH_OK)
+        snprintf(msg, msglen, "payload refused: %s", kh_err_get(*err)->meaning);
+out:
+    if (*err != KH_OK || body == NULL) {
+        kh_env_free(env, h);
+        return NULL;
+    }
+    kh__envelope__free_unpacked(env, NULL);
+    *hp = h;
+    return body;
+}
+
+kh_err gw_access(PGconn *c, const char *msg_id, const char *direction, const char *actor,
+                 const char *operation, const char *staff_id, const char *procedure,
+                 char *const *items, size_t nitems, kh_err code)
+{
+    char lit[KH_MAX_ITEMS * (KH_CODE_MAX + 1) + 4];
+    gw_codes_literal(items, nitems, lit, sizeof lit);
+    const char *p[9] = {msg_id,
+                        direction,
+                        actor,
+                        operation,
+                        staff_id,
+                        procedure,
+                        nitems ? lit : NULL,
+                        code == KH_OK ? "allowed" : "refused",
+                        code == KH_OK ? NULL : kh_err_code(code)};
+    PGresult *r = kh_db_exec(c,
+                             "INSERT INTO access_record (msg_id, direction, actor, operation, "
+                             "staff_id, procedure, items, decision, code) VALUES "
+                             "($1,$2,$3,$4,$5,$6,$7::text[],$8,$9)",
+                             9, p);
+    if (r == NULL)
+        return KH_E_DB;
+    PQclear(r);
+    return KH_OK;
 }

@@ -27,4 +27,38 @@ kh_err gw_record(PGconn *c, const char *msg_id, const char *direction, const cha
  * the refusal (size, method, type) and returns NULL. The raw body is wiped. */
 void *gw_read_pb(struct evhttp_request *req, const ProtobufCMessageDescriptor *d);
 
+/* The tenant and system named by a verified business client certificate: O=
+ * a hosted tenant whose business CA issued it, CN= the system. Otherwise
+ * replies KH-2005 and returns NULL. sys: at least 40 bytes. */
+gw_tenant *gw_identify(struct evhttp_request *req, char *sys, size_t syslen);
+/* In the tenant transaction: the system exists and may do op on scope (a
+ * procedure, an item code or "*"); msg explains a refusal. */
+kh_err gw_permitted(PGconn *c, const char *sys, const char *op, const char *scope, char *msg,
+                    size_t msglen);
+/* The code of a refusal relayed by the router (KH-5004 if it names none). */
+kh_err gw_relayed_refusal(const uint8_t *buf, size_t len, char *msg, size_t msglen);
+/* Verifies and opens an envelope from the router for tenant t: header signed
+ * by the router, of type want, from expect_sender (NULL: any), answering
+ * in_reply_to (NULL: any, but one must be named), fresh; the payload signed
+ * by expect_signer (NULL: the directory's certificate of the header's
+ * sender). Returns the body (free with khc_free_secret) and *hp, or NULL
+ * with *err and msg set. */
+uint8_t *gw_open_from_router(gw_tenant *t, const uint8_t *buf, size_t len, Kh__MsgType want,
+                             const uint8_t *in_reply_to, X509 *expect_signer,
+                             const char *expect_sender, Kh__Header **hp, size_t *blen, kh_err *err,
+                             char *msg, size_t msglen);
+/* Writes one access record (an authorisation decision) in the current
+ * tenant transaction. direction: business, peer or admin. */
+kh_err gw_access(PGconn *c, const char *msg_id, const char *direction, const char *actor,
+                 const char *operation, const char *staff_id, const char *procedure,
+                 char *const *items, size_t nitems, kh_err code);
+
+/* Queries, asking side (gw_query.c). */
+void gw_query_register(struct evhttp *http);
+/* A deferred answer from the router (header signature and recipient already
+ * verified) to a query of tenant t; takes env and h. */
+void gw_query_on_deferred(struct evhttp_request *req, gw_tenant *t, Kh__Envelope *env,
+                          Kh__Header *h);
+void gw_query_stop(void);
+
 #endif

@@ -8,8 +8,10 @@
 #include "khlog.h"
 
 #include <openssl/cms.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/kdf.h>
 #include <openssl/objects.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -216,24 +218,25 @@ X509_STORE *khc_store_from_file(const char *ca_path, char *err, size_t errlen)
     return store;
 }
 
-int khc_cert_org(X509 *cert, char *out, size_t outlen)
+/* The one subject attribute of type nid as UTF-8 without NUL; two of them
+ * would make "the" value ambiguous, so they are refused. */
+static int subject_attr(X509 *cert, int nid, const char *what, char *out, size_t outlen)
 {
     if (cert == NULL || out == NULL || outlen == 0)
         return -1;
     const X509_NAME *name = X509_get_subject_name(cert);
     if (name == NULL)
         return -1;
-    int idx = X509_NAME_get_index_by_NID(name, NID_organizationName, -1);
+    int idx = X509_NAME_get_index_by_NID(name, nid, -1);
     if (idx < 0)
         return -1;
-    /* Two O= attributes would make "the" organisation ambiguous: refuse. */
-    if (X509_NAME_get_index_by_NID(name, NID_organizationName, idx) >= 0)
+    if (X509_NAME_get_index_by_NID(name, nid, idx) >= 0)
         return -1;
     const ASN1_STRING *val = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
     unsigned char *utf8 = NULL;
     int n = ASN1_STRING_to_UTF8(&utf8, val);
     if (n < 0) {
-        khc_drain_errors("certificate organisation");
+        khc_drain_errors(what);
         return -1;
     }
     int rc = -1;
@@ -244,6 +247,16 @@ int khc_cert_org(X509 *cert, char *out, size_t outlen)
     }
     OPENSSL_free(utf8);
     return rc;
+}
+
+int khc_cert_org(X509 *cert, char *out, size_t outlen)
+{
+    return subject_attr(cert, NID_organizationName, "certificate organisation", out, outlen);
+}
+
+int khc_cert_cn(X509 *cert, char *out, size_t outlen)
+{
+    return subject_attr(cert, NID_commonName, "certificate common name", out, outlen);
 }
 
 int khc_cert_verify(X509_STORE *store, X509 *cert)
@@ -582,6 +595,12 @@ bool khc_ct_equal(const void *a, const void *b, size_t n)
     return CRYPTO_memcmp(a, b, n) == 0;
 }
 
+void khc_wipe(void *p, size_t n)
+{
+    if (p != NULL)
+        OPENSSL_cleanse(p, n);
+}
+
 void khc_free_secret(void *p, size_t n)
 {
     if (p == NULL)
@@ -598,4 +617,136 @@ void khc_hex(const uint8_t *in, size_t n, char *out)
         out[2 * i + 1] = digits[in[i] & 0x0f];
     }
     out[2 * n] = '\0';
+}
+
+/* ------------------------------------------------------------ passwords */
+
+#define PW_N 32768u /* 2^15 */
+#define PW_R 8u
+#define PW_P 1u
+#define PW_SALT 16
+#define PW_HASH 32
+/* what a stored string may ask for: at least today's strength, at most 256 MiB */
+#define PW_MIN_N 16384u
+#define PW_MAX_MEM ((uint64_t)256 << 20)
+
+static int scrypt(const char *pw, size_t len, const uint8_t *salt, size_t saltlen, uint64_t n,
+                  uint32_t r, uint32_t p, uint8_t out[PW_HASH])
+{
+    static const char empty[1] = {0};
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "SCRYPT", NULL);
+    EVP_KDF_CTX *ctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+    uint64_t maxmem = PW_MAX_MEM + ((uint64_t)1 << 20);
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_PASSWORD, (void *)(len ? pw : empty), len),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, saltlen),
+        OSSL_PARAM_construct_uint64(OSSL_KDF_PARAM_SCRYPT_N, &n),
+        OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_R, &r),
+        OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_P, &p),
+        OSSL_PARAM_construct_uint64(OSSL_KDF_PARAM_SCRYPT_MAXMEM, &maxmem),
+        OSSL_PARAM_construct_end()};
+    int rc = ctx != NULL && EVP_KDF_derive(ctx, out, PW_HASH, params) == 1 ? 0 : -1;
+    if (rc != 0)
+        khc_drain_errors("scrypt");
+    EVP_KDF_CTX_free(ctx);
+    EVP_KDF_free(kdf);
+    return rc;
+}
+
+static int b64_encode(const uint8_t *in, size_t n, char *out, size_t outlen)
+{
+    if (4 * ((n + 2) / 3) + 1 > outlen)
+        return -1;
+    EVP_EncodeBlock((unsigned char *)out, in, (int)n);
+    return 0;
+}
+
+/* Decodes exactly want bytes of standard base64 (with padding). */
+static int b64_decode(const char *in, size_t inlen, uint8_t *out, size_t want)
+{
+    uint8_t buf[64];
+    if (inlen == 0 || inlen % 4 != 0 || inlen / 4 * 3 > sizeof buf || 4 * ((want + 2) / 3) != inlen)
+        return -1;
+    for (size_t i = 0; i < inlen; i++) {
+        char c = in[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '+' || c == '/' || (c == '=' && i >= inlen - 2)))
+            return -1;
+    }
+    int n = EVP_DecodeBlock(buf, (const unsigned char *)in, (int)inlen);
+    /* EVP_DecodeBlock counts the padding as zero bytes */
+    if (n < 0 || (size_t)n < want) {
+        OPENSSL_cleanse(buf, sizeof buf);
+        return -1;
+    }
+    memcpy(out, buf, want);
+    OPENSSL_cleanse(buf, sizeof buf);
+    return 0;
+}
+
+int khc_password_hash(const char *pw, size_t len, char out[KHC_PWHASH_LEN])
+{
+    uint8_t salt[PW_SALT], hash[PW_HASH];
+    char salt64[32], hash64[48];
+    if (pw == NULL || len == 0 || len > KHC_PASSWORD_MAX || khc_random(salt, sizeof salt) != 0 ||
+        scrypt(pw, len, salt, sizeof salt, PW_N, PW_R, PW_P, hash) != 0)
+        return -1;
+    int rc = -1;
+    if (b64_encode(salt, sizeof salt, salt64, sizeof salt64) == 0 &&
+        b64_encode(hash, sizeof hash, hash64, sizeof hash64) == 0) {
+        int n = snprintf(out, KHC_PWHASH_LEN, "scrypt$%u$%u$%u$%s$%s", PW_N, PW_R, PW_P, salt64,
+                         hash64);
+        rc = n > 0 && n < KHC_PWHASH_LEN ? 0 : -1;
+    }
+    OPENSSL_cleanse(hash, sizeof hash);
+    return rc;
+}
+
+/* Parses a stored string; 0 if it is ours and within bounds. */
+static int pw_parse(const char *stored, uint64_t *n, uint32_t *r, uint32_t *p, uint8_t *salt,
+                    uint8_t *hash)
+{
+    char salt64[64], hash64[64];
+    unsigned long long nn;
+    unsigned rr, pp;
+    int used = 0;
+    if (stored == NULL || strlen(stored) >= KHC_PWHASH_LEN ||
+        sscanf(stored, "scrypt$%llu$%u$%u$%63[A-Za-z0-9+/=]$%63[A-Za-z0-9+/=]%n", &nn, &rr, &pp,
+               salt64, hash64, &used) != 5 ||
+        stored[used] != '\0')
+        return -1;
+    /* N a power of two, at least today's; r and p small; memory 128*r*N bounded */
+    if (nn < PW_MIN_N || (nn & (nn - 1)) != 0 || rr < 1 || rr > 32 || pp < 1 || pp > 16 ||
+        (uint64_t)128 * rr * nn > PW_MAX_MEM)
+        return -1;
+    if (b64_decode(salt64, strlen(salt64), salt, PW_SALT) != 0 ||
+        b64_decode(hash64, strlen(hash64), hash, PW_HASH) != 0)
+        return -1;
+    *n = nn;
+    *r = rr;
+    *p = pp;
+    return 0;
+}
+
+bool khc_password_verify(const char *pw, size_t len, const char *stored)
+{
+    static const uint8_t dummy_salt[PW_SALT] = "kakehashi-dummy";
+    uint8_t salt[PW_SALT], want[PW_HASH], got[PW_HASH];
+    uint64_t n = PW_N;
+    uint32_t r = PW_R, p = PW_P;
+    bool real = pw_parse(stored, &n, &r, &p, salt, want) == 0;
+    if (!real) {
+        /* the same work as a real check, for the same time */
+        n = PW_N;
+        r = PW_R;
+        p = PW_P;
+        memcpy(salt, dummy_salt, sizeof salt);
+        memset(want, 0, sizeof want);
+    }
+    bool ok = pw != NULL && len > 0 && len <= KHC_PASSWORD_MAX &&
+              scrypt(pw, len, salt, sizeof salt, n, r, p, got) == 0 &&
+              CRYPTO_memcmp(got, want, sizeof got) == 0 && real;
+    OPENSSL_cleanse(got, sizeof got);
+    OPENSSL_cleanse(want, sizeof want);
+    return ok;
 }

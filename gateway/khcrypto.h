@@ -31,6 +31,8 @@ X509_STORE *khc_store_from_file(const char *ca_path, char *err, size_t errlen);
 
 /* The organisation of a certificate: its subject O= attribute. 0 on success. */
 int khc_cert_org(X509 *cert, char *out, size_t outlen);
+/* The subject CN= of a certificate (exactly one, no NUL, fits outlen). */
+int khc_cert_cn(X509 *cert, char *out, size_t outlen);
 /* Verifies cert against store (chain, validity now). 0 if trusted. */
 int khc_cert_verify(X509_STORE *store, X509 *cert);
 /* True if the two certificates are the same (DER equal). */
@@ -71,10 +73,30 @@ int khc_hmac_sha256(const uint8_t *key, size_t keylen, const uint8_t *data, size
                     uint8_t out[32]);
 /* Constant-time equality for secrets and MACs. The only comparison to use on them. */
 bool khc_ct_equal(const void *a, const void *b, size_t n);
+/* Wipes a buffer that held a secret or personal data (NULL ok). */
+void khc_wipe(void *p, size_t n);
 /* Wipes and frees a buffer that held a secret or personal data (NULL ok). */
 void khc_free_secret(void *p, size_t n);
 /* Lowercase hex of n bytes into out (2n+1 bytes). */
 void khc_hex(const uint8_t *in, size_t n, char *out);
+
+/* Operator passwords: scrypt (OpenSSL EVP_KDF "SCRYPT", memory-hard), a
+ * fresh 16-byte random salt per password, a 32-byte hash, stored as the
+ * self-describing string
+ *     scrypt$N$r$p$SALT$HASH      (SALT and HASH in standard base64)
+ * with N = 2^15, r = 8, p = 1 (32 MiB, about 0.1 s): slow on purpose, so run
+ * it on a worker thread, never on an event loop. Passwords are 1 to
+ * KHC_PASSWORD_MAX bytes. */
+#define KHC_PASSWORD_MAX 1024
+#define KHC_PWHASH_LEN 128 /* room for the stored string and its NUL */
+/* 0 and out set, or -1. */
+int khc_password_hash(const char *pw, size_t len, char out[KHC_PWHASH_LEN]);
+/* True if pw matches stored. A stored string that is not ours, or parameters
+ * outside the accepted range (so that a row cannot make us allocate
+ * gigabytes), are false. stored NULL runs the same work against a fixed
+ * dummy and returns false: the time of a login does not tell whether the
+ * operator exists. The hashes are compared in constant time. */
+bool khc_password_verify(const char *pw, size_t len, const char *stored);
 
 /* Drains OpenSSL's error queue into the operational log under `what`. */
 void khc_drain_errors(const char *what);

@@ -309,6 +309,28 @@ kh_err kh_dir_legal(const kh_dir *d, const char *asker, const char *procedure, c
     return KH_E_NO_LEGAL_BASIS;
 }
 
+bool kh_dir_field_allowed(const kh_dir *d, const char *row_id, const char *item,
+                          const char *flat_name)
+{
+    const Kh__LegalBasisRow *r = NULL;
+    for (size_t i = 0; row_id && i < d->pb->n_legal_basis && r == NULL; i++)
+        if (strcmp(d->pb->legal_basis[i]->id, row_id) == 0)
+            r = d->pb->legal_basis[i];
+    if (r == NULL || !row_has(r, item))
+        return false;
+    size_t base = strcspn(flat_name, "[.");
+    for (size_t i = 0; i < r->n_fields; i++) {
+        const Kh__ItemFields *f = r->fields[i];
+        if (strcmp(f->item_code, item) != 0)
+            continue;
+        for (size_t k = 0; k < f->n_names; k++)
+            if (strlen(f->names[k]) == base && strncmp(f->names[k], flat_name, base) == 0)
+                return true;
+        return false;
+    }
+    return true; /* no list for this item: all its fields */
+}
+
 /* --- sealing and opening with identities --- */
 
 int kh_identity_load(kh_identity *id, const char *code, const char *dir, char *err, size_t errlen)

@@ -68,6 +68,10 @@ const kh_org *kh_dir_org(const kh_dir *d, const char *code);
  * class for all these items under procedure; *row gets the row id. */
 kh_err kh_dir_legal(const kh_dir *d, const char *asker, const char *procedure, const char *provider,
                     char *const *items, size_t n, const char **row);
+/* Minimisation: may an answer under legal-basis row row_id carry the field
+ * flat_name (a flattened name: name, name[i] or group[i].name) of item? */
+bool kh_dir_field_allowed(const kh_dir *d, const char *row_id, const char *item,
+                          const char *flat_name);
 
 #endif
 

@@ -22,6 +22,7 @@ static void usage(FILE *f)
         "  --cert, --key       the business system's client certificate and key\n"
         "  --ca                the national CA certificate (to verify the gateway)\n"
         "  --timeout-ms N      wait at most N ms (default 30000)\n"
+        "  --async             query: do not wait for the answer\n"
         "  --gateway-name NAME the gateway's certificate must name this host (CN); it must\n"
         "                      always be a gateway certificate (O=KH-GW) of the national CA\n"
         "commands:\n"
@@ -29,10 +30,18 @@ static void usage(FILE *f)
         "  delete LOCAL_ID ITEM YYYYMMDD                   register a deletion\n"
         "  linkcode LOCAL_ID RESIDENT_CODE                 obtain the link code\n"
         "  query STAFF PROCEDURE PROVIDER ITEM[,ITEM] LOCAL_ID [AS_OF]\n"
+        "                      ask; waits up to --timeout-ms (then TIMED_OUT with the handle:\n"
+        "                      the query goes on), or with --async returns SENT at once\n"
+        "  status HANDLE       the state of a query of this system, with its answer\n"
+        "  list [state=S] [procedure=P] [provider=O] [since=YYYYMMDD] [until=YYYYMMDD]\n"
+        "       [limit=N]      this system's queries, newest first\n"
         "  bulk ITEM full|diff AS_OF FILE                  upload a bulk file, wait for the\n"
         "                                                  result (report on stdout if rejected)\n"
         "output: 'OK ...' lines, or 'REFUSED KH-nnnn: message' (exit 3), or\n"
-        "'FAILED: reason' (exit 4).\n");
+        "'FAILED: reason' (exit 4). A query prints 'OK RESULT handle=H' when answered,\n"
+        "else its state: 'PENDING handle=H' (held for a decision at the provider),\n"
+        "'SENT handle=H', 'TIMED_OUT handle=H' (exit 0), 'REFUSED|FAILED KH-nnnn: message\n"
+        "handle=H' (exit 3). Withheld items print as 'WITHHELD ITEM'.\n");
 }
 
 typedef struct {
@@ -195,7 +204,8 @@ static int bulk(client_opts *o, const char *item, const char *mode, const char *
                    (unsigned long long)st->records, (unsigned long long)st->issues);
         }
         if (final && strcmp(st->state, "REJECTED") == 0) {
-            fwrite(st->report.data, 1, st->report.len, stdout);
+            if (st->report.len > 0)
+                fwrite(st->report.data, 1, st->report.len, stdout);
             offset += st->report.len;
             rc = 3;
             if (st->report.len == 0 || offset >= st->report_size) {
@@ -236,10 +246,12 @@ int main(int argc, char **argv)
                                          {"ca", required_argument, NULL, 'A'},
                                          {"timeout-ms", required_argument, NULL, 'T'},
                                          {"gateway-name", required_argument, NULL, 'N'},
+                                         {"async", no_argument, NULL, 'a'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *gw = NULL, *cert = NULL, *key = NULL, *ca = NULL, *gw_name = NULL;
     int timeout = 30000, c;
+    bool async = false;
     while ((c = getopt_long(argc, argv, "g:h", opts, NULL)) != -1) {
         switch (c) {
         case 'g':
@@ -259,6 +271,9 @@ int main(int argc, char **argv)
             break;
         case 'N':
             gw_name = optarg;
+            break;
+        case 'a':
+            async = true;
             break;
         case 'h':
             usage(stdout);
@@ -285,13 +300,13 @@ int main(int argc, char **argv)
     }
     char **a = argv + optind + 1;
     int na = argc - optind - 1;
-    uint8_t *body = NULL;
-    size_t len = 0;
     const char *path = NULL;
     const ProtobufCMessageDescriptor *resp_desc = NULL;
     Kh__RegisterRequest reg = KH__REGISTER_REQUEST__INIT;
     Kh__LinkCodeRequest lc = KH__LINK_CODE_REQUEST__INIT;
     Kh__QueryRequest q = KH__QUERY_REQUEST__INIT;
+    Kh__QueryStatusRequest sq = KH__QUERY_STATUS_REQUEST__INIT;
+    Kh__QueryListRequest lq = KH__QUERY_LIST_REQUEST__INIT;
     Kh__Field fields[64], *fptr[64];
     char *items[16];
     ProtobufCMessage *msg = NULL;
@@ -333,52 +348,90 @@ int main(int argc, char **argv)
         q.local_id = a[4];
         q.as_of = na == 6 ? a[5] : "";
         q.timeout_ms = (uint32_t)timeout;
+        q.async = async;
         msg = &q.base;
         path = "/v1/query";
         resp_desc = &kh__query_response__descriptor;
+    } else if (strcmp(cmd, "status") == 0 && na == 1) {
+        sq.handle = a[0];
+        msg = &sq.base;
+        path = "/v1/query/status";
+        resp_desc = &kh__query_response__descriptor;
+    } else if (strcmp(cmd, "list") == 0) {
+        for (int i = 0; i < na; i++) {
+            char *eq = strchr(a[i], '=');
+            if (eq == NULL) {
+                fprintf(stderr, "khclient: filter '%s' is not name=value\n", a[i]);
+                return 2;
+            }
+            *eq++ = '\0';
+            if (strcmp(a[i], "state") == 0)
+                lq.state = eq;
+            else if (strcmp(a[i], "procedure") == 0)
+                lq.procedure = eq;
+            else if (strcmp(a[i], "provider") == 0)
+                lq.provider = eq;
+            else if (strcmp(a[i], "since") == 0)
+                lq.since = eq;
+            else if (strcmp(a[i], "until") == 0)
+                lq.until = eq;
+            else if (strcmp(a[i], "limit") == 0)
+                lq.limit = (uint32_t)strtoul(eq, NULL, 10);
+            else {
+                fprintf(stderr, "khclient: unknown filter '%s'\n", a[i]);
+                return 2;
+            }
+        }
+        msg = &lq.base;
+        path = "/v1/query/list";
+        resp_desc = &kh__query_list__descriptor;
     } else {
         usage(stderr);
         return 2;
     }
-    len = protobuf_c_message_get_packed_size(msg);
-    body = malloc(len ? len : 1);
-    if (body == NULL)
-        return 4;
-    protobuf_c_message_pack(msg, body);
-    kh_sync_resp r;
-    /* only a gateway may receive a business system's data (resident codes...) */
-    kh_sync_request(gw, cert, key, ca, "KH-GW", gw_name, path, body, len, timeout + 5000, &r);
-    free(body);
     int rc = 0;
-    if (r.status == 0) {
-        printf("FAILED: %s\n", r.error);
-        rc = 4;
-    } else if (r.status != 200) {
-        rc = refused(&r);
-    } else {
-        ProtobufCMessage *m = protobuf_c_message_unpack(resp_desc, NULL, r.len, r.body);
-        if (m == NULL) {
-            printf("FAILED: unreadable response\n");
-            rc = 4;
-        } else if (resp_desc == &kh__register_response__descriptor) {
-            printf("OK registered version %llu\n",
-                   (unsigned long long)((Kh__RegisterResponse *)m)->version);
-        } else if (resp_desc == &kh__link_code_response__descriptor) {
-            printf("OK link code acquired\n");
-        } else {
-            Kh__QueryResponse *qr = (Kh__QueryResponse *)m;
-            printf("OK %s handle=%s\n", qr->result, qr->handle);
-            for (size_t i = 0; i < qr->n_data; i++) {
-                Kh__ItemData *d = qr->data[i];
-                printf("ITEM %s version=%llu effective_from=%s\n", d->item_code,
-                       (unsigned long long)d->version, d->effective_from);
-                for (size_t k = 0; k < d->n_fields; k++)
-                    printf("  %s.%s=%s\n", d->item_code, d->fields[k]->name, d->fields[k]->value);
-            }
+    /* only a gateway may receive a business system's data (resident codes...) */
+    client_opts o = {gw, cert, key, ca, gw_name, timeout, NULL};
+    ProtobufCMessage *m = call(&o, path, msg, resp_desc, &rc);
+    kh_sync_close(o.conn);
+    if (m == NULL)
+        return rc;
+    if (resp_desc == &kh__register_response__descriptor) {
+        printf("OK registered version %llu\n",
+               (unsigned long long)((Kh__RegisterResponse *)m)->version);
+    } else if (resp_desc == &kh__link_code_response__descriptor) {
+        printf("OK link code acquired\n");
+    } else if (resp_desc == &kh__query_list__descriptor) {
+        Kh__QueryList *l = (Kh__QueryList *)m;
+        for (size_t i = 0; i < l->n_queries; i++) {
+            Kh__QuerySummary *s = l->queries[i];
+            printf("%s %s %s %s ", s->handle, s->state, s->procedure, s->provider);
+            for (size_t k = 0; k < s->n_items; k++)
+                printf("%s%s", k ? "," : "", s->items[k]);
+            printf(" %s %s %s%s%s\n", s->staff_id, s->created_at, s->result[0] ? s->result : "-",
+                   s->code[0] ? " " : "", s->code);
         }
-        if (m)
-            protobuf_c_message_free_unpacked(m, NULL);
+        printf("OK %zu queries\n", l->n_queries);
+    } else {
+        Kh__QueryResponse *qr = (Kh__QueryResponse *)m;
+        if (strcmp(qr->state, "ANSWERED") == 0)
+            printf("OK %s handle=%s%s\n", qr->result, qr->handle, qr->deferred ? " deferred" : "");
+        else if (strcmp(qr->state, "REFUSED") == 0 || strcmp(qr->state, "FAILED") == 0) {
+            printf("%s %s: %s handle=%s\n", qr->state, qr->status ? qr->status->code : "?",
+                   qr->status ? qr->status->message : "", qr->handle);
+            rc = 3;
+        } else
+            printf("%s handle=%s\n", qr->state, qr->handle);
+        for (size_t i = 0; i < qr->n_withheld; i++)
+            printf("WITHHELD %s\n", qr->withheld[i]);
+        for (size_t i = 0; i < qr->n_data; i++) {
+            Kh__ItemData *d = qr->data[i];
+            printf("ITEM %s version=%llu effective_from=%s\n", d->item_code,
+                   (unsigned long long)d->version, d->effective_from);
+            for (size_t k = 0; k < d->n_fields; k++)
+                printf("  %s.%s=%s\n", d->item_code, d->fields[k]->name, d->fields[k]->value);
+        }
     }
-    kh_sync_resp_free(&r);
+    protobuf_c_message_free_unpacked(m, NULL);
     return rc;
 }

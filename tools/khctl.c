@@ -1,6 +1,7 @@
 /* khctl: the operators' and auditors' command line for a tenant's
  * hash-chained records (sql/tenant/004_chain.sql, 006_chains.sql): the
- * provision records, the access records and the audit log.
+ * provision records, the access records and the audit log; and
+ * (khctl_admin.c) the admin API client and the bootstrap of the first operator.
  *
  *   khctl verify --db CONNINFO --tenant ORG --cert SIGN.crt [--chain NAME] [--from SEQ --to SEQ]
  *   khctl export --db CONNINFO --tenant ORG [--chain NAME] [--from SEQ] [--to SEQ]
@@ -29,6 +30,7 @@
  * Exit 0 intact (or retained), 1 a chain is broken, 2 usage or access problem. */
 #include "idconv.h"
 #include "khcrypto.h"
+#include "khctl_admin.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -97,6 +99,8 @@ static void usage(FILE *f)
         "  --dry-run      retain: say what would be removed, remove nothing\n"
         "Exit status: 0 intact (or retained), 1 a chain is broken (its first broken link is\n"
         "named; retain then removes nothing), 2 usage or access problem.\n");
+    fprintf(f, "\n");
+    khctl_admin_usage(f);
 }
 
 static int unhex(const char *s, size_t slen, uint8_t *out, size_t n)
@@ -972,6 +976,11 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    /* the operators' commands (khctl_admin.c) */
+    if (argc >= 2 && strcmp(argv[1], "admin") == 0)
+        return khctl_admin_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "operator-add") == 0)
+        return khctl_operator_add_main(argc - 1, argv + 1);
     if (argc < 2 || (strcmp(argv[1], "verify") != 0 && strcmp(argv[1], "export") != 0 &&
                      strcmp(argv[1], "retain") != 0)) {
         usage(stderr);

@@ -56,6 +56,8 @@ static void usage(FILE *f)
             "                        string / a byte in the middle of the payload\n"
             "  --splice FILE         use the payload of the envelope saved in FILE with this\n"
             "                        fresh, correctly signed header\n"
+            "  --reuse-id FILE       use the message id of the envelope saved in FILE, with a\n"
+            "                        fresh payload (another message under a seen id)\n"
             "  --expired             issued_at = now-600, expires_at = now-300 (correctly signed)\n"
             "  --ttl N               validity in seconds (default 300)\n"
             "  --times N             send the same bytes N times (default 1; 0 = only build)\n"
@@ -254,7 +256,7 @@ static const char *refusal_code(const kh_sync_resp *r, char *out, size_t outlen)
 
 typedef struct {
     const char *pki, *to, *as, *sender, *recipient, *procedure, *subject, *staff, *as_of;
-    const char *sign_as, *payload_signer, *tamper, *splice, *save, *save_answer;
+    const char *sign_as, *payload_signer, *tamper, *splice, *save, *save_answer, *reuse_id;
     char *items;
     bool expired;
     int times, ttl, timeout_ms;
@@ -305,6 +307,23 @@ static int build(const forge_opts *o, uint8_t **out, size_t *outlen)
         0) {
         snprintf(err, sizeof err, "no randomness");
         goto fail;
+    }
+    if (o->reuse_id) {
+        uint8_t *raw = NULL;
+        size_t rawlen = 0;
+        Kh__Envelope *e0 = NULL;
+        Kh__Header *h0 = NULL;
+        char why[160];
+        if (read_all(o->reuse_id, &raw, &rawlen) != 0 ||
+            kh_env_parse(raw, rawlen, &e0, &h0, why, sizeof why) != KH_OK ||
+            h0->msg_id.len != KH_MSG_ID_LEN) {
+            free(raw);
+            snprintf(err, sizeof err, "%s is not a saved envelope", o->reuse_id);
+            goto fail;
+        }
+        memcpy(id, h0->msg_id.data, KH_MSG_ID_LEN);
+        kh_env_free(e0, h0);
+        free(raw);
     }
     h.procedure = (char *)o->procedure;
     h.items = items;
@@ -424,6 +443,7 @@ enum {
     O_PSIGNER,
     O_TAMPER,
     O_SPLICE,
+    O_REUSE_ID,
     O_EXPIRED,
     O_TTL,
     O_TIMES,
@@ -449,6 +469,7 @@ int main(int argc, char **argv)
                                          {"payload-signer", required_argument, NULL, O_PSIGNER},
                                          {"tamper", required_argument, NULL, O_TAMPER},
                                          {"splice", required_argument, NULL, O_SPLICE},
+                                         {"reuse-id", required_argument, NULL, O_REUSE_ID},
                                          {"expired", no_argument, NULL, O_EXPIRED},
                                          {"ttl", required_argument, NULL, O_TTL},
                                          {"times", required_argument, NULL, O_TIMES},
@@ -506,6 +527,9 @@ int main(int argc, char **argv)
             break;
         case O_SPLICE:
             o.splice = optarg;
+            break;
+        case O_REUSE_ID:
+            o.reuse_id = optarg;
             break;
         case O_EXPIRED:
             o.expired = true;

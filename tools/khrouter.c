@@ -129,7 +129,9 @@ static int build_directory(char *err, size_t errlen)
 {
     int rc = -1;
     PGconn *c = PQconnectdb(kh_conf_str(R.conf, "db", ""));
-    PGresult *res = NULL, *ver = NULL;
+    PGresult *res = NULL, *ver = NULL, *fres = NULL;
+    Kh__ItemFields *ifs = NULL, **ifptr = NULL;
+    char **names = NULL;
     Kh__Directory d = KH__DIRECTORY__INIT;
     Kh__OrgEntry *entries = calloc(R.norgs ? R.norgs : 1, sizeof *entries);
     Kh__OrgEntry **eptr = calloc(R.norgs ? R.norgs : 1, sizeof *eptr);
@@ -145,9 +147,15 @@ static int build_directory(char *err, size_t errlen)
                     "router.legal_basis ORDER BY id");
     /* the version names the table's content, so gateways can tell tables apart */
     ver = PQexec(c, "SELECT 'lb-' || left(md5(coalesce(string_agg(id || asker_class || procedure "
-                    "|| provider_class || items::text, ';' ORDER BY id), '')), 12) "
+                    "|| provider_class || items::text, ';' ORDER BY id), '') || coalesce((SELECT "
+                    "string_agg(legal_basis || item_code || field, ';' ORDER BY legal_basis, "
+                    "item_code, field) FROM router.legal_basis_field), '')), 12) "
                     "FROM router.legal_basis");
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQresultStatus(ver) != PGRES_TUPLES_OK) {
+    /* minimisation: the fields each row allows, per item */
+    fres = PQexec(c, "SELECT legal_basis, item_code, field FROM router.legal_basis_field "
+                     "ORDER BY legal_basis, item_code, field");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQresultStatus(ver) != PGRES_TUPLES_OK ||
+        PQresultStatus(fres) != PGRES_TUPLES_OK) {
         snprintf(err, errlen, "cannot read router.legal_basis: %s", PQerrorMessage(c));
         goto out;
     }
@@ -175,6 +183,36 @@ static int build_directory(char *err, size_t errlen)
         r->items = items;
         r->n_items = n;
         rptr[i] = r;
+    }
+    /* ItemFields: one per (row, item) run of fres; names point into fres */
+    int nf = PQntuples(fres);
+    ifs = calloc((size_t)nf + 1, sizeof *ifs);
+    ifptr = calloc((size_t)nf + 1, sizeof *ifptr);
+    names = calloc((size_t)nf + 1, sizeof *names);
+    if (!ifs || !ifptr || !names)
+        goto out;
+    for (int k = 0, nifs = 0; k < nf; k++) {
+        const char *row = PQgetvalue(fres, k, 0), *item = PQgetvalue(fres, k, 1);
+        names[k] = PQgetvalue(fres, k, 2);
+        if (k > 0 && strcmp(row, PQgetvalue(fres, k - 1, 0)) == 0 &&
+            strcmp(item, PQgetvalue(fres, k - 1, 1)) == 0) {
+            ifs[nifs - 1].n_names++;
+            continue;
+        }
+        Kh__ItemFields *f = &ifs[nifs];
+        kh__item_fields__init(f);
+        f->item_code = (char *)item;
+        f->names = &names[k];
+        f->n_names = 1;
+        ifptr[nifs++] = f;
+        for (int i = 0; i < nrows; i++) {
+            Kh__LegalBasisRow *r = &rows[i];
+            if (strcmp(r->id, row) != 0)
+                continue;
+            if (r->n_fields == 0)
+                r->fields = &ifptr[nifs - 1];
+            r->n_fields++; /* (row, item) runs of one row are adjacent */
+        }
     }
     for (size_t i = 0; i < R.norgs; i++) {
         Kh__OrgEntry *e = &entries[i];
@@ -236,6 +274,10 @@ out:
     free(signed_bytes);
     PQclear(res);
     PQclear(ver);
+    PQclear(fres);
+    free(ifs);
+    free(ifptr);
+    free(names);
     PQfinish(c);
     return rc;
 }
@@ -264,6 +306,8 @@ typedef struct {
     int relay_status;
     uint8_t *raw; /* the envelope as received */
     size_t rawlen;
+    uint8_t digest[32]; /* of the payload: equal on a retransmission */
+    bool resent;
 } r_call;
 
 static void r_on_close(struct evhttp_connection *conn, void *arg)
@@ -315,13 +359,23 @@ static kh_err r_record(PGconn *c, r_call *rc, const char *outcome)
         protobuf_c_enum_descriptor_get_value(&kh__msg_type__descriptor, h->type)
             ? protobuf_c_enum_descriptor_get_value(&kh__msg_type__descriptor, h->type)->name
             : "?";
-    const char *p[8] = {rc->hex,      type, h->sender, h->recipient,
-                        h->procedure, lit,  outcome,   kh_err_code(rc->err)};
+    char irt[2 * KH_MSG_ID_LEN + 1] = "";
+    if (h->in_reply_to.len == KH_MSG_ID_LEN)
+        kh_msgid_hex(&h->in_reply_to, irt);
+    const char *p[9] = {rc->hex,
+                        type,
+                        h->sender,
+                        h->recipient,
+                        h->procedure,
+                        lit,
+                        outcome,
+                        kh_err_code(rc->err),
+                        irt[0] ? irt : NULL};
     PGresult *r = kh_db_exec(c,
                              "INSERT INTO router.query_record (msg_id, type, sender, recipient, "
-                             "procedure, items, outcome, code) VALUES ($1,$2,$3,$4,$5,"
-                             "$6::text[],$7,$8)",
-                             8, p);
+                             "procedure, items, outcome, code, in_reply_to) VALUES ($1,$2,$3,$4,"
+                             "$5,$6::text[],$7,$8,$9)",
+                             9, p);
     if (r == NULL)
         return KH_E_DB;
     PQclear(r);
@@ -481,12 +535,43 @@ static void handle_linkcode(r_call *rc, const kh_org *sender)
 
 static void q_forwarded(int status, const uint8_t *buf, size_t len, void *arg);
 
+/* Registers a query's message id with its payload digest: KH_OK if new or
+ * a retransmission (rc->resent), KH_E_REPLAY if seen with another payload. */
+static kh_err q_seen(PGconn *c, r_call *rc)
+{
+    kh_err e = kh_db_seen(c, "router.seen_msg", rc->h->sender, rc->hex, rc->h->expires_at);
+    char dig[2 + 64 + 1] = "\\x";
+    khc_hex(rc->digest, sizeof rc->digest, dig + 2);
+    const char *p[3] = {rc->h->sender, rc->hex, dig};
+    PGresult *r = NULL;
+    if (e == KH_OK)
+        r = kh_db_exec(c,
+                       "UPDATE router.seen_msg SET digest = $3::bytea WHERE sender = $1 "
+                       "AND msg_id = $2",
+                       3, p);
+    else if (e == KH_E_REPLAY)
+        r = kh_db_exec(c,
+                       "SELECT 1 FROM router.seen_msg WHERE sender = $1 AND msg_id = $2 "
+                       "AND digest = $3::bytea",
+                       3, p);
+    else
+        return e;
+    if (r == NULL)
+        return KH_E_DB;
+    if (e == KH_E_REPLAY && PQntuples(r) == 1) {
+        rc->resent = true;
+        e = KH_OK;
+    }
+    PQclear(r);
+    return e;
+}
+
 static void q_work(PGconn *c, void *arg)
 {
     r_call *rc = arg;
     rc->err = kh_db_begin(c);
     if (rc->err == KH_OK)
-        rc->err = kh_db_seen(c, "router.seen_msg", rc->h->sender, rc->hex, rc->h->expires_at);
+        rc->err = q_seen(c, rc);
     if (rc->err == KH_OK) {
         const char *p[2] = {rc->h->sender, rc->h->subject};
         PGresult *r = kh_db_exec(c,
@@ -503,7 +588,7 @@ static void q_work(PGconn *c, void *arg)
     }
     if (rc->err == KH_OK)
         hmac_hex("link", rc->h->recipient, rc->person_key, rc->target_link, IDCONV_LINK_CODE_LEN);
-    rc->outcome = rc->err == KH_OK ? "forwarded" : "refused";
+    rc->outcome = rc->err != KH_OK ? "refused" : rc->resent ? "forwarded_again" : "forwarded";
     if (rc->err == KH_E_DB) {
         kh_db_rollback(c);
         return;
@@ -596,6 +681,8 @@ static void q_forwarded(int status, const uint8_t *buf, size_t len, void *arg)
         finish(rc, KH_E_SPLICE, "failed", "answer does not answer this query");
         return;
     }
+    /* a held query: the router records it as pending; the decision comes later */
+    bool pending = strcmp(ah->answer_state, "PENDING") == 0;
     /* back to the asker's link code, signed by the router */
     char *s = ah->subject, *g = ah->signer;
     ah->subject = rc->h->subject;
@@ -605,7 +692,11 @@ static void q_forwarded(int status, const uint8_t *buf, size_t len, void *arg)
     ah->subject = s;
     ah->signer = g;
     kh_env_free(aenv, ah);
-    finish(rc, ok == 0 ? KH_OK : KH_E_INTERNAL, ok == 0 ? "answered" : "failed", NULL);
+    finish(rc, ok == 0 ? KH_OK : KH_E_INTERNAL,
+           ok != 0   ? "failed"
+           : pending ? "pending"
+                     : "answered",
+           NULL);
 }
 
 static void handle_query(r_call *rc)
@@ -626,6 +717,146 @@ static void handle_query(r_call *rc)
         return;
     }
     if (kh_pool_submit(R.pool, q_work, q_checked, rc) != 0)
+        finish(rc, KH_E_OVERLOADED, "refused", "database queue full");
+}
+
+/* --- deferred answers --- */
+
+static void d_forwarded(int status, const uint8_t *buf, size_t len, void *arg);
+
+/* A deferred answer is forwarded only for a query recorded as pending from
+ * its recipient to its sender, and only one per query. */
+static void d_work(PGconn *c, void *arg)
+{
+    r_call *rc = arg;
+    char irt[2 * KH_MSG_ID_LEN + 1];
+    kh_msgid_hex(&rc->h->in_reply_to, irt);
+    rc->err = kh_db_begin(c);
+    if (rc->err == KH_OK)
+        rc->err = q_seen(c, rc);
+    if (rc->err == KH_OK) {
+        const char *p[4] = {irt, rc->h->recipient, rc->h->sender, rc->hex};
+        PGresult *r = kh_db_exec(
+            c,
+            "SELECT (SELECT count(*) FROM router.query_record WHERE msg_id = $1 AND type = "
+            "'QUERY' AND sender = $2 AND recipient = $3 AND outcome = 'pending'), "
+            "(SELECT count(*) FROM router.query_record WHERE in_reply_to = $1 AND type = "
+            "'ANSWER' AND outcome = 'delivered' AND msg_id <> $4)",
+            4, p);
+        if (r == NULL)
+            rc->err = KH_E_DB;
+        else if (strcmp(PQgetvalue(r, 0, 0), "0") == 0 || strcmp(PQgetvalue(r, 0, 1), "0") != 0)
+            rc->err = KH_E_UNEXPECTED_ANSWER;
+        PQclear(r);
+    }
+    if (rc->err == KH_OK) {
+        const char *p[2] = {rc->h->sender, rc->h->subject};
+        PGresult *r = kh_db_exec(c,
+                                 "SELECT person_key FROM router.linkcode WHERE org = $1 AND "
+                                 "link_code = $2",
+                                 2, p);
+        if (r == NULL)
+            rc->err = KH_E_DB;
+        else if (PQntuples(r) != 1)
+            rc->err = KH_E_UNKNOWN_LINK_CODE;
+        else
+            snprintf(rc->person_key, sizeof rc->person_key, "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+    if (rc->err == KH_OK)
+        hmac_hex("link", rc->h->recipient, rc->person_key, rc->target_link, IDCONV_LINK_CODE_LEN);
+    rc->outcome = rc->err == KH_OK ? "forwarded" : "refused";
+    if (rc->err == KH_E_DB) {
+        kh_db_rollback(c);
+        return;
+    }
+    if (r_record(c, rc, rc->outcome) != KH_OK || kh_db_commit(c) != KH_OK) {
+        kh_db_rollback(c);
+        rc->err = KH_E_DB;
+    }
+}
+
+static void d_checked(void *arg)
+{
+    r_call *rc = arg;
+    if (rc->err != KH_OK) {
+        struct evhttp_request *req = r_take(rc);
+        if (req)
+            kh_http_reply_err(req, rc->err, "%s", kh_err_get(rc->err)->meaning);
+        kh_info("route", "deferred answer %s %s -> %s refused %s", rc->hex, rc->h->sender,
+                rc->h->recipient, kh_err_code(rc->err));
+        r_free(rc);
+        return;
+    }
+    const r_org *to = org_find(rc->h->recipient);
+    char *orig_subject = rc->h->subject, *orig_signer = rc->h->signer;
+    rc->h->subject = rc->target_link;
+    rc->h->signer = "ROUTER";
+    uint8_t *fwd = NULL;
+    size_t flen = 0;
+    int ok =
+        kh_env_pack(rc->h, R.id.sign_key, rc->env->payload.data, rc->env->payload.len, &fwd, &flen);
+    rc->h->subject = orig_subject;
+    rc->h->signer = orig_signer;
+    if (ok != 0 || R.stopping ||
+        kh_http_request(R.base, R.client_ctx, EVHTTP_REQ_POST, to->endpoint, "/v1/envelope", fwd,
+                        flen, R.timeout_ms, "KH-GW", to->gateway, d_forwarded, rc) != 0) {
+        free(fwd);
+        finish(rc, KH_E_UPSTREAM, "failed", "cannot forward");
+        return;
+    }
+    free(fwd);
+}
+
+static void d_forwarded(int status, const uint8_t *buf, size_t len, void *arg)
+{
+    r_call *rc = arg;
+    char why[160];
+    if (status == 0) {
+        finish(rc, KH_E_UPSTREAM, "failed", "asking gateway unreachable");
+        return;
+    }
+    rc->reply = malloc(len ? len : 1);
+    if (rc->reply == NULL) {
+        finish(rc, KH_E_INTERNAL, "failed", "out of memory");
+        return;
+    }
+    memcpy(rc->reply, buf, len);
+    rc->replylen = len;
+    if (status != 200) {
+        char code[32];
+        kh_http_parse_status(buf, len, code, sizeof code, why, sizeof why);
+        kh_err e = kh_err_from_code(code);
+        rc->relay_status = status;
+        finish(rc, e == KH_E__COUNT || e == KH_OK ? KH_E_UPSTREAM : e, "refused_by_asker", why);
+        return;
+    }
+    finish(rc, KH_OK, "delivered", NULL);
+}
+
+static void handle_deferred(r_call *rc)
+{
+    const Kh__Header *h = rc->h;
+    if (strcmp(h->answer_state, "DEFERRED") != 0 || h->in_reply_to.len != KH_MSG_ID_LEN) {
+        finish(rc, KH_E_BAD_REQUEST, "refused",
+               "an answer sent on its own must be a deferred answer to a query");
+        return;
+    }
+    if (org_find(h->recipient) == NULL) {
+        finish(rc, KH_E_UNKNOWN_ORG, "refused", "recipient is not in the directory");
+        return;
+    }
+    /* the query it answers had to be lawful: so must the answer be */
+    if (kh_dir_legal(R.dir, h->recipient, h->procedure, h->sender, h->items, h->n_items, NULL) !=
+        KH_OK) {
+        finish(rc, KH_E_NO_LEGAL_BASIS, "refused", "no legal-basis row allows this answer");
+        return;
+    }
+    if (!idconv_link_code_valid(h->subject)) {
+        finish(rc, KH_E_BAD_REQUEST, "refused", "header.subject is not a link code");
+        return;
+    }
+    if (kh_pool_submit(R.pool, d_work, d_checked, rc) != 0)
         finish(rc, KH_E_OVERLOADED, "refused", "database queue full");
 }
 
@@ -686,6 +917,7 @@ static void on_envelope(struct evhttp_request *req, void *arg)
     rc->env = env;
     rc->h = h;
     kh_msgid_hex(&h->msg_id, rc->hex);
+    khc_sha256(env->payload.data, env->payload.len, NULL, 0, rc->digest);
     const r_org *from = org_find(h->sender);
     const kh_org *dfrom = kh_dir_org(R.dir, h->sender);
     if (from == NULL || dfrom == NULL) {
@@ -712,6 +944,9 @@ static void on_envelope(struct evhttp_request *req, void *arg)
         break;
     case KH__MSG_TYPE__QUERY:
         handle_query(rc);
+        break;
+    case KH__MSG_TYPE__ANSWER:
+        handle_deferred(rc);
         break;
     default:
         finish(rc, KH_E_BAD_REQUEST, "refused", "unexpected message type");

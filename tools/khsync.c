@@ -178,20 +178,29 @@ static ssize_t read_head(kh_sync_conn *c, uint8_t **bufp, size_t *capp, size_t *
 int kh_sync_do(kh_sync_conn *c, const char *path, const uint8_t *body, size_t len,
                kh_sync_resp *resp)
 {
-    char head[512];
+    return kh_sync_do_ex(c, body ? "POST" : "GET", path, "application/x-protobuf", NULL, body, len,
+                         resp);
+}
+
+int kh_sync_do_ex(kh_sync_conn *c, const char *method, const char *path, const char *ctype,
+                  const char *headers, const uint8_t *body, size_t len, kh_sync_resp *resp)
+{
+    char head[2048];
     uint8_t *buf = NULL;
     size_t cap = 0, headlen = 0;
     memset(resp, 0, sizeof *resp);
     int hl = snprintf(head, sizeof head,
-                      "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-protobuf\r\n"
+                      "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\n%s"
                       "Content-Length: %zu\r\n\r\n",
-                      body ? "POST" : "GET", path, c->host, body ? len : 0);
+                      method, path, c->host, ctype, headers ? headers : "", body ? len : 0);
     if (hl < 0 || (size_t)hl >= sizeof head) {
         snprintf(resp->error, sizeof resp->error, "request path too long");
         return -1;
     }
-    if (SSL_write(c->ssl, head, hl) != hl ||
-        (body && len && SSL_write(c->ssl, body, (int)len) != (int)len)) {
+    bool sent = SSL_write(c->ssl, head, hl) == hl &&
+                (!body || !len || SSL_write(c->ssl, body, (int)len) == (int)len);
+    OPENSSL_cleanse(head, sizeof head);
+    if (!sent) {
         tls_error(resp, "cannot send the request (peer refused the connection)");
         return -1;
     }

@@ -28,6 +28,11 @@ kh_sync_conn *kh_sync_connect(const char *hostport, const char *cert, const char
  * the connection is then unusable). */
 int kh_sync_do(kh_sync_conn *c, const char *path, const uint8_t *body, size_t len,
                kh_sync_resp *resp);
+/* The same with the method ("GET", "POST"), the body's content type and
+ * extra header lines (each "Name: value\r\n"; NULL for none). The request
+ * head is wiped after it is sent (it may carry a bearer token). */
+int kh_sync_do_ex(kh_sync_conn *c, const char *method, const char *path, const char *ctype,
+                  const char *headers, const uint8_t *body, size_t len, kh_sync_resp *resp);
 void kh_sync_close(kh_sync_conn *c);
 
 /* One request on a connection of its own. */

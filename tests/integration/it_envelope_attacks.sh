@@ -66,14 +66,26 @@ out=$(forge --splice "$T/valid.envelope")
 expect_contains "d. spliced payload: refused KH-4005" "SEND 1 HTTP 403 KH-4005" "$out"
 
 # e. replay at the router, then at the answering gateway itself
-out=$(forge --times 2)
-expect_contains "e. replay via the router: first send answered" "SEND 1 HTTP 200 ANSWER FOUND" "$out"
-expect_contains "e. replay via the router: second send refused KH-4006" "SEND 2 HTTP 409 KH-4006" "$out"
-PROV_OK=$((PROV_OK + 1)) ROUTER_OK=$((ROUTER_OK + 1))
-out=$(forge_direct --times 2)
-expect_contains "e. replay at gw-a's peer API: first send answered" "SEND 1 HTTP 200 ANSWER FOUND" "$out"
-expect_contains "e. replay at gw-a's peer API: second send refused KH-4006" "SEND 2 HTTP 409 KH-4006" "$out"
+# via the router: the same bytes again are a retransmission (the asking
+# gateway retries after a lost reply): forwarded again and answered with the
+# same answer; another payload under the same message id is a replay
+out=$(forge --times 2 --save "$T/routed.envelope")
+expect_contains "e. via the router: first send answered" "SEND 1 HTTP 200 ANSWER FOUND" "$out"
+expect_contains "e. via the router: the same bytes again get the same answer" "SEND 2 HTTP 200 ANSWER FOUND" "$out"
+PROV_OK=$((PROV_OK + 1)) ROUTER_OK=$((ROUTER_OK + 2))
+out=$(forge --reuse-id "$T/routed.envelope")
+expect_contains "e. another payload under a seen id via the router: refused KH-4006" "SEND 1 HTTP 409 KH-4006" "$out"
+# at gw-a itself: the same envelope again is a retransmission (the router
+# lost the reply, say): the same answer, no second record; another payload
+# under the same message id is a replay
+before=$(provided_count kh_gw_a 131016)
+out=$(forge_direct --times 2 --save "$T/direct.envelope")
+expect_contains "e. gw-a's peer API: first send answered" "SEND 1 HTTP 200 ANSWER FOUND" "$out"
+expect_contains "e. gw-a's peer API: the same bytes again get the same answer" "SEND 2 HTTP 200 ANSWER FOUND" "$out"
+expect_eq "e. and only one provision record" $((before + 1)) "$(provided_count kh_gw_a 131016)"
 PROV_OK=$((PROV_OK + 1))
+out=$(forge_direct --reuse-id "$T/direct.envelope")
+expect_contains "e. another payload under a seen id at gw-a: refused KH-4006" "SEND 1 HTTP 409 KH-4006" "$out"
 
 # f. expired (correctly signed)
 out=$(forge --expired)

@@ -7,6 +7,7 @@
 #include <check.h>
 #include <openssl/cms.h>
 #include <openssl/err.h>
+#include <openssl/kdf.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
@@ -604,6 +605,103 @@ START_TEST(cert_org)
 }
 END_TEST
 
+START_TEST(cert_cn)
+{
+    char cn[32];
+    ck_assert_int_eq(khc_cert_cn(a_sign.cert, cn, sizeof cn), 0);
+    ck_assert_str_eq(cn, "131016 sign");
+    ck_assert_int_eq(khc_cert_cn(no_org.cert, cn, sizeof cn), 0);
+    ck_assert_str_eq(cn, "nobody");
+    ck_assert_int_eq(khc_cert_cn(no_org.cert, cn, 7), 0); /* exactly fits */
+    ck_assert_int_ne(khc_cert_cn(no_org.cert, cn, 6), 0); /* too long */
+    ck_assert_int_ne(khc_cert_cn(NULL, cn, sizeof cn), 0);
+}
+END_TEST
+
+/* Decodes standard base64 of a stored password string's field. */
+static size_t b64(const char *in, size_t n, uint8_t *out)
+{
+    int k = EVP_DecodeBlock(out, (const unsigned char *)in, (int)n);
+    ck_assert_int_ge(k, 0);
+    while (n > 0 && in[n - 1] == '=') {
+        n--;
+        k--;
+    }
+    return (size_t)k;
+}
+
+START_TEST(password_hash_verify)
+{
+    char h1[KHC_PWHASH_LEN], h2[KHC_PWHASH_LEN], bad[KHC_PWHASH_LEN + 16];
+    const char *pw = "correct horse battery staple";
+    ck_assert_int_eq(khc_password_hash(pw, strlen(pw), h1), 0);
+    ck_assert_int_eq(khc_password_hash(pw, strlen(pw), h2), 0);
+    ck_assert_str_ne(h1, h2); /* a fresh salt each time */
+    ck_assert(strncmp(h1, "scrypt$32768$8$1$", 17) == 0);
+    ck_assert(khc_password_verify(pw, strlen(pw), h1));
+    ck_assert(khc_password_verify(pw, strlen(pw), h2));
+    ck_assert(!khc_password_verify(pw, strlen(pw) - 1, h1));
+    ck_assert(!khc_password_verify("correct horse battery stapl3", strlen(pw), h1));
+    ck_assert(!khc_password_verify(pw, strlen(pw), NULL)); /* the dummy check */
+    ck_assert(!khc_password_verify(pw, strlen(pw), ""));
+    ck_assert(!khc_password_verify("", 0, h1));
+    /* a password with a NUL and non-ASCII bytes is hashed as bytes */
+    const char bin[] = "p\0\xe6\x97\xa5";
+    ck_assert_int_eq(khc_password_hash(bin, sizeof bin - 1, h2), 0);
+    ck_assert(khc_password_verify(bin, sizeof bin - 1, h2));
+    ck_assert(!khc_password_verify(bin, 1, h2));
+    ck_assert_int_ne(khc_password_hash(pw, 0, h2), 0);
+    ck_assert_int_ne(khc_password_hash(pw, KHC_PASSWORD_MAX + 1, h2), 0);
+
+    /* the stored string means what it says: scrypt(N, r, p, salt) = hash */
+    char salt64[64], hash64[64];
+    ck_assert_int_eq(sscanf(h1, "scrypt$32768$8$1$%63[^$]$%63s", salt64, hash64), 2);
+    uint8_t salt[48], want[48], got[32];
+    ck_assert_uint_eq(b64(salt64, strlen(salt64), salt), 16);
+    ck_assert_uint_eq(b64(hash64, strlen(hash64), want), 32);
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "SCRYPT", NULL);
+    EVP_KDF_CTX *kctx = EVP_KDF_CTX_new(kdf);
+    uint64_t n = 32768;
+    uint32_t r = 8, p = 1;
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_octet_string("pass", (void *)pw, strlen(pw)),
+                           OSSL_PARAM_construct_octet_string("salt", salt, 16),
+                           OSSL_PARAM_construct_uint64("n", &n),
+                           OSSL_PARAM_construct_uint32("r", &r),
+                           OSSL_PARAM_construct_uint32("p", &p),
+                           OSSL_PARAM_construct_end()};
+    ck_assert_int_eq(EVP_KDF_derive(kctx, got, sizeof got, params), 1);
+    EVP_KDF_CTX_free(kctx);
+    EVP_KDF_free(kdf);
+    ck_assert_mem_eq(got, want, 32);
+
+    /* altered or foreign strings never verify, and cannot ask for huge memory */
+    static const struct {
+        const char *head; /* up to the salt */
+        int saltlen;      /* characters of the salt kept */
+        const char *tail; /* after the hash */
+    } alt[] = {
+        {"scrypt$1048576$8$1$", 24, ""}, /* 1 GiB */
+        {"scrypt$32768$64$1$", 24, ""},  /* r too large */
+        {"scrypt$32769$8$1$", 24, ""},   /* N not a power of two */
+        {"scrypt$1024$8$1$", 24, ""},    /* weaker than we accept */
+        {"scrypt$32768$8$0$", 24, ""},   /* p = 0 */
+        {"bcrypt$32768$8$1$", 24, ""},   /* not ours */
+        {"scrypt$32768$8$1$", 24, "A"},  /* hash too long */
+        {"scrypt$32768$8$1$", 24, "$"},  /* trailing data */
+        {"scrypt$32768$8$1$", 20, ""},   /* salt cut */
+    };
+    for (size_t i = 0; i < sizeof alt / sizeof alt[0]; i++) {
+        snprintf(bad, sizeof bad, "%s%.*s$%s%s", alt[i].head, alt[i].saltlen, salt64, hash64,
+                 alt[i].tail);
+        ck_assert_msg(!khc_password_verify(pw, strlen(pw), bad), "accepted %s", bad);
+    }
+    /* one changed character of the hash */
+    snprintf(bad, sizeof bad, "%s", h1);
+    bad[strlen(bad) - 3] = bad[strlen(bad) - 3] == 'A' ? 'B' : 'A';
+    ck_assert(!khc_password_verify(pw, strlen(pw), bad));
+}
+END_TEST
+
 START_TEST(ct_equal)
 {
     uint8_t a[32], b[32];
@@ -671,6 +769,8 @@ int main(void)
     tcase_add_test(tc, load_cert_and_store);
     tcase_add_test(tc, cert_verify);
     tcase_add_test(tc, cert_org);
+    tcase_add_test(tc, cert_cn);
+    tcase_add_test(tc, password_hash_verify);
     tcase_add_test(tc, ct_equal);
     tcase_add_test(tc, hmac_rfc4231_case2);
     tcase_add_test(tc, random_and_hex);

@@ -41,7 +41,8 @@ step "migrate (twice)"
 "$khdb" migrate "$tmp" khtest
 out=$("$khdb" migrate "$tmp" khtest)
 grep -q applied <<<"$out" && fail "second migrate applied something: $out"
-[ "$(sq -c 'SELECT count(*) FROM kh.schema_migrations')" = 2 ] || fail "platform migrations"
+[ "$(sq -c 'SELECT count(*) FROM kh.schema_migrations')" = "$(ls "$src"/sql/platform/*.sql | wc -l)" ] ||
+    fail "platform migrations"
 [ "$(sq -c "SELECT count(*) FROM kh.item_field WHERE item_code = 'TK001'")" = 23 ] || fail "catalogue"
 [ "$(sq -c 'SELECT count(*) FROM kh.item')" = 8 ] || fail "catalogue items"
 snap() { sq -c 'SELECT md5(string_agg(t::text, $$;$$ ORDER BY t::text)) FROM (
@@ -177,6 +178,35 @@ expect_denied "tenant role changes another tenant's table" -c "SET ROLE kh_t_131
     -c "ALTER TABLE t_271004.replica OWNER TO kh_t_131016"
 gw -c "SET ROLE kh_t_131016" -c "SELECT count(*) FROM kh.item" >/dev/null ||
     fail "the catalogue must be readable by tenant roles"
+
+step "operator tables: only through kh_operator_store, and only what the admin API does"
+sq -c "INSERT INTO kh.operator (name, role, password_hash, created_by) VALUES
+    ('op1', 'auditor', 'scrypt\$32768\$8\$1\$c2FsdA==\$aGFzaA==', 'test')" >/dev/null
+op() { gw -c "SET ROLE kh_operator_store" -c "$1"; }
+op "SELECT name, role, password_hash FROM kh.operator" >/dev/null || fail "the admin API role cannot read operators"
+op "UPDATE kh.operator SET failed_logins = 1, locked_until = now() WHERE name = 'op1'" >/dev/null ||
+    fail "the admin API role cannot count failed logins"
+op "INSERT INTO kh.operator_audit (actor, action, outcome) VALUES ('op1', 'test', 'ok')" >/dev/null ||
+    fail "the admin API role cannot append to the operator audit log"
+expect_denied "gateway without SET ROLE reads operators" -c "SELECT * FROM kh.operator"
+expect_denied "tenant role reads operators" -c "SET ROLE kh_t_131016" -c "SELECT * FROM kh.operator"
+expect_denied "tenant role reads sessions" -c "SET ROLE kh_t_131016" -c "SELECT * FROM kh.operator_session"
+expect_denied "admin API role changes a role" -c "SET ROLE kh_operator_store" \
+    -c "UPDATE kh.operator SET role = 'platform_admin' WHERE name = 'op1'"
+expect_denied "admin API role changes a password hash" -c "SET ROLE kh_operator_store" \
+    -c "UPDATE kh.operator SET password_hash = 'x' WHERE name = 'op1'"
+expect_denied "admin API role deletes an operator" -c "SET ROLE kh_operator_store" \
+    -c "DELETE FROM kh.operator WHERE name = 'op1'"
+expect_denied "admin API role rewrites the operator audit log" -c "SET ROLE kh_operator_store" \
+    -c "UPDATE kh.operator_audit SET outcome = 'ok'"
+expect_denied "admin API role deletes from the operator audit log" -c "SET ROLE kh_operator_store" \
+    -c "DELETE FROM kh.operator_audit"
+expect_denied "admin API role reads tenant data" -c "SET ROLE kh_operator_store" \
+    -c "SELECT * FROM t_131016.answer_flag"
+if out=$(sq -c "DELETE FROM kh.operator_audit" 2>&1); then
+    fail "the superuser deleted from the operator audit log: $out"
+fi
+grep -q "append-only" <<<"$out" || fail "operator audit log: expected append-only, got: $out"
 
 step "stop (twice)"
 "$khdb" stop "$tmp" >/dev/null

@@ -31,6 +31,8 @@ run_all() {
     "$KHPKI" org "$P" 131016
     "$KHPKI" org "$P" N00001
     "$KHPKI" system "$P" 131016 tax-1
+    "$KHPKI" operator "$P" ta-131016
+    "$KHPKI" operator "$P" admin
 }
 
 check "help exits 0" "$KHPKI" --help
@@ -45,7 +47,8 @@ ok "first run"
 # Layout and permissions.
 expect=(national-ca router/tls router/sign router/enc rogue/ca rogue/client rogue/sign rogue/tls
     gw/gw1/tls org/131016/sign org/131016/enc org/131016/business-ca org/N00001/sign
-    org/N00001/enc org/N00001/business-ca org/131016/systems/tax-1)
+    org/N00001/enc org/N00001/business-ca org/131016/systems/tax-1 operator-ca
+    operator/ta-131016/tls operator/admin/tls)
 for b in "${expect[@]}"; do
     [ -f "$P/$b.crt" ] && [ -f "$P/$b.key" ] || fail "missing $b.{crt,key}"
 done
@@ -75,6 +78,16 @@ for b in rogue/client rogue/sign rogue/tls; do
         openssl verify -CAfile "$P/national-ca.crt" "$P/$b.crt"
     check "$b verifies against the rogue CA" openssl verify -CAfile "$P/rogue/ca.crt" "$P/$b.crt"
 done
+check "operator cert verifies against the operator CA" \
+    openssl verify -CAfile "$P/operator-ca.crt" "$P/operator/ta-131016/tls.crt"
+check_not "operator cert does not verify against the national CA" \
+    openssl verify -CAfile "$P/national-ca.crt" "$P/operator/ta-131016/tls.crt"
+check_not "business system cert does not verify against the operator CA" \
+    openssl verify -CAfile "$P/operator-ca.crt" "$P/org/131016/systems/tax-1.crt"
+check "operator subject is O=KH-OPERATOR, CN=NAME" sh -c "openssl x509 -in '$P/operator/ta-131016/tls.crt' \
+    -noout -subject -nameopt RFC2253 | grep -q '^subject=CN=ta-131016,O=KH-OPERATOR$'"
+check "operator cert is for TLS clients only" sh -c "openssl x509 -in '$P/operator/admin/tls.crt' -noout \
+    -text | grep -A1 'Extended Key Usage' | grep -qx ' *TLS Web Client Authentication'"
 check "router TLS cert has SAN and EKU" sh -c "openssl x509 -in '$P/router/tls.crt' -noout -text |
     grep -q 'DNS:localhost, IP Address:127.0.0.1' && openssl x509 -in '$P/router/tls.crt' -noout -text |
     grep -q 'TLS Web Server Authentication, TLS Web Client Authentication'"
@@ -103,6 +116,11 @@ check_not "missing DIR (org)" "$KHPKI" org "$T/nonexistent" 131016
 check_not "missing arguments" "$KHPKI" org "$P"
 check_not "unknown command" "$KHPKI" frobnicate "$P"
 check_not "bad gateway name" "$KHPKI" gateway "$P" "a/b"
+check_not "bad operator name (dot-dot)" "$KHPKI" operator "$P" ..
+check_not "bad operator name (slash)" "$KHPKI" operator "$P" a/b
+check_not "bad operator name (upper case)" "$KHPKI" operator "$P" Admin
+check_not "bad operator name (too long)" "$KHPKI" operator "$P" "$(printf 'a%.0s' {1..33})"
+check_not "missing DIR (operator)" "$KHPKI" operator "$T/nonexistent" admin
 [ ! -e "$T/nonexistent" ] && ok "nothing created for a missing DIR" || fail "created missing DIR"
 err=$("$KHPKI" system "$P" 131016 TAX 2>&1 || true)
 [[ $err == *"invalid system id"* ]] && ok "error message names the problem" || fail "message: $err"

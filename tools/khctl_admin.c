@@ -1,0 +1,1013 @@
+/* khctl_admin.c: khctl's operator commands.
+ *
+ *   khctl admin [--admin H:P] [--pki DIR] [--operator NAME] [--password-file F]
+ *               [--token-file F] [--json] COMMAND ...
+ *   khctl operator-add --db CONNINFO NAME ROLE [--tenant ORG]... --password-file F
+ *
+ * admin talks to a gateway's admin API over mutual TLS with the operator's
+ * certificate (PKI/operator/NAME/tls.{crt,key}), verifying the gateway
+ * against PKI/national-ca.crt. Without a token file each command logs in
+ * with the password, acts and logs out; "login --token-file F" keeps a
+ * session in F (mode 0600) for the commands after it, "logout" ends it.
+ * operator-add writes the first operator straight into the database (there
+ * is no admin yet to ask), as a role that may (the superuser).
+ * Exit status: 0 done, 3 refused (the KH- code is printed), 4 transport or
+ * TLS failure, 2 usage or local problem (files, database); operator-add 1
+ * if the operator exists already (without --if-absent). */
+#include "khctl_admin.h"
+
+#include "idconv.h"
+#include "khadmin.h"
+#include "khcrypto.h"
+#include "khjson.h"
+#include "khsync.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void khctl_admin_usage(FILE *f)
+{
+    fprintf(
+        f,
+        "usage: khctl admin [OPTIONS] COMMAND [ARGS]      the admin API of a gateway\n"
+        "  --admin HOST:PORT       the gateway's admin listener (env KH_ADMIN_ADDR)\n"
+        "  --pki DIR               dev PKI: DIR/national-ca.crt verifies the gateway,\n"
+        "                          DIR/operator/NAME/tls.{crt,key} is you (env KH_ADMIN_PKI)\n"
+        "  --operator NAME         your operator name (env KH_ADMIN_OPERATOR)\n"
+        "  --password-file FILE    your password, first line, file mode 0600\n"
+        "                          (env KH_ADMIN_PASSWORD_FILE)\n"
+        "  --token-file FILE       a session kept by 'login' (env KH_ADMIN_TOKEN_FILE);\n"
+        "                          without one every command logs in and out\n"
+        "  --cert FILE --key FILE  another client certificate than PKI/operator/NAME\n"
+        "  --gateway-name NAME     the gateway's certificate must have CN=NAME\n"
+        "  --json                  print the gateway's JSON instead of a table\n"
+        "  --timeout-ms N          wait at most N ms (default 30000)\n"
+        "commands:\n"
+        "  login                   log in (keeps the session in --token-file if given)\n"
+        "  logout                  end the session of --token-file and remove the file\n"
+        "  whoami                  operator, role, tenants, session\n"
+        "  flags list ORG [--kind hold|nondisclosure] [--active] [--limit N]\n"
+        "  flags add ORG hold|nondisclosure --reason TEXT [--local-id ID] [--item CODE]\n"
+        "            [--procedure CODE] [--from YYYY-MM-DD] [--to YYYY-MM-DD]\n"
+        "  flags revoke ORG ID\n"
+        "  pending ORG [--state pending|approved|refused|expired|all] [--limit N]\n"
+        "  decide ORG MSG_ID approve|refuse [--items CODE,CODE] [--reason TEXT]\n"
+        "                          a responder's decision on a held query (approve with\n"
+        "                          --items: only those; the others are withheld)\n"
+        "  queries ORG [--state S] [--procedure P] [--provider ORG] [--since YYYY-MM-DD]\n"
+        "          [--until YYYY-MM-DD] [--limit N]   (at most 1000 rows)\n"
+        "  audit ORG [--since D] [--until D] [--outcome ok|refused] [--limit N]\n"
+        "  operator list\n"
+        "  operator add NAME ROLE [--tenant ORG]... --new-password-file FILE\n"
+        "  operator disable NAME\n"
+        "  raw GET|POST PATH [JSON]   one request as is (JSON '-' reads standard input)\n"
+        "ROLE: platform_admin, tenant_admin (flags; reads its tenants), responder (held\n"
+        "answers), auditor (reads queries and the audit log).\n"
+        "\n"
+        "usage: khctl operator-add --db CONNINFO NAME ROLE [--tenant ORG]... --password-file FILE\n"
+        "       [--if-absent]\n"
+        "  bootstrap: writes an operator straight into the gateway's database (as a role that\n"
+        "  may, e.g. the superuser), for the first platform admin. --if-absent: an existing\n"
+        "  operator of that name is left as it is (exit 0; without it exit 1).\n"
+        "Exit status: 0 done, 3 refused (KH- code printed), 4 transport or TLS failure,\n"
+        "2 usage or local problem.\n");
+}
+
+/* ---------------------------------------------------------- arguments */
+
+typedef struct {
+    const char *name;
+    bool has_arg;
+    bool repeat; /* collected into a list */
+} opt_def;
+
+typedef struct {
+    const opt_def *def;
+    const char *val;
+} opt_val;
+
+typedef struct {
+    opt_val opts[96];
+    size_t nopts;
+    const char *pos[16];
+    size_t npos;
+} args;
+
+static const opt_def known_opts[] = {
+    {"--admin", true, false},      {"--pki", true, false},
+    {"--operator", true, false},   {"--password-file", true, false},
+    {"--token-file", true, false}, {"--cert", true, false},
+    {"--key", true, false},        {"--gateway-name", true, false},
+    {"--json", false, false},      {"--timeout-ms", true, false},
+    {"--kind", true, false},       {"--active", false, false},
+    {"--limit", true, false},      {"--reason", true, false},
+    {"--local-id", true, false},   {"--item", true, false},
+    {"--procedure", true, false},  {"--from", true, false},
+    {"--to", true, false},         {"--state", true, false},
+    {"--provider", true, false},   {"--since", true, false},
+    {"--until", true, false},      {"--outcome", true, false},
+    {"--tenant", true, true},      {"--new-password-file", true, false},
+    {"--db", true, false},         {"--if-absent", false, false},
+    {"--items", true, false},      {"--help", false, false},
+    {NULL, false, false}};
+
+/* Options anywhere among the positional arguments; "--" ends options. */
+static int parse_args(int argc, char **argv, args *a)
+{
+    memset(a, 0, sizeof *a);
+    bool opts_done = false;
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        if (!opts_done && strcmp(s, "--") == 0) {
+            opts_done = true;
+            continue;
+        }
+        if (opts_done || strncmp(s, "--", 2) != 0 || s[2] == '\0') {
+            if (a->npos >= sizeof a->pos / sizeof a->pos[0]) {
+                fprintf(stderr, "khctl: too many arguments\n");
+                return -1;
+            }
+            a->pos[a->npos++] = s;
+            continue;
+        }
+        const opt_def *d = known_opts;
+        while (d->name && strcmp(d->name, s) != 0)
+            d++;
+        if (d->name == NULL) {
+            fprintf(stderr, "khctl: unknown option %s\n", s);
+            return -1;
+        }
+        if (d->has_arg && i + 1 >= argc) {
+            fprintf(stderr, "khctl: %s needs a value\n", s);
+            return -1;
+        }
+        for (size_t k = 0; !d->repeat && k < a->nopts; k++)
+            if (a->opts[k].def == d) {
+                fprintf(stderr, "khctl: %s given twice\n", s);
+                return -1;
+            }
+        if (a->nopts >= sizeof a->opts / sizeof a->opts[0]) {
+            fprintf(stderr, "khctl: too many options\n");
+            return -1;
+        }
+        a->opts[a->nopts].def = d;
+        a->opts[a->nopts++].val = d->has_arg ? argv[++i] : "";
+    }
+    return 0;
+}
+
+static const char *opt(const args *a, const char *name)
+{
+    for (size_t i = 0; i < a->nopts; i++)
+        if (strcmp(a->opts[i].def->name, name) == 0)
+            return a->opts[i].val;
+    return NULL;
+}
+
+/* An option, else an environment variable, else NULL. */
+static const char *opt_env(const args *a, const char *name, const char *env)
+{
+    const char *v = opt(a, name);
+    if (v == NULL && env != NULL && (v = getenv(env)) != NULL && *v == '\0')
+        v = NULL;
+    return v;
+}
+
+/* Only the options a command understands (NULL-terminated). */
+static bool only_opts(const args *a, const char *cmd, const char *const *allowed)
+{
+    for (size_t i = 0; i < a->nopts; i++) {
+        bool ok = false;
+        for (size_t j = 0; allowed[j] && !ok; j++)
+            ok = strcmp(allowed[j], a->opts[i].def->name) == 0;
+        if (!ok) {
+            fprintf(stderr, "khctl: %s does not take %s\n", cmd, a->opts[i].def->name);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ----------------------------------------------------------- secrets */
+
+/* The first line of a private file (mode 0600 or stricter) into a malloc'd
+ * NUL-terminated buffer; freed with khc_free_secret(p, *len + 1). */
+static char *read_secret(const char *path, const char *what, size_t *len)
+{
+    char buf[KHC_PASSWORD_MAX + 3];
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        fprintf(stderr, "khctl: cannot open %s %s: %s\n", what, path, strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077) != 0) {
+        fprintf(stderr, "khctl: %s %s must be a regular file of mode 0600 (chmod 600 it)\n", what,
+                path);
+        close(fd);
+        return NULL;
+    }
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n < 0 || (size_t)n >= sizeof buf - 1) {
+        fprintf(stderr, "khctl: %s %s: unreadable or longer than %d bytes\n", what, path,
+                KHC_PASSWORD_MAX);
+        khc_wipe(buf, sizeof buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    size_t l = strcspn(buf, "\r\n");
+    buf[l] = '\0';
+    char *out = l > 0 && l <= KHC_PASSWORD_MAX ? malloc(l + 1) : NULL;
+    if (out != NULL)
+        memcpy(out, buf, l + 1);
+    else
+        fprintf(stderr, "khctl: %s %s is empty\n", what, path);
+    khc_wipe(buf, sizeof buf);
+    *len = l;
+    return out;
+}
+
+static bool role_ok(const char *r)
+{
+    return khadm_role(r) != 0;
+}
+
+/* The --tenant options, checked: none for a platform admin, 1..64 otherwise. */
+static int tenant_list(const args *a, const char *role, const char **out)
+{
+    int n = 0;
+    for (size_t i = 0; i < a->nopts; i++) {
+        if (strcmp(a->opts[i].def->name, "--tenant") != 0)
+            continue;
+        if (!idconv_org_code_valid(a->opts[i].val) || n >= KHADM_MAX_TENANTS) {
+            fprintf(stderr, "khctl: --tenant %s: not an organisation code\n", a->opts[i].val);
+            return -1;
+        }
+        out[n++] = a->opts[i].val;
+    }
+    if (strcmp(role, "platform_admin") == 0 ? n != 0 : n == 0) {
+        fprintf(stderr, "khctl: a platform_admin has every tenant (no --tenant); other roles "
+                        "need at least one --tenant\n");
+        return -1;
+    }
+    return n;
+}
+
+/* "role": ROLE, "tenants": [...] inside an object being written. */
+static void write_role(khj_writer *w, const char *role, const char *const *tenants, int nt)
+{
+    khjw_kstr(w, "role", role);
+    khjw_key(w, "tenants");
+    khjw_arr(w);
+    for (int i = 0; i < nt; i++)
+        khjw_str(w, tenants[i]);
+    khjw_arr_end(w);
+}
+
+/* ------------------------------------------------------------ client */
+
+typedef struct {
+    const char *addr, *pki, *operator, * pwfile, *tokenfile, *gw_name;
+    char cert[1024], key[1024], ca[1024];
+    bool json;
+    int timeout;
+    kh_sync_conn *conn;
+    char token[65];   /* hex, while a session is open */
+    bool own_session; /* logged in by this command: log out at the end */
+    bool quiet;       /* print no refusal or failure (the closing logout) */
+} client;
+
+/* One request. Returns the parsed 2xx body (caller frees), or NULL with *rc
+ * set after printing the refusal or failure. raw_out: the body text too. */
+static khj_val *request(client *cl, const char *method, const char *path, const char *body,
+                        size_t blen, int *rc, char **raw_out)
+{
+    char auth[128] = "", err[256];
+    kh_sync_resp r;
+    memset(&r, 0, sizeof r);
+    if (cl->conn == NULL) {
+        cl->conn = kh_sync_connect(cl->addr, cl->cert, cl->key, cl->ca, "KH-GW", cl->gw_name,
+                                   cl->timeout, err, sizeof err);
+        if (cl->conn == NULL) {
+            if (!cl->quiet)
+                printf("FAILED: %s\n", err);
+            *rc = 4;
+            return NULL;
+        }
+    }
+    if (cl->token[0])
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", cl->token);
+    int sent = kh_sync_do_ex(cl->conn, method, path, "application/json", auth,
+                             (const uint8_t *)body, blen, &r);
+    khc_wipe(auth, sizeof auth);
+    if (sent != 0) {
+        if (!cl->quiet)
+            printf("FAILED: %s\n", r.error);
+        kh_sync_close(cl->conn);
+        cl->conn = NULL;
+        *rc = 4;
+        return NULL;
+    }
+    khj_error je;
+    khj_val *v = khj_parse((const char *)r.body, r.len, r.len + 1, 64, &je);
+    if (r.status < 200 || r.status > 299) {
+        const char *code = khj_get_str(v, "code"), *msg = khj_get_str(v, "message");
+        if (!cl->quiet)
+            printf("REFUSED %s: %s (HTTP %d)\n", code ? code : "?",
+                   msg ? msg : "unreadable refusal", r.status);
+        *rc = 3;
+        khj_free(v);
+        v = NULL;
+    } else if (v == NULL) {
+        printf("FAILED: the gateway's answer is not JSON (%s)\n", je.msg);
+        *rc = 4;
+    } else if (raw_out != NULL) {
+        *raw_out = malloc(r.len + 1);
+        if (*raw_out) {
+            memcpy(*raw_out, r.body, r.len);
+            (*raw_out)[r.len] = '\0';
+        }
+    }
+    khc_wipe(r.body, r.len); /* listings carry personal data, logins a token */
+    kh_sync_resp_free(&r);
+    return v;
+}
+
+static int login(client *cl, bool keep)
+{
+    size_t pwlen;
+    int rc = 0;
+    if (cl->pwfile == NULL) {
+        fprintf(stderr, "khctl: --password-file (or KH_ADMIN_PASSWORD_FILE) is needed to log in\n");
+        return 2;
+    }
+    char *pw = read_secret(cl->pwfile, "password file", &pwlen);
+    if (pw == NULL)
+        return 2;
+    khj_writer w;
+    khjw_init(&w, 0);
+    khjw_obj(&w);
+    khjw_kstr(&w, "operator", cl->operator);
+    khjw_key(&w, "password");
+    khjw_strn(&w, pw, pwlen);
+    khjw_obj_end(&w);
+    khc_free_secret(pw, pwlen + 1);
+    size_t blen;
+    char *body = khjw_finish(&w, &blen);
+    if (body == NULL)
+        return 2;
+    khj_val *v = request(cl, "POST", "/admin/v1/login", body, blen, &rc, NULL);
+    khc_free_secret(body, blen);
+    if (v == NULL)
+        return rc;
+    const char *token = khj_get_str(v, "token");
+    if (token == NULL || strlen(token) != 64) {
+        printf("FAILED: no token in the login answer\n");
+        khj_free(v);
+        return 4;
+    }
+    snprintf(cl->token, sizeof cl->token, "%s", token);
+    cl->own_session = !keep;
+    if (keep) {
+        int fd = open(cl->tokenfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        bool ok = fd >= 0 && fchmod(fd, 0600) == 0 && write(fd, cl->token, 64) == 64 &&
+                  write(fd, "\n", 1) == 1;
+        if (fd >= 0)
+            close(fd);
+        if (!ok) {
+            fprintf(stderr, "khctl: cannot write the token file %s\n", cl->tokenfile);
+            cl->own_session = true; /* log it out again */
+            rc = 2;
+        }
+    }
+    khj_free(v);
+    return rc;
+}
+
+static void logout(client *cl)
+{
+    int rc = 0;
+    if (cl->token[0] == '\0')
+        return;
+    /* the command's own answer is what counts: this one is not printed
+     * (the session may have ended already, e.g. by a raw logout) */
+    cl->quiet = true;
+    khj_free(request(cl, "POST", "/admin/v1/logout", NULL, 0, &rc, NULL));
+    khc_wipe(cl->token, sizeof cl->token);
+}
+
+/* -------------------------------------------------------------- output */
+
+/* Prints text with control characters replaced: a value from the gateway
+ * (a reason, a name) must not drive the terminal. */
+static void put_clean(const char *s, size_t width)
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p && (width == 0 || n < width); p++) {
+        putchar(*p < 0x20 || *p == 0x7f ? '?' : *p);
+        if ((*p & 0xc0) != 0x80)
+            n++;
+    }
+}
+
+/* Writes a parsed value again as JSON. */
+static void rewrite(khj_writer *w, const khj_val *v)
+{
+    switch (khj_type_of(v)) {
+    case KHJ_NULL:
+        khjw_null(w);
+        break;
+    case KHJ_BOOL:
+        khjw_bool(w, khj_bool(v));
+        break;
+    case KHJ_INT:
+        khjw_int(w, khj_int(v));
+        break;
+    case KHJ_STR:
+        khjw_strn(w, khj_str(v), khj_strlen(v));
+        break;
+    case KHJ_ARR:
+        khjw_arr(w);
+        for (size_t i = 0; i < khj_len(v); i++)
+            rewrite(w, khj_at(v, i));
+        khjw_arr_end(w);
+        break;
+    case KHJ_OBJ:
+        khjw_obj(w);
+        for (size_t i = 0; i < khj_len(v); i++) {
+            khjw_key(w, khj_key_at(v, i));
+            rewrite(w, khj_at(v, i));
+        }
+        khjw_obj_end(w);
+        break;
+    }
+}
+
+/* A value as text for a table cell: strings as they are, null "-", arrays
+ * of scalars joined with ",", anything else as JSON. malloc'd. */
+static char *cell(const khj_val *v)
+{
+    char num[24];
+    switch (khj_type_of(v)) {
+    case KHJ_NULL:
+        return strdup("-");
+    case KHJ_BOOL:
+        return strdup(khj_bool(v) ? "true" : "false");
+    case KHJ_INT:
+        snprintf(num, sizeof num, "%lld", (long long)khj_int(v));
+        return strdup(num);
+    case KHJ_STR:
+        return strdup(khj_str(v));
+    case KHJ_ARR:
+    case KHJ_OBJ:
+        break;
+    }
+    bool flat = khj_type_of(v) == KHJ_ARR;
+    size_t cap = 1;
+    for (size_t i = 0; flat && i < khj_len(v); i++) {
+        khj_type t = khj_type_of(khj_at(v, i));
+        flat = t == KHJ_STR || t == KHJ_INT;
+        cap += khj_strlen(khj_at(v, i)) + 22;
+    }
+    if (!flat) {
+        khj_writer w;
+        khjw_init(&w, 0);
+        rewrite(&w, v);
+        return khjw_finish(&w, NULL);
+    }
+    char *out = calloc(1, cap);
+    for (size_t i = 0; out && i < khj_len(v); i++) {
+        char *c = cell(khj_at(v, i));
+        if (c && i)
+            strcat(out, ",");
+        if (c)
+            strcat(out, c);
+        free(c);
+    }
+    return out;
+}
+
+static size_t text_width(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xc0) != 0x80;
+    return n;
+}
+
+/* An array of flat objects as a table, columns from the first row. */
+static void print_table(const khj_val *rows)
+{
+    const khj_val *first = khj_at(rows, 0);
+    size_t ncol = khj_len(first), nrow = khj_len(rows);
+    if (first == NULL) {
+        printf("(none)\n");
+        return;
+    }
+    size_t *wid = calloc(ncol, sizeof *wid);
+    if (wid == NULL)
+        return;
+    for (size_t c = 0; c < ncol; c++)
+        wid[c] = text_width(khj_key_at(first, c));
+    for (size_t r = 0; r < nrow; r++)
+        for (size_t c = 0; c < ncol; c++) {
+            char *t = cell(khj_get(khj_at(rows, r), khj_key_at(first, c)));
+            size_t tw = t ? text_width(t) : 0;
+            if (tw > wid[c])
+                wid[c] = tw > 40 ? 40 : tw;
+            free(t);
+        }
+    for (size_t c = 0; c < ncol; c++) {
+        put_clean(khj_key_at(first, c), 0);
+        printf("%*s", (int)(wid[c] - text_width(khj_key_at(first, c)) + (c + 1 < ncol ? 2 : 0)),
+               "");
+    }
+    putchar('\n');
+    for (size_t r = 0; r < nrow; r++) {
+        for (size_t c = 0; c < ncol; c++) {
+            char *t = cell(khj_get(khj_at(rows, r), khj_key_at(first, c)));
+            size_t tw = t ? text_width(t) : 0;
+            put_clean(t ? t : "", wid[c]);
+            printf("%*s", (int)((tw < wid[c] ? wid[c] - tw : 0) + (c + 1 < ncol ? 2 : 0)), "");
+            free(t);
+        }
+        putchar('\n');
+    }
+    printf("(%zu row%s)\n", nrow, nrow == 1 ? "" : "s");
+    free(wid);
+}
+
+/* An answer: "key: value" lines; the one array of objects (a listing) as a table. */
+static void print_answer(const khj_val *v, int indent)
+{
+    for (size_t i = 0; i < khj_len(v); i++) {
+        const khj_val *x = khj_at(v, i);
+        if (khj_type_of(x) == KHJ_ARR &&
+            (khj_len(x) == 0 || khj_type_of(khj_at(x, 0)) == KHJ_OBJ)) {
+            printf("%*s", indent, "");
+            put_clean(khj_key_at(v, i), 0);
+            printf(":\n");
+            print_table(x);
+        } else if (khj_type_of(x) == KHJ_OBJ) {
+            printf("%*s", indent, "");
+            put_clean(khj_key_at(v, i), 0);
+            printf(":\n");
+            print_answer(x, indent + 2);
+        } else {
+            char *t = cell(x);
+            printf("%*s", indent, "");
+            put_clean(khj_key_at(v, i), 0);
+            printf(": ");
+            put_clean(t ? t : "", 0);
+            putchar('\n');
+            free(t);
+        }
+    }
+}
+
+/* ------------------------------------------------------------ commands */
+
+/* Appends "&key=value" (percent-encoded) to a query string being built. */
+static void add_param(char *q, size_t qlen, const char *key, const char *val)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    if (val == NULL)
+        return;
+    size_t n = strlen(q);
+    n += (size_t)snprintf(q + n, qlen > n ? qlen - n : 0, "%c%s=", strchr(q, '?') ? '&' : '?', key);
+    for (const unsigned char *p = (const unsigned char *)val; *p && n + 4 < qlen; p++) {
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '_' || *p == '.' || *p == '~') {
+            q[n++] = (char)*p;
+        } else {
+            q[n++] = '%';
+            q[n++] = hex[*p >> 4];
+            q[n++] = hex[*p & 15];
+        }
+    }
+    q[n < qlen ? n : qlen - 1] = '\0';
+}
+
+static bool org_arg(const char *org)
+{
+    if (org != NULL && idconv_org_code_valid(org))
+        return true;
+    fprintf(stderr, "khctl: '%s' is not an organisation code\n", org ? org : "");
+    return false;
+}
+
+/* Builds the request of a command: method, path, JSON body (malloc'd or
+ * NULL). 0, or 2 for a usage problem. */
+static int build(const args *a, char *method, char *path, size_t pathlen, char **body, size_t *blen)
+{
+    const char *const *cmd = a->pos;
+    size_t n = a->npos;
+    khj_writer w;
+    *body = NULL;
+    *blen = 0;
+    strcpy(method, "GET");
+    static const char *const none[] = {NULL};
+    if (n == 1 && strcmp(cmd[0], "whoami") == 0) {
+        snprintf(path, pathlen, "/admin/v1/whoami");
+        return only_opts(a, "whoami", none) ? 0 : 2;
+    }
+    if (n >= 2 && strcmp(cmd[0], "flags") == 0 && strcmp(cmd[1], "list") == 0 && n == 3) {
+        static const char *const ok[] = {"--kind", "--active", "--limit", NULL};
+        if (!org_arg(cmd[2]) || !only_opts(a, "flags list", ok))
+            return 2;
+        snprintf(path, pathlen, "/admin/v1/tenants/%s/flags", cmd[2]);
+        add_param(path, pathlen, "kind", opt(a, "--kind"));
+        add_param(path, pathlen, "active", opt(a, "--active") ? "true" : NULL);
+        add_param(path, pathlen, "limit", opt(a, "--limit"));
+        return 0;
+    }
+    if (n == 4 && strcmp(cmd[0], "flags") == 0 && strcmp(cmd[1], "add") == 0) {
+        static const char *const ok[] = {"--reason", "--local-id", "--item", "--procedure",
+                                         "--from",   "--to",       NULL};
+        if (!org_arg(cmd[2]) || !only_opts(a, "flags add", ok))
+            return 2;
+        strcpy(method, "POST");
+        snprintf(path, pathlen, "/admin/v1/tenants/%s/flags", cmd[2]);
+        khjw_init(&w, 0);
+        khjw_obj(&w);
+        khjw_kstr(&w, "kind", cmd[3]);
+        static const char *const map[][2] = {{"--local-id", "local_id"},   {"--item", "item_code"},
+                                             {"--procedure", "procedure"}, {"--reason", "reason"},
+                                             {"--from", "valid_from"},     {"--to", "valid_to"}};
+        for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+            if (opt(a, map[i][0]))
+                khjw_kstr(&w, map[i][1], opt(a, map[i][0]));
+        khjw_obj_end(&w);
+        *body = khjw_finish(&w, blen);
+        return *body ? 0 : 2;
+    }
+    if (n == 4 && strcmp(cmd[0], "flags") == 0 && strcmp(cmd[1], "revoke") == 0) {
+        if (!org_arg(cmd[2]) || !only_opts(a, "flags revoke", none))
+            return 2;
+        strcpy(method, "POST");
+        snprintf(path, pathlen, "/admin/v1/tenants/%s/flags/%s/revoke", cmd[2], cmd[3]);
+        return strspn(cmd[3], "0123456789") == strlen(cmd[3]) && strlen(cmd[3]) < 19 ? 0 : 2;
+    }
+    if (n == 4 && strcmp(cmd[0], "decide") == 0) {
+        static const char *const ok[] = {"--items", "--reason", NULL};
+        if (!org_arg(cmd[1]) || !only_opts(a, "decide", ok))
+            return 2;
+        if (strcmp(cmd[3], "approve") != 0 && strcmp(cmd[3], "refuse") != 0) {
+            fprintf(stderr, "khctl: decide: expected approve or refuse, not '%s'\n", cmd[3]);
+            return 2;
+        }
+        strcpy(method, "POST");
+        snprintf(path, pathlen, "/admin/v1/tenants/%s/decide", cmd[1]);
+        khjw_init(&w, 0);
+        khjw_obj(&w);
+        khjw_kstr(&w, "msg_id", cmd[2]);
+        khjw_kstr(&w, "decision", cmd[3]);
+        if (opt(a, "--reason"))
+            khjw_kstr(&w, "reason", opt(a, "--reason"));
+        if (opt(a, "--items")) {
+            /* comma-separated codes; the gateway validates each */
+            const char *it = opt(a, "--items");
+            khjw_key(&w, "items");
+            khjw_arr(&w);
+            for (const char *p = it; *p;) {
+                size_t len = strcspn(p, ",");
+                khjw_strn(&w, p, len);
+                p += len;
+                if (*p == ',')
+                    p++;
+            }
+            khjw_arr_end(&w);
+        }
+        khjw_obj_end(&w);
+        *body = khjw_finish(&w, blen);
+        return *body ? 0 : 2;
+    }
+    if (n == 2 && (strcmp(cmd[0], "pending") == 0 || strcmp(cmd[0], "queries") == 0 ||
+                   strcmp(cmd[0], "audit") == 0)) {
+        static const char *const pend[] = {"--state", "--limit", NULL};
+        static const char *const qry[] = {"--state", "--procedure", "--provider", "--since",
+                                          "--until", "--limit",     NULL};
+        static const char *const aud[] = {"--since", "--until", "--outcome", "--limit", NULL};
+        const char *const *ok = cmd[0][0] == 'p' ? pend : cmd[0][0] == 'q' ? qry : aud;
+        if (!org_arg(cmd[1]) || !only_opts(a, cmd[0], ok))
+            return 2;
+        snprintf(path, pathlen, "/admin/v1/tenants/%s/%s", cmd[1], cmd[0]);
+        for (size_t i = 0; ok[i]; i++)
+            add_param(path, pathlen, ok[i] + 2, opt(a, ok[i]));
+        return 0;
+    }
+    if (n == 2 && strcmp(cmd[0], "operator") == 0 && strcmp(cmd[1], "list") == 0) {
+        snprintf(path, pathlen, "/admin/v1/operators");
+        return only_opts(a, "operator list", none) ? 0 : 2;
+    }
+    if (n == 3 && strcmp(cmd[0], "operator") == 0 && strcmp(cmd[1], "disable") == 0) {
+        if (!only_opts(a, "operator disable", none))
+            return 2;
+        strcpy(method, "POST");
+        snprintf(path, pathlen, "/admin/v1/operators/disable");
+        khjw_init(&w, 0);
+        khjw_obj(&w);
+        khjw_kstr(&w, "name", cmd[2]);
+        khjw_obj_end(&w);
+        *body = khjw_finish(&w, blen);
+        return *body ? 0 : 2;
+    }
+    if (n == 4 && strcmp(cmd[0], "operator") == 0 && strcmp(cmd[1], "add") == 0) {
+        static const char *const ok[] = {"--tenant", "--new-password-file", NULL};
+        const char *tenants[KHADM_MAX_TENANTS];
+        const char *pwf = opt(a, "--new-password-file");
+        int nt;
+        size_t pwlen;
+        if (!only_opts(a, "operator add", ok) || pwf == NULL || !role_ok(cmd[3]) ||
+            (nt = tenant_list(a, cmd[3], tenants)) < 0) {
+            fprintf(stderr, "khctl: operator add NAME ROLE [--tenant ORG]... "
+                            "--new-password-file FILE\n");
+            return 2;
+        }
+        char *pw = read_secret(pwf, "new password file", &pwlen);
+        if (pw == NULL)
+            return 2;
+        strcpy(method, "POST");
+        snprintf(path, pathlen, "/admin/v1/operators");
+        khjw_init(&w, 0);
+        khjw_obj(&w);
+        khjw_kstr(&w, "name", cmd[2]);
+        khjw_key(&w, "password");
+        khjw_strn(&w, pw, pwlen);
+        khc_free_secret(pw, pwlen + 1);
+        write_role(&w, cmd[3], tenants, nt);
+        khjw_obj_end(&w);
+        *body = khjw_finish(&w, blen);
+        return *body ? 0 : 2;
+    }
+    if ((n == 3 || n == 4) && strcmp(cmd[0], "raw") == 0) {
+        if ((strcmp(cmd[1], "GET") != 0 && strcmp(cmd[1], "POST") != 0) || cmd[2][0] != '/' ||
+            strpbrk(cmd[2], " \r\n") != NULL || !only_opts(a, "raw", none))
+            return 2;
+        strcpy(method, cmd[1]);
+        snprintf(path, pathlen, "%s", cmd[2]);
+        if (n == 4) {
+            if (strcmp(cmd[3], "-") != 0) {
+                *body = strdup(cmd[3]);
+                *blen = *body ? strlen(*body) : 0;
+            } else {
+                size_t cap = 1 << 20;
+                *body = malloc(cap);
+                *blen = *body ? fread(*body, 1, cap, stdin) : 0;
+            }
+            return *body ? 0 : 2;
+        }
+        return 0;
+    }
+    return 2;
+}
+
+int khctl_admin_main(int argc, char **argv)
+{
+    static const char *const globals[] = {
+        "--admin",      "--pki",        "--operator", "--password-file",
+        "--token-file", "--cert",       "--key",      "--gateway-name",
+        "--json",       "--timeout-ms", NULL};
+    args a;
+    client cl;
+    memset(&cl, 0, sizeof cl);
+    if (parse_args(argc, argv, &a) != 0) {
+        khctl_admin_usage(stderr);
+        return 2;
+    }
+    if (opt(&a, "--help")) {
+        khctl_admin_usage(stdout);
+        return 0;
+    }
+    cl.addr = opt_env(&a, "--admin", "KH_ADMIN_ADDR");
+    cl.pki = opt_env(&a, "--pki", "KH_ADMIN_PKI");
+    cl.operator= opt_env(&a, "--operator", "KH_ADMIN_OPERATOR");
+    cl.pwfile = opt_env(&a, "--password-file", "KH_ADMIN_PASSWORD_FILE");
+    cl.tokenfile = opt_env(&a, "--token-file", "KH_ADMIN_TOKEN_FILE");
+    cl.gw_name = opt(&a, "--gateway-name");
+    cl.json = opt(&a, "--json") != NULL;
+    cl.timeout = opt(&a, "--timeout-ms") ? atoi(opt(&a, "--timeout-ms")) : 30000;
+    if (a.npos == 0 || cl.addr == NULL || cl.pki == NULL || !khadm_name_ok(cl.operator) ||
+        cl.timeout < 100) {
+        fprintf(stderr, "khctl admin: a command, --admin, --pki and a valid --operator are "
+                        "needed\n");
+        khctl_admin_usage(stderr);
+        return 2;
+    }
+    snprintf(cl.ca, sizeof cl.ca, "%s/national-ca.crt", cl.pki);
+    snprintf(cl.cert, sizeof cl.cert, "%s", opt(&a, "--cert") ? opt(&a, "--cert") : "");
+    snprintf(cl.key, sizeof cl.key, "%s", opt(&a, "--key") ? opt(&a, "--key") : "");
+    if (!cl.cert[0])
+        snprintf(cl.cert, sizeof cl.cert, "%s/operator/%s/tls.crt", cl.pki, cl.operator);
+    if (!cl.key[0])
+        snprintf(cl.key, sizeof cl.key, "%s/operator/%s/tls.key", cl.pki, cl.operator);
+
+    /* the command's own options are checked by build(); the globals are
+     * always allowed: give build() a copy without them */
+    args cmdargs = a;
+    cmdargs.nopts = 0;
+    for (size_t i = 0; i < a.nopts; i++) {
+        bool global = false;
+        for (size_t j = 0; globals[j] && !global; j++)
+            global = strcmp(globals[j], a.opts[i].def->name) == 0;
+        if (!global)
+            cmdargs.opts[cmdargs.nopts++] = a.opts[i];
+    }
+    const char *cmd = a.pos[0];
+    int rc = 0;
+    if (strcmp(cmd, "login") == 0 || strcmp(cmd, "logout") == 0) {
+        static const char *const none[] = {NULL};
+        if (a.npos != 1 || !only_opts(&cmdargs, cmd, none))
+            return 2;
+        if (strcmp(cmd, "login") == 0) {
+            rc = login(&cl, cl.tokenfile != NULL);
+            if (rc == 0) {
+                /* what the session is, never the token */
+                khj_val *v = request(&cl, "GET", "/admin/v1/whoami", NULL, 0, &rc, NULL);
+                if (v)
+                    print_answer(v, 0);
+                khj_free(v);
+            }
+        } else {
+            size_t tl;
+            char *t = cl.tokenfile ? read_secret(cl.tokenfile, "token file", &tl) : NULL;
+            if (t == NULL || tl != 64) {
+                fprintf(stderr, "khctl: logout needs the --token-file of a login\n");
+                khc_free_secret(t, t ? tl + 1 : 0);
+                return 2;
+            }
+            snprintf(cl.token, sizeof cl.token, "%s", t);
+            khc_free_secret(t, tl + 1);
+            khj_val *v = request(&cl, "POST", "/admin/v1/logout", NULL, 0, &rc, NULL);
+            if (v) {
+                unlink(cl.tokenfile);
+                printf("logged out\n");
+            }
+            khj_free(v);
+            khc_wipe(cl.token, sizeof cl.token);
+        }
+        if (cl.own_session)
+            logout(&cl);
+        kh_sync_close(cl.conn);
+        return rc;
+    }
+    char method[8], path[1024], *body = NULL, *raw = NULL;
+    size_t blen = 0;
+    if (build(&cmdargs, method, path, sizeof path, &body, &blen) != 0) {
+        fprintf(stderr, "khctl admin: bad command or arguments (khctl admin --help)\n");
+        khc_free_secret(body, blen);
+        return 2;
+    }
+    /* the session: a kept one, else a login for this command only */
+    size_t tl;
+    char *t = NULL;
+    if (cl.tokenfile && access(cl.tokenfile, F_OK) == 0) {
+        t = read_secret(cl.tokenfile, "token file", &tl);
+        if (t == NULL || tl != 64) {
+            khc_free_secret(t, t ? tl + 1 : 0);
+            khc_free_secret(body, blen);
+            return 2;
+        }
+        snprintf(cl.token, sizeof cl.token, "%s", t);
+        khc_free_secret(t, tl + 1);
+    } else if ((rc = login(&cl, false)) != 0) {
+        khc_free_secret(body, blen);
+        kh_sync_close(cl.conn);
+        return rc;
+    }
+    khj_val *v = request(&cl, method, path, body, blen, &rc, &raw);
+    khc_free_secret(body, blen);
+    if (v != NULL) {
+        if (cl.json)
+            printf("%s\n", raw ? raw : "");
+        else
+            print_answer(v, 0);
+    }
+    khj_free(v);
+    khc_free_secret(raw, raw ? strlen(raw) : 0);
+    if (cl.own_session)
+        logout(&cl);
+    kh_sync_close(cl.conn);
+    return rc;
+}
+
+/* ---------------------------------------------------------- bootstrap */
+
+static bool pq_ok(PGconn *c, PGresult *r, const char *what)
+{
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        return true;
+    fprintf(stderr, "khctl: %s: %s", what, PQerrorMessage(c));
+    return false;
+}
+
+int khctl_operator_add_main(int argc, char **argv)
+{
+    static const char *const ok[] = {"--db",        "--tenant", "--password-file",
+                                     "--if-absent", "--help",   NULL};
+    args a;
+    if (parse_args(argc, argv, &a) != 0 || !only_opts(&a, "operator-add", ok)) {
+        khctl_admin_usage(stderr);
+        return 2;
+    }
+    if (opt(&a, "--help")) {
+        khctl_admin_usage(stdout);
+        return 0;
+    }
+    const char *db = opt(&a, "--db"), *pwf = opt(&a, "--password-file");
+    const char *tenants[KHADM_MAX_TENANTS];
+    if (a.npos != 2 || db == NULL || pwf == NULL || !khadm_name_ok(a.pos[0]) ||
+        !role_ok(a.pos[1])) {
+        fprintf(stderr, "khctl: operator-add --db CONNINFO NAME ROLE [--tenant ORG]... "
+                        "--password-file FILE (NAME: [a-z0-9][a-z0-9._-]{0,31})\n");
+        return 2;
+    }
+    const char *name = a.pos[0], *role = a.pos[1];
+    int nt = tenant_list(&a, role, tenants);
+    if (nt < 0)
+        return 2;
+    size_t pwlen;
+    char *pw = read_secret(pwf, "password file", &pwlen);
+    if (pw == NULL)
+        return 2;
+    char hash[KHC_PWHASH_LEN];
+    int hrc = pwlen >= KHADM_PW_MIN ? khc_password_hash(pw, pwlen, hash) : -1;
+    khc_free_secret(pw, pwlen + 1);
+    if (hrc != 0) {
+        fprintf(stderr, "khctl: the password must be %d to %d bytes\n", KHADM_PW_MIN,
+                KHC_PASSWORD_MAX);
+        return 2;
+    }
+    PGconn *c = PQconnectdb(db);
+    int rc = 2;
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "khctl: cannot connect: %s", PQerrorMessage(c));
+        goto out;
+    }
+    PGresult *r = PQexec(c, "BEGIN");
+    bool good = pq_ok(c, r, "begin");
+    PQclear(r);
+    if (!good)
+        goto out;
+    const char *p[3] = {name, role, hash};
+    r = PQexecParams(c,
+                     "INSERT INTO kh.operator (name, role, password_hash, created_by) "
+                     "VALUES ($1, $2, $3, 'khctl') ON CONFLICT (name) DO NOTHING",
+                     3, NULL, p, NULL, NULL, 0);
+    good = pq_ok(c, r, "operator");
+    bool created = good && strcmp(PQcmdTuples(r), "1") == 0;
+    PQclear(r);
+    if (good && !created) {
+        bool absent_ok = opt(&a, "--if-absent") != NULL;
+        if (!absent_ok)
+            fprintf(stderr, "khctl: operator %s already exists\n", name);
+        rc = absent_ok ? 0 : 1;
+        goto out;
+    }
+    /* the audit row's detail: role and tenants, built as JSON */
+    khj_writer w;
+    khjw_init(&w, 0);
+    khjw_obj(&w);
+    write_role(&w, role, tenants, nt);
+    khjw_obj_end(&w);
+    char *detail = khjw_finish(&w, NULL);
+    for (int i = 0; good && i < nt; i++) {
+        const char *pt[2] = {name, tenants[i]};
+        r = PQexecParams(c, "INSERT INTO kh.operator_tenant (operator, org_code) VALUES ($1, $2)",
+                         2, NULL, pt, NULL, NULL, 0);
+        good = pq_ok(c, r, "tenant (is it a tenant of this database?)");
+        PQclear(r);
+    }
+    if (good) {
+        const char *pa[2] = {name, detail ? detail : "{}"};
+        r = PQexecParams(c,
+                         "INSERT INTO kh.operator_audit (actor, action, target, detail, outcome) "
+                         "VALUES ('khctl', 'operator.add', $1, $2::jsonb, 'ok')",
+                         2, NULL, pa, NULL, NULL, 0);
+        good = pq_ok(c, r, "audit");
+        PQclear(r);
+    }
+    free(detail);
+    if (good) {
+        r = PQexec(c, "COMMIT");
+        good = pq_ok(c, r, "commit");
+        PQclear(r);
+    }
+    if (good) {
+        printf("khctl: operator %s (%s) added\n", name, role);
+        rc = 0;
+    }
+out:
+    khc_wipe(hash, sizeof hash);
+    PQfinish(c);
+    return rc;
+}
