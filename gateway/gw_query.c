@@ -54,6 +54,7 @@ struct gw_query {
 };
 
 static gw_query *live;
+static struct event *sweep_ev; /* ends queries left unfinished (see sweep_work) */
 
 static void on_client_close(struct evhttp_connection *conn, void *arg)
 {
@@ -95,6 +96,9 @@ static void qc_free(gw_query *qc)
 
 void gw_query_stop(void)
 {
+    if (sweep_ev)
+        event_free(sweep_ev);
+    sweep_ev = NULL;
     /* queries waiting for a retry or a client; those with an attempt in
      * flight are freed by the attempt's callback */
     for (gw_query *qc = live, *next; qc != NULL; qc = next) {
@@ -895,8 +899,61 @@ static void on_list(struct evhttp_request *req, void *arg)
     start_lookup(req, false);
 }
 
+/* ---------------------------------------------------------------- sweeper */
+
+/* A query still "sent" or "timed_out" a minute after its message expired can
+ * no longer be answered (every attempt is bounded by the validity): it was
+ * left by a gateway that stopped or crashed mid-flight. It ends failed, with
+ * its provision record, so no query is lost silently. */
+static bool sweeping;
+
+static void sweep_work(PGconn *c, void *arg)
+{
+    for (size_t i = 0; c != NULL && i < G.ntenants && !G.stopping; i++) {
+        if (kh_db_tenant_begin(c, G.tenants[i].id.code) != KH_OK)
+            continue;
+        PGresult *r = kh_db_exec(
+            c,
+            "WITH q AS (UPDATE query SET state = 'failed', code = 'KH-5004', "
+            "message = 'no answer before the message expired (the gateway stopped or the "
+            "next hop was unreachable)', updated_at = now() WHERE state IN ('sent', "
+            "'timed_out') AND expires_at < now() - interval '1 minute' RETURNING *) "
+            "INSERT INTO provision_record (msg_id, direction, counterpart, procedure, items, "
+            "local_id, staff_id, outcome, code) SELECT msg_id, 'asked', provider, procedure, "
+            "items, local_id, staff_id, 'failed', 'KH-5004' FROM q",
+            0, NULL);
+        if (r != NULL && kh_db_commit(c) == KH_OK) {
+            if (strcmp(PQcmdTuples(r), "0") != 0)
+                kh_warn("biz", "tenant %s: %s unfinished queries ended failed",
+                        G.tenants[i].id.code, PQcmdTuples(r));
+        } else {
+            kh_db_rollback(c);
+        }
+        PQclear(r);
+    }
+}
+
+static void sweep_done(void *arg)
+{
+    sweeping = false;
+}
+
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    if (sweeping || G.stopping)
+        return;
+    sweeping = true;
+    if (kh_pool_submit(G.pool, sweep_work, sweep_done, NULL) != 0)
+        sweeping = false;
+}
+
 void gw_query_register(struct evhttp *http)
 {
+    struct timeval tv = {30, 0};
+    sweep_ev = event_new(G.base, -1, EV_PERSIST, on_sweep, NULL);
+    if (sweep_ev != NULL)
+        event_add(sweep_ev, &tv);
+    on_sweep(-1, 0, NULL); /* at start: what a previous run left */
     evhttp_set_cb(http, "/v1/query", on_query, NULL);
     evhttp_set_cb(http, "/v1/query/status", on_status, NULL);
     evhttp_set_cb(http, "/v1/query/list", on_list, NULL);

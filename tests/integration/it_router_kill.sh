@@ -69,4 +69,21 @@ resent=$(sql kh_router "SELECT count(*) FROM router.query_record WHERE msg_id IN
 printf 'info: %s of %s answered, %s failed; %s forwarded again by the router\n' \
     "$answered" "$total" "$((total - answered))" "$resent"
 check "the router restarted within the messages' validity: all answered" test "$answered" = "$total"
+
+# 3. a query left "sent" by an asking gateway that died mid-flight (the row
+# is written as the dead gateway left it, with its message expired): the
+# restarted gateway ends it failed, with a provision record
+orphan=$(printf '%032x' "$RANDOM$RANDOM$RANDOM")
+sql kh_gw_a "INSERT INTO t_271004.query (msg_id, system_id, staff_id, procedure, provider, items, local_id, state, expires_at, created_at) VALUES ('$orphan', 'childallowance', 'O-CA-001', 'JT001', '131016', '{TK001}', '$LOCAL_O', 'sent', now() - interval '5 minutes', now() - interval '10 minutes')" >/dev/null
+kill -TERM "$(cat "$KH_STACK/run/gw-a.pid")"
+for _ in $(seq 1 100); do kill -0 "$(cat "$KH_STACK/run/gw-a.pid")" 2>/dev/null || break; sleep 0.05; done
+"$KH_ROOT/tools/khstack" up "$KH_STACK" >/dev/null
+for _ in $(seq 1 50); do
+    [ "$(sql kh_gw_a "SELECT state FROM t_271004.query WHERE msg_id = '$orphan'")" = failed ] && break
+    sleep 0.1
+done
+expect_eq "an unfinished query ends failed after its validity" "failed KH-5004" \
+    "$(sql kh_gw_a "SELECT state || ' ' || code FROM t_271004.query WHERE msg_id = '$orphan'")"
+expect_eq "and is recorded as failed" "failed" \
+    "$(sql kh_gw_a "SELECT outcome FROM t_271004.provision_record WHERE msg_id = '$orphan'")"
 finish
