@@ -1,12 +1,23 @@
-/* gw_chain.c: signs the heads of each tenant's hash chains (sql/tenant/
- * 004_chain.sql) with the tenant's signing key, every chain_sign_interval
- * seconds, on the worker pool. A signed head pins everything before it: an
- * edit, deletion, insertion or reordering of earlier rows no longer matches
- * it, even if whoever made it recomputed every hash. khctl verify checks.
+/* gw_chain.c: keeps each tenant's record chains (sql/tenant/004_chain.sql,
+ * 006_chains.sql: provision_record, access_record, audit_log) on a worker of
+ * the pool, every chain_sign_interval seconds:
  *
- * The signed message is
- *     "kakehashi-chain-head\n" TENANT "\n" CHAIN "\n" SEQ "\n" HASH-HEX "\n"
- * signed like a header (ECDSA P-256 / SHA-256, DER). */
+ * - signs every chain head that moved with the tenant's signing key. A signed
+ *   head pins everything before it: an edit, deletion, insertion or
+ *   reordering of earlier rows no longer matches it, even if whoever made it
+ *   recomputed every hash. khctl verify checks. The signed message is
+ *       "kakehashi-chain-head\n" TENANT "\n" CHAIN "\n" SEQ "\n" HASH-HEX "\n"
+ *   signed like a header (ECDSA P-256 / SHA-256, DER).
+ * - once an hour (and at the first tick), asks the database for the monthly
+ *   partitions of the record tables up to PARTITIONS_AHEAD months ahead
+ *   (record_partitions_ensure), one chain per transaction and with a short
+ *   lock_timeout, so that creating a partition never holds up appends for
+ *   long. A row never waits for a partition: a DEFAULT partition takes what
+ *   has no month yet, and the next run moves it into its month.
+ *
+ * Retention is not done here: removing records is left to an operator's
+ * scheduled `khctl retain`, with a role the gateway does not hold
+ * (sql/README.md). */
 #include "gw.h"
 
 #include "khcrypto.h"
@@ -15,9 +26,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* Monthly partitions kept ready ahead of the current month, and how often. */
+#define PARTITIONS_AHEAD "3"
+#define PARTITIONS_EVERY 3600
+
+static const char *const chains[] = {"provision_record", "access_record", "audit_log"};
 
 static struct event *sign_ev;
 static bool signing;
+/* when partitions were last ensured; only the one sign job touches it */
+static time_t partitions_at;
 
 int gw_chain_message(const char *tenant, const char *chain, const char *seq, const char *hash_hex,
                      char *out, size_t outlen)
@@ -31,11 +51,12 @@ static void sign_tenant(PGconn *c, gw_tenant *t)
 {
     if (kh_db_tenant_begin(c, t->id.code) != KH_OK)
         return;
-    /* heads not signed yet at their current position */
+    /* heads not signed yet at their current position; a head read here is
+     * committed, so its rows are too (the tenant role may only read heads) */
     PGresult *r = kh_db_exec(c,
                              "SELECT h.chain, h.seq::text, encode(h.hash, 'hex') FROM chain_head h "
                              "WHERE h.seq > 0 AND NOT EXISTS (SELECT 1 FROM chain_signature s "
-                             "  WHERE s.chain = h.chain AND s.seq = h.seq) FOR UPDATE OF h",
+                             "  WHERE s.chain = h.chain AND s.seq = h.seq)",
                              0, NULL);
     if (r == NULL) {
         kh_db_rollback(c);
@@ -59,7 +80,8 @@ static void sign_tenant(PGconn *c, gw_tenant *t)
             PGresult *w =
                 kh_db_exec(c,
                            "INSERT INTO chain_signature (chain, seq, hash, signature) "
-                           "VALUES ($1, $2::bigint, decode($3, 'hex'), decode($4, 'hex'))",
+                           "VALUES ($1, $2::bigint, decode($3, 'hex'), decode($4, 'hex')) "
+                           "ON CONFLICT DO NOTHING", /* another gateway signed it */
                            4, p);
             if (w != NULL)
                 signed_n++;
@@ -75,10 +97,46 @@ static void sign_tenant(PGconn *c, gw_tenant *t)
         kh_debug("chain", "tenant %s: %d chain head(s) signed", t->id.code, signed_n);
 }
 
+static void ensure_partitions(PGconn *c, gw_tenant *t)
+{
+    int created = 0;
+    for (size_t i = 0; i < sizeof chains / sizeof chains[0]; i++) {
+        if (kh_db_tenant_begin(c, t->id.code) != KH_OK)
+            return;
+        const char *p[2] = {PARTITIONS_AHEAD, chains[i]};
+        PGresult *r = kh_db_exec(c, "SET LOCAL lock_timeout = '2s'", 0, NULL);
+        if (r != NULL) {
+            PQclear(r);
+            r = kh_db_exec(c, "SELECT record_partitions_ensure($1::integer, $2)", 2, p);
+        }
+        bool ok = r != NULL;
+        int n = ok && PQntuples(r) == 1 ? atoi(PQgetvalue(r, 0, 0)) : 0;
+        PQclear(r);
+        if (ok && kh_db_commit(c) == KH_OK) {
+            created += n;
+        } else {
+            kh_db_rollback(c);
+            kh_warn("chain", "tenant %s: cannot create the partitions of %s (retried later)",
+                    t->id.code, chains[i]);
+        }
+    }
+    if (created > 0)
+        kh_info("chain", "tenant %s: %d record partition(s) created", t->id.code, created);
+}
+
 static void sign_work(PGconn *c, void *arg)
 {
-    for (size_t i = 0; c != NULL && i < G.ntenants && !G.stopping; i++)
+    time_t now = time(NULL);
+    bool partitions = now - partitions_at >= PARTITIONS_EVERY;
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i < G.ntenants && !G.stopping; i++) {
+        if (partitions)
+            ensure_partitions(c, &G.tenants[i]);
         sign_tenant(c, &G.tenants[i]);
+    }
+    if (partitions)
+        partitions_at = now;
 }
 
 static void sign_done(void *arg)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Database test: a private cluster (tools/khdb) in a temporary folder of the
 # build tree; migrations and tenant creation (each run twice: idempotent);
-# the refdb/idconv C tests (test_refdb_db); and tenant isolation checked with
+# tenant/006 applied to a tenant that already has records; the refdb/idconv C
+# tests (test_refdb_db); and tenant isolation checked with
 # psql as the gateway's login role.
 # Usage: test_db.sh SOURCE_DIR WORK_DIR TEST_REFDB_DB_BINARY
 set -euo pipefail
@@ -33,6 +34,8 @@ url=$("$khdb" url "$tmp")
 [ -S "$tmp/run/.s.PGSQL.5432" ] || fail "no socket in $tmp/run"
 
 sq() { "$khdb" psql "$tmp" -X -At -v ON_ERROR_STOP=1 -d khtest "$@"; }
+# gw ARGS: psql as the gateway's login role
+gw() { psql -X -At -v ON_ERROR_STOP=1 -h "$tmp/run" -p 5432 -U kh_gw_test -d khtest "$@" 2>&1; }
 
 step "migrate (twice)"
 "$khdb" migrate "$tmp" khtest
@@ -90,6 +93,53 @@ grep -q applied <<<"$out" && fail "second tenant run applied something: $out"
 "$khdb" tenant "$tmp" khtest 13101 kh_gw_test 2>/dev/null && fail "bad org code accepted"
 "$khdb" tenant "$tmp" khtest 131016 'kh;drop' 2>/dev/null && fail "bad role name accepted"
 
+step "tenant/006 on a tenant with records: partitioned in place, chains unchanged"
+pre="$tmp/sql-pre006"
+mkdir -p "$pre"
+cp "$src"/sql/tenant/00[1-5]_*.sql "$pre"/
+KH_TENANT_SQL=$pre "$khdb" tenant "$tmp" khtest 011002 kh_gw_test >/dev/null
+sq -c "SET ROLE kh_t_011002; SET search_path = t_011002;
+    INSERT INTO provision_record (at, msg_id, direction, outcome, items, provided)
+    SELECT now() - g * interval '45 days', md5(g::text), 'answered', 'provided', '{TK001}',
+           '{\"TK001\": 3}' FROM generate_series(1, 30) g;
+    INSERT INTO audit_log (operator, action, detail, outcome)
+    VALUES ('op', 'staff.update', '{\"a\": [1, \"\\u00e9\"]}', 'ok'), ('op', 'flag.revoke', '{}', 'refused');
+    INSERT INTO access_record (direction, actor, operation, decision)
+    VALUES ('business', 'tax', 'query', 'allowed')" >/dev/null
+chain_of() { sq -c "SELECT md5(string_agg(seq || ':' || encode(prev_hash, 'hex') || ':' || encode(hash, 'hex'), ',' ORDER BY seq))
+                    FROM t_011002.$1"; }
+before=$(chain_of provision_record)
+head=$(sq -c "SELECT seq || encode(hash, 'hex') FROM t_011002.chain_head WHERE chain = 'provision_record'")
+out=$("$khdb" tenant "$tmp" khtest 011002 kh_gw_test)
+grep -q "applied tenant/006_chains" <<<"$out" || fail "006 not applied: $out"
+[ "$(chain_of provision_record)" = "$before" ] || fail "provision_record's chain columns changed"
+[ "$(sq -c "SELECT seq || encode(hash, 'hex') FROM t_011002.chain_head WHERE chain = 'provision_record'")" = "$head" ] ||
+    fail "provision_record's head changed"
+recomputed() { sq -c "SELECT count(*) FROM t_011002.$1 p
+                      WHERE p.hash = sha256(p.prev_hash || convert_to(t_011002.chain_canonical_$1(p), 'UTF8'))"; }
+[ "$(recomputed provision_record)" = 30 ] || fail "provision_record's canonical bytes changed"
+[ "$(recomputed audit_log) $(recomputed access_record)" = "2 1" ] ||
+    fail "the rows already in audit_log and access_record were not chained"
+[ "$(sq -c "SELECT string_agg(relkind::text, '' ORDER BY relname) FROM pg_class
+            WHERE relnamespace = 't_011002'::regnamespace
+              AND relname IN ('provision_record', 'audit_log', 'access_record')")" = ppp ] ||
+    fail "the record tables are not partitioned"
+[ "$(sq -c "SELECT count(DISTINCT tableoid) FROM t_011002.provision_record")" = 30 ] ||
+    fail "provision_record's rows (45 days apart) are not each in its month's partition"
+[ "$(sq -c "SELECT count(*) FROM t_011002.provision_record_default")" = 0 ] || fail "rows left in default"
+[ "$(sq -c "SELECT count(*) FROM t_011002.provision_detail")" = 30 ] || fail "provision_detail"
+owners=$(sq -c "SELECT string_agg(DISTINCT pg_get_userbyid(relowner), ',') FROM pg_class
+                WHERE relnamespace = 't_011002'::regnamespace AND relkind IN ('r', 'p')
+                  AND (relname ~ '^(provision_record|audit_log|access_record)' OR relname LIKE 'chain_%')")
+[ "$owners" = kh_records_011002 ] || fail "records owned by $owners"
+out=$("$khdb" tenant "$tmp" khtest 011002 kh_gw_test)
+grep -q applied <<<"$out" && fail "a second tenant run applied something: $out"
+[ "$(sq -c "SELECT nspowner::regrole FROM pg_namespace WHERE nspname = 't_011002'")" = kh_records_011002 ] ||
+    fail "khdb tenant gave the schema back to the tenant role"
+gw -c "SET ROLE kh_t_011002" -c "INSERT INTO t_011002.provision_record (msg_id, direction) VALUES ('x', 'asked')" \
+    >/dev/null || fail "the tenant role cannot append after 006"
+[ "$(recomputed provision_record)" = 31 ] || fail "an append after 006 does not chain"
+
 step "router (twice)"
 "$khdb" router "$tmp" khrouter kh_router_test >/dev/null
 "$khdb" router "$tmp" khrouter kh_router_test >/dev/null
@@ -102,7 +152,6 @@ step "refdb and idconv against tenant 131016 (test_refdb_db)"
 KH_TEST_CONNINFO=$url KH_TEST_CATALOGUE="$src/sql/catalogue" "$bin"
 
 step "tenant isolation (psql as kh_gw_test)"
-gw() { psql -X -At -v ON_ERROR_STOP=1 -h "$tmp/run" -p 5432 -U kh_gw_test -d khtest "$@" 2>&1; }
 expect_denied() {
     local what=$1
     shift
