@@ -13,10 +13,13 @@
 #define IDCONV_LINK_CODE_LEN 32 /* hex characters */
 #define IDCONV_RESIDENT_CODE_LEN 11
 
-/* A municipality code: 6 digits, the last a check digit over the first five
- * (weights 6,5,4,3,2; check = (11 - sum mod 11) mod 10). */
+/* A local government code (全国地方公共団体コード: a municipality's JIS X 0402 code, or a
+ * prefecture's JIS X 0401 code followed by 000, such as 130001 Tokyo): 6 digits, the last a check
+ * digit over the first five (weights 6,5,4,3,2; check = (11 - sum mod 11) mod 10, i.e. remainder 0
+ * gives 1 and remainder 1 gives 0). */
 bool idconv_municipality_code_valid(const char *code);
-/* Any organisation code: 6 characters [0-9A-Z]; municipalities pass the check digit. */
+/* Any organisation code: 6 characters [0-9A-Z]; all-digit codes (municipalities and
+ * prefectures) must pass the check digit. */
 bool idconv_org_code_valid(const char *code);
 /* Local ID: 1..15 digits. */
 bool idconv_local_id_valid(const char *s);

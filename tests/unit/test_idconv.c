@@ -9,6 +9,17 @@ START_TEST(municipality_check_digit)
     ck_assert(idconv_municipality_code_valid("131016")); /* Chiyoda */
     ck_assert(idconv_municipality_code_valid("271004")); /* Osaka City */
     ck_assert(idconv_municipality_code_valid("011002")); /* Sapporo */
+    /* prefectures use the same rule: 2-digit prefecture code, 000, check digit */
+    ck_assert(idconv_municipality_code_valid("130001")); /* Tokyo Metropolis */
+    ck_assert(idconv_municipality_code_valid("010006")); /* Hokkaido */
+    ck_assert(idconv_municipality_code_valid("270008")); /* Osaka Prefecture */
+    ck_assert(!idconv_municipality_code_valid("130000"));
+    /* the two edge cases of (11 - sum mod 11) mod 10: remainder 0 gives 1, remainder 1
+     * gives 0 */
+    ck_assert(idconv_municipality_code_valid("131041")); /* Shinjuku: sum 33 */
+    ck_assert(idconv_municipality_code_valid("131130")); /* Shibuya: sum 34 */
+    ck_assert(!idconv_municipality_code_valid("131040"));
+    ck_assert(!idconv_municipality_code_valid("131131"));
     ck_assert(!idconv_municipality_code_valid("131017"));
     ck_assert(!idconv_municipality_code_valid("27100"));
     ck_assert(!idconv_municipality_code_valid("2710045"));
@@ -21,6 +32,9 @@ START_TEST(org_codes)
 {
     ck_assert(idconv_org_code_valid("N00001"));
     ck_assert(idconv_org_code_valid("131016"));
+    ck_assert(idconv_org_code_valid("130001")); /* a prefecture */
+    ck_assert(idconv_org_code_valid("S00001")); /* a fictional national body */
+    ck_assert(!idconv_org_code_valid("130002"));
     ck_assert(!idconv_org_code_valid("131019"));
     ck_assert(!idconv_org_code_valid("n00001"));
     ck_assert(!idconv_org_code_valid("N0001"));
