@@ -37,6 +37,11 @@ static void usage(FILE *f)
         "       [limit=N]      this system's queries, newest first\n"
         "  bulk ITEM full|diff AS_OF FILE                  upload a bulk file, wait for the\n"
         "                                                  result (report on stdout if rejected)\n"
+        "  batch               read commands (the ones above, words separated by blanks, no\n"
+        "                      quoting) from standard input, one a line, '#' lines and blank\n"
+        "                      lines skipped; run them in order over one connection (keep-alive)\n"
+        "                      and print 'END n' (the command's exit status) after each one's\n"
+        "                      output; exits with the highest status\n"
         "output: 'OK ...' lines, or 'REFUSED KH-nnnn: message' (exit 3), or\n"
         "'FAILED: reason' (exit 4). A query prints 'OK RESULT handle=H' when answered,\n"
         "else its state: 'PENDING handle=H' (held for a decision at the provider),\n"
@@ -47,7 +52,9 @@ static void usage(FILE *f)
 typedef struct {
     const char *gw, *cert, *key, *ca, *gw_name;
     int timeout;
-    kh_sync_conn *conn; /* kept open across the calls of one command */
+    bool async;
+    bool batch;
+    kh_sync_conn *conn; /* kept open across the calls of one command or batch */
 } client_opts;
 
 static int refused(const kh_sync_resp *r)
@@ -238,6 +245,193 @@ static int bulk(client_opts *o, const char *item, const char *mode, const char *
     return rc;
 }
 
+/* A command line that is not one of the commands: the usage, or in a batch one line. */
+static int bad_command(const client_opts *o, const char *cmd)
+{
+    if (o->batch)
+        fprintf(stderr, "khclient: batch: '%s': unknown command or wrong arguments\n", cmd);
+    else
+        usage(stderr);
+    return 2;
+}
+
+/* One command (register, delete, linkcode, query, status, list, bulk) with its
+ * arguments a[0..na-1], which it may modify; prints its output and returns
+ * the exit status. The connection in o is kept for the next command. */
+static int run_command(client_opts *o, const char *cmd, int na, char **a)
+{
+    if (strcmp(cmd, "bulk") == 0) {
+        if (na != 4)
+            return bad_command(o, cmd);
+        return bulk(o, a[0], a[1], a[2], a[3]);
+    }
+    const char *path = NULL;
+    const ProtobufCMessageDescriptor *resp_desc = NULL;
+    Kh__RegisterRequest reg = KH__REGISTER_REQUEST__INIT;
+    Kh__LinkCodeRequest lc = KH__LINK_CODE_REQUEST__INIT;
+    Kh__QueryRequest q = KH__QUERY_REQUEST__INIT;
+    Kh__QueryStatusRequest sq = KH__QUERY_STATUS_REQUEST__INIT;
+    Kh__QueryListRequest lq = KH__QUERY_LIST_REQUEST__INIT;
+    Kh__Field fields[64], *fptr[64];
+    char *items[16];
+    ProtobufCMessage *msg = NULL;
+
+    if ((strcmp(cmd, "register") == 0 && na >= 3) || (strcmp(cmd, "delete") == 0 && na == 3)) {
+        reg.local_id = a[0];
+        reg.item_code = a[1];
+        reg.effective_from = a[2];
+        reg.delete_ = strcmp(cmd, "delete") == 0;
+        for (int i = 3; i < na && i - 3 < 64; i++) {
+            char *eq = strchr(a[i], '=');
+            if (eq == NULL) {
+                fprintf(stderr, "khclient: field '%s' is not name=value\n", a[i]);
+                return 2;
+            }
+            *eq = '\0';
+            kh__field__init(&fields[i - 3]);
+            fields[i - 3].name = a[i];
+            fields[i - 3].value = eq + 1;
+            fptr[i - 3] = &fields[i - 3];
+            reg.n_fields++;
+        }
+        reg.fields = fptr;
+        msg = &reg.base;
+        path = "/v1/replica";
+        resp_desc = &kh__register_response__descriptor;
+    } else if (strcmp(cmd, "linkcode") == 0 && na == 2) {
+        lc.local_id = a[0];
+        lc.resident_code = a[1];
+        msg = &lc.base;
+        path = "/v1/linkcode";
+        resp_desc = &kh__link_code_response__descriptor;
+    } else if (strcmp(cmd, "query") == 0 && (na == 5 || na == 6)) {
+        q.staff_id = a[0];
+        q.procedure = a[1];
+        q.provider = a[2];
+        split_items(a[3], items, &q.n_items);
+        q.items = items;
+        q.local_id = a[4];
+        q.as_of = na == 6 ? a[5] : "";
+        q.timeout_ms = (uint32_t)o->timeout;
+        q.async = o->async;
+        msg = &q.base;
+        path = "/v1/query";
+        resp_desc = &kh__query_response__descriptor;
+    } else if (strcmp(cmd, "status") == 0 && na == 1) {
+        sq.handle = a[0];
+        msg = &sq.base;
+        path = "/v1/query/status";
+        resp_desc = &kh__query_response__descriptor;
+    } else if (strcmp(cmd, "list") == 0) {
+        for (int i = 0; i < na; i++) {
+            char *eq = strchr(a[i], '=');
+            if (eq == NULL) {
+                fprintf(stderr, "khclient: filter '%s' is not name=value\n", a[i]);
+                return 2;
+            }
+            *eq++ = '\0';
+            if (strcmp(a[i], "state") == 0)
+                lq.state = eq;
+            else if (strcmp(a[i], "procedure") == 0)
+                lq.procedure = eq;
+            else if (strcmp(a[i], "provider") == 0)
+                lq.provider = eq;
+            else if (strcmp(a[i], "since") == 0)
+                lq.since = eq;
+            else if (strcmp(a[i], "until") == 0)
+                lq.until = eq;
+            else if (strcmp(a[i], "limit") == 0)
+                lq.limit = (uint32_t)strtoul(eq, NULL, 10);
+            else {
+                fprintf(stderr, "khclient: unknown filter '%s'\n", a[i]);
+                return 2;
+            }
+        }
+        msg = &lq.base;
+        path = "/v1/query/list";
+        resp_desc = &kh__query_list__descriptor;
+    } else {
+        return bad_command(o, cmd);
+    }
+    int rc = 0;
+    /* only a gateway may receive a business system's data (resident codes...) */
+    ProtobufCMessage *m = call(o, path, msg, resp_desc, &rc);
+    if (m == NULL)
+        return rc;
+    if (resp_desc == &kh__register_response__descriptor) {
+        printf("OK registered version %llu\n",
+               (unsigned long long)((Kh__RegisterResponse *)m)->version);
+    } else if (resp_desc == &kh__link_code_response__descriptor) {
+        printf("OK link code acquired\n");
+    } else if (resp_desc == &kh__query_list__descriptor) {
+        Kh__QueryList *l = (Kh__QueryList *)m;
+        for (size_t i = 0; i < l->n_queries; i++) {
+            Kh__QuerySummary *s = l->queries[i];
+            printf("%s %s %s %s ", s->handle, s->state, s->procedure, s->provider);
+            for (size_t k = 0; k < s->n_items; k++)
+                printf("%s%s", k ? "," : "", s->items[k]);
+            printf(" %s %s %s%s%s\n", s->staff_id, s->created_at, s->result[0] ? s->result : "-",
+                   s->code[0] ? " " : "", s->code);
+        }
+        printf("OK %zu queries\n", l->n_queries);
+    } else {
+        Kh__QueryResponse *qr = (Kh__QueryResponse *)m;
+        if (strcmp(qr->state, "ANSWERED") == 0)
+            printf("OK %s handle=%s%s\n", qr->result, qr->handle, qr->deferred ? " deferred" : "");
+        else if (strcmp(qr->state, "REFUSED") == 0 || strcmp(qr->state, "FAILED") == 0) {
+            printf("%s %s: %s handle=%s\n", qr->state, qr->status ? qr->status->code : "?",
+                   qr->status ? qr->status->message : "", qr->handle);
+            rc = 3;
+        } else
+            printf("%s handle=%s\n", qr->state, qr->handle);
+        for (size_t i = 0; i < qr->n_withheld; i++)
+            printf("WITHHELD %s\n", qr->withheld[i]);
+        for (size_t i = 0; i < qr->n_data; i++) {
+            Kh__ItemData *d = qr->data[i];
+            printf("ITEM %s version=%llu effective_from=%s\n", d->item_code,
+                   (unsigned long long)d->version, d->effective_from);
+            for (size_t k = 0; k < d->n_fields; k++)
+                printf("  %s.%s=%s\n", d->item_code, d->fields[k]->name, d->fields[k]->value);
+        }
+    }
+    protobuf_c_message_free_unpacked(m, NULL);
+    return rc;
+}
+
+/* batch: the commands of standard input, one a line, over one connection. */
+static int batch(client_opts *o)
+{
+    char line[65536], *args[80];
+    int worst = 0;
+    while (fgets(line, sizeof line, stdin) != NULL) {
+        size_t len = strlen(line);
+        if (len == sizeof line - 1 && line[len - 1] != '\n') {
+            fprintf(stderr, "khclient: batch line longer than %zu bytes\n", sizeof line - 2);
+            return 2;
+        }
+        int n = 0;
+        for (char *save = NULL, *t = strtok_r(line, " \t\r\n", &save); t != NULL;
+             t = strtok_r(NULL, " \t\r\n", &save)) {
+            if (n == (int)(sizeof args / sizeof *args)) {
+                n = -1;
+                break;
+            }
+            args[n++] = t;
+        }
+        if (n == 0 || args[0][0] == '#')
+            continue;
+        int rc =
+            n < 0 || strcmp(args[0], "batch") == 0 ? 2 : run_command(o, args[0], n - 1, args + 1);
+        if (n < 0)
+            fprintf(stderr, "khclient: batch line with more than %zu words\n",
+                    sizeof args / sizeof *args);
+        printf("END %d\n", rc);
+        fflush(stdout);
+        worst = rc > worst ? rc : worst;
+    }
+    return worst;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {{"gateway", required_argument, NULL, 'g'},
@@ -287,151 +481,10 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    const char *cmd = argv[optind];
-    if (strcmp(cmd, "bulk") == 0) {
-        if (argc - optind != 5) {
-            usage(stderr);
-            return 2;
-        }
-        client_opts o = {gw, cert, key, ca, gw_name, timeout, NULL};
-        int brc = bulk(&o, argv[optind + 1], argv[optind + 2], argv[optind + 3], argv[optind + 4]);
-        kh_sync_close(o.conn);
-        return brc;
-    }
-    char **a = argv + optind + 1;
-    int na = argc - optind - 1;
-    const char *path = NULL;
-    const ProtobufCMessageDescriptor *resp_desc = NULL;
-    Kh__RegisterRequest reg = KH__REGISTER_REQUEST__INIT;
-    Kh__LinkCodeRequest lc = KH__LINK_CODE_REQUEST__INIT;
-    Kh__QueryRequest q = KH__QUERY_REQUEST__INIT;
-    Kh__QueryStatusRequest sq = KH__QUERY_STATUS_REQUEST__INIT;
-    Kh__QueryListRequest lq = KH__QUERY_LIST_REQUEST__INIT;
-    Kh__Field fields[64], *fptr[64];
-    char *items[16];
-    ProtobufCMessage *msg = NULL;
-
-    if ((strcmp(cmd, "register") == 0 && na >= 3) || (strcmp(cmd, "delete") == 0 && na == 3)) {
-        reg.local_id = a[0];
-        reg.item_code = a[1];
-        reg.effective_from = a[2];
-        reg.delete_ = strcmp(cmd, "delete") == 0;
-        for (int i = 3; i < na && i - 3 < 64; i++) {
-            char *eq = strchr(a[i], '=');
-            if (eq == NULL) {
-                fprintf(stderr, "khclient: field '%s' is not name=value\n", a[i]);
-                return 2;
-            }
-            *eq = '\0';
-            kh__field__init(&fields[i - 3]);
-            fields[i - 3].name = a[i];
-            fields[i - 3].value = eq + 1;
-            fptr[i - 3] = &fields[i - 3];
-            reg.n_fields++;
-        }
-        reg.fields = fptr;
-        msg = &reg.base;
-        path = "/v1/replica";
-        resp_desc = &kh__register_response__descriptor;
-    } else if (strcmp(cmd, "linkcode") == 0 && na == 2) {
-        lc.local_id = a[0];
-        lc.resident_code = a[1];
-        msg = &lc.base;
-        path = "/v1/linkcode";
-        resp_desc = &kh__link_code_response__descriptor;
-    } else if (strcmp(cmd, "query") == 0 && (na == 5 || na == 6)) {
-        q.staff_id = a[0];
-        q.procedure = a[1];
-        q.provider = a[2];
-        split_items(a[3], items, &q.n_items);
-        q.items = items;
-        q.local_id = a[4];
-        q.as_of = na == 6 ? a[5] : "";
-        q.timeout_ms = (uint32_t)timeout;
-        q.async = async;
-        msg = &q.base;
-        path = "/v1/query";
-        resp_desc = &kh__query_response__descriptor;
-    } else if (strcmp(cmd, "status") == 0 && na == 1) {
-        sq.handle = a[0];
-        msg = &sq.base;
-        path = "/v1/query/status";
-        resp_desc = &kh__query_response__descriptor;
-    } else if (strcmp(cmd, "list") == 0) {
-        for (int i = 0; i < na; i++) {
-            char *eq = strchr(a[i], '=');
-            if (eq == NULL) {
-                fprintf(stderr, "khclient: filter '%s' is not name=value\n", a[i]);
-                return 2;
-            }
-            *eq++ = '\0';
-            if (strcmp(a[i], "state") == 0)
-                lq.state = eq;
-            else if (strcmp(a[i], "procedure") == 0)
-                lq.procedure = eq;
-            else if (strcmp(a[i], "provider") == 0)
-                lq.provider = eq;
-            else if (strcmp(a[i], "since") == 0)
-                lq.since = eq;
-            else if (strcmp(a[i], "until") == 0)
-                lq.until = eq;
-            else if (strcmp(a[i], "limit") == 0)
-                lq.limit = (uint32_t)strtoul(eq, NULL, 10);
-            else {
-                fprintf(stderr, "khclient: unknown filter '%s'\n", a[i]);
-                return 2;
-            }
-        }
-        msg = &lq.base;
-        path = "/v1/query/list";
-        resp_desc = &kh__query_list__descriptor;
-    } else {
-        usage(stderr);
-        return 2;
-    }
-    int rc = 0;
-    /* only a gateway may receive a business system's data (resident codes...) */
-    client_opts o = {gw, cert, key, ca, gw_name, timeout, NULL};
-    ProtobufCMessage *m = call(&o, path, msg, resp_desc, &rc);
+    bool is_batch = strcmp(argv[optind], "batch") == 0 && optind + 1 == argc;
+    client_opts o = {gw, cert, key, ca, gw_name, timeout, async, is_batch, NULL};
+    int rc =
+        is_batch ? batch(&o) : run_command(&o, argv[optind], argc - optind - 1, argv + optind + 1);
     kh_sync_close(o.conn);
-    if (m == NULL)
-        return rc;
-    if (resp_desc == &kh__register_response__descriptor) {
-        printf("OK registered version %llu\n",
-               (unsigned long long)((Kh__RegisterResponse *)m)->version);
-    } else if (resp_desc == &kh__link_code_response__descriptor) {
-        printf("OK link code acquired\n");
-    } else if (resp_desc == &kh__query_list__descriptor) {
-        Kh__QueryList *l = (Kh__QueryList *)m;
-        for (size_t i = 0; i < l->n_queries; i++) {
-            Kh__QuerySummary *s = l->queries[i];
-            printf("%s %s %s %s ", s->handle, s->state, s->procedure, s->provider);
-            for (size_t k = 0; k < s->n_items; k++)
-                printf("%s%s", k ? "," : "", s->items[k]);
-            printf(" %s %s %s%s%s\n", s->staff_id, s->created_at, s->result[0] ? s->result : "-",
-                   s->code[0] ? " " : "", s->code);
-        }
-        printf("OK %zu queries\n", l->n_queries);
-    } else {
-        Kh__QueryResponse *qr = (Kh__QueryResponse *)m;
-        if (strcmp(qr->state, "ANSWERED") == 0)
-            printf("OK %s handle=%s%s\n", qr->result, qr->handle, qr->deferred ? " deferred" : "");
-        else if (strcmp(qr->state, "REFUSED") == 0 || strcmp(qr->state, "FAILED") == 0) {
-            printf("%s %s: %s handle=%s\n", qr->state, qr->status ? qr->status->code : "?",
-                   qr->status ? qr->status->message : "", qr->handle);
-            rc = 3;
-        } else
-            printf("%s handle=%s\n", qr->state, qr->handle);
-        for (size_t i = 0; i < qr->n_withheld; i++)
-            printf("WITHHELD %s\n", qr->withheld[i]);
-        for (size_t i = 0; i < qr->n_data; i++) {
-            Kh__ItemData *d = qr->data[i];
-            printf("ITEM %s version=%llu effective_from=%s\n", d->item_code,
-                   (unsigned long long)d->version, d->effective_from);
-            for (size_t k = 0; k < d->n_fields; k++)
-                printf("  %s.%s=%s\n", d->item_code, d->fields[k]->name, d->fields[k]->value);
-        }
-    }
-    protobuf_c_message_free_unpacked(m, NULL);
     return rc;
 }
