@@ -3,9 +3,9 @@
  * tool for tests and for operators who want to see a gateway or the router
  * refuse an attack with the documented code (proto/ERRORS.md).
  *
- * One line per send:
+ * First a line 'MSG <message id>', then one line per send:
  *   SEND <n> HTTP <status> <KH-code>        refused (the kh.Status code)
- *   SEND <n> HTTP 200 ANSWER <FOUND|NOT_FOUND|?>
+ *   SEND <n> HTTP 200 ANSWER <FOUND|NOT_FOUND|WITHHELD|PENDING|?> items=<I,..|-> withheld=<I,..|->
  *   SEND <n> FAILED: <reason>               transport or TLS failure
  * Exit status: 0 all sends completed (whatever the HTTP status), 4 a
  * transport failure, 2 usage, 1 cannot build the envelope.
@@ -67,8 +67,10 @@ static void usage(FILE *f)
             "  --extract ENV DIR     split a saved/captured envelope into DIR/header.bin,\n"
             "                        DIR/header_sig.bin, DIR/payload.der and print its header\n"
             "  -h, --help            this text\n"
-            "output: 'SEND n HTTP status KH-code', 'SEND n HTTP 200 ANSWER FOUND|NOT_FOUND|?',\n"
-            "or 'SEND n FAILED: reason'. Exit 0 all sends completed, 4 transport failure,\n"
+            "output: 'MSG id', then per send 'SEND n HTTP status KH-code', 'SEND n HTTP 200\n"
+            "ANSWER RESULT items=I,...|- withheld=I,...|-' (the items the answer carries and\n"
+            "those it withholds), or 'SEND n FAILED: reason'. Exit 0 all sends completed, 4 "
+            "transport failure,\n"
             "2 usage, 1 cannot build.\n");
 }
 
@@ -206,7 +208,19 @@ static size_t split_items(char *s, char **items)
     return n;
 }
 
-/* Opens a 200 answer with the asker's encryption key: FOUND, NOT_FOUND or ?. */
+/* Appends " NAME=" and the codes, comma-separated ("-" if none), to out. */
+static void append_codes(char *out, size_t outlen, const char *name, char *const *codes, size_t n)
+{
+    size_t pos = strlen(out);
+    pos +=
+        (size_t)snprintf(out + pos, pos < outlen ? outlen - pos : 0, " %s=%s", name, n ? "" : "-");
+    for (size_t i = 0; i < n && pos < outlen; i++)
+        pos += (size_t)snprintf(out + pos, outlen - pos, "%s%s", i ? "," : "", codes[i]);
+}
+
+/* Opens a 200 answer with the asker's encryption key: its result (FOUND,
+ * NOT_FOUND, WITHHELD, PENDING, or ? if unreadable), the items it carries and
+ * the items it withholds. */
 static const char *answer_result(const char *pki, const char *asker, const uint8_t *buf, size_t len,
                                  char *out, size_t outlen)
 {
@@ -232,7 +246,15 @@ static const char *answer_result(const char *pki, const char *asker, const uint8
             KH_OK) {
         Kh__AnswerBody *ab = kh__answer_body__unpack(NULL, blen, body);
         if (ab != NULL) {
+            char *carried[KH_MAX_ITEMS];
+            size_t n = 0;
+            for (size_t i = 0; i < ab->n_data && n < KH_MAX_ITEMS; i++)
+                carried[n++] = ab->data[i]->item_code;
             snprintf(out, outlen, "%s", ab->result[0] ? ab->result : "?");
+            append_codes(out, outlen, "items", carried, n);
+            append_codes(out, outlen, "withheld", ab->withheld,
+                         ab->n_withheld < KH_MAX_ITEMS ? ab->n_withheld : KH_MAX_ITEMS);
+            kh_items_wipe(ab->data, ab->n_data);
             kh__answer_body__free_unpacked(ab, NULL);
         }
         khc_free_secret(body, blen);
@@ -596,8 +618,16 @@ int main(int argc, char **argv)
         free(env);
         return 1;
     }
+    Kh__Envelope *built = NULL;
+    Kh__Header *bh = NULL;
+    char why[160], hex[2 * KH_MSG_ID_LEN + 1];
+    if (kh_env_parse(env, elen, &built, &bh, why, sizeof why) == KH_OK) {
+        kh_msgid_hex(&bh->msg_id, hex);
+        printf("MSG %s\n", hex);
+        kh_env_free(built, bh);
+    }
 
-    char cert[1024], key[1024], ca[1024], code[64], result[32];
+    char cert[1024], key[1024], ca[1024], code[64], result[512];
     if (strcmp(o.as, "router") == 0 || strcmp(o.as, "rogue") == 0) {
         snprintf(cert, sizeof cert, "%s/%s/tls.crt", o.pki, o.as);
         snprintf(key, sizeof key, "%s/%s/tls.key", o.pki, o.as);
