@@ -30,6 +30,8 @@ check "there is personal data to look for ($n values)" test "$n" -ge 5
 # whole words only: a value must not match inside a message id or a timestamp
 hits=$(grep -hwoFf "$secrets" "${logs[@]}" | sort -u | head -5 || true)
 expect_eq "no local ID, link code or item value in the operational logs" "" "$hits"
-hits=$(grep -hE '(^|[^0-9])19[0-9]{9}([^0-9]|$)' "${logs[@]}" | head -3 || true)
+# message ids and link codes (32 hex digits) taken out first: 11 digits inside
+# one of them are not a resident-record code
+hits=$(sed -E 's/[0-9a-f]{32}/<hex>/g' "${logs[@]}" | grep -E '(^|[^0-9])19[0-9]{9}([^0-9]|$)' | head -3 || true)
 expect_eq "no resident-record code in the operational logs" "" "$hits"
 finish
