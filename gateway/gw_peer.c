@@ -345,6 +345,12 @@ static void on_envelope(struct evhttp_request *req, void *arg)
         refuse_recorded(req, t, h, e, "no legal-basis row allows this query", hex);
         goto out;
     }
+    for (size_t i = 0; i < h->n_items; i++)
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(h->items[i], h->items[k]) == 0) {
+                refuse_recorded(req, t, h, KH_E_FIELD, "items: an item is listed twice", hex);
+                goto out;
+            }
     if (!idconv_link_code_valid(h->subject)) {
         refuse_recorded(req, t, h, KH_E_BAD_REQUEST, "header.subject is not a link code", hex);
         goto out;
@@ -366,6 +372,11 @@ static void on_envelope(struct evhttp_request *req, void *arg)
         if (qb)
             kh__query_body__free_unpacked(qb, NULL);
         refuse_recorded(req, t, h, KH_E_SPLICE, "payload does not repeat this header", hex);
+        goto out;
+    }
+    if (!gw_token_ok(qb->staff_id, 32)) {
+        kh__query_body__free_unpacked(qb, NULL);
+        refuse_recorded(req, t, h, KH_E_FIELD, "staff_id: expected 1 to 32 of [A-Za-z0-9_-]", hex);
         goto out;
     }
     pc = calloc(1, sizeof *pc);

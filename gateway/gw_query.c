@@ -518,9 +518,10 @@ static const char *outcome_of(const char *state, const Kh__AnswerBody *a)
 {
     if (strcmp(state, "answered") != 0)
         return state;
-    return strcmp(a->result, "FOUND") == 0      ? "provided"
-           : strcmp(a->result, "WITHHELD") == 0 ? "withheld"
-                                                : "not_found";
+    /* as the provider records it: withheld if anything was withheld */
+    return strcmp(a->result, "FOUND") == 0 ? "provided"
+           : a->n_withheld > 0             ? "withheld"
+                                           : "not_found";
 }
 
 /* bytea input: \x followed by hex */
@@ -1154,10 +1155,7 @@ static void deferred_work(PGconn *c, void *arg)
     free(bytes);
     e = r ? KH_OK : KH_E_DB;
     PQclear(r);
-    const char *outcome = refused                              ? "refused"
-                          : strcmp(a->result, "FOUND") == 0    ? "provided"
-                          : strcmp(a->result, "WITHHELD") == 0 ? "withheld"
-                                                               : "not_found";
+    const char *outcome = refused ? "refused" : outcome_of("answered", a);
     if (e == KH_OK)
         e = gw_access(c, df->hex, "peer", df->h->sender, "deferred_answer", staff, df->h->procedure,
                       df->h->items, df->h->n_items, KH_OK);
