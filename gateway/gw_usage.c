@@ -43,6 +43,7 @@ enum {
     U_ANSWERED_WITHHELD,
     U_HELD,
     U_ANSWERED_REFUSED,
+    U_ANSWERED_UNDELIVERED,
     U_ROWS,
     U_BULK,
     U_NCOUNTS
@@ -60,6 +61,7 @@ static const char *const count_names[U_NCOUNTS] = {"asked",
                                                    "answered_withheld",
                                                    "held",
                                                    "answered_refused",
+                                                   "answered_undelivered",
                                                    "rows_registered",
                                                    "bulk_files"};
 
@@ -207,7 +209,7 @@ typedef struct {
 typedef struct {
     const char *name, *type, *help, *l1, *l2;
     size_t n;
-    fam_sample s[11];
+    fam_sample s[12];
 } family;
 
 static const family families[] = {
@@ -255,7 +257,7 @@ static const family families[] = {
      "The tenant's provision records by direction and outcome.",
      "direction",
      "outcome",
-     11,
+     12,
      {{"asked", "provided", false, U_ASKED_PROVIDED},
       {"asked", "not_found", false, U_ASKED_NOT_FOUND},
       {"asked", "withheld", false, U_ASKED_WITHHELD},
@@ -266,7 +268,8 @@ static const family families[] = {
       {"answered", "not_found", false, U_ANSWERED_NOT_FOUND},
       {"answered", "withheld", false, U_ANSWERED_WITHHELD},
       {"answered", "held", false, U_HELD},
-      {"answered", "refused", false, U_ANSWERED_REFUSED}}},
+      {"answered", "refused", false, U_ANSWERED_REFUSED},
+      {"answered", "undelivered", false, U_ANSWERED_UNDELIVERED}}},
     {"kakehashi_replica_rows_registered_total",
      "counter",
      "Reference-copy rows registered (every version: online, bulk and deletions).",

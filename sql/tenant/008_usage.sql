@@ -16,9 +16,11 @@
 --   every asked record but those that conclude a pending one.
 --   direction 'answered' (queries put to this tenant): provided, not_found,
 --   withheld (answered: immediately, or after a responder approved a held
---   query), held (waiting for a responder), refused (by a responder). A held
---   query counts as held on the day it came and as answered or refused on
---   the day of the decision. Queries the answering gateway refuses before
+--   query), held (waiting for a responder), refused (by a responder),
+--   undelivered (a deferred answer given up when it expired: the decision's
+--   own record still counts it as answered or refused). A held query counts
+--   as held on the day it came and as answered or refused on the day of the
+--   decision. Queries the answering gateway refuses before
 --   reading anything (legal basis, replay...) leave no provision record
 --   (they are access records) and are not counted here.
 -- From replica: rows registered (every version: online, bulk, deletions) by
@@ -53,7 +55,8 @@ RETURNS TABLE (day date, asked bigint, asked_provided bigint, asked_not_found bi
                asked_withheld bigint, asked_pending bigint, asked_refused bigint,
                asked_failed bigint, answered bigint, answered_provided bigint,
                answered_not_found bigint, answered_withheld bigint, held bigint,
-               answered_refused bigint, rows_registered bigint, bulk_files bigint)
+               answered_refused bigint, answered_undelivered bigint, rows_registered bigint,
+               bulk_files bigint)
 LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
     WITH lo AS (SELECT coalesce(p_from::timestamptz, '-infinity') AS t),
     hi AS (SELECT coalesce(p_to::timestamptz, 'infinity') AS t),
@@ -74,7 +77,9 @@ LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
                count(*) FILTER (WHERE p.direction = 'answered' AND p.outcome = 'not_found') AS r_nf,
                count(*) FILTER (WHERE p.direction = 'answered' AND p.outcome = 'withheld') AS r_wh,
                count(*) FILTER (WHERE p.direction = 'answered' AND p.outcome = 'held') AS r_he,
-               count(*) FILTER (WHERE p.direction = 'answered' AND p.outcome = 'refused') AS r_re
+               count(*) FILTER (WHERE p.direction = 'answered' AND p.outcome = 'refused') AS r_re,
+               count(*) FILTER (WHERE p.direction = 'answered' AND p.outcome = 'undelivered')
+                   AS r_un
           FROM provision_record p
           LEFT JOIN pend ON p.direction = 'asked' AND p.outcome <> 'pending'
                         AND pend.msg_id = p.msg_id
@@ -91,8 +96,8 @@ LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
     SELECT day, coalesce(rec.asked, 0), coalesce(a_pr, 0), coalesce(a_nf, 0), coalesce(a_wh, 0),
            coalesce(a_pe, 0), coalesce(a_re, 0), coalesce(a_fa, 0),
            coalesce(r_pr + r_nf + r_wh, 0), coalesce(r_pr, 0), coalesce(r_nf, 0),
-           coalesce(r_wh, 0), coalesce(r_he, 0), coalesce(r_re, 0), coalesce(reg.n, 0),
-           coalesce(bulk.n, 0)
+           coalesce(r_wh, 0), coalesce(r_he, 0), coalesce(r_re, 0), coalesce(r_un, 0),
+           coalesce(reg.n, 0), coalesce(bulk.n, 0)
       FROM period FULL JOIN rec USING (day) FULL JOIN reg USING (day) FULL JOIN bulk USING (day)
      ORDER BY day
 $$;
@@ -103,7 +108,8 @@ RETURNS TABLE (asked bigint, asked_provided bigint, asked_not_found bigint,
                asked_withheld bigint, asked_pending bigint, asked_refused bigint,
                asked_failed bigint, answered bigint, answered_provided bigint,
                answered_not_found bigint, answered_withheld bigint, held bigint,
-               answered_refused bigint, rows_registered bigint, bulk_files bigint)
+               answered_refused bigint, answered_undelivered bigint, rows_registered bigint,
+               bulk_files bigint)
 LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
     SELECT coalesce(sum(asked), 0)::bigint, coalesce(sum(asked_provided), 0)::bigint,
            coalesce(sum(asked_not_found), 0)::bigint, coalesce(sum(asked_withheld), 0)::bigint,
@@ -112,8 +118,9 @@ LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
            coalesce(sum(answered_provided), 0)::bigint,
            coalesce(sum(answered_not_found), 0)::bigint,
            coalesce(sum(answered_withheld), 0)::bigint, coalesce(sum(held), 0)::bigint,
-           coalesce(sum(answered_refused), 0)::bigint, coalesce(sum(rows_registered), 0)::bigint,
-           coalesce(sum(bulk_files), 0)::bigint
+           coalesce(sum(answered_refused), 0)::bigint,
+           coalesce(sum(answered_undelivered), 0)::bigint,
+           coalesce(sum(rows_registered), 0)::bigint, coalesce(sum(bulk_files), 0)::bigint
       FROM usage_by_day(p_from, p_to)
 $$;
 
