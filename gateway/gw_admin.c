@@ -23,6 +23,7 @@
  * and codes: never passwords, tokens, operator names or request bodies. */
 #include "gw.h"
 #include "gw_decide.h"
+#include "gw_usage.h"
 #include "gw_util.h"
 
 #include "idconv.h"
@@ -31,6 +32,7 @@
 #include "khhttp.h"
 #include "khjson.h"
 #include "khlog.h"
+#include "khprom.h"
 #include "khtls.h"
 
 #include <sys/queue.h>
@@ -91,6 +93,7 @@ struct adm_call {
     int status; /* HTTP status of a success */
     char *out;  /* JSON of a success */
     size_t outlen;
+    const char *content_type; /* of out if not JSON (a constant) */
 };
 
 static int idle_secs, max_secs, lockout_secs, hashing;
@@ -1299,6 +1302,102 @@ static void audit_work(PGconn *c, adm_call *call)
     kh_db_rollback(c);
 }
 
+/* ----------------------------------------------------- usage, metrics */
+
+/* since/until of a usage report (gw_usage_period): the defaults and the
+ * length of the period are the database's to say (today is its day). */
+static bool usage_period(PGconn *c, adm_call *call, char *since_out, char *until_out)
+{
+    static const char *const known[] = {"since", "until", NULL};
+    const char *since, *until;
+    if (!query_known(call, known) || !query_period(call, &since, &until))
+        return false;
+    kh_err e = gw_usage_period(c, since, until, since_out, until_out, call->msg, sizeof call->msg);
+    if (e == KH_E_DB)
+        set_err(call, e, "database unavailable");
+    else
+        call->err = e;
+    return e == KH_OK;
+}
+
+/* GET tenants/{org}/usage?since&until: the tenant's usage counts, one row a
+ * day, and their total (sql/tenant/008_usage.sql says what each counts). */
+static void usage_work(PGconn *c, adm_call *call)
+{
+    char since[11], until[11];
+    if (!usage_period(c, call, since, until))
+        return;
+    khj_writer w;
+    khjw_init(&w, 0);
+    khjw_obj(&w);
+    khjw_kstr(&w, "tenant", call->org);
+    khjw_kstr(&w, "since", since);
+    khjw_kstr(&w, "until", until);
+    if (gw_usage_write(c, call->org, since, until, &w) != KH_OK) {
+        khjw_discard(&w);
+        set_err(call, KH_E_DB, "database unavailable");
+        return;
+    }
+    khjw_obj_end(&w);
+    set_out(call, &w, 200);
+}
+
+/* GET /admin/v1/usage?since&until: every hosted tenant's report, each read
+ * in its own tenant transaction (never two tenants in one statement). */
+static void usage_all_work(PGconn *c, adm_call *call)
+{
+    char since[11], until[11];
+    if (!usage_period(c, call, since, until))
+        return;
+    khj_writer w;
+    khjw_init(&w, 0);
+    khjw_obj(&w);
+    khjw_kstr(&w, "since", since);
+    khjw_kstr(&w, "until", until);
+    khjw_key(&w, "tenants");
+    khjw_arr(&w);
+    for (size_t i = 0; i < G.ntenants; i++) {
+        khjw_obj(&w);
+        khjw_kstr(&w, "tenant", G.tenants[i].id.code);
+        if (gw_usage_write(c, G.tenants[i].id.code, since, until, &w) != KH_OK) {
+            khjw_discard(&w);
+            set_err(call, KH_E_DB, "database unavailable");
+            return;
+        }
+        khjw_obj_end(&w);
+    }
+    khjw_arr_end(&w);
+    khjw_obj_end(&w);
+    set_out(call, &w, 200);
+}
+
+/* GET /metrics: Prometheus text of the operator's tenants (a platform
+ * admin's: every hosted tenant), from gw_usage_metrics. */
+static void metrics_work(PGconn *c, adm_call *call)
+{
+    static const char *const none[] = {NULL};
+    if (!query_known(call, none))
+        return;
+    const char **orgs = calloc(G.ntenants ? G.ntenants : 1, sizeof *orgs);
+    size_t n = 0;
+    if (orgs == NULL) {
+        set_err(call, KH_E_INTERNAL, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < G.ntenants; i++)
+        if (has_tenant(call, G.tenants[i].id.code))
+            orgs[n++] = G.tenants[i].id.code;
+    kh_err e = gw_usage_metrics(c, orgs, n, &call->out, &call->outlen);
+    free(orgs);
+    if (e != KH_OK) {
+        set_err(call, e, "cannot build the metrics");
+        return;
+    }
+    call->err = KH_OK;
+    call->status = 200;
+    call->content_type = KHPROM_CONTENT_TYPE;
+}
+
 /* POST tenants/{org}/decide {"msg_id", "decision": "approve"|"refuse",
  * "items": [...] (approve: the items approved, default all), "reason"}:
  * a responder's decision on a held query (gw_decide.c). */
@@ -1402,6 +1501,12 @@ static const adm_route routes[] = {
      "query.list", queries_work, false},
     {EVHTTP_REQ_GET, true, "audit", KHADM_PLATFORM_ADMIN | KHADM_TENANT_ADMIN | KHADM_AUDITOR,
      "audit.list", audit_work, false},
+    {EVHTTP_REQ_GET, true, "usage", KHADM_PLATFORM_ADMIN | KHADM_TENANT_ADMIN | KHADM_AUDITOR,
+     "usage.read", usage_work, false},
+    {EVHTTP_REQ_GET, false, "/admin/v1/usage", KHADM_PLATFORM_ADMIN, "usage.all", usage_all_work,
+     false},
+    {EVHTTP_REQ_GET, false, "/metrics", KHADM_PLATFORM_ADMIN | KHADM_AUDITOR, "metrics",
+     metrics_work, false},
 };
 
 #define TENANT_PREFIX "/admin/v1/tenants/"
@@ -1450,11 +1555,13 @@ static const adm_route *find_route(enum evhttp_cmd_type method, const char *path
 
 /* ---------------------------------------------------- the event loop */
 
-static void json_reply(struct evhttp_request *req, int status, const char *body, size_t len)
+static void json_reply(struct evhttp_request *req, int status, const char *body, size_t len,
+                       const char *content_type)
 {
     struct evbuffer *out = evbuffer_new();
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    evhttp_add_header(h, "Content-Type", "application/json; charset=utf-8");
+    evhttp_add_header(h, "Content-Type",
+                      content_type ? content_type : "application/json; charset=utf-8");
     evhttp_add_header(h, "Cache-Control", "no-store");
     if (out == NULL) {
         evhttp_send_reply(req, 500, "Internal error", NULL);
@@ -1479,7 +1586,7 @@ static void json_error(struct evhttp_request *req, kh_err e, const char *msg)
     if (body == NULL)
         evhttp_send_reply(req, 500, "Internal error", NULL);
     else
-        json_reply(req, info->http_status, body, len);
+        json_reply(req, info->http_status, body, len, NULL);
     free(body);
 }
 
@@ -1507,7 +1614,7 @@ static void reply_and_free(adm_call *call)
     if (req != NULL) {
         evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
         if (call->err == KH_OK)
-            json_reply(req, call->status, call->out, call->outlen);
+            json_reply(req, call->status, call->out, call->outlen, call->content_type);
         else
             json_error(req, call->err, call->msg);
     }
@@ -1699,6 +1806,7 @@ void gw_admin_register(struct evhttp *http)
 
 void gw_admin_stop(void)
 {
+    gw_usage_stop();
     SSL_CTX_free(G.admin_ctx);
     G.admin_ctx = NULL;
 }

@@ -64,12 +64,16 @@ void khctl_admin_usage(FILE *f)
         "  queries ORG [--state S] [--procedure P] [--provider ORG] [--since YYYY-MM-DD]\n"
         "          [--until YYYY-MM-DD] [--limit N]   (at most 1000 rows)\n"
         "  audit ORG [--since D] [--until D] [--outcome ok|refused] [--limit N]\n"
+        "  usage ORG [--since D] [--until D]   usage counts by day (default: the last 31\n"
+        "                          days up to today; at most 366 days) and their total\n"
+        "  usage --all [--since D] [--until D] every tenant's total (platform_admin)\n"
+        "  metrics                 the Prometheus metrics of your tenants, as text\n"
         "  operator list\n"
         "  operator add NAME ROLE [--tenant ORG]... --new-password-file FILE\n"
         "  operator disable NAME\n"
         "  raw GET|POST PATH [JSON]   one request as is (JSON '-' reads standard input)\n"
         "ROLE: platform_admin, tenant_admin (flags; reads its tenants), responder (held\n"
-        "answers), auditor (reads queries and the audit log).\n"
+        "answers), auditor (reads queries, the audit log, usage and metrics).\n"
         "\n"
         "usage: khctl operator-add --db CONNINFO NAME ROLE [--tenant ORG]... --password-file FILE\n"
         "       [--if-absent]\n"
@@ -116,7 +120,7 @@ static const opt_def known_opts[] = {
     {"--tenant", true, true},      {"--new-password-file", true, false},
     {"--db", true, false},         {"--if-absent", false, false},
     {"--items", true, false},      {"--help", false, false},
-    {NULL, false, false}};
+    {"--all", false, false},       {NULL, false, false}};
 
 /* Options anywhere among the positional arguments; "--" ends options. */
 static int parse_args(int argc, char **argv, args *a)
@@ -285,14 +289,19 @@ typedef struct {
     bool quiet;       /* print no refusal or failure (the closing logout) */
 } client;
 
-/* One request. Returns the parsed 2xx body (caller frees), or NULL with *rc
- * set after printing the refusal or failure. raw_out: the body text too. */
-static khj_val *request(client *cl, const char *method, const char *path, const char *body,
-                        size_t blen, int *rc, char **raw_out)
+static void free_resp(kh_sync_resp *r)
+{
+    khc_wipe(r->body, r->len); /* listings carry personal data, logins a token */
+    kh_sync_resp_free(r);
+}
+
+/* One request. True with *r the 2xx response (the caller frees it with
+ * free_resp); false with *rc set after printing the refusal or failure. */
+static bool exchange(client *cl, const char *method, const char *path, const char *body,
+                     size_t blen, int *rc, kh_sync_resp *r)
 {
     char auth[128] = "", err[256];
-    kh_sync_resp r;
-    memset(&r, 0, sizeof r);
+    memset(r, 0, sizeof *r);
     if (cl->conn == NULL) {
         cl->conn = kh_sync_connect(cl->addr, cl->cert, cl->key, cl->ca, "KH-GW", cl->gw_name,
                                    cl->timeout, err, sizeof err);
@@ -300,33 +309,47 @@ static khj_val *request(client *cl, const char *method, const char *path, const 
             if (!cl->quiet)
                 printf("FAILED: %s\n", err);
             *rc = 4;
-            return NULL;
+            return false;
         }
     }
     if (cl->token[0])
         snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", cl->token);
     int sent = kh_sync_do_ex(cl->conn, method, path, "application/json", auth,
-                             (const uint8_t *)body, blen, &r);
+                             (const uint8_t *)body, blen, r);
     khc_wipe(auth, sizeof auth);
     if (sent != 0) {
         if (!cl->quiet)
-            printf("FAILED: %s\n", r.error);
+            printf("FAILED: %s\n", r->error);
         kh_sync_close(cl->conn);
         cl->conn = NULL;
         *rc = 4;
-        return NULL;
+        kh_sync_resp_free(r);
+        return false;
     }
+    if (r->status >= 200 && r->status <= 299)
+        return true;
+    khj_val *v = khj_parse((const char *)r->body, r->len, r->len + 1, 64, NULL);
+    const char *code = khj_get_str(v, "code"), *msg = khj_get_str(v, "message");
+    if (!cl->quiet)
+        printf("REFUSED %s: %s (HTTP %d)\n", code ? code : "?", msg ? msg : "unreadable refusal",
+               r->status);
+    *rc = 3;
+    khj_free(v);
+    free_resp(r);
+    return false;
+}
+
+/* One request. Returns the parsed 2xx body (caller frees), or NULL with *rc
+ * set after printing the refusal or failure. raw_out: the body text too. */
+static khj_val *request(client *cl, const char *method, const char *path, const char *body,
+                        size_t blen, int *rc, char **raw_out)
+{
+    kh_sync_resp r;
+    if (!exchange(cl, method, path, body, blen, rc, &r))
+        return NULL;
     khj_error je;
     khj_val *v = khj_parse((const char *)r.body, r.len, r.len + 1, 64, &je);
-    if (r.status < 200 || r.status > 299) {
-        const char *code = khj_get_str(v, "code"), *msg = khj_get_str(v, "message");
-        if (!cl->quiet)
-            printf("REFUSED %s: %s (HTTP %d)\n", code ? code : "?",
-                   msg ? msg : "unreadable refusal", r.status);
-        *rc = 3;
-        khj_free(v);
-        v = NULL;
-    } else if (v == NULL) {
+    if (v == NULL) {
         printf("FAILED: the gateway's answer is not JSON (%s)\n", je.msg);
         *rc = 4;
     } else if (raw_out != NULL) {
@@ -336,8 +359,7 @@ static khj_val *request(client *cl, const char *method, const char *path, const 
             (*raw_out)[r.len] = '\0';
         }
     }
-    khc_wipe(r.body, r.len); /* listings carry personal data, logins a token */
-    kh_sync_resp_free(&r);
+    free_resp(&r);
     return v;
 }
 
@@ -573,6 +595,120 @@ static void print_answer(const khj_val *v, int indent)
     }
 }
 
+/* Text as it came (the metrics), but no control character other than a
+ * newline reaches the terminal. */
+static void put_text(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        putchar((unsigned char)s[i] < 0x20 && s[i] != '\n' ? '?' : s[i]);
+}
+
+/* The heading of a usage count: its group and its column. */
+static void usage_heading(const char *key, const char **group, const char **col)
+{
+    static const char *const named[][3] = {{"asked", "asked", "queries"},
+                                           {"answered", "answered", "answers"},
+                                           {"held", "answered", "held"},
+                                           {"rows_registered", "registered", "rows"},
+                                           {"bulk_files", "registered", "files"}};
+    for (size_t i = 0; i < sizeof named / sizeof named[0]; i++)
+        if (strcmp(key, named[i][0]) == 0) {
+            *group = named[i][1];
+            *col = named[i][2];
+            return;
+        }
+    *group = strncmp(key, "asked_", 6) == 0 ? "asked" : "answered";
+    *col = strchr(key, '_') ? strchr(key, '_') + 1 : key;
+}
+
+/* Rows of usage counts (objects of the same keys as cols) as a table, its
+ * groups of columns named above it; labels[i] heads row i. */
+static void usage_table(const char *first, const char *const *labels, const khj_val *const *rows,
+                        size_t nrows, const khj_val *cols)
+{
+    size_t ncol = khj_len(cols), lw = strlen(first), pos;
+    char groups[512];
+    const char *last = "";
+    for (size_t r = 0; r < nrows; r++)
+        if (strlen(labels[r]) > lw)
+            lw = strlen(labels[r]);
+    int *wid = calloc(ncol ? ncol : 1, sizeof *wid);
+    if (wid == NULL || lw > 64)
+        goto out;
+    memset(groups, ' ', sizeof groups);
+    pos = lw;
+    for (size_t c = 0; c < ncol; c++) {
+        const char *g, *col;
+        usage_heading(khj_key_at(cols, c), &g, &col);
+        wid[c] = strlen(col) > 7 ? (int)strlen(col) : 7;
+        if (strcmp(g, last) != 0 && pos + 1 + strlen(g) < sizeof groups)
+            memcpy(groups + pos + 1, g, strlen(g));
+        last = g;
+        pos += 1 + (size_t)wid[c];
+    }
+    groups[pos < sizeof groups ? pos : sizeof groups - 1] = '\0';
+    for (size_t e = strlen(groups); e > 0 && groups[e - 1] == ' '; e--)
+        groups[e - 1] = '\0';
+    printf("%s\n%-*s", groups, (int)lw, first);
+    for (size_t c = 0; c < ncol; c++) {
+        const char *g, *col;
+        usage_heading(khj_key_at(cols, c), &g, &col);
+        printf(" %*s", wid[c], col);
+    }
+    putchar('\n');
+    for (size_t r = 0; r < nrows; r++) {
+        put_clean(labels[r], 0);
+        printf("%*s", (int)(lw - strlen(labels[r])), "");
+        for (size_t c = 0; c < ncol; c++)
+            printf(" %*lld", wid[c], (long long)khj_int(khj_get(rows[r], khj_key_at(cols, c))));
+        putchar('\n');
+    }
+out:
+    free(wid);
+}
+
+/* A usage report: one tenant's days and total, or (usage --all) every
+ * tenant's total. */
+static void print_usage(const khj_val *v)
+{
+    const khj_val *tenants = khj_get(v, "tenants"), *total = khj_get(v, "total");
+    const char *since = khj_get_str(v, "since"), *until = khj_get_str(v, "until");
+    size_t n = tenants ? khj_len(tenants) : khj_len(khj_get(v, "days")) + 1;
+    const char **labels = calloc(n + 1, sizeof *labels);
+    const khj_val **rows = calloc(n + 1, sizeof *rows);
+    if (labels == NULL || rows == NULL)
+        goto out;
+    if (tenants != NULL) {
+        printf("usage of %zu tenants, %s to %s (days of the database's time zone)\n", n,
+               since ? since : "?", until ? until : "?");
+        for (size_t i = 0; i < n; i++) {
+            labels[i] = khj_get_str(khj_at(tenants, i), "tenant");
+            rows[i] = khj_get(khj_at(tenants, i), "total");
+            if (labels[i] == NULL || khj_type_of(rows[i]) != KHJ_OBJ)
+                goto out;
+        }
+        if (n > 0)
+            usage_table("tenant", labels, rows, n, rows[0]);
+    } else if (khj_type_of(total) == KHJ_OBJ) {
+        const khj_val *days = khj_get(v, "days");
+        const char *org = khj_get_str(v, "tenant");
+        printf("usage of tenant %s, %s to %s (days of the database's time zone)\n", org ? org : "?",
+               since ? since : "?", until ? until : "?");
+        for (size_t i = 0; i + 1 < n; i++) {
+            labels[i] = khj_get_str(khj_at(days, i), "day");
+            rows[i] = khj_at(days, i);
+            if (labels[i] == NULL)
+                goto out;
+        }
+        labels[n - 1] = "total";
+        rows[n - 1] = total;
+        usage_table("day", labels, rows, n, total);
+    }
+out:
+    free(labels);
+    free(rows);
+}
+
 /* ------------------------------------------------------------ commands */
 
 /* Appends "&key=value" (percent-encoded) to a query string being built. */
@@ -703,6 +839,27 @@ static int build(const args *a, char *method, char *path, size_t pathlen, char *
         for (size_t i = 0; ok[i]; i++)
             add_param(path, pathlen, ok[i] + 2, opt(a, ok[i]));
         return 0;
+    }
+    if ((n == 1 || n == 2) && strcmp(cmd[0], "usage") == 0) {
+        static const char *const ok[] = {"--since", "--until", "--all", NULL};
+        bool all = opt(a, "--all") != NULL;
+        if (all != (n == 1)) {
+            fprintf(stderr, "khctl: usage takes ORG or --all\n");
+            return 2;
+        }
+        if ((!all && !org_arg(cmd[1])) || !only_opts(a, "usage", ok))
+            return 2;
+        if (all)
+            snprintf(path, pathlen, "/admin/v1/usage");
+        else
+            snprintf(path, pathlen, "/admin/v1/tenants/%s/usage", cmd[1]);
+        add_param(path, pathlen, "since", opt(a, "--since"));
+        add_param(path, pathlen, "until", opt(a, "--until"));
+        return 0;
+    }
+    if (n == 1 && strcmp(cmd[0], "metrics") == 0) {
+        snprintf(path, pathlen, "/metrics");
+        return only_opts(a, "metrics", none) ? 0 : 2;
     }
     if (n == 2 && strcmp(cmd[0], "operator") == 0 && strcmp(cmd[1], "list") == 0) {
         snprintf(path, pathlen, "/admin/v1/operators");
@@ -883,11 +1040,22 @@ int khctl_admin_main(int argc, char **argv)
         kh_sync_close(cl.conn);
         return rc;
     }
-    khj_val *v = request(&cl, method, path, body, blen, &rc, &raw);
+    khj_val *v = NULL;
+    kh_sync_resp text;
+    if (strcmp(cmd, "metrics") == 0) {
+        if (exchange(&cl, method, path, body, blen, &rc, &text)) {
+            put_text((const char *)text.body, text.len);
+            free_resp(&text);
+        }
+    } else {
+        v = request(&cl, method, path, body, blen, &rc, &raw);
+    }
     khc_free_secret(body, blen);
     if (v != NULL) {
         if (cl.json)
             printf("%s\n", raw ? raw : "");
+        else if (strcmp(cmd, "usage") == 0)
+            print_usage(v);
         else
             print_answer(v, 0);
     }
