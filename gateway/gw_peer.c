@@ -1,5 +1,8 @@
 /* gw_peer.c: the peer API, where only the router may connect.
- *   POST /v1/envelope  a query for one of the hosted tenants (flow 3)
+ *   POST /v1/envelope  a query for one of the hosted tenants (flow 3); deferred
+ *                      answers (gw_query.c) and disclosure requests (gw_disclose.c)
+ *                      are handed on once the router's signature and the
+ *                      recipient are checked
  * The answer goes back in the HTTP response as a sealed envelope. Checks, in
  * order: TLS peer is the router; header signed by the router; addressed to a
  * hosted tenant; fresh; lawful (legal basis re-checked here); payload
@@ -233,14 +236,20 @@ static void on_envelope(struct evhttp_request *req, void *arg)
         refuse(req, KH_E_HEADER_SIG, "header not signed by the router", hex);
         goto out;
     }
-    if (h->type != KH__MSG_TYPE__QUERY && h->type != KH__MSG_TYPE__ANSWER) {
-        refuse(req, KH_E_BAD_REQUEST, "the peer API accepts queries and deferred answers only",
-               hex);
+    if (h->type != KH__MSG_TYPE__QUERY && h->type != KH__MSG_TYPE__ANSWER &&
+        h->type != KH__MSG_TYPE__DISCLOSURE_REQUEST) {
+        refuse(req, KH_E_BAD_REQUEST,
+               "the peer API accepts queries, deferred answers and disclosure requests only", hex);
         goto out;
     }
     if (t == NULL) {
         refuse(req, KH_E_WRONG_RECIPIENT, "recipient is not hosted on this gateway", hex);
         goto out;
+    }
+    if (h->type == KH__MSG_TYPE__DISCLOSURE_REQUEST) {
+        /* records disclosure for the national portal (gw_disclose.c) */
+        gw_disclose_on_request(req, t, env, h);
+        return;
     }
     if (h->type == KH__MSG_TYPE__ANSWER) {
         /* a deferred answer to one of our tenants' queries (asking side) */

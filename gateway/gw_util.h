@@ -76,6 +76,12 @@ void gw_access_refused_later(gw_tenant *t, const char *msg_hex, const char *acto
                              const char *operation, const char *procedure, char *const *items,
                              size_t nitems, kh_err e);
 
+/* Records disclosure (gw_disclose.c): a disclosure request from the router
+ * (header signature and recipient already verified) for tenant t; takes env
+ * and h. */
+void gw_disclose_on_request(struct evhttp_request *req, gw_tenant *t, Kh__Envelope *env,
+                            Kh__Header *h);
+
 /* Queries, asking side (gw_query.c). */
 void gw_query_register(struct evhttp *http);
 /* A deferred answer from the router (header signature and recipient already
