@@ -1,5 +1,8 @@
 /* gw_peer.c: the peer API, where only the router may connect.
- *   POST /v1/envelope  a query for one of the hosted tenants (flow 3)
+ *   POST /v1/envelope  a query for one of the hosted tenants (flow 3); deferred
+ *                      answers (gw_query.c) and disclosure requests (gw_disclose.c)
+ *                      are handed on once the router's signature and the
+ *                      recipient are checked
  * The answer goes back in the HTTP response as a sealed envelope. Checks, in
  * order: TLS peer is the router; header signed by the router; addressed to a
  * hosted tenant; fresh; lawful (legal basis re-checked here); payload
@@ -64,50 +67,14 @@ static void refuse(struct evhttp_request *req, kh_err e, const char *what, const
     kh_http_reply_err(req, e, "%s", what);
 }
 
-/* Registers the message id with the digest of its payload. KH_OK: new.
- * KH_E_REPLAY: seen with another payload, or not answered yet. A
- * retransmission of an answered message sets pc->resent and the stored
- * sealed answer. */
+/* Replay protection (gw_seen): a retransmission of an answered message sets
+ * pc->resent and the stored sealed answer. */
 static kh_err seen(PGconn *c, peer_call *pc)
 {
-    char dig[2 + 64 + 1] = "\\x", exp[24];
-    khc_hex(pc->digest, sizeof pc->digest, dig + 2);
-    snprintf(exp, sizeof exp, "%lld", (long long)pc->h->expires_at);
-    PGresult *r =
-        kh_db_exec(c, "DELETE FROM seen_msg WHERE expires_at < now() - interval '1 hour'", 0, NULL);
-    if (r == NULL)
-        return KH_E_DB;
-    PQclear(r);
-    const char *p[4] = {pc->h->sender, pc->msg_hex, exp, dig};
-    r = kh_db_exec(c,
-                   "INSERT INTO seen_msg (sender, msg_id, expires_at, digest) VALUES ($1, $2, "
-                   "to_timestamp($3::bigint), $4::bytea) ON CONFLICT DO NOTHING",
-                   4, p);
-    if (r == NULL)
-        return KH_E_DB;
-    bool fresh = strcmp(PQcmdTuples(r), "1") == 0;
-    PQclear(r);
-    if (fresh)
-        return KH_OK;
-    const char *q[3] = {pc->h->sender, pc->msg_hex, dig};
-    r = kh_db_exec(c,
-                   "SELECT reply FROM seen_msg WHERE sender = $1 AND msg_id = $2 "
-                   "AND digest = $3::bytea AND reply IS NOT NULL",
-                   3, q);
-    if (r == NULL)
-        return KH_E_DB;
-    if (PQntuples(r) == 1) {
-        size_t n = 0;
-        unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(r, 0, 0), &n);
-        if (raw != NULL && (pc->a.sealed = malloc(n ? n : 1)) != NULL) {
-            memcpy(pc->a.sealed, raw, n);
-            pc->a.sealedlen = n;
-            pc->resent = true;
-        }
-        PQfreemem(raw);
-    }
-    PQclear(r);
-    return pc->resent ? KH_OK : KH_E_REPLAY;
+    kh_err e = gw_seen(c, pc->h->sender, pc->msg_hex, pc->h->expires_at, pc->digest, &pc->a.sealed,
+                       &pc->a.sealedlen);
+    pc->resent = e == KH_OK && pc->a.sealed != NULL;
+    return e;
 }
 
 static kh_err hold(PGconn *c, peer_call *pc, const char *local_id, const char *as_of,
@@ -192,18 +159,8 @@ static void answer_work(PGconn *c, void *arg)
     }
     if (pc->err == KH_OK)
         pc->err = gw_answer_seal(a, strcmp(a->result, "PENDING") == 0 ? "PENDING" : "", NULL);
-    if (pc->err == KH_OK) {
-        char *hex = gw_bytea_literal(a->sealed, a->sealedlen);
-        const char *p[3] = {pc->h->sender, pc->msg_hex, hex};
-        PGresult *r = hex ? kh_db_exec(c,
-                                       "UPDATE seen_msg SET reply = $3::bytea WHERE sender = $1 "
-                                       "AND msg_id = $2",
-                                       3, p)
-                          : NULL;
-        pc->err = r ? KH_OK : KH_E_DB;
-        PQclear(r);
-        free(hex);
-    }
+    if (pc->err == KH_OK)
+        pc->err = gw_seen_reply(c, pc->h->sender, pc->msg_hex, a->sealed, a->sealedlen);
     if (pc->err == KH_OK)
         pc->err = gw_record(c, pc->msg_hex, "answered", pc->h->sender, pc->h->procedure,
                             pc->h->items, pc->h->n_items, local_id[0] ? local_id : NULL,
@@ -234,55 +191,13 @@ static void answer_done(void *arg)
 
 /* A refusal of a query to a hosted tenant whose header the router signed:
  * an authorisation decision of this layer, so it is recorded in the
- * tenant's access records too (best effort: a full queue only logs). */
-typedef struct {
-    gw_tenant *t;
-    char hex[2 * KH_MSG_ID_LEN + 1];
-    char sender[16], procedure[KH_CODE_MAX + 1];
-    char items[KH_MAX_ITEMS][KH_CODE_MAX + 1];
-    size_t nitems;
-    kh_err e;
-} refusal;
-
-static void refusal_work(PGconn *c, void *arg)
-{
-    refusal *rf = arg;
-    char *items[KH_MAX_ITEMS];
-    for (size_t i = 0; i < rf->nitems; i++)
-        items[i] = rf->items[i];
-    if (kh_db_tenant_begin(c, rf->t->id.code) == KH_OK &&
-        gw_access(c, rf->hex, "peer", rf->sender, "answer", NULL, rf->procedure, items, rf->nitems,
-                  rf->e) == KH_OK &&
-        kh_db_commit(c) == KH_OK)
-        return;
-    kh_db_rollback(c);
-}
-
-static void refusal_done(void *arg)
-{
-    free(arg);
-}
-
+ * tenant's access records too (best effort: a full queue only logs), with
+ * the header's fields as the router signed them. */
 static void refuse_recorded(struct evhttp_request *req, gw_tenant *t, const Kh__Header *h, kh_err e,
                             const char *what, const char *hex)
 {
     refuse(req, e, what, hex);
-    refusal *rf = calloc(1, sizeof *rf);
-    if (rf == NULL)
-        return;
-    rf->t = t;
-    rf->e = e;
-    snprintf(rf->hex, sizeof rf->hex, "%s", hex);
-    /* header fields as the router signed them, cut to their sizes */
-    snprintf(rf->sender, sizeof rf->sender, "%s", h->sender);
-    snprintf(rf->procedure, sizeof rf->procedure, "%s", h->procedure);
-    for (size_t i = 0; i < h->n_items && rf->nitems < KH_MAX_ITEMS; i++)
-        if (gw_code_ok(h->items[i], KH_CODE_MAX))
-            snprintf(rf->items[rf->nitems++], KH_CODE_MAX + 1, "%s", h->items[i]);
-    if (kh_pool_submit(G.pool, refusal_work, refusal_done, rf) != 0) {
-        kh_warn("peer", "refusal of message %s not recorded: database queue full", hex);
-        free(rf);
-    }
+    gw_access_refused_later(t, hex, h->sender, "answer", h->procedure, h->items, h->n_items, e);
 }
 
 static void on_envelope(struct evhttp_request *req, void *arg)
@@ -321,14 +236,20 @@ static void on_envelope(struct evhttp_request *req, void *arg)
         refuse(req, KH_E_HEADER_SIG, "header not signed by the router", hex);
         goto out;
     }
-    if (h->type != KH__MSG_TYPE__QUERY && h->type != KH__MSG_TYPE__ANSWER) {
-        refuse(req, KH_E_BAD_REQUEST, "the peer API accepts queries and deferred answers only",
-               hex);
+    if (h->type != KH__MSG_TYPE__QUERY && h->type != KH__MSG_TYPE__ANSWER &&
+        h->type != KH__MSG_TYPE__DISCLOSURE_REQUEST) {
+        refuse(req, KH_E_BAD_REQUEST,
+               "the peer API accepts queries, deferred answers and disclosure requests only", hex);
         goto out;
     }
     if (t == NULL) {
         refuse(req, KH_E_WRONG_RECIPIENT, "recipient is not hosted on this gateway", hex);
         goto out;
+    }
+    if (h->type == KH__MSG_TYPE__DISCLOSURE_REQUEST) {
+        /* records disclosure for the national portal (gw_disclose.c) */
+        gw_disclose_on_request(req, t, env, h);
+        return;
     }
     if (h->type == KH__MSG_TYPE__ANSWER) {
         /* a deferred answer to one of our tenants' queries (asking side) */

@@ -1,5 +1,6 @@
 /* gw_util.c: validation and record helpers for the gateway handlers. */
 #include "gw_util.h"
+#include "gw_answer.h"
 
 #include "khcrypto.h"
 #include "khhttp.h"
@@ -8,6 +9,7 @@
 
 #include <openssl/x509.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -249,4 +251,125 @@ kh_err gw_access(PGconn *c, const char *msg_id, const char *direction, const cha
         return KH_E_DB;
     PQclear(r);
     return KH_OK;
+}
+
+kh_err gw_seen(PGconn *c, const char *sender, const char *msg_hex, int64_t expires_at,
+               const uint8_t digest[32], uint8_t **reply, size_t *replylen)
+{
+    char dig[2 + 64 + 1] = "\\x", exp[24];
+    khc_hex(digest, 32, dig + 2);
+    snprintf(exp, sizeof exp, "%lld", (long long)expires_at);
+    *reply = NULL;
+    *replylen = 0;
+    PGresult *r =
+        kh_db_exec(c, "DELETE FROM seen_msg WHERE expires_at < now() - interval '1 hour'", 0, NULL);
+    if (r == NULL)
+        return KH_E_DB;
+    PQclear(r);
+    const char *p[4] = {sender, msg_hex, exp, dig};
+    r = kh_db_exec(c,
+                   "INSERT INTO seen_msg (sender, msg_id, expires_at, digest) VALUES ($1, $2, "
+                   "to_timestamp($3::bigint), $4::bytea) ON CONFLICT DO NOTHING",
+                   4, p);
+    if (r == NULL)
+        return KH_E_DB;
+    bool fresh = strcmp(PQcmdTuples(r), "1") == 0;
+    PQclear(r);
+    if (fresh)
+        return KH_OK;
+    const char *q[3] = {sender, msg_hex, dig};
+    r = kh_db_exec(c,
+                   "SELECT reply FROM seen_msg WHERE sender = $1 AND msg_id = $2 "
+                   "AND digest = $3::bytea AND reply IS NOT NULL",
+                   3, q);
+    if (r == NULL)
+        return KH_E_DB;
+    if (PQntuples(r) == 1) {
+        size_t n = 0;
+        unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(r, 0, 0), &n);
+        if (raw != NULL && (*reply = malloc(n ? n : 1)) != NULL) {
+            memcpy(*reply, raw, n);
+            *replylen = n;
+        }
+        PQfreemem(raw);
+    }
+    PQclear(r);
+    return *reply != NULL ? KH_OK : KH_E_REPLAY;
+}
+
+kh_err gw_seen_reply(PGconn *c, const char *sender, const char *msg_hex, const uint8_t *reply,
+                     size_t len)
+{
+    char *hex = gw_bytea_literal(reply, len);
+    const char *p[3] = {sender, msg_hex, hex};
+    PGresult *r = hex ? kh_db_exec(c,
+                                   "UPDATE seen_msg SET reply = $3::bytea WHERE sender = $1 "
+                                   "AND msg_id = $2",
+                                   3, p)
+                      : NULL;
+    free(hex);
+    if (r == NULL)
+        return KH_E_DB;
+    PQclear(r);
+    return KH_OK;
+}
+
+void gw_access_refused(PGconn *c, gw_tenant *t, const char *msg_hex, const char *actor,
+                       const char *operation, const char *procedure, char *const *items,
+                       size_t nitems, kh_err e)
+{
+    if (kh_db_tenant_begin(c, t->id.code) == KH_OK &&
+        gw_access(c, msg_hex, "peer", actor, operation, NULL, procedure, items, nitems, e) ==
+            KH_OK &&
+        kh_db_commit(c) == KH_OK)
+        return;
+    kh_db_rollback(c);
+    kh_warn("peer", "refusal of message %s not recorded", msg_hex);
+}
+
+/* A refusal waiting for a worker: the header's fields copied, cut to size. */
+typedef struct {
+    gw_tenant *t;
+    char hex[2 * KH_MSG_ID_LEN + 1];
+    char actor[16], operation[32], procedure[KH_CODE_MAX + 1];
+    char items[KH_MAX_ITEMS][KH_CODE_MAX + 1];
+    size_t nitems;
+    kh_err e;
+} refusal;
+
+static void refusal_work(PGconn *c, void *arg)
+{
+    refusal *rf = arg;
+    char *items[KH_MAX_ITEMS];
+    for (size_t i = 0; i < rf->nitems; i++)
+        items[i] = rf->items[i];
+    gw_access_refused(c, rf->t, rf->hex, rf->actor, rf->operation,
+                      rf->procedure[0] ? rf->procedure : NULL, items, rf->nitems, rf->e);
+}
+
+static void refusal_done(void *arg)
+{
+    free(arg);
+}
+
+void gw_access_refused_later(gw_tenant *t, const char *msg_hex, const char *actor,
+                             const char *operation, const char *procedure, char *const *items,
+                             size_t nitems, kh_err e)
+{
+    refusal *rf = calloc(1, sizeof *rf);
+    if (rf == NULL)
+        return;
+    rf->t = t;
+    rf->e = e;
+    snprintf(rf->hex, sizeof rf->hex, "%s", msg_hex);
+    snprintf(rf->actor, sizeof rf->actor, "%s", actor);
+    snprintf(rf->operation, sizeof rf->operation, "%s", operation);
+    snprintf(rf->procedure, sizeof rf->procedure, "%s", procedure ? procedure : "");
+    for (size_t i = 0; i < nitems && rf->nitems < KH_MAX_ITEMS; i++)
+        if (gw_code_ok(items[i], KH_CODE_MAX))
+            snprintf(rf->items[rf->nitems++], KH_CODE_MAX + 1, "%s", items[i]);
+    if (kh_pool_submit(G.pool, refusal_work, refusal_done, rf) != 0) {
+        kh_warn("peer", "refusal of message %s not recorded: database queue full", msg_hex);
+        free(rf);
+    }
 }

@@ -53,6 +53,35 @@ kh_err gw_access(PGconn *c, const char *msg_id, const char *direction, const cha
                  const char *operation, const char *staff_id, const char *procedure,
                  char *const *items, size_t nitems, kh_err code);
 
+/* Replay protection for a message addressed to the tenant, in the tenant
+ * transaction: registers (sender, message id) with the digest of its
+ * payload. KH_OK and *reply NULL: new. KH_OK and *reply set (malloc'd, the
+ * sealed reply stored with gw_seen_reply): the same payload again, a
+ * retransmission, to be answered with that reply and nothing else.
+ * KH_E_REPLAY: seen with another payload, or not answered yet. */
+kh_err gw_seen(PGconn *c, const char *sender, const char *msg_hex, int64_t expires_at,
+               const uint8_t digest[32], uint8_t **reply, size_t *replylen);
+/* Keeps the sealed reply sent for a message registered by gw_seen. */
+kh_err gw_seen_reply(PGconn *c, const char *sender, const char *msg_hex, const uint8_t *reply,
+                     size_t len);
+
+/* A refusal of a message to tenant t as an access record (direction peer),
+ * best effort: in a transaction of its own on worker connection c (no
+ * transaction open), or, from the event loop, queued for a worker (a full
+ * queue only logs). procedure and items may be NULL/0. */
+void gw_access_refused(PGconn *c, gw_tenant *t, const char *msg_hex, const char *actor,
+                       const char *operation, const char *procedure, char *const *items,
+                       size_t nitems, kh_err e);
+void gw_access_refused_later(gw_tenant *t, const char *msg_hex, const char *actor,
+                             const char *operation, const char *procedure, char *const *items,
+                             size_t nitems, kh_err e);
+
+/* Records disclosure (gw_disclose.c): a disclosure request from the router
+ * (header signature and recipient already verified) for tenant t; takes env
+ * and h. */
+void gw_disclose_on_request(struct evhttp_request *req, gw_tenant *t, Kh__Envelope *env,
+                            Kh__Header *h);
+
 /* Queries, asking side (gw_query.c). */
 void gw_query_register(struct evhttp *http);
 /* A deferred answer from the router (header signature and recipient already

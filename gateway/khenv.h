@@ -73,8 +73,6 @@ kh_err kh_dir_legal(const kh_dir *d, const char *asker, const char *procedure, c
 bool kh_dir_field_allowed(const kh_dir *d, const char *row_id, const char *item,
                           const char *flat_name);
 
-#endif
-
 /* --- sealing and opening with identities --- */
 
 /* A party's keys and certificates as loaded from the PKI folder. */
@@ -101,3 +99,5 @@ kh_err kh_env_open(const Kh__Envelope *env, const kh_identity *to, X509_STORE *t
 /* Fills a header with a fresh random msg_id and times; strings are borrowed. */
 int kh_header_init(Kh__Header *h, uint8_t msg_id[KH_MSG_ID_LEN], Kh__MsgType type,
                    const char *sender, const char *recipient, const char *signer, int ttl);
+
+#endif

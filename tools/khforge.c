@@ -6,6 +6,7 @@
  * First a line 'MSG <message id>', then one line per send:
  *   SEND <n> HTTP <status> <KH-code>        refused (the kh.Status code)
  *   SEND <n> HTTP 200 ANSWER <FOUND|NOT_FOUND|WITHHELD|PENDING|?> items=<I,..|-> withheld=<I,..|->
+ *   (for a disclosure: its result, the items of own information, withheld=-)
  *   SEND <n> FAILED: <reason>               transport or TLS failure
  * Exit status: 0 all sends completed (whatever the HTTP status), 4 a
  * transport failure, 2 usage, 1 cannot build the envelope.
@@ -35,8 +36,14 @@ static void usage(FILE *f)
             "usage: khforge --pki DIR --to HOST:PORT --as NAME --sender ORG --recipient ORG\n"
             "               --procedure P --items I[,I...] --subject LINKCODE [options]\n"
             "       khforge --extract ENVELOPE DIR\n"
+            "       khforge --disclosure --pki DIR --to HOST:PORT --as NAME --recipient ORG\n"
+            "               --subject LINKCODE [options]\n"
             "Builds a QUERY envelope as a gateway (or, with --sign-as ROUTER, as the router)\n"
             "would, optionally breaks it, and POSTs it to /v1/envelope over mutual TLS.\n"
+            "  --disclosure          build a DISCLOSURE_REQUEST (records and own information)\n"
+            "                        as the router originates it instead: sender, header signer\n"
+            "                        and payload signer default to ROUTER; no procedure or items;\n"
+            "                        a 200 answer is opened with DIR/router/enc.key\n"
             "  --pki DIR             the PKI folder made by tools/khpki\n"
             "  --to HOST:PORT        the router, or a gateway's peer API\n"
             "  --as NAME             TLS identity: a gateway name (DIR/gw/NAME/tls.*),\n"
@@ -50,8 +57,9 @@ static void usage(FILE *f)
             "  --as-of YYYYMMDD      body as_of (default empty: today)\n"
             "  --sign-as ORG|ROUTER  whose key signs the header (default the sender); ROUTER uses\n"
             "                        DIR/router/sign.key and sets header.signer = ROUTER\n"
-            "  --payload-signer ORG|rogue  who signs the inner SignedData (default the sender);\n"
-            "                        rogue uses DIR/rogue/sign.{crt,key} (another CA)\n"
+            "  --payload-signer ORG|ROUTER|rogue  who signs the inner SignedData (default the\n"
+            "                        sender); ROUTER uses DIR/router/sign.{crt,key}, rogue\n"
+            "                        DIR/rogue/sign.{crt,key} (another CA)\n"
             "  --tamper header|payload  after signing, flip a byte of the header's procedure\n"
             "                        string / a byte in the middle of the payload\n"
             "  --splice FILE         use the payload of the envelope saved in FILE with this\n"
@@ -235,28 +243,43 @@ static const char *answer_result(const char *pki, const char *asker, const uint8
     Kh__Envelope *env = kh__envelope__unpack(NULL, len, buf);
     if (env == NULL)
         return out;
-    snprintf(path, sizeof path, "%s/org/%s/enc.crt", pki, asker);
+    bool router = strcmp(asker, "ROUTER") == 0; /* a disclosure's answer */
+    if (router)
+        snprintf(path, sizeof path, "%s/router/enc.crt", pki);
+    else
+        snprintf(path, sizeof path, "%s/org/%s/enc.crt", pki, asker);
     cert = khc_load_cert(path, err, sizeof err);
-    snprintf(path, sizeof path, "%s/org/%s/enc.key", pki, asker);
+    size_t base = strlen(path) - strlen("crt");
+    snprintf(path + base, sizeof path - base, "key");
     key = khc_load_key(path, err, sizeof err);
     snprintf(path, sizeof path, "%s/national-ca.crt", pki);
     trust = khc_store_from_file(path, err, sizeof err);
     if (cert && key && trust &&
         khc_open(env->payload.data, env->payload.len, cert, key, trust, &body, &blen, &signer) ==
             KH_OK) {
-        Kh__AnswerBody *ab = kh__answer_body__unpack(NULL, blen, body);
-        if (ab != NULL) {
-            char *carried[KH_MAX_ITEMS];
-            size_t n = 0;
-            for (size_t i = 0; i < ab->n_data && n < KH_MAX_ITEMS; i++)
-                carried[n++] = ab->data[i]->item_code;
-            snprintf(out, outlen, "%s", ab->result[0] ? ab->result : "?");
+        Kh__DisclosureAnswerBody *db =
+            router ? kh__disclosure_answer_body__unpack(NULL, blen, body) : NULL;
+        Kh__AnswerBody *ab = router ? NULL : kh__answer_body__unpack(NULL, blen, body);
+        const char *result = db ? db->result : ab ? ab->result : NULL;
+        Kh__ItemData **data = db ? db->self_info : ab ? ab->data : NULL;
+        size_t ndata = db ? db->n_self_info : ab ? ab->n_data : 0;
+        char *carried[KH_MAX_ITEMS];
+        size_t n = 0;
+        for (size_t i = 0; i < ndata && n < KH_MAX_ITEMS; i++)
+            carried[n++] = data[i]->item_code;
+        if (result != NULL) {
+            snprintf(out, outlen, "%s", result[0] ? result : "?");
             append_codes(out, outlen, "items", carried, n);
-            append_codes(out, outlen, "withheld", ab->withheld,
-                         ab->n_withheld < KH_MAX_ITEMS ? ab->n_withheld : KH_MAX_ITEMS);
-            kh_items_wipe(ab->data, ab->n_data);
-            kh__answer_body__free_unpacked(ab, NULL);
+            append_codes(out, outlen, "withheld", ab ? ab->withheld : NULL,
+                         !ab                             ? 0
+                         : ab->n_withheld < KH_MAX_ITEMS ? ab->n_withheld
+                                                         : KH_MAX_ITEMS);
         }
+        kh_items_wipe(data, ndata);
+        if (db)
+            kh__disclosure_answer_body__free_unpacked(db, NULL);
+        if (ab)
+            kh__answer_body__free_unpacked(ab, NULL);
         khc_free_secret(body, blen);
         X509_free(signer);
     }
@@ -280,7 +303,7 @@ typedef struct {
     const char *pki, *to, *as, *sender, *recipient, *procedure, *subject, *staff, *as_of;
     const char *sign_as, *payload_signer, *tamper, *splice, *save, *save_answer, *reuse_id;
     char *items;
-    bool expired;
+    bool expired, disclosure;
     int times, ttl, timeout_ms;
 } forge_opts;
 
@@ -289,7 +312,7 @@ static int build(const forge_opts *o, uint8_t **out, size_t *outlen)
 {
     char path[1024], err[256];
     char *items[KH_MAX_ITEMS];
-    size_t nitems = split_items(o->items, items);
+    size_t nitems = o->items ? split_items(o->items, items) : 0;
     X509 *psign_cert = NULL, *recip = NULL;
     EVP_PKEY *psign_key = NULL, *hkey = NULL;
     uint8_t *body = NULL, *payload = NULL, *hdr = NULL, *sig = NULL, *spliced = NULL;
@@ -298,6 +321,7 @@ static int build(const forge_opts *o, uint8_t **out, size_t *outlen)
     int rc = -1;
     bool router = strcmp(o->sign_as, "ROUTER") == 0;
     bool rogue = strcmp(o->payload_signer, "rogue") == 0;
+    bool prouter = strcmp(o->payload_signer, "ROUTER") == 0;
 
     /* header signing key */
     if (router)
@@ -309,6 +333,8 @@ static int build(const forge_opts *o, uint8_t **out, size_t *outlen)
     /* payload signer and recipient */
     if (rogue)
         snprintf(path, sizeof path, "%s/rogue/sign", o->pki);
+    else if (prouter)
+        snprintf(path, sizeof path, "%s/router/sign", o->pki);
     else
         snprintf(path, sizeof path, "%s/org/%s/sign", o->pki, o->payload_signer);
     size_t base = strlen(path);
@@ -325,8 +351,9 @@ static int build(const forge_opts *o, uint8_t **out, size_t *outlen)
     /* the header, as kh_header_init and gw_biz.c build it */
     Kh__Header h;
     uint8_t id[KH_MSG_ID_LEN];
-    if (kh_header_init(&h, id, KH__MSG_TYPE__QUERY, o->sender, o->recipient, o->sign_as, o->ttl) !=
-        0) {
+    if (kh_header_init(&h, id,
+                       o->disclosure ? KH__MSG_TYPE__DISCLOSURE_REQUEST : KH__MSG_TYPE__QUERY,
+                       o->sender, o->recipient, o->sign_as, o->ttl) != 0) {
         snprintf(err, sizeof err, "no randomness");
         goto fail;
     }
@@ -347,7 +374,7 @@ static int build(const forge_opts *o, uint8_t **out, size_t *outlen)
         kh_env_free(e0, h0);
         free(raw);
     }
-    h.procedure = (char *)o->procedure;
+    h.procedure = (char *)(o->procedure ? o->procedure : "");
     h.items = items;
     h.n_items = nitems;
     h.subject = (char *)o->subject;
@@ -370,16 +397,30 @@ static int build(const forge_opts *o, uint8_t **out, size_t *outlen)
             goto fail;
         memcpy(payload, saved->payload.data, plen);
     } else {
-        Kh__QueryBody b = KH__QUERY_BODY__INIT;
-        b.msg_id = h.msg_id;
-        b.sender = (char *)o->sender;
-        b.recipient = (char *)o->recipient;
-        b.procedure = (char *)o->procedure;
-        b.items = items;
-        b.n_items = nitems;
-        b.staff_id = (char *)o->staff;
-        b.as_of = (char *)o->as_of;
-        if (kh_pb_pack(&b.base, &body, &blen) != 0 ||
+        int packed;
+        if (o->disclosure) {
+            Kh__DisclosureRequestBody b = KH__DISCLOSURE_REQUEST_BODY__INIT;
+            b.msg_id = h.msg_id;
+            b.sender = (char *)o->sender;
+            b.recipient = (char *)o->recipient;
+            b.subject = (char *)o->subject;
+            b.records = true;
+            b.self_info = true;
+            b.requester = "khforge";
+            packed = kh_pb_pack(&b.base, &body, &blen);
+        } else {
+            Kh__QueryBody b = KH__QUERY_BODY__INIT;
+            b.msg_id = h.msg_id;
+            b.sender = (char *)o->sender;
+            b.recipient = (char *)o->recipient;
+            b.procedure = (char *)o->procedure;
+            b.items = items;
+            b.n_items = nitems;
+            b.staff_id = (char *)o->staff;
+            b.as_of = (char *)o->as_of;
+            packed = kh_pb_pack(&b.base, &body, &blen);
+        }
+        if (packed != 0 ||
             khc_seal(body, blen, psign_cert, psign_key, recip, &payload, &plen) != 0) {
             snprintf(err, sizeof err, "cannot seal the payload");
             goto fail;
@@ -393,7 +434,7 @@ static int build(const forge_opts *o, uint8_t **out, size_t *outlen)
         goto fail;
     }
     if (o->tamper && strcmp(o->tamper, "header") == 0 &&
-        tamper_header(hdr, hlen, o->procedure) != 0) {
+        (o->procedure == NULL || tamper_header(hdr, hlen, o->procedure) != 0)) {
         snprintf(err, sizeof err, "procedure not found in the serialized header");
         goto fail;
     }
@@ -473,6 +514,7 @@ enum {
     O_SAVEANS,
     O_TIMEOUT,
     O_EXTRACT,
+    O_DISCLOSURE,
 };
 
 int main(int argc, char **argv)
@@ -499,6 +541,7 @@ int main(int argc, char **argv)
                                          {"save-answer", required_argument, NULL, O_SAVEANS},
                                          {"timeout-ms", required_argument, NULL, O_TIMEOUT},
                                          {"extract", no_argument, NULL, O_EXTRACT},
+                                         {"disclosure", no_argument, NULL, O_DISCLOSURE},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     forge_opts o = {.staff = "O-CA-001", .as_of = "", .times = 1, .ttl = 300, .timeout_ms = 30000};
@@ -565,6 +608,9 @@ int main(int argc, char **argv)
         case O_EXTRACT:
             do_extract = true;
             break;
+        case O_DISCLOSURE:
+            o.disclosure = true;
+            break;
         case O_TTL:
         case O_TIMES:
         case O_TIMEOUT:
@@ -596,15 +642,18 @@ int main(int argc, char **argv)
         }
         return extract(argv[optind], argv[optind + 1]);
     }
+    if (o.disclosure && !o.sender)
+        o.sender = "ROUTER";
     if (!o.sign_as)
         o.sign_as = o.sender;
     if (!o.payload_signer)
         o.payload_signer = o.sender;
     if (optind != argc || !o.pki || !o.to || !is_name(o.as) || !is_org(o.sender) ||
-        !is_org(o.recipient) || !o.procedure || !o.items || !o.subject || !is_org(o.sign_as) ||
+        !is_org(o.recipient) || (!o.disclosure && (!o.procedure || !o.items)) || !o.subject ||
+        !is_org(o.sign_as) ||
         (!is_org(o.payload_signer) && strcmp(o.payload_signer, "rogue") != 0) ||
         (o.tamper && strcmp(o.tamper, "header") != 0 && strcmp(o.tamper, "payload") != 0) ||
-        o.timeout_ms == 0 || o.ttl == 0 || strlen(o.procedure) > KH_CODE_MAX) {
+        o.timeout_ms == 0 || o.ttl == 0 || (o.procedure && strlen(o.procedure) > KH_CODE_MAX)) {
         usage(stderr);
         return 2;
     }

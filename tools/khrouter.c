@@ -4,7 +4,9 @@
  * organisations), authorises every query against the legal-basis table,
  * translates the subject's link code, forwards the query to the answering
  * gateway, relays the answer, and keeps its own record of each message. It
- * never sees personal data: payloads are sealed end to end. */
+ * never sees the personal data of queries: payloads are sealed end to end.
+ * For records disclosure (flow 5, khrouter_portal.c) it acts for the national
+ * portal: it originates the requests and the answers are sealed to it. */
 #include "idconv.h"
 #include "kakehashi.pb-c.h"
 #include "khconf.h"
@@ -13,6 +15,7 @@
 #include "khhttp.h"
 #include "khlog.h"
 #include "khpool.h"
+#include "khrouter_portal.h"
 #include "khtls.h"
 
 #include <errno.h>
@@ -48,11 +51,14 @@ static struct {
     struct evhttp *http;
     struct event *sig_ev[2];
     bool stopping;
+    const char *portals[16]; /* CNs of the portal certificates served */
+    size_t nportals;
+    khr_portal portal;
 } R;
 
 static const char *const known_options[] = {
     "listen",  "pki",      "db",         "secret",     "org",       "capture_dir", "max_skew",
-    "msg_ttl", "max_body", "timeout_ms", "db_workers", "log_level", NULL};
+    "msg_ttl", "max_body", "timeout_ms", "db_workers", "log_level", "portal",      NULL};
 
 static void usage(FILE *f)
 {
@@ -68,6 +74,9 @@ static void usage(FILE *f)
                "  org = CODE,CLASS,NAME,GATEWAY,HOST:PORT   one per organisation (repeat)\n"
                "  capture_dir = DIR   keep each authenticated envelope as received "
                "(SENDER-MSGID.envelope)\n"
+               "  portal = NAME       a national portal served on POST /v1/portal/disclose:\n"
+               "                      its client certificate has O=PORTAL, CN=NAME (repeat;\n"
+               "                      at most 16; none: every disclosure request is refused)\n"
                "  max_skew = 120, msg_ttl = 300, max_body = 1048576, timeout_ms = 30000,\n"
                "  db_workers = 4, log_level = info\n");
 }
@@ -347,6 +356,23 @@ static void hmac_hex(const char *label, const char *a, const char *b, char *out,
     OPENSSL_cleanse(hex, sizeof hex);
 }
 
+/* The router's key for a person (link codes and the portal module), and
+ * where an organisation is reached (the portal module). */
+static void person_key_of(const char *resident_code, char out[65])
+{
+    hmac_hex("person", resident_code, NULL, out, 64);
+}
+
+static bool portal_route(const char *org, const char **gateway, const char **endpoint)
+{
+    const r_org *o = org_find(org);
+    if (o == NULL)
+        return false;
+    *gateway = o->gateway;
+    *endpoint = o->endpoint;
+    return true;
+}
+
 static kh_err r_record(PGconn *c, r_call *rc, const char *outcome)
 {
     const Kh__Header *h = rc->h;
@@ -521,7 +547,7 @@ static void handle_linkcode(r_call *rc, const kh_org *sender)
     /* person key: stable per person, never leaves the router; link code:
      * derived per organisation from it, so codes at two organisations are
      * unrelated to anyone without the router's secret */
-    hmac_hex("person", b->resident_code, NULL, rc->person_key, 64);
+    person_key_of(b->resident_code, rc->person_key);
     hmac_hex("link", rc->h->sender, rc->person_key, rc->link_code, IDCONV_LINK_CODE_LEN);
     OPENSSL_cleanse(b->resident_code, strlen(b->resident_code));
     kh__link_code_request_body__free_unpacked(b, NULL);
@@ -989,6 +1015,18 @@ static int setup(const char *config, char *err, size_t errlen)
         kh_identity_load(&R.id, "ROUTER", dir, err, errlen) != 0 ||
         load_secret(secret, err, errlen) != 0 || parse_orgs(err, errlen) != 0)
         return -1;
+    const char *portals[17];
+    R.nportals = kh_conf_all(R.conf, "portal", portals, 17);
+    if (R.nportals > 16) {
+        snprintf(err, errlen, "at most 16 portal lines");
+        return -1;
+    }
+    memcpy(R.portals, portals, R.nportals * sizeof *portals);
+    for (size_t i = 0; i < R.nportals; i++)
+        if (!khr_portal_name_ok(R.portals[i])) {
+            snprintf(err, errlen, "portal '%s': expected a name of [a-z0-9-]{1,32}", R.portals[i]);
+            return -1;
+        }
     return build_directory(err, errlen);
 }
 
@@ -1062,6 +1100,22 @@ int main(int argc, char **argv)
     }
     evhttp_set_cb(R.http, "/v1/directory", on_directory, NULL);
     evhttp_set_cb(R.http, "/v1/envelope", on_envelope, NULL);
+    R.portal = (khr_portal){.base = R.base,
+                            .client_ctx = R.client_ctx,
+                            .national = R.national,
+                            .pool = R.pool,
+                            .dir = R.dir,
+                            .id = &R.id,
+                            .skew = R.skew,
+                            .ttl = R.ttl,
+                            .timeout_ms = R.timeout_ms,
+                            .max_body = R.max_body,
+                            .portals = R.portals,
+                            .nportals = R.nportals,
+                            .route = portal_route,
+                            .person_key = person_key_of,
+                            .stopping = &R.stopping};
+    khr_portal_register(R.http, &R.portal);
     R.sig_ev[0] = evsignal_new(R.base, SIGTERM, on_signal, NULL);
     R.sig_ev[1] = evsignal_new(R.base, SIGINT, on_signal, NULL);
     event_add(R.sig_ev[0], NULL);

@@ -33,6 +33,7 @@ run_all() {
     "$KHPKI" system "$P" 131016 tax-1
     "$KHPKI" operator "$P" ta-131016
     "$KHPKI" operator "$P" admin
+    "$KHPKI" portal "$P" portal
 }
 
 check "help exits 0" "$KHPKI" --help
@@ -48,7 +49,7 @@ ok "first run"
 expect=(national-ca router/tls router/sign router/enc rogue/ca rogue/client rogue/sign rogue/tls
     gw/gw1/tls org/131016/sign org/131016/enc org/131016/business-ca org/N00001/sign
     org/N00001/enc org/N00001/business-ca org/131016/systems/tax-1 operator-ca
-    operator/ta-131016/tls operator/admin/tls)
+    operator/ta-131016/tls operator/admin/tls portal/portal/tls)
 for b in "${expect[@]}"; do
     [ -f "$P/$b.crt" ] && [ -f "$P/$b.key" ] || fail "missing $b.{crt,key}"
 done
@@ -64,7 +65,7 @@ ok "keys are P-256"
 
 # Chains.
 for b in router/tls router/sign router/enc gw/gw1/tls org/131016/sign org/131016/enc \
-    org/N00001/sign org/N00001/enc; do
+    org/N00001/sign org/N00001/enc portal/portal/tls; do
     check "$b verifies against the national CA" openssl verify -CAfile "$P/national-ca.crt" "$P/$b.crt"
 done
 check "system cert verifies against the business CA" \
@@ -87,6 +88,10 @@ check_not "business system cert does not verify against the operator CA" \
 check "operator subject is O=KH-OPERATOR, CN=NAME" sh -c "openssl x509 -in '$P/operator/ta-131016/tls.crt' \
     -noout -subject -nameopt RFC2253 | grep -q '^subject=CN=ta-131016,O=KH-OPERATOR$'"
 check "operator cert is for TLS clients only" sh -c "openssl x509 -in '$P/operator/admin/tls.crt' -noout \
+    -text | grep -A1 'Extended Key Usage' | grep -qx ' *TLS Web Client Authentication'"
+check "portal subject is O=PORTAL, CN=NAME" sh -c "openssl x509 -in '$P/portal/portal/tls.crt' \
+    -noout -subject -nameopt RFC2253 | grep -q '^subject=CN=portal,O=PORTAL$'"
+check "portal cert is for TLS clients only" sh -c "openssl x509 -in '$P/portal/portal/tls.crt' -noout \
     -text | grep -A1 'Extended Key Usage' | grep -qx ' *TLS Web Client Authentication'"
 check "router TLS cert has SAN and EKU" sh -c "openssl x509 -in '$P/router/tls.crt' -noout -text |
     grep -q 'DNS:localhost, IP Address:127.0.0.1' && openssl x509 -in '$P/router/tls.crt' -noout -text |
@@ -121,6 +126,9 @@ check_not "bad operator name (slash)" "$KHPKI" operator "$P" a/b
 check_not "bad operator name (upper case)" "$KHPKI" operator "$P" Admin
 check_not "bad operator name (too long)" "$KHPKI" operator "$P" "$(printf 'a%.0s' {1..33})"
 check_not "missing DIR (operator)" "$KHPKI" operator "$T/nonexistent" admin
+check_not "bad portal name (upper case)" "$KHPKI" portal "$P" Portal
+check_not "bad portal name (slash)" "$KHPKI" portal "$P" a/b
+check_not "missing DIR (portal)" "$KHPKI" portal "$T/nonexistent" portal
 [ ! -e "$T/nonexistent" ] && ok "nothing created for a missing DIR" || fail "created missing DIR"
 err=$("$KHPKI" system "$P" 131016 TAX 2>&1 || true)
 [[ $err == *"invalid system id"* ]] && ok "error message names the problem" || fail "message: $err"
