@@ -967,7 +967,15 @@ static void sweep_work(PGconn *c, void *arg)
             "local_id, staff_id, outcome, code) SELECT msg_id, 'asked', provider, procedure, "
             "items, local_id, staff_id, 'failed', 'KH-5004' FROM q",
             0, NULL);
-        if (r != NULL && kh_db_commit(c) == KH_OK) {
+        /* replay protection needs an id only while its message is valid */
+        PGresult *x = r ? kh_db_exec(c,
+                                     "DELETE FROM seen_msg WHERE expires_at < now() - "
+                                     "interval '1 hour'",
+                                     0, NULL)
+                        : NULL;
+        bool purged = x != NULL;
+        PQclear(x);
+        if (r != NULL && purged && kh_db_commit(c) == KH_OK) {
             if (strcmp(PQcmdTuples(r), "0") != 0)
                 kh_warn("biz", "tenant %s: %s unfinished queries ended failed",
                         G.tenants[i].id.code, PQcmdTuples(r));

@@ -261,13 +261,10 @@ kh_err gw_seen(PGconn *c, const char *sender, const char *msg_hex, int64_t expir
     snprintf(exp, sizeof exp, "%lld", (long long)expires_at);
     *reply = NULL;
     *replylen = 0;
-    PGresult *r =
-        kh_db_exec(c, "DELETE FROM seen_msg WHERE expires_at < now() - interval '1 hour'", 0, NULL);
-    if (r == NULL)
-        return KH_E_DB;
-    PQclear(r);
+    /* expired entries are purged by the sweeper in gw_query.c */
     const char *p[4] = {sender, msg_hex, exp, dig};
-    r = kh_db_exec(c,
+    PGresult *r =
+        kh_db_exec(c,
                    "INSERT INTO seen_msg (sender, msg_id, expires_at, digest) VALUES ($1, $2, "
                    "to_timestamp($3::bigint), $4::bytea) ON CONFLICT DO NOTHING",
                    4, p);

@@ -796,6 +796,21 @@ static void d_work(PGconn *c, void *arg)
             rc->err = KH_E_UNEXPECTED_ANSWER;
         PQclear(r);
     }
+    if (rc->err == KH_E_UNEXPECTED_ANSWER) {
+        /* forwarded, but its outcome (pending) not recorded yet: the answer
+         * overtook the record; KH-5003 makes the provider's outbox retry */
+        const char *p[3] = {irt, rc->h->recipient, rc->h->sender};
+        PGresult *r = kh_db_exec(c,
+                                 "SELECT count(*) FILTER (WHERE outcome LIKE 'forwarded%'), "
+                                 "count(*) FILTER (WHERE outcome NOT LIKE 'forwarded%') FROM "
+                                 "router.query_record WHERE msg_id = $1 AND type = 'QUERY' AND "
+                                 "sender = $2 AND recipient = $3",
+                                 3, p);
+        if (r != NULL && strcmp(PQgetvalue(r, 0, 0), "0") != 0 &&
+            strcmp(PQgetvalue(r, 0, 1), "0") == 0)
+            rc->err = KH_E_OVERLOADED;
+        PQclear(r);
+    }
     if (rc->err == KH_OK) {
         const char *p[2] = {irt, rc->hex};
         PGresult *r = kh_db_exec(c,
