@@ -592,6 +592,23 @@ static kh_err q_seen(PGconn *c, r_call *rc)
     return e;
 }
 
+/* The next gateway refused (HTTP status and a kh.Status): the refusal is
+ * recorded under outcome and relayed unchanged to the sender. */
+static void relay_refusal(r_call *rc, int status, const uint8_t *buf, size_t len,
+                          const char *outcome)
+{
+    char code[32], why[160];
+    kh_http_parse_status(buf, len, code, sizeof code, why, sizeof why);
+    kh_err e = kh_err_from_code(code);
+    rc->reply = malloc(len ? len : 1);
+    if (rc->reply != NULL) {
+        memcpy(rc->reply, buf, len);
+        rc->replylen = len;
+        rc->relay_status = status;
+    }
+    finish(rc, e == KH_E__COUNT || e == KH_OK ? KH_E_UPSTREAM : e, outcome, why);
+}
+
 /* In the open transaction (rc->err says how the checks went): translates the
  * subject's link code from the sender's to the recipient's, records the
  * message as forwarded (or refused) and commits. */
@@ -685,18 +702,7 @@ static void q_forwarded(int status, const uint8_t *buf, size_t len, void *arg)
         return;
     }
     if (status != 200) {
-        char code[32];
-        kh_http_parse_status(buf, len, code, sizeof code, why, sizeof why);
-        kh_err e = kh_err_from_code(code);
-        rc->relay_status = status;
-        rc->reply = malloc(len ? len : 1);
-        if (rc->reply) {
-            memcpy(rc->reply, buf, len);
-            rc->replylen = len;
-        } else {
-            rc->relay_status = 0;
-        }
-        finish(rc, e == KH_E__COUNT || e == KH_OK ? KH_E_UPSTREAM : e, "refused_by_provider", why);
+        relay_refusal(rc, status, buf, len, "refused_by_provider");
         return;
     }
     Kh__Envelope *aenv = NULL;
@@ -835,11 +841,15 @@ static void d_checked(void *arg)
 static void d_forwarded(int status, const uint8_t *buf, size_t len, void *arg)
 {
     r_call *rc = arg;
-    char why[160];
     if (status == 0) {
         finish(rc, KH_E_UPSTREAM, "failed", "asking gateway unreachable");
         return;
     }
+    if (status != 200) {
+        relay_refusal(rc, status, buf, len, "refused_by_asker");
+        return;
+    }
+    /* the asker's acknowledgement goes back to the provider as it is */
     rc->reply = malloc(len ? len : 1);
     if (rc->reply == NULL) {
         finish(rc, KH_E_INTERNAL, "failed", "out of memory");
@@ -847,14 +857,6 @@ static void d_forwarded(int status, const uint8_t *buf, size_t len, void *arg)
     }
     memcpy(rc->reply, buf, len);
     rc->replylen = len;
-    if (status != 200) {
-        char code[32];
-        kh_http_parse_status(buf, len, code, sizeof code, why, sizeof why);
-        kh_err e = kh_err_from_code(code);
-        rc->relay_status = status;
-        finish(rc, e == KH_E__COUNT || e == KH_OK ? KH_E_UPSTREAM : e, "refused_by_asker", why);
-        return;
-    }
     finish(rc, KH_OK, "delivered", NULL);
 }
 
