@@ -3,62 +3,13 @@
  * transaction convention). Values only ever travel as query parameters. */
 #include "refdb.h"
 
-#include "idconv.h"
+#include "khid.h"
 #include "refdb_internal.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-void refdb_set_msg(char *msg, size_t msglen, const char *fmt, ...)
-{
-    va_list ap;
-    if (msg == NULL || msglen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(msg, msglen, fmt, ap);
-    va_end(ap);
-}
-
-/* Turns a failed result into KH_E_DB with a message that names the step and
- * the SQLSTATE. The server's text is added only for classes whose messages
- * name objects, not data (connection, transaction state, access rules,
- * resources): a data exception may quote the offending value. Clears r. */
-kh_err refdb_db_fail(PGconn *c, PGresult *r, const char *what, char *msg, size_t msglen)
-{
-    const char *state = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    const char *text = r != NULL ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    static const char *const shown[] = {"08", "25", "3F", "42", "53", "57"};
-    bool show = false;
-    if (state == NULL) {
-        text = PQerrorMessage(c);
-        show = true;
-    } else {
-        for (size_t i = 0; i < sizeof shown / sizeof shown[0]; i++)
-            show = show || strncmp(state, shown[i], 2) == 0;
-    }
-    char line[200];
-    snprintf(line, sizeof line, "%s", show && text != NULL ? text : "");
-    line[strcspn(line, "\n")] = '\0';
-    refdb_set_msg(msg, msglen, "database error in %s (SQLSTATE %s)%s%s", what,
-                  state != NULL ? state : "none", line[0] != '\0' ? ": " : "", line);
-    PQclear(r);
-    return KH_E_DB;
-}
-
-bool refdb_item_code_valid(const char *s)
-{
-    size_t n = 0;
-    if (s == NULL)
-        return false;
-    for (; s[n] != '\0'; n++) {
-        char c = s[n];
-        if (n >= REFDB_ITEM_CODE_MAX || !((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
-            return false;
-    }
-    return n >= 1;
-}
 
 /* A PostgreSQL array literal {"a","b"} of n strings, for a text[] parameter:
  * each element double-quoted with '"' and '\' escaped. malloc'd; NULL when
@@ -99,11 +50,11 @@ kh_err refdb_register(PGconn *c, const char *system_id, const Kh__RegisterReques
         refdb_set_msg(msg, msglen, "system_id: expects 1..64 characters");
         return KH_E_FIELD;
     }
-    if (req == NULL || !idconv_local_id_valid(req->local_id)) {
-        refdb_set_msg(msg, msglen, "local_id: expects 1..%d digits", IDCONV_LOCAL_ID_MAX);
+    if (req == NULL || !kh_id_local_id(req->local_id)) {
+        refdb_set_msg(msg, msglen, "local_id: expects 1..%d digits", KH_ID_LOCAL_ID_MAX);
         return KH_E_FIELD;
     }
-    if (!refdb_date_valid(req->effective_from)) {
+    if (!kh_id_date(req->effective_from)) {
         refdb_set_msg(msg, msglen, "effective_from: expects a real calendar date as YYYYMMDD");
         return KH_E_FIELD;
     }
@@ -273,11 +224,11 @@ kh_err refdb_read_items(PGconn *c, const char *local_id, const char *const *item
 {
     *out = NULL;
     *n = 0;
-    if (!idconv_local_id_valid(local_id)) {
-        refdb_set_msg(msg, msglen, "local_id: expects 1..%d digits", IDCONV_LOCAL_ID_MAX);
+    if (!kh_id_local_id(local_id)) {
+        refdb_set_msg(msg, msglen, "local_id: expects 1..%d digits", KH_ID_LOCAL_ID_MAX);
         return KH_E_FIELD;
     }
-    if (!refdb_date_valid(as_of)) {
+    if (!kh_id_date(as_of)) {
         refdb_set_msg(msg, msglen, "as_of: expects a real calendar date as YYYYMMDD");
         return KH_E_FIELD;
     }
@@ -286,7 +237,7 @@ kh_err refdb_read_items(PGconn *c, const char *local_id, const char *const *item
         return KH_E_FIELD;
     }
     for (size_t i = 0; i < nitems; i++) {
-        if (!refdb_item_code_valid(items[i])) {
+        if (!kh_id_code(items[i], REFDB_ITEM_CODE_MAX)) {
             refdb_set_msg(msg, msglen, "items: an item code expects 1..%d characters A-Z 0-9",
                           REFDB_ITEM_CODE_MAX);
             return KH_E_FIELD;

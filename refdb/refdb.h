@@ -13,7 +13,8 @@
  * a local ID or a link code: those are personal data and messages end up in
  * logs and on the wire.
  *
- * A library of the middle layer: it never includes anything from gateway/. */
+ * A library of the middle layer: it uses the core library (gateway/core/) and
+ * never the daemon (gateway/daemon/); see .may_include. */
 #ifndef KH_REFDB_H
 #define KH_REFDB_H
 
@@ -25,6 +26,7 @@
 
 #include "kakehashi.pb-c.h"
 #include "kherr.h"
+#include "khid.h"
 
 #define REFDB_ITEM_CODE_MAX 15
 #define REFDB_MAX_ITEMS 64 /* item codes per read */
@@ -223,8 +225,5 @@ kh_err refdb_read_items(PGconn *c, const char *local_id, const char *const *item
                         size_t msglen);
 /* Frees the result of refdb_read_items; accepts NULL. */
 void refdb_items_free(Kh__ItemData **items, size_t n);
-
-/* YYYYMMDD and a real Gregorian date (years 0001..9999). */
-bool refdb_date_valid(const char *s);
 
 #endif

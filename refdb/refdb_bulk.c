@@ -8,10 +8,10 @@
 #include "refdb.h"
 #include "refdb_internal.h"
 
-#include "idconv.h"
+#include "khid.h"
+#include "khcrypto.h"
 
 #include <errno.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,13 +147,10 @@ static int on_record(const refdb_record *r, void *arg)
 
 static int hash_fd(int fd, char hex[65])
 {
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    khc_sha256_ctx *ctx = khc_sha256_new();
     unsigned char buf[1 << 16], md[32];
-    unsigned int mdlen = 0;
     int rc = -1;
-    if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
-        goto out;
-    if (lseek(fd, 0, SEEK_SET) != 0)
+    if (ctx == NULL || lseek(fd, 0, SEEK_SET) != 0)
         goto out;
     for (;;) {
         ssize_t n = read(fd, buf, sizeof buf);
@@ -163,16 +160,18 @@ static int hash_fd(int fd, char hex[65])
             goto out;
         if (n == 0)
             break;
-        if (EVP_DigestUpdate(ctx, buf, (size_t)n) != 1)
+        if (khc_sha256_update(ctx, buf, (size_t)n) != 0)
             goto out;
     }
-    if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32 || lseek(fd, 0, SEEK_SET) != 0)
+    rc = khc_sha256_final(ctx, md);
+    ctx = NULL;
+    if (rc != 0 || lseek(fd, 0, SEEK_SET) != 0) {
+        rc = -1;
         goto out;
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    rc = 0;
+    }
+    khc_hex(md, 32, hex);
 out:
-    EVP_MD_CTX_free(ctx);
+    khc_sha256_free(ctx);
     return rc;
 }
 
@@ -227,7 +226,7 @@ kh_err refdb_bulk_load(PGconn *c, int fd, const refdb_layout *l, const char *sys
         refdb_set_msg(msg, msglen, "mode: expected full or diff");
         return KH_E_FIELD;
     }
-    if (!refdb_date_valid(as_of)) {
+    if (!kh_id_date(as_of)) {
         refdb_set_msg(msg, msglen, "as_of: expected a real date as YYYYMMDD");
         return KH_E_FIELD;
     }

@@ -117,15 +117,6 @@ static const char *column_name(const check_ctx *c, size_t i)
     return "-";
 }
 
-static bool local_id_valid(const char *s)
-{
-    size_t n = 0;
-    for (; s[n] != '\0'; n++)
-        if (s[n] < '0' || s[n] > '9' || n >= 15)
-            return false;
-    return n >= 1;
-}
-
 /* 0, 1, or -1 for anything else */
 static int flag_value(const char *s)
 {
@@ -226,8 +217,8 @@ static void check_record(check_ctx *c, refdb_csv *r, const refdb_csv_record *rec
     if (!rec->too_long && rec->nfields >= NKEYCOLS) {
         id = refdb_csv_field(r, 0);
         from = refdb_csv_field(r, 1);
-        id_ok = local_id_valid(id);
-        from_ok = refdb_date_valid(from);
+        id_ok = kh_id_local_id(id);
+        from_ok = kh_id_date(from);
         latest = flag_value(refdb_csv_field(r, 2));
         del = flag_value(refdb_csv_field(r, 3));
     }

@@ -10,8 +10,9 @@
  * very bytes that were checked, in the same pass. */
 #include "refdb_csv_internal.h"
 
+#include "khcrypto.h"
+
 #include <errno.h>
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -33,7 +34,7 @@ struct refdb_csv {
     uint64_t bytes;
     size_t lfs;        /* LF bytes read */
     bool partial_line; /* bytes after the last LF */
-    EVP_MD_CTX *md;
+    khc_sha256_ctx *md;
     bool md_done;
     uint8_t digest[32];
 
@@ -64,8 +65,8 @@ refdb_csv *refdb_csv_new(int fd)
     if (r == NULL)
         return NULL;
     r->fd = fd;
-    r->md = EVP_MD_CTX_new();
-    if (r->md == NULL || EVP_DigestInit_ex(r->md, EVP_sha256(), NULL) != 1) {
+    r->md = khc_sha256_new();
+    if (r->md == NULL) {
         refdb_csv_free(r);
         return NULL;
     }
@@ -76,7 +77,7 @@ void refdb_csv_free(refdb_csv *r)
 {
     if (r == NULL)
         return;
-    EVP_MD_CTX_free(r->md);
+    khc_sha256_free(r->md);
     free(r);
 }
 
@@ -110,8 +111,7 @@ size_t refdb_csv_lines(const refdb_csv *r)
 void refdb_csv_sha256(refdb_csv *r, uint8_t out[32])
 {
     if (!r->md_done) {
-        unsigned int n = 0;
-        if (EVP_DigestFinal_ex(r->md, r->digest, &n) != 1 || n != sizeof r->digest)
+        if (khc_sha256_peek(r->md, r->digest) != 0)
             memset(r->digest, 0, sizeof r->digest);
         r->md_done = true;
     }
@@ -130,7 +130,7 @@ static int fill(refdb_csv *r)
         return -1;
     if (n == 0)
         return 0;
-    if (EVP_DigestUpdate(r->md, r->rbuf + r->rlen, (size_t)n) != 1)
+    if (khc_sha256_update(r->md, r->rbuf + r->rlen, (size_t)n) != 0)
         return -1;
     r->rlen += (size_t)n;
     r->bytes += (uint64_t)n;

@@ -9,9 +9,6 @@
 void refdb_set_msg(char *msg, size_t msglen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* 1..REFDB_ITEM_CODE_MAX characters A-Z 0-9. */
-bool refdb_item_code_valid(const char *s);
-
 /* Turns a failed result into KH_E_DB with a message that names the step and
  * the SQLSTATE, never data. Clears r. */
 kh_err refdb_db_fail(PGconn *c, PGresult *r, const char *what, char *msg, size_t msglen);

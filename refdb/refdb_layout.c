@@ -293,7 +293,7 @@ kh_err refdb_layout_load(PGconn *c, const char *item_code, refdb_layout *out, ch
                          size_t msglen)
 {
     memset(out, 0, sizeof *out);
-    if (!refdb_item_code_valid(item_code)) {
+    if (!kh_id_code(item_code, REFDB_ITEM_CODE_MAX)) {
         refdb_set_msg(msg, msglen, "item_code: expects 1..%d characters A-Z 0-9",
                       REFDB_ITEM_CODE_MAX);
         return KH_E_FIELD;
@@ -547,7 +547,7 @@ kh_err refdb_layout_from_tsv(const char *dir, const char *item_code, refdb_layou
                              size_t msglen)
 {
     memset(out, 0, sizeof *out);
-    if (!refdb_item_code_valid(item_code)) {
+    if (!kh_id_code(item_code, REFDB_ITEM_CODE_MAX)) {
         refdb_set_msg(msg, msglen, "item_code: expects 1..%d characters A-Z 0-9",
                       REFDB_ITEM_CODE_MAX);
         return KH_E_FIELD;

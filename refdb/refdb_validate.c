@@ -30,31 +30,6 @@ static bool is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
-/* 1..max ASCII digits and nothing else. */
-static bool digits(const char *s, int max)
-{
-    int n = 0;
-    for (; s[n] != '\0'; n++)
-        if (!is_digit(s[n]) || n >= max)
-            return false;
-    return n >= 1;
-}
-
-bool refdb_date_valid(const char *s)
-{
-    static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (s == NULL || strlen(s) != 8 || !digits(s, 8))
-        return false;
-    int y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0');
-    int m = (s[4] - '0') * 10 + (s[5] - '0');
-    int d = (s[6] - '0') * 10 + (s[7] - '0');
-    if (y < 1 || m < 1 || m > 12 || d < 1)
-        return false;
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    int max = mdays[m - 1] + (m == 2 && leap ? 1 : 0);
-    return d <= max;
-}
-
 /* The first problem of one value, or KH_OK. */
 typedef struct {
     kh_err code;
@@ -349,7 +324,7 @@ static kh_err check_value(const pcol *pc, const char *v, verdict *out)
     case K_S9:
         return check_s9(pc, v, out);
     case K_DATE:
-        if (!refdb_date_valid(v))
+        if (!kh_id_date(v))
             return say(out, KH_E_TYPE, "DATE expects a real calendar date as YYYYMMDD");
         return KH_OK;
     case K_CODE:

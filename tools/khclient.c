@@ -3,10 +3,10 @@
  * Exit status: 0 success, 3 refused (a KH- code is printed), 4 transport or
  * TLS failure, 2 usage. */
 #include "kakehashi.pb-c.h"
+#include "khcrypto.h"
 #include "khsync.h"
 
 #include <getopt.h>
-#include <openssl/evp.h>
 #include <stdbool.h>
 #include <time.h>
 #include <stdio.h>
@@ -140,11 +140,11 @@ static int bulk(client_opts *o, const char *item, const char *mode, const char *
     size_t part = op->max_part ? op->max_part : 512 * 1024;
     kh__bulk_open_response__free_unpacked(op, NULL);
     uint8_t *buf = malloc(part);
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    if (buf == NULL || md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+    khc_sha256_ctx *md = khc_sha256_new();
+    if (buf == NULL || md == NULL) {
         fclose(f);
         free(buf);
-        EVP_MD_CTX_free(md);
+        khc_sha256_free(md);
         return 4;
     }
     uint32_t seq = 1;
@@ -158,7 +158,8 @@ static int bulk(client_opts *o, const char *item, const char *mode, const char *
         pr.seq = seq++;
         pr.data.data = buf;
         pr.data.len = n;
-        EVP_DigestUpdate(md, buf, n);
+        if (khc_sha256_update(md, buf, n) != 0)
+            rc = 4;
         ProtobufCMessage *m =
             call(o, "/v1/bulk/part", &pr.base, &kh__bulk_part_response__descriptor, &rc);
         if (m)
@@ -172,16 +173,14 @@ static int bulk(client_opts *o, const char *item, const char *mode, const char *
     free(buf);
     if (read_error && rc == 0) {
         fprintf(stderr, "khclient: reading %s failed; nothing committed\n", file);
-        EVP_MD_CTX_free(md);
+        khc_sha256_free(md);
         return 4;
     }
     unsigned char dg[32];
-    unsigned int dl = 0;
     char hex[65];
-    EVP_DigestFinal_ex(md, dg, &dl);
-    EVP_MD_CTX_free(md);
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", dg[i]);
+    if (khc_sha256_final(md, dg) != 0 && rc == 0)
+        rc = 4;
+    khc_hex(dg, sizeof dg, hex);
     if (rc != 0)
         return rc;
     clock_gettime(CLOCK_MONOTONIC, &t1);

@@ -28,7 +28,7 @@
  * it in the audit log in the same transaction (sql/README.md).
  *
  * Exit 0 intact (or retained), 1 a chain is broken, 2 usage or access problem. */
-#include "idconv.h"
+#include "khid.h"
 #include "khcrypto.h"
 #include "khctl_admin.h"
 
@@ -766,7 +766,7 @@ static bool section_begin(section *s, const char *line, X509 *cert)
     char num[32], hex[80], ret[32];
     if (strstr(line, "\"export\":\"kakehashi-chain\"") == NULL ||
         !field(line, "tenant", s->tenant, sizeof s->tenant) ||
-        !field(line, "chain", s->chain, sizeof s->chain) || !idconv_org_code_valid(s->tenant) ||
+        !field(line, "chain", s->chain, sizeof s->chain) || !kh_id_org(s->tenant) ||
         !chain_known(s->chain))
         return false;
     walker_init(&s->w, s->tenant, s->chain, cert);
@@ -1031,7 +1031,7 @@ int main(int argc, char **argv)
     bool is_export = strcmp(cmd, "export") == 0, is_retain = strcmp(cmd, "retain") == 0;
     bool need_db = !(strcmp(cmd, "verify") == 0 && exportf != NULL);
     if (optind != argc || bad || (ranged && chain == NULL) || (to > 0 && to < from) ||
-        (need_db && (!db || !tenant || !idconv_org_code_valid(tenant))) ||
+        (need_db && (!db || !tenant || !kh_id_org(tenant))) ||
         (!need_db && (db || tenant || chain || ranged)) || (!is_export && !certf) ||
         (is_export && (certf || exportf)) || (is_retain && (exportf || chain || ranged)) ||
         (!is_retain && (dry || years != 7))) {
@@ -1053,6 +1053,6 @@ int main(int argc, char **argv)
         rc = verify_export(cert, exportf);
     else
         rc = verify_db(db, tenant, chain, cert, from, to);
-    X509_free(cert);
+    khc_cert_free(cert);
     return rc;
 }

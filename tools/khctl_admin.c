@@ -16,7 +16,7 @@
  * if the operator exists already (without --if-absent). */
 #include "khctl_admin.h"
 
-#include "idconv.h"
+#include "khid.h"
 #include "khadmin.h"
 #include "khcrypto.h"
 #include "khjson.h"
@@ -251,7 +251,7 @@ static int tenant_list(const args *a, const char *role, const char **out)
     for (size_t i = 0; i < a->nopts; i++) {
         if (strcmp(a->opts[i].def->name, "--tenant") != 0)
             continue;
-        if (!idconv_org_code_valid(a->opts[i].val) || n >= KHADM_MAX_TENANTS) {
+        if (!kh_id_org(a->opts[i].val) || n >= KHADM_MAX_TENANTS) {
             fprintf(stderr, "khctl: --tenant %s: not an organisation code\n", a->opts[i].val);
             return -1;
         }
@@ -734,7 +734,7 @@ static void add_param(char *q, size_t qlen, const char *key, const char *val)
 
 static bool org_arg(const char *org)
 {
-    if (org != NULL && idconv_org_code_valid(org))
+    if (org != NULL && kh_id_org(org))
         return true;
     fprintf(stderr, "khctl: '%s' is not an organisation code\n", org ? org : "");
     return false;

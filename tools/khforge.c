@@ -281,11 +281,11 @@ static const char *answer_result(const char *pki, const char *asker, const uint8
         if (ab)
             kh__answer_body__free_unpacked(ab, NULL);
         khc_free_secret(body, blen);
-        X509_free(signer);
+        khc_cert_free(signer);
     }
-    X509_free(cert);
-    EVP_PKEY_free(key);
-    X509_STORE_free(trust);
+    khc_cert_free(cert);
+    khc_key_free(key);
+    khc_store_free(trust);
     kh__envelope__free_unpacked(env, NULL);
     return out;
 }
@@ -461,10 +461,10 @@ out:
     free(spliced);
     if (saved)
         kh__envelope__free_unpacked(saved, NULL);
-    X509_free(psign_cert);
-    X509_free(recip);
-    EVP_PKEY_free(psign_key);
-    EVP_PKEY_free(hkey);
+    khc_cert_free(psign_cert);
+    khc_cert_free(recip);
+    khc_key_free(psign_key);
+    khc_key_free(hkey);
     return rc;
 }
 

@@ -162,7 +162,7 @@ static int age_at(int birth, int day)
 
 static bool parse_ymd(const char *s, int *day)
 {
-    if (!refdb_date_valid(s))
+    if (!kh_id_date(s))
         return false;
     *day = day_of_ymd(atoi(s));
     return true;
@@ -2427,7 +2427,7 @@ int main(int argc, char **argv)
             o.items = optarg;
             break;
         case 'a':
-            if (!refdb_date_valid(optarg))
+            if (!kh_id_date(optarg))
                 return usage_error("--as-of expects a real date as YYYYMMDD, not %s", optarg);
             o.as_of = optarg;
             break;

@@ -10,10 +10,10 @@
  * went), 3 refused (a KH- code is printed), 4 transport or TLS failure,
  * 2 usage. */
 #include "kakehashi.pb-c.h"
+#include "khcrypto.h"
 #include "khsync.h"
 
 #include <getopt.h>
-#include <openssl/crypto.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,16 +167,16 @@ int main(int argc, char **argv)
     size_t len = kh__disclosure_request__get_packed_size(&dr);
     uint8_t *body = malloc(len ? len : 1);
     if (body == NULL) {
-        OPENSSL_cleanse(code, sizeof code);
+        khc_wipe(code, sizeof code);
         return 4;
     }
     kh__disclosure_request__pack(&dr, body);
-    OPENSSL_cleanse(code, sizeof code);
+    khc_wipe(code, sizeof code);
     kh_sync_resp r;
     memset(&r, 0, sizeof r);
     kh_sync_request(router, cert, key, ca, "ROUTER", NULL, "/v1/portal/disclose", body, len,
                     timeout, &r);
-    OPENSSL_cleanse(body, len);
+    khc_wipe(body, len);
     free(body);
     int rc = 0;
     if (r.status == 0) {
@@ -202,7 +202,7 @@ int main(int argc, char **argv)
         }
     }
     if (r.body)
-        OPENSSL_cleanse(r.body, r.len);
+        khc_wipe(r.body, r.len);
     kh_sync_resp_free(&r);
     return rc;
 }

@@ -7,7 +7,7 @@
  * never sees the personal data of queries: payloads are sealed end to end.
  * For records disclosure (flow 5, khrouter_portal.c) it acts for the national
  * portal: it originates the requests and the answers are sealed to it. */
-#include "idconv.h"
+#include "khid.h"
 #include "kakehashi.pb-c.h"
 #include "khconf.h"
 #include "khcrypto.h"
@@ -106,7 +106,7 @@ static int parse_orgs(char *err, size_t errlen)
         int k = 0;
         for (char *tok; k < 5 && (tok = strtok_r(p, ",", &save)); p = NULL)
             f[k++] = tok;
-        if (k != 5 || !idconv_org_code_valid(f[0]) || strlen(f[1]) >= sizeof o->org_class ||
+        if (k != 5 || !kh_id_org(f[0]) || strlen(f[1]) >= sizeof o->org_class ||
             strlen(f[2]) >= sizeof o->name || strlen(f[3]) >= sizeof o->gateway ||
             strlen(f[4]) >= sizeof o->endpoint) {
             snprintf(err, errlen, "org '%s': expected CODE,CLASS,NAME,GATEWAY,HOST:PORT", vals[i]);
@@ -308,8 +308,8 @@ typedef struct {
     const char *outcome;
     /* link codes */
     char person_key[65];
-    char link_code[IDCONV_LINK_CODE_LEN + 1];
-    char target_link[IDCONV_LINK_CODE_LEN + 1];
+    char link_code[KH_ID_LINK_CODE_LEN + 1];
+    char target_link[KH_ID_LINK_CODE_LEN + 1];
     uint8_t *reply;
     size_t replylen;
     int relay_status;
@@ -336,7 +336,7 @@ static struct evhttp_request *r_take(r_call *rc)
 static void r_free(r_call *rc)
 {
     kh_env_free(rc->env, rc->h);
-    OPENSSL_cleanse(rc->person_key, sizeof rc->person_key);
+    khc_wipe(rc->person_key, sizeof rc->person_key);
     free(rc->reply);
     free(rc->raw);
     free(rc);
@@ -351,9 +351,9 @@ static void hmac_hex(const char *label, const char *a, const char *b, char *out,
     khc_hmac_sha256(R.secret, sizeof R.secret, (const uint8_t *)in, strlen(in), mac);
     khc_hex(mac, sizeof mac, hex);
     snprintf(out, hexlen + 1, "%.*s", (int)hexlen, hex);
-    OPENSSL_cleanse(in, sizeof in);
-    OPENSSL_cleanse(mac, sizeof mac);
-    OPENSSL_cleanse(hex, sizeof hex);
+    khc_wipe(in, sizeof in);
+    khc_wipe(mac, sizeof mac);
+    khc_wipe(hex, sizeof hex);
 }
 
 /* The router's key for a person (link codes and the portal module), and
@@ -502,7 +502,7 @@ static void lc_done(void *arg)
             rc->err = KH_E_INTERNAL;
         }
     }
-    OPENSSL_cleanse(rc->link_code, sizeof rc->link_code);
+    khc_wipe(rc->link_code, sizeof rc->link_code);
     struct evhttp_request *req = r_take(rc);
     if (req) {
         if (rc->err == KH_OK)
@@ -538,8 +538,8 @@ static void handle_linkcode(r_call *rc, const kh_org *sender)
         finish(rc, KH_E_SPLICE, "refused", "payload does not repeat this header");
         return;
     }
-    if (!idconv_resident_code_valid(b->resident_code)) {
-        OPENSSL_cleanse(b->resident_code, strlen(b->resident_code));
+    if (!kh_id_resident_code(b->resident_code)) {
+        khc_wipe(b->resident_code, strlen(b->resident_code));
         kh__link_code_request_body__free_unpacked(b, NULL);
         finish(rc, KH_E_BAD_RESIDENT_CODE, "refused", "resident code is not 11 digits");
         return;
@@ -548,8 +548,8 @@ static void handle_linkcode(r_call *rc, const kh_org *sender)
      * derived per organisation from it, so codes at two organisations are
      * unrelated to anyone without the router's secret */
     person_key_of(b->resident_code, rc->person_key);
-    hmac_hex("link", rc->h->sender, rc->person_key, rc->link_code, IDCONV_LINK_CODE_LEN);
-    OPENSSL_cleanse(b->resident_code, strlen(b->resident_code));
+    hmac_hex("link", rc->h->sender, rc->person_key, rc->link_code, KH_ID_LINK_CODE_LEN);
+    khc_wipe(b->resident_code, strlen(b->resident_code));
     kh__link_code_request_body__free_unpacked(b, NULL);
     if (kh_pool_submit(R.pool, lc_work, lc_done, rc) != 0) {
         rc->err = KH_E_OVERLOADED;
@@ -629,7 +629,7 @@ static void translate_and_record(PGconn *c, r_call *rc)
         PQclear(r);
     }
     if (rc->err == KH_OK)
-        hmac_hex("link", rc->h->recipient, rc->person_key, rc->target_link, IDCONV_LINK_CODE_LEN);
+        hmac_hex("link", rc->h->recipient, rc->person_key, rc->target_link, KH_ID_LINK_CODE_LEN);
     rc->outcome = rc->err != KH_OK ? "refused" : rc->resent ? "forwarded_again" : "forwarded";
     if (rc->err == KH_E_DB) {
         kh_db_rollback(c);
@@ -758,7 +758,7 @@ static void handle_query(r_call *rc)
         finish(rc, e, "refused", "no legal-basis row allows this query");
         return;
     }
-    if (!idconv_link_code_valid(rc->h->subject)) {
+    if (!kh_id_link_code(rc->h->subject)) {
         finish(rc, KH_E_BAD_REQUEST, "refused", "header.subject is not a link code");
         return;
     }
@@ -878,7 +878,7 @@ static void handle_deferred(r_call *rc)
         finish(rc, KH_E_NO_LEGAL_BASIS, "refused", "no legal-basis row allows this answer");
         return;
     }
-    if (!idconv_link_code_valid(h->subject)) {
+    if (!kh_id_link_code(h->subject)) {
         finish(rc, KH_E_BAD_REQUEST, "refused", "header.subject is not a link code");
         return;
     }
@@ -919,10 +919,9 @@ static void on_envelope(struct evhttp_request *req, void *arg)
     evhttp_connection_set_closecb(evhttp_request_get_connection(req), r_on_close, rc);
 
     X509 *peer = kh_tls_peer_cert(kh_http_req_ssl(req));
-    bool gw =
-        peer && khc_cert_org(peer, org, sizeof org) == 0 && strcmp(org, "KH-GW") == 0 &&
-        X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, sizeof cn) > 0;
-    X509_free(peer);
+    bool gw = peer && khc_cert_org(peer, org, sizeof org) == 0 && strcmp(org, "KH-GW") == 0 &&
+              khc_cert_cn(peer, cn, sizeof cn) == 0;
+    khc_cert_free(peer);
     if (!gw) {
         finish(rc, KH_E_PEER_NOT_ALLOWED, "refused", "only gateways may send envelopes");
         return;
@@ -1154,10 +1153,10 @@ out:
         event_base_free(R.base);
     kh_dir_free(R.dir);
     kh_identity_clear(&R.id);
-    OPENSSL_cleanse(R.secret, sizeof R.secret);
-    SSL_CTX_free(R.server_ctx);
-    SSL_CTX_free(R.client_ctx);
-    X509_STORE_free(R.national);
+    khc_wipe(R.secret, sizeof R.secret);
+    kh_tls_ctx_free(R.server_ctx);
+    kh_tls_ctx_free(R.client_ctx);
+    khc_store_free(R.national);
     free(R.orgs);
     kh_conf_free(R.conf);
     return rc;

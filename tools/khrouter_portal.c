@@ -18,7 +18,8 @@
  * disclosed value; decrypted answers are wiped once sent. */
 #include "khrouter_portal.h"
 
-#include "idconv.h"
+#include "khid.h"
+#include "khcrypto.h"
 #include "kakehashi.pb-c.h"
 #include "khhttp.h"
 #include "khlog.h"
@@ -38,7 +39,7 @@ typedef struct {
     dsc_req *parent;
     char org[8];
     const char *gateway, *endpoint; /* the router's configuration: lives as long as it */
-    char link[IDCONV_LINK_CODE_LEN + 1];
+    char link[KH_ID_LINK_CODE_LEN + 1];
     uint8_t id[KH_MSG_ID_LEN];
     char hex[2 * KH_MSG_ID_LEN + 1];
     kh_err err;
@@ -73,26 +74,6 @@ bool khr_portal_name_ok(const char *s)
 }
 
 /* YYYYMMDD, a real calendar date. */
-static bool date_ok(const char *s)
-{
-    if (strlen(s) != 8)
-        return false;
-    for (int i = 0; i < 8; i++)
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-    struct tm tm = {0};
-    tm.tm_year = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0') - 1900;
-    tm.tm_mon = (s[4] - '0') * 10 + (s[5] - '0') - 1;
-    tm.tm_mday = (s[6] - '0') * 10 + (s[7] - '0');
-    int y = tm.tm_year, m = tm.tm_mon, d = tm.tm_mday;
-    if (y < 1 - 1900 || m < 0 || m > 11 || d < 1)
-        return false;
-    time_t t = timegm(&tm);
-    struct tm back;
-    return t != (time_t)-1 && gmtime_r(&t, &back) != NULL && back.tm_year == y &&
-           back.tm_mon == m && back.tm_mday == d;
-}
-
 static void req_close(struct evhttp_connection *conn, void *arg)
 {
     ((dsc_req *)arg)->req = NULL;
@@ -118,11 +99,11 @@ static void answer_free(Kh__DisclosureAnswerBody *a)
 static void dsc_free(dsc_req *dr)
 {
     for (size_t i = 0; dr->ones && i < dr->n; i++) {
-        OPENSSL_cleanse(dr->ones[i].link, sizeof dr->ones[i].link);
+        khc_wipe(dr->ones[i].link, sizeof dr->ones[i].link);
         answer_free(dr->ones[i].ans);
     }
     free(dr->ones);
-    OPENSSL_cleanse(dr->person_key, sizeof dr->person_key);
+    khc_wipe(dr->person_key, sizeof dr->person_key);
     free(dr);
 }
 
@@ -177,7 +158,7 @@ static kh_err lookup(PGconn *c, dsc_req *dr)
         o->parent = dr;
         snprintf(o->org, sizeof o->org, "%s", org);
         snprintf(o->link, sizeof o->link, "%s", PQgetvalue(r, i, 1));
-        OPENSSL_cleanse(PQgetvalue(r, i, 1), strlen(PQgetvalue(r, i, 1)));
+        khc_wipe(PQgetvalue(r, i, 1), strlen(PQgetvalue(r, i, 1)));
         if (khc_random(o->id, sizeof o->id) != 0) {
             PQclear(r);
             return KH_E_INTERNAL;
@@ -197,7 +178,7 @@ static void lookup_work(PGconn *c, void *arg)
     if (dr->err == KH_OK)
         dr->err = lookup(c, dr);
     /* the person key is not needed any more */
-    OPENSSL_cleanse(dr->person_key, sizeof dr->person_key);
+    khc_wipe(dr->person_key, sizeof dr->person_key);
     if (dr->err == KH_OK && dr->n == 0) {
         uint8_t id[KH_MSG_ID_LEN];
         dr->err = khc_random(id, sizeof id) == 0 ? KH_OK : KH_E_INTERNAL;
@@ -450,7 +431,7 @@ static bool is_portal(struct evhttp_request *req, char *name, size_t namelen)
     X509 *peer = kh_tls_peer_cert(kh_http_req_ssl(req));
     bool ok = peer && khc_cert_org(peer, org, sizeof org) == 0 && strcmp(org, "PORTAL") == 0 &&
               khc_cert_cn(peer, name, namelen) == 0 && khr_portal_name_ok(name);
-    X509_free(peer);
+    khc_cert_free(peer);
     for (size_t i = 0; ok && i < P->nportals; i++)
         if (strcmp(P->portals[i], name) == 0)
             return true;
@@ -482,17 +463,17 @@ static void on_disclose(struct evhttp_request *req, void *arg)
     } else if (dr == NULL) {
         e = KH_E_INTERNAL;
         why = "out of memory";
-    } else if (!idconv_resident_code_valid(m->resident_code)) {
+    } else if (!kh_id_resident_code(m->resident_code)) {
         e = KH_E_BAD_RESIDENT_CODE;
         why = "resident_code: expects 11 digits";
-    } else if (m->org[0] && (!idconv_org_code_valid(m->org) || !P->route(m->org, &gwn, &ep) ||
+    } else if (m->org[0] && (!kh_id_org(m->org) || !P->route(m->org, &gwn, &ep) ||
                              kh_dir_org(P->dir, m->org) == NULL)) {
         e = KH_E_UNKNOWN_ORG;
         why = "org: not an organisation of the directory";
     } else if (!m->records && !m->self_info) {
         e = KH_E_FIELD;
         why = "records or self_info: ask for at least one";
-    } else if ((m->from[0] && !date_ok(m->from)) || (m->to[0] && !date_ok(m->to)) ||
+    } else if ((m->from[0] && !kh_id_date(m->from)) || (m->to[0] && !kh_id_date(m->to)) ||
                (m->from[0] && m->to[0] && strcmp(m->from, m->to) > 0)) {
         e = KH_E_FIELD;
         why = "from/to: expects YYYYMMDD dates, from not after to";
@@ -506,7 +487,7 @@ static void on_disclose(struct evhttp_request *req, void *arg)
         dr->self_info = m->self_info;
     }
     if (m) {
-        OPENSSL_cleanse(m->resident_code, strlen(m->resident_code));
+        khc_wipe(m->resident_code, strlen(m->resident_code));
         kh__disclosure_request__free_unpacked(m, NULL);
     }
     if (e != KH_OK) {

@@ -1,14 +1,13 @@
 /* khsync.c: the tools' blocking HTTPS client. */
 #include "khsync.h"
 
+#include "khcrypto.h"
 #include "khhttp.h"
 #include "khtls.h"
 
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
 #include <poll.h>
 #include <signal.h>
 #include <ctype.h>
@@ -48,16 +47,6 @@ static int connect_tcp(const char *host, uint16_t port, int timeout_ms)
     return fd;
 }
 
-static void tls_error(kh_sync_resp *resp, const char *what)
-{
-    unsigned long e = ERR_peek_last_error();
-    char buf[200] = "";
-    if (e)
-        ERR_error_string_n(e, buf, sizeof buf);
-    snprintf(resp->error, sizeof resp->error, "%s%s%s", what, buf[0] ? ": " : "", buf);
-    ERR_clear_error();
-}
-
 /* The value of a header (name given lowercase with its colon) in the head
  * [buf, end), or NULL. */
 static const char *find_header(const char *buf, const char *end, const char *name)
@@ -86,7 +75,6 @@ kh_sync_conn *kh_sync_connect(const char *hostport, const char *cert, const char
                               int timeout_ms, char *err, size_t errlen)
 {
     uint16_t port;
-    kh_sync_resp tmp;
     kh_sync_conn *c = calloc(1, sizeof *c);
     if (c == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -109,17 +97,9 @@ kh_sync_conn *kh_sync_connect(const char *hostport, const char *cert, const char
         snprintf(err, errlen, "cannot connect to %s", hostport);
         goto fail;
     }
-    c->ssl = SSL_new(c->ctx);
-    if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1 ||
-        (expect_org != NULL && kh_tls_expect_peer(c->ssl, expect_org, expect_cn) != 0)) {
-        snprintf(err, errlen, "cannot set up TLS");
+    c->ssl = kh_tls_connect_fd(c->ctx, c->fd, expect_org, expect_cn, err, errlen);
+    if (c->ssl == NULL)
         goto fail;
-    }
-    if (SSL_connect(c->ssl) != 1) {
-        tls_error(&tmp, "TLS handshake failed (or the server is not who we expected)");
-        snprintf(err, errlen, "%s", tmp.error);
-        goto fail;
-    }
     return c;
 fail:
     kh_sync_close(c);
@@ -130,13 +110,10 @@ void kh_sync_close(kh_sync_conn *c)
 {
     if (c == NULL)
         return;
-    if (c->ssl) {
-        SSL_shutdown(c->ssl);
-        SSL_free(c->ssl);
-    }
+    kh_tls_close(c->ssl);
     if (c->fd >= 0)
         close(c->fd);
-    SSL_CTX_free(c->ctx);
+    kh_tls_ctx_free(c->ctx);
     free(c);
 }
 
@@ -159,12 +136,12 @@ static ssize_t read_head(kh_sync_conn *c, uint8_t **bufp, size_t *capp, size_t *
             *bufp = nb;
             *capp = cap;
         }
-        int r = SSL_read(c->ssl, *bufp + n, 4096);
-        if (r <= 0) {
-            tls_error(resp, n ? "connection closed in the middle of a response"
-                              : "no response (connection closed by peer)");
+        int r = kh_tls_read(c->ssl, *bufp + n, 4096,
+                            n ? "connection closed in the middle of a response"
+                              : "no response (connection closed by peer)",
+                            resp->error, sizeof resp->error);
+        if (r < 0)
             return -1;
-        }
         n += (size_t)r;
         (*bufp)[n] = '\0';
         char *sep = strstr((char *)*bufp, "\r\n\r\n");
@@ -197,13 +174,14 @@ int kh_sync_do_ex(kh_sync_conn *c, const char *method, const char *path, const c
         snprintf(resp->error, sizeof resp->error, "request path too long");
         return -1;
     }
-    bool sent = SSL_write(c->ssl, head, hl) == hl &&
-                (!body || !len || SSL_write(c->ssl, body, (int)len) == (int)len);
-    OPENSSL_cleanse(head, sizeof head);
-    if (!sent) {
-        tls_error(resp, "cannot send the request (peer refused the connection)");
+    static const char *const refused = "cannot send the request (peer refused the connection)";
+    bool sent =
+        kh_tls_write(c->ssl, head, (size_t)hl, refused, resp->error, sizeof resp->error) == 0 &&
+        (!body || !len ||
+         kh_tls_write(c->ssl, body, len, refused, resp->error, sizeof resp->error) == 0);
+    khc_wipe(head, sizeof head);
+    if (!sent)
         return -1;
-    }
     ssize_t n = read_head(c, &buf, &cap, &headlen, resp);
     if (n < 0) {
         free(buf);
@@ -233,9 +211,9 @@ int kh_sync_do_ex(kh_sync_conn *c, const char *method, const char *path, const c
     memcpy(resp->body, buf + headlen, have);
     free(buf);
     while (have < want) {
-        int r = SSL_read(c->ssl, resp->body + have,
-                         want - have > (1u << 30) ? (1 << 30) : (int)(want - have));
-        if (r <= 0) {
+        char why[200];
+        int r = kh_tls_read(c->ssl, resp->body + have, want - have, "read", why, sizeof why);
+        if (r < 0) {
             snprintf(resp->error, sizeof resp->error, "truncated response (%zu of %llu bytes)",
                      have, want);
             kh_sync_resp_free(resp);

@@ -9,12 +9,14 @@
 
 #include <openssl/cms.h>
 #include <openssl/core_names.h>
+#include <openssl/evp.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/kdf.h>
 #include <openssl/objects.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 
 #include <errno.h>
@@ -247,6 +249,21 @@ static int subject_attr(X509 *cert, int nid, const char *what, char *out, size_t
     }
     OPENSSL_free(utf8);
     return rc;
+}
+
+void khc_cert_free(X509 *cert)
+{
+    X509_free(cert);
+}
+
+void khc_key_free(EVP_PKEY *key)
+{
+    EVP_PKEY_free(key);
+}
+
+void khc_store_free(X509_STORE *store)
+{
+    X509_STORE_free(store);
 }
 
 int khc_cert_org(X509 *cert, char *out, size_t outlen)
@@ -567,6 +584,69 @@ int khc_sha256(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen, uin
              EVP_DigestFinal_ex(ctx, out, &n) == 1 && n == 32;
     EVP_MD_CTX_free(ctx);
     return ok ? 0 : -1;
+}
+
+struct khc_sha256_ctx {
+    EVP_MD_CTX *md;
+};
+
+khc_sha256_ctx *khc_sha256_new(void)
+{
+    khc_sha256_ctx *ctx = calloc(1, sizeof *ctx);
+    if (ctx == NULL)
+        return NULL;
+    if ((ctx->md = EVP_MD_CTX_new()) == NULL ||
+        EVP_DigestInit_ex(ctx->md, EVP_sha256(), NULL) != 1) {
+        khc_drain_errors("sha-256");
+        khc_sha256_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+int khc_sha256_update(khc_sha256_ctx *ctx, const void *data, size_t len)
+{
+    if (ctx == NULL || (data == NULL && len > 0))
+        return -1;
+    if (len > 0 && EVP_DigestUpdate(ctx->md, data, len) != 1) {
+        khc_drain_errors("sha-256");
+        return -1;
+    }
+    return 0;
+}
+
+int khc_sha256_peek(const khc_sha256_ctx *ctx, uint8_t out[32])
+{
+    if (ctx == NULL)
+        return -1;
+    unsigned int n = 0;
+    EVP_MD_CTX *copy = EVP_MD_CTX_new();
+    int ok = copy != NULL && EVP_MD_CTX_copy_ex(copy, ctx->md) == 1 &&
+             EVP_DigestFinal_ex(copy, out, &n) == 1 && n == 32;
+    EVP_MD_CTX_free(copy);
+    if (!ok)
+        khc_drain_errors("sha-256");
+    return ok ? 0 : -1;
+}
+
+int khc_sha256_final(khc_sha256_ctx *ctx, uint8_t out[32])
+{
+    if (ctx == NULL)
+        return -1;
+    unsigned int n = 0;
+    int ok = EVP_DigestFinal_ex(ctx->md, out, &n) == 1 && n == 32;
+    if (!ok)
+        khc_drain_errors("sha-256");
+    khc_sha256_free(ctx);
+    return ok ? 0 : -1;
+}
+
+void khc_sha256_free(khc_sha256_ctx *ctx)
+{
+    if (ctx == NULL)
+        return;
+    EVP_MD_CTX_free(ctx->md);
+    free(ctx);
 }
 
 int khc_hmac_sha256(const uint8_t *key, size_t keylen, const uint8_t *data, size_t len,

@@ -12,8 +12,9 @@
 
 #include "kherr.h"
 
-#include <openssl/evp.h>
-#include <openssl/x509.h>
+/* only OpenSSL's opaque type names (X509, EVP_PKEY, X509_STORE...): every
+ * call into OpenSSL is made in khcrypto.c or khtls.c */
+#include <openssl/types.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,9 +30,17 @@ int khc_read_file(const char *path, uint8_t **out, size_t *outlen);
 /* A trust store holding the given CA certificate file(s) (PEM, may hold several). */
 X509_STORE *khc_store_from_file(const char *ca_path, char *err, size_t errlen);
 
-/* The organisation of a certificate: its subject O= attribute. 0 on success. */
+/* Frees a certificate, a key (OpenSSL wipes its material) or a trust store
+ * (NULL ok). */
+void khc_cert_free(X509 *cert);
+void khc_key_free(EVP_PKEY *key);
+void khc_store_free(X509_STORE *store);
+
+/* The one reader of names in certificates. The organisation (subject O=)
+ * and the common name (subject CN=) of a certificate: exactly one such
+ * attribute, no NUL inside, shorter than outlen; 0 on success, -1 otherwise
+ * (a certificate with two O= or a "131016\0x" O= names nobody). */
 int khc_cert_org(X509 *cert, char *out, size_t outlen);
-/* The subject CN= of a certificate (exactly one, no NUL, fits outlen). */
 int khc_cert_cn(X509 *cert, char *out, size_t outlen);
 /* Verifies cert against store (chain, validity now). 0 if trusted. */
 int khc_cert_verify(X509_STORE *store, X509 *cert);
@@ -68,6 +77,16 @@ kh_err khc_open(const uint8_t *payload, size_t len, X509 *recip_cert, EVP_PKEY *
 int khc_random(uint8_t *buf, size_t n);
 /* SHA-256 of a followed by b (either may be empty) into out[32]. */
 int khc_sha256(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen, uint8_t out[32]);
+/* SHA-256 over a stream (a file read in parts, an upload part by part):
+ * new, update as often as needed, final (which frees the context). peek
+ * gives the digest of what was added so far and lets updates go on. 0 on
+ * success, -1 on failure (then the context is unusable: free it). */
+typedef struct khc_sha256_ctx khc_sha256_ctx;
+khc_sha256_ctx *khc_sha256_new(void);
+int khc_sha256_update(khc_sha256_ctx *ctx, const void *data, size_t len);
+int khc_sha256_peek(const khc_sha256_ctx *ctx, uint8_t out[32]);
+int khc_sha256_final(khc_sha256_ctx *ctx, uint8_t out[32]);
+void khc_sha256_free(khc_sha256_ctx *ctx);
 /* HMAC-SHA-256 into out[32]. */
 int khc_hmac_sha256(const uint8_t *key, size_t keylen, const uint8_t *data, size_t len,
                     uint8_t out[32]);

@@ -1,11 +1,9 @@
 /* khenv.c: envelope packing/parsing and the signed directory. */
 #include "khenv.h"
 
-#include "idconv.h"
+#include "khid.h"
 #include "khcrypto.h"
 
-#include <openssl/crypto.h>
-#include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +14,7 @@ void kh_items_wipe(Kh__ItemData *const *items, size_t n)
     for (size_t i = 0; items && i < n; i++)
         for (size_t k = 0; k < items[i]->n_fields; k++)
             if (items[i]->fields[k]->value)
-                OPENSSL_cleanse(items[i]->fields[k]->value, strlen(items[i]->fields[k]->value));
+                khc_wipe(items[i]->fields[k]->value, strlen(items[i]->fields[k]->value));
 }
 
 int kh_pb_pack(const ProtobufCMessage *m, uint8_t **out, size_t *outlen)
@@ -62,22 +60,9 @@ out:
     return rc;
 }
 
-static bool code_ok(const char *s, size_t max)
-{
-    size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n > max)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z')))
-            return false;
-    }
-    return true;
-}
-
 static bool party_ok(const char *s)
 {
-    return s && (strcmp(s, "ROUTER") == 0 || idconv_org_code_valid(s));
+    return s && (strcmp(s, "ROUTER") == 0 || kh_id_org(s));
 }
 
 kh_err kh_env_parse(const uint8_t *buf, size_t len, Kh__Envelope **envp, Kh__Header **hp, char *why,
@@ -112,11 +97,11 @@ kh_err kh_env_parse(const uint8_t *buf, size_t len, Kh__Envelope **envp, Kh__Hea
         goto bad;
     }
     for (size_t i = 0; i < h->n_items; i++)
-        if (!code_ok(h->items[i], KH_CODE_MAX)) {
+        if (!kh_id_code(h->items[i], KH_CODE_MAX)) {
             snprintf(why, whylen, "header.items[%zu] is not an item code", i);
             goto bad;
         }
-    if (h->procedure[0] != '\0' && !code_ok(h->procedure, KH_CODE_MAX)) {
+    if (h->procedure[0] != '\0' && !kh_id_code(h->procedure, KH_CODE_MAX)) {
         snprintf(why, whylen, "header.procedure is not a procedure code");
         goto bad;
     }
@@ -230,7 +215,7 @@ kh_dir *kh_dir_load(const uint8_t *buf, size_t len, X509_STORE *trust, char *err
         o->endpoint = e->endpoint;
         o->sign_cert = pem_cert(&e->sign_cert);
         o->enc_cert = pem_cert(&e->enc_cert);
-        if (!idconv_org_code_valid(e->code) || o->sign_cert == NULL || o->enc_cert == NULL ||
+        if (!kh_id_org(e->code) || o->sign_cert == NULL || o->enc_cert == NULL ||
             khc_cert_verify(trust, o->sign_cert) != 0 || khc_cert_verify(trust, o->enc_cert) != 0 ||
             khc_cert_org(o->sign_cert, org, sizeof org) != 0 || strcmp(org, e->code) != 0) {
             snprintf(err, errlen, "directory entry %zu has a bad code or certificates", i);
@@ -256,12 +241,12 @@ void kh_dir_free(kh_dir *d)
     if (d == NULL)
         return;
     for (size_t i = 0; d->orgs && i < d->norgs; i++) {
-        X509_free(d->orgs[i].sign_cert);
-        X509_free(d->orgs[i].enc_cert);
+        khc_cert_free(d->orgs[i].sign_cert);
+        khc_cert_free(d->orgs[i].enc_cert);
     }
     free(d->orgs);
-    X509_free(d->router_sign);
-    X509_free(d->router_enc);
+    khc_cert_free(d->router_sign);
+    khc_cert_free(d->router_enc);
     if (d->pb)
         kh__directory__free_unpacked(d->pb, NULL);
     free(d->raw);
@@ -358,10 +343,10 @@ fail:
 
 void kh_identity_clear(kh_identity *id)
 {
-    X509_free(id->sign_cert);
-    X509_free(id->enc_cert);
-    EVP_PKEY_free(id->sign_key); /* OpenSSL wipes key material on free */
-    EVP_PKEY_free(id->enc_key);
+    khc_cert_free(id->sign_cert);
+    khc_cert_free(id->enc_cert);
+    khc_key_free(id->sign_key); /* OpenSSL wipes key material on free */
+    khc_key_free(id->enc_key);
     memset(id, 0, sizeof *id);
 }
 
@@ -386,7 +371,7 @@ kh_err kh_env_open(const Kh__Envelope *env, const kh_identity *to, X509_STORE *t
     if (e != KH_OK)
         return e;
     bool same = expect_signer != NULL && khc_cert_equal(signer, expect_signer);
-    X509_free(signer);
+    khc_cert_free(signer);
     if (!same) {
         khc_free_secret(*body, *len);
         *body = NULL;

@@ -8,8 +8,8 @@
 
 #include "kakehashi.pb-c.h"
 #include "kherr.h"
+#include "khcrypto.h"
 
-#include <openssl/x509.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

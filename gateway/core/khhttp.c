@@ -13,7 +13,6 @@
 #include <event2/util.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/crypto.h>
 #include <sys/socket.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -48,7 +47,7 @@ static void not_found(struct evhttp_request *req, void *arg)
 
 static struct bufferevent *server_bev(struct event_base *base, void *arg)
 {
-    SSL *ssl = SSL_new((SSL_CTX *)arg);
+    SSL *ssl = kh_tls_new((SSL_CTX *)arg);
     if (ssl == NULL)
         return NULL;
     return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
@@ -117,7 +116,7 @@ kh_err kh_http_body(struct evhttp_request *req, size_t max, uint8_t **body, size
     if (vec != NULL) {
         nvec = evbuffer_peek(in, -1, NULL, vec, nvec);
         for (int i = 0; i < nvec; i++)
-            OPENSSL_cleanse(vec[i].iov_base, vec[i].iov_len);
+            khc_wipe(vec[i].iov_base, vec[i].iov_len);
         free(vec);
     }
     evbuffer_drain(in, n);
@@ -150,7 +149,7 @@ void kh_http_reply_pb(struct evhttp_request *req, const ProtobufCMessage *msg)
     }
     protobuf_c_message_pack(msg, buf);
     reply_bytes(req, 200, buf, n);
-    OPENSSL_cleanse(buf, n); /* responses may carry personal data */
+    khc_wipe(buf, n); /* responses may carry personal data */
     free(buf);
 }
 
@@ -218,7 +217,7 @@ static void client_done(struct evhttp_request *req, void *arg)
     }
     call->cb(status, body, len, call->arg);
     if (len)
-        OPENSSL_cleanse((void *)body, len); /* answers carry personal data */
+        khc_wipe((void *)body, len); /* answers carry personal data */
     struct timeval now = {0, 0};
     struct event_base *base = evhttp_connection_get_base(call->conn);
     if (event_base_once(base, -1, EV_TIMEOUT, free_conn_later, call->conn, &now) != 0)
@@ -235,17 +234,17 @@ int kh_http_request(struct event_base *base, SSL_CTX *ctx, enum evhttp_cmd_type 
     uint16_t port;
     if (kh_hostport(hostport, host, sizeof host, &port) != 0 || !kh_host_numeric(host))
         return -1;
-    SSL *ssl = SSL_new(ctx);
+    SSL *ssl = kh_tls_new(ctx);
     if (ssl == NULL)
         return -1;
     if (expect_org != NULL && kh_tls_expect_peer(ssl, expect_org, expect_cn) != 0) {
-        SSL_free(ssl);
+        kh_tls_free(ssl);
         return -1;
     }
     struct bufferevent *bev = bufferevent_openssl_socket_new(
         base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (bev == NULL) {
-        SSL_free(ssl);
+        kh_tls_free(ssl);
         return -1;
     }
     bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);

@@ -10,7 +10,7 @@
 
 #include <event2/event.h>
 #include <event2/http.h>
-#include <openssl/ssl.h>
+#include "khtls.h"
 #include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
 #include <stddef.h>

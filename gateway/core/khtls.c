@@ -5,6 +5,7 @@
 #include "khlog.h"
 
 #include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,16 +25,6 @@ static void expect_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, lo
     free(ptr);
 }
 
-static int subject_field(X509 *cert, int nid, char *out, size_t outlen)
-{
-    X509_NAME *name = X509_get_subject_name(cert);
-    int n = X509_NAME_get_text_by_NID(name, nid, NULL, 0);
-    if (n < 0 || (size_t)n >= outlen)
-        return -1;
-    X509_NAME_get_text_by_NID(name, nid, out, (int)outlen);
-    return 0;
-}
-
 static int verify_cb(int ok, X509_STORE_CTX *st)
 {
     if (!ok)
@@ -46,10 +37,10 @@ static int verify_cb(int ok, X509_STORE_CTX *st)
         return ok;
     X509 *leaf = X509_STORE_CTX_get_current_cert(st);
     char org[64], cn[64];
-    if (subject_field(leaf, NID_organizationName, org, sizeof org) != 0 || strcmp(org, e->org) != 0)
+    /* the names are read by the one strict reader (khc_cert_org/cn) */
+    if (khc_cert_org(leaf, org, sizeof org) != 0 || strcmp(org, e->org) != 0)
         goto bad;
-    if (e->check_cn &&
-        (subject_field(leaf, NID_commonName, cn, sizeof cn) != 0 || strcmp(cn, e->cn) != 0))
+    if (e->check_cn && (khc_cert_cn(leaf, cn, sizeof cn) != 0 || strcmp(cn, e->cn) != 0))
         goto bad;
     return 1;
 bad:
@@ -170,4 +161,86 @@ X509 *kh_tls_peer_issuer(SSL *ssl)
     if (chain == NULL || sk_X509_num(chain) < 2)
         return NULL;
     return sk_X509_value(chain, 1);
+}
+
+void kh_tls_ctx_free(SSL_CTX *ctx)
+{
+    SSL_CTX_free(ctx);
+}
+
+SSL *kh_tls_new(SSL_CTX *ctx)
+{
+    SSL *ssl = ctx ? SSL_new(ctx) : NULL;
+    if (ssl == NULL)
+        khc_drain_errors("tls new connection");
+    return ssl;
+}
+
+void kh_tls_free(SSL *ssl)
+{
+    SSL_free(ssl);
+}
+
+/* The reason of the last TLS failure from OpenSSL's queue (which is then
+ * emptied) after what, into out. */
+static void last_error(const char *what, char *out, size_t outlen)
+{
+    unsigned long e = ERR_peek_last_error();
+    char buf[200] = "";
+    if (e)
+        ERR_error_string_n(e, buf, sizeof buf);
+    snprintf(out, outlen, "%s%s%s", what, buf[0] ? ": " : "", buf);
+    ERR_clear_error();
+}
+
+SSL *kh_tls_connect_fd(SSL_CTX *ctx, int fd, const char *org, const char *cn, char *err,
+                       size_t errlen)
+{
+    SSL *ssl = kh_tls_new(ctx);
+    if (ssl == NULL || SSL_set_fd(ssl, fd) != 1 ||
+        (org != NULL && kh_tls_expect_peer(ssl, org, cn) != 0)) {
+        snprintf(err, errlen, "cannot set up TLS");
+        SSL_free(ssl);
+        return NULL;
+    }
+    if (SSL_connect(ssl) != 1) {
+        last_error("TLS handshake failed (or the server is not who we expected)", err, errlen);
+        SSL_free(ssl);
+        return NULL;
+    }
+    return ssl;
+}
+
+int kh_tls_read(SSL *ssl, void *buf, size_t len, const char *what, char *err, size_t errlen)
+{
+    int r = SSL_read(ssl, buf, len > (1u << 30) ? (1 << 30) : (int)len);
+    if (r <= 0) {
+        last_error(what, err, errlen);
+        return -1;
+    }
+    return r;
+}
+
+int kh_tls_write(SSL *ssl, const void *buf, size_t len, const char *what, char *err, size_t errlen)
+{
+    const uint8_t *p = buf;
+    while (len > 0) {
+        int n = SSL_write(ssl, p, len > (1u << 30) ? (1 << 30) : (int)len);
+        if (n <= 0) {
+            last_error(what, err, errlen);
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+void kh_tls_close(SSL *ssl)
+{
+    if (ssl == NULL)
+        return;
+    SSL_shutdown(ssl);
+    SSL_free(ssl);
+    ERR_clear_error();
 }

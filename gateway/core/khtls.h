@@ -6,8 +6,10 @@
 #ifndef KH_TLS_H
 #define KH_TLS_H
 
-#include <openssl/ssl.h>
+/* only OpenSSL's opaque type names (SSL, SSL_CTX, X509): calls go here */
+#include <openssl/types.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 /* cert/key: our identity; ca: PEM file (may hold several CAs) trusted for peers. */
 SSL_CTX *kh_tls_server_ctx(const char *cert, const char *key, const char *ca, char *err,
@@ -23,5 +25,25 @@ int kh_tls_expect_peer(SSL *ssl, const char *org, const char *cn);
 X509 *kh_tls_peer_cert(SSL *ssl);
 /* The certificate that issued the peer's leaf in the verified chain (not up-ref'd), or NULL. */
 X509 *kh_tls_peer_issuer(SSL *ssl);
+
+/* Frees a context (NULL ok). */
+void kh_tls_ctx_free(SSL_CTX *ctx);
+/* A connection object of ctx for libevent's bufferevent_openssl, or NULL;
+ * kh_tls_free frees one that no bufferevent took (NULL ok). */
+SSL *kh_tls_new(SSL_CTX *ctx);
+void kh_tls_free(SSL *ssl);
+
+/* Blocking client connections for the command-line tools (never inside an
+ * event loop). kh_tls_connect_fd runs the handshake on a connected socket,
+ * with the expected peer (org NULL: any the CA issued); NULL and err set on
+ * failure. kh_tls_read returns the bytes read (> 0), or -1 with err
+ * ("what: reason"); kh_tls_write writes everything or returns -1 the same
+ * way. kh_tls_close shuts the connection down and frees it (NULL ok); the
+ * socket stays the caller's. */
+SSL *kh_tls_connect_fd(SSL_CTX *ctx, int fd, const char *org, const char *cn, char *err,
+                       size_t errlen);
+int kh_tls_read(SSL *ssl, void *buf, size_t len, const char *what, char *err, size_t errlen);
+int kh_tls_write(SSL *ssl, const void *buf, size_t len, const char *what, char *err, size_t errlen);
+void kh_tls_close(SSL *ssl);
 
 #endif

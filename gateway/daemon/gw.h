@@ -9,7 +9,7 @@
 
 #include <event2/event.h>
 #include <event2/http.h>
-#include <openssl/ssl.h>
+#include "khtls.h"
 #include <stdatomic.h>
 #include <stdbool.h>
 

@@ -26,7 +26,7 @@
 #include "gw_usage.h"
 #include "gw_util.h"
 
-#include "idconv.h"
+#include "khid.h"
 #include "khadmin.h"
 #include "khcrypto.h"
 #include "khhttp.h"
@@ -143,21 +143,6 @@ static void set_out(adm_call *call, khj_writer *w, int status)
 }
 
 /* YYYY-MM-DD, a real day of the Gregorian calendar. */
-static bool date_ok(const char *s)
-{
-    static const int days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (s == NULL || strlen(s) != 10 || s[4] != '-' || s[7] != '-')
-        return false;
-    for (int i = 0; i < 10; i++)
-        if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
-            return false;
-    int y = atoi(s), m = atoi(s + 5), d = atoi(s + 8);
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (y < 1900 || m < 1 || m > 12 || d < 1 || d > days[m - 1])
-        return false;
-    return !(m == 2 && d == 29 && !leap);
-}
-
 static bool digits_ok(const char *s, size_t max)
 {
     size_t n = s ? strlen(s) : 0;
@@ -215,7 +200,7 @@ static bool body_fields(adm_call *call, const char *const *known)
         for (size_t j = 0; known[j] && !ok; j++)
             ok = strcmp(k, known[j]) == 0;
         if (!ok) {
-            bool plain = strlen(k) <= 32 && gw_token_ok(k, 32);
+            bool plain = strlen(k) <= 32 && kh_id_token(k, 32);
             set_err(call, KH_E_ADM_FIELD, "unknown field%s%s%s", plain ? " '" : "", plain ? k : "",
                     plain ? "'" : "");
             return false;
@@ -261,7 +246,7 @@ static bool query_known(adm_call *call, const char *const *known)
         bool ok = false;
         for (size_t j = 0; known[j] && !ok; j++)
             ok = strcmp(kv->key, known[j]) == 0;
-        bool plain = gw_token_ok(kv->key, 32);
+        bool plain = kh_id_token(kv->key, 32);
         if (!ok) {
             set_err(call, KH_E_ADM_FIELD, "unknown parameter%s%s%s", plain ? " '" : "",
                     plain ? kv->key : "", plain ? "'" : "");
@@ -304,7 +289,7 @@ static bool query_enum(adm_call *call, const char *key, const char *const *allow
 static bool query_date(adm_call *call, const char *key, const char **out)
 {
     *out = query_get(call, key);
-    if (*out != NULL && !date_ok(*out)) {
+    if (*out != NULL && !kh_id_iso_date(*out)) {
         set_err(call, KH_E_ADM_FIELD, "%s: a date YYYY-MM-DD", key);
         return false;
     }
@@ -899,7 +884,7 @@ static void operators_add_work(PGconn *c, adm_call *call)
     }
     for (size_t i = 0; i < nt; i++) {
         const char *org = khj_str(khj_at(tl, i));
-        if (org == NULL || !idconv_org_code_valid(org)) {
+        if (org == NULL || !kh_id_org(org)) {
             set_err(call, KH_E_ADM_FIELD, "tenants[%zu]: not an organisation code", i);
             return;
         }
@@ -1109,11 +1094,11 @@ static bool flag_fields_ok(adm_call *call, const char **kind, const char **local
     long chars = text_chars(*reason);
     if (strcmp(*kind, "hold") != 0 && strcmp(*kind, "nondisclosure") != 0)
         set_err(call, KH_E_ADM_FIELD, "kind: hold or nondisclosure");
-    else if (*local_id && !digits_ok(*local_id, 15))
+    else if (*local_id && !kh_id_local_id(*local_id))
         set_err(call, KH_E_ADM_FIELD, "local_id: 1 to 15 digits");
-    else if (*item && !gw_code_ok(*item, 15))
+    else if (*item && !kh_id_code(*item, 15))
         set_err(call, KH_E_ADM_FIELD, "item_code: 1 to 15 of [0-9A-Z]");
-    else if (*proc && !gw_code_ok(*proc, 15))
+    else if (*proc && !kh_id_code(*proc, 15))
         set_err(call, KH_E_ADM_FIELD, "procedure: 1 to 15 of [0-9A-Z]");
     else if (*proc && !procedure_known(*proc))
         set_err(call, KH_E_ADM_FIELD, "procedure: %s is in no row of the legal-basis table", *proc);
@@ -1121,9 +1106,9 @@ static bool flag_fields_ok(adm_call *call, const char **kind, const char **local
         set_err(call, KH_E_ADM_FIELD, "local_id, item_code, procedure: at least one is required");
     else if (chars < 1 || chars > 200)
         set_err(call, KH_E_ADM_FIELD, "reason: 1 to 200 characters, no control characters");
-    else if (*from && !date_ok(*from))
+    else if (*from && !kh_id_iso_date(*from))
         set_err(call, KH_E_ADM_FIELD, "valid_from: a date YYYY-MM-DD");
-    else if (*to && !date_ok(*to))
+    else if (*to && !kh_id_iso_date(*to))
         set_err(call, KH_E_ADM_FIELD, "valid_to: a date YYYY-MM-DD");
     else if (*from && *to && strcmp(*to, *from) <= 0)
         set_err(call, KH_E_ADM_FIELD, "valid_to: must be after valid_from");
@@ -1251,11 +1236,11 @@ static void queries_work(PGconn *c, adm_call *call)
         return;
     proc = query_get(call, "procedure");
     provider = query_get(call, "provider");
-    if (proc && !gw_code_ok(proc, 15)) {
+    if (proc && !kh_id_code(proc, 15)) {
         set_err(call, KH_E_ADM_FIELD, "procedure: 1 to 15 of [0-9A-Z]");
         return;
     }
-    if (provider && !idconv_org_code_valid(provider)) {
+    if (provider && !kh_id_org(provider)) {
         set_err(call, KH_E_ADM_FIELD, "provider: not an organisation code");
         return;
     }
@@ -1440,7 +1425,7 @@ static void decide_work(PGconn *c, adm_call *call)
         for (size_t i = 0; i < khj_len(items); i++) {
             const khj_val *v = khj_at(items, i);
             const char *code = khj_type_of(v) == KHJ_STR ? khj_str(v) : NULL;
-            if (code == NULL || !gw_code_ok(code, KH_CODE_MAX)) {
+            if (code == NULL || !kh_id_code(code, KH_CODE_MAX)) {
                 set_err(call, KH_E_ADM_FIELD, "items[%zu]: expected an item code such as TK001", i);
                 goto out;
             }
@@ -1740,7 +1725,7 @@ static void on_admin_request(struct evhttp_request *req, void *arg)
         reply_and_free(call);
         return;
     }
-    if (call->route->tenant && idconv_org_code_valid(call->org))
+    if (call->route->tenant && kh_id_org(call->org))
         call->t = gw_tenant_find(call->org);
     else if (call->route->tenant)
         snprintf(call->org, sizeof call->org, "%s", "?"); /* never echo a bad code */
@@ -1749,7 +1734,7 @@ static void on_admin_request(struct evhttp_request *req, void *arg)
     X509 *peer = kh_tls_peer_cert(kh_http_req_ssl(req));
     bool cn_ok = peer != NULL && khc_cert_cn(peer, call->cn, sizeof call->cn) == 0 &&
                  khadm_name_ok(call->cn);
-    X509_free(peer);
+    khc_cert_free(peer);
     if (!cn_ok) {
         set_err(call, KH_E_ADM_UNAUTHENTICATED, "client certificate names no operator");
         reply_and_free(call);
@@ -1807,6 +1792,6 @@ void gw_admin_register(struct evhttp *http)
 void gw_admin_stop(void)
 {
     gw_usage_stop();
-    SSL_CTX_free(G.admin_ctx);
+    kh_tls_ctx_free(G.admin_ctx);
     G.admin_ctx = NULL;
 }

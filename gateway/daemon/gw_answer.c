@@ -79,7 +79,7 @@ static void minimise(gw_answer *a)
                 d->fields[keep++] = f;
                 continue;
             }
-            OPENSSL_cleanse(f->value, strlen(f->value));
+            khc_wipe(f->value, strlen(f->value));
             free(f->name);
             free(f->value);
             free(f);

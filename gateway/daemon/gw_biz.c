@@ -14,7 +14,6 @@
 #include "khtls.h"
 #include "refdb.h"
 
-#include <openssl/x509.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +33,7 @@ struct gw_call {
     uint64_t version;
     /* link code */
     Kh__LinkCodeRequest *lc;
-    char link_code[IDCONV_LINK_CODE_LEN + 1];
+    char link_code[KH_ID_LINK_CODE_LEN + 1];
     struct timespec started;
     int timeout_ms;
 };
@@ -64,10 +63,10 @@ static void call_free(gw_call *call)
         kh__register_request__free_unpacked(call->reg, NULL);
     if (call->lc) {
         /* the national reference must not outlive this call */
-        OPENSSL_cleanse(call->lc->resident_code, strlen(call->lc->resident_code));
+        khc_wipe(call->lc->resident_code, strlen(call->lc->resident_code));
         kh__link_code_request__free_unpacked(call->lc, NULL);
     }
-    OPENSSL_cleanse(call->link_code, sizeof call->link_code);
+    khc_wipe(call->link_code, sizeof call->link_code);
     free(call);
 }
 
@@ -277,7 +276,7 @@ static void lc_sent(int status, const uint8_t *buf, size_t len, void *arg)
     kh__header__free_unpacked(h, NULL);
     if (a == NULL || a->in_reply_to.len != KH_MSG_ID_LEN ||
         memcmp(a->in_reply_to.data, call->msg_id, KH_MSG_ID_LEN) != 0 ||
-        strcmp(a->recipient, call->t->id.code) != 0 || !idconv_link_code_valid(a->link_code)) {
+        strcmp(a->recipient, call->t->id.code) != 0 || !kh_id_link_code(a->link_code)) {
         if (a)
             kh__link_code_answer_body__free_unpacked(a, NULL);
         call_set(call, KH_E_SPLICE, "link-code answer does not match the request");
@@ -285,10 +284,10 @@ static void lc_sent(int status, const uint8_t *buf, size_t len, void *arg)
         return;
     }
     snprintf(call->link_code, sizeof call->link_code, "%s", a->link_code);
-    OPENSSL_cleanse(a->link_code, strlen(a->link_code));
+    khc_wipe(a->link_code, strlen(a->link_code));
     kh__link_code_answer_body__free_unpacked(a, NULL);
     /* the national reference has done its job: forget it now */
-    OPENSSL_cleanse(call->lc->resident_code, strlen(call->lc->resident_code));
+    khc_wipe(call->lc->resident_code, strlen(call->lc->resident_code));
     submit(call, lc_store_work, lc_store_done);
 }
 
@@ -337,19 +336,19 @@ static void on_linkcode(struct evhttp_request *req, void *arg)
         return;
     gw_call *call = call_new(req, t, sys);
     if (call == NULL) {
-        OPENSSL_cleanse(r->resident_code, strlen(r->resident_code));
+        khc_wipe(r->resident_code, strlen(r->resident_code));
         kh__link_code_request__free_unpacked(r, NULL);
         kh_http_reply_err(req, KH_E_INTERNAL, "out of memory");
         return;
     }
     call->lc = r;
     call->timeout_ms = G.default_timeout_ms;
-    if (!idconv_local_id_valid(r->local_id)) {
+    if (!kh_id_local_id(r->local_id)) {
         call_set(call, KH_E_FIELD, "local_id: expected 1 to 15 digits");
         call_fail(call);
         return;
     }
-    if (!idconv_resident_code_valid(r->resident_code)) {
+    if (!kh_id_resident_code(r->resident_code)) {
         call_set(call, KH_E_BAD_RESIDENT_CODE, "resident_code: expected exactly 11 digits");
         call_fail(call);
         return;

@@ -22,7 +22,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,7 +56,7 @@ typedef struct gw_upload {
     char spool[1024], report[1040];
     char sha256[65]; /* of all parts, known at commit */
     int fd;
-    EVP_MD_CTX *md; /* SHA-256 of the parts so far */
+    khc_sha256_ctx *md; /* SHA-256 of the parts so far */
     uint32_t next_seq;
     bool busy; /* a part write, commit or report read is in flight */
     /* below: written by the loading worker, read by the loop, under mu */
@@ -208,7 +207,7 @@ static void upload_free(gw_upload *u)
 {
     if (u->fd >= 0)
         close(u->fd);
-    EVP_MD_CTX_free(u->md);
+    khc_sha256_free(u->md);
     free(u);
 }
 
@@ -407,10 +406,10 @@ void gw_bulk_on_open(struct evhttp_request *req, gw_tenant *t, const char *syste
     Kh__BulkOpenRequest *m = gw_read_pb(req, &kh__bulk_open_request__descriptor);
     if (m == NULL)
         return;
-    const char *bad = !gw_code_ok(m->item_code, KH_CODE_MAX) ? "item_code: expected an item code"
+    const char *bad = !kh_id_code(m->item_code, KH_CODE_MAX) ? "item_code: expected an item code"
                       : strcmp(m->mode, "full") != 0 && strcmp(m->mode, "diff") != 0
                           ? "mode: expected full or diff"
-                      : !gw_date_ok(m->as_of)       ? "as_of: expected YYYYMMDD"
+                      : !kh_id_date(m->as_of)       ? "as_of: expected YYYYMMDD"
                       : !file_name_ok(m->file_name) ? "file_name: 1 to 200 characters, no "
                                                       "control characters or slashes"
                       : kh_conf_str(G.conf, "spool_dir", NULL) == NULL
@@ -431,9 +430,9 @@ void gw_bulk_on_open(struct evhttp_request *req, gw_tenant *t, const char *syste
     open_call *oc = calloc(1, sizeof *oc);
     uint8_t rnd[16];
     if (u == NULL || oc == NULL || khc_random(rnd, sizeof rnd) != 0 ||
-        (u->md = EVP_MD_CTX_new()) == NULL || EVP_DigestInit_ex(u->md, EVP_sha256(), NULL) != 1) {
+        (u->md = khc_sha256_new()) == NULL) {
         if (u)
-            EVP_MD_CTX_free(u->md);
+            khc_sha256_free(u->md);
         free(u);
         free(oc);
         kh__bulk_open_request__free_unpacked(m, NULL);
@@ -486,7 +485,7 @@ static void part_work(PGconn *c, void *arg)
         }
         off += (size_t)w;
     }
-    if (EVP_DigestUpdate(u->md, bc->data, bc->len) != 1)
+    if (khc_sha256_update(u->md, bc->data, bc->len) != 0)
         bc->err = KH_E_INTERNAL;
 }
 
@@ -575,7 +574,7 @@ void gw_bulk_on_part(struct evhttp_request *req, gw_tenant *t, const char *syste
     memcpy(copy, m->data.data, m->data.len);
     bc->data = copy;
     bc->len = m->data.len;
-    OPENSSL_cleanse(m->data.data, m->data.len);
+    khc_wipe(m->data.data, m->data.len);
     kh__bulk_part_request__free_unpacked(m, NULL);
     u->busy = true;
     if (kh_pool_submit(G.pool, part_work, part_done, bc) != 0) {
@@ -695,12 +694,8 @@ void gw_bulk_on_commit(struct evhttp_request *req, gw_tenant *t, const char *sys
         return;
     }
     unsigned char md[32];
-    unsigned int mdlen = 0;
     char hex[65];
-    EVP_MD_CTX *copy = EVP_MD_CTX_new();
-    bool ok = copy && EVP_MD_CTX_copy_ex(copy, u->md) == 1 &&
-              EVP_DigestFinal_ex(copy, md, &mdlen) == 1 && mdlen == 32;
-    EVP_MD_CTX_free(copy);
+    bool ok = khc_sha256_peek(u->md, md) == 0;
     if (ok)
         khc_hex(md, 32, hex);
     if (!ok || strcmp(hex, m->sha256) != 0) {
@@ -840,8 +835,8 @@ static bool parse_drop_name(const char *name, char *item, char *mode, char *as_o
     snprintf(buf, sizeof buf, "%.*s", (int)(n - 4), name);
     char *save = NULL, *a = strtok_r(buf, "_", &save), *b = strtok_r(NULL, "_", &save),
          *c = strtok_r(NULL, "_", &save);
-    if (!a || !b || !c || !gw_code_ok(a, KH_CODE_MAX) ||
-        (strcmp(b, "full") != 0 && strcmp(b, "diff") != 0) || !gw_date_ok(c))
+    if (!a || !b || !c || !kh_id_code(a, KH_CODE_MAX) ||
+        (strcmp(b, "full") != 0 && strcmp(b, "diff") != 0) || !kh_id_date(c))
         return false;
     strcpy(item, a);
     strcpy(mode, b);

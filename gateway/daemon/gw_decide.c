@@ -220,19 +220,19 @@ void gw_decide_run(PGconn *c, gw_decision *d)
     kh_info("decide", "tenant %s: held query %s %s (%s)", d->t->id.code, d->msg_id,
             d->approve ? "approved" : "refused", d->result);
     gw_answer_clear(&a);
-    OPENSSL_cleanse(local_id, sizeof local_id);
+    khc_wipe(local_id, sizeof local_id);
     return;
 refused:
     /* nothing changed; the refused attempt is recorded in the audit log */
     kh_db_rollback(c);
-    OPENSSL_cleanse(local_id, sizeof local_id);
+    khc_wipe(local_id, sizeof local_id);
     if (kh_db_tenant_begin(c, d->t->id.code) == KH_OK && audit(c, d, "{}") == KH_OK &&
         kh_db_commit(c) == KH_OK)
         return;
 fail:
     kh_db_rollback(c);
     gw_answer_clear(&a);
-    OPENSSL_cleanse(local_id, sizeof local_id);
+    khc_wipe(local_id, sizeof local_id);
 }
 
 /* ------------------------------------------------------------ the outbox */

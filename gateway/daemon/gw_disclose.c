@@ -247,7 +247,7 @@ static kh_err seal(disc_call *dc)
 static void disc_work(PGconn *c, void *arg)
 {
     disc_call *dc = arg;
-    char local_id[IDCONV_LOCAL_ID_MAX + 1] = "";
+    char local_id[KH_ID_LOCAL_ID_MAX + 1] = "";
     char today[16] = "";
     char *codes[KH_MAX_ITEMS];
 
@@ -302,7 +302,7 @@ static void disc_work(PGconn *c, void *arg)
     else
         kh_db_rollback(c);
     disc_clear_read(dc);
-    OPENSSL_cleanse(local_id, sizeof local_id);
+    khc_wipe(local_id, sizeof local_id);
 }
 
 static void disc_done(void *arg)
@@ -340,12 +340,12 @@ static kh_err body_ok(const Kh__Header *h, const Kh__DisclosureRequestBody *b, c
         *why = "records or self_info: ask for at least one";
         return KH_E_FIELD;
     }
-    if ((b->from[0] && !refdb_date_valid(b->from)) || (b->to[0] && !refdb_date_valid(b->to)) ||
+    if ((b->from[0] && !kh_id_date(b->from)) || (b->to[0] && !kh_id_date(b->to)) ||
         (b->from[0] && b->to[0] && strcmp(b->from, b->to) > 0)) {
         *why = "from/to: expects YYYYMMDD dates, from not after to";
         return KH_E_FIELD;
     }
-    if (!gw_token_ok(b->requester, 32)) {
+    if (!kh_id_token(b->requester, 32)) {
         *why = "requester: expects 1..32 of [A-Za-z0-9_-]";
         return KH_E_FIELD;
     }
@@ -368,7 +368,7 @@ void gw_disclose_on_request(struct evhttp_request *req, gw_tenant *t, Kh__Envelo
         why = "only the router may ask for a disclosure";
     } else if ((e = kh_env_check_time(h, (int64_t)time(NULL), G.skew, G.ttl)) != KH_OK) {
         why = kh_err_get(e)->meaning;
-    } else if (!idconv_link_code_valid(h->subject)) {
+    } else if (!kh_id_link_code(h->subject)) {
         e = KH_E_BAD_REQUEST;
         why = "header.subject is not a link code";
     } else if ((e = kh_env_open(env, &t->id, G.national, G.dir->router_sign, &body, &blen)) !=

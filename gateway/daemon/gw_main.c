@@ -4,7 +4,7 @@
 #include "gw_decide.h"
 #include "gw_util.h"
 
-#include "idconv.h"
+#include "khid.h"
 #include "khcrypto.h"
 #include "khhttp.h"
 #include "khlog.h"
@@ -100,7 +100,7 @@ static int load_tenants(char *err, size_t errlen)
         return -1;
     for (size_t i = 0; i < n; i++) {
         char dir[1024], path[1100];
-        if (!idconv_org_code_valid(codes[i])) {
+        if (!kh_id_org(codes[i])) {
             snprintf(err, errlen, "tenant '%s' is not an organisation code", codes[i]);
             return -1;
         }
@@ -272,15 +272,15 @@ static void teardown(void)
     gw_chain_stop();
     for (size_t i = 0; i < G.ntenants; i++) {
         kh_identity_clear(&G.tenants[i].id);
-        X509_free(G.tenants[i].business_ca);
+        khc_cert_free(G.tenants[i].business_ca);
     }
     free(G.tenants);
     kh_dir_free(G.dir);
-    SSL_CTX_free(G.biz_ctx);
-    SSL_CTX_free(G.peer_ctx);
-    SSL_CTX_free(G.client_ctx);
+    kh_tls_ctx_free(G.biz_ctx);
+    kh_tls_ctx_free(G.peer_ctx);
+    kh_tls_ctx_free(G.client_ctx);
     gw_admin_stop();
-    X509_STORE_free(G.national);
+    khc_store_free(G.national);
     for (int i = 0; i < 2; i++)
         if (G.sig_ev[i])
             event_free(G.sig_ev[i]);

@@ -111,7 +111,7 @@ static void answer_work(PGconn *c, void *arg)
 {
     peer_call *pc = arg;
     gw_answer *a = &pc->a;
-    char local_id[IDCONV_LOCAL_ID_MAX + 1] = "";
+    char local_id[KH_ID_LOCAL_ID_MAX + 1] = "";
     char hold_ids[512] = "";
     const char *as_of = pc->qb->as_of;
     char today[16] = "";
@@ -169,7 +169,7 @@ static void answer_work(PGconn *c, void *arg)
         pc->err = kh_db_commit(c);
     else
         kh_db_rollback(c);
-    OPENSSL_cleanse(local_id, sizeof local_id);
+    khc_wipe(local_id, sizeof local_id);
 }
 
 static void answer_done(void *arg)
@@ -214,7 +214,7 @@ static void on_envelope(struct evhttp_request *req, void *arg)
 
     X509 *peer = kh_tls_peer_cert(kh_http_req_ssl(req));
     bool is_router = peer && khc_cert_org(peer, org, sizeof org) == 0 && strcmp(org, "ROUTER") == 0;
-    X509_free(peer);
+    khc_cert_free(peer);
     if (!is_router) {
         refuse(req, KH_E_PEER_NOT_ALLOWED, "only the router may use the peer API", NULL);
         return;
@@ -272,7 +272,7 @@ static void on_envelope(struct evhttp_request *req, void *arg)
                 refuse_recorded(req, t, h, KH_E_FIELD, "items: an item is listed twice", hex);
                 goto out;
             }
-    if (!idconv_link_code_valid(h->subject)) {
+    if (!kh_id_link_code(h->subject)) {
         refuse_recorded(req, t, h, KH_E_BAD_REQUEST, "header.subject is not a link code", hex);
         goto out;
     }
@@ -289,13 +289,13 @@ static void on_envelope(struct evhttp_request *req, void *arg)
         strcmp(qb->sender, h->sender) != 0 || strcmp(qb->recipient, h->recipient) != 0 ||
         strcmp(qb->procedure, h->procedure) != 0 ||
         !kh_items_equal(qb->items, qb->n_items, h->items, h->n_items) ||
-        (qb->as_of[0] && !gw_date_ok(qb->as_of))) {
+        (qb->as_of[0] && !kh_id_date(qb->as_of))) {
         if (qb)
             kh__query_body__free_unpacked(qb, NULL);
         refuse_recorded(req, t, h, KH_E_SPLICE, "payload does not repeat this header", hex);
         goto out;
     }
-    if (!gw_token_ok(qb->staff_id, 32)) {
+    if (!kh_id_token(qb->staff_id, 32)) {
         kh__query_body__free_unpacked(qb, NULL);
         refuse_recorded(req, t, h, KH_E_FIELD, "staff_id: expected 1 to 32 of [A-Za-z0-9_-]", hex);
         goto out;

@@ -40,7 +40,7 @@ struct gw_query {
     char hex[2 * KH_MSG_ID_LEN + 1];
     Kh__QueryRequest *q;
     Kh__AnswerBody *ans;
-    char link_code[IDCONV_LINK_CODE_LEN + 1];
+    char link_code[KH_ID_LINK_CODE_LEN + 1];
     uint8_t *env; /* the sealed query: the same bytes on every attempt */
     size_t envlen;
     int64_t expires_at;
@@ -93,7 +93,7 @@ static void qc_free(gw_query *qc)
         kh__answer_body__free_unpacked(qc->ans, NULL);
     }
     free(qc->env);
-    OPENSSL_cleanse(qc->link_code, sizeof qc->link_code);
+    khc_wipe(qc->link_code, sizeof qc->link_code);
     free(qc);
 }
 
@@ -354,7 +354,7 @@ static void check_done(void *arg)
         kh_env_seal(&h, &qc->t->id, body, blen, prov->enc_cert, &qc->env, &qc->envlen) != 0)
         goto fail;
     khc_free_secret(body, blen);
-    OPENSSL_cleanse(qc->link_code, sizeof qc->link_code);
+    khc_wipe(qc->link_code, sizeof qc->link_code);
     qc->wait_ev = evtimer_new(G.base, on_wait_over, qc);
     qc->retry_ev = evtimer_new(G.base, on_retry, qc);
     if (qc->wait_ev == NULL || qc->retry_ev == NULL)
@@ -573,7 +573,7 @@ static void record_work(PGconn *c, void *arg)
          * row and records stand; nothing is recorded twice */
         kh_db_rollback(c);
         if (ans)
-            OPENSSL_cleanse(ans, strlen(ans));
+            khc_wipe(ans, strlen(ans));
         free(ans);
         qc_set(qc, KH_E_UNEXPECTED_ANSWER,
                "the query was completed meanwhile; read its state by handle");
@@ -586,13 +586,13 @@ static void record_work(PGconn *c, void *arg)
         kh_db_commit(c) != KH_OK)
         goto fail;
     if (ans)
-        OPENSSL_cleanse(ans, strlen(ans));
+        khc_wipe(ans, strlen(ans));
     free(ans);
     return;
 fail:
     kh_db_rollback(c);
     if (ans)
-        OPENSSL_cleanse(ans, strlen(ans));
+        khc_wipe(ans, strlen(ans));
     free(ans);
     /* an answer we cannot record is not delivered */
     qc_set(qc, KH_E_DB, "cannot record the answer");
@@ -630,25 +630,25 @@ static void submit(gw_query *qc, kh_pool_work_fn w, kh_pool_done_fn d)
 
 static const char *query_invalid(const Kh__QueryRequest *q)
 {
-    if (!gw_token_ok(q->staff_id, 32))
+    if (!kh_id_token(q->staff_id, 32))
         return "staff_id: expected 1 to 32 of [A-Za-z0-9_-]";
-    if (!gw_code_ok(q->procedure, KH_CODE_MAX))
+    if (!kh_id_code(q->procedure, KH_CODE_MAX))
         return "procedure: expected a procedure code such as JT001";
-    if (!idconv_org_code_valid(q->provider))
+    if (!kh_id_org(q->provider))
         return "provider: expected an organisation code (6 characters, check digit for "
                "municipalities)";
     if (q->n_items == 0 || q->n_items > KH_MAX_ITEMS)
         return "items: expected 1 to 16 item codes";
     for (size_t i = 0; i < q->n_items; i++) {
-        if (!gw_code_ok(q->items[i], KH_CODE_MAX))
+        if (!kh_id_code(q->items[i], KH_CODE_MAX))
             return "items: expected item codes such as TK001";
         for (size_t k = 0; k < i; k++)
             if (strcmp(q->items[i], q->items[k]) == 0)
                 return "items: an item is listed twice";
     }
-    if (!idconv_local_id_valid(q->local_id))
+    if (!kh_id_local_id(q->local_id))
         return "local_id: expected 1 to 15 digits";
-    if (q->as_of[0] != '\0' && !gw_date_ok(q->as_of))
+    if (q->as_of[0] != '\0' && !kh_id_date(q->as_of))
         return "as_of: expected YYYYMMDD";
     if (q->timeout_ms > 120000)
         return "timeout_ms: at most 120000";
@@ -782,7 +782,7 @@ static void status_reply(struct evhttp_request *req, lookup *l)
         unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(r, 0, 3), &n);
         if (raw != NULL) {
             ans = kh__answer_body__unpack(NULL, n, raw);
-            OPENSSL_cleanse(raw, n);
+            khc_wipe(raw, n);
             PQfreemem(raw);
         }
     }
@@ -863,16 +863,6 @@ static void lookup_done(void *arg)
     free(l);
 }
 
-static bool hex32_ok(const char *s)
-{
-    if (s == NULL || strlen(s) != 2 * KH_MSG_ID_LEN)
-        return false;
-    for (const char *p = s; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-            return false;
-    return true;
-}
-
 static const char *list_invalid(const Kh__QueryListRequest *f)
 {
     static const char *const states[] = {"",        "sent",   "answered", "pending",
@@ -882,11 +872,11 @@ static const char *list_invalid(const Kh__QueryListRequest *f)
         state_ok = state_ok || strcmp(f->state, states[i]) == 0;
     if (!state_ok)
         return "state: expected sent, answered, pending, refused, failed or timed_out";
-    if (f->procedure[0] && !gw_code_ok(f->procedure, KH_CODE_MAX))
+    if (f->procedure[0] && !kh_id_code(f->procedure, KH_CODE_MAX))
         return "procedure: expected a procedure code such as JT001";
-    if (f->provider[0] && !idconv_org_code_valid(f->provider))
+    if (f->provider[0] && !kh_id_org(f->provider))
         return "provider: expected an organisation code";
-    if ((f->since[0] && !gw_date_ok(f->since)) || (f->until[0] && !gw_date_ok(f->until)))
+    if ((f->since[0] && !kh_id_date(f->since)) || (f->until[0] && !kh_id_date(f->until)))
         return "since/until: expected YYYYMMDD";
     if (f->limit > 1000)
         return "limit: at most 1000";
@@ -907,7 +897,7 @@ static void start_lookup(struct evhttp_request *req, bool status)
     const char *bad = NULL;
     if (status) {
         l->sreq = gw_read_pb(req, &kh__query_status_request__descriptor);
-        if (l->sreq && !hex32_ok(l->sreq->handle))
+        if (l->sreq && !kh_id_hex(l->sreq->handle, 2 * KH_MSG_ID_LEN))
             bad = "handle: expected 32 lower-case hex digits";
     } else {
         l->lreq = gw_read_pb(req, &kh__query_list_request__descriptor);
@@ -1120,11 +1110,11 @@ static void deferred_work(PGconn *c, void *arg)
     if (e == KH_E_REPLAY && final) {
         df->again = true; /* our acknowledgement was lost: acknowledge again */
         kh_db_rollback(c);
-        OPENSSL_cleanse(local_id, sizeof local_id);
+        khc_wipe(local_id, sizeof local_id);
         return;
     }
     if (e != KH_OK) {
-        OPENSSL_cleanse(local_id, sizeof local_id);
+        khc_wipe(local_id, sizeof local_id);
         df->err = e;
         snprintf(df->msg, sizeof df->msg, "%s",
                  e == KH_E_REPLAY ? "deferred answer already received" : "database unavailable");
@@ -1133,14 +1123,14 @@ static void deferred_work(PGconn *c, void *arg)
     if (strcmp(state, "sent") == 0 || strcmp(state, "timed_out") == 0) {
         /* the PENDING reply is not recorded here yet: the provider's outbox
          * retries (KH-5003 is retryable) */
-        OPENSSL_cleanse(local_id, sizeof local_id);
+        khc_wipe(local_id, sizeof local_id);
         df->err = KH_E_OVERLOADED;
         snprintf(df->msg, sizeof df->msg, "the query is not recorded as pending yet; retry");
         goto fail;
     }
     if (strcmp(state, "pending") != 0) {
         /* answered, refused, or failed: final states stay final */
-        OPENSSL_cleanse(local_id, sizeof local_id);
+        khc_wipe(local_id, sizeof local_id);
         df->err = KH_E_UNEXPECTED_ANSWER;
         snprintf(df->msg, sizeof df->msg, "the query is %s, not waiting for a decision", state);
         goto fail;
@@ -1159,7 +1149,7 @@ static void deferred_work(PGconn *c, void *arg)
                            6, u)
               : NULL;
     if (bytes)
-        OPENSSL_cleanse(bytes, strlen(bytes));
+        khc_wipe(bytes, strlen(bytes));
     free(bytes);
     e = r ? KH_OK : KH_E_DB;
     PQclear(r);
@@ -1171,7 +1161,7 @@ static void deferred_work(PGconn *c, void *arg)
         e = gw_record(c, df->irt, "asked", df->h->sender, df->h->procedure, df->h->items,
                       df->h->n_items, local_id, staff, outcome,
                       refused ? KH_E_MANUAL_REFUSAL : KH_OK, a->data, a->n_data);
-    OPENSSL_cleanse(local_id, sizeof local_id);
+    khc_wipe(local_id, sizeof local_id);
     if (e == KH_OK)
         e = kh_db_commit(c);
     if (e == KH_OK)

@@ -7,47 +7,10 @@
 #include "khlog.h"
 #include "khtls.h"
 
-#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-bool gw_code_ok(const char *s, size_t max)
-{
-    size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n > max)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'A' && s[i] <= 'Z')))
-            return false;
-    return true;
-}
-
-bool gw_date_ok(const char *s)
-{
-    if (s == NULL || strlen(s) != 8)
-        return false;
-    for (int i = 0; i < 8; i++)
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-    int m = (s[4] - '0') * 10 + (s[5] - '0'), d = (s[6] - '0') * 10 + (s[7] - '0');
-    return m >= 1 && m <= 12 && d >= 1 && d <= 31;
-}
-
-bool gw_token_ok(const char *s, size_t max)
-{
-    size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n > max)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-              c == '-' || c == '_'))
-            return false;
-    }
-    return true;
-}
 
 void gw_codes_literal(char *const *items, size_t n, char *out, size_t outlen)
 {
@@ -124,12 +87,10 @@ static gw_tenant *identify(struct evhttp_request *req, char *sys, size_t syslen)
         t = NULL;
         goto out;
     }
-    int n =
-        X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, sys, (int)syslen);
-    if (n <= 0 || !gw_token_ok(sys, 32))
+    if (khc_cert_cn(peer, sys, syslen) != 0 || !kh_id_token(sys, 32))
         t = NULL;
 out:
-    X509_free(peer);
+    khc_cert_free(peer);
     return t;
 }
 
@@ -363,7 +324,7 @@ void gw_access_refused_later(gw_tenant *t, const char *msg_hex, const char *acto
     snprintf(rf->operation, sizeof rf->operation, "%s", operation);
     snprintf(rf->procedure, sizeof rf->procedure, "%s", procedure ? procedure : "");
     for (size_t i = 0; i < nitems && rf->nitems < KH_MAX_ITEMS; i++)
-        if (gw_code_ok(items[i], KH_CODE_MAX))
+        if (kh_id_code(items[i], KH_CODE_MAX))
             snprintf(rf->items[rf->nitems++], KH_CODE_MAX + 1, "%s", items[i]);
     if (kh_pool_submit(G.pool, refusal_work, refusal_done, rf) != 0) {
         kh_warn("peer", "refusal of message %s not recorded: database queue full", msg_hex);

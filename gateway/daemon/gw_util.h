@@ -3,16 +3,11 @@
 #define KH_GW_UTIL_H
 
 #include "gw.h"
+#include "khid.h"
 
 #include <libpq-fe.h>
 #include <stdbool.h>
 
-/* [0-9A-Z]{1,max} */
-bool gw_code_ok(const char *s, size_t max);
-/* YYYYMMDD with a plausible month/day (the database checks the calendar). */
-bool gw_date_ok(const char *s);
-/* [A-Za-z0-9_-]{1,max} */
-bool gw_token_ok(const char *s, size_t max);
 /* Builds a PostgreSQL text[] literal from validated codes. */
 void gw_codes_literal(char *const *items, size_t n, char *out, size_t outlen);
 /* Writes one provision record in the current tenant transaction. data/ndata:

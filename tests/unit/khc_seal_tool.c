@@ -120,10 +120,10 @@ int main(int argc, char **argv)
     }
     khc_free_secret(in, inlen);
     khc_free_secret(out, outlen);
-    X509_free(c1);
-    X509_free(c2);
-    X509_free(signer);
-    EVP_PKEY_free(k);
-    X509_STORE_free(store);
+    khc_cert_free(c1);
+    khc_cert_free(c2);
+    khc_cert_free(signer);
+    khc_key_free(k);
+    khc_store_free(store);
     return rc;
 }

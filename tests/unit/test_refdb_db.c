@@ -333,8 +333,8 @@ START_TEST(idconv_table)
 {
     const char *lc1 = "0123456789abcdef0123456789abcdef";
     const char *lc2 = "fedcba9876543210fedcba9876543210";
-    char link[IDCONV_LINK_CODE_LEN + 1];
-    char local[IDCONV_LOCAL_ID_MAX + 1];
+    char link[KH_ID_LINK_CODE_LEN + 1];
+    char local[KH_ID_LOCAL_ID_MAX + 1];
     ck_assert_int_eq(idconv_link_of(conn, "7001", link), KH_E_UNKNOWN_LOCAL_ID);
     ck_assert_int_eq(idconv_local_of(conn, lc1, local, sizeof local), KH_E_UNKNOWN_LINK_CODE);
     ck_assert_int_eq(idconv_store(conn, "7001", lc1), KH_OK);
@@ -375,7 +375,7 @@ START_TEST(isolation_through_refdb)
                      KH_E_DB);
     ck_assert_msg(strstr(msg, "(SQLSTATE 42P01)") != NULL, "%s", msg);
     exec_ok(conn, "ROLLBACK");
-    char link[IDCONV_LINK_CODE_LEN + 1];
+    char link[KH_ID_LINK_CODE_LEN + 1];
     begin_as(conn, "kh_t_131016", "t_271004");
     ck_assert_int_eq(idconv_link_of(conn, "1001", link), KH_E_DB);
     exec_ok(conn, "ROLLBACK");

@@ -653,13 +653,13 @@ END_TEST
 
 START_TEST(dates)
 {
-    ck_assert(refdb_date_valid("20240401"));
-    ck_assert(refdb_date_valid("99991231"));
-    ck_assert(refdb_date_valid("00010101"));
-    ck_assert(!refdb_date_valid("20240230"));
-    ck_assert(!refdb_date_valid("202404011"));
-    ck_assert(!refdb_date_valid(""));
-    ck_assert(!refdb_date_valid(NULL));
+    ck_assert(kh_id_date("20240401"));
+    ck_assert(kh_id_date("99991231"));
+    ck_assert(kh_id_date("00010101"));
+    ck_assert(!kh_id_date("20240230"));
+    ck_assert(!kh_id_date("202404011"));
+    ck_assert(!kh_id_date(""));
+    ck_assert(!kh_id_date(NULL));
 }
 END_TEST
 
