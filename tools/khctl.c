@@ -29,6 +29,7 @@
  *
  * Exit 0 intact (or retained), 1 a chain is broken, 2 usage or access problem. */
 #include "khid.h"
+#include "khchain.h"
 #include "khcrypto.h"
 #include "khctl_admin.h"
 
@@ -137,23 +138,15 @@ static bool chain_known(const char *chain)
     return false;
 }
 
-/* The message of gateway/gw_chain.c, rebuilt here. */
-static int head_message(const char *tenant, const char *chain, long long seq,
-                        const uint8_t hash[32], char *out, size_t outlen)
-{
-    char hex[65];
-    khc_hex(hash, 32, hex);
-    int n =
-        snprintf(out, outlen, "kakehashi-chain-head\n%s\n%s\n%lld\n%s\n", tenant, chain, seq, hex);
-    return n > 0 && (size_t)n < outlen ? n : -1;
-}
-
 static bool sig_check(walker *w, sig_row *s, const char *sighex)
 {
     size_t slen = strlen(sighex) / 2;
     uint8_t *sig = malloc(slen + 1);
     char msg[512];
-    int mlen = head_message(w->tenant, w->chain, s->seq, s->hash, msg, sizeof msg);
+    char seq[24], hex[65];
+    snprintf(seq, sizeof seq, "%lld", s->seq);
+    khc_hex(s->hash, 32, hex);
+    int mlen = kh_chain_head_message(w->tenant, w->chain, seq, hex, msg, sizeof msg);
     bool ok = sig != NULL && mlen > 0 && unhex(sighex, strlen(sighex), sig, slen) == 0 &&
               khc_verify(w->cert, (const uint8_t *)msg, (size_t)mlen, sig, slen) == 0;
     free(sig);

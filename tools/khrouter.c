@@ -15,10 +15,13 @@
 #include "khhttp.h"
 #include "khlog.h"
 #include "khpool.h"
+#include "khseen.h"
 #include "khrouter_portal.h"
 #include "khtls.h"
 
 #include <errno.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <event2/thread.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -35,11 +38,21 @@ typedef struct {
     char code[8], org_class[24], name[64], gateway[64], endpoint[64];
 } r_org;
 
+/* Every option's value once the file is read (strings point into R.conf). */
+typedef struct {
+    const char *listen, *pki, *db, *secret, *capture;
+    kh_opt_list orgs, portals;
+    int max_skew, msg_ttl, max_body, timeout_ms, db_workers, log_level;
+} r_settings;
+
 static struct {
     struct event_base *base;
     kh_conf *conf;
     const char *pki, *capture;
-    int skew, ttl, max_body, timeout_ms;
+    r_settings set; /* every option (the table below) */
+    /* the options that may change at run time (SIGHUP), read by every thread */
+    atomic_int skew, ttl, timeout_ms;
+    int max_body;
     SSL_CTX *server_ctx, *client_ctx;
     X509_STORE *national;
     kh_identity id;
@@ -49,36 +62,79 @@ static struct {
     kh_dir *dir; /* our own directory, parsed back: used for legal checks and certificates */
     kh_pool *pool;
     struct evhttp *http;
-    struct event *sig_ev[2];
+    struct event *sig_ev[3]; /* SIGTERM, SIGINT, SIGHUP */
+    struct event *sweep_ev;  /* purges old replay registrations (khseen.h) */
+    bool sweeping;
     bool stopping;
     const char *portals[16]; /* CNs of the portal certificates served */
     size_t nportals;
     khr_portal portal;
 } R;
 
-static const char *const known_options[] = {
-    "listen",  "pki",      "db",         "secret",     "org",       "capture_dir", "max_skew",
-    "msg_ttl", "max_body", "timeout_ms", "db_workers", "log_level", "portal",      NULL};
+static bool portal_name(const char *v, char *why, size_t whylen)
+{
+    if (khr_portal_name_ok(v))
+        return true;
+    snprintf(why, whylen, "'%s': expected a name of [a-z0-9-]{1,32}", v);
+    return false;
+}
+
+static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+
+#define OFF(f) offsetof(r_settings, f)
+/* The router's options, declared once: --help, defaults, bounds, -t and
+ * SIGHUP all come from here (gateway/core/khconf.h). */
+static const kh_opt options[] = {
+    {"listen", KH_OPT_ADDR, KH_OPT_REQUIRED, NULL, 0, 0, NULL, OFF(listen), NULL,
+     "where gateways connect (mutual TLS)"},
+    {"pki", KH_OPT_STR, KH_OPT_REQUIRED, NULL, 0, 900, NULL, OFF(pki), NULL,
+     "folder made by tools/khpki"},
+    {"db", KH_OPT_STR, KH_OPT_REQUIRED | KH_OPT_SECRET, NULL, 0, 1024, NULL, OFF(db), NULL,
+     "the router's database (schema router)"},
+    {"secret", KH_OPT_STR, KH_OPT_REQUIRED, NULL, 0, 900, NULL, OFF(secret), NULL,
+     "file of 32+ random bytes, mode 0600: the link-code key"},
+    {"org", KH_OPT_LIST, KH_OPT_REQUIRED, NULL, 0, 256, NULL, OFF(orgs), NULL,
+     "CODE,CLASS,NAME,GATEWAY,HOST:PORT: an organisation"},
+    {"capture_dir", KH_OPT_STR, 0, NULL, 0, 900, NULL, OFF(capture), NULL,
+     "keep each authenticated envelope as received (SENDER-MSGID.envelope)"},
+    {"portal", KH_OPT_LIST, 0, NULL, 0, 16, NULL, OFF(portals), portal_name,
+     "a national portal served on POST /v1/portal/disclose: its client certificate has "
+     "O=PORTAL, CN=NAME (none: every disclosure request is refused)"},
+    {"max_skew", KH_OPT_INT, KH_OPT_RELOAD, "120", 0, 3600, NULL, OFF(max_skew), NULL,
+     "allowed clock skew, seconds"},
+    {"msg_ttl", KH_OPT_INT, KH_OPT_RELOAD, "300", 10, 86400, NULL, OFF(msg_ttl), NULL,
+     "validity of a message, seconds"},
+    {"max_body", KH_OPT_INT, 0, "1048576", 1024, 64 << 20, NULL, OFF(max_body), NULL,
+     "largest request body, bytes"},
+    {"timeout_ms", KH_OPT_INT, KH_OPT_RELOAD, "30000", 100, 120000, NULL, OFF(timeout_ms), NULL,
+     "wait for the answering gateway"},
+    {"db_workers", KH_OPT_INT, 0, "4", 1, 64, NULL, OFF(db_workers), NULL,
+     "database worker threads"},
+    {"log_level", KH_OPT_ENUM, KH_OPT_RELOAD, "info", 0, 0, log_levels, OFF(log_level), NULL,
+     "least severe level logged"},
+    {NULL, KH_OPT_STR, 0, NULL, 0, 0, NULL, 0, NULL, NULL},
+};
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: khrouter -c FILE [-t]\n"
                "  -c, --config FILE  configuration file (key = value lines)\n"
-               "  -t, --check        check the configuration, build the directory, exit\n"
+               "  -t, --check        check every option, build the directory, exit\n"
                "  -h, --help         this text\n"
-               "Options in FILE:\n"
-               "  listen = H:P        where gateways connect (mutual TLS)\n"
-               "  pki = DIR           folder made by tools/khpki\n"
-               "  db = CONNINFO       the router's database (schema router)\n"
-               "  secret = FILE       32+ random bytes, mode 0600: the link-code key\n"
-               "  org = CODE,CLASS,NAME,GATEWAY,HOST:PORT   one per organisation (repeat)\n"
-               "  capture_dir = DIR   keep each authenticated envelope as received "
-               "(SENDER-MSGID.envelope)\n"
-               "  portal = NAME       a national portal served on POST /v1/portal/disclose:\n"
-               "                      its client certificate has O=PORTAL, CN=NAME (repeat;\n"
-               "                      at most 16; none: every disclosure request is refused)\n"
-               "  max_skew = 120, msg_ttl = 300, max_body = 1048576, timeout_ms = 30000,\n"
-               "  db_workers = 4, log_level = info\n");
+               "Signals: SIGTERM or SIGINT stop; SIGHUP reads FILE again and applies the options\n"
+               "marked [reloadable] if the whole file is valid and no other option changed.\n"
+               "Options in FILE:\n");
+    kh_conf_usage(f, options);
+}
+
+/* The options that may change at run time, put to use. */
+static void apply_reloadable(const r_settings *s)
+{
+    static const kh_log_level levels[] = {KH_LOG_DEBUG, KH_LOG_INFO, KH_LOG_WARN, KH_LOG_ERROR};
+    kh_log_set_level(levels[s->log_level]);
+    R.skew = s->max_skew;
+    R.ttl = s->msg_ttl;
+    R.timeout_ms = s->timeout_ms;
 }
 
 static const r_org *org_find(const char *code)
@@ -93,8 +149,8 @@ static const r_org *org_find(const char *code)
 
 static int parse_orgs(char *err, size_t errlen)
 {
-    const char *vals[256];
-    size_t n = kh_conf_all(R.conf, "org", vals, 256);
+    const char *const *vals = R.set.orgs.v;
+    size_t n = R.set.orgs.n;
     R.orgs = calloc(n ? n : 1, sizeof *R.orgs);
     if (R.orgs == NULL)
         return -1;
@@ -137,7 +193,7 @@ static int read_pem(const char *path, ProtobufCBinaryData *out, char *err, size_
 static int build_directory(char *err, size_t errlen)
 {
     int rc = -1;
-    PGconn *c = PQconnectdb(kh_conf_str(R.conf, "db", ""));
+    PGconn *c = PQconnectdb(R.set.db);
     PGresult *res = NULL, *ver = NULL, *fres = NULL;
     Kh__ItemFields *ifs = NULL, **ifptr = NULL;
     char **names = NULL;
@@ -449,12 +505,22 @@ static void finish(r_call *rc, kh_err e, const char *outcome, const char *msg)
 
 /* --- link codes --- */
 
+/* Registers a message id that must come once (no retransmission allowed):
+ * KH_OK the first time, KH_E_REPLAY after. */
+static kh_err seen_once(PGconn *c, r_call *rc)
+{
+    kh_seen_verdict v;
+    kh_err e = kh_seen_register(c, KH_SEEN_ROUTER, rc->h->sender, rc->hex, rc->h->expires_at, NULL,
+                                &v, NULL, NULL);
+    return e == KH_OK && v != KH_SEEN_NEW ? KH_E_REPLAY : e;
+}
+
 static void lc_work(PGconn *c, void *arg)
 {
     r_call *rc = arg;
     rc->err = kh_db_begin(c);
     if (rc->err == KH_OK)
-        rc->err = kh_db_seen(c, "router.seen_msg", rc->h->sender, rc->hex, rc->h->expires_at);
+        rc->err = seen_once(c, rc);
     if (rc->err == KH_OK) {
         const char *p[3] = {rc->h->sender, rc->link_code, rc->person_key};
         PGresult *r = kh_db_exec(c,
@@ -565,31 +631,13 @@ static void q_forwarded(int status, const uint8_t *buf, size_t len, void *arg);
  * a retransmission (rc->resent), KH_E_REPLAY if seen with another payload. */
 static kh_err q_seen(PGconn *c, r_call *rc)
 {
-    kh_err e = kh_db_seen(c, "router.seen_msg", rc->h->sender, rc->hex, rc->h->expires_at);
-    char dig[2 + 64 + 1] = "\\x";
-    khc_hex(rc->digest, sizeof rc->digest, dig + 2);
-    const char *p[3] = {rc->h->sender, rc->hex, dig};
-    PGresult *r = NULL;
-    if (e == KH_OK)
-        r = kh_db_exec(c,
-                       "UPDATE router.seen_msg SET digest = $3::bytea WHERE sender = $1 "
-                       "AND msg_id = $2",
-                       3, p);
-    else if (e == KH_E_REPLAY)
-        r = kh_db_exec(c,
-                       "SELECT 1 FROM router.seen_msg WHERE sender = $1 AND msg_id = $2 "
-                       "AND digest = $3::bytea",
-                       3, p);
-    else
+    kh_seen_verdict v;
+    kh_err e = kh_seen_register(c, KH_SEEN_ROUTER, rc->h->sender, rc->hex, rc->h->expires_at,
+                                rc->digest, &v, NULL, NULL);
+    if (e != KH_OK)
         return e;
-    if (r == NULL)
-        return KH_E_DB;
-    if (e == KH_E_REPLAY && PQntuples(r) == 1) {
-        rc->resent = true;
-        e = KH_OK;
-    }
-    PQclear(r);
-    return e;
+    rc->resent = v == KH_SEEN_AGAIN;
+    return v == KH_SEEN_REPLAY ? KH_E_REPLAY : KH_OK;
 }
 
 /* The next gateway refused (HTTP status and a kh.Status): the refusal is
@@ -1003,24 +1051,14 @@ static int load_secret(const char *path, char *err, size_t errlen)
 static int setup(const char *config, char *err, size_t errlen)
 {
     char cert[1024], key[1024], ca[1024], dir[1024];
-    R.conf = kh_conf_load(config, known_options, err, errlen);
+    R.conf = kh_conf_load(config, options, &R.set, err, errlen);
     if (R.conf == NULL)
         return -1;
-    R.pki = kh_conf_str(R.conf, "pki", NULL);
-    R.capture = kh_conf_str(R.conf, "capture_dir", NULL);
-    const char *secret = kh_conf_str(R.conf, "secret", NULL);
-    if (!R.pki || !secret || !kh_conf_str(R.conf, "db", NULL) ||
-        !kh_conf_str(R.conf, "listen", NULL)) {
-        snprintf(err, errlen, "listen, pki, db and secret are required");
-        return -1;
-    }
-    if (kh_conf_int(R.conf, "max_skew", 120, 0, 3600, &R.skew, err, errlen) ||
-        kh_conf_int(R.conf, "msg_ttl", 300, 10, 86400, &R.ttl, err, errlen) ||
-        kh_conf_int(R.conf, "max_body", 1 << 20, 1024, 64 << 20, &R.max_body, err, errlen) ||
-        kh_conf_int(R.conf, "timeout_ms", 30000, 100, 120000, &R.timeout_ms, err, errlen))
-        return -1;
-    const char *lvl = kh_conf_str(R.conf, "log_level", "info");
-    kh_log_set_level(strcmp(lvl, "debug") == 0 ? KH_LOG_DEBUG : KH_LOG_INFO);
+    R.pki = R.set.pki;
+    R.capture = R.set.capture;
+    R.max_body = R.set.max_body;
+    const char *secret = R.set.secret;
+    apply_reloadable(&R.set);
     snprintf(cert, sizeof cert, "%s/router/tls.crt", R.pki);
     snprintf(key, sizeof key, "%s/router/tls.key", R.pki);
     snprintf(ca, sizeof ca, "%s/national-ca.crt", R.pki);
@@ -1031,19 +1069,60 @@ static int setup(const char *config, char *err, size_t errlen)
         kh_identity_load(&R.id, "ROUTER", dir, err, errlen) != 0 ||
         load_secret(secret, err, errlen) != 0 || parse_orgs(err, errlen) != 0)
         return -1;
-    const char *portals[17];
-    R.nportals = kh_conf_all(R.conf, "portal", portals, 17);
-    if (R.nportals > 16) {
-        snprintf(err, errlen, "at most 16 portal lines");
-        return -1;
-    }
-    memcpy(R.portals, portals, R.nportals * sizeof *portals);
-    for (size_t i = 0; i < R.nportals; i++)
-        if (!khr_portal_name_ok(R.portals[i])) {
-            snprintf(err, errlen, "portal '%s': expected a name of [a-z0-9-]{1,32}", R.portals[i]);
-            return -1;
-        }
+    /* the table checked the names and that there are at most 16 */
+    R.nportals = R.set.portals.n;
+    memcpy(R.portals, R.set.portals.v, R.nportals * sizeof *R.portals);
     return build_directory(err, errlen);
+}
+
+/* Replay registrations an hour past their message's expiry can stop nothing:
+ * removed every minute, on a worker, in a transaction of their own. */
+static void sweep_work(PGconn *c, void *arg)
+{
+    long n = 0;
+    if (kh_seen_purge(c, KH_SEEN_ROUTER, &n) != KH_OK)
+        kh_warn("main", "replay registrations not purged: database unavailable");
+    else if (n > 0)
+        kh_debug("main", "%ld expired replay registrations purged", n);
+}
+
+static void sweep_done(void *arg)
+{
+    R.sweeping = false;
+}
+
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    if (!R.sweeping && !R.stopping && kh_pool_submit(R.pool, sweep_work, sweep_done, NULL) == 0)
+        R.sweeping = true;
+    struct timeval tv = {60, 0};
+    evtimer_add(R.sweep_ev, &tv);
+}
+
+static const char *config_path;
+
+/* SIGHUP: the whole file checked again; only the options marked reloadable
+ * change, and only if everything is valid and nothing else changed. */
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+    char err[512];
+    r_settings s;
+    kh_conf *c = kh_conf_load(config_path, options, &s, err, sizeof err);
+    if (c == NULL) {
+        kh_error("main", "reload refused, configuration unchanged: %s", err);
+        return;
+    }
+    const char *fixed = kh_conf_fixed_changed(options, &R.set, &s);
+    if (fixed != NULL) {
+        kh_error("main",
+                 "reload refused, configuration unchanged: option %s cannot change while "
+                 "running (restart to change it)",
+                 fixed);
+    } else {
+        apply_reloadable(&s);
+        kh_info("main", "configuration reloaded from %s", config_path);
+    }
+    kh_conf_free(c);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -1061,11 +1140,11 @@ int main(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     const char *config = NULL;
     bool check = false;
-    int c, rc = 1, workers;
+    int c, rc = 1;
     while ((c = getopt_long(argc, argv, "c:th", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
-            config = optarg;
+            config = config_path = optarg;
             break;
         case 't':
             check = true;
@@ -1098,14 +1177,10 @@ int main(int argc, char **argv)
         rc = 0;
         goto out;
     }
-    if (kh_conf_int(R.conf, "db_workers", 4, 1, 64, &workers, err, sizeof err) != 0) {
-        kh_error("main", "%s", err);
-        goto out;
-    }
     R.base = event_base_new();
-    R.pool = kh_pool_new(R.base, kh_conf_str(R.conf, "db", ""), workers, 1024);
-    R.http = kh_http_listen(R.base, R.server_ctx, kh_conf_str(R.conf, "listen", ""),
-                            (size_t)R.max_body, err, sizeof err);
+    R.pool = kh_pool_new(R.base, R.set.db, R.set.db_workers, 1024);
+    R.http =
+        kh_http_listen(R.base, R.server_ctx, R.set.listen, (size_t)R.max_body, err, sizeof err);
     if (R.pool == NULL || R.http == NULL) {
         kh_error("main", "cannot start: %s", R.http ? "database pool" : err);
         goto out;
@@ -1134,10 +1209,13 @@ int main(int argc, char **argv)
     khr_portal_register(R.http, &R.portal);
     R.sig_ev[0] = evsignal_new(R.base, SIGTERM, on_signal, NULL);
     R.sig_ev[1] = evsignal_new(R.base, SIGINT, on_signal, NULL);
-    event_add(R.sig_ev[0], NULL);
-    event_add(R.sig_ev[1], NULL);
-    kh_info("main", "ready on %s: %zu organisations, %zu legal-basis rows",
-            kh_conf_str(R.conf, "listen", ""), R.norgs, R.dir->pb->n_legal_basis);
+    R.sig_ev[2] = evsignal_new(R.base, SIGHUP, on_reload, NULL);
+    for (int i = 0; i < 3; i++)
+        event_add(R.sig_ev[i], NULL);
+    R.sweep_ev = evtimer_new(R.base, on_sweep, NULL);
+    on_sweep(-1, 0, NULL);
+    kh_info("main", "ready on %s: %zu organisations, %zu legal-basis rows", R.set.listen, R.norgs,
+            R.dir->pb->n_legal_basis);
     event_base_dispatch(R.base);
     kh_info("main", "stopped");
     rc = 0;
@@ -1146,7 +1224,9 @@ out:
     if (R.http)
         evhttp_free(R.http);
     kh_pool_free(R.pool);
-    for (int i = 0; i < 2; i++)
+    if (R.sweep_ev)
+        event_free(R.sweep_ev);
+    for (int i = 0; i < 3; i++)
         if (R.sig_ev[i])
             event_free(R.sig_ev[i]);
     if (R.base)

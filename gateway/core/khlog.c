@@ -3,12 +3,14 @@
 #include "khlog.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-static kh_log_level log_min = KH_LOG_INFO;
+/* read by every thread, changed by a reload (SIGHUP) */
+static atomic_int log_min = KH_LOG_INFO;
 static const char *log_component = "kakehashi";
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -47,7 +49,7 @@ static void append_json(char *buf, size_t cap, size_t *pos, const char *s)
 
 void kh_log(kh_log_level lvl, const char *sub, const char *fmt, ...)
 {
-    if (lvl < log_min)
+    if ((int)lvl < log_min)
         return;
     char msg[1024], head[96], line[2048];
     va_list ap;

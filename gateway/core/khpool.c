@@ -266,27 +266,3 @@ void kh_db_rollback(PGconn *c)
     if (c != NULL)
         PQclear(PQexec(c, "ROLLBACK"));
 }
-
-kh_err kh_db_seen(PGconn *c, const char *table, const char *sender, const char *msg_id_hex,
-                  int64_t expires_at)
-{
-    char exp[32], purge_sql[160], insert_sql[200];
-    snprintf(exp, sizeof exp, "%lld", (long long)expires_at);
-    snprintf(purge_sql, sizeof purge_sql,
-             "DELETE FROM %s WHERE expires_at < now() - interval '1 hour'", table);
-    snprintf(insert_sql, sizeof insert_sql,
-             "INSERT INTO %s (sender, msg_id, expires_at) VALUES ($1, $2, "
-             "to_timestamp($3::bigint)) ON CONFLICT DO NOTHING",
-             table);
-    PGresult *r = kh_db_exec(c, purge_sql, 0, NULL);
-    if (r == NULL)
-        return KH_E_DB;
-    PQclear(r);
-    const char *p[3] = {sender, msg_id_hex, exp};
-    r = kh_db_exec(c, insert_sql, 3, p);
-    if (r == NULL)
-        return KH_E_DB;
-    bool fresh = strcmp(PQcmdTuples(r), "1") == 0;
-    PQclear(r);
-    return fresh ? KH_OK : KH_E_REPLAY;
-}

@@ -40,12 +40,4 @@ PGresult *kh_db_exec(PGconn *c, const char *sql, int nparams, const char *const 
  * returns the result whatever its status (caller checks and PQclear's). */
 PGresult *kh_db_try(PGconn *c, const char *sql, int nparams, const char *const *params);
 
-/* Replay protection in a table (sender, msg_id, expires_at) with a primary
- * key on (sender, msg_id): KH_OK the first time a message is seen,
- * KH_E_REPLAY after; entries an hour past their expiry are purged as it goes
- * (they can no longer stop a replay: the message would be expired). table is
- * a constant of the caller ("seen_msg", "router.seen_msg"), never input. */
-kh_err kh_db_seen(PGconn *c, const char *table, const char *sender, const char *msg_id_hex,
-                  int64_t expires_at);
-
 #endif

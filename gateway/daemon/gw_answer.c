@@ -1,6 +1,6 @@
 /* gw_answer.c: see gw_answer.h. */
 #include "gw_answer.h"
-#include "gw_util.h"
+#include "gw_record.h"
 
 #include "khcrypto.h"
 #include "refdb.h"
@@ -157,14 +157,4 @@ void gw_answer_clear(gw_answer *a)
     free(a->sealed);
     a->sealed = NULL;
     a->sealedlen = 0;
-}
-
-char *gw_bytea_literal(const uint8_t *b, size_t n)
-{
-    char *hex = malloc(2 * n + 3);
-    if (hex != NULL) {
-        memcpy(hex, "\\x", 2);
-        khc_hex(b, n, hex + 2);
-    }
-    return hex;
 }

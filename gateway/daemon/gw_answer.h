@@ -5,7 +5,7 @@
 #ifndef KH_GW_ANSWER_H
 #define KH_GW_ANSWER_H
 
-#include "gw.h"
+#include "gw_state.h"
 
 #include <libpq-fe.h>
 #include <stdbool.h>
@@ -48,7 +48,5 @@ kh_err gw_answer_read(PGconn *c, gw_answer *a, const char *local_id, const char 
 kh_err gw_answer_seal(gw_answer *a, const char *answer_state, const char *code);
 /* Frees what the answer owns (data wiped first) and the sealed bytes. */
 void gw_answer_clear(gw_answer *a);
-/* The bytes as a bytea input literal (\x...), malloc'd; NULL on no memory. */
-char *gw_bytea_literal(const uint8_t *b, size_t n);
 
 #endif

@@ -4,8 +4,15 @@
  * Queries (/v1/query...) are in gw_query.c.
  * Every call: identify tenant + system from the client certificate, validate
  * the body, check permissions in the tenant's transaction, then act. */
-#include "gw.h"
-#include "gw_util.h"
+#include "gw_state.h"
+#include "gw_biz.h"
+#include "gw_ident.h"
+#include "gw_router.h"
+#include "gw_req.h"
+#include "gw_bulk.h"
+#include "gw_lookup.h"
+#include "gw_query.h"
+#include "khid.h"
 
 #include "idconv.h"
 #include "khcrypto.h"
@@ -20,6 +27,7 @@
 #include <string.h>
 #include <time.h>
 
+typedef struct gw_call gw_call;
 struct gw_call {
     struct evhttp_request *req; /* NULL once the client has gone */
     gw_tenant *t;
@@ -38,21 +46,14 @@ struct gw_call {
     int timeout_ms;
 };
 
-static void on_client_close(struct evhttp_connection *conn, void *arg)
-{
-    gw_call *call = arg;
-    call->req = NULL;
-}
-
 static gw_call *call_new(struct evhttp_request *req, gw_tenant *t, const char *sys)
 {
     gw_call *call = calloc(1, sizeof *call);
     if (call == NULL)
         return NULL;
-    call->req = req;
     call->t = t;
     snprintf(call->system, sizeof call->system, "%s", sys);
-    evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_client_close, call);
+    gw_req_hold(&call->req, req);
     clock_gettime(CLOCK_MONOTONIC, &call->started);
     return call;
 }
@@ -70,19 +71,9 @@ static void call_free(gw_call *call)
     free(call);
 }
 
-/* Detaches from the connection and, if the client is still there, replies. */
-static struct evhttp_request *call_take_req(gw_call *call)
-{
-    struct evhttp_request *req = call->req;
-    if (req != NULL)
-        evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
-    call->req = NULL;
-    return req;
-}
-
 static void call_fail(gw_call *call)
 {
-    struct evhttp_request *req = call_take_req(call);
+    struct evhttp_request *req = gw_req_take(&call->req);
     if (req != NULL)
         kh_http_reply_err(req, call->err, "%s", call->msg);
     call_free(call);
@@ -149,7 +140,7 @@ static void reg_done(void *arg)
     }
     kh_info("biz", "tenant %s system %s: registered item %s version %llu", call->t->id.code,
             call->system, call->reg->item_code, (unsigned long long)call->version);
-    struct evhttp_request *req = call_take_req(call);
+    struct evhttp_request *req = gw_req_take(&call->req);
     if (req != NULL) {
         Kh__Status st = KH__STATUS__INIT;
         st.code = "OK";
@@ -224,8 +215,8 @@ static void lc_check_done(void *arg)
         goto fail;
     khc_free_secret(body, blen);
     body = NULL;
-    if (kh_http_request(G.base, G.client_ctx, EVHTTP_REQ_POST, G.router, "/v1/envelope", env, elen,
-                        G.default_timeout_ms, "ROUTER", "router", lc_sent, call) != 0)
+    if (kh_http_request(G.base, G.client_ctx, EVHTTP_REQ_POST, G.set.router, "/v1/envelope", env,
+                        elen, G.default_timeout_ms, "ROUTER", "router", lc_sent, call) != 0)
         goto fail;
     free(env);
     return;
@@ -313,7 +304,7 @@ static void lc_store_done(void *arg)
         return;
     }
     kh_info("biz", "tenant %s: link code acquired (message %s)", call->t->id.code, call->msg_hex);
-    struct evhttp_request *req = call_take_req(call);
+    struct evhttp_request *req = gw_req_take(&call->req);
     if (req != NULL) {
         Kh__Status st = KH__STATUS__INIT;
         st.code = "OK";
@@ -378,4 +369,5 @@ void gw_biz_register(struct evhttp *http)
     evhttp_set_cb(http, "/v1/replica", on_replica, NULL);
     evhttp_set_cb(http, "/v1/linkcode", on_linkcode, NULL);
     gw_query_register(http);
+    gw_lookup_register(http);
 }

@@ -1,17 +1,19 @@
-/* gw_bulk.c: bulk registration (refdb/FORMAT.md), over the business API and
- * from a watched drop folder.
+/* gw_bulk.c: bulk registration (refdb/FORMAT.md) over the business API.
  *
  * API: POST /v1/bulk/open, /v1/bulk/part (numbered parts appended to a spool
  * file; the SHA-256 is computed as they arrive), /v1/bulk/commit (checks the
  * SHA-256, then loads in the background), /v1/bulk/status (progress, result,
- * report). Drop folder: DIR/<tenant>/in/<ITEM>_<full|diff>_<YYYYMMDD>[_x].csv
- * is moved to work/, loaded, and ends in done/ or rejected/ with its report.
+ * report). The drop folder is gw_drop.c; both load through gw_load.c.
  *
  * Every file operation and every load runs on the worker pool; the event
  * loop only keeps the small upload table. A load holds one worker for its
  * duration and streams: the gateway's memory does not grow with the file. */
-#include "gw.h"
-#include "gw_util.h"
+#include "gw_bulk.h"
+#include "gw_state.h"
+#include "gw_drop.h"
+#include "gw_load.h"
+#include "gw_req.h"
+#include "khid.h"
 
 #include "khcrypto.h"
 #include "khhttp.h"
@@ -72,8 +74,7 @@ typedef struct gw_upload {
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static gw_upload *uploads;
-static struct event *sweep_ev, *drop_ev;
-static bool drop_running;
+static struct event *sweep_ev;
 /* Loads hold a database worker for their whole duration: at most max_loads
  * run at once, so online calls always find a free worker; the others wait
  * in commit order (state QUEUED). Event loop only. */
@@ -82,107 +83,6 @@ static gw_upload *load_queue[MAX_UPLOADS];
 static size_t queue_head, queue_len;
 static int opening;               /* opens whose check is still on a worker */
 static uint64_t max_upload_bytes; /* config max_upload_mb */
-
-/* ------------------------------------------------------------ the loader */
-
-/* Creates or truncates an output file without following a symbolic link at
- * its path (drop folders are written by other parties too). */
-static FILE *open_out(const char *path)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return NULL;
-    FILE *f = fdopen(fd, "w");
-    if (f == NULL)
-        close(fd);
-    return f;
-}
-
-typedef struct {
-    FILE *report;
-    gw_upload *up;    /* NULL for the drop folder */
-    const char *what; /* for progress logs */
-    char progress_path[1100];
-} run_ctx;
-
-static void run_issue(const refdb_issue *is, void *arg)
-{
-    run_ctx *rc = arg;
-    if (rc->report)
-        refdb_report_row(rc->report, is);
-}
-
-static void run_progress(const refdb_file_stats *st, void *arg)
-{
-    run_ctx *rc = arg;
-    if (rc->up) {
-        pthread_mutex_lock(&mu);
-        rc->up->st = *st;
-        pthread_mutex_unlock(&mu);
-    }
-    if (rc->progress_path[0]) {
-        FILE *f = open_out(rc->progress_path);
-        if (f) {
-            fprintf(f, "records=%zu bad_records=%zu issues=%zu bytes=%llu\n", st->records,
-                    st->bad_records, st->issues, (unsigned long long)st->bytes);
-            fclose(f);
-        }
-    }
-    if (st->records % 100000 == 0 && st->records > 0)
-        kh_info("bulk", "%s: %zu records read", rc->what, st->records);
-}
-
-/* Applies one file for a tenant, all or nothing, on a worker thread. */
-static kh_err run_load(PGconn *c, gw_tenant *t, const char *system, const char *item,
-                       const char *mode, const char *as_of, const char *file_name,
-                       const char *sha256, int fd, run_ctx *rc, refdb_file_stats *st,
-                       refdb_bulk_result *res, char *msg, size_t msglen)
-{
-    refdb_layout l;
-    memset(&l, 0, sizeof l);
-    memset(st, 0, sizeof *st);
-    memset(res, 0, sizeof *res);
-    kh_err e = kh_db_tenant_begin(c, t->id.code);
-    if (e != KH_OK) {
-        snprintf(msg, msglen, "database unavailable");
-        return e;
-    }
-    const char *p[3] = {system, "register", item};
-    PGresult *r = kh_db_exec(c,
-                             "SELECT (SELECT count(*) FROM business_system WHERE system_id = $1), "
-                             "(SELECT count(*) FROM system_permission WHERE system_id = $1 "
-                             " AND operation = $2 AND scope IN ('*', $3))",
-                             3, p);
-    if (r == NULL) {
-        e = KH_E_DB;
-    } else if (strcmp(PQgetvalue(r, 0, 0), "0") == 0) {
-        e = KH_E_CLIENT_UNKNOWN;
-        snprintf(msg, msglen, "business system '%s' is not registered for this tenant", system);
-    } else if (strcmp(PQgetvalue(r, 0, 1), "0") == 0) {
-        e = KH_E_SYSTEM_PERMISSION;
-        snprintf(msg, msglen, "business system '%s' may not register %s", system, item);
-    }
-    PQclear(r);
-    if (e == KH_OK)
-        e = refdb_layout_load(c, item, &l, msg, msglen);
-    if (e == KH_OK) {
-        if (rc->report)
-            refdb_report_header(rc->report);
-        e = refdb_bulk_load(c, fd, &l, system, mode, as_of, file_name, sha256, run_issue,
-                            run_progress, rc, st, res, msg, msglen);
-    }
-    refdb_layout_free(&l);
-    if (e == KH_OK && !res->duplicate) {
-        e = kh_db_commit(c);
-        if (e != KH_OK)
-            snprintf(msg, msglen, "commit failed");
-    } else {
-        kh_db_rollback(c);
-    }
-    if (rc->report)
-        fflush(rc->report);
-    return e;
-}
 
 /* ------------------------------------------------------------ uploads */
 
@@ -221,29 +121,14 @@ typedef struct {
     uint64_t report_offset, report_size;
 } bulk_call;
 
-static void bc_close(struct evhttp_connection *conn, void *arg)
-{
-    ((bulk_call *)arg)->req = NULL;
-}
-
 static bulk_call *bc_new(struct evhttp_request *req, gw_upload *up)
 {
     bulk_call *bc = calloc(1, sizeof *bc);
     if (bc == NULL)
         return NULL;
-    bc->req = req;
     bc->up = up;
-    evhttp_connection_set_closecb(evhttp_request_get_connection(req), bc_close, bc);
+    gw_req_hold(&bc->req, req);
     return bc;
-}
-
-static struct evhttp_request *bc_take(bulk_call *bc)
-{
-    struct evhttp_request *req = bc->req;
-    if (req)
-        evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
-    bc->req = NULL;
-    return req;
 }
 
 static void bc_free(bulk_call *bc)
@@ -292,11 +177,6 @@ typedef struct {
     char msg[256];
 } open_call;
 
-static void open_close(struct evhttp_connection *conn, void *arg)
-{
-    ((open_call *)arg)->req = NULL;
-}
-
 static void open_work(PGconn *c, void *arg)
 {
     open_call *oc = arg;
@@ -330,7 +210,7 @@ static void open_work(PGconn *c, void *arg)
     if (oc->err != KH_OK)
         return;
     char dir[1024];
-    snprintf(dir, sizeof dir, "%s/%s", kh_conf_str(G.conf, "spool_dir", ""), u->t->id.code);
+    snprintf(dir, sizeof dir, "%s/%s", G.set.spool_dir, u->t->id.code);
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         oc->err = KH_E_INTERNAL;
         snprintf(oc->msg, sizeof oc->msg, "spool folder unavailable");
@@ -347,9 +227,7 @@ static void open_done(void *arg)
 {
     open_call *oc = arg;
     opening--;
-    struct evhttp_request *req = oc->req;
-    if (req)
-        evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
+    struct evhttp_request *req = gw_req_take(&oc->req);
     gw_upload *u = oc->up;
     if (oc->err != KH_OK || req == NULL) {
         if (req)
@@ -371,7 +249,7 @@ static void open_done(void *arg)
     Kh__BulkOpenResponse resp = KH__BULK_OPEN_RESPONSE__INIT;
     resp.status = &ok;
     resp.upload_id = u->id;
-    resp.max_part = (uint32_t)(G.max_body - 4096);
+    resp.max_part = (uint32_t)(G.set.max_body - 4096);
     kh_http_reply_pb(req, &resp.base);
     free(oc);
 }
@@ -412,7 +290,7 @@ void gw_bulk_on_open(struct evhttp_request *req, gw_tenant *t, const char *syste
                       : !kh_id_date(m->as_of)       ? "as_of: expected YYYYMMDD"
                       : !file_name_ok(m->file_name) ? "file_name: 1 to 200 characters, no "
                                                       "control characters or slashes"
-                      : kh_conf_str(G.conf, "spool_dir", NULL) == NULL
+                      : G.set.spool_dir == NULL
                           ? "bulk registration is not configured on this gateway (spool_dir)"
                           : NULL;
     int active = 0, mine = 0;
@@ -449,18 +327,15 @@ void gw_bulk_on_open(struct evhttp_request *req, gw_tenant *t, const char *syste
     snprintf(u->mode, sizeof u->mode, "%s", m->mode);
     snprintf(u->as_of, sizeof u->as_of, "%s", m->as_of);
     snprintf(u->file_name, sizeof u->file_name, "%s", m->file_name);
-    snprintf(u->spool, sizeof u->spool, "%s/%s/%s.csv", kh_conf_str(G.conf, "spool_dir", ""),
-             t->id.code, u->id);
-    snprintf(u->report, sizeof u->report, "%s/%s/%s.report", kh_conf_str(G.conf, "spool_dir", ""),
-             t->id.code, u->id);
+    snprintf(u->spool, sizeof u->spool, "%s/%s/%s.csv", G.set.spool_dir, t->id.code, u->id);
+    snprintf(u->report, sizeof u->report, "%s/%s/%s.report", G.set.spool_dir, t->id.code, u->id);
     kh__bulk_open_request__free_unpacked(m, NULL);
-    oc->req = req;
     oc->up = u;
     opening++;
-    evhttp_connection_set_closecb(evhttp_request_get_connection(req), open_close, oc);
+    gw_req_hold(&oc->req, req);
     if (kh_pool_submit(G.pool, open_work, open_done, oc) != 0) {
         opening--;
-        evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
+        gw_req_take(&oc->req);
         kh_http_reply_err(req, KH_E_OVERLOADED, "database queue full");
         upload_free(u);
         free(oc);
@@ -495,7 +370,7 @@ static void part_done(void *arg)
     gw_upload *u = bc->up;
     u->busy = false;
     u->touched = time(NULL);
-    struct evhttp_request *req = bc_take(bc);
+    struct evhttp_request *req = gw_req_take(&bc->req);
     if (bc->err != KH_OK) {
         /* the spool may now hold part of the part: the upload cannot be trusted */
         pthread_mutex_lock(&mu);
@@ -565,7 +440,7 @@ void gw_bulk_on_part(struct evhttp_request *req, gw_tenant *t, const char *syste
     uint8_t *copy = bc ? malloc(m->data.len) : NULL;
     if (copy == NULL) {
         if (bc)
-            bc_take(bc);
+            gw_req_take(&bc->req);
         free(bc);
         kh__bulk_part_request__free_unpacked(m, NULL);
         kh_http_reply_err(req, KH_E_INTERNAL, "out of memory");
@@ -579,12 +454,21 @@ void gw_bulk_on_part(struct evhttp_request *req, gw_tenant *t, const char *syste
     u->busy = true;
     if (kh_pool_submit(G.pool, part_work, part_done, bc) != 0) {
         u->busy = false;
-        kh_http_reply_err(bc_take(bc), KH_E_OVERLOADED, "database queue full");
+        kh_http_reply_err(gw_req_take(&bc->req), KH_E_OVERLOADED, "database queue full");
         bc_free(bc);
     }
 }
 
 /* --- commit --- */
+
+/* The figures of a load in progress, for /v1/bulk/status (on the worker). */
+static void upload_stats(const refdb_file_stats *st, void *arg)
+{
+    gw_upload *u = arg;
+    pthread_mutex_lock(&mu);
+    u->st = *st;
+    pthread_mutex_unlock(&mu);
+}
 
 static void load_work(PGconn *c, void *arg)
 {
@@ -597,10 +481,11 @@ static void load_work(PGconn *c, void *arg)
     u->state = UP_LOADING;
     pthread_mutex_unlock(&mu);
     int fd = open(u->spool, O_RDONLY | O_CLOEXEC);
-    run_ctx rc = {0};
-    rc.up = u;
+    gw_load_ctx rc = {0};
+    rc.on_stats = upload_stats;
+    rc.arg = u;
     rc.what = u->id;
-    rc.report = open_out(u->report);
+    rc.report = gw_load_open_out(u->report);
     if (fd < 0 || rc.report == NULL) {
         e = KH_E_INTERNAL;
         snprintf(msg, sizeof msg, "cannot open the spool or report file");
@@ -612,8 +497,8 @@ static void load_work(PGconn *c, void *arg)
         memset(&st, 0, sizeof st);
         memset(&res, 0, sizeof res);
     } else {
-        e = run_load(c, u->t, u->system, u->item, u->mode, u->as_of, u->file_name, u->sha256, fd,
-                     &rc, &st, &res, msg, sizeof msg);
+        e = gw_load_run(c, u->t, u->system, u->item, u->mode, u->as_of, u->file_name, u->sha256, fd,
+                        &rc, &st, &res, msg, sizeof msg);
     }
     if (fd >= 0)
         close(fd);
@@ -753,7 +638,7 @@ static void report_done(void *arg)
 {
     bulk_call *bc = arg;
     bc->up->busy = false;
-    struct evhttp_request *req = bc_take(bc);
+    struct evhttp_request *req = gw_req_take(&bc->req);
     if (req)
         reply_status(req, bc->up, bc->data, bc->len, bc->report_size);
     bc_free(bc);
@@ -788,7 +673,7 @@ void gw_bulk_on_status(struct evhttp_request *req, gw_tenant *t, const char *sys
     u->busy = true;
     if (kh_pool_submit(G.pool, report_work, report_done, bc) != 0) {
         u->busy = false;
-        reply_status(bc_take(bc), u, NULL, 0, 0);
+        reply_status(gw_req_take(&bc->req), u, NULL, 0, 0);
         bc_free(bc);
     }
 }
@@ -823,240 +708,43 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* --------------------------------------------------------- drop folder */
-
-/* <ITEM>_<full|diff>_<YYYYMMDD>[_anything].csv */
-static bool parse_drop_name(const char *name, char *item, char *mode, char *as_of)
-{
-    size_t n = strlen(name);
-    if (n < 5 || strcmp(name + n - 4, ".csv") != 0 || n > 200)
-        return false;
-    char buf[256];
-    snprintf(buf, sizeof buf, "%.*s", (int)(n - 4), name);
-    char *save = NULL, *a = strtok_r(buf, "_", &save), *b = strtok_r(NULL, "_", &save),
-         *c = strtok_r(NULL, "_", &save);
-    if (!a || !b || !c || !kh_id_code(a, KH_CODE_MAX) ||
-        (strcmp(b, "full") != 0 && strcmp(b, "diff") != 0) || !kh_id_date(c))
-        return false;
-    strcpy(item, a);
-    strcpy(mode, b);
-    strcpy(as_of, c);
-    return true;
-}
-
-/* Loads the first file (by name) waiting in the tenant's in/; false if none. */
-static bool drop_one(PGconn *c, gw_tenant *t, const char *root)
-{
-    char in[1024], work[1024], path[1100], wpath[1100], dest[1100], rpath[1100];
-    snprintf(in, sizeof in, "%s/%s/in", root, t->id.code);
-    snprintf(work, sizeof work, "%s/%s/work", root, t->id.code);
-    DIR *d = opendir(in);
-    if (d == NULL)
-        return false;
-    char best[256] = "";
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        size_t n = strlen(de->d_name);
-        if (n > 4 && n < sizeof best && strcmp(de->d_name + n - 4, ".csv") == 0 &&
-            (best[0] == '\0' || strcmp(de->d_name, best) < 0))
-            snprintf(best, sizeof best, "%s", de->d_name);
-    }
-    closedir(d);
-    if (best[0] == '\0')
-        return false;
-    snprintf(path, sizeof path, "%s/%s", in, best);
-    snprintf(wpath, sizeof wpath, "%s/%s", work, best);
-    snprintf(rpath, sizeof rpath, "%s/%s.report", work, best);
-    /* Only a plain file with one name is read: a symbolic link could point at
-     * another tenant's data, a FIFO or a device would block a worker. It is
-     * opened before it is moved, so what is checked is what is read. */
-    struct stat sb;
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    bool plain = fd >= 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_nlink == 1;
-    if (!plain || rename(path, wpath) != 0) {
-        if (fd >= 0)
-            close(fd);
-        snprintf(dest, sizeof dest, "%s/%s/rejected/%s", root, t->id.code, best);
-        /* moved aside (the link itself, not its target) so it is not tried again */
-        if (rename(path, dest) != 0)
-            unlink(path);
-        kh_warn("drop", "tenant %s: a dropped entry is not a plain file; moved to rejected/",
-                t->id.code);
-        return true;
-    }
-    char item[32], mode[8], as_of[16], msg[256] = "";
-    refdb_file_stats st;
-    refdb_bulk_result res;
-    memset(&st, 0, sizeof st);
-    memset(&res, 0, sizeof res);
-    run_ctx rc = {0};
-    rc.what = "dropped file";
-    snprintf(rc.progress_path, sizeof rc.progress_path, "%s/%s.progress", work, best);
-    rc.report = open_out(rpath);
-    kh_err e;
-    if (!parse_drop_name(best, item, mode, as_of)) {
-        e = KH_E_FIELD;
-        snprintf(msg, sizeof msg,
-                 "file name: expected <ITEM>_<full|diff>_<YYYYMMDD>[_anything].csv");
-        if (rc.report) {
-            refdb_issue is = {0, "-", KH_E_FIELD, ""};
-            snprintf(is.reason, sizeof is.reason, "%s", msg);
-            refdb_report_header(rc.report);
-            refdb_report_row(rc.report, &is);
-        }
-    } else if (fd < 0 || rc.report == NULL) {
-        e = KH_E_INTERNAL;
-        snprintf(msg, sizeof msg, "cannot open the file or its report");
-    } else {
-        kh_info("drop", "tenant %s: loading dropped file (%s %s)", t->id.code, item, mode);
-        e = run_load(c, t, kh_conf_str(G.conf, "drop_system", "dropfolder"), item, mode, as_of,
-                     best, NULL, fd, &rc, &st, &res, msg, sizeof msg);
-    }
-    if (fd >= 0)
-        close(fd);
-    if (rc.report)
-        fclose(rc.report);
-    unlink(rc.progress_path);
-    const char *where = e == KH_OK ? "done" : "rejected";
-    snprintf(dest, sizeof dest, "%s/%s/%s/%s", root, t->id.code, where, best);
-    if (rename(wpath, dest) != 0)
-        kh_warn("drop", "tenant %s: cannot move a file to %s/", t->id.code, where);
-    snprintf(dest, sizeof dest, "%s/%s/%s/%s.report", root, t->id.code, where, best);
-    if (rename(rpath, dest) != 0)
-        kh_warn("drop", "tenant %s: cannot move a report to %s/", t->id.code, where);
-    snprintf(dest, sizeof dest, "%s/%s/%s/%s.result", root, t->id.code, where, best);
-    FILE *f = open_out(dest);
-    if (f) {
-        fprintf(f,
-                "state=%s\ncode=%s\nmessage=%s\nrecords=%zu\nbad_records=%zu\nissues=%zu\n"
-                "persons=%llu\ndeleted_absent=%llu\nsha256=%s\nfile_id=%lld\n",
-                e == KH_OK                ? (res.duplicate ? "DUPLICATE" : "APPLIED")
-                : e == KH_E_FILE_REJECTED ? "REJECTED"
-                                          : "FAILED",
-                e == KH_OK ? "OK" : kh_err_code(e), msg, st.records, st.bad_records, st.issues,
-                (unsigned long long)res.persons, (unsigned long long)res.deleted_absent, res.sha256,
-                (long long)res.file_id);
-        fclose(f);
-    }
-    kh_info("drop", "tenant %s: dropped file %s: %s (%zu records, %zu bad)", t->id.code, where,
-            e == KH_OK ? (res.duplicate ? "duplicate" : "applied") : kh_err_code(e), st.records,
-            st.bad_records);
-    return true;
-}
-
-static void drop_work(PGconn *c, void *arg)
-{
-    const char *root = kh_conf_str(G.conf, "drop_dir", NULL);
-    if (root == NULL || c == NULL)
-        return;
-    /* everything waiting, one file at a time, until the folders are empty */
-    for (bool any = true; any && !G.stopping;) {
-        any = false;
-        for (size_t i = 0; i < G.ntenants && !G.stopping; i++)
-            any = drop_one(c, &G.tenants[i], root) || any;
-    }
-}
-
-static void drop_done(void *arg)
-{
-    drop_running = false;
-}
-
-static void on_drop_timer(evutil_socket_t fd, short what, void *arg)
-{
-    if (drop_running || G.stopping)
-        return;
-    drop_running = true;
-    if (kh_pool_submit(G.pool, drop_work, drop_done, NULL) != 0)
-        drop_running = false;
-}
-
-/* At start-up no upload or drop load is in progress: whatever a crash left
- * behind is either spooled personal data nobody can commit any more (deleted)
- * or a dropped file whose load was rolled back (put back in in/; the claim by
- * SHA-256 makes the retry safe). */
-static void tidy_leftovers(const char *spool, const char *drop)
+/* At start-up no upload is in progress: whatever a crash left in the spool
+ * is personal data nobody can commit any more (deleted). */
+static void tidy_spool(const char *spool)
 {
     for (size_t i = 0; i < G.ntenants; i++) {
-        char dir[1100], from[1400], to[1400];
+        char dir[1100], path[1400];
         struct dirent *de;
         DIR *d;
-        if (spool) {
-            snprintf(dir, sizeof dir, "%s/%s", spool, G.tenants[i].id.code);
-            if ((d = opendir(dir)) != NULL) {
-                while ((de = readdir(d)) != NULL)
-                    if (de->d_name[0] != '.') {
-                        snprintf(from, sizeof from, "%s/%s", dir, de->d_name);
-                        unlink(from);
-                    }
-                closedir(d);
+        snprintf(dir, sizeof dir, "%s/%s", spool, G.tenants[i].id.code);
+        if ((d = opendir(dir)) == NULL)
+            continue;
+        while ((de = readdir(d)) != NULL)
+            if (de->d_name[0] != '.') {
+                snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+                unlink(path);
             }
-        }
-        if (drop) {
-            snprintf(dir, sizeof dir, "%s/%s/work", drop, G.tenants[i].id.code);
-            if ((d = opendir(dir)) != NULL) {
-                while ((de = readdir(d)) != NULL) {
-                    size_t n = strlen(de->d_name);
-                    if (de->d_name[0] == '.')
-                        continue;
-                    snprintf(from, sizeof from, "%s/%s", dir, de->d_name);
-                    if (n > 4 && strcmp(de->d_name + n - 4, ".csv") == 0) {
-                        snprintf(to, sizeof to, "%s/%s/in/%s", drop, G.tenants[i].id.code,
-                                 de->d_name);
-                        if (rename(from, to) == 0)
-                            kh_info("drop", "tenant %s: an interrupted load is retried",
-                                    G.tenants[i].id.code);
-                    } else {
-                        unlink(from);
-                    }
-                }
-                closedir(d);
-            }
-        }
+        closedir(d);
     }
 }
 
 int gw_bulk_start(char *err, size_t errlen)
 {
-    const char *spool = kh_conf_str(G.conf, "spool_dir", NULL);
-    const char *drop = kh_conf_str(G.conf, "drop_dir", NULL);
+    const char *spool = G.set.spool_dir;
+    const char *drop = G.set.drop_dir;
     if (spool && mkdir(spool, 0700) != 0 && errno != EEXIST) {
         snprintf(err, errlen, "cannot create spool_dir %s", spool);
         return -1;
     }
-    if (spool && G.max_body < 65536) {
-        snprintf(err, errlen, "max_body must be at least 65536 when spool_dir is set");
-        return -1;
-    }
-    tidy_leftovers(spool, drop);
-    int workers, mb;
-    if (kh_conf_int(G.conf, "db_workers", 4, 1, 64, &workers, err, errlen) != 0 ||
-        kh_conf_int(G.conf, "max_upload_mb", 4096, 1, 1 << 20, &mb, err, errlen) != 0)
-        return -1;
-    max_upload_bytes = (uint64_t)mb << 20;
-    max_loads = workers - 1 - (drop ? 1 : 0);
+    if (spool)
+        tidy_spool(spool);
+    max_upload_bytes = (uint64_t)G.set.max_upload_mb << 20;
+    /* the drop folder's loads take a worker of their own */
+    max_loads = G.set.db_workers - 1 - (drop ? 1 : 0);
     if (max_loads < 1)
         max_loads = 1;
-    if (drop) {
-        static const char *const subs[] = {"in", "work", "done", "rejected"};
-        for (size_t i = 0; i < G.ntenants; i++) {
-            char p[1100];
-            snprintf(p, sizeof p, "%s/%s", drop, G.tenants[i].id.code);
-            if (mkdir(drop, 0700) != 0 && errno != EEXIST)
-                goto fail;
-            if (mkdir(p, 0700) != 0 && errno != EEXIST)
-                goto fail;
-            for (size_t k = 0; k < 4; k++) {
-                snprintf(p, sizeof p, "%s/%s/%s", drop, G.tenants[i].id.code, subs[k]);
-                if (mkdir(p, 0700) != 0 && errno != EEXIST)
-                    goto fail;
-            }
-        }
-        struct timeval tv = {1, 0};
-        drop_ev = event_new(G.base, -1, EV_PERSIST, on_drop_timer, NULL);
-        if (drop_ev == NULL || event_add(drop_ev, &tv) != 0)
-            goto fail;
-    }
+    if (drop && gw_drop_start(drop, err, errlen) != 0)
+        return -1;
     struct timeval sv = {60, 0};
     sweep_ev = event_new(G.base, -1, EV_PERSIST, on_sweep, NULL);
     if (sweep_ev == NULL || event_add(sweep_ev, &sv) != 0) {
@@ -1064,18 +752,14 @@ int gw_bulk_start(char *err, size_t errlen)
         return -1;
     }
     return 0;
-fail:
-    snprintf(err, errlen, "cannot prepare drop_dir %s", drop);
-    return -1;
 }
 
 void gw_bulk_stop(void)
 {
-    if (drop_ev)
-        event_free(drop_ev);
+    gw_drop_stop();
     if (sweep_ev)
         event_free(sweep_ev);
-    drop_ev = sweep_ev = NULL;
+    sweep_ev = NULL;
     while (uploads) {
         gw_upload *u = uploads;
         uploads = u->next;

@@ -18,8 +18,10 @@
  * Retention is not done here: removing records is left to an operator's
  * scheduled `khctl retain`, with a role the gateway does not hold
  * (sql/README.md). */
-#include "gw.h"
+#include "gw_chain.h"
+#include "gw_state.h"
 
+#include "khchain.h"
 #include "khcrypto.h"
 #include "khlog.h"
 
@@ -38,14 +40,6 @@ static struct event *sign_ev;
 static bool signing;
 /* when partitions were last ensured; only the one sign job touches it */
 static time_t partitions_at;
-
-int gw_chain_message(const char *tenant, const char *chain, const char *seq, const char *hash_hex,
-                     char *out, size_t outlen)
-{
-    int n = snprintf(out, outlen, "kakehashi-chain-head\n%s\n%s\n%s\n%s\n", tenant, chain, seq,
-                     hash_hex);
-    return n > 0 && (size_t)n < outlen ? n : -1;
-}
 
 static void sign_tenant(PGconn *c, gw_tenant *t)
 {
@@ -69,7 +63,7 @@ static void sign_tenant(PGconn *c, gw_tenant *t)
         size_t slen = 0;
         const char *chain = PQgetvalue(r, i, 0), *seq = PQgetvalue(r, i, 1),
                    *hash = PQgetvalue(r, i, 2);
-        int mlen = gw_chain_message(t->id.code, chain, seq, hash, msg, sizeof msg);
+        int mlen = kh_chain_head_message(t->id.code, chain, seq, hash, msg, sizeof msg);
         if (mlen < 0 ||
             khc_sign(t->id.sign_key, (const uint8_t *)msg, (size_t)mlen, &sig, &slen) != 0)
             continue;
@@ -155,10 +149,7 @@ static void on_sign_timer(evutil_socket_t fd, short what, void *arg)
 
 int gw_chain_start(char *err, size_t errlen)
 {
-    int secs;
-    if (kh_conf_int(G.conf, "chain_sign_interval", 60, 1, 86400, &secs, err, errlen) != 0)
-        return -1;
-    struct timeval tv = {secs, 0};
+    struct timeval tv = {G.set.chain_sign_interval, 0};
     sign_ev = event_new(G.base, -1, EV_PERSIST, on_sign_timer, NULL);
     if (sign_ev == NULL || event_add(sign_ev, &tv) != 0) {
         snprintf(err, errlen, "cannot start the chain-head signer");

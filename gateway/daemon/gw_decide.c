@@ -10,8 +10,9 @@
  * DEFERRED) with backoff until the answer's validity ends; its state
  * (queued, delivered, failed) is kept with the row. */
 #include "gw_decide.h"
+#include "gw_record.h"
+#include "gw_router.h"
 #include "gw_answer.h"
-#include "gw_util.h"
 
 #include "khcrypto.h"
 #include "khhttp.h"
@@ -380,7 +381,7 @@ static void scan_done(void *arg)
     for (delivery *dl = scanned, *next; dl != NULL; dl = next) {
         next = dl->next;
         in_flight++;
-        if (G.stopping || kh_http_request(G.base, G.client_ctx, EVHTTP_REQ_POST, G.router,
+        if (G.stopping || kh_http_request(G.base, G.client_ctx, EVHTTP_REQ_POST, G.set.router,
                                           "/v1/envelope", dl->env, dl->envlen, 30000, "ROUTER",
                                           "router", on_delivered, dl) != 0) {
             delivery_free(dl);

@@ -3,7 +3,7 @@
 #ifndef KH_GW_DECIDE_H
 #define KH_GW_DECIDE_H
 
-#include "gw.h"
+#include "gw_state.h"
 
 #include <libpq-fe.h>
 #include <stdbool.h>

@@ -28,9 +28,13 @@
  *   from others, e.g. a DV victim's address; the person seeing it is the
  *   point). Nothing of another person is ever read: every read is by this
  *   person's local ID. */
-#include "gw.h"
+#include "gw_disclose.h"
+#include "gw_req.h"
+#include "gw_state.h"
+#include "gw_record.h"
+#include "khid.h"
+#include "khseen.h"
 #include "gw_answer.h"
-#include "gw_util.h"
 
 #include "idconv.h"
 #include "khcrypto.h"
@@ -77,11 +81,6 @@ typedef struct {
     uint8_t *sealed;
     size_t sealedlen;
 } disc_call;
-
-static void disc_close(struct evhttp_connection *conn, void *arg)
-{
-    ((disc_call *)arg)->req = NULL;
-}
 
 /* Frees what the read left (item values wiped first); the sealed answer stays. */
 static void disc_clear_read(disc_call *dc)
@@ -254,8 +253,11 @@ static void disc_work(PGconn *c, void *arg)
     dc->err = kh_db_tenant_begin(c, dc->t->id.code);
     if (dc->err != KH_OK)
         return;
-    dc->err =
-        gw_seen(c, "ROUTER", dc->hex, dc->h->expires_at, dc->digest, &dc->sealed, &dc->sealedlen);
+    kh_seen_verdict v;
+    dc->err = kh_seen_register(c, KH_SEEN_TENANT, "ROUTER", dc->hex, dc->h->expires_at, dc->digest,
+                               &v, &dc->sealed, &dc->sealedlen);
+    if (dc->err == KH_OK && v != KH_SEEN_NEW && dc->sealed == NULL)
+        dc->err = KH_E_REPLAY;
     if (dc->err != KH_OK || dc->sealed != NULL) {
         dc->resent = dc->err == KH_OK;
         kh_db_rollback(c);
@@ -290,7 +292,8 @@ static void disc_work(PGconn *c, void *arg)
     if (dc->err == KH_OK)
         dc->err = seal(dc);
     if (dc->err == KH_OK)
-        dc->err = gw_seen_reply(c, "ROUTER", dc->hex, dc->sealed, dc->sealedlen);
+        dc->err =
+            kh_seen_keep_reply(c, KH_SEEN_TENANT, "ROUTER", dc->hex, dc->sealed, dc->sealedlen);
     /* the disclosure is a provision record of its own: what was disclosed
      * (the item versions), to whom (the router, for the portal), about whom */
     if (dc->err == KH_OK)
@@ -308,9 +311,7 @@ static void disc_work(PGconn *c, void *arg)
 static void disc_done(void *arg)
 {
     disc_call *dc = arg;
-    struct evhttp_request *req = dc->req;
-    if (req != NULL)
-        evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
+    struct evhttp_request *req = gw_req_take(&dc->req);
     dc->req = NULL;
     if (dc->err != KH_OK) {
         kh_info("peer", "refused disclosure request %s: %s", dc->hex, kh_err_code(dc->err));
@@ -402,8 +403,7 @@ void gw_disclose_on_request(struct evhttp_request *req, gw_tenant *t, Kh__Envelo
     memcpy(dc->hex, hex, sizeof hex);
     khc_sha256(env->payload.data, env->payload.len, NULL, 0, dc->digest);
     kh__envelope__free_unpacked(env, NULL);
-    dc->req = req;
-    evhttp_connection_set_closecb(evhttp_request_get_connection(req), disc_close, dc);
+    gw_req_hold(&dc->req, req);
     if (kh_pool_submit(G.pool, disc_work, disc_done, dc) != 0) {
         dc->err = KH_E_OVERLOADED;
         snprintf(dc->msg, sizeof dc->msg, "database queue full");

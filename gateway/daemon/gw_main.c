@@ -1,8 +1,13 @@
 /* gw_main.c: kakehashi-gw, the gateway daemon: configuration, start-up
  * (keys, TLS, database pool, the router's directory), listeners, shutdown. */
-#include "gw.h"
+#include "gw_state.h"
+#include "gw_biz.h"
+#include "gw_peer.h"
+#include "gw_bulk.h"
+#include "gw_admin.h"
+#include "gw_chain.h"
+#include "gw_query.h"
 #include "gw_decide.h"
-#include "gw_util.h"
 
 #include "khid.h"
 #include "khcrypto.h"
@@ -18,97 +23,40 @@
 #include <string.h>
 #include <sys/resource.h>
 
-gw G;
-
-static const char *const known_options[] = {"name",
-                                            "pki",
-                                            "router",
-                                            "db",
-                                            "business_listen",
-                                            "peer_listen",
-                                            "tenant",
-                                            "db_workers",
-                                            "db_queue",
-                                            "max_skew",
-                                            "msg_ttl",
-                                            "max_body",
-                                            "timeout_ms",
-                                            "log_level",
-                                            "spool_dir",
-                                            "drop_dir",
-                                            "drop_system",
-                                            "chain_sign_interval",
-                                            "max_upload_mb",
-                                            "admin_listen",
-                                            "admin_session_idle",
-                                            "admin_session_max",
-                                            "admin_lockout",
-                                            NULL};
-
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: kakehashi-gw -c FILE [-t]\n"
-            "  -c, --config FILE  configuration file (key = value lines)\n"
-            "  -t, --check        load and check the configuration and keys, then exit\n"
-            "  -h, --help         this text\n"
-            "Options in FILE:\n"
-            "  name = gw-a               this host's name (CN of pki/gw/NAME/tls.crt)\n"
-            "  pki = DIR                 folder made by tools/khpki\n"
-            "  router = HOST:PORT        the router's address\n"
-            "  db = CONNINFO             libpq connection string (the gateway's login role)\n"
-            "  business_listen = H:P     business API (tenants' business systems)\n"
-            "  peer_listen = H:P         peer API (only the router)\n"
-            "  admin_listen = H:P        admin API (operators; JSON; client certificates of\n"
-            "                            pki/operator-ca.crt only; optional)\n"
-            "  tenant = CODE             a hosted organisation; repeat for each tenant\n"
-            "  db_workers = 4            database worker threads (1-64)\n"
-            "  db_queue = 1024           bound of the database job queue\n"
-            "  max_skew = 120            allowed clock skew, seconds\n"
-            "  msg_ttl = 300             validity of a message, seconds\n"
-            "  max_body = 1048576        largest request body, bytes\n"
-            "  timeout_ms = 30000        default wait for an answer\n"
-            "  log_level = info          debug, info, warn or error\n"
-            "  spool_dir = DIR           where bulk uploads are spooled (enables /v1/bulk/*)\n"
-            "  drop_dir = DIR            watched drop folder: DIR/<tenant>/in/*.csv (optional)\n"
-            "  drop_system = dropfolder  business system the drop folder registers as\n"
-            "  chain_sign_interval = 60  seconds between signatures of the record chains' heads\n"
-            "  max_upload_mb = 4096      largest bulk file accepted, MiB\n"
-            "  admin_session_idle = 1800 an operator session ends after this many idle seconds\n"
-            "  admin_session_max = 28800 and at the latest this many seconds after its login\n"
-            "  admin_lockout = 900       seconds an operator is locked after 5 failed logins\n");
+    fprintf(f, "usage: kakehashi-gw -c FILE [-t]\n"
+               "  -c, --config FILE  configuration file (key = value lines)\n"
+               "  -t, --check        check every option, load the keys and certificates, exit\n"
+               "  -h, --help         this text\n"
+               "Signals: SIGTERM or SIGINT stop; SIGHUP reads FILE again and applies the options\n"
+               "marked [reloadable] if the whole file is valid and no other option changed.\n"
+               "Options in FILE:\n");
+    gw_conf_usage(f);
 }
 
-gw_tenant *gw_tenant_find(const char *code)
+/* The settings' options that may change at run time, put to use. */
+static void apply_reloadable(const gw_settings *s)
 {
-    for (size_t i = 0; code && i < G.ntenants; i++)
-        if (strcmp(G.tenants[i].id.code, code) == 0)
-            return &G.tenants[i];
-    return NULL;
+    static const kh_log_level levels[] = {KH_LOG_DEBUG, KH_LOG_INFO, KH_LOG_WARN, KH_LOG_ERROR};
+    kh_log_set_level(levels[s->log_level]);
+    G.skew = s->max_skew;
+    G.ttl = s->msg_ttl;
+    G.default_timeout_ms = s->timeout_ms;
+    gw_admin_reload(s);
 }
 
 static int load_tenants(char *err, size_t errlen)
 {
-    const char *codes[256];
-    size_t n = kh_conf_all(G.conf, "tenant", codes, 256);
-    if (n == 0) {
-        snprintf(err, errlen, "no 'tenant' configured");
-        return -1;
-    }
+    /* gw_conf.c checked the codes and that none is listed twice */
+    const char *const *codes = G.set.tenants.v;
+    size_t n = G.set.tenants.n;
     G.tenants = calloc(n, sizeof *G.tenants);
     if (G.tenants == NULL)
         return -1;
     for (size_t i = 0; i < n; i++) {
         char dir[1024], path[1100];
-        if (!kh_id_org(codes[i])) {
-            snprintf(err, errlen, "tenant '%s' is not an organisation code", codes[i]);
-            return -1;
-        }
-        if (gw_tenant_find(codes[i]) != NULL) {
-            snprintf(err, errlen, "tenant %s listed twice", codes[i]);
-            return -1;
-        }
-        snprintf(dir, sizeof dir, "%s/org/%s", G.pki, codes[i]);
+        snprintf(dir, sizeof dir, "%s/org/%s", G.set.pki, codes[i]);
         gw_tenant *t = &G.tenants[G.ntenants];
         if (kh_identity_load(&t->id, codes[i], dir, err, errlen) != 0)
             return -1;
@@ -125,32 +73,13 @@ static int load_tenants(char *err, size_t errlen)
 static int setup(const char *config, char *err, size_t errlen)
 {
     char cert[1024], key[1024], ca[1024];
-    G.conf = kh_conf_load(config, known_options, err, errlen);
+    G.conf = gw_conf_load(config, &G.set, err, errlen);
     if (G.conf == NULL)
         return -1;
-    G.name = kh_conf_str(G.conf, "name", NULL);
-    G.pki = kh_conf_str(G.conf, "pki", NULL);
-    G.router = kh_conf_str(G.conf, "router", NULL);
-    const char *lvl = kh_conf_str(G.conf, "log_level", "info");
-    kh_log_set_level(strcmp(lvl, "debug") == 0   ? KH_LOG_DEBUG
-                     : strcmp(lvl, "warn") == 0  ? KH_LOG_WARN
-                     : strcmp(lvl, "error") == 0 ? KH_LOG_ERROR
-                                                 : KH_LOG_INFO);
-    if (!G.name || !G.pki || !G.router || !kh_conf_str(G.conf, "db", NULL) ||
-        !kh_conf_str(G.conf, "business_listen", NULL) ||
-        !kh_conf_str(G.conf, "peer_listen", NULL)) {
-        snprintf(err, errlen,
-                 "name, pki, router, db, business_listen and peer_listen are all required");
-        return -1;
-    }
-    if (kh_conf_int(G.conf, "max_skew", 120, 0, 3600, &G.skew, err, errlen) ||
-        kh_conf_int(G.conf, "msg_ttl", 300, 10, 86400, &G.ttl, err, errlen) ||
-        kh_conf_int(G.conf, "max_body", 1 << 20, 1024, 64 << 20, &G.max_body, err, errlen) ||
-        kh_conf_int(G.conf, "timeout_ms", 30000, 100, 120000, &G.default_timeout_ms, err, errlen))
-        return -1;
-    snprintf(cert, sizeof cert, "%s/gw/%s/tls.crt", G.pki, G.name);
-    snprintf(key, sizeof key, "%s/gw/%s/tls.key", G.pki, G.name);
-    snprintf(ca, sizeof ca, "%s/national-ca.crt", G.pki);
+    apply_reloadable(&G.set);
+    snprintf(cert, sizeof cert, "%s/gw/%s/tls.crt", G.set.pki, G.set.name);
+    snprintf(key, sizeof key, "%s/gw/%s/tls.key", G.set.pki, G.set.name);
+    snprintf(ca, sizeof ca, "%s/national-ca.crt", G.set.pki);
     /* business systems are trusted through their tenants' CAs only */
     if ((G.biz_ctx = kh_tls_server_ctx(cert, key, NULL, err, errlen)) == NULL ||
         (G.peer_ctx = kh_tls_server_ctx(cert, key, ca, err, errlen)) == NULL ||
@@ -165,20 +94,13 @@ static int setup(const char *config, char *err, size_t errlen)
 static void start_listeners(void)
 {
     char err[256];
-    int workers, queue;
-    if (kh_conf_int(G.conf, "db_workers", 4, 1, 64, &workers, err, sizeof err) ||
-        kh_conf_int(G.conf, "db_queue", 1024, 1, 1 << 20, &queue, err, sizeof err)) {
-        kh_error("main", "%s", err);
-        event_base_loopbreak(G.base);
-        return;
-    }
-    G.pool = kh_pool_new(G.base, kh_conf_str(G.conf, "db", ""), workers, queue);
-    G.biz_http = kh_http_listen(G.base, G.biz_ctx, kh_conf_str(G.conf, "business_listen", ""),
-                                (size_t)G.max_body, err, sizeof err);
+    G.pool = kh_pool_new(G.base, G.set.db, G.set.db_workers, G.set.db_queue);
+    G.biz_http = kh_http_listen(G.base, G.biz_ctx, G.set.business_listen, (size_t)G.set.max_body,
+                                err, sizeof err);
     if (G.biz_http != NULL)
-        G.peer_http = kh_http_listen(G.base, G.peer_ctx, kh_conf_str(G.conf, "peer_listen", ""),
-                                     (size_t)G.max_body, err, sizeof err);
-    const char *admin = kh_conf_str(G.conf, "admin_listen", NULL);
+        G.peer_http = kh_http_listen(G.base, G.peer_ctx, G.set.peer_listen, (size_t)G.set.max_body,
+                                     err, sizeof err);
+    const char *admin = G.set.admin_listen;
     if (admin != NULL && G.peer_http != NULL)
         G.admin_http = kh_http_listen(G.base, G.admin_ctx, admin, 65536, err, sizeof err);
     if (G.pool == NULL || G.biz_http == NULL || G.peer_http == NULL ||
@@ -200,8 +122,8 @@ static void start_listeners(void)
     kh_info("main",
             "ready: business API on %s, peer API on %s, admin API on %s, %zu tenants, directory "
             "with %zu organisations",
-            kh_conf_str(G.conf, "business_listen", ""), kh_conf_str(G.conf, "peer_listen", ""),
-            admin ? admin : "(none)", G.ntenants, G.dir->norgs);
+            G.set.business_listen, G.set.peer_listen, admin ? admin : "(none)", G.ntenants,
+            G.dir->norgs);
 }
 
 static void fetch_directory(evutil_socket_t fd, short what, void *arg);
@@ -244,9 +166,37 @@ static void directory_arrived(int status, const uint8_t *body, size_t len, void 
 
 static void fetch_directory(evutil_socket_t fd, short what, void *arg)
 {
-    if (kh_http_request(G.base, G.client_ctx, EVHTTP_REQ_GET, G.router, "/v1/directory", NULL, 0,
-                        5000, "ROUTER", "router", directory_arrived, NULL) != 0)
+    if (kh_http_request(G.base, G.client_ctx, EVHTTP_REQ_GET, G.set.router, "/v1/directory", NULL,
+                        0, 5000, "ROUTER", "router", directory_arrived, NULL) != 0)
         directory_arrived(0, NULL, 0, NULL);
+}
+
+static const char *config_path;
+
+/* SIGHUP: the file is read again and checked whole, like -t; the options
+ * marked reloadable take their new values only if everything is valid and
+ * no other option changed. Otherwise nothing changes and the log says why. */
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+    char err[512];
+    gw_settings s;
+    kh_conf *c = gw_conf_load(config_path, &s, err, sizeof err);
+    if (c == NULL) {
+        kh_error("main", "reload refused, configuration unchanged: %s", err);
+        return;
+    }
+    const char *fixed = gw_conf_fixed_changed(&G.set, &s);
+    if (fixed != NULL) {
+        kh_error("main",
+                 "reload refused, configuration unchanged: option %s cannot change while "
+                 "running (restart to change it)",
+                 fixed);
+    } else {
+        apply_reloadable(&s);
+        kh_info("main", "configuration reloaded from %s", config_path);
+    }
+    /* nothing keeps a pointer into the new file: only numbers were taken */
+    kh_conf_free(c);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -281,7 +231,7 @@ static void teardown(void)
     kh_tls_ctx_free(G.client_ctx);
     gw_admin_stop();
     khc_store_free(G.national);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 3; i++)
         if (G.sig_ev[i])
             event_free(G.sig_ev[i]);
     if (G.retry_ev)
@@ -303,7 +253,7 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "c:th", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
-            config = optarg;
+            config = config_path = optarg;
             break;
         case 't':
             check = true;
@@ -342,8 +292,9 @@ int main(int argc, char **argv)
     G.retry_ev = evtimer_new(G.base, fetch_directory, NULL);
     G.sig_ev[0] = evsignal_new(G.base, SIGTERM, on_signal, NULL);
     G.sig_ev[1] = evsignal_new(G.base, SIGINT, on_signal, NULL);
-    event_add(G.sig_ev[0], NULL);
-    event_add(G.sig_ev[1], NULL);
+    G.sig_ev[2] = evsignal_new(G.base, SIGHUP, on_reload, NULL);
+    for (int i = 0; i < 3; i++)
+        event_add(G.sig_ev[i], NULL);
     fetch_directory(-1, 0, NULL);
     event_base_dispatch(G.base);
     rc = G.peer_http != NULL ? 0 : 1;

@@ -8,9 +8,15 @@
  * hosted tenant; fresh; lawful (legal basis re-checked here); payload
  * decrypts, is signed by the sender named in the header, and repeats the
  * header (no splicing); not a replay. Only then is the reference copy read. */
-#include "gw.h"
+#include "gw_peer.h"
+#include "gw_req.h"
+#include "gw_state.h"
+#include "gw_record.h"
+#include "gw_deferred.h"
+#include "gw_disclose.h"
+#include "khid.h"
+#include "khseen.h"
 #include "gw_answer.h"
-#include "gw_util.h"
 
 #include "idconv.h"
 #include "khcrypto.h"
@@ -37,11 +43,6 @@ typedef struct {
     gw_answer a;
 } peer_call;
 
-static void on_peer_close(struct evhttp_connection *conn, void *arg)
-{
-    ((peer_call *)arg)->req = NULL;
-}
-
 static void peer_free(peer_call *pc)
 {
     if (pc->h)
@@ -52,27 +53,22 @@ static void peer_free(peer_call *pc)
     free(pc);
 }
 
-static struct evhttp_request *peer_take_req(peer_call *pc)
-{
-    struct evhttp_request *req = pc->req;
-    if (req != NULL)
-        evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
-    pc->req = NULL;
-    return req;
-}
-
 static void refuse(struct evhttp_request *req, kh_err e, const char *what, const char *msg_hex)
 {
     kh_info("peer", "refused message %s: %s %s", msg_hex ? msg_hex : "-", kh_err_code(e), what);
     kh_http_reply_err(req, e, "%s", what);
 }
 
-/* Replay protection (gw_seen): a retransmission of an answered message sets
- * pc->resent and the stored sealed answer. */
+/* Replay protection (khseen.h): a retransmission of an answered message sets
+ * pc->resent and the stored sealed answer; anything else seen before is a
+ * replay (another payload, or the first one not answered yet). */
 static kh_err seen(PGconn *c, peer_call *pc)
 {
-    kh_err e = gw_seen(c, pc->h->sender, pc->msg_hex, pc->h->expires_at, pc->digest, &pc->a.sealed,
-                       &pc->a.sealedlen);
+    kh_seen_verdict v;
+    kh_err e = kh_seen_register(c, KH_SEEN_TENANT, pc->h->sender, pc->msg_hex, pc->h->expires_at,
+                                pc->digest, &v, &pc->a.sealed, &pc->a.sealedlen);
+    if (e == KH_OK && v != KH_SEEN_NEW && pc->a.sealed == NULL)
+        e = KH_E_REPLAY;
     pc->resent = e == KH_OK && pc->a.sealed != NULL;
     return e;
 }
@@ -160,7 +156,8 @@ static void answer_work(PGconn *c, void *arg)
     if (pc->err == KH_OK)
         pc->err = gw_answer_seal(a, strcmp(a->result, "PENDING") == 0 ? "PENDING" : "", NULL);
     if (pc->err == KH_OK)
-        pc->err = gw_seen_reply(c, pc->h->sender, pc->msg_hex, a->sealed, a->sealedlen);
+        pc->err = kh_seen_keep_reply(c, KH_SEEN_TENANT, pc->h->sender, pc->msg_hex, a->sealed,
+                                     a->sealedlen);
     if (pc->err == KH_OK)
         pc->err = gw_record(c, pc->msg_hex, "answered", pc->h->sender, pc->h->procedure,
                             pc->h->items, pc->h->n_items, local_id[0] ? local_id : NULL,
@@ -175,7 +172,7 @@ static void answer_work(PGconn *c, void *arg)
 static void answer_done(void *arg)
 {
     peer_call *pc = arg;
-    struct evhttp_request *req = peer_take_req(pc);
+    struct evhttp_request *req = gw_req_take(&pc->req);
     if (pc->err != KH_OK) {
         if (req)
             refuse(req, pc->err, pc->msg[0] ? pc->msg : kh_err_get(pc->err)->meaning, pc->msg_hex);
@@ -219,7 +216,7 @@ static void on_envelope(struct evhttp_request *req, void *arg)
         refuse(req, KH_E_PEER_NOT_ALLOWED, "only the router may use the peer API", NULL);
         return;
     }
-    kh_err e = kh_http_body(req, (size_t)G.max_body, &buf, &len);
+    kh_err e = kh_http_body(req, (size_t)G.set.max_body, &buf, &len);
     if (e != KH_OK) {
         refuse(req, e, "expected POST with an envelope within the size limit", NULL);
         return;
@@ -253,7 +250,7 @@ static void on_envelope(struct evhttp_request *req, void *arg)
     }
     if (h->type == KH__MSG_TYPE__ANSWER) {
         /* a deferred answer to one of our tenants' queries (asking side) */
-        gw_query_on_deferred(req, t, env, h);
+        gw_deferred_on_answer(req, t, env, h);
         return;
     }
     if ((e = kh_env_check_time(h, (int64_t)time(NULL), G.skew, G.ttl)) != KH_OK) {
@@ -321,9 +318,9 @@ static void on_envelope(struct evhttp_request *req, void *arg)
     khc_sha256(env->payload.data, env->payload.len, NULL, 0, pc->digest);
     memcpy(pc->msg_hex, hex, sizeof hex);
     h = NULL;
-    evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_peer_close, pc);
+    gw_req_hold(&pc->req, req);
     if (kh_pool_submit(G.pool, answer_work, answer_done, pc) != 0) {
-        peer_take_req(pc);
+        gw_req_take(&pc->req);
         refuse(req, KH_E_OVERLOADED, "database queue full", hex);
         peer_free(pc);
     }

@@ -1,8 +1,7 @@
 /* gw_query.c: queries on the asking side (flow 2) and their lifecycle.
  *   POST /v1/query         ask another organisation; wait for the answer up to
  *                          timeout_ms, or (async) return the handle at once
- *   POST /v1/query/status  a query of this business system, by handle
- *   POST /v1/query/list    this business system's queries, with filters
+ * (The lookups by handle are gw_lookup.c; deferred answers gw_deferred.c.)
  * Every query gets a handle (its message id) and a row in the tenant's
  * `query` table before anything is sent: sent -> answered | pending |
  * refused | failed, and timed_out when the business system stopped waiting
@@ -11,13 +10,20 @@
  * cannot be reached; every attempt carries the same sealed envelope, so the
  * answering side recognises a retransmission by its message id and answers
  * it once. */
-#include "gw.h"
-#include "gw_util.h"
+#include "gw_query.h"
+
+#include "gw_ident.h"
+#include "gw_qstate.h"
+#include "gw_record.h"
+#include "gw_req.h"
+#include "gw_router.h"
 
 #include "idconv.h"
 #include "khcrypto.h"
 #include "khhttp.h"
+#include "khid.h"
 #include "khlog.h"
+#include "khseen.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -58,23 +64,9 @@ static size_t nlive;
 #define MAX_LIVE 4096          /* queries in memory (waiting, sending, retrying) */
 static struct event *sweep_ev; /* ends queries left unfinished (see sweep_work) */
 
-static void on_client_close(struct evhttp_connection *conn, void *arg)
-{
-    ((gw_query *)arg)->req = NULL;
-}
-
-static struct evhttp_request *take_req(gw_query *qc)
-{
-    struct evhttp_request *req = qc->req;
-    if (req != NULL)
-        evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
-    qc->req = NULL;
-    return req;
-}
-
 static void qc_free(gw_query *qc)
 {
-    take_req(qc);
+    gw_req_take(&qc->req);
     if (qc->prev)
         qc->prev->next = qc->next;
     else if (live == qc)
@@ -123,40 +115,6 @@ static void qc_set(gw_query *qc, kh_err e, const char *fmt, ...)
 }
 
 static void submit(gw_query *qc, kh_pool_work_fn w, kh_pool_done_fn d);
-
-/* ------------------------------------------------------------- replying */
-
-static const char *state_upper(const char *s)
-{
-    return strcmp(s, "answered") == 0    ? "ANSWERED"
-           : strcmp(s, "pending") == 0   ? "PENDING"
-           : strcmp(s, "refused") == 0   ? "REFUSED"
-           : strcmp(s, "failed") == 0    ? "FAILED"
-           : strcmp(s, "timed_out") == 0 ? "TIMED_OUT"
-                                         : "SENT";
-}
-
-/* Replies with a QueryResponse: the handle, the state, and the answer if any. */
-static void reply_state(struct evhttp_request *req, const char *handle, const char *state,
-                        kh_err code, const char *msg, const Kh__AnswerBody *ans)
-{
-    Kh__Status st = KH__STATUS__INIT;
-    st.code = (char *)(code == KH_OK ? "OK" : kh_err_code(code));
-    st.message = (char *)(msg ? msg : "");
-    Kh__QueryResponse resp = KH__QUERY_RESPONSE__INIT;
-    resp.status = &st;
-    resp.handle = (char *)handle;
-    resp.state = (char *)state_upper(state);
-    if (ans != NULL) {
-        resp.result = ans->result;
-        resp.data = ans->data;
-        resp.n_data = ans->n_data;
-        resp.withheld = ans->withheld;
-        resp.n_withheld = ans->n_withheld;
-        resp.deferred = ans->deferred;
-    }
-    kh_http_reply_pb(req, &resp.base);
-}
 
 /* ----------------------------------------------------------- the checks */
 
@@ -298,11 +256,11 @@ static void timed_out_done(void *arg)
 static void on_wait_over(evutil_socket_t fd, short what, void *arg)
 {
     gw_query *qc = arg;
-    struct evhttp_request *req = take_req(qc);
+    struct evhttp_request *req = gw_req_take(&qc->req);
     if (req == NULL)
         return;
-    reply_state(req, qc->hex, "timed_out", KH_E_TIMEOUT,
-                "no answer within the timeout; the query goes on: ask for it by handle", NULL);
+    gw_qstate_reply(req, qc->hex, "timed_out", KH_E_TIMEOUT,
+                    "no answer within the timeout; the query goes on: ask for it by handle", NULL);
     timed_out_job *j = calloc(1, sizeof *j);
     if (j == NULL)
         return;
@@ -321,7 +279,7 @@ static void check_done(void *arg)
     if (qc->err != KH_OK) {
         kh_info("biz", "tenant %s: query %s refused %s", qc->t->id.code, qc->hex,
                 kh_err_code(qc->err));
-        struct evhttp_request *req = take_req(qc);
+        struct evhttp_request *req = gw_req_take(&qc->req);
         if (req != NULL)
             kh_http_reply_err(req, qc->err, "%s (handle %s)", qc->msg, qc->hex);
         qc_free(qc);
@@ -362,9 +320,9 @@ static void check_done(void *arg)
     kh_info("biz", "tenant %s: query %s to %s procedure %s", qc->t->id.code, qc->hex, q->provider,
             q->procedure);
     if (q->async) {
-        struct evhttp_request *req = take_req(qc);
+        struct evhttp_request *req = gw_req_take(&qc->req);
         if (req != NULL)
-            reply_state(req, qc->hex, "sent", KH_OK, NULL, NULL);
+            gw_qstate_reply(req, qc->hex, "sent", KH_OK, NULL, NULL);
     } else {
         struct timeval tv = {qc->timeout_ms / 1000, (qc->timeout_ms % 1000) * 1000};
         evtimer_add(qc->wait_ev, &tv);
@@ -388,33 +346,14 @@ static void send_attempt(gw_query *qc)
     qc->attempts++;
     qc->in_flight = true;
     /* on_sent may run before this returns (a refused connect) */
-    if (kh_http_request(G.base, G.client_ctx, EVHTTP_REQ_POST, G.router, "/v1/envelope", qc->env,
-                        qc->envlen, attempt_ms, "ROUTER", "router", on_sent, qc) != 0)
+    if (kh_http_request(G.base, G.client_ctx, EVHTTP_REQ_POST, G.set.router, "/v1/envelope",
+                        qc->env, qc->envlen, attempt_ms, "ROUTER", "router", on_sent, qc) != 0)
         on_sent(0, NULL, 0, qc);
 }
 
 static bool retryable(kh_err e)
 {
     return e == KH_E_UPSTREAM || e == KH_E_OVERLOADED || e == KH_E_DB || e == KH_E_TIMEOUT;
-}
-
-/* The result agrees with what the answer carries, and the answer holds no
- * field this gateway does not know (it would be stored unchecked). */
-static bool result_consistent(const Kh__AnswerBody *a)
-{
-    bool found = strcmp(a->result, "FOUND") == 0;
-    if (found != (a->n_data > 0) || a->base.n_unknown_fields != 0)
-        return false;
-    if (strcmp(a->result, "WITHHELD") == 0 && a->n_withheld == 0)
-        return false;
-    for (size_t i = 0; i < a->n_data; i++) {
-        if (a->data[i]->base.n_unknown_fields != 0)
-            return false;
-        for (size_t k = 0; k < a->data[i]->n_fields; k++)
-            if (a->data[i]->fields[k]->base.n_unknown_fields != 0)
-                return false;
-    }
-    return true;
 }
 
 /* Checks an answer body against the query and its header. */
@@ -425,8 +364,9 @@ static bool answer_ok(const gw_query *qc, const Kh__Header *h, const Kh__AnswerB
     bool ok = a->msg_id.len == KH_MSG_ID_LEN && h->msg_id.len == KH_MSG_ID_LEN &&
               memcmp(a->msg_id.data, h->msg_id.data, KH_MSG_ID_LEN) == 0 &&
               a->in_reply_to.len == KH_MSG_ID_LEN &&
-              memcmp(a->in_reply_to.data, qc->msg_id, KH_MSG_ID_LEN) == 0 && result_consistent(a) &&
-              strcmp(a->sender, q->provider) == 0 && strcmp(a->recipient, qc->t->id.code) == 0 &&
+              memcmp(a->in_reply_to.data, qc->msg_id, KH_MSG_ID_LEN) == 0 &&
+              gw_answer_consistent(a) && strcmp(a->sender, q->provider) == 0 &&
+              strcmp(a->recipient, qc->t->id.code) == 0 &&
               strcmp(a->procedure, q->procedure) == 0 &&
               kh_items_equal(a->items, a->n_items, h->items, h->n_items) &&
               kh_items_equal(a->items, a->n_items, q->items, q->n_items) && !a->deferred &&
@@ -448,17 +388,6 @@ static bool answer_ok(const gw_query *qc, const Kh__Header *h, const Kh__AnswerB
         ok = ok && asked;
     }
     return ok;
-}
-
-/* Minimisation checked at this end too: every field is one the row allows. */
-static bool within_basis(const gw_query *qc, const Kh__AnswerBody *a)
-{
-    for (size_t i = 0; i < a->n_data; i++)
-        for (size_t k = 0; k < a->data[i]->n_fields; k++)
-            if (!kh_dir_field_allowed(G.dir, qc->row, a->data[i]->item_code,
-                                      a->data[i]->fields[k]->name))
-                return false;
-    return true;
 }
 
 static void on_sent(int status, const uint8_t *buf, size_t len, void *arg)
@@ -502,7 +431,7 @@ static void on_sent(int status, const uint8_t *buf, size_t len, void *arg)
             khc_free_secret(body, blen);
             if (qc->ans == NULL || !answer_ok(qc, h, qc->ans))
                 qc_set(qc, KH_E_SPLICE, "answer body does not match its header or query");
-            else if (!within_basis(qc, qc->ans))
+            else if (!gw_answer_within_basis(qc->row, qc->ans))
                 qc_set(qc, KH_E_OVERSHARE,
                        "the answer carries a field legal-basis row %s does not allow", qc->row);
             kh__header__free_unpacked(h, NULL);
@@ -514,38 +443,12 @@ static void on_sent(int status, const uint8_t *buf, size_t len, void *arg)
     submit(qc, record_work, record_done);
 }
 
-static const char *outcome_of(const char *state, const Kh__AnswerBody *a)
-{
-    if (strcmp(state, "answered") != 0)
-        return state;
-    /* as the provider records it: withheld if anything was withheld */
-    return strcmp(a->result, "FOUND") == 0 ? "provided"
-           : a->n_withheld > 0             ? "withheld"
-                                           : "not_found";
-}
-
-/* bytea input: \x followed by hex */
-static char *bytea_hex(const ProtobufCMessage *m)
-{
-    uint8_t *raw = NULL;
-    size_t n = 0;
-    if (kh_pb_pack(m, &raw, &n) != 0)
-        return NULL;
-    char *hex = malloc(2 * n + 3);
-    if (hex != NULL) {
-        memcpy(hex, "\\x", 2);
-        khc_hex(raw, n, hex + 2);
-    }
-    khc_free_secret(raw, n);
-    return hex;
-}
-
 static void record_work(PGconn *c, void *arg)
 {
     gw_query *qc = arg;
     Kh__QueryRequest *q = qc->q;
     bool answered = strcmp(qc->state, "answered") == 0 || strcmp(qc->state, "pending") == 0;
-    char *ans = answered ? bytea_hex(&qc->ans->base) : NULL;
+    char *ans = answered ? gw_pb_bytea(&qc->ans->base) : NULL;
     char att[16];
     snprintf(att, sizeof att, "%d", qc->attempts);
     const char *p[7] = {qc->hex,
@@ -581,7 +484,7 @@ static void record_work(PGconn *c, void *arg)
         return;
     }
     if (gw_record(c, qc->hex, "asked", q->provider, q->procedure, q->items, q->n_items, q->local_id,
-                  q->staff_id, outcome_of(qc->state, qc->ans), qc->err,
+                  q->staff_id, gw_answer_outcome(qc->state, qc->ans), qc->err,
                   answered ? qc->ans->data : NULL, answered ? qc->ans->n_data : 0) != KH_OK ||
         kh_db_commit(c) != KH_OK)
         goto fail;
@@ -604,11 +507,11 @@ static void record_done(void *arg)
     gw_query *qc = arg;
     kh_info("biz", "tenant %s: query %s %s %s", qc->t->id.code, qc->hex, qc->state,
             qc->err == KH_OK ? qc->ans->result : kh_err_code(qc->err));
-    struct evhttp_request *req = take_req(qc);
+    struct evhttp_request *req = gw_req_take(&qc->req);
     if (req != NULL) {
         bool answered = strcmp(qc->state, "answered") == 0 || strcmp(qc->state, "pending") == 0;
         if (answered)
-            reply_state(req, qc->hex, qc->state, KH_OK, NULL, qc->ans);
+            gw_qstate_reply(req, qc->hex, qc->state, KH_OK, NULL, qc->ans);
         else
             kh_http_reply_err(req, qc->err, "%s (handle %s)", qc->msg, qc->hex);
     }
@@ -619,7 +522,7 @@ static void submit(gw_query *qc, kh_pool_work_fn w, kh_pool_done_fn d)
 {
     if (kh_pool_submit(G.pool, w, d, qc) != 0) {
         kh_warn("biz", "tenant %s: query %s: database queue full", qc->t->id.code, qc->hex);
-        struct evhttp_request *req = take_req(qc);
+        struct evhttp_request *req = gw_req_take(&qc->req);
         if (req != NULL)
             kh_http_reply_err(req, KH_E_OVERLOADED, "database queue full");
         qc_free(qc);
@@ -694,7 +597,7 @@ static void on_query(struct evhttp_request *req, void *arg)
         live->prev = qc;
     live = qc;
     nlive++;
-    evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_client_close, qc);
+    gw_req_hold(&qc->req, req);
     kh_err e =
         kh_dir_legal(G.dir, t->id.code, q->procedure, q->provider, q->items, q->n_items, &qc->row);
     if (e == KH_E_UNKNOWN_ORG)
@@ -704,234 +607,6 @@ static void on_query(struct evhttp_request *req, void *arg)
                q->procedure, q->provider);
     /* refused or not, the decision is recorded in the tenant's records */
     submit(qc, check_work, check_done);
-}
-
-/* ------------------------------------------------- /v1/query/status, list */
-
-typedef struct {
-    struct evhttp_request *req;
-    gw_tenant *t;
-    char system[40];
-    Kh__QueryStatusRequest *sreq;
-    Kh__QueryListRequest *lreq;
-    PGresult *rows;
-    kh_err err;
-} lookup;
-
-static void lookup_close(struct evhttp_connection *conn, void *arg)
-{
-    ((lookup *)arg)->req = NULL;
-}
-
-static void lookup_work(PGconn *c, void *arg)
-{
-    lookup *l = arg;
-    if (kh_db_tenant_begin(c, l->t->id.code) != KH_OK) {
-        l->err = KH_E_DB;
-        return;
-    }
-    if (l->sreq != NULL) {
-        const char *p[2] = {l->sreq->handle, l->system};
-        l->rows = kh_db_exec(c,
-                             "SELECT state, code, message, answer FROM query "
-                             "WHERE msg_id = $1 AND system_id = $2",
-                             2, p);
-    } else {
-        const Kh__QueryListRequest *f = l->lreq;
-        char lim[16];
-        snprintf(lim, sizeof lim, "%u", f->limit ? f->limit : 100);
-        const char *p[7] = {l->system,
-                            f->state[0] ? f->state : NULL,
-                            f->procedure[0] ? f->procedure : NULL,
-                            f->provider[0] ? f->provider : NULL,
-                            f->since[0] ? f->since : NULL,
-                            f->until[0] ? f->until : NULL,
-                            lim};
-        l->rows = kh_db_exec(
-            c,
-            "SELECT msg_id, state, procedure, provider, items, staff_id, "
-            "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-            "to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-            "coalesce(code, ''), coalesce(result, '') FROM query WHERE system_id = $1 "
-            "AND ($2::text IS NULL OR state = $2) AND ($3::text IS NULL OR procedure = $3) "
-            "AND ($4::text IS NULL OR provider = $4) "
-            "AND ($5::date IS NULL OR created_at >= $5::date) "
-            "AND ($6::date IS NULL OR created_at < $6::date + 1) "
-            "ORDER BY created_at DESC, msg_id LIMIT $7::int",
-            7, p);
-    }
-    l->err = l->rows ? KH_OK : KH_E_DB;
-    kh_db_rollback(c);
-}
-
-static void status_reply(struct evhttp_request *req, lookup *l)
-{
-    PGresult *r = l->rows;
-    if (PQntuples(r) != 1) {
-        kh_http_reply_err(req, KH_E_UNKNOWN_HANDLE, "handle: no query %s of this system",
-                          l->sreq->handle);
-        return;
-    }
-    const char *state = PQgetvalue(r, 0, 0);
-    kh_err code = PQgetisnull(r, 0, 1) ? KH_OK : kh_err_from_code(PQgetvalue(r, 0, 1));
-    if (code == KH_E__COUNT)
-        code = KH_E_INTERNAL;
-    Kh__AnswerBody *ans = NULL;
-    if (!PQgetisnull(r, 0, 3)) {
-        size_t n = 0;
-        unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(r, 0, 3), &n);
-        if (raw != NULL) {
-            ans = kh__answer_body__unpack(NULL, n, raw);
-            khc_wipe(raw, n);
-            PQfreemem(raw);
-        }
-    }
-    reply_state(req, l->sreq->handle, state, code, PQgetvalue(r, 0, 2), ans);
-    if (ans) {
-        kh_items_wipe(ans->data, ans->n_data);
-        kh__answer_body__free_unpacked(ans, NULL);
-    }
-}
-
-static void list_reply(struct evhttp_request *req, lookup *l)
-{
-    PGresult *r = l->rows;
-    int n = PQntuples(r);
-    Kh__QuerySummary *sums = calloc((size_t)n + 1, sizeof *sums);
-    Kh__QuerySummary **ptrs = calloc((size_t)n + 1, sizeof *ptrs);
-    char **items = calloc((size_t)n * KH_MAX_ITEMS + 1, sizeof *items);
-    char *itembuf = calloc((size_t)n + 1, KH_MAX_ITEMS * (KH_CODE_MAX + 1) + 4);
-    if (!sums || !ptrs || !items || !itembuf) {
-        kh_http_reply_err(req, KH_E_INTERNAL, "out of memory");
-        goto out;
-    }
-    for (int i = 0; i < n; i++) {
-        Kh__QuerySummary *s = &sums[i];
-        kh__query_summary__init(s);
-        s->handle = PQgetvalue(r, i, 0);
-        s->state = (char *)state_upper(PQgetvalue(r, i, 1));
-        s->procedure = PQgetvalue(r, i, 2);
-        s->provider = PQgetvalue(r, i, 3);
-        /* items: a text[] literal of validated codes, {A,B} */
-        char *buf = itembuf + (size_t)i * (KH_MAX_ITEMS * (KH_CODE_MAX + 1) + 4);
-        snprintf(buf, KH_MAX_ITEMS * (KH_CODE_MAX + 1) + 4, "%s", PQgetvalue(r, i, 4));
-        s->items = items + (size_t)i * KH_MAX_ITEMS;
-        char *save = NULL;
-        for (char *tok = strtok_r(buf, "{},", &save); tok && s->n_items < KH_MAX_ITEMS;
-             tok = strtok_r(NULL, "{},", &save))
-            s->items[s->n_items++] = tok;
-        s->staff_id = PQgetvalue(r, i, 5);
-        s->created_at = PQgetvalue(r, i, 6);
-        s->updated_at = PQgetvalue(r, i, 7);
-        s->code = PQgetvalue(r, i, 8);
-        s->result = PQgetvalue(r, i, 9);
-        ptrs[i] = s;
-    }
-    Kh__Status st = KH__STATUS__INIT;
-    st.code = "OK";
-    st.message = "";
-    Kh__QueryList list = KH__QUERY_LIST__INIT;
-    list.status = &st;
-    list.queries = ptrs;
-    list.n_queries = (size_t)n;
-    kh_http_reply_pb(req, &list.base);
-out:
-    free(sums);
-    free(ptrs);
-    free(items);
-    free(itembuf);
-}
-
-static void lookup_done(void *arg)
-{
-    lookup *l = arg;
-    struct evhttp_request *req = l->req;
-    if (req != NULL) {
-        evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
-        if (l->err != KH_OK)
-            kh_http_reply_err(req, l->err, "%s", kh_err_get(l->err)->meaning);
-        else if (l->sreq != NULL)
-            status_reply(req, l);
-        else
-            list_reply(req, l);
-    }
-    PQclear(l->rows);
-    if (l->sreq)
-        kh__query_status_request__free_unpacked(l->sreq, NULL);
-    if (l->lreq)
-        kh__query_list_request__free_unpacked(l->lreq, NULL);
-    free(l);
-}
-
-static const char *list_invalid(const Kh__QueryListRequest *f)
-{
-    static const char *const states[] = {"",        "sent",   "answered", "pending",
-                                         "refused", "failed", "timed_out"};
-    bool state_ok = false;
-    for (size_t i = 0; i < sizeof states / sizeof *states; i++)
-        state_ok = state_ok || strcmp(f->state, states[i]) == 0;
-    if (!state_ok)
-        return "state: expected sent, answered, pending, refused, failed or timed_out";
-    if (f->procedure[0] && !kh_id_code(f->procedure, KH_CODE_MAX))
-        return "procedure: expected a procedure code such as JT001";
-    if (f->provider[0] && !kh_id_org(f->provider))
-        return "provider: expected an organisation code";
-    if ((f->since[0] && !kh_id_date(f->since)) || (f->until[0] && !kh_id_date(f->until)))
-        return "since/until: expected YYYYMMDD";
-    if (f->limit > 1000)
-        return "limit: at most 1000";
-    return NULL;
-}
-
-static void start_lookup(struct evhttp_request *req, bool status)
-{
-    char sys[40];
-    gw_tenant *t = gw_identify(req, sys, sizeof sys);
-    if (t == NULL)
-        return;
-    lookup *l = calloc(1, sizeof *l);
-    if (l == NULL) {
-        kh_http_reply_err(req, KH_E_INTERNAL, "out of memory");
-        return;
-    }
-    const char *bad = NULL;
-    if (status) {
-        l->sreq = gw_read_pb(req, &kh__query_status_request__descriptor);
-        if (l->sreq && !kh_id_hex(l->sreq->handle, 2 * KH_MSG_ID_LEN))
-            bad = "handle: expected 32 lower-case hex digits";
-    } else {
-        l->lreq = gw_read_pb(req, &kh__query_list_request__descriptor);
-        if (l->lreq)
-            bad = list_invalid(l->lreq);
-    }
-    if (l->sreq == NULL && l->lreq == NULL) {
-        free(l);
-        return;
-    }
-    l->req = req;
-    l->t = t;
-    snprintf(l->system, sizeof l->system, "%s", sys);
-    if (bad != NULL) {
-        kh_http_reply_err(req, KH_E_FIELD, "%s", bad);
-        l->req = NULL;
-        lookup_done(l);
-        return;
-    }
-    evhttp_connection_set_closecb(evhttp_request_get_connection(req), lookup_close, l);
-    if (kh_pool_submit(G.pool, lookup_work, lookup_done, l) != 0) {
-        l->err = KH_E_OVERLOADED;
-        lookup_done(l);
-    }
-}
-
-static void on_status(struct evhttp_request *req, void *arg)
-{
-    start_lookup(req, true);
-}
-
-static void on_list(struct evhttp_request *req, void *arg)
-{
-    start_lookup(req, false);
 }
 
 /* ---------------------------------------------------------------- sweeper */
@@ -958,13 +633,7 @@ static void sweep_work(PGconn *c, void *arg)
             "items, local_id, staff_id, 'failed', 'KH-5004' FROM q",
             0, NULL);
         /* replay protection needs an id only while its message is valid */
-        PGresult *x = r ? kh_db_exec(c,
-                                     "DELETE FROM seen_msg WHERE expires_at < now() - "
-                                     "interval '1 hour'",
-                                     0, NULL)
-                        : NULL;
-        bool purged = x != NULL;
-        PQclear(x);
+        bool purged = r != NULL && kh_seen_purge(c, KH_SEEN_TENANT, NULL) == KH_OK;
         if (r != NULL && purged && kh_db_commit(c) == KH_OK) {
             if (strcmp(PQcmdTuples(r), "0") != 0)
                 kh_warn("biz", "tenant %s: %s unfinished queries ended failed",
@@ -998,260 +667,4 @@ void gw_query_register(struct evhttp *http)
         event_add(sweep_ev, &tv);
     on_sweep(-1, 0, NULL); /* at start: what a previous run left */
     evhttp_set_cb(http, "/v1/query", on_query, NULL);
-    evhttp_set_cb(http, "/v1/query/status", on_status, NULL);
-    evhttp_set_cb(http, "/v1/query/list", on_list, NULL);
-}
-
-/* ------------------------------------------------------- deferred answers */
-
-typedef struct {
-    struct evhttp_request *req;
-    gw_tenant *t;
-    Kh__Header *h;
-    Kh__AnswerBody *ans;
-    char hex[2 * KH_MSG_ID_LEN + 1]; /* the deferred answer's id */
-    char irt[2 * KH_MSG_ID_LEN + 1]; /* the query's handle */
-    kh_err err;
-    char msg[200];
-    bool again; /* a retransmission of a deferred answer already stored */
-} deferred;
-
-static void deferred_close(struct evhttp_connection *conn, void *arg)
-{
-    ((deferred *)arg)->req = NULL;
-}
-
-static void deferred_free(deferred *df)
-{
-    if (df->h)
-        kh__header__free_unpacked(df->h, NULL);
-    if (df->ans) {
-        kh_items_wipe(df->ans->data, df->ans->n_data);
-        kh__answer_body__free_unpacked(df->ans, NULL);
-    }
-    free(df);
-}
-
-/* The deferred answer's body against its header and the rules. */
-static bool deferred_ok(const deferred *df)
-{
-    const Kh__Header *h = df->h;
-    const Kh__AnswerBody *a = df->ans;
-    bool refused = strcmp(a->result, "REFUSED") == 0;
-    bool ok = a->msg_id.len == KH_MSG_ID_LEN &&
-              memcmp(a->msg_id.data, h->msg_id.data, KH_MSG_ID_LEN) == 0 &&
-              a->in_reply_to.len == KH_MSG_ID_LEN &&
-              memcmp(a->in_reply_to.data, h->in_reply_to.data, KH_MSG_ID_LEN) == 0 &&
-              strcmp(a->sender, h->sender) == 0 && strcmp(a->recipient, df->t->id.code) == 0 &&
-              strcmp(a->procedure, h->procedure) == 0 &&
-              kh_items_equal(a->items, a->n_items, h->items, h->n_items) && a->deferred &&
-              (strcmp(a->result, "FOUND") == 0 || strcmp(a->result, "NOT_FOUND") == 0 ||
-               strcmp(a->result, "WITHHELD") == 0 || refused) &&
-              (!refused || (a->n_data == 0 && kh_err_from_code(a->code) == KH_E_MANUAL_REFUSAL));
-    for (size_t i = 0; ok && i < a->n_data + a->n_withheld; i++) {
-        const char *code = i < a->n_data ? a->data[i]->item_code : a->withheld[i - a->n_data];
-        bool asked = false;
-        for (size_t k = 0; k < h->n_items; k++)
-            asked = asked || strcmp(code, h->items[k]) == 0;
-        for (size_t k = 0; k < i; k++) {
-            const char *o = k < a->n_data ? a->data[k]->item_code : a->withheld[k - a->n_data];
-            ok = ok && strcmp(o, code) != 0;
-        }
-        ok = ok && asked;
-    }
-    return ok && (refused || result_consistent(a)) && a->base.n_unknown_fields == 0;
-}
-
-/* Minimisation, checked on a deferred answer too. */
-static bool deferred_within_basis(const Kh__AnswerBody *a, const char *row)
-{
-    for (size_t i = 0; i < a->n_data; i++)
-        for (size_t k = 0; k < a->data[i]->n_fields; k++)
-            if (!kh_dir_field_allowed(G.dir, row, a->data[i]->item_code,
-                                      a->data[i]->fields[k]->name))
-                return false;
-    return true;
-}
-
-static void deferred_work(PGconn *c, void *arg)
-{
-    deferred *df = arg;
-    Kh__AnswerBody *a = df->ans;
-    char lit[KH_MAX_ITEMS * (KH_CODE_MAX + 1) + 4];
-    gw_codes_literal(df->h->items, df->h->n_items, lit, sizeof lit);
-    if (kh_db_tenant_begin(c, df->t->id.code) != KH_OK) {
-        df->err = KH_E_DB;
-        snprintf(df->msg, sizeof df->msg, "database unavailable");
-        return;
-    }
-    const char *p[4] = {df->irt, df->h->sender, df->h->procedure, lit};
-    PGresult *r = kh_db_exec(c,
-                             "SELECT state, local_id, staff_id FROM query WHERE msg_id = $1 "
-                             "AND provider = $2 AND procedure = $3 AND items = $4::text[] "
-                             "FOR UPDATE",
-                             4, p);
-    if (r == NULL) {
-        df->err = KH_E_DB;
-        goto fail;
-    }
-    if (PQntuples(r) != 1) {
-        PQclear(r);
-        df->err = KH_E_UNEXPECTED_ANSWER;
-        snprintf(df->msg, sizeof df->msg, "no query of this tenant matches the deferred answer");
-        goto fail;
-    }
-    char state[16], local_id[32], staff[40];
-    snprintf(state, sizeof state, "%s", PQgetvalue(r, 0, 0));
-    snprintf(local_id, sizeof local_id, "%s", PQgetvalue(r, 0, 1));
-    snprintf(staff, sizeof staff, "%s", PQgetvalue(r, 0, 2));
-    PQclear(r);
-    kh_err e = kh_db_seen(c, "seen_msg", df->h->sender, df->hex, df->h->expires_at);
-    bool final = strcmp(state, "answered") == 0 || strcmp(state, "refused") == 0;
-    if (e == KH_E_REPLAY && final) {
-        df->again = true; /* our acknowledgement was lost: acknowledge again */
-        kh_db_rollback(c);
-        khc_wipe(local_id, sizeof local_id);
-        return;
-    }
-    if (e != KH_OK) {
-        khc_wipe(local_id, sizeof local_id);
-        df->err = e;
-        snprintf(df->msg, sizeof df->msg, "%s",
-                 e == KH_E_REPLAY ? "deferred answer already received" : "database unavailable");
-        goto fail;
-    }
-    if (strcmp(state, "sent") == 0 || strcmp(state, "timed_out") == 0) {
-        /* the PENDING reply is not recorded here yet: the provider's outbox
-         * retries (KH-5003 is retryable) */
-        khc_wipe(local_id, sizeof local_id);
-        df->err = KH_E_OVERLOADED;
-        snprintf(df->msg, sizeof df->msg, "the query is not recorded as pending yet; retry");
-        goto fail;
-    }
-    if (strcmp(state, "pending") != 0) {
-        /* answered, refused, or failed: final states stay final */
-        khc_wipe(local_id, sizeof local_id);
-        df->err = KH_E_UNEXPECTED_ANSWER;
-        snprintf(df->msg, sizeof df->msg, "the query is %s, not waiting for a decision", state);
-        goto fail;
-    }
-    bool refused = strcmp(a->result, "REFUSED") == 0;
-    char *bytes = bytea_hex(&a->base);
-    const char *u[6] = {df->irt,
-                        refused ? "refused" : "answered",
-                        refused ? a->code : NULL,
-                        refused ? "refused by the provider's responder" : NULL,
-                        a->result,
-                        bytes};
-    r = bytes ? kh_db_exec(c,
-                           "UPDATE query SET state = $2, code = $3, message = $4, result = $5, "
-                           "answer = $6::bytea, updated_at = now() WHERE msg_id = $1",
-                           6, u)
-              : NULL;
-    if (bytes)
-        khc_wipe(bytes, strlen(bytes));
-    free(bytes);
-    e = r ? KH_OK : KH_E_DB;
-    PQclear(r);
-    const char *outcome = refused ? "refused" : outcome_of("answered", a);
-    if (e == KH_OK)
-        e = gw_access(c, df->hex, "peer", df->h->sender, "deferred_answer", staff, df->h->procedure,
-                      df->h->items, df->h->n_items, KH_OK);
-    if (e == KH_OK)
-        e = gw_record(c, df->irt, "asked", df->h->sender, df->h->procedure, df->h->items,
-                      df->h->n_items, local_id, staff, outcome,
-                      refused ? KH_E_MANUAL_REFUSAL : KH_OK, a->data, a->n_data);
-    khc_wipe(local_id, sizeof local_id);
-    if (e == KH_OK)
-        e = kh_db_commit(c);
-    if (e == KH_OK)
-        return;
-    df->err = KH_E_DB;
-    snprintf(df->msg, sizeof df->msg, "cannot record the deferred answer");
-fail:
-    kh_db_rollback(c);
-}
-
-static void deferred_done(void *arg)
-{
-    deferred *df = arg;
-    struct evhttp_request *req = df->req;
-    if (req != NULL)
-        evhttp_connection_set_closecb(evhttp_request_get_connection(req), NULL, NULL);
-    if (df->err != KH_OK) {
-        kh_info("peer", "tenant %s: deferred answer %s refused %s", df->t->id.code, df->hex,
-                kh_err_code(df->err));
-        if (req)
-            kh_http_reply_err(req, df->err, "%s", df->msg);
-    } else {
-        kh_info("peer", "tenant %s: query %s answered by deferred answer %s (%s)%s", df->t->id.code,
-                df->irt, df->hex, df->ans->result, df->again ? " again" : "");
-        if (req) {
-            Kh__Status st = KH__STATUS__INIT;
-            st.code = "OK";
-            st.message = "";
-            kh_http_reply_pb(req, &st.base);
-        }
-    }
-    deferred_free(df);
-}
-
-void gw_query_on_deferred(struct evhttp_request *req, gw_tenant *t, Kh__Envelope *env,
-                          Kh__Header *h)
-{
-    char hex[2 * KH_MSG_ID_LEN + 1];
-    kh_msgid_hex(&h->msg_id, hex);
-    kh_err e = KH_OK;
-    const char *why = NULL, *row = NULL;
-    uint8_t *body = NULL;
-    size_t blen = 0;
-    deferred *df = NULL;
-    const kh_org *prov = kh_dir_org(G.dir, h->sender);
-    if (strcmp(h->answer_state, "DEFERRED") != 0 || h->in_reply_to.len != KH_MSG_ID_LEN) {
-        e = KH_E_BAD_REQUEST;
-        why = "an answer on its own must be a deferred answer to a query";
-    } else if ((e = kh_env_check_time(h, (int64_t)time(NULL), G.skew, G.ttl)) != KH_OK) {
-        why = kh_err_get(e)->meaning;
-    } else if ((e = kh_dir_legal(G.dir, t->id.code, h->procedure, h->sender, h->items, h->n_items,
-                                 &row)) != KH_OK) {
-        why = "no legal-basis row allows this answer";
-    } else if ((e = kh_env_open(env, &t->id, G.national, prov ? prov->sign_cert : NULL, &body,
-                                &blen)) != KH_OK) {
-        why = kh_err_get(e)->meaning;
-    } else if ((df = calloc(1, sizeof *df)) == NULL) {
-        e = KH_E_INTERNAL;
-        why = "out of memory";
-    } else {
-        df->t = t;
-        df->h = h;
-        h = NULL;
-        memcpy(df->hex, hex, sizeof hex);
-        kh_msgid_hex(&df->h->in_reply_to, df->irt);
-        df->ans = kh__answer_body__unpack(NULL, blen, body);
-        if (df->ans == NULL || !deferred_ok(df)) {
-            e = KH_E_SPLICE;
-            why = "deferred answer does not match its header";
-        } else if (!deferred_within_basis(df->ans, row)) {
-            e = KH_E_OVERSHARE;
-            why = "the deferred answer carries a field the legal-basis row does not allow";
-        }
-    }
-    khc_free_secret(body, blen);
-    kh__envelope__free_unpacked(env, NULL);
-    if (h)
-        kh__header__free_unpacked(h, NULL);
-    if (e != KH_OK) {
-        kh_info("peer", "refused deferred answer %s: %s", hex, kh_err_code(e));
-        kh_http_reply_err(req, e, "%s", why);
-        if (df)
-            deferred_free(df);
-        return;
-    }
-    df->req = req;
-    evhttp_connection_set_closecb(evhttp_request_get_connection(req), deferred_close, df);
-    if (kh_pool_submit(G.pool, deferred_work, deferred_done, df) != 0) {
-        df->err = KH_E_OVERLOADED;
-        snprintf(df->msg, sizeof df->msg, "database queue full");
-        deferred_done(df);
-    }
 }

@@ -15,7 +15,7 @@
  * another meanwhile is answered from what was read last. */
 #include "gw_usage.h"
 
-#include "gw.h"
+#include "gw_state.h"
 #include "khlog.h"
 #include "khpool.h"
 #include "khprom.h"

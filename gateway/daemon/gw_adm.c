@@ -1,0 +1,363 @@
+/* gw_adm.c: the admin API's shared helpers (gw_adm.h): outcomes, the body's
+ * and the query string's parameters (every one validated, unknown ones
+ * refused), listings as JSON, and the audit rows of tenants and operators. */
+#include "gw_adm.h"
+
+#include "khadmin.h"
+#include "khcrypto.h"
+#include "khhttp.h"
+#include "khid.h"
+#include "khjson.h"
+#include "khlog.h"
+
+#include <sys/queue.h>
+
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+adm_state ADM;
+
+/* ------------------------------------------------------------ helpers */
+
+void adm_set_err(adm_call *call, kh_err e, const char *fmt, ...)
+{
+    va_list ap;
+    call->err = e;
+    va_start(ap, fmt);
+    vsnprintf(call->msg, sizeof call->msg, fmt, ap);
+    va_end(ap);
+}
+
+bool adm_db_failed(adm_call *call, PGresult *r)
+{
+    if (r != NULL)
+        return false;
+    adm_set_err(call, KH_E_DB, "database unavailable");
+    return true;
+}
+
+/* A one-parameter query of one boolean: 1 true, 0 false, -1 failed (call->err set). */
+int adm_db_true(PGconn *c, adm_call *call, const char *sql, const char *param)
+{
+    PGresult *r = kh_db_exec(c, sql, 1, &param);
+    if (adm_db_failed(call, r))
+        return -1;
+    int t = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    return t;
+}
+
+/* Finishes the writer into the call's response, or an internal error. */
+void adm_set_out(adm_call *call, khj_writer *w, int status)
+{
+    call->out = khjw_finish(w, &call->outlen);
+    if (call->out == NULL) {
+        adm_set_err(call, KH_E_INTERNAL, "cannot build the response");
+        return;
+    }
+    call->err = KH_OK;
+    call->status = status;
+}
+
+/* YYYY-MM-DD, a real day of the Gregorian calendar. */
+bool adm_digits_ok(const char *s, size_t max)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    return true;
+}
+
+/* Characters (not bytes) of valid UTF-8 text; -1 if it holds a control character. */
+long adm_text_chars(const char *s)
+{
+    long n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            return -1;
+        if ((*p & 0xc0) != 0x80)
+            n++;
+    }
+    return n;
+}
+
+bool adm_procedure_known(const char *code)
+{
+    for (size_t i = 0; G.dir && i < G.dir->pb->n_legal_basis; i++)
+        if (strcmp(G.dir->pb->legal_basis[i]->procedure, code) == 0)
+            return true;
+    return false;
+}
+
+bool adm_has_tenant(const adm_call *call, const char *org)
+{
+    if (call->role == KHADM_PLATFORM_ADMIN)
+        return true;
+    for (size_t i = 0; i < call->ntenants; i++)
+        if (strcmp(call->tenants[i], org) == 0)
+            return true;
+    return false;
+}
+
+/* ------------------------------------------------- body and parameters */
+
+/* The body must be an object whose keys are all in known (NULL-terminated). */
+bool adm_body_fields(adm_call *call, const char *const *known)
+{
+    if (call->body == NULL) {
+        adm_set_err(call, KH_E_ADM_JSON, "a JSON object body is required");
+        return false;
+    }
+    for (size_t i = 0; i < khj_len(call->body); i++) {
+        const char *k = khj_key_at(call->body, i);
+        bool ok = false;
+        for (size_t j = 0; known[j] && !ok; j++)
+            ok = strcmp(k, known[j]) == 0;
+        if (!ok) {
+            bool plain = strlen(k) <= 32 && kh_id_token(k, 32);
+            adm_set_err(call, KH_E_ADM_FIELD, "unknown field%s%s%s", plain ? " '" : "",
+                        plain ? k : "", plain ? "'" : "");
+            return false;
+        }
+    }
+    return true;
+}
+
+/* A string field: absent is NULL (an error if required); present it must
+ * be a non-empty string. */
+bool adm_body_str(adm_call *call, const char *key, bool required, const char **out)
+{
+    const khj_val *v = khj_get(call->body, key);
+    *out = NULL;
+    if (v == NULL || khj_type_of(v) == KHJ_NULL) {
+        if (required)
+            adm_set_err(call, KH_E_ADM_FIELD, "%s: missing", key);
+        return !required;
+    }
+    if (khj_type_of(v) != KHJ_STR) {
+        adm_set_err(call, KH_E_ADM_FIELD, "%s: must be a string, not %s", key,
+                    khj_type_name(khj_type_of(v)));
+        return false;
+    }
+    if (khj_strlen(v) == 0) {
+        adm_set_err(call, KH_E_ADM_FIELD, "%s: empty", key);
+        return false;
+    }
+    *out = khj_str(v);
+    return true;
+}
+
+/* Query parameters must all be in known, each given once. */
+bool adm_query_known(adm_call *call, const char *const *known)
+{
+    struct evkeyval *kv;
+    if (call->bad_query) {
+        adm_set_err(call, KH_E_ADM_FIELD, "query string is not well-formed");
+        return false;
+    }
+    TAILQ_FOREACH(kv, &call->query, next)
+    {
+        bool ok = false;
+        for (size_t j = 0; known[j] && !ok; j++)
+            ok = strcmp(kv->key, known[j]) == 0;
+        bool plain = kh_id_token(kv->key, 32);
+        if (!ok) {
+            adm_set_err(call, KH_E_ADM_FIELD, "unknown parameter%s%s%s", plain ? " '" : "",
+                        plain ? kv->key : "", plain ? "'" : "");
+            return false;
+        }
+        for (struct evkeyval *o = TAILQ_NEXT(kv, next); o; o = TAILQ_NEXT(o, next))
+            if (strcmp(o->key, kv->key) == 0) {
+                adm_set_err(call, KH_E_ADM_FIELD, "%s: given twice", kv->key);
+                return false;
+            }
+    }
+    return true;
+}
+
+const char *adm_query_get(adm_call *call, const char *key)
+{
+    const char *v = evhttp_find_header(&call->query, key);
+    return v != NULL && *v != '\0' ? v : NULL;
+}
+
+/* One of the allowed values (NULL-terminated), or absent. */
+bool adm_query_enum(adm_call *call, const char *key, const char *const *allowed, const char **out)
+{
+    *out = adm_query_get(call, key);
+    if (*out == NULL)
+        return true;
+    for (size_t i = 0; allowed[i]; i++)
+        if (strcmp(*out, allowed[i]) == 0)
+            return true;
+    char list[160] = "";
+    for (size_t i = 0; allowed[i]; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
+                 allowed[i]);
+    adm_set_err(call, KH_E_ADM_FIELD, "%s: one of %s", key, list);
+    *out = NULL;
+    return false;
+}
+
+bool adm_query_date(adm_call *call, const char *key, const char **out)
+{
+    *out = adm_query_get(call, key);
+    if (*out != NULL && !kh_id_iso_date(*out)) {
+        adm_set_err(call, KH_E_ADM_FIELD, "%s: a date YYYY-MM-DD", key);
+        return false;
+    }
+    return true;
+}
+
+bool adm_query_limit(adm_call *call, char out[8])
+{
+    const char *v = adm_query_get(call, "limit");
+    snprintf(out, 8, "%d", ADM_LIST_DEFAULT);
+    if (v == NULL)
+        return true;
+    if (!adm_digits_ok(v, 4) || atoi(v) < 1 || atoi(v) > ADM_LIST_MAX) {
+        adm_set_err(call, KH_E_ADM_FIELD, "limit: 1 to %d", ADM_LIST_MAX);
+        return false;
+    }
+    snprintf(out, 8, "%d", atoi(v));
+    return true;
+}
+
+/* since/until: the created day in [since, until], in the database's time zone. */
+bool adm_query_period(adm_call *call, const char **since, const char **until)
+{
+    if (!adm_query_date(call, "since", since) || !adm_query_date(call, "until", until))
+        return false;
+    if (*since && *until && strcmp(*since, *until) > 0) {
+        adm_set_err(call, KH_E_ADM_FIELD, "until: before since");
+        return false;
+    }
+    return true;
+}
+
+/* ------------------------------------------------------- SQL listings */
+
+/* Appends " AND <before>$n<after>" with value as parameter n (nothing if
+ * value is NULL). before/after are constants of the caller. */
+void adm_list_where(adm_listing *l, const char *before, const char *after, const char *value)
+{
+    if (value == NULL || l->n >= 9)
+        return;
+    l->p[l->n++] = value;
+    snprintf(l->sql + strlen(l->sql), sizeof l->sql - strlen(l->sql), " AND %s$%d%s", before, l->n,
+             after);
+}
+
+/* Runs SELECT cols FROM from WHERE conds ORDER BY order LIMIT limit as one
+ * JSON array built by PostgreSQL, and answers {"tenant":..., key: [...]}. */
+void adm_list_json(PGconn *c, adm_call *call, adm_listing *l, const char *order, const char *limit,
+                   const char *key)
+{
+    char full[1800];
+    l->p[l->n++] = limit;
+    snprintf(full, sizeof full,
+             "SELECT coalesce(json_agg(x ORDER BY %s), '[]')::text FROM (%s ORDER BY %s "
+             "LIMIT $%d::int) x",
+             order, l->sql, order, l->n);
+    PGresult *r = kh_db_exec(c, full, l->n, l->p);
+    if (adm_db_failed(call, r))
+        return;
+    khj_writer w;
+    khjw_init(&w, 0);
+    khjw_obj(&w);
+    khjw_kstr(&w, "tenant", call->org);
+    khjw_key(&w, key);
+    const char *json = PQgetvalue(r, 0, 0);
+    khjw_raw(&w, json, strlen(json));
+    khjw_obj_end(&w);
+    /* listings carry personal data: PostgreSQL's copy is wiped too */
+    khc_wipe(PQgetvalue(r, 0, 0), strlen(json));
+    PQclear(r);
+    adm_set_out(call, &w, 200);
+}
+
+/* ------------------------------------------------------- audit records */
+
+/* One audit row: sql inserts (who, action, target, detail, outcome, code). */
+kh_err adm_audit_insert(PGconn *c, const char *sql, const char *who, const char *action,
+                        const char *target, const char *detail, kh_err code)
+{
+    const char *p[6] = {who,
+                        action,
+                        target,
+                        detail ? detail : "{}",
+                        code ? "refused" : "ok",
+                        code ? kh_err_code(code) : NULL};
+    PGresult *r = kh_db_exec(c, sql, 6, p);
+    if (r == NULL)
+        return KH_E_DB;
+    PQclear(r);
+    return KH_OK;
+}
+
+/* A row of the tenant's audit_log in the current tenant transaction.
+ * detail: a JSON object (text) or NULL; code: KH_OK or the refusal. */
+kh_err adm_tenant_audit(PGconn *c, adm_call *call, const char *target, const char *detail,
+                        kh_err code)
+{
+    return adm_audit_insert(
+        c,
+        "INSERT INTO audit_log (operator, action, target, detail, outcome, code) "
+        "VALUES ($1, $2, $3, $4::jsonb, $5, $6)",
+        call->op, call->route->action, target, detail, code);
+}
+
+/* A row of kh.operator_audit in the current kh_operator_store transaction. */
+kh_err adm_operator_audit(PGconn *c, const char *actor, const char *action, const char *target,
+                          const char *detail, kh_err code)
+{
+    return adm_audit_insert(
+        c,
+        "INSERT INTO kh.operator_audit (actor, action, target, detail, outcome, "
+        "code) VALUES ($1, $2, $3, $4::jsonb, $5, $6)",
+        actor, action, target, detail, code);
+}
+
+kh_err adm_platform_begin(PGconn *c)
+{
+    kh_err e = kh_db_begin(c);
+    if (e != KH_OK)
+        return e;
+    PGresult *r = kh_db_exec(c, "SET LOCAL ROLE kh_operator_store", 0, NULL);
+    if (r == NULL) {
+        kh_db_rollback(c);
+        return KH_E_DB;
+    }
+    PQclear(r);
+    return KH_OK;
+}
+
+/* Records call->err as a refusal: in the tenant's audit log for a hosted
+ * tenant's route, in kh.operator_audit for the others. Best effort: the
+ * refusal stands even if the record cannot be written. */
+void adm_record_refusal(PGconn *c, adm_call *call)
+{
+    char detail[96];
+    snprintf(detail, sizeof detail, "{\"method\": \"%s\"}",
+             call->route->method == EVHTTP_REQ_GET ? "GET" : "POST");
+    if (call->route->tenant) {
+        if (call->t == NULL || kh_db_tenant_begin(c, call->t->id.code) != KH_OK)
+            return;
+        if (adm_tenant_audit(c, call, NULL, detail, call->err) != KH_OK || kh_db_commit(c) != KH_OK)
+            kh_db_rollback(c);
+        return;
+    }
+    if (adm_platform_begin(c) != KH_OK)
+        return;
+    if (adm_operator_audit(c, call->op, call->route->action, NULL, detail, call->err) != KH_OK ||
+        kh_db_commit(c) != KH_OK)
+        kh_db_rollback(c);
+}

@@ -1,0 +1,158 @@
+/* gw_adm.h: what the files of the admin API share (gw_admin.c: routing,
+ * authentication and the event loop; gw_adm.c: parameters, listings and
+ * audit rows; gw_admin_session.c: logins, sessions and operators;
+ * gw_admin_tenant.c: a tenant's flags, listings, usage and decisions). Not
+ * for the rest of the daemon: gw_admin.h is its interface. */
+#ifndef KH_GW_ADM_H
+#define KH_GW_ADM_H
+
+#include "gw_state.h"
+
+#include "khadmin.h"
+#include "khjson.h"
+
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <libpq-fe.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define ADM_MAX_BODY 65536   /* request bodies, before authentication */
+#define ADM_FAIL_LIMIT 5     /* failed logins in a row before a lock */
+#define ADM_MAX_HASHING 2    /* password checks and hashes in flight */
+#define ADM_LIST_DEFAULT 100 /* rows of a listing */
+#define ADM_LIST_MAX 1000
+
+typedef struct adm_call adm_call;
+typedef void (*adm_work_fn)(PGconn *c, adm_call *call);
+
+/* One endpoint. path: the whole path, or for tenant routes the part after
+ * /admin/v1/tenants/{org}/, where "#" stands for a flag id. */
+typedef struct {
+    enum evhttp_cmd_type method;
+    bool tenant;
+    const char *path;
+    unsigned roles;
+    const char *action; /* names it in audit rows and the operational log */
+    adm_work_fn work;
+    bool hashes; /* runs scrypt: counted against ADM_MAX_HASHING */
+} adm_route;
+
+struct adm_call {
+    struct evhttp_request *req; /* NULL once the client has gone */
+    const adm_route *route;
+    char cn[KHADM_NAME_MAX + 1]; /* of the connection's client certificate */
+    uint8_t token[32];
+    bool has_token, bad_token;
+    char org[8];   /* tenant routes: the code in the path */
+    gw_tenant *t;  /* the hosted tenant, or NULL */
+    int64_t id;    /* flag id in the path */
+    khj_val *body; /* the request's JSON object, or NULL */
+    bool bad_json;
+    char json_err[160];
+    struct evkeyvalq query; /* decoded query parameters */
+    bool bad_query;
+    /* the session, set by authenticate() on the worker */
+    char op[KHADM_NAME_MAX + 1];
+    char role_name[16];
+    unsigned role;
+    char tenants[KHADM_MAX_TENANTS][8];
+    size_t ntenants;
+    char session_created[32], session_expires[32];
+    /* the outcome */
+    kh_err err;
+    char msg[256];
+    int status; /* HTTP status of a success */
+    char *out;  /* JSON of a success */
+    size_t outlen;
+    const char *content_type; /* of out if not JSON (a constant) */
+};
+
+/* The admin listener's settings and its one counter, kept by gw_admin.c. */
+typedef struct {
+    /* admin_session_idle, _max, admin_lockout: read by workers, changed by SIGHUP */
+    atomic_int idle_secs, max_secs, lockout_secs;
+    int hashing; /* password checks and hashes in flight (event loop only) */
+} adm_state;
+extern adm_state ADM;
+
+/* A adm_listing query: fixed text with numbered parameters. */
+typedef struct {
+    char sql[1536];
+    const char *p[10];
+    int n;
+} adm_listing;
+
+/* Helpers (gw_adm.c). */
+void adm_set_err(adm_call *call, kh_err e, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+bool adm_db_failed(adm_call *call, PGresult *r);
+/* A one-parameter query of one boolean: 1 true, 0 false, -1 failed (call->err set). */
+int adm_db_true(PGconn *c, adm_call *call, const char *sql, const char *param);
+/* Finishes the writer into the call's response, or an internal error. */
+void adm_set_out(adm_call *call, khj_writer *w, int status);
+/* YYYY-MM-DD, a real day of the Gregorian calendar. */
+bool adm_digits_ok(const char *s, size_t max);
+/* Characters (not bytes) of valid UTF-8 text; -1 if it holds a control character. */
+long adm_text_chars(const char *s);
+bool adm_procedure_known(const char *code);
+bool adm_has_tenant(const adm_call *call, const char *org);
+/* The body must be an object whose keys are all in known (NULL-terminated). */
+bool adm_body_fields(adm_call *call, const char *const *known);
+/* A string field: absent is NULL (an error if required); present it must
+ * be a non-empty string. */
+bool adm_body_str(adm_call *call, const char *key, bool required, const char **out);
+/* Query parameters must all be in known, each given once. */
+bool adm_query_known(adm_call *call, const char *const *known);
+const char *adm_query_get(adm_call *call, const char *key);
+/* One of the allowed values (NULL-terminated), or absent. */
+bool adm_query_enum(adm_call *call, const char *key, const char *const *allowed, const char **out);
+bool adm_query_date(adm_call *call, const char *key, const char **out);
+bool adm_query_limit(adm_call *call, char out[8]);
+/* since/until: the created day in [since, until], in the database's time zone. */
+bool adm_query_period(adm_call *call, const char **since, const char **until);
+/* Appends " AND <before>$n<after>" with value as parameter n (nothing if
+ * value is NULL). before/after are constants of the caller. */
+void adm_list_where(adm_listing *l, const char *before, const char *after, const char *value);
+/* Runs SELECT cols FROM from WHERE conds ORDER BY order LIMIT limit as one
+ * JSON array built by PostgreSQL, and answers {"tenant":..., key: [...]}. */
+void adm_list_json(PGconn *c, adm_call *call, adm_listing *l, const char *order, const char *limit,
+                   const char *key);
+/* One audit row: sql inserts (who, action, target, detail, outcome, code). */
+kh_err adm_audit_insert(PGconn *c, const char *sql, const char *who, const char *action,
+                        const char *target, const char *detail, kh_err code);
+/* A row of the tenant's audit_log in the current tenant transaction.
+ * detail: a JSON object (text) or NULL; code: KH_OK or the refusal. */
+kh_err adm_tenant_audit(PGconn *c, adm_call *call, const char *target, const char *detail,
+                        kh_err code);
+/* A row of kh.operator_audit in the current kh_operator_store transaction. */
+kh_err adm_operator_audit(PGconn *c, const char *actor, const char *action, const char *target,
+                          const char *detail, kh_err code);
+kh_err adm_platform_begin(PGconn *c);
+/* Records call->err as a refusal: in the tenant's audit log for a hosted
+ * tenant's route, in kh.operator_audit for the others. Best effort: the
+ * refusal stands even if the record cannot be written. */
+void adm_record_refusal(PGconn *c, adm_call *call);
+
+/* Logins, sessions, operators (gw_admin_session.c). */
+void adm_login_work(PGconn *c, adm_call *call);
+void adm_whoami_work(PGconn *c, adm_call *call);
+void adm_logout_work(PGconn *c, adm_call *call);
+void adm_operators_list_work(PGconn *c, adm_call *call);
+void adm_operators_add_work(PGconn *c, adm_call *call);
+void adm_operators_disable_work(PGconn *c, adm_call *call);
+
+/* A tenant's data (gw_admin_tenant.c). */
+void adm_flags_list_work(PGconn *c, adm_call *call);
+void adm_flags_add_work(PGconn *c, adm_call *call);
+void adm_flags_revoke_work(PGconn *c, adm_call *call);
+void adm_pending_work(PGconn *c, adm_call *call);
+void adm_queries_work(PGconn *c, adm_call *call);
+void adm_audit_work(PGconn *c, adm_call *call);
+void adm_usage_work(PGconn *c, adm_call *call);
+void adm_usage_all_work(PGconn *c, adm_call *call);
+void adm_metrics_work(PGconn *c, adm_call *call);
+void adm_decide_work(PGconn *c, adm_call *call);
+
+#endif

@@ -1,0 +1,128 @@
+/* gw_conf.c: kakehashi-gw's options, declared once (gw_conf.h). The help,
+ * the defaults, the bounds, what -t checks and what SIGHUP may change all
+ * come from the table below. */
+#include "gw_conf.h"
+
+#include "khid.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+static bool org_code(const char *v, char *why, size_t whylen)
+{
+    if (kh_id_org(v))
+        return true;
+    snprintf(why, whylen,
+             "'%s' is not an organisation code (6 of [0-9A-Z], check digit for "
+             "municipalities and prefectures)",
+             v);
+    return false;
+}
+
+static bool host_name(const char *v, char *why, size_t whylen)
+{
+    if (kh_id_token(v, 64))
+        return true;
+    snprintf(why, whylen, "'%s' is not a host name (1-64 of [A-Za-z0-9_-])", v);
+    return false;
+}
+
+static bool system_id(const char *v, char *why, size_t whylen)
+{
+    if (kh_id_token(v, 32))
+        return true;
+    snprintf(why, whylen, "'%s' is not a business-system ID (1-32 of [A-Za-z0-9_-])", v);
+    return false;
+}
+
+static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+
+#define OFF(f) offsetof(gw_settings, f)
+#define REQ KH_OPT_REQUIRED
+#define RELOAD KH_OPT_RELOAD
+#define SECRET KH_OPT_SECRET
+
+static const kh_opt options[] = {
+    {"name", KH_OPT_STR, REQ, NULL, 0, 64, NULL, OFF(name), host_name,
+     "this host's name (CN of pki/gw/NAME/tls.crt)"},
+    {"pki", KH_OPT_STR, REQ, NULL, 0, 900, NULL, OFF(pki), NULL, "folder made by tools/khpki"},
+    {"router", KH_OPT_ADDR, REQ, NULL, 0, 0, NULL, OFF(router), NULL, "the router's address"},
+    {"db", KH_OPT_STR, REQ | SECRET, NULL, 0, 1024, NULL, OFF(db), NULL,
+     "libpq connection string (the gateway's login role)"},
+    {"business_listen", KH_OPT_ADDR, REQ, NULL, 0, 0, NULL, OFF(business_listen), NULL,
+     "business API (tenants' business systems)"},
+    {"peer_listen", KH_OPT_ADDR, REQ, NULL, 0, 0, NULL, OFF(peer_listen), NULL,
+     "peer API (only the router)"},
+    {"admin_listen", KH_OPT_ADDR, 0, NULL, 0, 0, NULL, OFF(admin_listen), NULL,
+     "admin API (operators; JSON; client certificates of pki/operator-ca.crt only; optional)"},
+    {"tenant", KH_OPT_LIST, REQ, NULL, 0, KH_OPT_LIST_MAX, NULL, OFF(tenants), org_code,
+     "a hosted organisation"},
+    {"db_workers", KH_OPT_INT, 0, "4", 1, 64, NULL, OFF(db_workers), NULL,
+     "database worker threads"},
+    {"db_queue", KH_OPT_INT, 0, "1024", 1, 1 << 20, NULL, OFF(db_queue), NULL,
+     "bound of the database job queue"},
+    {"max_skew", KH_OPT_INT, RELOAD, "120", 0, 3600, NULL, OFF(max_skew), NULL,
+     "allowed clock skew, seconds"},
+    {"msg_ttl", KH_OPT_INT, RELOAD, "300", 10, 86400, NULL, OFF(msg_ttl), NULL,
+     "validity of a message, seconds"},
+    {"max_body", KH_OPT_INT, 0, "1048576", 1024, 64 << 20, NULL, OFF(max_body), NULL,
+     "largest request body, bytes"},
+    {"timeout_ms", KH_OPT_INT, RELOAD, "30000", 100, 120000, NULL, OFF(timeout_ms), NULL,
+     "default wait for an answer"},
+    {"log_level", KH_OPT_ENUM, RELOAD, "info", 0, 0, log_levels, OFF(log_level), NULL,
+     "least severe level logged"},
+    {"spool_dir", KH_OPT_STR, 0, NULL, 0, 900, NULL, OFF(spool_dir), NULL,
+     "where bulk uploads are spooled (enables /v1/bulk/*)"},
+    {"drop_dir", KH_OPT_STR, 0, NULL, 0, 900, NULL, OFF(drop_dir), NULL,
+     "watched drop folder: DIR/<tenant>/in/*.csv (optional)"},
+    {"drop_system", KH_OPT_STR, 0, "dropfolder", 0, 32, NULL, OFF(drop_system), system_id,
+     "business system the drop folder registers as"},
+    {"chain_sign_interval", KH_OPT_INT, 0, "60", 1, 86400, NULL, OFF(chain_sign_interval), NULL,
+     "seconds between signatures of the record chains' heads"},
+    {"max_upload_mb", KH_OPT_INT, 0, "4096", 1, 1 << 20, NULL, OFF(max_upload_mb), NULL,
+     "largest bulk file accepted, MiB"},
+    {"admin_session_idle", KH_OPT_INT, RELOAD, "1800", 60, 86400, NULL, OFF(admin_session_idle),
+     NULL, "an operator session ends after this many idle seconds"},
+    {"admin_session_max", KH_OPT_INT, RELOAD, "28800", 60, 7 * 86400, NULL, OFF(admin_session_max),
+     NULL, "and at the latest this many seconds after its login"},
+    {"admin_lockout", KH_OPT_INT, RELOAD, "900", 1, 86400, NULL, OFF(admin_lockout), NULL,
+     "seconds an operator is locked after 5 failed logins"},
+    {NULL, KH_OPT_STR, 0, NULL, 0, 0, NULL, 0, NULL, NULL},
+};
+
+kh_conf *gw_conf_load(const char *path, gw_settings *s, char *err, size_t errlen)
+{
+    kh_conf *c = kh_conf_load(path, options, s, err, errlen);
+    if (c == NULL)
+        return NULL;
+    for (size_t i = 0; i < s->tenants.n; i++)
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(s->tenants.v[i], s->tenants.v[k]) == 0) {
+                snprintf(err, errlen, "%s: tenant %s listed twice", path, s->tenants.v[i]);
+                goto fail;
+            }
+    if (s->admin_session_idle > s->admin_session_max) {
+        snprintf(err, errlen, "%s: admin_session_idle (%d) is longer than admin_session_max (%d)",
+                 path, s->admin_session_idle, s->admin_session_max);
+        goto fail;
+    }
+    if (s->spool_dir != NULL && s->max_body < 65536) {
+        snprintf(err, errlen, "%s: max_body must be at least 65536 when spool_dir is set", path);
+        goto fail;
+    }
+    return c;
+fail:
+    kh_conf_free(c);
+    return NULL;
+}
+
+const char *gw_conf_fixed_changed(const gw_settings *a, const gw_settings *b)
+{
+    return kh_conf_fixed_changed(options, a, b);
+}
+
+void gw_conf_usage(FILE *f)
+{
+    kh_conf_usage(f, options);
+}

@@ -1,0 +1,34 @@
+/* gw_conf.h: kakehashi-gw's configuration: the one table of its options
+ * (gw_conf.c), the settings it fills, and their checks across options. */
+#ifndef KH_GW_CONF_H
+#define KH_GW_CONF_H
+
+#include "khconf.h"
+
+#include <stdio.h>
+
+enum { GW_LOG_DEBUG, GW_LOG_INFO, GW_LOG_WARN, GW_LOG_ERROR };
+
+/* Every option's value once the file is read (strings point into the
+ * kh_conf that was loaded with them). */
+typedef struct {
+    const char *name, *pki, *router, *db;
+    const char *business_listen, *peer_listen, *admin_listen;
+    kh_opt_list tenants;
+    int db_workers, db_queue;
+    int max_skew, msg_ttl, max_body, timeout_ms, log_level;
+    const char *spool_dir, *drop_dir, *drop_system;
+    int chain_sign_interval, max_upload_mb;
+    int admin_session_idle, admin_session_max, admin_lockout;
+} gw_settings;
+
+/* Reads path into s: every value checked by the table, then the rules that
+ * tie options together (tenants listed once, session limits in order, room
+ * for bulk parts). NULL with err ("file:line: ...") on any problem. */
+kh_conf *gw_conf_load(const char *path, gw_settings *s, char *err, size_t errlen);
+/* The first option that may not change at run time and differs, or NULL. */
+const char *gw_conf_fixed_changed(const gw_settings *a, const gw_settings *b);
+/* The options part of --help. */
+void gw_conf_usage(FILE *f);
+
+#endif

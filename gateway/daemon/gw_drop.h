@@ -1,0 +1,12 @@
+/* gw_drop.h: the watched drop folder (gw_drop.c). */
+#ifndef KH_GW_DROP_H
+#define KH_GW_DROP_H
+
+#include <stddef.h>
+
+/* Prepares DIR/<tenant>/{in,work,done,rejected} for every tenant, puts back
+ * what an interrupted run left, and checks in/ every second. 0 or -1. */
+int gw_drop_start(const char *drop_dir, char *err, size_t errlen);
+void gw_drop_stop(void);
+
+#endif

@@ -1,0 +1,49 @@
+/* gw_state.h: the gateway daemon's shared state (gw_state.c). One process
+ * serves several tenants (municipalities); each has its own keys and its own
+ * database role. Set up by gw_main.c before the event loop runs; read by
+ * every handler; the workers read it too (never write). */
+#ifndef KH_GW_STATE_H
+#define KH_GW_STATE_H
+
+#include "gw_conf.h"
+
+#include "khconf.h"
+#include "khenv.h"
+#include "khpool.h"
+#include "khtls.h"
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+typedef struct {
+    kh_identity id;    /* id.code is the organisation code */
+    X509 *business_ca; /* issues this tenant's business-system client certs */
+} gw_tenant;
+
+typedef struct {
+    struct event_base *base;
+    kh_conf *conf;   /* the file set was read from (set's strings point into it) */
+    gw_settings set; /* every option (gw_conf.h) */
+    /* the options that may change at run time (SIGHUP), read by every thread */
+    atomic_int skew, ttl, default_timeout_ms;
+    SSL_CTX *biz_ctx, *peer_ctx, *client_ctx;
+    SSL_CTX *admin_ctx; /* trusts only pki/operator-ca.crt; NULL without admin_listen */
+    X509_STORE *national;
+    kh_dir *dir;
+    kh_pool *pool;
+    gw_tenant *tenants;
+    size_t ntenants;
+    struct evhttp *biz_http, *peer_http, *admin_http;
+    struct event *retry_ev, *sig_ev[3]; /* SIGTERM, SIGINT, SIGHUP */
+    int dir_attempts;
+    atomic_bool stopping; /* set at shutdown: nothing new starts (read by workers too) */
+} gw;
+
+extern gw G;
+
+/* The hosted tenant with this organisation code, or NULL. */
+gw_tenant *gw_tenant_find(const char *code);
+
+#endif
