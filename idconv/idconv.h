@@ -22,11 +22,12 @@
 
 /* Stores (upserts) the link code of a local ID. A link code already held by
  * another local ID is refused by the unique constraint (KH_E_DB). */
-kh_err idconv_store(PGconn *c, const char *local_id, const char *link_code);
+KH_MUST_CHECK kh_err idconv_store(PGconn *c, const char *local_id, const char *link_code);
 /* The link code of a local ID, into out (NUL-terminated); KH_E_UNKNOWN_LOCAL_ID if none. */
-kh_err idconv_link_of(PGconn *c, const char *local_id, char out[KH_ID_LINK_CODE_LEN + 1]);
+KH_MUST_CHECK kh_err idconv_link_of(PGconn *c, const char *local_id,
+                                    char out[KH_ID_LINK_CODE_LEN + 1]);
 /* The local ID of a link code; KH_E_UNKNOWN_LINK_CODE if none, KH_E_INTERNAL if
  * outlen is too small (KH_ID_LOCAL_ID_MAX + 1 always fits). */
-kh_err idconv_local_of(PGconn *c, const char *link_code, char *out, size_t outlen);
+KH_MUST_CHECK kh_err idconv_local_of(PGconn *c, const char *link_code, char *out, size_t outlen);
 
 #endif

@@ -2,6 +2,10 @@
 #ifndef KH_ERR_H
 #define KH_ERR_H
 
+/* On a function whose result says whether it worked (a kh_err, or 0/-1):
+ * ignoring that result is a compile error (-Werror). */
+#define KH_MUST_CHECK __attribute__((warn_unused_result))
+
 #define KH_SPEC_VERSION 1
 
 typedef enum {

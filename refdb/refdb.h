@@ -102,20 +102,20 @@ size_t refdb_validate_values(const refdb_layout *l, const char *const *vals, siz
  * means no padding rule / any. KH_E_INTERNAL with msg naming the field if the
  * layout is malformed. Both loaders end here; a test that builds a layout by
  * hand calls it too (and frees cols itself if its fields are not malloc'd). */
-kh_err refdb_layout_flatten(refdb_layout *l, char *msg, size_t msglen);
+KH_MUST_CHECK kh_err refdb_layout_flatten(refdb_layout *l, char *msg, size_t msglen);
 
 /* Loads the current layout of an item from the catalogue files of
  * refdb/FORMAT.md section 1 (dir holds items.tsv, fields.tsv, codes.tsv): what
  * khcheck and khgen use offline. Same results and errors as refdb_layout_load. */
-kh_err refdb_layout_from_tsv(const char *dir, const char *item_code, refdb_layout *out, char *msg,
-                             size_t msglen);
+KH_MUST_CHECK kh_err refdb_layout_from_tsv(const char *dir, const char *item_code,
+                                           refdb_layout *out, char *msg, size_t msglen);
 
 /* Loads the current layout of an item from kh.item/kh.item_field, with the
  * values of its code tables. KH_E_UNKNOWN_ITEM if the item is absent or has no
  * fields; KH_E_FIELD if item_code is malformed; KH_E_DB on a database error.
  * On failure *out is left empty (safe to pass to refdb_layout_free). */
-kh_err refdb_layout_load(PGconn *c, const char *item_code, refdb_layout *out, char *msg,
-                         size_t msglen);
+KH_MUST_CHECK kh_err refdb_layout_load(PGconn *c, const char *item_code, refdb_layout *out,
+                                       char *msg, size_t msglen);
 /* Frees what refdb_layout_load or refdb_layout_from_tsv allocated (fields,
  * their codes, cols); accepts NULL and empty layouts. */
 void refdb_layout_free(refdb_layout *l);
@@ -128,8 +128,8 @@ void refdb_layout_free(refdb_layout *l);
  * <name>: given more than once" / "field <name>: <fine code> <reason>" of the
  * first problem in column order (e.g. "field total_income: KH-1106 S9(13)
  * expects ..."), never the value. KH_E_INTERNAL if the layout has no cols. */
-kh_err refdb_validate(const refdb_layout *l, const Kh__Field *const *fields, size_t n, char *msg,
-                      size_t msglen);
+KH_MUST_CHECK kh_err refdb_validate(const refdb_layout *l, const Kh__Field *const *fields, size_t n,
+                                    char *msg, size_t msglen);
 
 /* ---------------------------------------------------------- bulk files */
 
@@ -166,9 +166,9 @@ typedef void (*refdb_progress_fn)(const refdb_file_stats *st, void *arg);
  * may be NULL). Returns KH_OK if the file has no problem at all,
  * KH_E_FILE_REJECTED if it has some, KH_E_INTERNAL if reading failed or
  * record_fn asked to stop. st is always filled. */
-kh_err refdb_check_stream(int fd, const refdb_layout *l, refdb_issue_fn issue_fn,
-                          refdb_record_fn record_fn, refdb_progress_fn progress_fn, void *arg,
-                          refdb_file_stats *st);
+KH_MUST_CHECK kh_err refdb_check_stream(int fd, const refdb_layout *l, refdb_issue_fn issue_fn,
+                                        refdb_record_fn record_fn, refdb_progress_fn progress_fn,
+                                        void *arg, refdb_file_stats *st);
 /* The report's header row and one row (refdb/FORMAT.md section 4), as CSV. */
 void refdb_report_header(FILE *out);
 void refdb_report_row(FILE *out, const refdb_issue *issue);
@@ -195,11 +195,12 @@ typedef struct {
  * "full" also deletes, as of as_of, every person who holds the item and is
  * absent from the file. Returns KH_OK, KH_E_FILE_REJECTED (problems found),
  * KH_E_FIELD (bad mode, as_of or file name) or KH_E_DB / KH_E_INTERNAL. */
-kh_err refdb_bulk_load(PGconn *c, int fd, const refdb_layout *l, const char *system_id,
-                       const char *mode, const char *as_of, const char *file_name,
-                       const char *known_sha256, refdb_issue_fn issue_fn,
-                       refdb_progress_fn progress_fn, void *arg, refdb_file_stats *st,
-                       refdb_bulk_result *res, char *msg, size_t msglen);
+KH_MUST_CHECK kh_err refdb_bulk_load(PGconn *c, int fd, const refdb_layout *l,
+                                     const char *system_id, const char *mode, const char *as_of,
+                                     const char *file_name, const char *known_sha256,
+                                     refdb_issue_fn issue_fn, refdb_progress_fn progress_fn,
+                                     void *arg, refdb_file_stats *st, refdb_bulk_result *res,
+                                     char *msg, size_t msglen);
 
 /* Online registration of one version of one item of one person.
  * Validates local_id (KH_E_FIELD), effective_from (YYYYMMDD, KH_E_FIELD), the
@@ -209,8 +210,9 @@ kh_err refdb_bulk_load(PGconn *c, int fd, const refdb_layout *l, const char *sys
  * across persons and items, so bulk and online rows order alike); a delete
  * inserts a version with deleted = true and no data. Sets *version. Does not
  * commit. */
-kh_err refdb_register(PGconn *c, const char *system_id, const Kh__RegisterRequest *req,
-                      uint64_t *version, char *msg, size_t msglen);
+KH_MUST_CHECK kh_err refdb_register(PGconn *c, const char *system_id,
+                                    const Kh__RegisterRequest *req, uint64_t *version, char *msg,
+                                    size_t msglen);
 
 /* Reads, for each requested item code, the version in force at as_of
  * (YYYYMMDD): the highest version with effective_from <= as_of. An item is
@@ -220,9 +222,9 @@ kh_err refdb_register(PGconn *c, const char *system_id, const Kh__RegisterReques
  * by name). Items come in request order; a repeated item code is returned once.
  * *out is a malloc'd array of *n malloc'd Kh__ItemData, freed with
  * refdb_items_free; *n == 0 (and *out NULL) means not found. */
-kh_err refdb_read_items(PGconn *c, const char *local_id, const char *const *items, size_t nitems,
-                        const char *as_of, Kh__ItemData ***out, size_t *n, char *msg,
-                        size_t msglen);
+KH_MUST_CHECK kh_err refdb_read_items(PGconn *c, const char *local_id, const char *const *items,
+                                      size_t nitems, const char *as_of, Kh__ItemData ***out,
+                                      size_t *n, char *msg, size_t msglen);
 /* Frees the result of refdb_read_items; accepts NULL. */
 void refdb_items_free(Kh__ItemData **items, size_t n);
 

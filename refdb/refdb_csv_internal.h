@@ -22,6 +22,8 @@
 #ifndef KH_REFDB_CSV_INTERNAL_H
 #define KH_REFDB_CSV_INTERNAL_H
 
+#include "kherr.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -49,7 +51,7 @@ void refdb_csv_free(refdb_csv *r);
 /* Reads the next record. Returns 1 and fills *rec, 0 at the end of the file,
  * -1 if read() failed (errno is kept). Fields stay valid until the next
  * call. */
-int refdb_csv_next(refdb_csv *r, refdb_csv_record *rec);
+KH_MUST_CHECK int refdb_csv_next(refdb_csv *r, refdb_csv_record *rec);
 /* Field i (< rec->nfields) of the last record, NUL-terminated. A NUL byte in
  * the data (an encoding problem) ends the value early. */
 const char *refdb_csv_field(const refdb_csv *r, size_t i);

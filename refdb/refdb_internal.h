@@ -3,6 +3,8 @@
 #ifndef KH_REFDB_INTERNAL_H
 #define KH_REFDB_INTERNAL_H
 
+#include "kherr.h"
+
 #include "refdb.h"
 
 /* vsnprintf into msg; does nothing when msg is NULL or msglen 0. */
@@ -11,7 +13,8 @@ void refdb_set_msg(char *msg, size_t msglen, const char *fmt, ...)
 
 /* Turns a failed result into KH_E_DB with a message that names the step and
  * the SQLSTATE, never data. Clears r. */
-kh_err refdb_db_fail(PGconn *c, PGresult *r, const char *what, char *msg, size_t msglen);
+KH_MUST_CHECK kh_err refdb_db_fail(PGconn *c, PGresult *r, const char *what, char *msg,
+                                   size_t msglen);
 
 /* The value and occurrence rules of a layout worked out once, for many
  * records (refdb_check_stream): refdb_vplan_validate(p, vals, ...) reports

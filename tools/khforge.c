@@ -688,9 +688,8 @@ int main(int argc, char **argv)
     int rc = 0;
     for (int n = 1; n <= o.times; n++) {
         kh_sync_resp r;
-        kh_sync_request(o.to, cert, key, ca, NULL, NULL, "/v1/envelope", env, elen, o.timeout_ms,
-                        &r);
-        if (r.status == 0) {
+        if (kh_sync_request(o.to, cert, key, ca, NULL, NULL, "/v1/envelope", env, elen,
+                            o.timeout_ms, &r) != 0) {
             printf("SEND %d FAILED: %s\n", n, r.error);
             rc = 4;
         } else if (r.status == 200) {

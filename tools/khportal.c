@@ -174,12 +174,12 @@ int main(int argc, char **argv)
     khc_wipe(code, sizeof code);
     kh_sync_resp r;
     memset(&r, 0, sizeof r);
-    kh_sync_request(router, cert, key, ca, "ROUTER", NULL, "/v1/portal/disclose", body, len,
-                    timeout, &r);
+    int sent = kh_sync_request(router, cert, key, ca, "ROUTER", NULL, "/v1/portal/disclose", body,
+                               len, timeout, &r);
     khc_wipe(body, len);
     free(body);
     int rc = 0;
-    if (r.status == 0) {
+    if (sent != 0) {
         printf("FAILED: %s\n", r.error);
         rc = 4;
     } else if (r.status != 200) {

@@ -402,11 +402,16 @@ static void hmac_hex(const char *label, const char *a, const char *b, char *out,
 {
     char in[256];
     uint8_t mac[32];
-    char hex[65];
+    char hex[65] = "";
     snprintf(in, sizeof in, "%s:%s:%s", label, a, b ? b : "");
-    khc_hmac_sha256(R.secret, sizeof R.secret, (const uint8_t *)in, strlen(in), mac);
-    khc_hex(mac, sizeof mac, hex);
-    snprintf(out, hexlen + 1, "%.*s", (int)hexlen, hex);
+    if (khc_hmac_sha256(R.secret, sizeof R.secret, (const uint8_t *)in, strlen(in), mac) != 0) {
+        /* fail closed: an empty code matches nothing and passes no check */
+        kh_error("main", "HMAC failed: no %s code derived", label);
+        out[0] = '\0';
+    } else {
+        khc_hex(mac, sizeof mac, hex);
+        snprintf(out, hexlen + 1, "%.*s", (int)hexlen, hex);
+    }
     khc_wipe(in, sizeof in);
     khc_wipe(mac, sizeof mac);
     khc_wipe(hex, sizeof hex);
@@ -990,7 +995,10 @@ static void on_envelope(struct evhttp_request *req, void *arg)
     rc->env = env;
     rc->h = h;
     kh_msgid_hex(&h->msg_id, rc->hex);
-    khc_sha256(env->payload.data, env->payload.len, NULL, 0, rc->digest);
+    if (khc_sha256(env->payload.data, env->payload.len, NULL, 0, rc->digest) != 0) {
+        finish(rc, KH_E_INTERNAL, "refused", "cannot digest the payload");
+        return;
+    }
     const r_org *from = org_find(h->sender);
     const kh_org *dfrom = kh_dir_org(R.dir, h->sender);
     if (from == NULL || dfrom == NULL) {
@@ -1043,9 +1051,11 @@ static int load_secret(const char *path, char *err, size_t errlen)
         return -1;
     }
     /* condense whatever length into the 32-byte key */
-    khc_hmac_sha256((const uint8_t *)"kh-router-secret", 16, buf, len, R.secret);
+    int rc = khc_hmac_sha256((const uint8_t *)"kh-router-secret", 16, buf, len, R.secret);
     khc_free_secret(buf, len);
-    return 0;
+    if (rc != 0)
+        snprintf(err, errlen, "cannot derive the link-code key from %s", path);
+    return rc;
 }
 
 static int setup(const char *config, char *err, size_t errlen)
@@ -1101,28 +1111,22 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 
 static const char *config_path;
 
-/* SIGHUP: the whole file checked again; only the options marked reloadable
- * change, and only if everything is valid and nothing else changed. */
+/* SIGHUP (kh_conf_reload): the file checked whole; only options marked
+ * reloadable change, and only if nothing else did. */
+static kh_conf *load_settings(const char *path, void *s, char *err, size_t errlen)
+{
+    return kh_conf_load(path, options, s, err, errlen);
+}
+
+static void apply_fresh(const void *fresh)
+{
+    apply_reloadable(fresh);
+}
+
 static void on_reload(evutil_socket_t sig, short what, void *arg)
 {
-    char err[512];
-    r_settings s;
-    kh_conf *c = kh_conf_load(config_path, options, &s, err, sizeof err);
-    if (c == NULL) {
-        kh_error("main", "reload refused, configuration unchanged: %s", err);
-        return;
-    }
-    const char *fixed = kh_conf_fixed_changed(options, &R.set, &s);
-    if (fixed != NULL) {
-        kh_error("main",
-                 "reload refused, configuration unchanged: option %s cannot change while "
-                 "running (restart to change it)",
-                 fixed);
-    } else {
-        apply_reloadable(&s);
-        kh_info("main", "configuration reloaded from %s", config_path);
-    }
-    kh_conf_free(c);
+    r_settings fresh;
+    kh_conf_reload(config_path, options, load_settings, &R.set, &fresh, apply_fresh);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)

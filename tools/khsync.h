@@ -5,6 +5,8 @@
 #ifndef KH_SYNC_H
 #define KH_SYNC_H
 
+#include "kherr.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,19 +28,21 @@ kh_sync_conn *kh_sync_connect(const char *hostport, const char *cert, const char
 /* POSTs (or GETs if body == NULL) path on an open connection. 0 if a
  * response arrived (resp->status set); -1 otherwise (resp->error says why;
  * the connection is then unusable). */
-int kh_sync_do(kh_sync_conn *c, const char *path, const uint8_t *body, size_t len,
-               kh_sync_resp *resp);
+KH_MUST_CHECK int kh_sync_do(kh_sync_conn *c, const char *path, const uint8_t *body, size_t len,
+                             kh_sync_resp *resp);
 /* The same with the method ("GET", "POST"), the body's content type and
  * extra header lines (each "Name: value\r\n"; NULL for none). The request
  * head is wiped after it is sent (it may carry a bearer token). */
-int kh_sync_do_ex(kh_sync_conn *c, const char *method, const char *path, const char *ctype,
-                  const char *headers, const uint8_t *body, size_t len, kh_sync_resp *resp);
+KH_MUST_CHECK int kh_sync_do_ex(kh_sync_conn *c, const char *method, const char *path,
+                                const char *ctype, const char *headers, const uint8_t *body,
+                                size_t len, kh_sync_resp *resp);
 void kh_sync_close(kh_sync_conn *c);
 
 /* One request on a connection of its own. */
-int kh_sync_request(const char *hostport, const char *cert, const char *key, const char *ca,
-                    const char *expect_org, const char *expect_cn, const char *path,
-                    const uint8_t *body, size_t len, int timeout_ms, kh_sync_resp *resp);
+KH_MUST_CHECK int kh_sync_request(const char *hostport, const char *cert, const char *key,
+                                  const char *ca, const char *expect_org, const char *expect_cn,
+                                  const char *path, const uint8_t *body, size_t len, int timeout_ms,
+                                  kh_sync_resp *resp);
 void kh_sync_resp_free(kh_sync_resp *resp);
 
 #endif

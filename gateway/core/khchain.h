@@ -5,11 +5,13 @@
 #ifndef KH_CHAIN_H
 #define KH_CHAIN_H
 
+#include "kherr.h"
+
 #include <stddef.h>
 
 /* "kakehashi-chain-head\n<tenant>\n<chain>\n<seq>\n<hash hex>\n" into out;
  * its length, or -1 if it does not fit. seq is the decimal position. */
-int kh_chain_head_message(const char *tenant, const char *chain, const char *seq,
-                          const char *hash_hex, char *out, size_t outlen);
+KH_MUST_CHECK int kh_chain_head_message(const char *tenant, const char *chain, const char *seq,
+                                        const char *hash_hex, char *out, size_t outlen);
 
 #endif

@@ -2,6 +2,7 @@
 #include "khconf.h"
 
 #include "khhttp.h"
+#include "khlog.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -251,6 +252,29 @@ const char *kh_conf_fixed_changed(const kh_opt *table, const void *a, const void
             return o->name;
     }
     return NULL;
+}
+
+bool kh_conf_reload(const char *path, const kh_opt *table, kh_conf_loader load, const void *current,
+                    void *fresh, void (*apply)(const void *fresh))
+{
+    char err[512];
+    kh_conf *c = load(path, fresh, err, sizeof err);
+    if (c == NULL) {
+        kh_error("main", "reload refused, configuration unchanged: %s", err);
+        return false;
+    }
+    const char *fixed = kh_conf_fixed_changed(table, current, fresh);
+    if (fixed != NULL)
+        kh_error("main",
+                 "reload refused, configuration unchanged: option %s cannot change while "
+                 "running (restart to change it)",
+                 fixed);
+    else {
+        apply(fresh);
+        kh_info("main", "configuration reloaded from %s", path);
+    }
+    kh_conf_free(c);
+    return fixed == NULL;
 }
 
 void kh_conf_usage(FILE *f, const kh_opt *table)

@@ -78,6 +78,16 @@ void kh_conf_free(kh_conf *c);
  * refused (restart instead). */
 const char *kh_conf_fixed_changed(const kh_opt *table, const void *a, const void *b);
 
+/* What SIGHUP does, for any daemon: load reads path into fresh (a settings
+ * struct of table's daemon, checked whole, cross-option rules included); if
+ * that fails, or an option not marked KH_OPT_RELOAD differs from current,
+ * nothing changes and the log says why; otherwise apply(fresh) takes the
+ * reloadable values (numbers only: the file is freed after apply returns)
+ * and the log says so. True if applied. */
+typedef kh_conf *(*kh_conf_loader)(const char *path, void *settings, char *err, size_t errlen);
+bool kh_conf_reload(const char *path, const kh_opt *table, kh_conf_loader load, const void *current,
+                    void *fresh, void (*apply)(const void *fresh));
+
 /* The "Options in FILE" part of --help: each option, its default or bounds
  * and whether it is required, reloadable or secret, and its help. */
 void kh_conf_usage(FILE *f, const kh_opt *table);

@@ -26,7 +26,7 @@ EVP_PKEY *khc_load_key(const char *path, char *err, size_t errlen);
 X509 *khc_load_cert(const char *path, char *err, size_t errlen);
 X509 *khc_cert_from_pem(const uint8_t *pem, size_t len);
 /* Reads a whole file (PEM) into a malloc'd buffer, NUL-terminated; limit 1 MiB. */
-int khc_read_file(const char *path, uint8_t **out, size_t *outlen);
+KH_MUST_CHECK int khc_read_file(const char *path, uint8_t **out, size_t *outlen);
 /* A trust store holding the given CA certificate file(s) (PEM, may hold several). */
 X509_STORE *khc_store_from_file(const char *ca_path, char *err, size_t errlen);
 
@@ -40,17 +40,19 @@ void khc_store_free(X509_STORE *store);
  * and the common name (subject CN=) of a certificate: exactly one such
  * attribute, no NUL inside, shorter than outlen; 0 on success, -1 otherwise
  * (a certificate with two O= or a "131016\0x" O= names nobody). */
-int khc_cert_org(X509 *cert, char *out, size_t outlen);
-int khc_cert_cn(X509 *cert, char *out, size_t outlen);
+KH_MUST_CHECK int khc_cert_org(X509 *cert, char *out, size_t outlen);
+KH_MUST_CHECK int khc_cert_cn(X509 *cert, char *out, size_t outlen);
 /* Verifies cert against store (chain, validity now). 0 if trusted. */
-int khc_cert_verify(X509_STORE *store, X509 *cert);
+KH_MUST_CHECK int khc_cert_verify(X509_STORE *store, X509 *cert);
 /* True if the two certificates are the same (DER equal). */
 bool khc_cert_equal(X509 *a, X509 *b);
 
 /* ECDSA/SHA-256 detached signature over data (DER encoded), verifiable with
  * `openssl dgst -sha256 -verify pub.pem -signature sig data`. */
-int khc_sign(EVP_PKEY *key, const uint8_t *data, size_t len, uint8_t **sig, size_t *siglen);
-int khc_verify(X509 *cert, const uint8_t *data, size_t len, const uint8_t *sig, size_t siglen);
+KH_MUST_CHECK int khc_sign(EVP_PKEY *key, const uint8_t *data, size_t len, uint8_t **sig,
+                           size_t *siglen);
+KH_MUST_CHECK int khc_verify(X509 *cert, const uint8_t *data, size_t len, const uint8_t *sig,
+                             size_t siglen);
 
 /* Seals a body for one recipient: DER of CMS AuthEnvelopedData (AES-256-GCM,
  * ECDH key agreement to recip_cert) whose content is DER CMS SignedData
@@ -59,8 +61,8 @@ int khc_verify(X509 *cert, const uint8_t *data, size_t len, const uint8_t *sig, 
  * over 16 MiB are refused (as are sign/verify inputs over 16 MiB).
  * Readable with: openssl cms -decrypt -inform DER -recip C -inkey K | openssl cms -verify -inform
  * DER ... */
-int khc_seal(const uint8_t *body, size_t len, X509 *sign_cert, EVP_PKEY *sign_key, X509 *recip_cert,
-             uint8_t **out, size_t *outlen);
+KH_MUST_CHECK int khc_seal(const uint8_t *body, size_t len, X509 *sign_cert, EVP_PKEY *sign_key,
+                           X509 *recip_cert, uint8_t **out, size_t *outlen);
 /* Opens a sealed payload: decrypts with the recipient's key, verifies the
  * inner signature over the content and the signer's certificate against
  * trust. On success returns KH_OK, the body (free with khc_free_secret) and
@@ -71,25 +73,27 @@ int khc_seal(const uint8_t *body, size_t len, X509 *sign_cert, EVP_PKEY *sign_ke
  *   KH_E_TOO_LARGE (payload over 16 MiB), KH_E_INTERNAL (NULL argument, no memory).
  * It does not check that the signer is the sender the header names: compare
  * khc_cert_org(*signer) with it (KH_E_UNTRUSTED_SIGNER / KH_E_SPLICE). */
-kh_err khc_open(const uint8_t *payload, size_t len, X509 *recip_cert, EVP_PKEY *recip_key,
-                X509_STORE *trust, uint8_t **body, size_t *bodylen, X509 **signer);
+KH_MUST_CHECK kh_err khc_open(const uint8_t *payload, size_t len, X509 *recip_cert,
+                              EVP_PKEY *recip_key, X509_STORE *trust, uint8_t **body,
+                              size_t *bodylen, X509 **signer);
 
-int khc_random(uint8_t *buf, size_t n);
+KH_MUST_CHECK int khc_random(uint8_t *buf, size_t n);
 /* SHA-256 of a followed by b (either may be empty) into out[32]. */
-int khc_sha256(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen, uint8_t out[32]);
+KH_MUST_CHECK int khc_sha256(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen,
+                             uint8_t out[32]);
 /* SHA-256 over a stream (a file read in parts, an upload part by part):
  * new, update as often as needed, final (which frees the context). peek
  * gives the digest of what was added so far and lets updates go on. 0 on
  * success, -1 on failure (then the context is unusable: free it). */
 typedef struct khc_sha256_ctx khc_sha256_ctx;
 khc_sha256_ctx *khc_sha256_new(void);
-int khc_sha256_update(khc_sha256_ctx *ctx, const void *data, size_t len);
-int khc_sha256_peek(const khc_sha256_ctx *ctx, uint8_t out[32]);
-int khc_sha256_final(khc_sha256_ctx *ctx, uint8_t out[32]);
+KH_MUST_CHECK int khc_sha256_update(khc_sha256_ctx *ctx, const void *data, size_t len);
+KH_MUST_CHECK int khc_sha256_peek(const khc_sha256_ctx *ctx, uint8_t out[32]);
+KH_MUST_CHECK int khc_sha256_final(khc_sha256_ctx *ctx, uint8_t out[32]);
 void khc_sha256_free(khc_sha256_ctx *ctx);
 /* HMAC-SHA-256 into out[32]. */
-int khc_hmac_sha256(const uint8_t *key, size_t keylen, const uint8_t *data, size_t len,
-                    uint8_t out[32]);
+KH_MUST_CHECK int khc_hmac_sha256(const uint8_t *key, size_t keylen, const uint8_t *data,
+                                  size_t len, uint8_t out[32]);
 /* Constant-time equality for secrets and MACs. The only comparison to use on them. */
 bool khc_ct_equal(const void *a, const void *b, size_t n);
 /* Wipes a buffer that held a secret or personal data (NULL ok). */
@@ -109,7 +113,7 @@ void khc_hex(const uint8_t *in, size_t n, char *out);
 #define KHC_PASSWORD_MAX 1024
 #define KHC_PWHASH_LEN 128 /* room for the stored string and its NUL */
 /* 0 and out set, or -1. */
-int khc_password_hash(const char *pw, size_t len, char out[KHC_PWHASH_LEN]);
+KH_MUST_CHECK int khc_password_hash(const char *pw, size_t len, char out[KHC_PWHASH_LEN]);
 /* True if pw matches stored. A stored string that is not ours, or parameters
  * outside the accepted range (so that a row cannot make us allocate
  * gigabytes), are false. stored NULL runs the same work against a fixed

@@ -22,24 +22,24 @@
 
 /* Packs header, signs it with key, and wraps it with payload into a
  * serialized Envelope. */
-int kh_env_pack(const Kh__Header *h, EVP_PKEY *key, const uint8_t *payload, size_t plen,
-                uint8_t **out, size_t *outlen);
+KH_MUST_CHECK int kh_env_pack(const Kh__Header *h, EVP_PKEY *key, const uint8_t *payload,
+                              size_t plen, uint8_t **out, size_t *outlen);
 /* Parses an Envelope and its Header and checks the header's shape (sizes,
  * codes, spec version). On success the caller frees both with kh_env_free. */
-kh_err kh_env_parse(const uint8_t *buf, size_t len, Kh__Envelope **env, Kh__Header **h, char *why,
-                    size_t whylen);
+KH_MUST_CHECK kh_err kh_env_parse(const uint8_t *buf, size_t len, Kh__Envelope **env,
+                                  Kh__Header **h, char *why, size_t whylen);
 void kh_env_free(Kh__Envelope *env, Kh__Header *h);
 /* KH_OK if env->header_sig verifies over env->header with cert. */
-kh_err kh_env_verify(const Kh__Envelope *env, X509 *cert);
+KH_MUST_CHECK kh_err kh_env_verify(const Kh__Envelope *env, X509 *cert);
 /* Freshness: KH_E_EXPIRED if expired, KH_E_CLOCK_SKEW if issued in the future
  * beyond skew or valid for longer than max_ttl. */
-kh_err kh_env_check_time(const Kh__Header *h, int64_t now, int skew, int max_ttl);
+KH_MUST_CHECK kh_err kh_env_check_time(const Kh__Header *h, int64_t now, int skew, int max_ttl);
 /* True if the two item lists are equal as ordered lists. */
 bool kh_items_equal(char *const *a, size_t na, char *const *b, size_t nb);
 /* Wipes the field values of answered items before they are freed. */
 void kh_items_wipe(Kh__ItemData *const *items, size_t n);
 /* Packs any protobuf message into a malloc'd buffer. */
-int kh_pb_pack(const ProtobufCMessage *m, uint8_t **out, size_t *outlen);
+KH_MUST_CHECK int kh_pb_pack(const ProtobufCMessage *m, uint8_t **out, size_t *outlen);
 /* A short printable form of a message ID for logs (hex). */
 void kh_msgid_hex(const ProtobufCBinaryData *id, char out[2 * KH_MSG_ID_LEN + 1]);
 
@@ -66,8 +66,9 @@ void kh_dir_free(kh_dir *d);
 const kh_org *kh_dir_org(const kh_dir *d, const char *code);
 /* Legal-basis check: KH_OK if a row allows asker's class to ask provider's
  * class for all these items under procedure; *row gets the row id. */
-kh_err kh_dir_legal(const kh_dir *d, const char *asker, const char *procedure, const char *provider,
-                    char *const *items, size_t n, const char **row);
+KH_MUST_CHECK kh_err kh_dir_legal(const kh_dir *d, const char *asker, const char *procedure,
+                                  const char *provider, char *const *items, size_t n,
+                                  const char **row);
 /* Minimisation: may an answer under legal-basis row row_id carry the field
  * flat_name (a flattened name: name, name[i] or group[i].name) of item? */
 bool kh_dir_field_allowed(const kh_dir *d, const char *row_id, const char *item,
@@ -83,21 +84,23 @@ typedef struct {
 } kh_identity;
 
 /* Loads DIR/sign.{crt,key} and DIR/enc.{crt,key}; keys must be mode 0600. */
-int kh_identity_load(kh_identity *id, const char *code, const char *dir, char *err, size_t errlen);
+KH_MUST_CHECK int kh_identity_load(kh_identity *id, const char *code, const char *dir, char *err,
+                                   size_t errlen);
 void kh_identity_clear(kh_identity *id);
 
 /* Seals body (signed by `from`, encrypted to recip) and packs it with the
  * header signed by `from` into a serialized Envelope. The header's signer
  * field must already name `from`. */
-int kh_env_seal(const Kh__Header *h, const kh_identity *from, const uint8_t *body, size_t blen,
-                X509 *recip, uint8_t **out, size_t *outlen);
+KH_MUST_CHECK int kh_env_seal(const Kh__Header *h, const kh_identity *from, const uint8_t *body,
+                              size_t blen, X509 *recip, uint8_t **out, size_t *outlen);
 /* Opens env's payload with `to`'s keys, checks that the signer chains to
  * trust and is exactly expect_signer (from the directory). Body is freed
  * with khc_free_secret(body, len). */
-kh_err kh_env_open(const Kh__Envelope *env, const kh_identity *to, X509_STORE *trust,
-                   X509 *expect_signer, uint8_t **body, size_t *len);
+KH_MUST_CHECK kh_err kh_env_open(const Kh__Envelope *env, const kh_identity *to, X509_STORE *trust,
+                                 X509 *expect_signer, uint8_t **body, size_t *len);
 /* Fills a header with a fresh random msg_id and times; strings are borrowed. */
-int kh_header_init(Kh__Header *h, uint8_t msg_id[KH_MSG_ID_LEN], Kh__MsgType type,
-                   const char *sender, const char *recipient, const char *signer, int ttl);
+KH_MUST_CHECK int kh_header_init(Kh__Header *h, uint8_t msg_id[KH_MSG_ID_LEN], Kh__MsgType type,
+                                 const char *sender, const char *recipient, const char *signer,
+                                 int ttl);
 
 #endif

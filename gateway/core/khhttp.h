@@ -20,7 +20,7 @@
  * those: a name would need a blocking lookup on the event loop. */
 bool kh_host_numeric(const char *host);
 /* Splits "host:port"; 0 on success. */
-int kh_hostport(const char *hp, char *host, size_t hostlen, uint16_t *port);
+KH_MUST_CHECK int kh_hostport(const char *hp, char *host, size_t hostlen, uint16_t *port);
 
 /* Binds a TLS listener; every connection must complete mutual TLS with ctx.
  * max_body: larger bodies are refused with 413 before being read. */
@@ -31,7 +31,8 @@ SSL *kh_http_req_ssl(struct evhttp_request *req);
 /* The request body as a malloc'd copy the caller frees with khc_free_secret;
  * libevent's own buffers are wiped. Refuses non-POST methods and bodies over
  * max with KH_E_BAD_REQUEST / KH_E_TOO_LARGE. */
-kh_err kh_http_body(struct evhttp_request *req, size_t max, uint8_t **body, size_t *len);
+KH_MUST_CHECK kh_err kh_http_body(struct evhttp_request *req, size_t max, uint8_t **body,
+                                  size_t *len);
 /* Sends 200 with a serialized protobuf message. */
 void kh_http_reply_pb(struct evhttp_request *req, const ProtobufCMessage *msg);
 /* Sends a refusal: HTTP status from the code table, body kh.Status. The
@@ -46,10 +47,11 @@ void kh_http_reply_raw(struct evhttp_request *req, int http_status, const uint8_
  * handshake (including the expected-peer check) or deadline failed. body is
  * valid only during the callback. */
 typedef void (*kh_http_done_cb)(int status, const uint8_t *body, size_t len, void *arg);
-int kh_http_request(struct event_base *base, SSL_CTX *ctx, enum evhttp_cmd_type method,
-                    const char *hostport, const char *path, const uint8_t *body, size_t len,
-                    int timeout_ms, const char *expect_org, const char *expect_cn,
-                    kh_http_done_cb cb, void *arg);
+KH_MUST_CHECK int kh_http_request(struct event_base *base, SSL_CTX *ctx,
+                                  enum evhttp_cmd_type method, const char *hostport,
+                                  const char *path, const uint8_t *body, size_t len, int timeout_ms,
+                                  const char *expect_org, const char *expect_cn, kh_http_done_cb cb,
+                                  void *arg);
 
 /* Decodes a kh.Status body into code/message (bounded copies). */
 void kh_http_parse_status(const uint8_t *body, size_t len, char *code, size_t codelen, char *msg,

@@ -20,7 +20,7 @@ typedef void (*kh_pool_done_fn)(void *arg);               /* event loop */
 kh_pool *kh_pool_new(struct event_base *base, const char *conninfo, int workers, int queue_max);
 /* 0 if queued; -1 if the queue is full or the pool is stopping. conn passed to
  * work is NULL if the database cannot be reached (work must then fail with KH_E_DB). */
-int kh_pool_submit(kh_pool *p, kh_pool_work_fn work, kh_pool_done_fn done, void *arg);
+KH_MUST_CHECK int kh_pool_submit(kh_pool *p, kh_pool_work_fn work, kh_pool_done_fn done, void *arg);
 /* Stops the workers after the queued jobs and frees the pool (NULL ok). */
 void kh_pool_free(kh_pool *p);
 
@@ -28,9 +28,9 @@ void kh_pool_free(kh_pool *p);
 /* BEGIN, then SET LOCAL ROLE to the tenant's role and the search_path to the
  * tenant's schema, so every statement after it runs with only that tenant's
  * rights. org is a validated organisation code. */
-kh_err kh_db_tenant_begin(PGconn *c, const char *org);
-kh_err kh_db_begin(PGconn *c);
-kh_err kh_db_commit(PGconn *c);
+KH_MUST_CHECK kh_err kh_db_tenant_begin(PGconn *c, const char *org);
+KH_MUST_CHECK kh_err kh_db_begin(PGconn *c);
+KH_MUST_CHECK kh_err kh_db_commit(PGconn *c);
 void kh_db_rollback(PGconn *c);
 /* Runs a parameterised statement and returns its result if it succeeded
  * (PGRES_COMMAND_OK or PGRES_TUPLES_OK), else logs the failure (without

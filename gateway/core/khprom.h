@@ -13,6 +13,8 @@
 #ifndef KH_PROM_H
 #define KH_PROM_H
 
+#include "kherr.h"
+
 #include <event2/buffer.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -24,15 +26,17 @@ bool khprom_name_ok(const char *name);
 bool khprom_label_name_ok(const char *name);
 
 /* Appends a label value, escaped, to b. 0, or -1 out of memory. */
-int khprom_label_value(struct evbuffer *b, const char *value);
+KH_MUST_CHECK int khprom_label_value(struct evbuffer *b, const char *value);
 
 /* The HELP and TYPE lines of a family; type "counter" or "gauge". 0, or -1
  * (a bad name or type, out of memory). */
-int khprom_family(struct evbuffer *b, const char *name, const char *type, const char *help);
+KH_MUST_CHECK int khprom_family(struct evbuffer *b, const char *name, const char *type,
+                                const char *help);
 
 /* One sample line: name{k="v",...} value. labels: NULL, or pairs of label
  * name and value ending with a NULL name. 0, or -1 (a bad name, out of
  * memory). */
-int khprom_sample(struct evbuffer *b, const char *name, const char *const *labels, int64_t value);
+KH_MUST_CHECK int khprom_sample(struct evbuffer *b, const char *name, const char *const *labels,
+                                int64_t value);
 
 #endif

@@ -28,15 +28,16 @@ typedef enum {
  * (NULL: none; then any second arrival is a replay). reply/replylen: if not
  * NULL, on KH_SEEN_AGAIN the reply kept for the first arrival (malloc'd; NULL
  * if none was kept yet). KH_OK with *v set, or KH_E_DB. */
-kh_err kh_seen_register(PGconn *c, kh_seen_table table, const char *sender, const char *msg_hex,
-                        int64_t expires_at, const uint8_t digest[32], kh_seen_verdict *v,
-                        uint8_t **reply, size_t *replylen);
+KH_MUST_CHECK kh_err kh_seen_register(PGconn *c, kh_seen_table table, const char *sender,
+                                      const char *msg_hex, int64_t expires_at,
+                                      const uint8_t digest[32], kh_seen_verdict *v, uint8_t **reply,
+                                      size_t *replylen);
 /* Keeps the reply sent for a registered message, for its retransmissions. */
-kh_err kh_seen_keep_reply(PGconn *c, kh_seen_table table, const char *sender, const char *msg_hex,
-                          const uint8_t *reply, size_t len);
+KH_MUST_CHECK kh_err kh_seen_keep_reply(PGconn *c, kh_seen_table table, const char *sender,
+                                        const char *msg_hex, const uint8_t *reply, size_t len);
 /* Removes registrations whose message expired more than an hour ago (on
  * their own, outside any message's transaction). *removed (may be NULL): how
  * many. KH_OK or KH_E_DB. */
-kh_err kh_seen_purge(PGconn *c, kh_seen_table table, long *removed);
+KH_MUST_CHECK kh_err kh_seen_purge(PGconn *c, kh_seen_table table, long *removed);
 
 #endif

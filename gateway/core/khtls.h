@@ -6,6 +6,8 @@
 #ifndef KH_TLS_H
 #define KH_TLS_H
 
+#include "kherr.h"
+
 /* only OpenSSL's opaque type names (SSL, SSL_CTX, X509): calls go here */
 #include <openssl/types.h>
 #include <stdbool.h>
@@ -17,10 +19,10 @@ SSL_CTX *kh_tls_server_ctx(const char *cert, const char *key, const char *ca, ch
 SSL_CTX *kh_tls_client_ctx(const char *cert, const char *key, const char *ca, char *err,
                            size_t errlen);
 /* ca may be NULL for a server whose trusted CAs are added one by one: */
-int kh_tls_add_ca(SSL_CTX *ctx, const char *path, char *err, size_t errlen);
+KH_MUST_CHECK int kh_tls_add_ca(SSL_CTX *ctx, const char *path, char *err, size_t errlen);
 /* Requires the server's leaf certificate to carry these O= and (if cn != NULL)
  * CN= values; checked inside the handshake, so a wrong peer never gets a request. */
-int kh_tls_expect_peer(SSL *ssl, const char *org, const char *cn);
+KH_MUST_CHECK int kh_tls_expect_peer(SSL *ssl, const char *org, const char *cn);
 /* The verified peer certificate of an established connection (caller frees), or NULL. */
 X509 *kh_tls_peer_cert(SSL *ssl);
 /* The certificate that issued the peer's leaf in the verified chain (not up-ref'd), or NULL. */
@@ -42,8 +44,10 @@ void kh_tls_free(SSL *ssl);
  * socket stays the caller's. */
 SSL *kh_tls_connect_fd(SSL_CTX *ctx, int fd, const char *org, const char *cn, char *err,
                        size_t errlen);
-int kh_tls_read(SSL *ssl, void *buf, size_t len, const char *what, char *err, size_t errlen);
-int kh_tls_write(SSL *ssl, const void *buf, size_t len, const char *what, char *err, size_t errlen);
+KH_MUST_CHECK int kh_tls_read(SSL *ssl, void *buf, size_t len, const char *what, char *err,
+                              size_t errlen);
+KH_MUST_CHECK int kh_tls_write(SSL *ssl, const void *buf, size_t len, const char *what, char *err,
+                               size_t errlen);
 void kh_tls_close(SSL *ssl);
 
 #endif

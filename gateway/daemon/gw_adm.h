@@ -6,6 +6,8 @@
 #ifndef KH_GW_ADM_H
 #define KH_GW_ADM_H
 
+#include "kherr.h"
+
 #include "gw_state.h"
 
 #include "khadmin.h"
@@ -89,7 +91,7 @@ void adm_set_err(adm_call *call, kh_err e, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 bool adm_db_failed(adm_call *call, PGresult *r);
 /* A one-parameter query of one boolean: 1 true, 0 false, -1 failed (call->err set). */
-int adm_db_true(PGconn *c, adm_call *call, const char *sql, const char *param);
+KH_MUST_CHECK int adm_db_true(PGconn *c, adm_call *call, const char *sql, const char *param);
 /* Finishes the writer into the call's response, or an internal error. */
 void adm_set_out(adm_call *call, khj_writer *w, int status);
 /* YYYY-MM-DD, a real day of the Gregorian calendar. */
@@ -120,16 +122,17 @@ void adm_list_where(adm_listing *l, const char *before, const char *after, const
 void adm_list_json(PGconn *c, adm_call *call, adm_listing *l, const char *order, const char *limit,
                    const char *key);
 /* One audit row: sql inserts (who, action, target, detail, outcome, code). */
-kh_err adm_audit_insert(PGconn *c, const char *sql, const char *who, const char *action,
-                        const char *target, const char *detail, kh_err code);
+KH_MUST_CHECK kh_err adm_audit_insert(PGconn *c, const char *sql, const char *who,
+                                      const char *action, const char *target, const char *detail,
+                                      kh_err code);
 /* A row of the tenant's audit_log in the current tenant transaction.
  * detail: a JSON object (text) or NULL; code: KH_OK or the refusal. */
-kh_err adm_tenant_audit(PGconn *c, adm_call *call, const char *target, const char *detail,
-                        kh_err code);
+KH_MUST_CHECK kh_err adm_tenant_audit(PGconn *c, adm_call *call, const char *target,
+                                      const char *detail, kh_err code);
 /* A row of kh.operator_audit in the current kh_operator_store transaction. */
-kh_err adm_operator_audit(PGconn *c, const char *actor, const char *action, const char *target,
-                          const char *detail, kh_err code);
-kh_err adm_platform_begin(PGconn *c);
+KH_MUST_CHECK kh_err adm_operator_audit(PGconn *c, const char *actor, const char *action,
+                                        const char *target, const char *detail, kh_err code);
+KH_MUST_CHECK kh_err adm_platform_begin(PGconn *c);
 /* Records call->err as a refusal: in the tenant's audit log for a hosted
  * tenant's route, in kh.operator_audit for the others. Best effort: the
  * refusal stands even if the record cannot be written. */

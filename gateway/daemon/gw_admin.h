@@ -6,12 +6,14 @@
 #ifndef KH_GW_ADMIN_H
 #define KH_GW_ADMIN_H
 
+#include "kherr.h"
+
 #include "gw_conf.h"
 
 #include <event2/http.h>
 #include <stddef.h>
 
-int gw_admin_setup(char *err, size_t errlen);
+KH_MUST_CHECK int gw_admin_setup(char *err, size_t errlen);
 /* Takes the session limits of new settings (SIGHUP; gw_conf.c checked them). */
 void gw_admin_reload(const gw_settings *s);
 void gw_admin_register(struct evhttp *http);

@@ -249,7 +249,10 @@ void adm_logout_work(PGconn *c, adm_call *call)
         adm_set_err(call, KH_E_ADM_FIELD, "logout takes no fields");
         return;
     }
-    khc_sha256(call->token, sizeof call->token, NULL, 0, hash);
+    if (khc_sha256(call->token, sizeof call->token, NULL, 0, hash) != 0) {
+        adm_set_err(call, KH_E_INTERNAL, "cannot digest the token");
+        return;
+    }
     khc_hex(hash, sizeof hash, hash_hex);
     const char *p[1] = {hash_hex};
     if (adm_platform_begin(c) != KH_OK) {

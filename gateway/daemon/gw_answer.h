@@ -5,6 +5,8 @@
 #ifndef KH_GW_ANSWER_H
 #define KH_GW_ANSWER_H
 
+#include "kherr.h"
+
 #include "gw_state.h"
 
 #include <libpq-fe.h>
@@ -36,16 +38,17 @@ typedef struct {
  * person (local_id "" if unknown). Writes the ids of the holds as a
  * bigint[] literal into hold_ids ("" if none) and marks the items that
  * non-disclosure withholds. */
-kh_err gw_answer_flags(PGconn *c, gw_answer *a, const char *local_id, char *hold_ids, size_t hlen);
+KH_MUST_CHECK kh_err gw_answer_flags(PGconn *c, gw_answer *a, const char *local_id, char *hold_ids,
+                                     size_t hlen);
 /* Marks an item withheld (if asked and not yet marked). */
 void gw_answer_withhold(gw_answer *a, const char *item);
 /* Reads the items not withheld as of as_of (YYYYMMDD), keeps only the fields
  * the row allows, and sets result and outcome. local_id "" reads nothing. */
-kh_err gw_answer_read(PGconn *c, gw_answer *a, const char *local_id, const char *as_of, char *msg,
-                      size_t msglen);
+KH_MUST_CHECK kh_err gw_answer_read(PGconn *c, gw_answer *a, const char *local_id,
+                                    const char *as_of, char *msg, size_t msglen);
 /* Seals the answer to the asker. answer_state: "" (immediate), "PENDING" or
  * "DEFERRED"; code: the refusal code of a REFUSED answer, or NULL. */
-kh_err gw_answer_seal(gw_answer *a, const char *answer_state, const char *code);
+KH_MUST_CHECK kh_err gw_answer_seal(gw_answer *a, const char *answer_state, const char *code);
 /* Frees what the answer owns (data wiped first) and the sealed bytes. */
 void gw_answer_clear(gw_answer *a);
 

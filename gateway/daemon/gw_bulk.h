@@ -4,6 +4,8 @@
 #ifndef KH_GW_BULK_H
 #define KH_GW_BULK_H
 
+#include "kherr.h"
+
 #include "gw_state.h"
 
 #include <event2/http.h>
@@ -15,7 +17,7 @@ void gw_bulk_on_part(struct evhttp_request *req, gw_tenant *t, const char *syste
 void gw_bulk_on_commit(struct evhttp_request *req, gw_tenant *t, const char *system);
 void gw_bulk_on_status(struct evhttp_request *req, gw_tenant *t, const char *system);
 /* Starts the loads' queue and the drop folder (if configured); 0 or -1 with err. */
-int gw_bulk_start(char *err, size_t errlen);
+KH_MUST_CHECK int gw_bulk_start(char *err, size_t errlen);
 void gw_bulk_stop(void);
 
 #endif

@@ -3,9 +3,11 @@
 #ifndef KH_GW_CHAIN_H
 #define KH_GW_CHAIN_H
 
+#include "kherr.h"
+
 #include <stddef.h>
 
-int gw_chain_start(char *err, size_t errlen);
+KH_MUST_CHECK int gw_chain_start(char *err, size_t errlen);
 void gw_chain_stop(void);
 
 #endif

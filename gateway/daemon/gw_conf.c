@@ -117,9 +117,14 @@ fail:
     return NULL;
 }
 
-const char *gw_conf_fixed_changed(const gw_settings *a, const gw_settings *b)
+kh_conf *gw_conf_loader(const char *path, void *s, char *err, size_t errlen)
 {
-    return kh_conf_fixed_changed(options, a, b);
+    return gw_conf_load(path, s, err, errlen);
+}
+
+const kh_opt *gw_conf_table(void)
+{
+    return options;
 }
 
 void gw_conf_usage(FILE *f)

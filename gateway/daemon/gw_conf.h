@@ -26,8 +26,10 @@ typedef struct {
  * tie options together (tenants listed once, session limits in order, room
  * for bulk parts). NULL with err ("file:line: ...") on any problem. */
 kh_conf *gw_conf_load(const char *path, gw_settings *s, char *err, size_t errlen);
-/* The first option that may not change at run time and differs, or NULL. */
-const char *gw_conf_fixed_changed(const gw_settings *a, const gw_settings *b);
+/* The same with the shape kh_conf_reload wants. */
+kh_conf *gw_conf_loader(const char *path, void *s, char *err, size_t errlen);
+/* The table (for kh_conf_reload). */
+const kh_opt *gw_conf_table(void);
 /* The options part of --help. */
 void gw_conf_usage(FILE *f);
 

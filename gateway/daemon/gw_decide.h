@@ -3,6 +3,8 @@
 #ifndef KH_GW_DECIDE_H
 #define KH_GW_DECIDE_H
 
+#include "kherr.h"
+
 #include "gw_state.h"
 
 #include <libpq-fe.h>
@@ -32,7 +34,7 @@ typedef struct {
  * answer up within a second. */
 void gw_decide_run(PGconn *c, gw_decision *d);
 
-int gw_outbox_start(char *err, size_t errlen);
+KH_MUST_CHECK int gw_outbox_start(char *err, size_t errlen);
 void gw_outbox_stop(void);
 
 #endif

@@ -401,10 +401,14 @@ void gw_disclose_on_request(struct evhttp_request *req, gw_tenant *t, Kh__Envelo
     dc->h = h;
     dc->rb = rb;
     memcpy(dc->hex, hex, sizeof hex);
-    khc_sha256(env->payload.data, env->payload.len, NULL, 0, dc->digest);
+    bool digested = khc_sha256(env->payload.data, env->payload.len, NULL, 0, dc->digest) == 0;
     kh__envelope__free_unpacked(env, NULL);
     gw_req_hold(&dc->req, req);
-    if (kh_pool_submit(G.pool, disc_work, disc_done, dc) != 0) {
+    if (!digested) {
+        dc->err = KH_E_INTERNAL;
+        snprintf(dc->msg, sizeof dc->msg, "cannot digest the payload");
+        disc_done(dc);
+    } else if (kh_pool_submit(G.pool, disc_work, disc_done, dc) != 0) {
         dc->err = KH_E_OVERLOADED;
         snprintf(dc->msg, sizeof dc->msg, "database queue full");
         disc_done(dc);

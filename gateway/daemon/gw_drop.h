@@ -2,11 +2,13 @@
 #ifndef KH_GW_DROP_H
 #define KH_GW_DROP_H
 
+#include "kherr.h"
+
 #include <stddef.h>
 
 /* Prepares DIR/<tenant>/{in,work,done,rejected} for every tenant, puts back
  * what an interrupted run left, and checks in/ every second. 0 or -1. */
-int gw_drop_start(const char *drop_dir, char *err, size_t errlen);
+KH_MUST_CHECK int gw_drop_start(const char *drop_dir, char *err, size_t errlen);
 void gw_drop_stop(void);
 
 #endif

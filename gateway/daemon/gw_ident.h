@@ -3,6 +3,8 @@
 #ifndef KH_GW_IDENT_H
 #define KH_GW_IDENT_H
 
+#include "kherr.h"
+
 #include "gw_state.h"
 
 #include <event2/http.h>
@@ -14,7 +16,7 @@
 gw_tenant *gw_identify(struct evhttp_request *req, char *sys, size_t syslen);
 /* In the tenant transaction: the system exists and may do op on scope (a
  * procedure, an item code or "*"); msg explains a refusal. */
-kh_err gw_permitted(PGconn *c, const char *sys, const char *op, const char *scope, char *msg,
-                    size_t msglen);
+KH_MUST_CHECK kh_err gw_permitted(PGconn *c, const char *sys, const char *op, const char *scope,
+                                  char *msg, size_t msglen);
 
 #endif

@@ -5,6 +5,8 @@
 #ifndef KH_GW_LOAD_H
 #define KH_GW_LOAD_H
 
+#include "kherr.h"
+
 #include "gw_state.h"
 
 #include "refdb.h"
@@ -29,9 +31,9 @@ FILE *gw_load_open_out(const char *path);
  * item), in one tenant transaction committed only if every record is good
  * and the content is new. st, res: the figures and the result; msg explains
  * a failure. */
-kh_err gw_load_run(PGconn *c, gw_tenant *t, const char *system, const char *item, const char *mode,
-                   const char *as_of, const char *file_name, const char *sha256, int fd,
-                   gw_load_ctx *rc, refdb_file_stats *st, refdb_bulk_result *res, char *msg,
-                   size_t msglen);
+KH_MUST_CHECK kh_err gw_load_run(PGconn *c, gw_tenant *t, const char *system, const char *item,
+                                 const char *mode, const char *as_of, const char *file_name,
+                                 const char *sha256, int fd, gw_load_ctx *rc, refdb_file_stats *st,
+                                 refdb_bulk_result *res, char *msg, size_t msglen);
 
 #endif

@@ -173,30 +173,17 @@ static void fetch_directory(evutil_socket_t fd, short what, void *arg)
 
 static const char *config_path;
 
-/* SIGHUP: the file is read again and checked whole, like -t; the options
- * marked reloadable take their new values only if everything is valid and
- * no other option changed. Otherwise nothing changes and the log says why. */
+/* SIGHUP (kh_conf_reload): the file checked whole; only options marked
+ * reloadable change, and only if nothing else did. */
+static void apply_fresh(const void *fresh)
+{
+    apply_reloadable(fresh);
+}
+
 static void on_reload(evutil_socket_t sig, short what, void *arg)
 {
-    char err[512];
-    gw_settings s;
-    kh_conf *c = gw_conf_load(config_path, &s, err, sizeof err);
-    if (c == NULL) {
-        kh_error("main", "reload refused, configuration unchanged: %s", err);
-        return;
-    }
-    const char *fixed = gw_conf_fixed_changed(&G.set, &s);
-    if (fixed != NULL) {
-        kh_error("main",
-                 "reload refused, configuration unchanged: option %s cannot change while "
-                 "running (restart to change it)",
-                 fixed);
-    } else {
-        apply_reloadable(&s);
-        kh_info("main", "configuration reloaded from %s", config_path);
-    }
-    /* nothing keeps a pointer into the new file: only numbers were taken */
-    kh_conf_free(c);
+    gw_settings fresh;
+    kh_conf_reload(config_path, gw_conf_table(), gw_conf_loader, &G.set, &fresh, apply_fresh);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)

@@ -97,10 +97,11 @@ static void record_replay(PGconn *c, peer_call *pc)
     /* the refusal is an access decision too */
     if (kh_db_tenant_begin(c, pc->t->id.code) == KH_OK &&
         gw_access(c, pc->msg_hex, "peer", pc->h->sender, "answer", pc->qb->staff_id,
-                  pc->h->procedure, pc->h->items, pc->h->n_items, KH_E_REPLAY) == KH_OK)
-        kh_db_commit(c);
-    else
-        kh_db_rollback(c);
+                  pc->h->procedure, pc->h->items, pc->h->n_items, KH_E_REPLAY) == KH_OK &&
+        kh_db_commit(c) == KH_OK)
+        return;
+    kh_db_rollback(c);
+    kh_warn("peer", "refusal of replayed message %s not recorded", pc->msg_hex);
 }
 
 static void answer_work(PGconn *c, void *arg)
@@ -315,9 +316,13 @@ static void on_envelope(struct evhttp_request *req, void *arg)
     pc->a.subject = h->subject;
     pc->a.row = row;
     memcpy(pc->a.in_reply_to, h->msg_id.data, KH_MSG_ID_LEN);
-    khc_sha256(env->payload.data, env->payload.len, NULL, 0, pc->digest);
     memcpy(pc->msg_hex, hex, sizeof hex);
     h = NULL;
+    if (khc_sha256(env->payload.data, env->payload.len, NULL, 0, pc->digest) != 0) {
+        refuse(req, KH_E_INTERNAL, "cannot digest the payload", hex);
+        peer_free(pc);
+        goto out;
+    }
     gw_req_hold(&pc->req, req);
     if (kh_pool_submit(G.pool, answer_work, answer_done, pc) != 0) {
         gw_req_take(&pc->req);

@@ -4,6 +4,8 @@
 #ifndef KH_GW_RECORD_H
 #define KH_GW_RECORD_H
 
+#include "kherr.h"
+
 #include "gw_state.h"
 
 #include <libpq-fe.h>
@@ -16,15 +18,17 @@ char *gw_bytea_literal(const uint8_t *b, size_t n);
 /* Writes one provision record in the current tenant transaction. data/ndata:
  * the items an answer carried (their versions are recorded, so "what did we
  * provide on date D" has an exact answer); NULL/0 otherwise. */
-kh_err gw_record(PGconn *c, const char *msg_id, const char *direction, const char *counterpart,
-                 const char *procedure, char *const *items, size_t nitems, const char *local_id,
-                 const char *staff_id, const char *outcome, kh_err code, Kh__ItemData *const *data,
-                 size_t ndata);
+KH_MUST_CHECK kh_err gw_record(PGconn *c, const char *msg_id, const char *direction,
+                               const char *counterpart, const char *procedure, char *const *items,
+                               size_t nitems, const char *local_id, const char *staff_id,
+                               const char *outcome, kh_err code, Kh__ItemData *const *data,
+                               size_t ndata);
 /* Writes one access record (an authorisation decision) in the current
  * tenant transaction. direction: business, peer or admin. */
-kh_err gw_access(PGconn *c, const char *msg_id, const char *direction, const char *actor,
-                 const char *operation, const char *staff_id, const char *procedure,
-                 char *const *items, size_t nitems, kh_err code);
+KH_MUST_CHECK kh_err gw_access(PGconn *c, const char *msg_id, const char *direction,
+                               const char *actor, const char *operation, const char *staff_id,
+                               const char *procedure, char *const *items, size_t nitems,
+                               kh_err code);
 /* A refusal of a message to tenant t as an access record (direction peer),
  * best effort: in a transaction of its own on worker connection c (no
  * transaction open), or, from the event loop, queued for a worker (a full

@@ -3,13 +3,15 @@
 #ifndef KH_GW_ROUTER_H
 #define KH_GW_ROUTER_H
 
+#include "kherr.h"
+
 #include "gw_state.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
 /* The code of a refusal relayed by the router (KH-5004 if it names none). */
-kh_err gw_relayed_refusal(const uint8_t *buf, size_t len, char *msg, size_t msglen);
+KH_MUST_CHECK kh_err gw_relayed_refusal(const uint8_t *buf, size_t len, char *msg, size_t msglen);
 /* Verifies and opens an envelope from the router for tenant t: header signed
  * by the router, of type want, from expect_sender (NULL: any), answering
  * in_reply_to (NULL: any, but one must be named), fresh; the payload signed

@@ -20,14 +20,14 @@
  * zone, since to the 30 days before until. KH_E_ADM_FIELD (msg names the
  * parameter) if since is after until or the period is longer than
  * GW_USAGE_MAX_DAYS days; KH_E_DB. since_out, until_out: 11 bytes. */
-kh_err gw_usage_period(PGconn *c, const char *since, const char *until, char *since_out,
-                       char *until_out, char *msg, size_t msglen);
+KH_MUST_CHECK kh_err gw_usage_period(PGconn *c, const char *since, const char *until,
+                                     char *since_out, char *until_out, char *msg, size_t msglen);
 
 /* Writes one tenant's report as an object into w: {"tenant", "days": [one
  * row a day of [since, until], zeros included], "total": {...}}, read in a
  * transaction of that tenant. KH_OK or KH_E_DB. */
-kh_err gw_usage_write(PGconn *c, const char *org, const char *since, const char *until,
-                      khj_writer *w);
+KH_MUST_CHECK kh_err gw_usage_write(PGconn *c, const char *org, const char *since,
+                                    const char *until, khj_writer *w);
 
 /* The metrics of the tenants named (hosted ones), as Prometheus text in a
  * malloc'd buffer. Each tenant's figures come from one statement in its own
@@ -37,8 +37,8 @@ kh_err gw_usage_write(PGconn *c, const char *org, const char *since, const char 
  * be read is reported with kakehashi_usage_read_ok 0. KH_OK or
  * KH_E_INTERNAL (out of memory). */
 #define GW_USAGE_CACHE_MS 5000
-kh_err gw_usage_metrics(PGconn *c, const char *const *orgs, size_t norgs, char **out,
-                        size_t *outlen);
+KH_MUST_CHECK kh_err gw_usage_metrics(PGconn *c, const char *const *orgs, size_t norgs, char **out,
+                                      size_t *outlen);
 
 /* Frees what the metrics keep (at shutdown, after the workers stopped). */
 void gw_usage_stop(void);

@@ -356,7 +356,7 @@ START_TEST(mutations_never_crash)
         memcpy(buf, seed, n + 1);
         int edits = 1 + rand() % 3;
         for (int k = 0; k < edits; k++)
-            buf[rand() % n] = bytes[rand() % (int)sizeof bytes];
+            buf[(size_t)rand() % n] = bytes[(size_t)rand() % sizeof bytes];
         size_t len = (size_t)(rand() % (int)(n + 1));
         khj_error e;
         khj_val *v = khj_parse(buf, len, 0, 0, &e);
