@@ -1,6 +1,8 @@
 /* kherr.c: lookups in the refusal-code table. */
 #include "kherr.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 static const kh_err_info kh_ok_info = {"OK", 200, "Success", "", ""};
@@ -33,4 +35,15 @@ kh_err kh_err_from_code(const char *code)
         if (strcmp(kh_err_table[i - 1].code, code) == 0)
             return (kh_err)i;
     return KH_E__COUNT;
+}
+
+void kh_err_set(kh_err *err, char *msg, size_t msglen, kh_err e, const char *fmt, ...)
+{
+    va_list ap;
+    *err = e;
+    if (msg == NULL || msglen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, msglen, fmt, ap);
+    va_end(ap);
 }

@@ -2,6 +2,8 @@
 #ifndef KH_ERR_H
 #define KH_ERR_H
 
+#include <stddef.h>
+
 /* On a function whose result says whether it worked (a kh_err, or 0/-1):
  * ignoring that result is a compile error (-Werror). */
 #define KH_MUST_CHECK __attribute__((warn_unused_result))
@@ -29,5 +31,11 @@ const kh_err_info *kh_err_get(kh_err e);
 const char *kh_err_code(kh_err e);
 /* Reverse lookup by code string; returns KH_E__COUNT if unknown. */
 kh_err kh_err_from_code(const char *code);
+
+/* The one way to set an outcome: *err = e, and msg (msglen bytes) formatted
+ * from fmt, cut to fit. Messages must not carry personal data. Every
+ * handler's "set code and message" helper is this, on its own fields. */
+void kh_err_set(kh_err *err, char *msg, size_t msglen, kh_err e, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 
 #endif

@@ -318,7 +318,7 @@ static void open_answer(dsc_one *o, const uint8_t *buf, size_t len)
                memcmp(h->in_reply_to.data, o->id, KH_MSG_ID_LEN) != 0 ||
                strcmp(h->subject, o->link) != 0) {
         one_fail(o, KH_E_SPLICE, "failed", "answer does not answer this request");
-    } else if ((e = kh_env_check_time(h, (int64_t)time(NULL), P->skew, P->ttl)) != KH_OK) {
+    } else if ((e = kh_env_check_time(h, (int64_t)time(NULL), *P->skew, *P->ttl)) != KH_OK) {
         one_fail(o, e, "failed", kh_err_get(e)->meaning);
     } else if ((e = kh_env_open(env, P->id, P->national, org->sign_cert, &body, &blen)) != KH_OK) {
         one_fail(o, e, "failed", kh_err_get(e)->meaning);
@@ -372,7 +372,7 @@ static int ask(dsc_one *o)
     uint8_t *body = NULL, *env = NULL;
     size_t blen = 0, elen = 0;
     if (org == NULL || kh_header_init(&h, unused, KH__MSG_TYPE__DISCLOSURE_REQUEST, "ROUTER",
-                                      o->org, "ROUTER", P->ttl) != 0)
+                                      o->org, "ROUTER", *P->ttl) != 0)
         return -1;
     h.msg_id.data = o->id; /* the id recorded as sent */
     h.subject = o->link;
@@ -391,7 +391,7 @@ static int ask(dsc_one *o)
     khc_free_secret(body, blen);
     if (rc == 0)
         rc = kh_http_request(P->base, P->client_ctx, EVHTTP_REQ_POST, o->endpoint, "/v1/envelope",
-                             env, elen, P->timeout_ms, "KH-GW", o->gateway, on_answer, o);
+                             env, elen, *P->timeout_ms, "KH-GW", o->gateway, on_answer, o);
     free(env);
     return rc;
 }

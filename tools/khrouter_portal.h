@@ -17,6 +17,7 @@
 #include <event2/http.h>
 #include "khtls.h"
 #include <stdbool.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 typedef struct {
@@ -26,7 +27,9 @@ typedef struct {
     kh_pool *pool;
     const kh_dir *dir;
     const kh_identity *id; /* the router's signing and encryption keys */
-    int skew, ttl, timeout_ms, max_body;
+    /* the router's own values, which SIGHUP may change (read at each use) */
+    const atomic_int *skew, *ttl, *timeout_ms;
+    int max_body;
     const char *const *portals; /* CNs of the portal certificates served (O=PORTAL) */
     size_t nportals;
     /* The gateway (its TLS CN) and peer endpoint of an organisation; false

@@ -210,10 +210,10 @@ kh_conf *kh_conf_load(const char *path, const kh_opt *table, void *settings, cha
         }
     }
     for (const kh_opt *o = table; o->name != NULL; o++) {
-        char *at = (char *)settings + o->offset;
-        bool set = o->type == KH_OPT_LIST ? ((kh_opt_list *)(void *)at)->n > 0
-                   : o->type == KH_OPT_STR || o->type == KH_OPT_ADDR ? *(const char **)at != NULL
-                                                                     : true;
+        /* required: a line of the file names it (a default does not count) */
+        bool set = false;
+        for (size_t i = 0; i < c->n && !set; i++)
+            set = strcmp(c->kv[i].key, o->name) == 0;
         if ((o->flags & KH_OPT_REQUIRED) && !set) {
             snprintf(err, errlen, "%s: option '%s' is required (%s)", path, o->name, o->help);
             goto fail;

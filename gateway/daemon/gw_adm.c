@@ -24,13 +24,25 @@ adm_state ADM;
 
 /* ------------------------------------------------------------ helpers */
 
-void adm_set_err(adm_call *call, kh_err e, const char *fmt, ...)
+bool adm_date_ok(const char *s)
 {
-    va_list ap;
-    call->err = e;
-    va_start(ap, fmt);
-    vsnprintf(call->msg, sizeof call->msg, fmt, ap);
-    va_end(ap);
+    return kh_id_iso_date(s) && strncmp(s, "1900", 4) >= 0;
+}
+
+bool adm_tenant_begin(PGconn *c, adm_call *call)
+{
+    if (kh_db_tenant_begin(c, call->org) == KH_OK)
+        return true;
+    adm_set_err(call, KH_E_DB, "database unavailable");
+    return false;
+}
+
+bool adm_platform_open(PGconn *c, adm_call *call)
+{
+    if (adm_platform_begin(c) == KH_OK)
+        return true;
+    adm_set_err(call, KH_E_DB, "database unavailable");
+    return false;
 }
 
 bool adm_db_failed(adm_call *call, PGresult *r)
@@ -210,7 +222,7 @@ bool adm_query_enum(adm_call *call, const char *key, const char *const *allowed,
 bool adm_query_date(adm_call *call, const char *key, const char **out)
 {
     *out = adm_query_get(call, key);
-    if (*out != NULL && !kh_id_iso_date(*out)) {
+    if (*out != NULL && !adm_date_ok(*out)) {
         adm_set_err(call, KH_E_ADM_FIELD, "%s: a date YYYY-MM-DD", key);
         return false;
     }

@@ -86,9 +86,17 @@ typedef struct {
     int n;
 } adm_listing;
 
-/* Helpers (gw_adm.c). */
-void adm_set_err(adm_call *call, kh_err e, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* Sets the call's outcome (kh_err_set). */
+#define adm_set_err(call, e, ...)                                                                  \
+    kh_err_set(&(call)->err, (call)->msg, sizeof(call)->msg, e, __VA_ARGS__)
+/* A date of the admin API: YYYY-MM-DD, a real day (kh_id_iso_date), from
+ * 1900 on (validity periods and report periods of this era). */
+bool adm_date_ok(const char *s);
+/* The tenant transaction of the route's tenant (kh_db_tenant_begin), or
+ * false with the call's outcome set. */
+bool adm_tenant_begin(PGconn *c, adm_call *call);
+/* The same for the operator tables (adm_platform_begin). */
+bool adm_platform_open(PGconn *c, adm_call *call);
 bool adm_db_failed(adm_call *call, PGresult *r);
 /* A one-parameter query of one boolean: 1 true, 0 false, -1 failed (call->err set). */
 KH_MUST_CHECK int adm_db_true(PGconn *c, adm_call *call, const char *sql, const char *param);

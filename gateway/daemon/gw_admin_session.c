@@ -75,10 +75,8 @@ void adm_login_work(PGconn *c, adm_call *call)
                       "login refused");
         return;
     }
-    if (adm_platform_begin(c) != KH_OK) {
-        adm_set_err(call, KH_E_DB, "database unavailable");
+    if (!adm_platform_open(c, call))
         return;
-    }
     PGresult *r = kh_db_exec(c,
                              "SELECT password_hash, active, coalesce(locked_until > now(), false), "
                              "to_char(locked_until AT TIME ZONE 'UTC', "
@@ -145,10 +143,8 @@ void adm_login_work(PGconn *c, adm_call *call)
     khc_hex(hash, sizeof hash, hash_hex);
     snprintf(max, sizeof max, "%d", ADM.max_secs);
     snprintf(secs, sizeof secs, "%d", ADM.idle_secs);
-    if (adm_platform_begin(c) != KH_OK) {
-        adm_set_err(call, KH_E_DB, "database unavailable");
+    if (!adm_platform_open(c, call))
         goto wipe;
-    }
     r = kh_db_exec(c,
                    "UPDATE kh.operator SET failed_logins = 0 WHERE name = $1 AND active "
                    "AND (locked_until IS NULL OR locked_until <= now()) RETURNING role",
@@ -255,10 +251,8 @@ void adm_logout_work(PGconn *c, adm_call *call)
     }
     khc_hex(hash, sizeof hash, hash_hex);
     const char *p[1] = {hash_hex};
-    if (adm_platform_begin(c) != KH_OK) {
-        adm_set_err(call, KH_E_DB, "database unavailable");
+    if (!adm_platform_open(c, call))
         return;
-    }
     PGresult *r =
         kh_db_exec(c, "DELETE FROM kh.operator_session WHERE token_hash = decode($1, 'hex')", 1, p);
     bool ok = r != NULL &&
@@ -285,10 +279,8 @@ void adm_operators_list_work(PGconn *c, adm_call *call)
     static const char *const none[] = {NULL};
     if (!adm_query_known(call, none))
         return;
-    if (adm_platform_begin(c) != KH_OK) {
-        adm_set_err(call, KH_E_DB, "database unavailable");
+    if (!adm_platform_open(c, call))
         return;
-    }
     PGresult *r =
         kh_db_exec(c,
                    "SELECT coalesce(json_agg(x ORDER BY x.name), '[]')::text FROM ("
@@ -374,10 +366,8 @@ void adm_operators_add_work(PGconn *c, adm_call *call)
         adm_set_err(call, KH_E_INTERNAL, "cannot hash the password");
         return;
     }
-    if (adm_platform_begin(c) != KH_OK) {
-        adm_set_err(call, KH_E_DB, "database unavailable");
+    if (!adm_platform_open(c, call))
         return;
-    }
     const char *p[4] = {name, role, hash, call->op};
     PGresult *r = kh_db_exec(c,
                              "INSERT INTO kh.operator (name, role, password_hash, created_by) "
@@ -443,10 +433,8 @@ void adm_operators_disable_work(PGconn *c, adm_call *call)
         adm_set_err(call, KH_E_ADM_FIELD, "name: an operator cannot disable themself");
         return;
     }
-    if (adm_platform_begin(c) != KH_OK) {
-        adm_set_err(call, KH_E_DB, "database unavailable");
+    if (!adm_platform_open(c, call))
         return;
-    }
     PGresult *r =
         kh_db_exec(c, "SELECT active FROM kh.operator WHERE name = $1 FOR UPDATE", 1, &name);
     if (adm_db_failed(call, r))

@@ -48,10 +48,8 @@ void adm_flags_list_work(PGconn *c, adm_call *call)
     adm_list_where(&l, "kind = ", "", kind);
     if (active && strcmp(active, "true") == 0)
         snprintf(l.sql + strlen(l.sql), sizeof l.sql - strlen(l.sql), " AND active");
-    if (kh_db_tenant_begin(c, call->org) != KH_OK) {
-        adm_set_err(call, KH_E_DB, "database unavailable");
+    if (!adm_tenant_begin(c, call))
         return;
-    }
     adm_list_json(c, call, &l, "id DESC", limit, "flags");
     kh_db_rollback(c);
 }
@@ -120,9 +118,9 @@ static bool flag_fields_ok(adm_call *call, const char **kind, const char **local
                     "local_id, item_code, procedure: at least one is required");
     else if (chars < 1 || chars > 200)
         adm_set_err(call, KH_E_ADM_FIELD, "reason: 1 to 200 characters, no control characters");
-    else if (*from && !kh_id_iso_date(*from))
+    else if (*from && !adm_date_ok(*from))
         adm_set_err(call, KH_E_ADM_FIELD, "valid_from: a date YYYY-MM-DD");
-    else if (*to && !kh_id_iso_date(*to))
+    else if (*to && !adm_date_ok(*to))
         adm_set_err(call, KH_E_ADM_FIELD, "valid_to: a date YYYY-MM-DD");
     else if (*from && *to && strcmp(*to, *from) <= 0)
         adm_set_err(call, KH_E_ADM_FIELD, "valid_to: must be after valid_from");
@@ -136,10 +134,8 @@ void adm_flags_add_work(PGconn *c, adm_call *call)
     const char *kind, *local_id, *item, *proc, *reason, *from, *to;
     if (!flag_fields_ok(call, &kind, &local_id, &item, &proc, &reason, &from, &to))
         return;
-    if (kh_db_tenant_begin(c, call->org) != KH_OK) {
-        adm_set_err(call, KH_E_DB, "database unavailable");
+    if (!adm_tenant_begin(c, call))
         return;
-    }
     int known = item ? adm_db_true(c, call,
                                    "SELECT EXISTS (SELECT 1 FROM kh.item "
                                    "WHERE item_code = $1)",
@@ -178,10 +174,8 @@ void adm_flags_revoke_work(PGconn *c, adm_call *call)
         return;
     }
     snprintf(id, sizeof id, "%lld", (long long)call->id);
-    if (kh_db_tenant_begin(c, call->org) != KH_OK) {
-        adm_set_err(call, KH_E_DB, "database unavailable");
+    if (!adm_tenant_begin(c, call))
         return;
-    }
     const char *p[2] = {id, call->op};
     PGresult *r = kh_db_exec(c,
                              "SELECT revoked_at IS NOT NULL FROM answer_flag WHERE id = $1 "
@@ -229,10 +223,8 @@ void adm_pending_work(PGconn *c, adm_call *call)
              "received_at, state, decided_by, decided_at, approved_items, reason "
              "FROM pending_answer WHERE true");
     adm_list_where(&l, "state = ", "", strcmp(state, "all") == 0 ? NULL : state);
-    if (kh_db_tenant_begin(c, call->org) != KH_OK) {
-        adm_set_err(call, KH_E_DB, "database unavailable");
+    if (!adm_tenant_begin(c, call))
         return;
-    }
     adm_list_json(c, call, &l, "received_at DESC", limit, "pending");
     kh_db_rollback(c);
 }
@@ -269,10 +261,8 @@ void adm_queries_work(PGconn *c, adm_call *call)
     adm_list_where(&l, "provider = ", "", provider);
     adm_list_where(&l, "created_at >= ", "::date", since);
     adm_list_where(&l, "created_at < ", "::date + 1", until);
-    if (kh_db_tenant_begin(c, call->org) != KH_OK) {
-        adm_set_err(call, KH_E_DB, "database unavailable");
+    if (!adm_tenant_begin(c, call))
         return;
-    }
     adm_list_json(c, call, &l, "created_at DESC", limit, "queries");
     kh_db_rollback(c);
 }
@@ -293,10 +283,8 @@ void adm_audit_work(PGconn *c, adm_call *call)
     adm_list_where(&l, "outcome = ", "", outcome);
     adm_list_where(&l, "at >= ", "::date", since);
     adm_list_where(&l, "at < ", "::date + 1", until);
-    if (kh_db_tenant_begin(c, call->org) != KH_OK) {
-        adm_set_err(call, KH_E_DB, "database unavailable");
+    if (!adm_tenant_begin(c, call))
         return;
-    }
     adm_list_json(c, call, &l, "id DESC", limit, "audit");
     kh_db_rollback(c);
 }

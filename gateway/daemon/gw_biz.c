@@ -79,16 +79,8 @@ static void call_fail(gw_call *call)
     call_free(call);
 }
 
-static void call_set(gw_call *call, kh_err e, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void call_set(gw_call *call, kh_err e, const char *fmt, ...)
-{
-    va_list ap;
-    call->err = e;
-    va_start(ap, fmt);
-    vsnprintf(call->msg, sizeof call->msg, fmt, ap);
-    va_end(ap);
-}
+#define call_set(call, e, ...)                                                                     \
+    kh_err_set(&(call)->err, (call)->msg, sizeof(call)->msg, e, __VA_ARGS__)
 
 static void submit(gw_call *call, kh_pool_work_fn w, kh_pool_done_fn d)
 {

@@ -68,11 +68,7 @@ static kh_err audit(PGconn *c, const gw_decision *d, const char *detail)
     return KH_OK;
 }
 
-static void decide_set(gw_decision *d, kh_err e, const char *msg)
-{
-    d->err = e;
-    snprintf(d->msg, sizeof d->msg, "%s", msg);
-}
+#define decide_set(d, e, m) kh_err_set(&(d)->err, (d)->msg, sizeof(d)->msg, e, "%s", m)
 
 void gw_decide_run(PGconn *c, gw_decision *d)
 {

@@ -63,6 +63,8 @@ kh_err gw_load_run(PGconn *c, gw_tenant *t, const char *system, const char *item
         return e;
     }
     e = gw_permitted(c, system, "register", item, msg, msglen);
+    if (e == KH_E_SYSTEM_PERMISSION)
+        snprintf(msg, msglen, "business system '%s' may not register %s", system, item);
     if (e == KH_OK)
         e = refdb_layout_load(c, item, &l, msg, msglen);
     if (e == KH_OK) {

@@ -103,16 +103,7 @@ void gw_query_stop(void)
     }
 }
 
-static void qc_set(gw_query *qc, kh_err e, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void qc_set(gw_query *qc, kh_err e, const char *fmt, ...)
-{
-    va_list ap;
-    qc->err = e;
-    va_start(ap, fmt);
-    vsnprintf(qc->msg, sizeof qc->msg, fmt, ap);
-    va_end(ap);
-}
+#define qc_set(qc, e, ...) kh_err_set(&(qc)->err, (qc)->msg, sizeof(qc)->msg, e, __VA_ARGS__)
 
 static void submit(gw_query *qc, kh_pool_work_fn w, kh_pool_done_fn d);
 
@@ -414,8 +405,10 @@ static void on_sent(int status, const uint8_t *buf, size_t len, void *arg)
             evtimer_add(qc->retry_ev, &tv);
             return;
         }
+        char last[sizeof qc->msg]; /* the message is formatted into qc->msg: not from it */
+        snprintf(last, sizeof last, "%s", qc->msg[0] ? qc->msg : "next hop unreachable");
         qc_set(qc, KH_E_UPSTREAM, "not delivered while the message was valid (%d attempts): %s",
-               qc->attempts, qc->msg[0] ? qc->msg : "next hop unreachable");
+               qc->attempts, last);
         qc->state = "failed";
     } else if (qc->err != KH_OK) {
         qc->state = qc->err == KH_E_INTERNAL ? "failed" : "refused";

@@ -69,6 +69,14 @@ expect_fail "OpenSSL call in the daemon" 'gw_biz\.c:[0-9]+: calls OpenSSL outsid
 printf 'static void w(char *p) { OPENSSL_cleanse(p, 1); }\n' >> "$tmp/tree/gateway/core/khjson.c"
 expect_fail "OpenSSL call in the core outside crypto/TLS" 'khjson\.c:[0-9]+: calls OpenSSL'
 
+# 5b. A one-shot digest call of OpenSSL's, and a project header in angle brackets.
+printf 'static void d(unsigned char *o) { SHA256((const unsigned char *)"", 0, o); }\n' >> "$tmp/tree/gateway/daemon/gw_record.c"
+expect_fail "one-shot OpenSSL call" 'gw_record\.c:[0-9]+: calls OpenSSL outside the crypto and TLS modules'
+printf '#include <gw_state.h>\n' >> "$tmp/tree/tools/khctl.c"
+expect_fail "a daemon header in angle brackets" 'khctl\.c:[0-9]+: #include "gw_state\.h" \(gateway/daemon/\) is not allowed'
+printf '#include <evhttp.h>\n' >> "$tmp/tree/refdb/refdb.c"
+expect_fail "libevent's old headers in the middle layer" 'refdb\.c:[0-9]+: #include <evhttp\.h> is not allowed'
+
 # 6. A tool includes an OpenSSL header.
 printf '#include <openssl/evp.h>\n' >> "$tmp/tree/tools/khclient.c"
 expect_fail "OpenSSL header in a tool" 'khclient\.c:[0-9]+: #include <openssl/evp\.h> is not allowed'
@@ -99,6 +107,12 @@ if cc -c -o "$tmp/loop/ping.c.o" "$tmp/loop/ping.c" && cc -c -o "$tmp/loop/pong.
         ok "files that call each other one way only are no loop"
     else
         ko "files that call each other one way only are no loop"
+    fi
+    # an object that cannot be read fails the check (it never passes blind)
+    if "$check" "$tmp/empty" "$tmp/loop/top.c.o;$tmp/loop/missing.c.o" >/dev/null; then
+        ko "a missing object file fails the check"
+    else
+        ok "a missing object file fails the check"
     fi
 else
     ko "cannot compile the loop fixture"
