@@ -14,7 +14,8 @@
 #    the ;-separated object files of one library or program; a file that
 #    uses a symbol defined by another file of the same group depends on it,
 #    and these dependencies must have no cycle (tsort).
-# 4. No file of gateway/daemon/ is longer than 800 lines.
+# 4. No file of gateway/daemon/ is longer than 800 lines, and no two of its
+#    files include each other's headers in a loop (X.c and X.h are one file).
 # Prints every violation with its file and line; exits 1 if there is any.
 set -u -o pipefail
 export LC_ALL=C
@@ -125,6 +126,24 @@ for f in gateway/daemon/*.c gateway/daemon/*.h; do
     n=$(wc -l < "$f")
     [ "$n" -le 800 ] || bad "$f: $n lines (at most 800: split it along its seams)"
 done
+
+# Include loops between the daemon's files: X.c and X.h are one module X;
+# X includes Y.h of the daemon: X depends on Y. No cycle allowed.
+inc_edges=$(mktemp)
+for f in gateway/daemon/*.c gateway/daemon/*.h; do
+    [ -e "$f" ] || continue
+    m=$(basename "$f")
+    m=${m%.*}
+    sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*["<]\([^">]*\)\.h[">].*/\1/p' "$f" |
+        while read -r h; do
+            [ "$h" != "$m" ] && [ -e "gateway/daemon/$h.h" ] && echo "$m $h"
+        done
+done | sort -u > "$inc_edges"
+if ! out=$(tsort "$inc_edges" 2>&1 >/dev/null); [ -n "$out" ]; then
+    loop=$(printf '%s\n' "$out" | sed -n 's/^tsort: \([^:]*\)$/\1/p' | tr '\n' ' ')
+    bad "daemon files that include each other in a loop: $loop"
+fi
+rm -f "$inc_edges"
 
 # Dependency cycles between the files of each library or program.
 for group in "$@"; do

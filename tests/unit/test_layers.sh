@@ -85,6 +85,10 @@ expect_fail "OpenSSL header in a tool" 'khclient\.c:[0-9]+: #include <openssl/ev
 for _ in $(seq 1 801); do printf '/* padding */\n'; done >> "$tmp/tree/gateway/daemon/gw_biz.c"
 expect_fail "daemon file too long" 'gw_biz\.c: [0-9]+ lines \(at most 800'
 
+# 7b. Two daemon files that include each other (gw_admin.c includes gw_usage.h).
+sed -i 's/#include "khjson.h"/#include "khjson.h"\n#include "gw_admin.h"/' "$tmp/tree/gateway/daemon/gw_usage.h"
+expect_fail "daemon files that include each other" 'include each other in a loop: .*gw_(admin|usage)'
+
 # 8. A new folder of sources without an allow-list.
 mkdir -p "$tmp/tree/gateway/extra"
 printf 'int extra(void);\n' > "$tmp/tree/gateway/extra/extra.h"
