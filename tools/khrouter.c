@@ -1233,8 +1233,10 @@ out:
     for (int i = 0; i < 3; i++)
         if (R.sig_ev[i])
             event_free(R.sig_ev[i]);
-    if (R.base)
+    if (R.base) {
+        kh_http_client_close(R.base);
         event_base_free(R.base);
+    }
     kh_dir_free(R.dir);
     kh_identity_clear(&R.id);
     khc_wipe(R.secret, sizeof R.secret);

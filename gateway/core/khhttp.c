@@ -187,25 +187,210 @@ void kh_http_parse_status(const uint8_t *body, size_t len, char *code, size_t co
     kh__status__free_unpacked(st, NULL);
 }
 
+/* ---- outgoing requests over kept-alive connections ----
+ *
+ * A connection is opened (TCP, then the mutual-TLS 1.3 handshake with the
+ * expected-peer check) only when no idle one to the same destination exists.
+ * A destination is the whole identity the handshake proved: event base,
+ * client context, address, and the expected O= and CN=; a connection proven
+ * for one peer is never lent to a request expecting another. One request at
+ * a time per connection; after an answer that does not say "close", the
+ * connection waits in its destination's idle list, where libevent watches
+ * for the peer closing it (the read deadline of the last request ends an
+ * idle wait too). A request that fails quickly on a reused connection (the
+ * peer closed it just as we wrote) is sent once more on a new one: every
+ * request here is a GET or an envelope POST, and envelopes are idempotent
+ * (a repeated message id gets the kept reply, see khseen.h). Everything runs
+ * on the thread of the event base (the event-loop thread). */
+
+#define IDLE_MAX_PER_DEST 64
+#define IDLE_MAX_AGE_S 20
+
+typedef struct dest dest;
+typedef struct pconn {
+    struct evhttp_connection *conn;
+    dest *d;
+    struct pconn *next; /* in d->idle while idle */
+    struct timeval idle_since;
+    bool busy, dead, freeing;
+} pconn;
+
+struct dest {
+    struct event_base *base;
+    SSL_CTX *ctx;
+    char hostport[160], org[64], cn[64];
+    pconn *idle;
+    size_t nidle;
+    dest *next;
+};
+
+static dest *dests; /* few: one per peer this process talks to */
+static kh_http_stats stats;
+
 typedef struct {
     kh_http_done_cb cb;
     void *arg;
-    struct evhttp_connection *conn;
+    pconn *pc;
+    bool reused;
+    struct timeval started;
+    /* kept for one resend on a fresh connection */
+    enum evhttp_cmd_type method;
+    char path[128];
+    uint8_t *body;
+    size_t len;
+    int timeout_ms;
 } client_call;
 
 static void free_conn_later(evutil_socket_t fd, short what, void *arg)
 {
-    evhttp_connection_free(arg);
+    pconn *pc = arg;
+    evhttp_connection_free(pc->conn);
+    free(pc);
 }
 
+static void idle_unlink(pconn *pc)
+{
+    for (pconn **pp = &pc->d->idle; *pp; pp = &(*pp)->next)
+        if (*pp == pc) {
+            *pp = pc->next;
+            pc->d->nidle--;
+            return;
+        }
+}
+
+/* The one way a connection ends: never inside libevent's own callback on it,
+ * always on the next loop turn. */
+static void conn_retire(pconn *pc)
+{
+    if (pc->freeing)
+        return;
+    pc->freeing = true;
+    if (!pc->busy)
+        idle_unlink(pc);
+    evhttp_connection_set_closecb(pc->conn, NULL, NULL);
+    struct timeval now = {0, 0};
+    if (event_base_once(pc->d->base, -1, EV_TIMEOUT, free_conn_later, pc, &now) != 0)
+        kh_warn("http", "cannot schedule freeing an outgoing connection");
+}
+
+/* libevent: the peer closed the connection, or a deadline ended it. */
+static void conn_closed(struct evhttp_connection *conn, void *arg)
+{
+    pconn *pc = arg;
+    pc->dead = true;
+    if (!pc->busy)
+        conn_retire(pc);
+    /* a busy one is retired when its request's callback runs */
+}
+
+static dest *dest_find(struct event_base *base, SSL_CTX *ctx, const char *hostport, const char *org,
+                       const char *cn)
+{
+    for (dest *d = dests; d; d = d->next)
+        if (d->base == base && d->ctx == ctx && strcmp(d->hostport, hostport) == 0 &&
+            strcmp(d->org, org) == 0 && strcmp(d->cn, cn) == 0)
+            return d;
+    dest *d = calloc(1, sizeof *d);
+    if (d == NULL)
+        return NULL;
+    d->base = base;
+    d->ctx = ctx;
+    snprintf(d->hostport, sizeof d->hostport, "%s", hostport);
+    snprintf(d->org, sizeof d->org, "%s", org);
+    snprintf(d->cn, sizeof d->cn, "%s", cn);
+    d->next = dests;
+    dests = d;
+    return d;
+}
+
+/* An idle connection of d still fit for use, or NULL. */
+static pconn *idle_take(dest *d)
+{
+    struct timeval now;
+    evutil_gettimeofday(&now, NULL);
+    while (d->idle != NULL) {
+        pconn *pc = d->idle;
+        d->idle = pc->next;
+        d->nidle--;
+        pc->next = NULL;
+        if (!pc->dead && now.tv_sec - pc->idle_since.tv_sec < IDLE_MAX_AGE_S)
+            return pc;
+        pc->busy = true; /* already unlinked */
+        conn_retire(pc);
+    }
+    return NULL;
+}
+
+static pconn *conn_open(dest *d)
+{
+    char host[128];
+    uint16_t port;
+    if (kh_hostport(d->hostport, host, sizeof host, &port) != 0 || !kh_host_numeric(host))
+        return NULL;
+    SSL *ssl = kh_tls_new(d->ctx);
+    if (ssl == NULL)
+        return NULL;
+    if (d->org[0] != '\0' && kh_tls_expect_peer(ssl, d->org, d->cn[0] ? d->cn : NULL) != 0) {
+        kh_tls_free(ssl);
+        return NULL;
+    }
+    struct bufferevent *bev =
+        bufferevent_openssl_socket_new(d->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (bev == NULL) {
+        kh_tls_free(ssl);
+        return NULL;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    pconn *pc = calloc(1, sizeof *pc);
+    struct evhttp_connection *conn =
+        pc ? evhttp_connection_base_bufferevent_new(d->base, NULL, bev, host, port) : NULL;
+    if (conn == NULL) {
+        free(pc);
+        bufferevent_free(bev);
+        return NULL;
+    }
+    evhttp_connection_set_retries(conn, 0);
+    evhttp_connection_set_closecb(conn, conn_closed, pc);
+    pc->conn = conn;
+    pc->d = d;
+    stats.opened++;
+    return pc;
+}
+
+static int call_send(client_call *call, dest *d);
+
 /* libevent calls this once per request: with a response, or with a status of
- * 0 when connecting, the TLS handshake or the deadline failed. The connection
- * is freed on the next loop turn, never inside its own callback, on every one
- * of those paths (libevent's auto-free misses the failed-connect path). */
+ * 0 when connecting, the TLS handshake or the deadline failed. */
 static void client_done(struct evhttp_request *req, void *arg)
 {
     client_call *call = arg;
+    pconn *pc = call->pc;
+    dest *d = pc->d;
     int status = req ? evhttp_request_get_response_code(req) : 0;
+    pc->busy = false;
+    if (status == 0 || pc->dead || d->nidle >= IDLE_MAX_PER_DEST) {
+        pc->busy = true; /* not in the idle list */
+        conn_retire(pc);
+    } else {
+        evutil_gettimeofday(&pc->idle_since, NULL);
+        pc->next = d->idle;
+        d->idle = pc;
+        d->nidle++;
+    }
+    if (status == 0 && call->reused) {
+        struct timeval now;
+        evutil_gettimeofday(&now, NULL);
+        long spent = (now.tv_sec - call->started.tv_sec) * 1000 +
+                     (now.tv_usec - call->started.tv_usec) / 1000;
+        if (spent < call->timeout_ms / 2) {
+            call->timeout_ms -= (int)spent;
+            call->reused = false;
+            stats.resent++;
+            if (call_send(call, NULL) == 0)
+                return;
+        }
+    }
     const uint8_t *body = (const uint8_t *)"";
     size_t len = 0;
     struct evbuffer *in = NULL;
@@ -218,11 +403,59 @@ static void client_done(struct evhttp_request *req, void *arg)
     call->cb(status, body, len, call->arg);
     if (len)
         khc_wipe((void *)body, len); /* answers carry personal data */
-    struct timeval now = {0, 0};
-    struct event_base *base = evhttp_connection_get_base(call->conn);
-    if (event_base_once(base, -1, EV_TIMEOUT, free_conn_later, call->conn, &now) != 0)
-        kh_warn("http", "cannot schedule freeing an outgoing connection");
+    if (call->body != NULL)
+        khc_wipe(call->body, call->len);
+    free(call->body);
     free(call);
+}
+
+/* Sends call on an idle connection of d if one is fit (d NULL: always a new
+ * connection to the destination of call's last connection). 0 or -1. */
+static int call_send(client_call *call, dest *d)
+{
+    pconn *pc = NULL;
+    if (d != NULL) {
+        pc = idle_take(d);
+        call->reused = pc != NULL;
+        if (pc != NULL)
+            stats.reused++;
+    } else {
+        d = call->pc->d;
+    }
+    if (pc == NULL)
+        pc = conn_open(d);
+    if (pc == NULL)
+        return -1;
+    pc->busy = true;
+    call->pc = pc;
+    evutil_gettimeofday(&call->started, NULL);
+    struct timeval tv = {call->timeout_ms / 1000, (call->timeout_ms % 1000) * 1000};
+    evhttp_connection_set_timeout_tv(pc->conn, &tv);
+    struct evhttp_request *req = evhttp_request_new(client_done, call);
+    if (req == NULL) {
+        conn_retire(pc);
+        return -1;
+    }
+    char host[128];
+    uint16_t port;
+    if (kh_hostport(d->hostport, host, sizeof host, &port) != 0) {
+        evhttp_request_free(req);
+        conn_retire(pc);
+        return -1;
+    }
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Host", host);
+    evhttp_add_header(h, "Content-Type", "application/x-protobuf");
+    if (call->len)
+        evbuffer_add(evhttp_request_get_output_buffer(req), call->body, call->len);
+    if (evhttp_make_request(pc->conn, req, call->method, call->path) != 0) {
+        /* the request was not queued: it is ours to free unless libevent already did */
+        if (evhttp_request_get_connection(req) != NULL)
+            evhttp_request_free(req);
+        conn_retire(pc);
+        return -1;
+    }
+    return 0;
 }
 
 int kh_http_request(struct event_base *base, SSL_CTX *ctx, enum evhttp_cmd_type method,
@@ -232,54 +465,59 @@ int kh_http_request(struct event_base *base, SSL_CTX *ctx, enum evhttp_cmd_type 
 {
     char host[128];
     uint16_t port;
-    if (kh_hostport(hostport, host, sizeof host, &port) != 0 || !kh_host_numeric(host))
+    if (kh_hostport(hostport, host, sizeof host, &port) != 0 || !kh_host_numeric(host) ||
+        strlen(hostport) >= sizeof((dest *)0)->hostport || strlen(path) >= 128 ||
+        (expect_org && strlen(expect_org) >= 64) || (expect_cn && strlen(expect_cn) >= 64) ||
+        timeout_ms <= 0)
         return -1;
-    SSL *ssl = kh_tls_new(ctx);
-    if (ssl == NULL)
+    dest *d = dest_find(base, ctx, hostport, expect_org ? expect_org : "",
+                        expect_org && expect_cn ? expect_cn : "");
+    client_call *call = d ? calloc(1, sizeof *call) : NULL;
+    if (call == NULL)
         return -1;
-    if (expect_org != NULL && kh_tls_expect_peer(ssl, expect_org, expect_cn) != 0) {
-        kh_tls_free(ssl);
-        return -1;
-    }
-    struct bufferevent *bev = bufferevent_openssl_socket_new(
-        base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-    if (bev == NULL) {
-        kh_tls_free(ssl);
-        return -1;
-    }
-    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    struct evhttp_connection *conn =
-        evhttp_connection_base_bufferevent_new(base, NULL, bev, host, port);
-    if (conn == NULL) {
-        bufferevent_free(bev);
-        return -1;
-    }
-    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    evhttp_connection_set_timeout_tv(conn, &tv);
-    evhttp_connection_set_retries(conn, 0);
-    client_call *call = malloc(sizeof *call);
-    struct evhttp_request *req = call ? evhttp_request_new(client_done, call) : NULL;
-    if (req == NULL) {
-        free(call);
-        evhttp_connection_free(conn);
-        return -1;
-    }
     call->cb = cb;
     call->arg = arg;
-    call->conn = conn;
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    evhttp_add_header(h, "Host", host);
-    evhttp_add_header(h, "Content-Type", "application/x-protobuf");
-    evhttp_add_header(h, "Connection", "close");
-    if (len)
-        evbuffer_add(evhttp_request_get_output_buffer(req), body, len);
-    if (evhttp_make_request(conn, req, method, path) != 0) {
-        /* the request was not queued: it is ours to free unless libevent already did */
-        if (evhttp_request_get_connection(req) != NULL)
-            evhttp_request_free(req);
+    call->method = method;
+    snprintf(call->path, sizeof call->path, "%s", path);
+    call->timeout_ms = timeout_ms;
+    if (len) {
+        call->body = malloc(len);
+        if (call->body == NULL) {
+            free(call);
+            return -1;
+        }
+        memcpy(call->body, body, len);
+        call->len = len;
+    }
+    if (call_send(call, d) != 0) {
+        if (call->body != NULL)
+            khc_wipe(call->body, call->len);
+        free(call->body);
         free(call);
-        evhttp_connection_free(conn);
         return -1;
     }
     return 0;
+}
+
+kh_http_stats kh_http_client_stats(void)
+{
+    return stats;
+}
+
+void kh_http_client_close(struct event_base *base)
+{
+    /* the destinations stay (busy connections point at them); their idle
+     * connections go */
+    for (dest *d = dests; d; d = d->next) {
+        if (d->base != base)
+            continue;
+        while (d->idle != NULL) {
+            pconn *pc = d->idle;
+            d->idle = pc->next;
+            d->nidle--;
+            evhttp_connection_set_closecb(pc->conn, NULL, NULL);
+            evhttp_connection_free(pc->conn);
+            free(pc);
+        }
+    }
 }

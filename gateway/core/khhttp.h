@@ -45,13 +45,29 @@ void kh_http_reply_raw(struct evhttp_request *req, int http_status, const uint8_
 
 /* Outgoing request. status is the HTTP status, or 0 if the connection, TLS
  * handshake (including the expected-peer check) or deadline failed. body is
- * valid only during the callback. */
+ * valid only during the callback. Connections are kept alive and reused for
+ * the same destination (address, client context, expected O= and CN=);
+ * at most 64 idle per destination, none idle longer than 20 s. Only on the
+ * event base's own thread; every request must be safe to send twice (a GET,
+ * or an envelope whose repeat gets the kept reply): one that fails quickly on
+ * a reused connection is sent once more on a new one. */
 typedef void (*kh_http_done_cb)(int status, const uint8_t *body, size_t len, void *arg);
 KH_MUST_CHECK int kh_http_request(struct event_base *base, SSL_CTX *ctx,
                                   enum evhttp_cmd_type method, const char *hostport,
                                   const char *path, const uint8_t *body, size_t len, int timeout_ms,
                                   const char *expect_org, const char *expect_cn, kh_http_done_cb cb,
                                   void *arg);
+
+/* Counters of outgoing connections since start: opened (each one a TCP
+ * connect and a full TLS handshake), reused (requests sent on a kept-alive
+ * connection), resent (requests sent again after a reused connection failed). */
+typedef struct {
+    uint64_t opened, reused, resent;
+} kh_http_stats;
+kh_http_stats kh_http_client_stats(void);
+/* Closes the idle connections of base (at shutdown, before the base and the
+ * client contexts are freed). */
+void kh_http_client_close(struct event_base *base);
 
 /* Decodes a kh.Status body into code/message (bounded copies). */
 void kh_http_parse_status(const uint8_t *body, size_t len, char *code, size_t codelen, char *msg,

@@ -213,6 +213,8 @@ static void teardown(void)
     }
     free(G.tenants);
     kh_dir_free(G.dir);
+    if (G.base)
+        kh_http_client_close(G.base);
     kh_tls_ctx_free(G.biz_ctx);
     kh_tls_ctx_free(G.peer_ctx);
     kh_tls_ctx_free(G.client_ctx);

@@ -1,0 +1,46 @@
+# Kept-alive connections on the query path (issue 10): gw-a keeps its
+# connection to the router open after a query and sends the next queries on
+# it; the router does the same towards gw-a's peer listener. Connections are
+# observed from the outside, in the kernel's socket table (ss), by owner
+# process and local port. When the router is killed, the idle connections
+# die with it and the next query still answers (a new connection, no error).
+. "$(dirname "$0")/lib.sh"
+ROUTER_PORT=$KH_PORT_BASE
+PEER_A=$((KH_PORT_BASE + 12))
+new_person
+client 131016 tax register "$LOCAL_C" TK001 20250101 fiscal_year=2025 total_income=2950000 >/dev/null
+client 131016 tax linkcode "$LOCAL_C" "$RESIDENT" >/dev/null
+client 271004 childallowance linkcode "$LOCAL_O" "$RESIDENT" >/dev/null
+Q="query O-CA-001 JT001 131016 TK001 $LOCAL_O"
+pid_of() { cat "$KH_STACK/run/$1.pid"; }
+# conns PROCESS PORT: local ports of PROCESS's established connections to
+# 127.0.0.1:PORT, sorted, one a line
+conns() {
+    ss -tnpH state established "( dport = :$2 )" 2>/dev/null |
+        awk -v p="pid=$(pid_of "$1")," 'index($0, p) {n = split($3, a, ":"); print a[n]}' | sort -n
+}
+answered() { grep -c '^OK FOUND' <<<"$1" || true; }
+
+out=$(client 271004 childallowance $Q)
+expect_contains "a first query answers" "OK FOUND" "$out"
+a1=$(conns gw-a "$ROUTER_PORT")
+r1=$(conns router "$PEER_A")
+check "after it, gw-a keeps a connection to the router open" test -n "$a1"
+check "and the router one to gw-a's peer listener" test -n "$r1"
+
+out=$(for _ in $(seq 1 10); do echo "$Q"; done | client 271004 childallowance batch)
+expect_eq "ten more queries in a row answer" 10 "$(answered "$out")"
+a2=$(conns gw-a "$ROUTER_PORT")
+r2=$(conns router "$PEER_A")
+expect_eq "gw-a sent them on the connection the first query opened" "$a1" "$a2"
+expect_eq "the router answered through its first connection too" "$r1" "$r2"
+
+# the router dies with gw-a's idle connection open; the next query finds it
+# closed (or closing) and goes out on a new connection
+kill -9 "$(pid_of router)"
+"$KH_ROOT/tools/khstack" up "$KH_STACK" >/dev/null
+out=$(client 271004 childallowance $Q)
+expect_contains "after a router restart the next query answers at once" "OK FOUND" "$out"
+a3=$(conns gw-a "$ROUTER_PORT")
+check "on a new connection" test -n "$a3" -a "$a3" != "$a1"
+finish
