@@ -1,6 +1,7 @@
 /* idconv.c: the tenant's link-code table (linkcode in the schema the caller's transaction
  * selected). */
 #include "idconv.h"
+#include "khpool.h"
 
 #include <string.h>
 
@@ -9,11 +10,11 @@ kh_err idconv_store(PGconn *c, const char *local_id, const char *link_code)
     if (!kh_id_local_id(local_id) || !kh_id_link_code(link_code))
         return KH_E_FIELD;
     const char *params[2] = {local_id, link_code};
-    PGresult *r = PQexecParams(c,
-                               "INSERT INTO linkcode (local_id, link_code) VALUES ($1, $2) "
-                               "ON CONFLICT (local_id) DO UPDATE "
-                               "SET link_code = EXCLUDED.link_code, acquired_at = now()",
-                               2, NULL, params, NULL, NULL, 0);
+    PGresult *r = kh_db_try(c,
+                            "INSERT INTO linkcode (local_id, link_code) VALUES ($1, $2) "
+                            "ON CONFLICT (local_id) DO UPDATE "
+                            "SET link_code = EXCLUDED.link_code, acquired_at = now()",
+                            2, params);
     kh_err e = PQresultStatus(r) == PGRES_COMMAND_OK ? KH_OK : KH_E_DB;
     PQclear(r);
     return e;
@@ -24,7 +25,7 @@ static kh_err lookup(PGconn *c, const char *sql, const char *param, char *out, s
                      kh_err absent)
 {
     const char *params[1] = {param};
-    PGresult *r = PQexecParams(c, sql, 1, NULL, params, NULL, NULL, 0);
+    PGresult *r = kh_db_try(c, sql, 1, params);
     kh_err e = KH_OK;
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         e = KH_E_DB;

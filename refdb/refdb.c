@@ -2,6 +2,7 @@
  * tenant schema the caller's transaction has selected (see refdb.h for the
  * transaction convention). Values only ever travel as query parameters. */
 #include "refdb.h"
+#include "khpool.h"
 
 #include "khid.h"
 #include "refdb_internal.h"
@@ -107,13 +108,13 @@ kh_err refdb_register(PGconn *c, const char *system_id, const Kh__RegisterReques
                              names_lit,
                              values_lit,
                              system_id};
-    r = PQexecParams(c,
-                     "INSERT INTO replica (local_id, item_code, version, effective_from, deleted, "
-                     "                     data, system_id) VALUES ($1, $2, "
-                     "nextval('replica_version_seq'), $3::date, $4::bool, "
-                     "        jsonb_object($5::text[], $6::text[]), $7) "
-                     "RETURNING version",
-                     7, NULL, params, NULL, NULL, 0);
+    r = kh_db_try(c,
+                  "INSERT INTO replica (local_id, item_code, version, effective_from, deleted, "
+                  "                     data, system_id) VALUES ($1, $2, "
+                  "nextval('replica_version_seq'), $3::date, $4::bool, "
+                  "        jsonb_object($5::text[], $6::text[]), $7) "
+                  "RETURNING version",
+                  7, params);
     free(names_lit);
     free(values_lit);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
@@ -254,32 +255,32 @@ kh_err refdb_read_items(PGconn *c, const char *local_id, const char *const *item
     /* The version in force is chosen before deleted versions are dropped, so
      * that a delete hides every earlier version. */
     PGresult *r =
-        PQexecParams(c,
-                     "WITH v AS ("
-                     "  SELECT DISTINCT ON (item_code) item_code, version, effective_from, "
-                     "         deleted, data "
-                     "  FROM replica "
-                     "  WHERE local_id = $1 AND item_code = ANY ($2::text[]) "
-                     "    AND effective_from <= $3::date "
-                     "  ORDER BY item_code, version DESC) "
-                     "SELECT v.item_code, v.version, to_char(v.effective_from, 'YYYYMMDD'), "
-                     "       e.key, e.value "
-                     "FROM v JOIN kh.item i ON i.item_code = v.item_code "
-                     "LEFT JOIN LATERAL jsonb_each_text(v.data) e ON true "
-                     /* a flattened name: top, top[occ] or top[occ].member */
-                     "LEFT JOIN LATERAL (SELECT "
-                     "  substring(e.key FROM '^[a-z][a-z0-9_]*') AS top, "
-                     "  substring(e.key FROM '^[a-z][a-z0-9_]*\\[([0-9]{1,6})\\]')::int AS occ, "
-                     "  substring(e.key FROM '\\]\\.([a-z][a-z0-9_]*)$') AS member) k ON true "
-                     "LEFT JOIN kh.item_field f ON f.item_code = v.item_code "
-                     "  AND f.layout_version = i.layout_version AND f.name = k.top "
-                     "LEFT JOIN kh.item_field m ON m.item_code = v.item_code "
-                     "  AND m.layout_version = i.layout_version AND m.name = k.member "
-                     "  AND m.group_name = k.top "
-                     "WHERE NOT v.deleted "
-                     "ORDER BY array_position($2::text[], v.item_code), f.seq NULLS LAST, "
-                     "         k.occ NULLS FIRST, m.seq NULLS FIRST, e.key",
-                     3, NULL, params, NULL, NULL, 0);
+        kh_db_try(c,
+                  "WITH v AS ("
+                  "  SELECT DISTINCT ON (item_code) item_code, version, effective_from, "
+                  "         deleted, data "
+                  "  FROM replica "
+                  "  WHERE local_id = $1 AND item_code = ANY ($2::text[]) "
+                  "    AND effective_from <= $3::date "
+                  "  ORDER BY item_code, version DESC) "
+                  "SELECT v.item_code, v.version, to_char(v.effective_from, 'YYYYMMDD'), "
+                  "       e.key, e.value "
+                  "FROM v JOIN kh.item i ON i.item_code = v.item_code "
+                  "LEFT JOIN LATERAL jsonb_each_text(v.data) e ON true "
+                  /* a flattened name: top, top[occ] or top[occ].member */
+                  "LEFT JOIN LATERAL (SELECT "
+                  "  substring(e.key FROM '^[a-z][a-z0-9_]*') AS top, "
+                  "  substring(e.key FROM '^[a-z][a-z0-9_]*\\[([0-9]{1,6})\\]')::int AS occ, "
+                  "  substring(e.key FROM '\\]\\.([a-z][a-z0-9_]*)$') AS member) k ON true "
+                  "LEFT JOIN kh.item_field f ON f.item_code = v.item_code "
+                  "  AND f.layout_version = i.layout_version AND f.name = k.top "
+                  "LEFT JOIN kh.item_field m ON m.item_code = v.item_code "
+                  "  AND m.layout_version = i.layout_version AND m.name = k.member "
+                  "  AND m.group_name = k.top "
+                  "WHERE NOT v.deleted "
+                  "ORDER BY array_position($2::text[], v.item_code), f.seq NULLS LAST, "
+                  "         k.occ NULLS FIRST, m.seq NULLS FIRST, e.key",
+                  3, params);
     free(items_lit);
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
         return refdb_db_fail(c, r, "replica read", msg, msglen);

@@ -6,6 +6,7 @@
  * once or not at all: a rejected file, a crash or a kill -9 leaves nothing.
  * Memory stays constant: one COPY buffer, one record at a time. */
 #include "refdb.h"
+#include "khpool.h"
 #include "refdb_internal.h"
 
 #include "khid.h"
@@ -199,7 +200,7 @@ static kh_err end_copy(loader *ld, bool abort_it, char *msg, size_t msglen)
 static kh_err exec_ok(PGconn *c, const char *sql, int n, const char *const *p, const char *what,
                       PGresult **out, char *msg, size_t msglen)
 {
-    PGresult *r = PQexecParams(c, sql, n, NULL, p, NULL, NULL, 0);
+    PGresult *r = kh_db_try(c, sql, n, p);
     ExecStatusType st = PQresultStatus(r);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
         return refdb_db_fail(c, r, what, msg, msglen);

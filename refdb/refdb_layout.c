@@ -4,6 +4,7 @@
  * Both loaders end in the same code (fill_fields, then refdb_layout_flatten),
  * so they give the same layout for the same rows. */
 #include "refdb.h"
+#include "khpool.h"
 
 #include "refdb_internal.h"
 
@@ -268,10 +269,10 @@ static kh_err fill_fields(refdb_layout *out, const field_row *rows, size_t n, ch
 static kh_err load_codes_db(PGconn *c, refdb_field_spec *f, char *msg, size_t msglen)
 {
     const char *params[1] = {f->code_table};
-    PGresult *r = PQexecParams(c,
-                               "SELECT code FROM kh.code_value WHERE code_table = $1 "
-                               "ORDER BY code COLLATE \"C\"",
-                               1, NULL, params, NULL, NULL, 0);
+    PGresult *r = kh_db_try(c,
+                            "SELECT code FROM kh.code_value WHERE code_table = $1 "
+                            "ORDER BY code COLLATE \"C\"",
+                            1, params);
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
         return refdb_db_fail(c, r, "code table load", msg, msglen);
     size_t nrows = (size_t)PQntuples(r);
@@ -299,17 +300,17 @@ kh_err refdb_layout_load(PGconn *c, const char *item_code, refdb_layout *out, ch
         return KH_E_FIELD;
     }
     const char *params[1] = {item_code};
-    PGresult *r = PQexecParams(c,
-                               "SELECT i.layout_version, f.seq, f.name, f.type, f.length, "
-                               "       CASE WHEN f.mandatory THEN 't' ELSE 'f' END, "
-                               "       coalesce(f.code_table, ''), coalesce(f.pad, ''), "
-                               "       coalesce(f.charset, ''), f.min_occurs, f.max_occurs, "
-                               "       coalesce(f.group_name, '') "
-                               "FROM kh.item i JOIN kh.item_field f "
-                               "  ON f.item_code = i.item_code "
-                               " AND f.layout_version = i.layout_version "
-                               "WHERE i.item_code = $1 ORDER BY f.seq",
-                               1, NULL, params, NULL, NULL, 0);
+    PGresult *r = kh_db_try(c,
+                            "SELECT i.layout_version, f.seq, f.name, f.type, f.length, "
+                            "       CASE WHEN f.mandatory THEN 't' ELSE 'f' END, "
+                            "       coalesce(f.code_table, ''), coalesce(f.pad, ''), "
+                            "       coalesce(f.charset, ''), f.min_occurs, f.max_occurs, "
+                            "       coalesce(f.group_name, '') "
+                            "FROM kh.item i JOIN kh.item_field f "
+                            "  ON f.item_code = i.item_code "
+                            " AND f.layout_version = i.layout_version "
+                            "WHERE i.item_code = $1 ORDER BY f.seq",
+                            1, params);
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
         return refdb_db_fail(c, r, "layout load", msg, msglen);
     size_t nrows = (size_t)PQntuples(r);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 typedef struct job {
     kh_pool_work_fn work;
@@ -72,6 +73,7 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&p->mu);
 
         if (conn != NULL && PQstatus(conn) != CONNECTION_OK) {
+            kh_db_forget();
             PQfinish(conn);
             conn = NULL;
         }
@@ -89,6 +91,7 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&p->mu);
         event_active(p->done_ev, EV_READ, 0);
     }
+    kh_db_forget();
     PQfinish(conn);
     return NULL;
 }
@@ -187,8 +190,141 @@ void kh_pool_free(kh_pool *p)
     free(p);
 }
 
+/* ---- prepared statements ----
+ * Every statement a work function runs through kh_db_try/kh_db_exec is
+ * prepared once per connection and tenant schema and then only bound and
+ * executed: PostgreSQL no longer parses, analyses and plans the same text on
+ * every query. The schema is part of the key because a prepared statement
+ * keeps the search_path it was analysed under; running it under another
+ * tenant's would make PostgreSQL analyse it again each time the tenant
+ * changes. The cache belongs to the thread (a pool worker has one connection
+ * at a time) and is dropped when the thread's connection changes (another
+ * PGconn, or the same address with another server process). It holds at most
+ * PREP_MAX statements; past that, statements run unprepared as before. */
+#define PREP_MAX 256
+
+typedef struct {
+    uint64_t hash;
+    char *sql;
+    char schema[24];
+} prep_entry;
+
+typedef struct {
+    PGconn *conn;
+    int backend_pid;
+    char schema[24]; /* of the open transaction; "" outside a tenant's */
+    size_t n;
+    prep_entry e[PREP_MAX];
+} prep_cache;
+
+static __thread prep_cache *prep;
+
+static void prep_clear(prep_cache *pc)
+{
+    for (size_t i = 0; i < pc->n; i++)
+        free(pc->e[i].sql);
+    pc->n = 0;
+}
+
+/* The calling thread's cache for c, emptied if c is not the connection it was made for. */
+static prep_cache *prep_for(PGconn *c)
+{
+    if (prep == NULL) {
+        prep = calloc(1, sizeof *prep);
+        if (prep == NULL)
+            return NULL;
+    }
+    int pid = PQbackendPID(c);
+    if (prep->conn != c || prep->backend_pid != pid) {
+        prep_clear(prep);
+        prep->conn = c;
+        prep->backend_pid = pid;
+        prep->schema[0] = '\0';
+    }
+    return prep;
+}
+
+void kh_db_forget(void)
+{
+    if (prep != NULL) {
+        prep_clear(prep);
+        free(prep);
+        prep = NULL;
+    }
+}
+
+static uint64_t fnv1a(const char *s, uint64_t h)
+{
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return h;
+}
+
+/* Only single data statements are worth preparing (and only those can be). */
+static bool preparable(const char *sql)
+{
+    static const char *const verbs[] = {"SELECT", "INSERT", "UPDATE", "DELETE", "WITH"};
+    while (isspace((unsigned char)*sql))
+        sql++;
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+        if (strncasecmp(sql, verbs[i], strlen(verbs[i])) == 0)
+            return true;
+    return false;
+}
+
+/* The name of sql's prepared statement on c (prepared now if need be) into
+ * name: 1, or 0 to run it unprepared, or -1 with *failed set when preparing
+ * it failed (PostgreSQL's error is then the statement's result: the same
+ * SQLSTATE running it would give, and the transaction is aborted as it would
+ * be). */
+static int prepared_name(PGconn *c, const char *sql, int nparams, char name[40], PGresult **failed)
+{
+    prep_cache *pc = preparable(sql) ? prep_for(c) : NULL;
+    if (pc == NULL)
+        return 0;
+    uint64_t h = fnv1a(pc->schema, fnv1a(sql, 14695981039346656037u));
+    size_t i;
+    for (i = 0; i < pc->n; i++)
+        if (pc->e[i].hash == h && strcmp(pc->e[i].schema, pc->schema) == 0 &&
+            strcmp(pc->e[i].sql, sql) == 0)
+            break;
+    snprintf(name, 40, "kh_%016llx", (unsigned long long)h);
+    if (i < pc->n)
+        return 1;
+    if (pc->n == PREP_MAX)
+        return 0;
+    /* two texts with one hash: the second runs unprepared */
+    for (size_t j = 0; j < pc->n; j++)
+        if (pc->e[j].hash == h)
+            return 0;
+    char *copy = strdup(sql);
+    if (copy == NULL)
+        return 0;
+    PGresult *r = PQprepare(c, name, sql, nparams, NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        free(copy);
+        *failed = r;
+        return -1;
+    }
+    PQclear(r);
+    pc->e[pc->n].hash = h;
+    pc->e[pc->n].sql = copy;
+    snprintf(pc->e[pc->n].schema, sizeof pc->e[pc->n].schema, "%s", pc->schema);
+    pc->n++;
+    return 1;
+}
+
 PGresult *kh_db_try(PGconn *c, const char *sql, int nparams, const char *const *params)
 {
+    char name[40];
+    PGresult *failed = NULL;
+    int p = c != NULL && PQtransactionStatus(c) != PQTRANS_INERROR
+                ? prepared_name(c, sql, nparams, name, &failed)
+                : 0;
+    if (p > 0)
+        return PQexecPrepared(c, name, nparams, params, NULL, NULL, 0);
+    if (p < 0)
+        return failed;
     return PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
 }
 
@@ -219,9 +355,20 @@ static kh_err simple(PGconn *c, const char *sql)
     return KH_OK;
 }
 
+/* The schema the next statements of c run under (for the prepared statements' key). */
+static void prep_schema(PGconn *c, const char *schema)
+{
+    prep_cache *pc = prep_for(c);
+    if (pc != NULL)
+        snprintf(pc->schema, sizeof pc->schema, "%s", schema);
+}
+
 kh_err kh_db_begin(PGconn *c)
 {
-    return c == NULL ? KH_E_DB : simple(c, "BEGIN");
+    if (c == NULL)
+        return KH_E_DB;
+    prep_schema(c, "");
+    return simple(c, "BEGIN");
 }
 
 kh_err kh_db_tenant_begin(PGconn *c, const char *org)
@@ -238,11 +385,12 @@ kh_err kh_db_tenant_begin(PGconn *c, const char *org)
             return KH_E_INTERNAL;
         lower[i] = (char)tolower(ch);
     }
-    kh_err e = simple(c, "BEGIN");
-    if (e != KH_OK)
-        return e;
-    snprintf(sql, sizeof sql, "SET LOCAL ROLE kh_t_%s; SET LOCAL search_path = t_%s, kh", lower,
-             lower);
+    /* one round trip: the transaction, the role and the schema */
+    snprintf(sql, sizeof sql, "BEGIN; SET LOCAL ROLE kh_t_%s; SET LOCAL search_path = t_%s, kh",
+             lower, lower);
+    char schema[24];
+    snprintf(schema, sizeof schema, "t_%s", lower);
+    prep_schema(c, schema);
     PGresult *r = PQexec(c, sql);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);

@@ -36,8 +36,14 @@ void kh_db_rollback(PGconn *c);
  * (PGRES_COMMAND_OK or PGRES_TUPLES_OK), else logs the failure (without
  * parameters) and returns NULL. */
 PGresult *kh_db_exec(PGconn *c, const char *sql, int nparams, const char *const *params);
+/* Both prepare each statement once per connection and tenant schema (a
+ * cache of the calling thread) and then only bind and execute it. */
 /* Like kh_db_exec but for statements whose failure is an expected answer:
  * returns the result whatever its status (caller checks and PQclear's). */
 PGresult *kh_db_try(PGconn *c, const char *sql, int nparams, const char *const *params);
+
+/* Drops the calling thread's cache of prepared statements (a worker whose
+ * connection is closed calls it; a new connection is also noticed by itself). */
+void kh_db_forget(void);
 
 #endif
