@@ -7,7 +7,9 @@
  * order: TLS peer is the router; header signed by the router; addressed to a
  * hosted tenant; fresh; lawful (legal basis re-checked here); payload
  * decrypts, is signed by the sender named in the header, and repeats the
- * header (no splicing); not a replay. Only then is the reference copy read. */
+ * header (no splicing); not a replay. Only then is the reference copy read.
+ * The checks up to the legal basis run on the event loop; opening the payload
+ * and everything after it on a database worker (answer_work). */
 #include "gw_peer.h"
 #include "gw_req.h"
 #include "gw_state.h"
@@ -33,6 +35,7 @@
 typedef struct {
     struct evhttp_request *req;
     gw_tenant *t;
+    Kh__Envelope *env; /* until its payload is opened (open_query) */
     Kh__Header *h;
     Kh__QueryBody *qb;
     char msg_hex[2 * KH_MSG_ID_LEN + 1];
@@ -45,6 +48,7 @@ typedef struct {
 
 static void peer_free(peer_call *pc)
 {
+    kh_env_free(pc->env, NULL);
     if (pc->h)
         kh__header__free_unpacked(pc->h, NULL);
     if (pc->qb)
@@ -104,15 +108,63 @@ static void record_replay(PGconn *c, peer_call *pc)
     kh_warn("peer", "refusal of replayed message %s not recorded", pc->msg_hex);
 }
 
+/* On the worker, before any database work: the payload opened (key
+ * agreement, decryption, the sender's signature and certificate) and checked
+ * against the header the router signed. A refusal is recorded in the
+ * tenant's access records, as every refusal of a query the router signed. */
+static bool open_query(PGconn *c, peer_call *pc)
+{
+    const Kh__Header *h = pc->h;
+    const kh_org *sender = kh_dir_org(G.dir, h->sender);
+    uint8_t *body = NULL;
+    size_t blen = 0;
+    kh_err e = kh_env_open(pc->env, &pc->t->id, G.national, sender ? sender->sign_cert : NULL,
+                           &body, &blen);
+    kh_env_free(pc->env, NULL);
+    pc->env = NULL;
+    if (e != KH_OK) {
+        kh_err_set(&pc->err, pc->msg, sizeof pc->msg, e, "%s", kh_err_get(e)->meaning);
+        goto refused;
+    }
+    Kh__QueryBody *qb = kh__query_body__unpack(NULL, blen, body);
+    khc_free_secret(body, blen);
+    if (qb == NULL || qb->msg_id.len != KH_MSG_ID_LEN ||
+        memcmp(qb->msg_id.data, h->msg_id.data, KH_MSG_ID_LEN) != 0 ||
+        strcmp(qb->sender, h->sender) != 0 || strcmp(qb->recipient, h->recipient) != 0 ||
+        strcmp(qb->procedure, h->procedure) != 0 ||
+        !kh_items_equal(qb->items, qb->n_items, h->items, h->n_items) ||
+        (qb->as_of[0] && !kh_id_date(qb->as_of))) {
+        if (qb)
+            kh__query_body__free_unpacked(qb, NULL);
+        kh_err_set(&pc->err, pc->msg, sizeof pc->msg, KH_E_SPLICE,
+                   "payload does not repeat this header");
+        goto refused;
+    }
+    if (!kh_id_token(qb->staff_id, 32)) {
+        kh__query_body__free_unpacked(qb, NULL);
+        kh_err_set(&pc->err, pc->msg, sizeof pc->msg, KH_E_FIELD,
+                   "staff_id: expected 1 to 32 of [A-Za-z0-9_-]");
+        goto refused;
+    }
+    pc->qb = qb;
+    return true;
+refused:
+    gw_access_refused(c, pc->t, pc->msg_hex, h->sender, "answer", h->procedure, h->items,
+                      h->n_items, pc->err);
+    return false;
+}
+
 static void answer_work(PGconn *c, void *arg)
 {
     peer_call *pc = arg;
     gw_answer *a = &pc->a;
     char local_id[KH_ID_LOCAL_ID_MAX + 1] = "";
     char hold_ids[512] = "";
-    const char *as_of = pc->qb->as_of;
     char today[16] = "";
 
+    if (!open_query(c, pc))
+        return;
+    const char *as_of = pc->qb->as_of;
     pc->err = kh_db_tenant_begin(c, pc->t->id.code);
     if (pc->err != KH_OK)
         return;
@@ -142,9 +194,6 @@ static void answer_work(PGconn *c, void *arg)
         pc->err = e;
     if (pc->err == KH_OK)
         pc->err = gw_answer_flags(c, a, local_id, hold_ids, sizeof hold_ids);
-    if (pc->err == KH_OK)
-        pc->err = gw_access(c, pc->msg_hex, "peer", pc->h->sender, "answer", pc->qb->staff_id,
-                            pc->h->procedure, pc->h->items, pc->h->n_items, KH_OK);
     if (pc->err == KH_OK && hold_ids[0] != '\0') {
         /* a hold: nothing is read now; a responder decides */
         a->result = "PENDING";
@@ -156,6 +205,12 @@ static void answer_work(PGconn *c, void *arg)
     }
     if (pc->err == KH_OK)
         pc->err = gw_answer_seal(a, strcmp(a->result, "PENDING") == 0 ? "PENDING" : "", NULL);
+    /* the record chains (access, provision) are appended after sealing: each
+     * append locks its chain's head until the commit, and sealing (two
+     * signatures and a key agreement) must not run under that lock */
+    if (pc->err == KH_OK)
+        pc->err = gw_access(c, pc->msg_hex, "peer", pc->h->sender, "answer", pc->qb->staff_id,
+                            pc->h->procedure, pc->h->items, pc->h->n_items, KH_OK);
     if (pc->err == KH_OK)
         pc->err = kh_seen_keep_reply(c, KH_SEEN_TENANT, pc->h->sender, pc->msg_hex, a->sealed,
                                      a->sealedlen);
@@ -205,8 +260,6 @@ static void on_envelope(struct evhttp_request *req, void *arg)
     char why[200], org[16];
     Kh__Envelope *env = NULL;
     Kh__Header *h = NULL;
-    uint8_t *body = NULL;
-    size_t blen = 0;
     peer_call *pc = NULL;
     char hex[2 * KH_MSG_ID_LEN + 1] = "-";
 
@@ -274,40 +327,14 @@ static void on_envelope(struct evhttp_request *req, void *arg)
         refuse_recorded(req, t, h, KH_E_BAD_REQUEST, "header.subject is not a link code", hex);
         goto out;
     }
-    const kh_org *sender = kh_dir_org(G.dir, h->sender);
-    if ((e = kh_env_open(env, &t->id, G.national, sender ? sender->sign_cert : NULL, &body,
-                         &blen)) != KH_OK) {
-        refuse_recorded(req, t, h, e, kh_err_get(e)->meaning, hex);
-        goto out;
-    }
-    Kh__QueryBody *qb = kh__query_body__unpack(NULL, blen, body);
-    khc_free_secret(body, blen);
-    if (qb == NULL || qb->msg_id.len != KH_MSG_ID_LEN ||
-        memcmp(qb->msg_id.data, h->msg_id.data, KH_MSG_ID_LEN) != 0 ||
-        strcmp(qb->sender, h->sender) != 0 || strcmp(qb->recipient, h->recipient) != 0 ||
-        strcmp(qb->procedure, h->procedure) != 0 ||
-        !kh_items_equal(qb->items, qb->n_items, h->items, h->n_items) ||
-        (qb->as_of[0] && !kh_id_date(qb->as_of))) {
-        if (qb)
-            kh__query_body__free_unpacked(qb, NULL);
-        refuse_recorded(req, t, h, KH_E_SPLICE, "payload does not repeat this header", hex);
-        goto out;
-    }
-    if (!kh_id_token(qb->staff_id, 32)) {
-        kh__query_body__free_unpacked(qb, NULL);
-        refuse_recorded(req, t, h, KH_E_FIELD, "staff_id: expected 1 to 32 of [A-Za-z0-9_-]", hex);
-        goto out;
-    }
     pc = calloc(1, sizeof *pc);
     if (pc == NULL) {
-        kh__query_body__free_unpacked(qb, NULL);
         refuse(req, KH_E_INTERNAL, "out of memory", hex);
         goto out;
     }
     pc->req = req;
     pc->t = t;
     pc->h = h;
-    pc->qb = qb;
     pc->a.t = t;
     pc->a.asker = h->sender;
     pc->a.procedure = h->procedure;
@@ -323,6 +350,8 @@ static void on_envelope(struct evhttp_request *req, void *arg)
         peer_free(pc);
         goto out;
     }
+    pc->env = env; /* opened on the worker (open_query) */
+    env = NULL;
     gw_req_hold(&pc->req, req);
     if (kh_pool_submit(G.pool, answer_work, answer_done, pc) != 0) {
         gw_req_take(&pc->req);

@@ -49,6 +49,8 @@ struct gw_query {
     char link_code[KH_ID_LINK_CODE_LEN + 1];
     uint8_t *env; /* the sealed query: the same bytes on every attempt */
     size_t envlen;
+    uint8_t *reply; /* the router's 200 reply, opened on a worker (record_work) */
+    size_t replylen;
     int64_t expires_at;
     int timeout_ms;
     int attempts;
@@ -85,6 +87,8 @@ static void qc_free(gw_query *qc)
         kh__answer_body__free_unpacked(qc->ans, NULL);
     }
     free(qc->env);
+    if (qc->reply != NULL)
+        khc_free_secret(qc->reply, qc->replylen);
     khc_wipe(qc->link_code, sizeof qc->link_code);
     free(qc);
 }
@@ -168,6 +172,49 @@ static kh_err insert_row(PGconn *c, gw_query *qc)
     return KH_OK;
 }
 
+/* On the worker, after the query's row is committed (no transaction open):
+ * the query's envelope, sealed to the provider; qc->env stays NULL if it
+ * cannot be built (check_done then fails the query). Sealing here keeps the
+ * signatures and the key agreement off the event loop. */
+static void seal_query(gw_query *qc)
+{
+    Kh__QueryRequest *q = qc->q;
+    const kh_org *prov = kh_dir_org(G.dir, q->provider);
+    Kh__Header h;
+    Kh__QueryBody b = KH__QUERY_BODY__INIT;
+    uint8_t *body = NULL;
+    size_t blen = 0;
+    uint8_t id[KH_MSG_ID_LEN];
+    if (kh_header_init(&h, id, KH__MSG_TYPE__QUERY, qc->t->id.code, q->provider, qc->t->id.code,
+                       G.ttl) != 0)
+        goto fail;
+    memcpy(h.msg_id.data, qc->msg_id, KH_MSG_ID_LEN); /* the handle the row already has */
+    h.expires_at = qc->expires_at;
+    h.procedure = q->procedure;
+    h.items = q->items;
+    h.n_items = q->n_items;
+    h.subject = qc->link_code;
+    b.msg_id = h.msg_id;
+    b.sender = qc->t->id.code;
+    b.recipient = q->provider;
+    b.procedure = q->procedure;
+    b.items = q->items;
+    b.n_items = q->n_items;
+    b.staff_id = q->staff_id;
+    b.as_of = q->as_of;
+    if (prov == NULL || kh_pb_pack(&b.base, &body, &blen) != 0 ||
+        kh_env_seal(&h, &qc->t->id, body, blen, prov->enc_cert, &qc->env, &qc->envlen) != 0)
+        goto fail;
+    khc_free_secret(body, blen);
+    khc_wipe(qc->link_code, sizeof qc->link_code);
+    return;
+fail:
+    khc_free_secret(body, blen);
+    khc_wipe(qc->link_code, sizeof qc->link_code);
+    free(qc->env);
+    qc->env = NULL;
+}
+
 static void check_work(PGconn *c, void *arg)
 {
     gw_query *qc = arg;
@@ -200,6 +247,8 @@ static void check_work(PGconn *c, void *arg)
     if (e != KH_OK) {
         kh_db_rollback(c);
         qc_set(qc, KH_E_DB, "cannot record the query");
+    } else if (qc->err == KH_OK) {
+        seal_query(qc);
     }
 }
 
@@ -276,34 +325,8 @@ static void check_done(void *arg)
         qc_free(qc);
         return;
     }
-    const kh_org *prov = kh_dir_org(G.dir, q->provider);
-    Kh__Header h;
-    Kh__QueryBody b = KH__QUERY_BODY__INIT;
-    uint8_t *body = NULL;
-    size_t blen = 0;
-    uint8_t id[KH_MSG_ID_LEN];
-    if (kh_header_init(&h, id, KH__MSG_TYPE__QUERY, qc->t->id.code, q->provider, qc->t->id.code,
-                       G.ttl) != 0)
+    if (qc->env == NULL)
         goto fail;
-    memcpy(h.msg_id.data, qc->msg_id, KH_MSG_ID_LEN); /* the handle the row already has */
-    h.expires_at = qc->expires_at;
-    h.procedure = q->procedure;
-    h.items = q->items;
-    h.n_items = q->n_items;
-    h.subject = qc->link_code;
-    b.msg_id = h.msg_id;
-    b.sender = qc->t->id.code;
-    b.recipient = q->provider;
-    b.procedure = q->procedure;
-    b.items = q->items;
-    b.n_items = q->n_items;
-    b.staff_id = q->staff_id;
-    b.as_of = q->as_of;
-    if (prov == NULL || kh_pb_pack(&b.base, &body, &blen) != 0 ||
-        kh_env_seal(&h, &qc->t->id, body, blen, prov->enc_cert, &qc->env, &qc->envlen) != 0)
-        goto fail;
-    khc_free_secret(body, blen);
-    khc_wipe(qc->link_code, sizeof qc->link_code);
     qc->wait_ev = evtimer_new(G.base, on_wait_over, qc);
     qc->retry_ev = evtimer_new(G.base, on_retry, qc);
     if (qc->wait_ev == NULL || qc->retry_ev == NULL)
@@ -321,7 +344,6 @@ static void check_done(void *arg)
     send_attempt(qc);
     return;
 fail:
-    khc_free_secret(body, blen);
     /* the row says sent: it must not stay so */
     qc_set(qc, KH_E_INTERNAL, "cannot build the query");
     qc->state = "failed";
@@ -384,7 +406,6 @@ static bool answer_ok(const gw_query *qc, const Kh__Header *h, const Kh__AnswerB
 static void on_sent(int status, const uint8_t *buf, size_t len, void *arg)
 {
     gw_query *qc = arg;
-    Kh__QueryRequest *q = qc->q;
     qc->in_flight = false;
     if (status == 200)
         evtimer_del(qc->wait_ev); /* the client gets what arrived, not TIMED_OUT */
@@ -413,33 +434,55 @@ static void on_sent(int status, const uint8_t *buf, size_t len, void *arg)
     } else if (qc->err != KH_OK) {
         qc->state = qc->err == KH_E_INTERNAL ? "failed" : "refused";
     } else {
-        const kh_org *prov = kh_dir_org(G.dir, q->provider);
-        Kh__Header *h = NULL;
-        size_t blen = 0;
-        uint8_t *body = gw_open_from_router(qc->t, buf, len, KH__MSG_TYPE__ANSWER, qc->msg_id,
-                                            prov ? prov->sign_cert : NULL, q->provider, &h, &blen,
-                                            &qc->err, qc->msg, sizeof qc->msg);
-        if (body != NULL) {
-            qc->ans = kh__answer_body__unpack(NULL, blen, body);
-            khc_free_secret(body, blen);
-            if (qc->ans == NULL || !answer_ok(qc, h, qc->ans))
-                qc_set(qc, KH_E_SPLICE, "answer body does not match its header or query");
-            else if (!gw_answer_within_basis(qc->row, qc->ans))
-                qc_set(qc, KH_E_OVERSHARE,
-                       "the answer carries a field legal-basis row %s does not allow", qc->row);
-            kh__header__free_unpacked(h, NULL);
+        /* opened on the worker (record_work), off the event loop */
+        qc->reply = malloc(len ? len : 1);
+        if (qc->reply == NULL) {
+            qc_set(qc, KH_E_INTERNAL, "out of memory");
+            qc->state = "failed";
+        } else {
+            memcpy(qc->reply, buf, len);
+            qc->replylen = len;
+            qc->state = "answered"; /* until open_answer says otherwise */
         }
-        qc->state = qc->err != KH_OK                          ? "failed"
-                    : strcmp(qc->ans->result, "PENDING") == 0 ? "pending"
-                                                              : "answered";
     }
     submit(qc, record_work, record_done);
+}
+
+/* On the worker, before the answer is recorded: the router's reply opened
+ * (header signature, freshness, payload opened and its signer checked) and
+ * checked against the query; qc->state and qc->err say the outcome. */
+static void open_answer(gw_query *qc)
+{
+    Kh__QueryRequest *q = qc->q;
+    const kh_org *prov = kh_dir_org(G.dir, q->provider);
+    Kh__Header *h = NULL;
+    size_t blen = 0;
+    uint8_t *body = gw_open_from_router(qc->t, qc->reply, qc->replylen, KH__MSG_TYPE__ANSWER,
+                                        qc->msg_id, prov ? prov->sign_cert : NULL, q->provider, &h,
+                                        &blen, &qc->err, qc->msg, sizeof qc->msg);
+    if (body != NULL) {
+        qc->ans = kh__answer_body__unpack(NULL, blen, body);
+        khc_free_secret(body, blen);
+        if (qc->ans == NULL || !answer_ok(qc, h, qc->ans))
+            qc_set(qc, KH_E_SPLICE, "answer body does not match its header or query");
+        else if (!gw_answer_within_basis(qc->row, qc->ans))
+            qc_set(qc, KH_E_OVERSHARE,
+                   "the answer carries a field legal-basis row %s does not allow", qc->row);
+        kh__header__free_unpacked(h, NULL);
+    }
+    qc->state = qc->err != KH_OK                          ? "failed"
+                : strcmp(qc->ans->result, "PENDING") == 0 ? "pending"
+                                                          : "answered";
+    khc_free_secret(qc->reply, qc->replylen);
+    qc->reply = NULL;
 }
 
 static void record_work(PGconn *c, void *arg)
 {
     gw_query *qc = arg;
     Kh__QueryRequest *q = qc->q;
+    if (qc->reply != NULL)
+        open_answer(qc);
     bool answered = strcmp(qc->state, "answered") == 0 || strcmp(qc->state, "pending") == 0;
     char *ans = answered ? gw_pb_bytea(&qc->ans->base) : NULL;
     char att[16];
