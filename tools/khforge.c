@@ -17,6 +17,7 @@
 #include "kakehashi.pb-c.h"
 #include "khcrypto.h"
 #include "khenv.h"
+#include "khid.h"
 #include "khsync.h"
 
 #include <errno.h>
@@ -254,8 +255,17 @@ static const char *answer_result(const char *pki, const char *asker, const uint8
     key = khc_load_key(path, err, sizeof err);
     snprintf(path, sizeof path, "%s/national-ca.crt", pki);
     trust = khc_store_from_file(path, err, sizeof err);
-    if (cert && key && trust &&
-        khc_open(env->payload.data, env->payload.len, cert, key, trust, &body, &blen, &signer) ==
+    /* payloads carry no certificate: the signer's is the answering
+     * organisation's (the header's sender), from the PKI folder */
+    Kh__Header *h = kh__header__unpack(NULL, env->header.len, env->header.data);
+    if (h != NULL && kh_id_org(h->sender)) {
+        snprintf(path, sizeof path, "%s/org/%s/sign.crt", pki, h->sender);
+        signer = khc_load_cert(path, err, sizeof err);
+    }
+    if (h != NULL)
+        kh__header__free_unpacked(h, NULL);
+    if (cert && key && trust && signer &&
+        khc_open(env->payload.data, env->payload.len, cert, key, trust, signer, &body, &blen) ==
             KH_OK) {
         Kh__DisclosureAnswerBody *db =
             router ? kh__disclosure_answer_body__unpack(NULL, blen, body) : NULL;
@@ -281,8 +291,8 @@ static const char *answer_result(const char *pki, const char *asker, const uint8
         if (ab)
             kh__answer_body__free_unpacked(ab, NULL);
         khc_free_secret(body, blen);
-        khc_cert_free(signer);
     }
+    khc_cert_free(signer);
     khc_cert_free(cert);
     khc_key_free(key);
     khc_store_free(trust);

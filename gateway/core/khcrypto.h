@@ -56,26 +56,27 @@ KH_MUST_CHECK int khc_verify(X509 *cert, const uint8_t *data, size_t len, const 
 
 /* Seals a body for one recipient: DER of CMS AuthEnvelopedData (AES-256-GCM,
  * ECDH key agreement to recip_cert) whose content is DER CMS SignedData
- * (signer cert included, content attached, binary) of body.
+ * (no certificates, content attached, binary) of body.
  * recip_cert must hold an EC key; the ECDH KDF is X9.63 with SHA-256. Bodies
  * over 16 MiB are refused (as are sign/verify inputs over 16 MiB).
  * Readable with: openssl cms -decrypt -inform DER -recip C -inkey K | openssl cms -verify -inform
- * DER ... */
+ * DER -certfile SIGNER.crt ... */
 KH_MUST_CHECK int khc_seal(const uint8_t *body, size_t len, X509 *sign_cert, EVP_PKEY *sign_key,
                            X509 *recip_cert, uint8_t **out, size_t *outlen);
-/* Opens a sealed payload: decrypts with the recipient's key, verifies the
- * inner signature over the content and the signer's certificate against
- * trust. On success returns KH_OK, the body (free with khc_free_secret) and
- * the signer's certificate (caller X509_free). Failures:
+/* Opens a sealed payload: decrypts with the recipient's key, checks that the
+ * one signer is `signer` (the expected sender's certificate, from the
+ * directory: payloads carry no certificate, and any they carry is ignored),
+ * verifies the signature over the content with it and checks `signer`
+ * against trust. On success returns KH_OK and the body (free with
+ * khc_free_secret). Failures:
  *   KH_E_DECRYPT (not decryptable: altered, truncated, other recipient),
  *   KH_E_PAYLOAD_SIG (signature does not verify over the content),
- *   KH_E_UNTRUSTED_SIGNER (signer certificate not issued by a CA in trust),
- *   KH_E_TOO_LARGE (payload over 16 MiB), KH_E_INTERNAL (NULL argument, no memory).
- * It does not check that the signer is the sender the header names: compare
- * khc_cert_org(*signer) with it (KH_E_UNTRUSTED_SIGNER / KH_E_SPLICE). */
+ *   KH_E_UNTRUSTED_SIGNER (signed by someone else, or signer not issued by
+ *   a CA in trust), KH_E_TOO_LARGE (payload over 16 MiB), KH_E_INTERNAL
+ *   (NULL argument, no memory). */
 KH_MUST_CHECK kh_err khc_open(const uint8_t *payload, size_t len, X509 *recip_cert,
-                              EVP_PKEY *recip_key, X509_STORE *trust, uint8_t **body,
-                              size_t *bodylen, X509 **signer);
+                              EVP_PKEY *recip_key, X509_STORE *trust, X509 *signer, uint8_t **body,
+                              size_t *bodylen);
 
 KH_MUST_CHECK int khc_random(uint8_t *buf, size_t n);
 /* SHA-256 of a followed by b (either may be empty) into out[32]. */

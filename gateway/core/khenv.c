@@ -365,19 +365,10 @@ int kh_env_seal(const Kh__Header *h, const kh_identity *from, const uint8_t *bod
 kh_err kh_env_open(const Kh__Envelope *env, const kh_identity *to, X509_STORE *trust,
                    X509 *expect_signer, uint8_t **body, size_t *len)
 {
-    X509 *signer = NULL;
-    kh_err e = khc_open(env->payload.data, env->payload.len, to->enc_cert, to->enc_key, trust, body,
-                        len, &signer);
-    if (e != KH_OK)
-        return e;
-    bool same = expect_signer != NULL && khc_cert_equal(signer, expect_signer);
-    khc_cert_free(signer);
-    if (!same) {
-        khc_free_secret(*body, *len);
-        *body = NULL;
-        return KH_E_UNTRUSTED_SIGNER;
-    }
-    return KH_OK;
+    if (expect_signer == NULL)
+        return KH_E_UNTRUSTED_SIGNER; /* a sender the directory does not know */
+    return khc_open(env->payload.data, env->payload.len, to->enc_cert, to->enc_key, trust,
+                    expect_signer, body, len);
 }
 
 int kh_header_init(Kh__Header *h, uint8_t msg_id[KH_MSG_ID_LEN], Kh__MsgType type,

@@ -48,13 +48,21 @@ for o in 271004 N00001; do
         pass "openssl cms -decrypt with $o's encryption key fails"
     fi
 done
-check "openssl cms -verify against the national CA succeeds" \
-    quiet openssl cms -verify -inform DER -in "$T/signed.der" -CAfile "$PKI/national-ca.crt" -binary \
-    -out "$T/body.bin" -signer "$T/signer.pem"
+# the payload carries no certificate: the signer's comes from the directory
+# (here the PKI folder), and the signature verifies only with the right one
+check "openssl cms -verify with 271004's certificate against the national CA succeeds" \
+    quiet openssl cms -verify -inform DER -in "$T/signed.der" -certfile "$PKI/org/271004/sign.crt" \
+    -CAfile "$PKI/national-ca.crt" -binary -out "$T/body.bin" -signer "$T/signer.pem"
+if openssl cms -verify -inform DER -in "$T/signed.der" -certfile "$PKI/org/131016/sign.crt" \
+    -CAfile "$PKI/national-ca.crt" -binary -out /dev/null 2>/dev/null; then
+    fail "the inner signature does not verify as 131016's"
+else
+    pass "the inner signature does not verify as 131016's"
+fi
 expect_contains "the inner signer is O=271004" "O=271004" \
     "$(openssl x509 -in "$T/signer.pem" -noout -subject -nameopt RFC2253 2>&1)"
-if openssl cms -verify -inform DER -in "$T/signed.der" -CAfile "$PKI/rogue/ca.crt" -binary \
-    -out /dev/null 2>/dev/null; then
+if openssl cms -verify -inform DER -in "$T/signed.der" -certfile "$PKI/org/271004/sign.crt" \
+    -CAfile "$PKI/rogue/ca.crt" -binary -out /dev/null 2>/dev/null; then
     fail "the inner signature does not verify against another CA"
 else
     pass "the inner signature does not verify against another CA"
@@ -94,8 +102,9 @@ check "the relayed answer's header signature verifies with the router's certific
     quiet openssl dgst -sha256 -verify "$T/router.pub" -signature "$T/ans/header_sig.bin" "$T/ans/header.bin"
 if openssl cms -decrypt -inform DER -in "$T/ans/payload.der" -recip "$PKI/org/271004/enc.crt" \
     -inkey "$PKI/org/271004/enc.key" -out "$T/ans/signed.der" 2>/dev/null &&
-    openssl cms -verify -inform DER -in "$T/ans/signed.der" -CAfile "$PKI/national-ca.crt" \
-        -binary -out "$T/ans/body.bin" -signer "$T/ans/signer.pem" 2>/dev/null; then
+    openssl cms -verify -inform DER -in "$T/ans/signed.der" -certfile "$PKI/org/131016/sign.crt" \
+        -CAfile "$PKI/national-ca.crt" -binary -out "$T/ans/body.bin" \
+        -signer "$T/ans/signer.pem" 2>/dev/null; then
     pass "openssl opens the answer with 271004's key and verifies it"
 else
     fail "openssl opens the answer with 271004's key and verifies it"

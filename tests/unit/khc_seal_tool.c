@@ -2,7 +2,8 @@
  * (test_cms_interop.sh). It prints nothing on success.
  *   khc_seal_tool seal SIGN_CERT SIGN_KEY RECIP_CERT IN OUT   (DER payload)
  *   khc_seal_tool sign KEY IN OUT                             (DER ECDSA signature)
- *   khc_seal_tool open RECIP_CERT RECIP_KEY CA_FILE IN OUT    (refusal code on stderr)
+ *   khc_seal_tool open RECIP_CERT RECIP_KEY CA_FILE SIGNER_CERT IN OUT
+ *                                                   (refusal code on stderr)
  * Exit status: 0 ok, 1 failure, 2 usage. */
 #include "khcrypto.h"
 
@@ -98,24 +99,26 @@ int main(int argc, char **argv)
         } else {
             rc = write_all(argv[4], out, outlen) == 0 ? 0 : fail("cannot write", argv[4]);
         }
-    } else if (argc == 7 && strcmp(argv[1], "open") == 0) {
+    } else if (argc == 8 && strcmp(argv[1], "open") == 0) {
         if ((c1 = khc_load_cert(argv[2], err, sizeof err)) == NULL ||
             (k = khc_load_key(argv[3], err, sizeof err)) == NULL ||
-            (store = khc_store_from_file(argv[4], err, sizeof err)) == NULL) {
+            (store = khc_store_from_file(argv[4], err, sizeof err)) == NULL ||
+            (signer = khc_load_cert(argv[5], err, sizeof err)) == NULL) {
             rc = fail("load", err);
-        } else if (read_all(argv[5], &in, &inlen) != 0) {
-            rc = fail("cannot read", argv[5]);
+        } else if (read_all(argv[6], &in, &inlen) != 0) {
+            rc = fail("cannot read", argv[6]);
         } else {
-            kh_err e = khc_open(in, inlen, c1, k, store, &out, &outlen, &signer);
+            kh_err e = khc_open(in, inlen, c1, k, store, signer, &out, &outlen);
             if (e != KH_OK)
                 rc = fail("open refused", kh_err_code(e));
             else
-                rc = write_all(argv[6], out, outlen) == 0 ? 0 : fail("cannot write", argv[6]);
+                rc = write_all(argv[7], out, outlen) == 0 ? 0 : fail("cannot write", argv[7]);
         }
     } else {
-        fprintf(stderr, "usage: khc_seal_tool seal SIGN_CERT SIGN_KEY RECIP_CERT IN OUT\n"
-                        "       khc_seal_tool sign KEY IN OUT\n"
-                        "       khc_seal_tool open RECIP_CERT RECIP_KEY CA_FILE IN OUT\n");
+        fprintf(stderr,
+                "usage: khc_seal_tool seal SIGN_CERT SIGN_KEY RECIP_CERT IN OUT\n"
+                "       khc_seal_tool sign KEY IN OUT\n"
+                "       khc_seal_tool open RECIP_CERT RECIP_KEY CA_FILE SIGNER_CERT IN OUT\n");
         return 2;
     }
     khc_free_secret(in, inlen);

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Interop of khcrypto with the stock openssl CLI (DESIGN.md, "Wire protocol"):
 # a payload sealed by khc_seal decrypts with `openssl cms -decrypt` for the
-# recipient only and verifies with `openssl cms -verify` against the national
-# CA; a payload made by the CLI opens with khc_open; a khc_sign signature
-# verifies with `openssl dgst -sha256 -verify`.
+# recipient only, carries no certificate, and verifies with `openssl cms
+# -verify` given the signer's certificate (as a receiver takes it from the
+# directory) against the national CA; a payload made by the CLI (which
+# carries its certificate) opens with khc_open; a khc_sign signature verifies
+# with `openssl dgst -sha256 -verify`.
 # Usage: test_cms_interop.sh path/to/khc_seal_tool path/to/khpki
 set -euo pipefail
 
@@ -67,31 +69,48 @@ else
 fi
 
 # 3. The inner SignedData verifies against the national CA; content == body.
+openssl cms -cmsout -inform DER -in "$T/s.der" -print 2>/dev/null >"$T/s.txt"
+grep -q 'signerInfos' "$T/s.txt" &&
+    [ "$(awk '/^ *certificates:/ {getline; print $1}' "$T/s.txt")" = "<ABSENT>" ] &&
+    ok "the SignedData carries no certificate" || fail "the SignedData carries a certificate"
 if openssl cms -verify -inform DER -in "$T/s.der" -CAfile "$P/national-ca.crt" -binary \
-    -out "$T/content" 2>"$T/err"; then
-    ok "openssl cms -verify against national-ca.crt"
+    -out /dev/null 2>/dev/null; then
+    fail "verified without the signer's certificate"
+else
+    ok "openssl cms -verify needs the signer's certificate"
+fi
+if openssl cms -verify -inform DER -in "$T/s.der" -certfile "$A/sign.crt" \
+    -CAfile "$P/national-ca.crt" -binary -out "$T/content" 2>"$T/err"; then
+    ok "openssl cms -verify with 131016's certificate against national-ca.crt"
 else
     fail "cms -verify: $(cat "$T/err")"
 fi
 cmp -s "$T/content" "$T/body" && ok "verified content equals the body" || fail "content differs"
-openssl cms -verify -inform DER -in "$T/s.der" -CAfile "$P/national-ca.crt" -binary \
-    -out /dev/null -signer "$T/signer.pem" 2>/dev/null &&
+openssl cms -verify -inform DER -in "$T/s.der" -certfile "$A/sign.crt" \
+    -CAfile "$P/national-ca.crt" -binary -out /dev/null -signer "$T/signer.pem" 2>/dev/null &&
     openssl x509 -in "$T/signer.pem" -noout -subject -nameopt RFC2253 | grep -q 'O=131016$' &&
     ok "signer is 131016" || fail "signer subject"
-if openssl cms -verify -inform DER -in "$T/s.der" -CAfile "$P/rogue/ca.crt" -binary \
-    -out /dev/null 2>/dev/null; then
+if openssl cms -verify -inform DER -in "$T/s.der" -certfile "$A/sign.crt" \
+    -CAfile "$P/rogue/ca.crt" -binary -out /dev/null 2>/dev/null; then
     fail "verified against the rogue CA"
 else
     ok "openssl cms -verify against the rogue CA fails"
 fi
 
 # 4. khc_open opens khc_seal's payload, and refuses it for the wrong recipient.
-"$TOOL" open "$B/enc.crt" "$B/enc.key" "$P/national-ca.crt" "$T/p.der" "$T/o1" &&
+"$TOOL" open "$B/enc.crt" "$B/enc.key" "$P/national-ca.crt" "$A/sign.crt" "$T/p.der" "$T/o1" &&
     cmp -s "$T/o1" "$T/body" && ok "khc_open round trip" || fail "khc_open round trip"
-err=$("$TOOL" open "$A/enc.crt" "$A/enc.key" "$P/national-ca.crt" "$T/p.der" "$T/o2" 2>&1) &&
+err=$("$TOOL" open "$A/enc.crt" "$A/enc.key" "$P/national-ca.crt" "$A/sign.crt" "$T/p.der" \
+    "$T/o2" 2>&1) &&
     fail "khc_open with another organisation's key" || {
     [[ $err == *KH-4002* ]] && ok "khc_open with another organisation's key: KH-4002" ||
         fail "khc_open wrong key: $err"
+}
+err=$("$TOOL" open "$B/enc.crt" "$B/enc.key" "$P/national-ca.crt" "$B/sign.crt" "$T/p.der" \
+    "$T/o2" 2>&1) &&
+    fail "khc_open accepted 131016's payload as 271004's" || {
+    [[ $err == *KH-4004* ]] && ok "khc_open expecting another signer: KH-4004" ||
+        fail "khc_open other signer: $err"
 }
 
 # 5. A payload made by the CLI (sign, then encrypt) opens with khc_open.
@@ -99,7 +118,7 @@ openssl cms -sign -binary -nodetach -md sha256 -signer "$A/sign.crt" -inkey "$A/
     -in "$T/body" -outform DER -out "$T/cli-s.der"
 openssl cms -encrypt -binary -aes-256-gcm -recip "$B/enc.crt" -in "$T/cli-s.der" \
     -outform DER -out "$T/cli-p.der"
-"$TOOL" open "$B/enc.crt" "$B/enc.key" "$P/national-ca.crt" "$T/cli-p.der" "$T/o3" &&
+"$TOOL" open "$B/enc.crt" "$B/enc.key" "$P/national-ca.crt" "$A/sign.crt" "$T/cli-p.der" "$T/o3" &&
     cmp -s "$T/o3" "$T/body" && ok "khc_open opens a payload made by the openssl CLI" ||
     fail "khc_open of a CLI payload"
 # ... and a CLI payload signed by the rogue 271004 is refused as untrusted.
@@ -107,10 +126,14 @@ openssl cms -sign -binary -nodetach -md sha256 -signer "$P/rogue/sign.crt" \
     -inkey "$P/rogue/sign.key" -in "$T/body" -outform DER -out "$T/rogue-s.der"
 openssl cms -encrypt -binary -aes-256-gcm -recip "$B/enc.crt" -in "$T/rogue-s.der" \
     -outform DER -out "$T/rogue-p.der"
-err=$("$TOOL" open "$B/enc.crt" "$B/enc.key" "$P/national-ca.crt" "$T/rogue-p.der" "$T/o4" 2>&1) &&
-    fail "khc_open accepted a rogue signer" || {
-    [[ $err == *KH-4004* ]] && ok "rogue signer refused: KH-4004" || fail "rogue signer: $err"
-}
+for who in "$B/sign.crt" "$P/rogue/sign.crt"; do
+    err=$("$TOOL" open "$B/enc.crt" "$B/enc.key" "$P/national-ca.crt" "$who" "$T/rogue-p.der" \
+        "$T/o4" 2>&1) &&
+        fail "khc_open accepted a rogue signer (expecting $who)" || {
+        [[ $err == *KH-4004* ]] && ok "rogue signer refused: KH-4004 (expecting ${who#"$P"/})" ||
+            fail "rogue signer: $err"
+    }
+done
 
 # 6. A detached khc_sign signature verifies with openssl dgst, and not over other data.
 printf 'outer header bytes' >"$T/header"
