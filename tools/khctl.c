@@ -104,20 +104,6 @@ static void usage(FILE *f)
     khctl_admin_usage(f);
 }
 
-static int unhex(const char *s, size_t slen, uint8_t *out, size_t n)
-{
-    if (slen != 2 * n)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        char two[3] = {s[2 * i], s[2 * i + 1], 0};
-        if (sscanf(two, "%2x", &v) != 1)
-            return -1;
-        out[i] = (uint8_t)v;
-    }
-    return 0;
-}
-
 /* Strict decimal number in [lo, hi]. */
 static bool parse_ll(const char *s, long long lo, long long hi, long long *out)
 {
@@ -147,7 +133,7 @@ static bool sig_check(walker *w, sig_row *s, const char *sighex)
     snprintf(seq, sizeof seq, "%lld", s->seq);
     khc_hex(s->hash, 32, hex);
     int mlen = kh_chain_head_message(w->tenant, w->chain, seq, hex, msg, sizeof msg);
-    bool ok = sig != NULL && mlen > 0 && unhex(sighex, strlen(sighex), sig, slen) == 0 &&
+    bool ok = sig != NULL && mlen > 0 && khc_unhex(sighex, strlen(sighex), sig, slen) == 0 &&
               khc_verify(w->cert, (const uint8_t *)msg, (size_t)mlen, sig, slen) == 0;
     free(sig);
     return ok;
@@ -431,7 +417,7 @@ static int chain_start(PGconn *conn, const char *chain, long long *start, uint8_
         const char *a = PQgetvalue(r, 0, 2);
         if (!parse_ll(PQgetvalue(r, 0, 0), 1, (long long)9e18, retention) ||
             !parse_ll(PQgetvalue(r, 0, 1), 1, (long long)9e18, start) ||
-            unhex(a, strlen(a), anchor, 32) != 0)
+            khc_unhex(a, strlen(a), anchor, 32) != 0)
             rc = 1;
     }
     PQclear(r);
@@ -452,7 +438,7 @@ static int chain_head_row(PGconn *conn, const char *chain, head_row *h)
     if (PQntuples(r) == 1) {
         const char *hh = PQgetvalue(r, 0, 1);
         if (!parse_ll(PQgetvalue(r, 0, 0), 0, (long long)9e18, &h->seq) ||
-            unhex(hh, strlen(hh), h->hash, 32) != 0)
+            khc_unhex(hh, strlen(hh), h->hash, 32) != 0)
             h->seq = -1; /* never matches */
     }
     PQclear(r);
@@ -523,8 +509,8 @@ static int load_signatures(PGconn *conn, walker *w, long long from, long long to
         const char *hh = PQgetvalue(r, (int)i, 1);
         s->seq = atoll(PQgetvalue(r, (int)i, 0));
         snprintf(s->signed_at, sizeof s->signed_at, "%s", PQgetvalue(r, (int)i, 3));
-        s->ok_sig =
-            unhex(hh, strlen(hh), s->hash, 32) == 0 && sig_check(w, s, PQgetvalue(r, (int)i, 2));
+        s->ok_sig = khc_unhex(hh, strlen(hh), s->hash, 32) == 0 &&
+                    sig_check(w, s, PQgetvalue(r, (int)i, 2));
     }
     PQclear(r);
     return 0;
@@ -535,8 +521,8 @@ static void verify_row(PGresult *r, void *arg)
     walker *w = arg;
     uint8_t rprev[32], rhash[32];
     const char *ph = PQgetvalue(r, 0, 1), *hh = PQgetvalue(r, 0, 2);
-    if (PQgetisnull(r, 0, 0) || unhex(ph, strlen(ph), rprev, 32) != 0 ||
-        unhex(hh, strlen(hh), rhash, 32) != 0) {
+    if (PQgetisnull(r, 0, 0) || khc_unhex(ph, strlen(ph), rprev, 32) != 0 ||
+        khc_unhex(hh, strlen(hh), rhash, 32) != 0) {
         if (!w->broken)
             broken(w, "row id %s has no chain columns (inserted around the chain)",
                    PQgetvalue(r, 0, 4));
@@ -694,11 +680,16 @@ static int export_db(const char *db, const char *tenant, const char *chain, long
 static bool field(const char *line, const char *key, char *out, size_t outlen)
 {
     char pat[48];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
+    size_t klen = strlen(key);
+    if (klen + 4 > sizeof pat)
+        return false;
+    pat[0] = '"';
+    memcpy(pat + 1, key, klen);
+    memcpy(pat + 1 + klen, "\":", 3); /* with its NUL */
     const char *p = strstr(line, pat);
     if (p == NULL)
         return false;
-    p += strlen(pat);
+    p += klen + 3;
     size_t n = 0;
     if (*p != '"') {
         while (*p && *p != ',' && *p != '}' && n + 1 < outlen)
@@ -707,14 +698,26 @@ static bool field(const char *line, const char *key, char *out, size_t outlen)
         return n > 0;
     }
     for (p++; *p && *p != '"'; p++) {
+        /* the plain run up to the next quote or escape, copied at once */
+        size_t run = strcspn(p, "\"\\");
+        if (run > 0) {
+            if (n + run >= outlen)
+                return false;
+            memcpy(out + n, p, run);
+            n += run;
+            p += run;
+            if (*p != '\\')
+                break;
+        }
         char c = *p;
         if (c == '\\') {
             p++;
             if (*p == 'u') {
-                unsigned v;
-                if (sscanf(p + 1, "%4x", &v) != 1)
+                /* export_db writes \u00XX for control characters only */
+                uint8_t v[2];
+                if (strnlen(p + 1, 4) < 4 || khc_unhex(p + 1, 4, v, 2) != 0 || v[0] != 0)
                     return false;
-                c = (char)v;
+                c = (char)v[1];
                 p += 4;
             } else {
                 c = *p;
@@ -771,7 +774,7 @@ static bool section_begin(section *s, const char *line, X509 *cert)
         uint8_t anchor[32];
         if (!parse_ll(num, 1, (long long)9e18, &start) ||
             !field(line, "start_anchor", hex, sizeof hex) ||
-            unhex(hex, strlen(hex), anchor, 32) != 0 ||
+            khc_unhex(hex, strlen(hex), anchor, 32) != 0 ||
             (field(line, "start_retention", ret, sizeof ret) &&
              !parse_ll(ret, 0, (long long)9e18, &retention)))
             return false;
@@ -831,7 +834,7 @@ static int verify_export(X509 *cert, const char *path)
             if (!field(line, "seq", num, sizeof num) || !field(line, "hash", h1, sizeof h1) ||
                 !field(line, "signature", sig, sizeof sig) ||
                 !parse_ll(num, 0, (long long)9e18, &sr->seq) ||
-                unhex(h1, strlen(h1), sr->hash, 32) != 0) {
+                khc_unhex(h1, strlen(h1), sr->hash, 32) != 0) {
                 fprintf(stderr, "khctl: %s:%lld: unreadable signed head\n", path, lineno);
                 goto out;
             }
@@ -854,7 +857,8 @@ static int verify_export(X509 *cert, const char *path)
             if (!field(line, "seq", num, sizeof num) || !field(line, "prev_hash", h1, sizeof h1) ||
                 !field(line, "hash", h2, sizeof h2) || !field(line, "canonical", canon, cap) ||
                 !parse_ll(num, (long long)-9e18, (long long)9e18, &seq) ||
-                unhex(h1, strlen(h1), rprev, 32) != 0 || unhex(h2, strlen(h2), rhash, 32) != 0) {
+                khc_unhex(h1, strlen(h1), rprev, 32) != 0 ||
+                khc_unhex(h2, strlen(h2), rhash, 32) != 0) {
                 fprintf(stderr, "khctl: %s:%lld: unreadable row\n", path, lineno);
                 goto out;
             }

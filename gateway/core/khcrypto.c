@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -312,6 +313,27 @@ bool khc_cert_equal(X509 *a, X509 *b)
     return eq;
 }
 
+/* SHA-256 and HMAC fetched from the default provider once per process, not
+ * looked up by name on every digest (OpenSSL 3's implicit fetch of
+ * EVP_sha256() searches the provider store each time). Fall back to the
+ * implicit form if the fetch failed. */
+static EVP_MD *sha256_md;
+static EVP_MAC *hmac_mac;
+static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
+
+static void fetch_algorithms(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+    hmac_mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    ERR_clear_error();
+}
+
+static const EVP_MD *sha256(void)
+{
+    pthread_once(&fetch_once, fetch_algorithms);
+    return sha256_md != NULL ? sha256_md : EVP_sha256();
+}
+
 int khc_sign(EVP_PKEY *key, const uint8_t *data, size_t len, uint8_t **sig, size_t *siglen)
 {
     if (key == NULL || (data == NULL && len > 0) || sig == NULL || siglen == NULL ||
@@ -321,7 +343,7 @@ int khc_sign(EVP_PKEY *key, const uint8_t *data, size_t len, uint8_t **sig, size
     uint8_t *buf = NULL;
     size_t n = 0;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    if (md == NULL || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) != 1 ||
+    if (md == NULL || EVP_DigestSignInit(md, NULL, sha256(), NULL, key) != 1 ||
         EVP_DigestSignUpdate(md, data, len) != 1 || EVP_DigestSignFinal(md, NULL, &n) != 1 ||
         n == 0)
         goto out;
@@ -348,7 +370,7 @@ int khc_verify(X509 *cert, const uint8_t *data, size_t len, const uint8_t *sig, 
     int rc = -1;
     EVP_PKEY *pub = X509_get0_pubkey(cert);
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    if (pub == NULL || md == NULL || EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pub) != 1)
+    if (pub == NULL || md == NULL || EVP_DigestVerifyInit(md, NULL, sha256(), NULL, pub) != 1)
         goto out;
     if (EVP_DigestVerify(md, sig, siglen, data, len) == 1)
         rc = 0;
@@ -419,7 +441,7 @@ int khc_seal(const uint8_t *body, size_t len, X509 *sign_cert, EVP_PKEY *sign_ke
     if (ri == NULL || CMS_RecipientInfo_type(ri) != CMS_RECIPINFO_AGREE)
         goto out;
     EVP_PKEY_CTX *kctx = CMS_RecipientInfo_get0_pkey_ctx(ri);
-    if (kctx == NULL || EVP_PKEY_CTX_set_ecdh_kdf_md(kctx, EVP_sha256()) <= 0)
+    if (kctx == NULL || EVP_PKEY_CTX_set_ecdh_kdf_md(kctx, sha256()) <= 0)
         goto out;
     /* RFC 5652 §5.2: the inner content type names what is nested. */
     if (CMS_set1_eContentType(env, OBJ_nid2obj(NID_pkcs7_signed)) != 1)
@@ -589,7 +611,7 @@ int khc_sha256(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen, uin
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     unsigned int n = 0;
-    int ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+    int ok = ctx != NULL && EVP_DigestInit_ex(ctx, sha256(), NULL) == 1 &&
              (alen == 0 || EVP_DigestUpdate(ctx, a, alen) == 1) &&
              (blen == 0 || EVP_DigestUpdate(ctx, b, blen) == 1) &&
              EVP_DigestFinal_ex(ctx, out, &n) == 1 && n == 32;
@@ -606,8 +628,7 @@ khc_sha256_ctx *khc_sha256_new(void)
     khc_sha256_ctx *ctx = calloc(1, sizeof *ctx);
     if (ctx == NULL)
         return NULL;
-    if ((ctx->md = EVP_MD_CTX_new()) == NULL ||
-        EVP_DigestInit_ex(ctx->md, EVP_sha256(), NULL) != 1) {
+    if ((ctx->md = EVP_MD_CTX_new()) == NULL || EVP_DigestInit_ex(ctx->md, sha256(), NULL) != 1) {
         khc_drain_errors("sha-256");
         khc_sha256_free(ctx);
         return NULL;
@@ -667,10 +688,16 @@ int khc_hmac_sha256(const uint8_t *key, size_t keylen, const uint8_t *data, size
     if ((key == NULL && keylen > 0) || (data == NULL && len > 0) || out == NULL)
         return -1;
     size_t n = 0;
+    pthread_once(&fetch_once, fetch_algorithms);
+    EVP_MAC_CTX *ctx = hmac_mac != NULL ? EVP_MAC_CTX_new(hmac_mac) : NULL;
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA2-256", 0),
+                           OSSL_PARAM_construct_end()};
     /* A NULL key means "keep the previous key" to EVP_MAC_init: pass a real pointer. */
-    if (EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, keylen > 0 ? key : empty, keylen,
-                  len > 0 ? data : empty, len, out, 32, &n) == NULL ||
-        n != 32) {
+    int ok = ctx != NULL && EVP_MAC_init(ctx, keylen > 0 ? key : empty, keylen, params) == 1 &&
+             EVP_MAC_update(ctx, len > 0 ? data : empty, len) == 1 &&
+             EVP_MAC_final(ctx, out, &n, 32) == 1 && n == 32;
+    EVP_MAC_CTX_free(ctx);
+    if (!ok) {
         khc_drain_errors("hmac");
         return -1;
     }
@@ -708,6 +735,25 @@ void khc_hex(const uint8_t *in, size_t n, char *out)
         out[2 * i + 1] = digits[in[i] & 0x0f];
     }
     out[2 * n] = '\0';
+}
+
+/* hex digit -> value + 1; 0 for every byte that is not one */
+static const uint8_t hexval1[256] = {
+    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
+    ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+    ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16};
+
+int khc_unhex(const char *s, size_t slen, uint8_t *out, size_t n)
+{
+    if (s == NULL || out == NULL || slen != 2 * n)
+        return -1;
+    unsigned bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned hi = hexval1[(unsigned char)s[2 * i]], lo = hexval1[(unsigned char)s[2 * i + 1]];
+        bad |= (hi == 0) | (lo == 0);
+        out[i] = (uint8_t)((hi - 1) << 4 | ((lo - 1) & 0x0f));
+    }
+    return bad ? -1 : 0;
 }
 
 /* ------------------------------------------------------------ passwords */

@@ -103,6 +103,9 @@ void khc_wipe(void *p, size_t n);
 void khc_free_secret(void *p, size_t n);
 /* Lowercase hex of n bytes into out (2n+1 bytes). */
 void khc_hex(const uint8_t *in, size_t n, char *out);
+/* The n bytes written as exactly 2n hex digits (either case, nothing else:
+ * no sign, space or 0x) in s[0..slen) into out: 0, or -1 (out then undefined). */
+KH_MUST_CHECK int khc_unhex(const char *s, size_t slen, uint8_t *out, size_t n);
 
 /* Operator passwords: scrypt (OpenSSL EVP_KDF "SCRYPT", memory-hard), a
  * fresh 16-byte random salt per password, a 32-byte hash, stored as the

@@ -43,17 +43,6 @@ static kh_err parse_codes(const char *lit, char out[][KH_CODE_MAX + 1], size_t *
     return KH_OK;
 }
 
-static int unhex(const char *hex, uint8_t *out, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        if (sscanf(hex + 2 * i, "%2x", &v) != 1)
-            return -1;
-        out[i] = (uint8_t)v;
-    }
-    return 0;
-}
-
 static kh_err audit(PGconn *c, const gw_decision *d, const char *detail)
 {
     const char *q[5] = {d->operator_name, d->msg_id, detail, d->err == KH_OK ? "ok" : "refused",
@@ -135,7 +124,7 @@ void gw_decide_run(PGconn *c, gw_decision *d)
     a.items = asked_p;
     a.nitems = nasked;
     a.subject = subject;
-    if (unhex(d->msg_id, a.in_reply_to, KH_MSG_ID_LEN) != 0 ||
+    if (khc_unhex(d->msg_id, strlen(d->msg_id), a.in_reply_to, KH_MSG_ID_LEN) != 0 ||
         kh_dir_legal(G.dir, sender, procedure, d->t->id.code, asked_p, nasked, &a.row) != KH_OK) {
         decide_set(d, KH_E_NO_LEGAL_BASIS, "no legal-basis row allows this query any more");
         goto refused;

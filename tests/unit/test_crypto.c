@@ -726,6 +726,24 @@ START_TEST(ct_equal)
 }
 END_TEST
 
+START_TEST(unhex_strict)
+{
+    uint8_t out[4];
+    ck_assert_int_eq(khc_unhex("00ff7A9b", 8, out, 4), 0);
+    ck_assert_mem_eq(out, "\x00\xff\x7a\x9b", 4);
+    char hex[9];
+    khc_hex(out, 4, hex);
+    ck_assert_str_eq(hex, "00ff7a9b"); /* the round trip, lowercase */
+    /* what sscanf("%2x") let through, and the rest: refused */
+    static const char *const bad[] = {"0x01", " 1", "+1", "-1", "1 ", "g0", "0\n", "\0001"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(khc_unhex(bad[i], 2, out, 1) != 0, "accepted bad[%zu]", i);
+    ck_assert_int_ne(khc_unhex("abc", 3, out, 1), 0);  /* odd length */
+    ck_assert_int_ne(khc_unhex("abcd", 4, out, 1), 0); /* longer than wanted */
+    ck_assert_int_ne(khc_unhex(NULL, 0, out, 0), 0);
+}
+END_TEST
+
 START_TEST(hmac_rfc4231_case2)
 {
     const char *key = "Jefe", *data = "what do ya want for nothing?";
@@ -782,6 +800,7 @@ int main(void)
     tcase_add_test(tc, password_hash_verify);
     tcase_add_test(tc, ct_equal);
     tcase_add_test(tc, hmac_rfc4231_case2);
+    tcase_add_test(tc, unhex_strict);
     tcase_add_test(tc, random_and_hex);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
