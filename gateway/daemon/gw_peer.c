@@ -205,15 +205,15 @@ static void answer_work(PGconn *c, void *arg)
     }
     if (pc->err == KH_OK)
         pc->err = gw_answer_seal(a, strcmp(a->result, "PENDING") == 0 ? "PENDING" : "", NULL);
-    /* the record chains (access, provision) are appended after sealing: each
-     * append locks its chain's head until the commit, and sealing (two
-     * signatures and a key agreement) must not run under that lock */
-    if (pc->err == KH_OK)
-        pc->err = gw_access(c, pc->msg_hex, "peer", pc->h->sender, "answer", pc->qb->staff_id,
-                            pc->h->procedure, pc->h->items, pc->h->n_items, KH_OK);
     if (pc->err == KH_OK)
         pc->err = kh_seen_keep_reply(c, KH_SEEN_TENANT, pc->h->sender, pc->msg_hex, a->sealed,
                                      a->sealedlen);
+    /* the record chains (access, provision) are appended last, after
+     * sealing: each append locks its chain's head until the commit, and
+     * sealing (two signatures and a key agreement) must not run under it */
+    if (pc->err == KH_OK)
+        pc->err = gw_access(c, pc->msg_hex, "peer", pc->h->sender, "answer", pc->qb->staff_id,
+                            pc->h->procedure, pc->h->items, pc->h->n_items, KH_OK);
     if (pc->err == KH_OK)
         pc->err = gw_record(c, pc->msg_hex, "answered", pc->h->sender, pc->h->procedure,
                             pc->h->items, pc->h->n_items, local_id[0] ? local_id : NULL,

@@ -234,11 +234,12 @@ static void check_work(PGconn *c, void *arg)
         return;
     }
     /* the decision, the query's row and (if refused) its provision record:
-     * one transaction, so no decision goes unrecorded */
-    kh_err e = gw_access(c, qc->hex, "business", qc->system, "query", q->staff_id, q->procedure,
-                         q->items, q->n_items, qc->err);
+     * one transaction, so no decision goes unrecorded. The record chains are
+     * appended last: each append locks its chain's head until the commit. */
+    kh_err e = insert_row(c, qc);
     if (e == KH_OK)
-        e = insert_row(c, qc);
+        e = gw_access(c, qc->hex, "business", qc->system, "query", q->staff_id, q->procedure,
+                      q->items, q->n_items, qc->err);
     if (e == KH_OK && qc->err != KH_OK)
         e = gw_record(c, qc->hex, "asked", q->provider, q->procedure, q->items, q->n_items,
                       q->local_id, q->staff_id, "refused", qc->err, NULL, 0);
