@@ -712,6 +712,8 @@ static bool field(const char *line, const char *key, char *out, size_t outlen)
         char c = *p;
         if (c == '\\') {
             p++;
+            if (*p == '\0')
+                return false; /* a line that ends inside an escape */
             if (*p == 'u') {
                 /* export_db writes \u00XX for control characters only */
                 uint8_t v[2];

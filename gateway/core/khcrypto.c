@@ -689,7 +689,16 @@ int khc_hmac_sha256(const uint8_t *key, size_t keylen, const uint8_t *data, size
         return -1;
     size_t n = 0;
     pthread_once(&fetch_once, fetch_algorithms);
-    EVP_MAC_CTX *ctx = hmac_mac != NULL ? EVP_MAC_CTX_new(hmac_mac) : NULL;
+    if (hmac_mac == NULL) { /* not fetched: the implicit form */
+        if (EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, keylen > 0 ? key : empty, keylen,
+                      len > 0 ? data : empty, len, out, 32, &n) == NULL ||
+            n != 32) {
+            khc_drain_errors("hmac");
+            return -1;
+        }
+        return 0;
+    }
+    EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(hmac_mac);
     OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA2-256", 0),
                            OSSL_PARAM_construct_end()};
     /* A NULL key means "keep the previous key" to EVP_MAC_init: pass a real pointer. */

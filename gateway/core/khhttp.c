@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 bool kh_host_numeric(const char *host)
 {
@@ -200,11 +201,18 @@ void kh_http_parse_status(const uint8_t *body, size_t len, char *code, size_t co
  * idle wait too). A request that fails quickly on a reused connection (the
  * peer closed it just as we wrote) is sent once more on a new one: every
  * request here is a GET or an envelope POST, and envelopes are idempotent
- * (a repeated message id gets the kept reply, see khseen.h). Everything runs
+ * (a repeated message id gets the kept reply, see khseen.h; only a repeat
+ * that arrives while the first copy is still being answered is refused as a
+ * replay, which needs the peer to have read the request before the
+ * connection failed, not the usual case of a connection it had closed
+ * while idle). Everything runs
  * on the thread of the event base (the event-loop thread). */
 
 #define IDLE_MAX_PER_DEST 64
 #define IDLE_MAX_AGE_S 20
+/* a connection's handshake (the peer's certificate, checked then) is redone
+ * at least this often, however busy the connection */
+#define CONN_MAX_AGE_S 600
 
 typedef struct dest dest;
 typedef struct pconn {
@@ -212,6 +220,7 @@ typedef struct pconn {
     dest *d;
     struct pconn *next; /* in d->idle while idle */
     struct timeval idle_since;
+    time_t opened;
     bool busy, dead, freeing;
 } pconn;
 
@@ -313,7 +322,8 @@ static pconn *idle_take(dest *d)
         d->idle = pc->next;
         d->nidle--;
         pc->next = NULL;
-        if (!pc->dead && now.tv_sec - pc->idle_since.tv_sec < IDLE_MAX_AGE_S)
+        if (!pc->dead && now.tv_sec - pc->idle_since.tv_sec < IDLE_MAX_AGE_S &&
+            now.tv_sec - pc->opened < CONN_MAX_AGE_S)
             return pc;
         pc->busy = true; /* already unlinked */
         conn_retire(pc);
@@ -354,6 +364,7 @@ static pconn *conn_open(dest *d)
     evhttp_connection_set_closecb(conn, conn_closed, pc);
     pc->conn = conn;
     pc->d = d;
+    pc->opened = time(NULL);
     stats.opened++;
     return pc;
 }
@@ -469,6 +480,10 @@ int kh_http_request(struct event_base *base, SSL_CTX *ctx, enum evhttp_cmd_type 
         strlen(hostport) >= sizeof((dest *)0)->hostport || strlen(path) >= 128 ||
         (expect_org && strlen(expect_org) >= 64) || (expect_cn && strlen(expect_cn) >= 64) ||
         timeout_ms <= 0)
+        return -1;
+    /* an empty name would mean "no check" in the destination key: refused */
+    if ((expect_org != NULL && expect_org[0] == '\0') ||
+        (expect_cn != NULL && expect_cn[0] == '\0'))
         return -1;
     dest *d = dest_find(base, ctx, hostport, expect_org ? expect_org : "",
                         expect_org && expect_cn ? expect_cn : "");

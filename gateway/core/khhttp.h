@@ -47,7 +47,9 @@ void kh_http_reply_raw(struct evhttp_request *req, int http_status, const uint8_
  * handshake (including the expected-peer check) or deadline failed. body is
  * valid only during the callback. Connections are kept alive and reused for
  * the same destination (address, client context, expected O= and CN=);
- * at most 64 idle per destination, none idle longer than 20 s. Only on the
+ * at most 64 idle per destination, none idle longer than 20 s, none used
+ * after 10 minutes (the handshake and its certificate checks are redone; an
+ * empty expected O= or CN= is refused, NULL means no check). Only on the
  * event base's own thread; every request must be safe to send twice (a GET,
  * or an envelope whose repeat gets the kept reply): one that fails quickly on
  * a reused connection is sent once more on a new one. */

@@ -163,6 +163,13 @@ expect_eq "an export altered after the fact is detected" 1 "$rc"
 expect_contains "naming the altered row" "chain provision_record: BROKEN at seq" "$out"
 expect_contains "as altered" "no longer matches its hash (altered)" "$out"
 expect_contains "while the other chains still verify" "chain audit_log: ${HEAD[audit_log]} rows intact" "$out"
+# an export is untrusted input: a row cut inside an escape is refused as unreadable
+"$KH_BUILD/tools/khctl" export --db "$DB" --tenant 131016 --chain provision_record >"$exp"
+sed -i '0,/^{"seq":/s/\(^{"seq":.*"canonical":"{\\"at\\\).*/\1/' "$exp"
+rc=0
+out=$("$KH_BUILD/tools/khctl" verify --export "$exp" --cert "$CERT" 2>&1) || rc=$?
+expect_eq "an export row cut inside an escape is refused (exit 2)" 2 "$rc"
+expect_contains "as unreadable" "unreadable row" "$out"
 
 # Who may do what. The gateway's tenant role appends and reads; it cannot
 # change, remove, detach or drop records, write a retention entry, or remove
