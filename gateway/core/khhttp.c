@@ -228,6 +228,8 @@ struct dest {
     struct event_base *base;
     SSL_CTX *ctx;
     char hostport[160], org[64], cn[64];
+    char host[128]; /* hostport split once, checked numeric, when the destination is made */
+    uint16_t port;
     pconn *idle;
     size_t nidle;
     dest *next;
@@ -292,8 +294,8 @@ static void conn_closed(struct evhttp_connection *conn, void *arg)
     /* a busy one is retired when its request's callback runs */
 }
 
-static dest *dest_find(struct event_base *base, SSL_CTX *ctx, const char *hostport, const char *org,
-                       const char *cn)
+static dest *dest_find(struct event_base *base, SSL_CTX *ctx, const char *hostport,
+                       const char *host, uint16_t port, const char *org, const char *cn)
 {
     for (dest *d = dests; d; d = d->next)
         if (d->base == base && d->ctx == ctx && strcmp(d->hostport, hostport) == 0 &&
@@ -305,6 +307,8 @@ static dest *dest_find(struct event_base *base, SSL_CTX *ctx, const char *hostpo
     d->base = base;
     d->ctx = ctx;
     snprintf(d->hostport, sizeof d->hostport, "%s", hostport);
+    snprintf(d->host, sizeof d->host, "%s", host);
+    d->port = port;
     snprintf(d->org, sizeof d->org, "%s", org);
     snprintf(d->cn, sizeof d->cn, "%s", cn);
     d->next = dests;
@@ -333,10 +337,6 @@ static pconn *idle_take(dest *d)
 
 static pconn *conn_open(dest *d)
 {
-    char host[128];
-    uint16_t port;
-    if (kh_hostport(d->hostport, host, sizeof host, &port) != 0 || !kh_host_numeric(host))
-        return NULL;
     SSL *ssl = kh_tls_new(d->ctx);
     if (ssl == NULL)
         return NULL;
@@ -354,7 +354,7 @@ static pconn *conn_open(dest *d)
     bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
     pconn *pc = calloc(1, sizeof *pc);
     struct evhttp_connection *conn =
-        pc ? evhttp_connection_base_bufferevent_new(d->base, NULL, bev, host, port) : NULL;
+        pc ? evhttp_connection_base_bufferevent_new(d->base, NULL, bev, d->host, d->port) : NULL;
     if (conn == NULL) {
         free(pc);
         bufferevent_free(bev);
@@ -447,15 +447,8 @@ static int call_send(client_call *call, dest *d)
         conn_retire(pc);
         return -1;
     }
-    char host[128];
-    uint16_t port;
-    if (kh_hostport(d->hostport, host, sizeof host, &port) != 0) {
-        evhttp_request_free(req);
-        conn_retire(pc);
-        return -1;
-    }
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    evhttp_add_header(h, "Host", host);
+    evhttp_add_header(h, "Host", d->host);
     evhttp_add_header(h, "Content-Type", "application/x-protobuf");
     if (call->len)
         evbuffer_add(evhttp_request_get_output_buffer(req), call->body, call->len);
@@ -485,7 +478,7 @@ int kh_http_request(struct event_base *base, SSL_CTX *ctx, enum evhttp_cmd_type 
     if ((expect_org != NULL && expect_org[0] == '\0') ||
         (expect_cn != NULL && expect_cn[0] == '\0'))
         return -1;
-    dest *d = dest_find(base, ctx, hostport, expect_org ? expect_org : "",
+    dest *d = dest_find(base, ctx, hostport, host, port, expect_org ? expect_org : "",
                         expect_org && expect_cn ? expect_cn : "");
     client_call *call = d ? calloc(1, sizeof *call) : NULL;
     if (call == NULL)
