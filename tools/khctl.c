@@ -20,7 +20,12 @@
  * log names: rows removed any other way are missing rows.
  *
  * export writes, per chain, a header (with the chain's start), the signed
- * heads in the range and the rows with their canonical text, as JSON lines;
+ * heads in the range and the rows, as JSON lines. Version 3 (this one) puts
+ * each row's canonical text in it as it is: it is a JSON object on one line,
+ * so a line is {"seq":N,"prev_hash":"..","hash":"..","canonical":{...}} and
+ * the bytes after "canonical": up to the line's last brace are what was
+ * hashed (jq reads .canonical.at). Version 2 held the text as a JSON string;
+ * both are verified.
  * verify --export checks such a file with only the public certificate.
  *
  * retain verifies every chain, then calls the tenant's record_retain(years,
@@ -32,6 +37,8 @@
 #include "khchain.h"
 #include "khcrypto.h"
 #include "khctl_admin.h"
+#include "khcanon.h"
+#include "khverify.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -41,44 +48,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 
 /* The chained tables, in the order they are verified and retained. */
 static const char *const chains[] = {"provision_record", "access_record", "audit_log"};
 #define NCHAINS (sizeof chains / sizeof chains[0])
-
-typedef struct {
-    long long seq;
-    uint8_t hash[32];
-    char signed_at[40];
-    bool ok_sig; /* the signature verifies over (tenant, chain, seq, hash) */
-} sig_row;
-
-/* The state of one walk along a chain. */
-typedef struct {
-    const char *tenant, *chain;
-    X509 *cert;
-    sig_row *sigs;
-    size_t nsigs, si;
-    long matched; /* index of the latest signed head the walk matched, or -1 */
-    uint8_t prev[32];
-    long long expect, first, rows;
-    /* Anchored: the chain must start at seq `start` after `anchor` (seq 1 after
-     * zeros, or what the retention recorded at audit_log seq `retention`).
-     * Unanchored (a range): the first row's link is taken as given. */
-    bool anchored;
-    long long start, retention;
-    uint8_t anchor[32];
-    bool started, broken;
-    char why[400];
-} walker;
-
-/* The chain's head row as the database holds it (whole-chain checks only). */
-typedef struct {
-    bool known;
-    long long seq;
-    uint8_t hash[32];
-} head_row;
-
 static void usage(FILE *f)
 {
     fprintf(
@@ -122,222 +97,6 @@ static bool chain_known(const char *chain)
         if (strcmp(chain, chains[i]) == 0)
             return true;
     return false;
-}
-
-static bool sig_check(walker *w, sig_row *s, const char *sighex)
-{
-    size_t slen = strlen(sighex) / 2;
-    uint8_t *sig = malloc(slen + 1);
-    char msg[512];
-    char seq[24], hex[65];
-    snprintf(seq, sizeof seq, "%lld", s->seq);
-    khc_hex(s->hash, 32, hex);
-    int mlen = kh_chain_head_message(w->tenant, w->chain, seq, hex, msg, sizeof msg);
-    bool ok = sig != NULL && mlen > 0 && khc_unhex(sighex, strlen(sighex), sig, slen) == 0 &&
-              khc_verify(w->cert, (const uint8_t *)msg, (size_t)mlen, sig, slen) == 0;
-    free(sig);
-    return ok;
-}
-
-static void walker_init(walker *w, const char *tenant, const char *chain, X509 *cert)
-{
-    memset(w, 0, sizeof *w);
-    w->tenant = tenant;
-    w->chain = chain;
-    w->cert = cert;
-    w->matched = -1;
-    w->anchored = true;
-    w->start = w->expect = 1;
-}
-
-/* The chain starts at seq start after anchor, as the retention recorded at
- * audit_log seq retention says (0: no retention, seq 1 after zeros). */
-static void walker_anchor(walker *w, long long start, const uint8_t anchor[32], long long retention)
-{
-    w->anchored = true;
-    w->start = w->expect = start;
-    w->retention = retention;
-    memcpy(w->anchor, anchor, 32);
-    memcpy(w->prev, anchor, 32);
-}
-
-static void broken(walker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void broken(walker *w, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(w->why, sizeof w->why, fmt, ap);
-    va_end(ap);
-    w->broken = true;
-}
-
-/* What the verdict adds about the chain's start: ", where it starts after
- * the retention recorded at audit_log seq N" (phrase 0) or " (after the
- * retention recorded at audit_log seq N)" (phrase 1), or "" without one. */
-static const char *after_retention(const walker *w, int phrase, char *buf, size_t n)
-{
-    if (w->retention <= 0)
-        buf[0] = '\0';
-    else if (phrase == 0)
-        snprintf(buf, n, ", where it starts after the retention recorded at audit_log seq %lld",
-                 w->retention);
-    else
-        snprintf(buf, n, " (after the retention recorded at audit_log seq %lld)", w->retention);
-    return buf;
-}
-
-/* The signatures are all checked before the rows; a signed head at the seq
- * just before the chain's start must hold its anchor. */
-static bool bad_signature(walker *w)
-{
-    for (size_t i = 0; i < w->nsigs; i++) {
-        if (!w->sigs[i].ok_sig) {
-            broken(w,
-                   "the signed head at seq %lld does not verify with the certificate (forged or "
-                   "altered signature)",
-                   w->sigs[i].seq);
-            return true;
-        }
-        if (w->anchored && w->start > 1 && w->sigs[i].seq == w->start - 1) {
-            if (!khc_ct_equal(w->sigs[i].hash, w->anchor, 32)) {
-                broken(w,
-                       "the head signed at seq %lld does not match the anchor of the retention "
-                       "recorded at audit_log seq %lld (forged retention record)",
-                       w->sigs[i].seq, w->retention);
-                return true;
-            }
-            w->matched = (long)i;
-        }
-    }
-    return false;
-}
-
-/* The first row of an anchored chain is not the one it must start with. */
-static void first_row_broken(walker *w, long long seq, const char *id)
-{
-    char ar[96];
-    after_retention(w, 1, ar, sizeof ar);
-    if (seq > w->start)
-        broken(w,
-               "seq %lld (row id %s) is the first row, but the chain starts at seq %lld%s: "
-               "%lld row(s) missing (deleted)",
-               seq, id, w->start, ar, seq - w->start);
-    else
-        broken(w,
-               "seq %lld (row id %s) lies before the chain's start at seq %lld%s (inserted, or "
-               "a retention record forged)",
-               seq, id, w->start, ar);
-}
-
-/* One row, in seq order. id names it for people (a row id or "-"). */
-static void walk_row(walker *w, long long seq, const uint8_t rprev[32], const uint8_t rhash[32],
-                     const char *canon, size_t clen, const char *id)
-{
-    uint8_t computed[32];
-    if (w->broken)
-        return;
-    if (!w->started) {
-        w->started = true;
-        w->first = seq;
-        if (w->anchored && seq != w->start) {
-            first_row_broken(w, seq, id);
-            return;
-        }
-        if (!w->anchored) {
-            /* a range may start anywhere: its first row's link is taken as
-             * given, except that seq 1 follows 32 zero bytes */
-            w->expect = seq;
-            if (seq != 1)
-                memcpy(w->prev, rprev, 32);
-        }
-        while (w->si < w->nsigs && w->sigs[w->si].seq < seq)
-            w->si++;
-    }
-    if (seq > w->expect) {
-        broken(w, "seq %lld (row id %s) follows seq %lld: %lld row(s) missing (deleted)", seq, id,
-               w->expect - 1, seq - w->expect);
-    } else if (seq < w->expect) {
-        broken(w,
-               "seq %lld (row id %s) comes after seq %lld: a second row with that seq, or one "
-               "out of place (inserted or reordered)",
-               seq, id, w->expect - 1);
-    } else if (!khc_ct_equal(rprev, w->prev, 32)) {
-        char ar[96];
-        if (seq == w->start && w->anchored && w->retention > 0)
-            broken(w, "seq %lld (row id %s) does not follow the anchor of the chain's start%s", seq,
-                   id, after_retention(w, 1, ar, sizeof ar));
-        else
-            broken(w,
-                   "seq %lld (row id %s) does not follow the row before it (inserted or "
-                   "reordered)",
-                   seq, id);
-    } else if (khc_sha256(w->prev, 32, (const uint8_t *)canon, clen, computed) != 0 ||
-               !khc_ct_equal(computed, rhash, 32)) {
-        broken(w, "seq %lld (row id %s): its content no longer matches its hash (altered)", seq,
-               id);
-    } else {
-        while (w->si < w->nsigs && w->sigs[w->si].seq < seq)
-            w->si++;
-        if (w->si < w->nsigs && w->sigs[w->si].seq == seq) {
-            if (!khc_ct_equal(w->sigs[w->si].hash, computed, 32))
-                broken(w,
-                       "seq %lld (row id %s): the chain no longer matches the head signed there "
-                       "(rewritten)",
-                       seq, id);
-            w->matched = (long)w->si;
-            w->si++;
-        }
-        memcpy(w->prev, computed, 32);
-        w->expect = seq + 1;
-        w->rows++;
-    }
-}
-
-/* Ends a walk: prints the verdict and returns the exit status. to: the end of
- * the range (0: none); head: the chain's head row, for a whole chain. */
-static int walk_end(walker *w, long long to, const head_row *head)
-{
-    long long last = w->expect - 1;
-    char ar[96];
-    if (!w->broken && w->nsigs > 0 && w->sigs[w->nsigs - 1].seq > last &&
-        (to <= 0 || w->sigs[w->nsigs - 1].seq <= to))
-        broken(w,
-               "a head was signed at seq %lld but the chain ends at seq %lld: rows deleted at the "
-               "end",
-               w->sigs[w->nsigs - 1].seq, last);
-    if (!w->broken && head != NULL && head->known) {
-        if (head->seq > last)
-            broken(w,
-                   "the chain's head is at seq %lld but the rows end at seq %lld: rows deleted "
-                   "at the end",
-                   head->seq, last);
-        else if (head->seq < last)
-            broken(w,
-                   "the rows go on to seq %lld, past the chain's head at seq %lld (appended "
-                   "around the chain)",
-                   last, head->seq);
-        else if (!khc_ct_equal(head->hash, w->prev, 32))
-            broken(w, "seq %lld, the last row: the chain's head holds another hash (rewritten)",
-                   last);
-    }
-    if (w->broken) {
-        printf("khctl: tenant %s chain %s: BROKEN at %s\n", w->tenant, w->chain, w->why);
-        return 1;
-    }
-    after_retention(w, 0, ar, sizeof ar);
-    if (w->rows == 0)
-        printf("khctl: tenant %s chain %s: no rows%s%s\n", w->tenant, w->chain,
-               w->anchored ? "" : " in range", ar);
-    else if (w->matched < 0)
-        printf("khctl: tenant %s chain %s: %lld rows intact from seq %lld%s; no signed head in "
-               "range (the rows could have been rebuilt by whoever can write the database)\n",
-               w->tenant, w->chain, w->rows, w->first, ar);
-    else
-        printf("khctl: tenant %s chain %s: %lld rows intact from seq %lld%s; signed head at seq "
-               "%lld (%s) verifies; %lld row(s) after it not yet signed\n",
-               w->tenant, w->chain, w->rows, w->first, ar, w->sigs[w->matched].seq,
-               w->sigs[w->matched].signed_at, last - w->sigs[w->matched].seq);
-    return 0;
 }
 
 /* ------------------------------------------------------------ database */
@@ -425,7 +184,7 @@ static int chain_start(PGconn *conn, const char *chain, long long *start, uint8_
 }
 
 /* The chain's head row (seq 0 if it has none yet). 0, or 2 if the database failed. */
-static int chain_head_row(PGconn *conn, const char *chain, head_row *h)
+static int chain_head_row(PGconn *conn, const char *chain, khv_head *h)
 {
     const char *p[1] = {chain};
     PGresult *r =
@@ -493,7 +252,7 @@ static int each_row(PGconn *conn, const char *chain, long long from, long long t
 }
 
 /* Loads the signed heads of [from, to] into w and checks their signatures. */
-static int load_signatures(PGconn *conn, walker *w, long long from, long long to)
+static int load_signatures(PGconn *conn, khv_walker *w, long long from, long long to)
 {
     PGresult *r = signatures(conn, w->chain, from, to);
     if (r == NULL)
@@ -505,42 +264,181 @@ static int load_signatures(PGconn *conn, walker *w, long long from, long long to
         return 2;
     }
     for (size_t i = 0; i < w->nsigs; i++) {
-        sig_row *s = &w->sigs[i];
+        khv_sig *s = &w->sigs[i];
         const char *hh = PQgetvalue(r, (int)i, 1);
         s->seq = atoll(PQgetvalue(r, (int)i, 0));
         snprintf(s->signed_at, sizeof s->signed_at, "%s", PQgetvalue(r, (int)i, 3));
         s->ok_sig = khc_unhex(hh, strlen(hh), s->hash, 32) == 0 &&
-                    sig_check(w, s, PQgetvalue(r, (int)i, 2));
+                    khv_sig_check(w, s, PQgetvalue(r, (int)i, 2));
     }
     PQclear(r);
     return 0;
 }
 
+/* The slow walk's row: the canonical text made by the database. */
 static void verify_row(PGresult *r, void *arg)
 {
-    walker *w = arg;
-    uint8_t rprev[32], rhash[32];
-    const char *ph = PQgetvalue(r, 0, 1), *hh = PQgetvalue(r, 0, 2);
+    khv_walker *w = arg;
+    uint8_t rprev[32], rhash[32], h[32];
+    const char *ph = PQgetvalue(r, 0, 1), *hh = PQgetvalue(r, 0, 2), *canon = PQgetvalue(r, 0, 3);
     if (PQgetisnull(r, 0, 0) || khc_unhex(ph, strlen(ph), rprev, 32) != 0 ||
         khc_unhex(hh, strlen(hh), rhash, 32) != 0) {
-        if (!w->broken)
-            broken(w, "row id %s has no chain columns (inserted around the chain)",
-                   PQgetvalue(r, 0, 4));
+        khv_walk_unchained(w, PQgetvalue(r, 0, 4));
         return;
     }
-    walk_row(w, atoll(PQgetvalue(r, 0, 0)), rprev, rhash, PQgetvalue(r, 0, 3),
-             strlen(PQgetvalue(r, 0, 3)), PQgetvalue(r, 0, 4));
+    bool ok = khc_sha256(rprev, 32, (const uint8_t *)canon, strlen(canon), h) == 0 &&
+              khc_ct_equal(h, rhash, 32);
+    khv_walk_row(w, atoll(PQgetvalue(r, 0, 0)), rprev, rhash, ok, PQgetvalue(r, 0, 4));
+}
+
+/* The fast walk: a binary COPY of the rows' columns, the canonical texts
+ * made here (khcanon.c) and hashed on every core (khverify.c). */
+typedef struct {
+    khv_walker *w;
+    bool unreadable;
+} copy_walk;
+
+_Static_assert(sizeof(((khv_row *)0)->id) == sizeof(((khcanon_row *)0)->id), "row ids");
+
+static const char *decode_copy(const void *ctx, const uint8_t *rec, size_t len, khv_row *row,
+                               khv_text *text, size_t *clen)
+{
+    khcanon_row cr;
+    khcanon_buf b = {text->p, text->len, text->cap};
+    khcanon_status st = khcanon_decode(ctx, rec, len, &cr, &b);
+    text->p = b.p;
+    text->len = b.len;
+    text->cap = b.cap;
+    memcpy(row->id, cr.id, sizeof row->id);
+    if (st == KHCANON_BAD) {
+        row->kind = KHV_UNREADABLE;
+        return NULL;
+    }
+    if (!cr.has_seq || cr.prev_len != 32 || cr.hash_len != 32) {
+        row->kind = KHV_UNCHAINED;
+        return NULL;
+    }
+    row->kind = KHV_CHAINED;
+    row->seq = cr.seq;
+    memcpy(row->prev, cr.prev, 32);
+    memcpy(row->hash, cr.hash, 32);
+    row->unsure = st != KHCANON_OK; /* the database's text decides (recheck) */
+    *clen = text->len;
+    return text->p;
+}
+
+static void copy_walk_row(void *arg, const khv_row *row)
+{
+    copy_walk *cw = arg;
+    if (row->kind == KHV_UNREADABLE)
+        cw->unreadable = true;
+    else if (row->kind == KHV_UNCHAINED)
+        khv_walk_unchained(cw->w, row->id);
+    else
+        khv_walk_row(cw->w, row->seq, row->prev, row->hash, row->content_ok, row->id);
+}
+
+/* Walks the rows of [from, to] (to 0: no end) by a binary COPY. 0, or 2 if
+ * the database failed or sent what is not this chain's COPY. */
+static int copy_rows(PGconn *conn, const char *chain, long long from, long long to, khv_walker *w)
+{
+    const khcanon_chain *c = khcanon_find(chain);
+    char sql[800];
+    copy_walk cw = {w, false};
+    int rc = 0, n;
+    bool first = true, ended = false;
+    char *buf;
+    if (c == NULL || khcanon_copy_sql(c, from, to > 0 ? to : (long long)9e18, sql, sizeof sql) < 0)
+        return 2;
+    PGresult *r = PQexec(conn, sql);
+    if (PQresultStatus(r) != PGRES_COPY_OUT) {
+        fprintf(stderr, "khctl: cannot read the chain: %s", PQerrorMessage(conn));
+        PQclear(r);
+        return 2;
+    }
+    PQclear(r);
+    khv_pipe *p = khv_pipe_new(decode_copy, c, copy_walk_row, &cw);
+    if (p == NULL)
+        rc = 2;
+    while ((n = PQgetCopyData(conn, &buf, 0)) > 0) {
+        const uint8_t *d = (const uint8_t *)buf;
+        size_t len = (size_t)n;
+        if (first) {
+            /* the stream's header comes with the first row */
+            long h = khcanon_header_len(d, len);
+            first = false;
+            if (h <= 0)
+                cw.unreadable = true;
+            else
+                d += h, len -= (size_t)h;
+        }
+        if (len == 2 && d[0] == 0xff && d[1] == 0xff)
+            ended = true; /* the trailer: a field count of -1 */
+        else if (len > 0 && rc == 0 && !cw.unreadable && !ended && khv_pipe_put(p, d, len, 0) != 0)
+            rc = 2;
+        PQfreemem(buf);
+    }
+    if (n == -2)
+        rc = 2;
+    while ((r = PQgetResult(conn)) != NULL) {
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            rc = 2;
+        PQclear(r);
+    }
+    if (p != NULL && khv_pipe_drain(p) != 0)
+        rc = 2;
+    khv_pipe_free(p);
+    if (rc == 2 || cw.unreadable || !ended) {
+        fprintf(stderr, "khctl: cannot read the chain %s: %s", chain,
+                rc == 2 ? PQerrorMessage(conn) : "the database sent rows khctl cannot read\n");
+        return 2;
+    }
+    /* the rows without a seq, after the others, as the slow walk reports them */
+    if (from == 1 && to == 0 && !w->broken) {
+        char q[200];
+        snprintf(q, sizeof q, "SELECT id FROM %s WHERE seq IS NULL ORDER BY id LIMIT 1", chain);
+        r = read_rows(conn, "the chain", q, 0, NULL);
+        if (r == NULL)
+            return 2;
+        if (PQntuples(r) == 1)
+            khv_walk_unchained(w, PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+    return 0;
+}
+
+/* Whether the database's own canonical text of the row the fast walk
+ * called altered matches its hash after all: 1 yes (the fast text was
+ * wrong or unsure), 0 no (altered), 2 the database failed. */
+static int database_agrees(PGconn *conn, const char *chain, long long seq, const char *id)
+{
+    char q[400], s[24];
+    snprintf(s, sizeof s, "%lld", seq);
+    snprintf(q, sizeof q,
+             "SELECT coalesce(bool_and(hash = sha256(prev_hash || "
+             "convert_to(chain_canonical_%s(t), 'UTF8'))), false) "
+             "FROM %s t WHERE seq = $1::bigint AND id::text = $2",
+             chain, chain);
+    const char *p[2] = {s, id};
+    PGresult *r = read_rows(conn, "the chain", q, 2, p);
+    if (r == NULL)
+        return 2;
+    int rc = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    return rc;
 }
 
 /* Verifies one chain in the open transaction: the whole chain (anchored at
- * its start, checked against its head row) or the range [from, to]. */
+ * its start, checked against its head row) or the range [from, to]. fast:
+ * the canonical texts made by khctl (falling back to the slow walk if the
+ * database disagrees), else made by the database. */
 static int verify_chain(PGconn *conn, const char *tenant, const char *chain, X509 *cert,
-                        long long from, long long to)
+                        long long from, long long to, bool fast)
 {
-    walker w;
-    head_row head = {0};
+    khv_walker w;
+    khv_head head = {0};
     int rc = 2;
-    walker_init(&w, tenant, chain, cert);
+    khv_walker_init(&w, tenant, chain, cert);
     if (from > 1) {
         w.anchored = false;
     } else {
@@ -555,20 +453,38 @@ static int verify_chain(PGconn *conn, const char *tenant, const char *chain, X50
                    tenant, chain);
             return 1;
         }
-        walker_anchor(&w, start, anchor, retention);
+        khv_walker_anchor(&w, start, anchor, retention);
         if (to == 0 && chain_head_row(conn, chain, &head) != 0)
             return 2;
     }
     if (load_signatures(conn, &w, from, to) != 0)
         goto out;
-    if (bad_signature(&w)) {
+    if (khv_bad_signature(&w)) {
         printf("khctl: tenant %s chain %s: BROKEN at %s\n", tenant, chain, w.why);
         rc = 1;
         goto out;
     }
-    if (each_row(conn, chain, from, to, verify_row, &w) != 0)
-        goto out;
-    rc = walk_end(&w, to, head.known ? &head : NULL);
+    if (!fast) {
+        if (each_row(conn, chain, from, to, verify_row, &w) != 0)
+            goto out;
+    } else {
+        if (copy_rows(conn, chain, from, to, &w) != 0)
+            goto out;
+        if (w.altered >= 0) {
+            int a = database_agrees(conn, chain, w.altered, w.altered_id);
+            if (a == 2)
+                goto out;
+            if (a == 1) {
+                fprintf(stderr,
+                        "khctl: note: chain %s: khctl's canonical text of seq %lld differs from "
+                        "the database's; this chain is verified with the database's (slower)\n",
+                        chain, w.altered);
+                free(w.sigs);
+                return verify_chain(conn, tenant, chain, cert, from, to, false);
+            }
+        }
+    }
+    rc = khv_walk_end(&w, to, head.known ? &head : NULL);
 out:
     free(w.sigs);
     return rc;
@@ -586,7 +502,7 @@ static int verify_db(const char *db, const char *tenant, const char *chain, X509
     for (size_t i = 0; i < NCHAINS; i++) {
         if (chain != NULL && strcmp(chain, chains[i]) != 0)
             continue;
-        int rc = verify_chain(conn, tenant, chains[i], cert, from, to);
+        int rc = verify_chain(conn, tenant, chains[i], cert, from, to, true);
         any_broken |= rc == 1;
         any_error |= rc == 2;
     }
@@ -620,9 +536,16 @@ static void export_row(PGresult *r, void *arg)
         printf("{\"seq\":null,\"id\":%s}\n", PQgetvalue(r, 0, 4));
         return;
     }
+    const char *canon = PQgetvalue(r, 0, 3);
+    size_t n = strlen(canon);
     printf("{\"seq\":%s,\"prev_hash\":\"%s\",\"hash\":\"%s\",\"canonical\":", PQgetvalue(r, 0, 0),
            PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2));
-    json_str(stdout, PQgetvalue(r, 0, 3));
+    /* the text as it is: a jsonb object's text is JSON on one line (jsonb
+     * escapes every control character); anything else as a string */
+    if (n >= 2 && canon[0] == '{' && canon[n - 1] == '}' && memchr(canon, '\n', n) == NULL)
+        fwrite(canon, 1, n, stdout);
+    else
+        json_str(stdout, canon);
     printf("}\n");
 }
 
@@ -632,7 +555,7 @@ static int export_chain(PGconn *conn, const char *tenant, const char *chain, lon
                         long long to)
 {
     PGresult *r;
-    printf("{\"export\":\"kakehashi-chain\",\"version\":2,\"tenant\":\"%s\",\"chain\":\"%s\","
+    printf("{\"export\":\"kakehashi-chain\",\"version\":3,\"tenant\":\"%s\",\"chain\":\"%s\","
            "\"from\":%lld,\"to\":%lld",
            tenant, chain, from, to);
     if (from <= 1) {
@@ -675,82 +598,41 @@ static int export_db(const char *db, const char *tenant, const char *chain, long
 
 /* ------------------------------------------------ verifying an export */
 
-/* The raw text after "key": in line (a number, or a string without its
- * quotes, unescaped into out). Only what export_db writes is understood. */
-static bool field(const char *line, const char *key, char *out, size_t outlen)
-{
-    char pat[48];
-    size_t klen = strlen(key);
-    if (klen + 4 > sizeof pat)
-        return false;
-    pat[0] = '"';
-    memcpy(pat + 1, key, klen);
-    memcpy(pat + 1 + klen, "\":", 3); /* with its NUL */
-    const char *p = strstr(line, pat);
-    if (p == NULL)
-        return false;
-    p += klen + 3;
-    size_t n = 0;
-    if (*p != '"') {
-        while (*p && *p != ',' && *p != '}' && n + 1 < outlen)
-            out[n++] = *p++;
-        out[n] = '\0';
-        return n > 0;
-    }
-    for (p++; *p && *p != '"'; p++) {
-        /* the plain run up to the next quote or escape, copied at once */
-        size_t run = strcspn(p, "\"\\");
-        if (run > 0) {
-            if (n + run >= outlen)
-                return false;
-            memcpy(out + n, p, run);
-            n += run;
-            p += run;
-            if (*p != '\\')
-                break;
-        }
-        char c = *p;
-        if (c == '\\') {
-            p++;
-            if (*p == '\0')
-                return false; /* a line that ends inside an escape */
-            if (*p == 'u') {
-                /* export_db writes \u00XX for control characters only */
-                uint8_t v[2];
-                if (strnlen(p + 1, 4) < 4 || khc_unhex(p + 1, 4, v, 2) != 0 || v[0] != 0)
-                    return false;
-                c = (char)v[1];
-                p += 4;
-            } else {
-                c = *p;
-            }
-        }
-        if (n + 1 >= outlen)
-            return false;
-        out[n++] = c;
-    }
-    out[n] = '\0';
-    return *p == '"';
-}
-
 /* One section of an export being verified. */
 typedef struct {
-    walker w;
+    khv_walker w;
     char tenant[16], chain[40];
     long long to;
     bool open, sigs_checked, failed;
+    long long unreadable; /* the line of an unreadable row, or 0 */
 } section;
 
-/* Ends the open section: its verdict into *broken_any. */
+/* A row of the open section, in order (the pipeline's walk). */
+static void section_row(void *arg, const khv_row *row)
+{
+    section *s = arg;
+    if (s->unreadable != 0)
+        return;
+    if (row->kind == KHV_UNREADABLE)
+        s->unreadable = row->tag;
+    else if (s->failed)
+        return;
+    else if (row->kind == KHV_UNCHAINED)
+        khv_walk_unchained(&s->w, row->id);
+    else
+        khv_walk_row(&s->w, row->seq, row->prev, row->hash, row->content_ok, "-");
+}
+
+/* Ends the open section (its rows all walked): its verdict into *broken_any. */
 static void section_end(section *s, bool *broken_any)
 {
-    if (!s->open)
+    if (!s->open || s->unreadable != 0)
         return;
-    if (!s->failed && !s->sigs_checked && bad_signature(&s->w))
+    if (!s->failed && !s->sigs_checked && khv_bad_signature(&s->w))
         s->failed = true;
     if (s->failed)
         printf("khctl: tenant %s chain %s: BROKEN at %s\n", s->tenant, s->chain, s->w.why);
-    else if (walk_end(&s->w, s->to, NULL) != 0)
+    else if (khv_walk_end(&s->w, s->to, NULL) != 0)
         s->failed = true;
     *broken_any |= s->failed;
     free(s->w.sigs);
@@ -763,24 +645,24 @@ static bool section_begin(section *s, const char *line, X509 *cert)
 {
     char num[32], hex[80], ret[32];
     if (strstr(line, "\"export\":\"kakehashi-chain\"") == NULL ||
-        !field(line, "tenant", s->tenant, sizeof s->tenant) ||
-        !field(line, "chain", s->chain, sizeof s->chain) || !kh_id_org(s->tenant) ||
+        !khv_json_field(line, "tenant", s->tenant, sizeof s->tenant) ||
+        !khv_json_field(line, "chain", s->chain, sizeof s->chain) || !kh_id_org(s->tenant) ||
         !chain_known(s->chain))
         return false;
-    walker_init(&s->w, s->tenant, s->chain, cert);
+    khv_walker_init(&s->w, s->tenant, s->chain, cert);
     s->to = 0;
-    if (field(line, "to", num, sizeof num) && !parse_ll(num, 0, (long long)9e18, &s->to))
+    if (khv_json_field(line, "to", num, sizeof num) && !parse_ll(num, 0, (long long)9e18, &s->to))
         return false;
-    if (field(line, "start_seq", num, sizeof num)) {
+    if (khv_json_field(line, "start_seq", num, sizeof num)) {
         long long start, retention = 0;
         uint8_t anchor[32];
         if (!parse_ll(num, 1, (long long)9e18, &start) ||
-            !field(line, "start_anchor", hex, sizeof hex) ||
+            !khv_json_field(line, "start_anchor", hex, sizeof hex) ||
             khc_unhex(hex, strlen(hex), anchor, 32) != 0 ||
-            (field(line, "start_retention", ret, sizeof ret) &&
+            (khv_json_field(line, "start_retention", ret, sizeof ret) &&
              !parse_ll(ret, 0, (long long)9e18, &retention)))
             return false;
-        walker_anchor(&s->w, start, anchor, retention);
+        khv_walker_anchor(&s->w, start, anchor, retention);
     } else {
         s->w.anchored = false; /* a range, or an export of version 1 */
     }
@@ -789,34 +671,114 @@ static bool section_begin(section *s, const char *line, X509 *cert)
     return true;
 }
 
+/* The lines of an export: mapped when it is a regular file (read without a
+ * copy), else read with getline (a pipe). */
+typedef struct {
+    FILE *f;
+    const char *map;
+    size_t size, pos;
+    char *buf; /* getline's line, or a copy made by lines_cstr */
+    size_t cap;
+} lines;
+
+static bool lines_open(lines *l, const char *path)
+{
+    struct stat st;
+    memset(l, 0, sizeof l[0]);
+    if ((l->f = fopen(path, "r")) == NULL)
+        return false;
+    if (fstat(fileno(l->f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+        void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fileno(l->f), 0);
+        if (m != MAP_FAILED) {
+            l->map = m;
+            l->size = (size_t)st.st_size;
+            madvise(m, l->size, MADV_SEQUENTIAL);
+        }
+    }
+    return true;
+}
+
+/* The next line without its newline (not NUL-terminated): its length, or
+ * -1 at the end of the file. */
+static ssize_t lines_next(lines *l, const char **line)
+{
+    if (l->map == NULL) {
+        ssize_t n = getline(&l->buf, &l->cap, l->f);
+        if (n <= 0)
+            return -1;
+        if (l->buf[n - 1] == '\n')
+            l->buf[--n] = '\0';
+        *line = l->buf;
+        return n;
+    }
+    if (l->pos >= l->size)
+        return -1;
+    const char *start = l->map + l->pos;
+    const char *nl = memchr(start, '\n', l->size - l->pos);
+    size_t n = nl != NULL ? (size_t)(nl - start) : l->size - l->pos;
+    l->pos += n + (nl != NULL);
+    *line = start;
+    return (ssize_t)n;
+}
+
+/* The line as a C string: a copy, cut at a NUL byte inside it. */
+static const char *lines_cstr(lines *l, const char *line, size_t n)
+{
+    if (line == l->buf)
+        return line;
+    if (n + 1 > l->cap) {
+        char *b = realloc(l->buf, n + 1);
+        if (b == NULL)
+            return NULL;
+        l->buf = b;
+        l->cap = n + 1;
+    }
+    memcpy(l->buf, line, n);
+    l->buf[n] = '\0';
+    return l->buf;
+}
+
+static void lines_close(lines *l)
+{
+    if (l->map != NULL)
+        munmap((void *)l->map, l->size);
+    if (l->f != NULL)
+        fclose(l->f);
+    free(l->buf);
+}
+
+#define STARTS(line, n, lit) ((n) >= sizeof(lit) - 1 && memcmp((line), (lit), sizeof(lit) - 1) == 0)
+
+/* Rows are hashed in a pipeline; a section's rows are all walked before it
+ * ends. A row that cannot be read stops the verification (exit 2). */
 static int verify_export(X509 *cert, const char *path)
 {
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
+    lines in;
+    if (!lines_open(&in, path)) {
         fprintf(stderr, "khctl: cannot open %s\n", path);
         return 2;
     }
-    size_t cap = 1 << 16;
-    char *line = malloc(cap), *canon = malloc(cap);
-    char num[32], h1[80], h2[80], sig[300];
+    const char *raw, *line;
+    char num[32], h1[80], sig[300];
     section s;
     long long lineno = 0;
     int rc = 2;
     bool broken_any = false, any = false;
     ssize_t len;
     memset(&s, 0, sizeof s);
-    if (line == NULL || canon == NULL)
+    khv_pipe *p = khv_pipe_new(khv_decode_export_row, NULL, section_row, &s);
+    if (p == NULL)
         goto out;
-    while ((len = getline(&line, &cap, f)) > 0) {
+    while ((len = lines_next(&in, &raw)) >= 0) {
         lineno++;
-        if (cap > 1 << 16) {
-            char *nc = realloc(canon, cap);
-            if (nc == NULL)
+        if (s.unreadable != 0)
+            break;
+        if (STARTS(raw, (size_t)len, "{\"export\":")) {
+            if (khv_pipe_drain(p) != 0 || (line = lines_cstr(&in, raw, (size_t)len)) == NULL)
                 goto out;
-            canon = nc;
-        }
-        if (strncmp(line, "{\"export\":", 10) == 0) {
             section_end(&s, &broken_any);
+            if (s.unreadable != 0)
+                break;
             if (!section_begin(&s, line, cert)) {
                 fprintf(stderr, "khctl: %s:%lld: not a khctl export header\n", path, lineno);
                 goto out;
@@ -825,60 +787,50 @@ static int verify_export(X509 *cert, const char *path)
         } else if (!s.open) {
             fprintf(stderr, "khctl: %s is not a khctl export\n", path);
             goto out;
-        } else if (strncmp(line, "{\"signed_head\":", 15) == 0) {
-            walker *w = &s.w;
-            sig_row *ns = realloc(w->sigs, (w->nsigs + 1) * sizeof *ns);
-            if (ns == NULL)
+        } else if (STARTS(raw, (size_t)len, "{\"signed_head\":")) {
+            khv_walker *w = &s.w;
+            khv_sig *ns = realloc(w->sigs, (w->nsigs + 1) * sizeof *ns);
+            if (ns == NULL || (line = lines_cstr(&in, raw, (size_t)len)) == NULL)
                 goto out;
             w->sigs = ns;
-            sig_row *sr = &w->sigs[w->nsigs++];
+            khv_sig *sr = &w->sigs[w->nsigs++];
             memset(sr, 0, sizeof *sr);
-            if (!field(line, "seq", num, sizeof num) || !field(line, "hash", h1, sizeof h1) ||
-                !field(line, "signature", sig, sizeof sig) ||
+            if (!khv_json_field(line, "seq", num, sizeof num) ||
+                !khv_json_field(line, "hash", h1, sizeof h1) ||
+                !khv_json_field(line, "signature", sig, sizeof sig) ||
                 !parse_ll(num, 0, (long long)9e18, &sr->seq) ||
                 khc_unhex(h1, strlen(h1), sr->hash, 32) != 0) {
                 fprintf(stderr, "khctl: %s:%lld: unreadable signed head\n", path, lineno);
                 goto out;
             }
-            field(line, "signed_at", sr->signed_at, sizeof sr->signed_at);
-            sr->ok_sig = sig_check(w, sr, sig);
+            khv_json_field(line, "signed_at", sr->signed_at, sizeof sr->signed_at);
+            sr->ok_sig = khv_sig_check(w, sr, sig);
         } else {
-            uint8_t rprev[32], rhash[32];
-            long long seq;
             if (!s.sigs_checked) {
                 s.sigs_checked = true;
-                s.failed = bad_signature(&s.w);
+                s.failed = khv_bad_signature(&s.w);
             }
-            if (field(line, "seq", num, sizeof num) && strcmp(num, "null") == 0) {
-                char id[32] = "?";
-                field(line, "id", id, sizeof id);
-                if (!s.failed && !s.w.broken)
-                    broken(&s.w, "row id %s has no chain columns (inserted around the chain)", id);
-                continue;
-            }
-            if (!field(line, "seq", num, sizeof num) || !field(line, "prev_hash", h1, sizeof h1) ||
-                !field(line, "hash", h2, sizeof h2) || !field(line, "canonical", canon, cap) ||
-                !parse_ll(num, (long long)-9e18, (long long)9e18, &seq) ||
-                khc_unhex(h1, strlen(h1), rprev, 32) != 0 ||
-                khc_unhex(h2, strlen(h2), rhash, 32) != 0) {
-                fprintf(stderr, "khctl: %s:%lld: unreadable row\n", path, lineno);
+            /* copied into the batch (and NUL-terminated) by the pipeline */
+            if (khv_pipe_put(p, raw, (size_t)len, lineno) != 0)
                 goto out;
-            }
-            if (!s.failed)
-                walk_row(&s.w, seq, rprev, rhash, canon, strlen(canon), "-");
         }
     }
+    if (khv_pipe_drain(p) != 0)
+        goto out;
     section_end(&s, &broken_any);
+    if (s.unreadable != 0) {
+        fprintf(stderr, "khctl: %s:%lld: unreadable row\n", path, s.unreadable);
+        goto out;
+    }
     if (!any) {
         fprintf(stderr, "khctl: %s is empty\n", path);
         goto out;
     }
     rc = broken_any ? 1 : 0;
 out:
+    khv_pipe_free(p);
     free(s.w.sigs);
-    free(line);
-    free(canon);
-    fclose(f);
+    lines_close(&in);
     return rc;
 }
 

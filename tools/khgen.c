@@ -16,6 +16,7 @@
  * local_id order, one output file per item; memory does not grow with N.
  * Every value of a person depends only on the seed and the person's
  * household, never on which items are asked for. */
+#include "khfmt.h"
 #include "refdb.h"
 
 #include <errno.h>
@@ -166,34 +167,6 @@ static bool parse_ymd(const char *s, int *day)
         return false;
     *day = day_of_ymd(atoi(s));
     return true;
-}
-
-/* Decimal without leading zeros; returns the length. */
-static size_t fmt_ll(char *out, long long v)
-{
-    char tmp[24];
-    size_t n = 0, k = 0;
-    unsigned long long u = v < 0 ? (unsigned long long)(-(v + 1)) + 1 : (unsigned long long)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u > 0);
-    if (v < 0)
-        out[k++] = '-';
-    while (n > 0)
-        out[k++] = tmp[--n];
-    out[k] = '\0';
-    return k;
-}
-
-/* Exactly width digits, zero-padded. */
-static void fmt_zero(char *out, unsigned long long v, int width)
-{
-    out[width] = '\0';
-    for (int i = width - 1; i >= 0; i--) {
-        out[i] = (char)('0' + v % 10);
-        v /= 10;
-    }
 }
 
 /* ----------------------------------------------------- synthetic names */
@@ -516,21 +489,21 @@ static void put_i(item_gen *g, int k, int occ, long long n)
 {
     char *v = slot(g, k, occ);
     if (v != NULL)
-        fmt_ll(v, n);
+        kh_fmt_ll(v, n);
 }
 
 static void put_z(item_gen *g, int k, int occ, unsigned long long n, int width)
 {
     char *v = slot(g, k, occ);
     if (v != NULL && width < VALMAX)
-        fmt_zero(v, n, width);
+        kh_fmt_zero(v, n, width);
 }
 
 static void put_d(item_gen *g, int k, int occ, int day)
 {
     char *v = slot(g, k, occ);
     if (v != NULL)
-        fmt_zero(v, (unsigned long long)ymd_of(day), 8);
+        kh_fmt_zero(v, (unsigned long long)ymd_of(day), 8);
 }
 
 /* A valid value of field f from its type alone. */
@@ -560,7 +533,7 @@ static void generic_value(const refdb_field_spec *f, rng *r, int base_day, char 
         for (int i = 0; i < w; i++)
             mod *= 10;
         if (strcmp(f->pad, "zero") == 0 || f->pad[0] == '\0') {
-            fmt_zero(out, rnext(r) % mod, w);
+            kh_fmt_zero(out, rnext(r) % mod, w);
             if (n > w) { /* pad beyond 18 digits */
                 char tmp[VALMAX];
                 memset(tmp, '0', (size_t)(n - w));
@@ -569,16 +542,16 @@ static void generic_value(const refdb_field_spec *f, rng *r, int base_day, char 
             }
         } else {
             unsigned long long lim = mod < 1000000 ? mod : 1000000;
-            fmt_ll(out, (long long)(rnext(r) % lim));
+            kh_fmt_ll(out, (long long)(rnext(r) % lim));
         }
     } else if (strcmp(f->type, "S9") == 0) {
         int w = n < 9 ? n : 9;
         long long mod = 1;
         for (int i = 0; i < w; i++)
             mod *= 10;
-        fmt_ll(out, (long long)(rnext(r) % (uint64_t)mod));
+        kh_fmt_ll(out, (long long)(rnext(r) % (uint64_t)mod));
     } else if (strcmp(f->type, "DATE") == 0) {
-        fmt_zero(out, (unsigned long long)ymd_of(base_day - (int)rint_(r, 0, 3650)), 8);
+        kh_fmt_zero(out, (unsigned long long)ymd_of(base_day - (int)rint_(r, 0, 3650)), 8);
     } else if (strcmp(f->type, "CODE") == 0) {
         if (f->ncodes > 0)
             snprintf(out, VALMAX, "%s", f->codes[rnext(r) % f->ncodes]);
@@ -669,9 +642,9 @@ static void write_row(item_gen *g, unsigned long long local_id, int eff_day, boo
                       bool deleted)
 {
     char *p = g->line;
-    p += fmt_ll(p, (long long)local_id);
+    p += kh_fmt_ll(p, (long long)local_id);
     *p++ = ',';
-    fmt_zero(p, (unsigned long long)ymd_of(eff_day), 8);
+    kh_fmt_zero(p, (unsigned long long)ymd_of(eff_day), 8);
     p += 8;
     *p++ = ',';
     *p++ = latest ? '1' : '0';
@@ -750,7 +723,7 @@ static void resident_code(const world *w, unsigned long long index, char out[12]
     unsigned long long v = (index * w->rc_mul + w->rc_add) % 1000000000ULL;
     out[0] = '1';
     out[1] = '9';
-    fmt_zero(out + 2, v, 9);
+    kh_fmt_zero(out + 2, v, 9);
 }
 
 static int pick_size(rng *r)
@@ -1245,7 +1218,7 @@ static void emit_tk004(item_gen *g, const world *w, const household *hh, const p
     snprintf(sym, sizeof sym, "テスト%02d", (int)(hh->hh_no % 50));
     put_s(g, T4_SYMBOL, 1, sym);
     char card[16];
-    fmt_zero(card, hh->hh_no % 10000000, 7);
+    kh_fmt_zero(card, hh->hh_no % 10000000, 7);
     put_s(g, T4_CARD, 1, card);
     put_d(g, T4_QDATE, 1, q);
     put_s(g, T4_HEAD, 1, p->rel == REL_HEAD ? "1" : "0");
@@ -1298,7 +1271,7 @@ static void emit_tk005(item_gen *g, const world *w, const household *hh, const p
         clear_row(g);
         char no[16];
         no[0] = '0';
-        fmt_zero(no + 1, p->local_id % 1000000000ULL, 9);
+        kh_fmt_zero(no + 1, p->local_id % 1000000000ULL, 9);
         put_s(g, T5_NO, 1, no);
         put_s(g, T5_CAT, 1, cat1 ? "1" : "2");
         if (with_cert) {
@@ -1338,7 +1311,7 @@ static void emit_tk006(item_gen *g, const world *w, const household *hh, const p
     put_s(g, T6_TYPE, 1, t);
     char no[16];
     no[0] = "SRM"[p->disab - 1];
-    fmt_zero(no + 1, p->local_id % 100000000ULL, 8);
+    kh_fmt_zero(no + 1, p->local_id % 100000000ULL, 8);
     put_s(g, T6_NO, 1, no);
     if (p->disab == 1)
         put_z(g, T6_GRADE, 1, (unsigned long long)rint_(&r, 1, 6), 2);
@@ -1411,7 +1384,7 @@ static void emit_tk008(item_gen *g, const world *w, const household *hh, const p
     clear_row(g);
     char no[16];
     no[0] = '1';
-    fmt_zero(no + 1, p->local_id % 1000000000ULL, 9);
+    kh_fmt_zero(no + 1, p->local_id % 1000000000ULL, 9);
     put_s(g, T8_NO, 1, no);
     put_s(g, T8_TYPE, 1, old ? (annual > 816000 ? "21" : "11") : "12");
     put_d(g, T8_ENTITLED, 1, entitled);
@@ -1621,7 +1594,7 @@ static int cmd_residents(const options *o)
             const person *p = &hh.p[i];
             char rc[12], hn[12];
             resident_code(&w, p->index, rc);
-            fmt_zero(hn, hh.hh_no, 10);
+            kh_fmt_zero(hn, hh.hh_no, 10);
             fprintf(pf, "%llu\t%s\t%s\n", p->local_id, hn, rc);
             for (size_t k = 0; k < nitems; k++)
                 emit_person(&gens[k], &w, &hh, p);
@@ -1658,7 +1631,7 @@ typedef struct {
 static void change_begin(change_ctx *c, const char *reason)
 {
     char ymd[9];
-    fmt_zero(ymd, (unsigned long long)ymd_of(c->date), 8);
+    kh_fmt_zero(ymd, (unsigned long long)ymd_of(c->date), 8);
     snprintf(c->name, sizeof c->name, "TK002_diff_%s_%s.csv", ymd, reason);
     snprintf(c->path, sizeof c->path, "%s/%s", c->o->out, c->name);
     c->out = open_out(c->path);
@@ -2083,9 +2056,9 @@ static void tcopy(table *t, size_t src, size_t at)
 static void tshift(table *t, size_t row, int delta)
 {
     char ymd[9];
-    fmt_zero(ymd,
-             (unsigned long long)ymd_of(day_of_ymd(atoi(tget(t, row, "effective_from"))) + delta),
-             8);
+    kh_fmt_zero(
+        ymd, (unsigned long long)ymd_of(day_of_ymd(atoi(tget(t, row, "effective_from"))) + delta),
+        8);
     tset(t, row, "effective_from", ymd);
 }
 

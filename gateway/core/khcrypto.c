@@ -673,6 +673,21 @@ int khc_sha256_final(khc_sha256_ctx *ctx, uint8_t out[32])
     return ok ? 0 : -1;
 }
 
+int khc_sha256_pair(khc_sha256_ctx *ctx, const uint8_t *a, size_t alen, const uint8_t *b,
+                    size_t blen, uint8_t out[32])
+{
+    unsigned int n = 0;
+    if (ctx == NULL)
+        return -1;
+    int ok = EVP_DigestInit_ex(ctx->md, sha256(), NULL) == 1 &&
+             (alen == 0 || EVP_DigestUpdate(ctx->md, a, alen) == 1) &&
+             (blen == 0 || EVP_DigestUpdate(ctx->md, b, blen) == 1) &&
+             EVP_DigestFinal_ex(ctx->md, out, &n) == 1 && n == 32;
+    if (!ok)
+        khc_drain_errors("sha-256");
+    return ok ? 0 : -1;
+}
+
 void khc_sha256_free(khc_sha256_ctx *ctx)
 {
     if (ctx == NULL)

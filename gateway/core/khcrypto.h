@@ -92,6 +92,11 @@ KH_MUST_CHECK int khc_sha256_update(khc_sha256_ctx *ctx, const void *data, size_
 KH_MUST_CHECK int khc_sha256_peek(const khc_sha256_ctx *ctx, uint8_t out[32]);
 KH_MUST_CHECK int khc_sha256_final(khc_sha256_ctx *ctx, uint8_t out[32]);
 void khc_sha256_free(khc_sha256_ctx *ctx);
+/* SHA-256 of a followed by b, like khc_sha256, reusing ctx (from
+ * khc_sha256_new, nothing added to it) for many digests in a row: a loop
+ * over millions of rows then allocates nothing. ctx is ready for the next. */
+KH_MUST_CHECK int khc_sha256_pair(khc_sha256_ctx *ctx, const uint8_t *a, size_t alen,
+                                  const uint8_t *b, size_t blen, uint8_t out[32]);
 /* HMAC-SHA-256 into out[32]. */
 KH_MUST_CHECK int khc_hmac_sha256(const uint8_t *key, size_t keylen, const uint8_t *data,
                                   size_t len, uint8_t out[32]);
