@@ -112,7 +112,7 @@ kh_err refdb_register(PGconn *c, const char *system_id, const Kh__RegisterReques
                   "INSERT INTO replica (local_id, item_code, version, effective_from, deleted, "
                   "                     data, system_id) VALUES ($1, $2, "
                   "nextval('replica_version_seq'), $3::date, $4::bool, "
-                  "        jsonb_object($5::text[], $6::text[]), $7) "
+                  "        json_object($5::text[], $6::text[]), $7) "
                   "RETURNING version",
                   7, params);
     free(names_lit);
@@ -266,7 +266,7 @@ kh_err refdb_read_items(PGconn *c, const char *local_id, const char *const *item
                   "SELECT v.item_code, v.version, to_char(v.effective_from, 'YYYYMMDD'), "
                   "       e.key, e.value "
                   "FROM v JOIN kh.item i ON i.item_code = v.item_code "
-                  "LEFT JOIN LATERAL jsonb_each_text(v.data) e ON true "
+                  "LEFT JOIN LATERAL json_each_text(v.data) e ON true "
                   /* a flattened name: top, top[occ] or top[occ].member */
                   "LEFT JOIN LATERAL (SELECT "
                   "  substring(e.key FROM '^[a-z][a-z0-9_]*') AS top, "

@@ -18,7 +18,7 @@ orgs=$(for db in kh_gw_a kh_gw_b; do sql $db "SELECT org_code FROM kh.tenant"; d
         for t in $(sql $db "SELECT schema_name FROM kh.tenant ORDER BY 1"); do
             sql $db "SELECT local_id FROM $t.linkcode UNION SELECT link_code FROM $t.linkcode
                      UNION SELECT local_id FROM $t.replica
-                     UNION SELECT v FROM $t.replica, jsonb_each_text(data) AS e(k, v)
+                     UNION SELECT v FROM $t.replica, json_each_text(data) AS e(k, v)
                      -- identifying values: long numbers (dates, codes) and text (names);
                      -- short amounts like 100000 also appear as counts in the log
                      WHERE (v ~ '^[0-9]+$' AND length(v) >= 8) OR (v !~ '^[-0-9]+$' AND length(v) >= 6)"
