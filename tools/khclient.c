@@ -4,6 +4,7 @@
  * TLS failure, 2 usage. */
 #include "kakehashi.pb-c.h"
 #include "khcrypto.h"
+#include "khpb.h"
 #include "khsync.h"
 
 #include <getopt.h>
@@ -37,6 +38,9 @@ static void usage(FILE *f)
         "       [limit=N]      this system's queries, newest first\n"
         "  bulk ITEM full|diff AS_OF FILE                  upload a bulk file, wait for the\n"
         "                                                  result (report on stdout if rejected)\n"
+        "  post PATH FILE [CONTENT_TYPE]                   POST the file's bytes as they are (a\n"
+        "                      body made elsewhere; default type application/x-protobuf);\n"
+        "                      prints 'OK HTTP 200 (N bytes)' or the refusal\n"
         "  batch               read commands (the ones above, words separated by blanks, no\n"
         "                      quoting) from standard input, one a line, '#' lines and blank\n"
         "                      lines skipped; run them in order over one connection (keep-alive)\n"
@@ -59,7 +63,8 @@ typedef struct {
 
 static int refused(const kh_sync_resp *r)
 {
-    Kh__Status *st = kh__status__unpack(NULL, r->len, r->body);
+    Kh__Status *st =
+        (Kh__Status *)kh_pb_unpack(&kh__status__descriptor, r->body, r->len, NULL, NULL, 0);
     printf("REFUSED %s: %s (HTTP %d)\n", st ? st->code : "?", st ? st->message : "unreadable",
            r->status);
     if (st)
@@ -104,7 +109,7 @@ static ProtobufCMessage *call(client_opts *o, const char *path, const ProtobufCM
         *rc = 4;
     } else if (r.status != 200) {
         *rc = refused(&r);
-    } else if ((m = protobuf_c_message_unpack(resp_desc, NULL, r.len, r.body)) == NULL) {
+    } else if ((m = kh_pb_unpack(resp_desc, r.body, r.len, NULL, NULL, 0)) == NULL) {
         printf("FAILED: unreadable response\n");
         *rc = 4;
     }
@@ -254,6 +259,55 @@ static int bad_command(const client_opts *o, const char *cmd)
     return 2;
 }
 
+/* post PATH FILE [CONTENT_TYPE]: the file's bytes as they are, for bodies
+ * made elsewhere (a vendor's own encoder, a test's hand-made message). */
+static int post_raw(client_opts *o, const char *path, const char *file, const char *ctype)
+{
+    FILE *f = fopen(file, "rb");
+    uint8_t *body = NULL;
+    size_t len = 0, cap = 0, n;
+    uint8_t chunk[65536];
+    kh_sync_resp r;
+    int rc = 4;
+    if (f == NULL) {
+        fprintf(stderr, "khclient: cannot open %s\n", file);
+        return 2;
+    }
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (len + n > (size_t)64 << 20) {
+            fprintf(stderr, "khclient: %s is larger than 64 MiB\n", file);
+            goto out;
+        }
+        if (len + n > cap) {
+            uint8_t *b = realloc(body, cap = (len + n) * 2);
+            if (b == NULL)
+                goto out;
+            body = b;
+        }
+        memcpy(body + len, chunk, n);
+        len += n;
+    }
+    memset(&r, 0, sizeof r);
+    if (o->conn == NULL)
+        o->conn = kh_sync_connect(o->gw, o->cert, o->key, o->ca, "KH-GW", o->gw_name,
+                                  o->timeout + 5000, r.error, sizeof r.error);
+    if (o->conn != NULL && kh_sync_do_ex(o->conn, "POST", path, ctype, NULL, body, len, &r) != 0) {
+        kh_sync_close(o->conn);
+        o->conn = NULL;
+    }
+    if (r.status == 0)
+        printf("FAILED: %s\n", r.error);
+    else if (r.status != 200)
+        rc = refused(&r);
+    else
+        printf("OK HTTP 200 (%zu bytes)\n", r.len), rc = 0;
+    kh_sync_resp_free(&r);
+out:
+    fclose(f);
+    free(body);
+    return rc;
+}
+
 /* One command (register, delete, linkcode, query, status, list, bulk) with its
  * arguments a[0..na-1], which it may modify; prints its output and returns
  * the exit status. The connection in o is kept for the next command. */
@@ -263,6 +317,11 @@ static int run_command(client_opts *o, const char *cmd, int na, char **a)
         if (na != 4)
             return bad_command(o, cmd);
         return bulk(o, a[0], a[1], a[2], a[3]);
+    }
+    if (strcmp(cmd, "post") == 0) {
+        if (na != 2 && na != 3)
+            return bad_command(o, cmd);
+        return post_raw(o, a[0], a[1], na == 3 ? a[2] : "application/x-protobuf");
     }
     const char *path = NULL;
     const ProtobufCMessageDescriptor *resp_desc = NULL;

@@ -146,7 +146,8 @@ static int extract(const char *file, const char *dir)
         fprintf(stderr, "khforge: cannot read %s\n", file);
         return 1;
     }
-    Kh__Envelope *env = kh__envelope__unpack(NULL, len, buf);
+    Kh__Envelope *env =
+        (Kh__Envelope *)kh_pb_unpack(&kh__envelope__descriptor, buf, len, NULL, NULL, 0);
     free(buf);
     if (env == NULL) {
         fprintf(stderr, "khforge: %s is not a kh.Envelope\n", file);
@@ -166,7 +167,8 @@ static int extract(const char *file, const char *dir)
             rc = 1;
         }
     }
-    Kh__Header *h = kh__header__unpack(NULL, env->header.len, env->header.data);
+    Kh__Header *h = (Kh__Header *)kh_pb_unpack(&kh__header__descriptor, env->header.data,
+                                               env->header.len, NULL, NULL, 0);
     if (h != NULL) {
         char hex[2 * KH_MSG_ID_LEN + 1];
         kh_msgid_hex(&h->msg_id, hex);
@@ -241,7 +243,8 @@ static const char *answer_result(const char *pki, const char *asker, const uint8
     uint8_t *body = NULL;
     size_t blen = 0;
     snprintf(out, outlen, "?");
-    Kh__Envelope *env = kh__envelope__unpack(NULL, len, buf);
+    Kh__Envelope *env =
+        (Kh__Envelope *)kh_pb_unpack(&kh__envelope__descriptor, buf, len, NULL, NULL, 0);
     if (env == NULL)
         return out;
     bool router = strcmp(asker, "ROUTER") == 0; /* a disclosure's answer */
@@ -257,7 +260,8 @@ static const char *answer_result(const char *pki, const char *asker, const uint8
     trust = khc_store_from_file(path, err, sizeof err);
     /* payloads carry no certificate: the signer's is the answering
      * organisation's (the header's sender), from the PKI folder */
-    Kh__Header *h = kh__header__unpack(NULL, env->header.len, env->header.data);
+    Kh__Header *h = (Kh__Header *)kh_pb_unpack(&kh__header__descriptor, env->header.data,
+                                               env->header.len, NULL, NULL, 0);
     if (h != NULL && kh_id_org(h->sender)) {
         snprintf(path, sizeof path, "%s/org/%s/sign.crt", pki, h->sender);
         signer = khc_load_cert(path, err, sizeof err);
@@ -268,8 +272,12 @@ static const char *answer_result(const char *pki, const char *asker, const uint8
         khc_open(env->payload.data, env->payload.len, cert, key, trust, signer, &body, &blen) ==
             KH_OK) {
         Kh__DisclosureAnswerBody *db =
-            router ? kh__disclosure_answer_body__unpack(NULL, blen, body) : NULL;
-        Kh__AnswerBody *ab = router ? NULL : kh__answer_body__unpack(NULL, blen, body);
+            router ? (Kh__DisclosureAnswerBody *)kh_pb_unpack(
+                         &kh__disclosure_answer_body__descriptor, body, blen, NULL, NULL, 0)
+                   : NULL;
+        Kh__AnswerBody *ab = router ? NULL
+                                    : (Kh__AnswerBody *)kh_pb_unpack(&kh__answer_body__descriptor,
+                                                                     body, blen, NULL, NULL, 0);
         const char *result = db ? db->result : ab ? ab->result : NULL;
         Kh__ItemData **data = db ? db->self_info : ab ? ab->data : NULL;
         size_t ndata = db ? db->n_self_info : ab ? ab->n_data : 0;
@@ -302,7 +310,8 @@ static const char *answer_result(const char *pki, const char *asker, const uint8
 
 static const char *refusal_code(const kh_sync_resp *r, char *out, size_t outlen)
 {
-    Kh__Status *st = kh__status__unpack(NULL, r->len, r->body);
+    Kh__Status *st =
+        (Kh__Status *)kh_pb_unpack(&kh__status__descriptor, r->body, r->len, NULL, NULL, 0);
     snprintf(out, outlen, "%s", st && st->code[0] ? st->code : "?");
     if (st)
         kh__status__free_unpacked(st, NULL);
@@ -397,7 +406,8 @@ static int build(const forge_opts *o, uint8_t **out, size_t *outlen)
     /* the payload: fresh (body repeats the header), or spliced from a file */
     if (o->splice) {
         if (read_all(o->splice, &spliced, &splen) != 0 ||
-            (saved = kh__envelope__unpack(NULL, splen, spliced)) == NULL) {
+            (saved = (Kh__Envelope *)kh_pb_unpack(&kh__envelope__descriptor, spliced, splen, NULL,
+                                                  NULL, 0)) == NULL) {
             snprintf(err, sizeof err, "%s is not a saved envelope", o->splice);
             goto fail;
         }

@@ -11,6 +11,7 @@
  * 2 usage. */
 #include "kakehashi.pb-c.h"
 #include "khcrypto.h"
+#include "khpb.h"
 #include "khsync.h"
 
 #include <getopt.h>
@@ -183,14 +184,16 @@ int main(int argc, char **argv)
         printf("FAILED: %s\n", r.error);
         rc = 4;
     } else if (r.status != 200) {
-        Kh__Status *st = kh__status__unpack(NULL, r.len, r.body);
+        Kh__Status *st =
+            (Kh__Status *)kh_pb_unpack(&kh__status__descriptor, r.body, r.len, NULL, NULL, 0);
         printf("REFUSED %s: %s (HTTP %d)\n", st ? st->code : "?", st ? st->message : "unreadable",
                r.status);
         if (st)
             kh__status__free_unpacked(st, NULL);
         rc = 3;
     } else {
-        Kh__DisclosureResponse *resp = kh__disclosure_response__unpack(NULL, r.len, r.body);
+        Kh__DisclosureResponse *resp = (Kh__DisclosureResponse *)kh_pb_unpack(
+            &kh__disclosure_response__descriptor, r.body, r.len, NULL, NULL, 0);
         if (resp == NULL) {
             printf("FAILED: unreadable response\n");
             rc = 4;

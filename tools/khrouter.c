@@ -599,7 +599,8 @@ static void handle_linkcode(r_call *rc, const kh_org *sender)
         finish(rc, e, "refused", kh_err_get(e)->meaning);
         return;
     }
-    Kh__LinkCodeRequestBody *b = kh__link_code_request_body__unpack(NULL, blen, body);
+    Kh__LinkCodeRequestBody *b = (Kh__LinkCodeRequestBody *)kh_pb_unpack(
+        &kh__link_code_request_body__descriptor, body, blen, NULL, NULL, 0);
     khc_free_secret(body, blen);
     if (b == NULL || b->msg_id.len != KH_MSG_ID_LEN ||
         memcmp(b->msg_id.data, rc->h->msg_id.data, KH_MSG_ID_LEN) != 0 ||

@@ -17,6 +17,7 @@
  * Nothing here logs a resident-record code, person key, link code or any
  * disclosed value; decrypted answers are wiped once sent. */
 #include "khrouter_portal.h"
+#include "khpb.h"
 
 #include "khid.h"
 #include "khcrypto.h"
@@ -323,7 +324,8 @@ static void open_answer(dsc_one *o, const uint8_t *buf, size_t len)
     } else if ((e = kh_env_open(env, P->id, P->national, org->sign_cert, &body, &blen)) != KH_OK) {
         one_fail(o, e, "failed", kh_err_get(e)->meaning);
     } else {
-        Kh__DisclosureAnswerBody *a = kh__disclosure_answer_body__unpack(NULL, blen, body);
+        Kh__DisclosureAnswerBody *a = (Kh__DisclosureAnswerBody *)kh_pb_unpack(
+            &kh__disclosure_answer_body__descriptor, body, blen, NULL, NULL, 0);
         if (a == NULL || a->msg_id.len != KH_MSG_ID_LEN ||
             memcmp(a->msg_id.data, h->msg_id.data, KH_MSG_ID_LEN) != 0 ||
             a->in_reply_to.len != KH_MSG_ID_LEN ||
@@ -452,7 +454,8 @@ static void on_disclose(struct evhttp_request *req, void *arg)
         refuse(req, NULL, e, "expected POST with a kh.DisclosureRequest within the size limit");
         return;
     }
-    Kh__DisclosureRequest *m = kh__disclosure_request__unpack(NULL, len, buf);
+    Kh__DisclosureRequest *m = (Kh__DisclosureRequest *)kh_pb_unpack(
+        &kh__disclosure_request__descriptor, buf, len, NULL, NULL, 0);
     khc_free_secret(buf, len); /* it holds the resident-record code */
     dsc_req *dr = calloc(1, sizeof *dr);
     const char *why = NULL;

@@ -17,18 +17,6 @@ void kh_items_wipe(Kh__ItemData *const *items, size_t n)
                 khc_wipe(items[i]->fields[k]->value, strlen(items[i]->fields[k]->value));
 }
 
-int kh_pb_pack(const ProtobufCMessage *m, uint8_t **out, size_t *outlen)
-{
-    size_t n = protobuf_c_message_get_packed_size(m);
-    uint8_t *buf = malloc(n ? n : 1);
-    if (buf == NULL)
-        return -1;
-    protobuf_c_message_pack(m, buf);
-    *out = buf;
-    *outlen = n;
-    return 0;
-}
-
 void kh_msgid_hex(const ProtobufCBinaryData *id, char out[2 * KH_MSG_ID_LEN + 1])
 {
     if (id->len != KH_MSG_ID_LEN) {
@@ -68,13 +56,15 @@ static bool party_ok(const char *s)
 kh_err kh_env_parse(const uint8_t *buf, size_t len, Kh__Envelope **envp, Kh__Header **hp, char *why,
                     size_t whylen)
 {
-    Kh__Envelope *env = kh__envelope__unpack(NULL, len, buf);
+    Kh__Envelope *env =
+        (Kh__Envelope *)kh_pb_unpack(&kh__envelope__descriptor, buf, len, NULL, NULL, 0);
     Kh__Header *h = NULL;
     if (env == NULL) {
         snprintf(why, whylen, "body is not a kh.Envelope");
         return KH_E_BAD_REQUEST;
     }
-    h = kh__header__unpack(NULL, env->header.len, env->header.data);
+    h = (Kh__Header *)kh_pb_unpack(&kh__header__descriptor, env->header.data, env->header.len, NULL,
+                                   NULL, 0);
     if (h == NULL) {
         snprintf(why, whylen, "envelope header is not a kh.Header");
         goto bad;
@@ -170,13 +160,15 @@ static X509 *pem_cert(ProtobufCBinaryData *b)
 kh_dir *kh_dir_load(const uint8_t *buf, size_t len, X509_STORE *trust, char *err, size_t errlen)
 {
     kh_dir *d = calloc(1, sizeof *d);
-    Kh__SignedDirectory *sd = kh__signed_directory__unpack(NULL, len, buf);
+    Kh__SignedDirectory *sd = (Kh__SignedDirectory *)kh_pb_unpack(&kh__signed_directory__descriptor,
+                                                                  buf, len, NULL, NULL, 0);
     char org[32];
     if (d == NULL || sd == NULL) {
         snprintf(err, errlen, "directory is not a kh.SignedDirectory");
         goto fail;
     }
-    d->pb = kh__directory__unpack(NULL, sd->directory.len, sd->directory.data);
+    d->pb = (Kh__Directory *)kh_pb_unpack(&kh__directory__descriptor, sd->directory.data,
+                                          sd->directory.len, NULL, NULL, 0);
     if (d->pb == NULL) {
         snprintf(err, errlen, "signed directory does not hold a kh.Directory");
         goto fail;

@@ -9,6 +9,7 @@
 #include "kakehashi.pb-c.h"
 #include "kherr.h"
 #include "khcrypto.h"
+#include "khpb.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -38,8 +39,6 @@ KH_MUST_CHECK kh_err kh_env_check_time(const Kh__Header *h, int64_t now, int ske
 bool kh_items_equal(char *const *a, size_t na, char *const *b, size_t nb);
 /* Wipes the field values of answered items before they are freed. */
 void kh_items_wipe(Kh__ItemData *const *items, size_t n);
-/* Packs any protobuf message into a malloc'd buffer. */
-KH_MUST_CHECK int kh_pb_pack(const ProtobufCMessage *m, uint8_t **out, size_t *outlen);
 /* A short printable form of a message ID for logs (hex). */
 void kh_msgid_hex(const ProtobufCBinaryData *id, char out[2 * KH_MSG_ID_LEN + 1]);
 

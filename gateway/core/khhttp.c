@@ -1,5 +1,6 @@
 /* khhttp.c: evhttp + bufferevent_openssl glue. */
 #include "khhttp.h"
+#include "khpb.h"
 
 #include "kakehashi.pb-c.h"
 #include "khcrypto.h"
@@ -182,7 +183,7 @@ void kh_http_reply_raw(struct evhttp_request *req, int http_status, const uint8_
 void kh_http_parse_status(const uint8_t *body, size_t len, char *code, size_t codelen, char *msg,
                           size_t msglen)
 {
-    Kh__Status *st = kh__status__unpack(NULL, len, body);
+    Kh__Status *st = (Kh__Status *)kh_pb_unpack(&kh__status__descriptor, body, len, NULL, NULL, 0);
     snprintf(code, codelen, "%s", st && st->code ? st->code : kh_err_code(KH_E_UPSTREAM));
     snprintf(msg, msglen, "%s", st && st->message ? st->message : "unreadable refusal");
     kh__status__free_unpacked(st, NULL);

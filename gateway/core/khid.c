@@ -124,7 +124,50 @@ bool kh_id_iso_date(const char *s)
     return calendar_day(num(s, 4), num(s + 5, 2), num(s + 8, 2));
 }
 
+/* Length of the valid UTF-8 sequence at p (1-4), or 0 if it is not one:
+ * no overlong forms, no encoded surrogates, nothing above U+10FFFF. */
+size_t kh_utf8_seq(const unsigned char *p, const unsigned char *end)
+{
+    unsigned char c = p[0];
+    size_t avail = (size_t)(end - p);
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        return avail >= 2 && (p[1] & 0xc0) == 0x80 ? 2 : 0;
+    if (c >= 0xe0 && c <= 0xef) {
+        if (avail < 3 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80)
+            return 0;
+        if (c == 0xe0 && p[1] < 0xa0)
+            return 0; /* overlong */
+        if (c == 0xed && p[1] >= 0xa0)
+            return 0; /* U+D800..U+DFFF */
+        return 3;
+    }
+    if (c >= 0xf0 && c <= 0xf4) {
+        if (avail < 4 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 || (p[3] & 0xc0) != 0x80)
+            return 0;
+        if (c == 0xf0 && p[1] < 0x90)
+            return 0; /* overlong */
+        if (c == 0xf4 && p[1] >= 0x90)
+            return 0; /* above U+10FFFF */
+        return 4;
+    }
+    return 0;
+}
+
+long kh_text_bad(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    while (p < end) {
+        size_t n = *p == 0 ? 0 : kh_utf8_seq(p, end);
+        if (n == 0)
+            return (long)(p - (const unsigned char *)s);
+        p += n;
+    }
+    return -1;
+}
+
 bool kh_id_text(const char *s, size_t len)
 {
-    return s != NULL && memchr(s, '\0', len) == NULL;
+    return s != NULL && kh_text_bad(s, len) < 0;
 }

@@ -42,8 +42,14 @@ bool kh_id_hex(const char *s, size_t len);
 bool kh_id_date(const char *s);
 /* The same date written YYYY-MM-DD (the admin API's form). */
 bool kh_id_iso_date(const char *s);
-/* len bytes that hold no NUL: a string received with a length (protobuf,
- * JSON, a URL) is usable as a C string only then. */
+/* len bytes that are text: valid UTF-8 without a NUL. A string received
+ * with a length (protobuf, JSON, a URL) is usable as a C string only then. */
 bool kh_id_text(const char *s, size_t len);
+/* Where s (len bytes) stops being text: the offset of its first NUL or
+ * invalid UTF-8 byte, or -1 if it is all text. */
+long kh_text_bad(const char *s, size_t len);
+/* Length of the valid UTF-8 sequence at p (1-4), or 0 if it is not one: no
+ * overlong forms, no encoded surrogates, nothing above U+10FFFF. */
+size_t kh_utf8_seq(const unsigned char *p, const unsigned char *end);
 
 #endif

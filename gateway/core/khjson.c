@@ -4,6 +4,7 @@
 #include "khjson.h"
 
 #include "khcrypto.h"
+#include "khid.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -51,37 +52,6 @@ static void skip_ws(parser *ps)
 {
     while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' || *ps->p == '\r'))
         ps->p++;
-}
-
-/* Length of the valid UTF-8 sequence at p (1-4), or 0 if it is not one:
- * no overlong forms, no encoded surrogates, nothing above U+10FFFF. */
-static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
-{
-    unsigned char c = p[0];
-    size_t avail = (size_t)(end - p);
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        return avail >= 2 && (p[1] & 0xc0) == 0x80 ? 2 : 0;
-    if (c >= 0xe0 && c <= 0xef) {
-        if (avail < 3 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80)
-            return 0;
-        if (c == 0xe0 && p[1] < 0xa0)
-            return 0; /* overlong */
-        if (c == 0xed && p[1] >= 0xa0)
-            return 0; /* U+D800..U+DFFF */
-        return 3;
-    }
-    if (c >= 0xf0 && c <= 0xf4) {
-        if (avail < 4 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 || (p[3] & 0xc0) != 0x80)
-            return 0;
-        if (c == 0xf0 && p[1] < 0x90)
-            return 0; /* overlong */
-        if (c == 0xf4 && p[1] >= 0x90)
-            return 0; /* above U+10FFFF */
-        return 4;
-    }
-    return 0;
 }
 
 static size_t put_utf8(char *out, uint32_t cp)
@@ -216,7 +186,7 @@ static char *parse_string(parser *ps, size_t *outlen)
             fail_at(ps, q, "control character in string (escape it)");
             goto bad;
         }
-        size_t k = utf8_seq(q, close);
+        size_t k = kh_utf8_seq(q, close);
         if (k == 0) {
             fail_at(ps, q, "invalid UTF-8 in string");
             goto bad;
@@ -717,7 +687,7 @@ static void put_escaped(khj_writer *w, const char *s, size_t n)
             }
             p++;
         } else {
-            size_t k = utf8_seq(p, end);
+            size_t k = kh_utf8_seq(p, end);
             if (k == 0) {
                 put(w, "\\ufffd", 6); /* not UTF-8: the replacement character */
                 p++;

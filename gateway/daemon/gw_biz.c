@@ -5,6 +5,7 @@
  * Every call: identify tenant + system from the client certificate, validate
  * the body, check permissions in the tenant's transaction, then act. */
 #include "gw_state.h"
+#include "khpb.h"
 #include "gw_biz.h"
 #include "gw_ident.h"
 #include "gw_router.h"
@@ -254,7 +255,8 @@ static void lc_sent(int status, const uint8_t *buf, size_t len, void *arg)
         call_fail(call);
         return;
     }
-    Kh__LinkCodeAnswerBody *a = kh__link_code_answer_body__unpack(NULL, blen, body);
+    Kh__LinkCodeAnswerBody *a = (Kh__LinkCodeAnswerBody *)kh_pb_unpack(
+        &kh__link_code_answer_body__descriptor, body, blen, NULL, NULL, 0);
     khc_free_secret(body, blen);
     kh__header__free_unpacked(h, NULL);
     if (a == NULL || a->in_reply_to.len != KH_MSG_ID_LEN ||

@@ -5,6 +5,7 @@
  * (by its handle) to answered or refused, with its provision record, once:
  * a retransmission after a lost acknowledgement is acknowledged again. */
 #include "gw_deferred.h"
+#include "khpb.h"
 
 #include "gw_qstate.h"
 #include "gw_record.h"
@@ -229,7 +230,8 @@ void gw_deferred_on_answer(struct evhttp_request *req, gw_tenant *t, Kh__Envelop
         h = NULL;
         memcpy(df->hex, hex, sizeof hex);
         kh_msgid_hex(&df->h->in_reply_to, df->irt);
-        df->ans = kh__answer_body__unpack(NULL, blen, body);
+        df->ans =
+            (Kh__AnswerBody *)kh_pb_unpack(&kh__answer_body__descriptor, body, blen, NULL, NULL, 0);
         if (df->ans == NULL || !deferred_ok(df)) {
             e = KH_E_SPLICE;
             why = "deferred answer does not match its header";

@@ -29,6 +29,7 @@
  *   point). Nothing of another person is ever read: every read is by this
  *   person's local ID. */
 #include "gw_disclose.h"
+#include "khpb.h"
 #include "gw_req.h"
 #include "gw_state.h"
 #include "gw_record.h"
@@ -375,7 +376,8 @@ void gw_disclose_on_request(struct evhttp_request *req, gw_tenant *t, Kh__Envelo
     } else if ((e = kh_env_open(env, &t->id, G.national, G.dir->router_sign, &body, &blen)) !=
                KH_OK) {
         why = kh_err_get(e)->meaning;
-    } else if ((rb = kh__disclosure_request_body__unpack(NULL, blen, body)) == NULL) {
+    } else if ((rb = (Kh__DisclosureRequestBody *)kh_pb_unpack(
+                    &kh__disclosure_request_body__descriptor, body, blen, NULL, NULL, 0)) == NULL) {
         e = KH_E_SPLICE;
         why = "payload is not a disclosure request";
     } else if ((e = body_ok(h, rb, &why)) != KH_OK) {

@@ -4,6 +4,7 @@
  * Handles belong to the business system that asked: another system, or
  * another tenant, is told the handle is unknown (KH-1007). */
 #include "gw_lookup.h"
+#include "khpb.h"
 
 #include "gw_ident.h"
 #include "gw_qstate.h"
@@ -86,7 +87,8 @@ static void status_reply(struct evhttp_request *req, lookup *l)
         size_t n = 0;
         unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(r, 0, 3), &n);
         if (raw != NULL) {
-            ans = kh__answer_body__unpack(NULL, n, raw);
+            ans =
+                (Kh__AnswerBody *)kh_pb_unpack(&kh__answer_body__descriptor, raw, n, NULL, NULL, 0);
             khc_wipe(raw, n);
             PQfreemem(raw);
         }

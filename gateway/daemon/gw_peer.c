@@ -11,6 +11,7 @@
  * The checks up to the legal basis run on the event loop; opening the payload
  * and everything after it on a database worker (answer_work). */
 #include "gw_peer.h"
+#include "khpb.h"
 #include "gw_req.h"
 #include "gw_state.h"
 #include "gw_record.h"
@@ -126,8 +127,15 @@ static bool open_query(PGconn *c, peer_call *pc)
         kh_err_set(&pc->err, pc->msg, sizeof pc->msg, e, "%s", kh_err_get(e)->meaning);
         goto refused;
     }
-    Kh__QueryBody *qb = kh__query_body__unpack(NULL, blen, body);
+    char why[160];
+    kh_err pe;
+    Kh__QueryBody *qb = (Kh__QueryBody *)kh_pb_unpack(&kh__query_body__descriptor, body, blen, &pe,
+                                                      why, sizeof why);
     khc_free_secret(body, blen);
+    if (qb == NULL && pe == KH_E_FIELD) {
+        kh_err_set(&pc->err, pc->msg, sizeof pc->msg, KH_E_FIELD, "%s", why);
+        goto refused;
+    }
     if (qb == NULL || qb->msg_id.len != KH_MSG_ID_LEN ||
         memcmp(qb->msg_id.data, h->msg_id.data, KH_MSG_ID_LEN) != 0 ||
         strcmp(qb->sender, h->sender) != 0 || strcmp(qb->recipient, h->recipient) != 0 ||

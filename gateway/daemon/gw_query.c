@@ -11,6 +11,7 @@
  * answering side recognises a retransmission by its message id and answers
  * it once. */
 #include "gw_query.h"
+#include "khpb.h"
 
 #include "gw_ident.h"
 #include "gw_qstate.h"
@@ -462,7 +463,8 @@ static void open_answer(gw_query *qc)
                                         qc->msg_id, prov ? prov->sign_cert : NULL, q->provider, &h,
                                         &blen, &qc->err, qc->msg, sizeof qc->msg);
     if (body != NULL) {
-        qc->ans = kh__answer_body__unpack(NULL, blen, body);
+        qc->ans =
+            (Kh__AnswerBody *)kh_pb_unpack(&kh__answer_body__descriptor, body, blen, NULL, NULL, 0);
         khc_free_secret(body, blen);
         if (qc->ans == NULL || !answer_ok(qc, h, qc->ans))
             qc_set(qc, KH_E_SPLICE, "answer body does not match its header or query");

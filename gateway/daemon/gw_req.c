@@ -36,10 +36,11 @@ void *gw_read_pb(struct evhttp_request *req, const ProtobufCMessageDescriptor *d
                           G.set.max_body);
         return NULL;
     }
-    void *m = protobuf_c_message_unpack(d, NULL, len, body);
+    char why[160];
+    void *m = kh_pb_unpack(d, body, len, &e, why, sizeof why);
     /* the raw body may hold a national reference or personal data */
     khc_free_secret(body, len);
     if (m == NULL)
-        kh_http_reply_err(req, KH_E_BAD_REQUEST, "body is not a %s", d->name);
+        kh_http_reply_err(req, e, "body is not a %s: %s", d->name, why);
     return m;
 }

@@ -14,6 +14,9 @@
 #    the ;-separated object files of one library or program; a file that
 #    uses a symbol defined by another file of the same group depends on it,
 #    and these dependencies must have no cycle (tsort).
+# 5. Protobuf messages are unpacked only by gateway/core/khpb.c
+#    (kh_pb_unpack, which refuses strings with a NUL or bad UTF-8): no other
+#    file calls protobuf_c_message_unpack or a generated *__unpack.
 # 4. No file of gateway/daemon/ is longer than 800 lines, and no two of its
 #    files include each other's headers in a loop (X.c and X.h are one file).
 # Prints every violation with its file and line; exits 1 if there is any.
@@ -174,6 +177,18 @@ for group in "$@"; do
     [ -e "$defs.bad" ] && fail=1
     [ -s "$defs" ] || bad "no symbols read from ${objs[0]} and the rest of its group"
     rm -f "$defs" "$defs.one" "$defs.bad" "$edges"
+done
+
+# 5. one place unpacks protobuf
+for d in $folders; do
+    for f in "$d"/*.c; do
+        [ -e "$f" ] || continue
+        [ "$f" = gateway/core/khpb.c ] && continue
+        grep -nE '(protobuf_c_message_unpack|[a-z_]__unpack)[[:space:]]*\(' "$f" |
+            while IFS=: read -r line _; do
+                printf 'layers: %s:%s: unpacks protobuf itself (use kh_pb_unpack, gateway/core/khpb.h)\n' "$f" "$line"
+            done | grep . && fail=1
+    done
 done
 
 exit $fail

@@ -125,6 +125,16 @@ START_TEST(text_without_nul)
     ck_assert(!kh_id_text(cut, sizeof cut));
     ck_assert(kh_id_text(cut, 3));
     ck_assert(!kh_id_text(NULL, 0));
+    /* text is UTF-8 too: where it stops being text is named */
+    ck_assert_int_eq(kh_text_bad("\xe6\xbc\xa2\xe5\xad\x97", 6), -1); /* 漢字 */
+    ck_assert_int_eq(kh_text_bad("\xf0\x9f\x98\x80", 4), -1);         /* U+1F600 */
+    ck_assert_int_eq(kh_text_bad(cut, sizeof cut), 3);
+    ck_assert_int_eq(kh_text_bad("ab\xff", 3), 2);
+    ck_assert_int_eq(kh_text_bad("a\xc0\xaf", 3), 1);        /* overlong '/' */
+    ck_assert_int_eq(kh_text_bad("\xed\xa0\x80", 3), 0);     /* a surrogate */
+    ck_assert_int_eq(kh_text_bad("\xf4\x90\x80\x80", 4), 0); /* above U+10FFFF */
+    ck_assert_int_eq(kh_text_bad("\xe6\xbc", 2), 0);         /* cut short */
+    ck_assert(!kh_id_text("TK\xc3\x28", 4));
 }
 END_TEST
 

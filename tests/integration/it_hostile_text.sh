@@ -1,0 +1,69 @@
+# Strings that are not text (issue 11, class 1): protobuf-c hands a string
+# field to C cut at its first NUL, and checks nothing about UTF-8. Every
+# protobuf body is now unpacked by kh_pb_unpack (gateway/core/khpb.c), which
+# refuses a string field holding a NUL or invalid UTF-8, at any depth, with
+# KH-1002 naming the field; nothing is stored. The bodies here are made by
+# hand (protobuf's wire form with printf) and posted as they are.
+. "$(dirname "$0")/lib.sh"
+new_person
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+post() { client 131016 tax post "$1" "$2"; }
+# str FIELD-NUMBER BYTES(printf format): one length-delimited field
+str() {
+    local bytes
+    bytes=$(printf "$2" | wc -c)
+    printf "\\x$(printf %02x $(($1 << 3 | 2)))\\x$(printf %02x "$bytes")"
+    printf "$2"
+}
+
+# a control: the same hand-made LinkCodeRequest, well formed, is obeyed
+{ str 1 "$LOCAL_C"; str 2 "$RESIDENT"; } >"$dir/lc_ok"
+out=$(post /v1/linkcode "$dir/lc_ok")
+expect_contains "a hand-made LinkCodeRequest is understood" "OK HTTP 200" "$out"
+check "and its link code stored" \
+    test "$(sql kh_gw_a "SELECT count(*) FROM t_131016.linkcode WHERE local_id = '$LOCAL_C'")" = 1
+
+# a NUL inside local_id: "555" must not be what is obeyed
+nul_id="55${LOCAL_N:2:3}"
+{ str 1 "$nul_id\\x00${LOCAL_N:5}"; str 2 "29${RESIDENT:2}"; } >"$dir/lc_nul"
+out=$(post /v1/linkcode "$dir/lc_nul")
+expect_contains "a local_id with a NUL inside is refused" "REFUSED KH-1002" "$out"
+expect_contains "naming the field and the NUL" "field local_id of kh.LinkCodeRequest: a NUL byte" \
+    "$out"
+expect_contains "as a client error" "(HTTP 400)" "$out"
+check "nothing was stored under the cut local_id" \
+    test "$(sql kh_gw_a "SELECT count(*) FROM t_131016.linkcode WHERE local_id = '$nul_id'")" = 0
+
+# the same in a reference copy: the top-level local_id, an item code that is
+# not UTF-8, and a NUL or bad UTF-8 inside a nested Field's value
+field() { str 1 "$1" >"$dir/f"; str 2 "$2" >>"$dir/f"; str 5 "$(sed 's/\\/\\\\/g; s/%/%%/g' "$dir/f" |
+    od -An -tx1 -v | tr -d ' \n' | sed 's/../\\x&/g')"; }
+register_body() { # LOCAL_ID ITEM FIELD_VALUE
+    str 1 "$1"
+    str 2 "$2"
+    str 3 "20260101"
+    field fiscal_year 2026
+    field total_income "$3"
+}
+register_body "${LOCAL_C:0:3}\\x00${LOCAL_C:3}" TK001 5100000 >"$dir/r_nul"
+register_body "$LOCAL_C" 'TK\xc3\x28' 5100000 >"$dir/r_item"
+register_body "$LOCAL_C" TK001 '51\x0000' >"$dir/r_val_nul"
+register_body "$LOCAL_C" TK001 '51\xff00' >"$dir/r_val_utf8"
+register_body "$LOCAL_C" TK001 4100000 >"$dir/r_ok"
+before=$(sql kh_gw_a "SELECT count(*) FROM t_131016.replica")
+for case in "r_nul:local_id of kh.RegisterRequest: a NUL byte" \
+    "r_item:item_code of kh.RegisterRequest: not valid UTF-8" \
+    "r_val_nul:value of kh.Field: a NUL byte" \
+    "r_val_utf8:value of kh.Field: not valid UTF-8"; do
+    f=${case%%:*}
+    out=$(post /v1/replica "$dir/$f")
+    expect_contains "register $f: refused with KH-1002" "REFUSED KH-1002" "$out"
+    expect_contains "register $f: naming the field" "field ${case#*:}" "$out"
+done
+check "none of them stored a version" \
+    test "$(sql kh_gw_a "SELECT count(*) FROM t_131016.replica")" = "$before"
+out=$(post /v1/replica "$dir/r_ok")
+expect_contains "the well-formed hand-made registration is obeyed" "OK HTTP 200" "$out"
+check "and stored" test "$(sql kh_gw_a "SELECT count(*) FROM t_131016.replica")" = $((before + 1))
+finish
