@@ -980,9 +980,10 @@ static void on_envelope(struct evhttp_request *req, void *arg)
         finish(rc, KH_E_PEER_NOT_ALLOWED, "refused", "only gateways may send envelopes");
         return;
     }
-    kh_err e = kh_http_body(req, (size_t)R.max_body, &buf, &len);
+    kh_err e =
+        kh_http_body(req, (size_t)R.max_body, KH_PB_CONTENT_TYPE, &buf, &len, why, sizeof why);
     if (e != KH_OK) {
-        finish(rc, e, "refused", "expected POST with an envelope within the size limit");
+        finish(rc, e, "refused", why);
         return;
     }
     rc->raw = buf;

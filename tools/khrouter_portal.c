@@ -449,9 +449,11 @@ static void on_disclose(struct evhttp_request *req, void *arg)
         refuse(req, NULL, KH_E_PEER_NOT_ALLOWED, "only a portal the router serves may ask");
         return;
     }
-    kh_err e = kh_http_body(req, (size_t)P->max_body, &buf, &len);
+    char bwhy[96];
+    kh_err e =
+        kh_http_body(req, (size_t)P->max_body, KH_PB_CONTENT_TYPE, &buf, &len, bwhy, sizeof bwhy);
     if (e != KH_OK) {
-        refuse(req, NULL, e, "expected POST with a kh.DisclosureRequest within the size limit");
+        refuse(req, NULL, e, bwhy);
         return;
     }
     Kh__DisclosureRequest *m = (Kh__DisclosureRequest *)kh_pb_unpack(

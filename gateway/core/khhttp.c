@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -96,14 +97,41 @@ SSL *kh_http_req_ssl(struct evhttp_request *req)
     return bev ? bufferevent_openssl_get_ssl(bev) : NULL;
 }
 
-kh_err kh_http_body(struct evhttp_request *req, size_t max, uint8_t **body, size_t *len)
+bool kh_http_ctype_is(struct evhttp_request *req, const char *ctype)
 {
-    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST)
+    const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+    size_t n = strlen(ctype);
+    if (ct == NULL)
+        return false;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    return strncasecmp(ct, ctype, n) == 0 &&
+           (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ' || ct[n] == '\t');
+}
+
+kh_err kh_http_body(struct evhttp_request *req, size_t max, const char *ctype, uint8_t **body,
+                    size_t *len, char *why, size_t whylen)
+{
+    char tmp[1];
+    if (why == NULL || whylen == 0) {
+        why = tmp;
+        whylen = sizeof tmp;
+    }
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+        snprintf(why, whylen, "expected POST");
         return KH_E_BAD_REQUEST;
+    }
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t n = evbuffer_get_length(in);
-    if (n > max)
+    if (ctype != NULL && !kh_http_ctype_is(req, ctype) &&
+        (n > 0 || evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type"))) {
+        snprintf(why, whylen, "Content-Type must be %s", ctype);
+        return KH_E_BAD_REQUEST;
+    }
+    if (n > max) {
+        snprintf(why, whylen, "body over %zu bytes", max);
         return KH_E_TOO_LARGE;
+    }
     uint8_t *copy = malloc(n ? n : 1);
     if (copy == NULL)
         return KH_E_INTERNAL;
@@ -135,8 +163,7 @@ static void reply_bytes(struct evhttp_request *req, int status, const uint8_t *b
         return;
     }
     evbuffer_add(out, buf, len);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      "application/x-protobuf");
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", KH_PB_CONTENT_TYPE);
     evhttp_send_reply(req, status, status == 200 ? "OK" : "Refused", out);
     evbuffer_free(out);
 }
@@ -450,7 +477,7 @@ static int call_send(client_call *call, dest *d)
     }
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Host", d->host);
-    evhttp_add_header(h, "Content-Type", "application/x-protobuf");
+    evhttp_add_header(h, "Content-Type", KH_PB_CONTENT_TYPE);
     if (call->len)
         evbuffer_add(evhttp_request_get_output_buffer(req), call->body, call->len);
     if (evhttp_make_request(pc->conn, req, call->method, call->path) != 0) {

@@ -28,11 +28,19 @@ struct evhttp *kh_http_listen(struct event_base *base, SSL_CTX *ctx, const char 
                               size_t max_body, char *err, size_t errlen);
 /* The TLS session of a request's connection. */
 SSL *kh_http_req_ssl(struct evhttp_request *req);
+/* The media type of every protobuf body, both ways. */
+#define KH_PB_CONTENT_TYPE "application/x-protobuf"
+
 /* The request body as a malloc'd copy the caller frees with khc_free_secret;
- * libevent's own buffers are wiped. Refuses non-POST methods and bodies over
- * max with KH_E_BAD_REQUEST / KH_E_TOO_LARGE. */
-KH_MUST_CHECK kh_err kh_http_body(struct evhttp_request *req, size_t max, uint8_t **body,
-                                  size_t *len);
+ * libevent's own buffers are wiped. Refuses, with the reason in why: a method
+ * other than POST and a body whose Content-Type is not ctype (KH_E_BAD_REQUEST;
+ * ctype NULL: not checked here; an empty body may come without a type), and a
+ * body over max (KH_E_TOO_LARGE). */
+KH_MUST_CHECK kh_err kh_http_body(struct evhttp_request *req, size_t max, const char *ctype,
+                                  uint8_t **body, size_t *len, char *why, size_t whylen);
+/* Whether the request's Content-Type is ctype (its media type, compared
+ * without case; parameters after ';' allowed). */
+bool kh_http_ctype_is(struct evhttp_request *req, const char *ctype);
 /* Sends 200 with a serialized protobuf message. */
 void kh_http_reply_pb(struct evhttp_request *req, const ProtobufCMessage *msg);
 /* Sends a refusal: HTTP status from the code table, body kh.Status. The

@@ -368,18 +368,16 @@ static void read_body(adm_call *call, struct evhttp_request *req)
     size_t len;
     if (evhttp_request_get_command(req) != EVHTTP_REQ_POST)
         return;
-    kh_err e = kh_http_body(req, ADM_MAX_BODY, &body, &len);
+    kh_err e = kh_http_body(req, ADM_MAX_BODY, NULL, &body, &len, NULL, 0);
     if (e != KH_OK) {
         call->bad_json = true;
         snprintf(call->json_err, sizeof call->json_err, "body over %d bytes", ADM_MAX_BODY);
         return;
     }
-    const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
     khj_error je;
     if (len == 0) {
         /* no body: only for endpoints that take no fields (they say so) */
-    } else if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0 ||
-               (ct[16] != '\0' && ct[16] != ';' && ct[16] != ' ')) {
+    } else if (!kh_http_ctype_is(req, "application/json")) {
         call->bad_json = true;
         snprintf(call->json_err, sizeof call->json_err, "Content-Type must be application/json");
     } else if ((call->body = khj_parse((const char *)body, len, ADM_MAX_BODY, 0, &je)) == NULL) {

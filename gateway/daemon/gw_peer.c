@@ -278,9 +278,10 @@ static void on_envelope(struct evhttp_request *req, void *arg)
         refuse(req, KH_E_PEER_NOT_ALLOWED, "only the router may use the peer API", NULL);
         return;
     }
-    kh_err e = kh_http_body(req, (size_t)G.set.max_body, &buf, &len);
+    kh_err e =
+        kh_http_body(req, (size_t)G.set.max_body, KH_PB_CONTENT_TYPE, &buf, &len, why, sizeof why);
     if (e != KH_OK) {
-        refuse(req, e, "expected POST with an envelope within the size limit", NULL);
+        refuse(req, e, why, NULL);
         return;
     }
     e = kh_env_parse(buf, len, &env, &h, why, sizeof why);

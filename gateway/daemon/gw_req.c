@@ -30,13 +30,14 @@ void *gw_read_pb(struct evhttp_request *req, const ProtobufCMessageDescriptor *d
 {
     uint8_t *body;
     size_t len;
-    kh_err e = kh_http_body(req, (size_t)G.set.max_body, &body, &len);
+    char why[160];
+    kh_err e =
+        kh_http_body(req, (size_t)G.set.max_body, KH_PB_CONTENT_TYPE, &body, &len, why, sizeof why);
     if (e != KH_OK) {
-        kh_http_reply_err(req, e, "expected POST with a protobuf body of at most %d bytes",
-                          G.set.max_body);
+        kh_http_reply_err(req, e, "expected POST with an %s body of at most %d bytes: %s",
+                          KH_PB_CONTENT_TYPE, G.set.max_body, why);
         return NULL;
     }
-    char why[160];
     void *m = kh_pb_unpack(d, body, len, &e, why, sizeof why);
     /* the raw body may hold a national reference or personal data */
     khc_free_secret(body, len);

@@ -66,4 +66,16 @@ check "none of them stored a version" \
 out=$(post /v1/replica "$dir/r_ok")
 expect_contains "the well-formed hand-made registration is obeyed" "OK HTTP 200" "$out"
 check "and stored" test "$(sql kh_gw_a "SELECT count(*) FROM t_131016.replica")" = $((before + 1))
+
+# The body's type (issue 11, class 3): the protobuf listeners read protobuf only.
+new_person
+{ str 1 "$LOCAL_C"; str 2 "$RESIDENT"; } >"$dir/lc_ok"
+out=$(client 131016 tax post /v1/linkcode "$dir/lc_ok" text/plain)
+expect_contains "a protobuf body labelled text/plain is refused" \
+    "REFUSED KH-1001: expected POST with an application/x-protobuf body of at most" "$out"
+expect_contains "saying which type it must be" "Content-Type must be application/x-protobuf" "$out"
+check "and not obeyed" \
+    test "$(sql kh_gw_a "SELECT count(*) FROM t_131016.linkcode WHERE local_id = '$LOCAL_C'")" = 0
+out=$(client 131016 tax post /v1/linkcode "$dir/lc_ok" "Application/X-Protobuf; v=1")
+expect_contains "the type is compared without case, parameters allowed" "OK HTTP 200" "$out"
 finish
