@@ -1195,8 +1195,8 @@ int main(int argc, char **argv)
         kh_error("main", "cannot create capture_dir");
         goto out;
     }
-    evhttp_set_cb(R.http, "/v1/directory", on_directory, NULL);
-    evhttp_set_cb(R.http, "/v1/envelope", on_envelope, NULL);
+    kh_http_route(R.http, "/v1/directory", on_directory, NULL);
+    kh_http_route(R.http, "/v1/envelope", on_envelope, NULL);
     R.portal = (khr_portal){.base = R.base,
                             .client_ctx = R.client_ctx,
                             .national = R.national,

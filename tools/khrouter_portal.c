@@ -510,5 +510,5 @@ static void on_disclose(struct evhttp_request *req, void *arg)
 void khr_portal_register(struct evhttp *http, const khr_portal *p)
 {
     P = p;
-    evhttp_set_cb(http, "/v1/portal/disclose", on_disclose, NULL);
+    kh_http_route(http, "/v1/portal/disclose", on_disclose, NULL);
 }

@@ -5,7 +5,10 @@
 #include "kakehashi.pb-c.h"
 #include "khcrypto.h"
 #include "khlog.h"
+#include "khid.h"
 #include "khtls.h"
+
+#include <sys/queue.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -46,6 +49,66 @@ int kh_hostport(const char *hp, char *host, size_t hostlen, uint16_t *port)
 static void not_found(struct evhttp_request *req, void *arg)
 {
     kh_http_reply_err(req, KH_E_NOT_FOUND_PATH, "no such endpoint on this listener");
+}
+
+/* The routes: static, set once at start by the main thread. */
+typedef struct {
+    char path[64];
+    void (*cb)(struct evhttp_request *, void *);
+    void *arg;
+} route;
+static route routes[64];
+static size_t nroutes;
+
+static void route_gate(struct evhttp_request *req, void *arg)
+{
+    const route *r = arg;
+    const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
+    const char *path = u != NULL ? evhttp_uri_get_path(u) : NULL;
+    if (path == NULL || strcmp(path, r->path) != 0)
+        not_found(req, NULL);
+    else
+        r->cb(req, r->arg);
+}
+
+void kh_http_route(struct evhttp *http, const char *path,
+                   void (*cb)(struct evhttp_request *, void *), void *arg)
+{
+    route *r = &routes[nroutes];
+    if (nroutes == sizeof routes / sizeof routes[0] || strlen(path) >= sizeof r->path) {
+        kh_error("http", "route table full or path too long: a bug");
+        abort();
+    }
+    snprintf(r->path, sizeof r->path, "%s", path);
+    r->cb = cb;
+    r->arg = arg;
+    if (evhttp_set_cb(http, path, route_gate, r) != 0) {
+        kh_error("http", "a route is set twice: a bug");
+        abort();
+    }
+    nroutes++;
+}
+
+int kh_http_query(const char *q, struct evkeyvalq *out, char *why, size_t whylen)
+{
+    struct evkeyval *kv;
+    for (const char *p = q; (p = strchr(p, '%')) != NULL; p++)
+        if (p[1] == '0' && p[2] == '0') {
+            snprintf(why, whylen, "the query string holds a percent-encoded NUL (%%00)");
+            return -1;
+        }
+    if (evhttp_parse_query_str(q, out) != 0) {
+        snprintf(why, whylen, "the query string is not well-formed");
+        return -1;
+    }
+    TAILQ_FOREACH(kv, out, next)
+    {
+        if (!kh_id_text(kv->key, strlen(kv->key)) || !kh_id_text(kv->value, strlen(kv->value))) {
+            snprintf(why, whylen, "a query parameter is not UTF-8 text");
+            return -1;
+        }
+    }
+    return 0;
 }
 
 static struct bufferevent *server_bev(struct event_base *base, void *arg)

@@ -28,6 +28,18 @@ struct evhttp *kh_http_listen(struct event_base *base, SSL_CTX *ctx, const char 
                               size_t max_body, char *err, size_t errlen);
 /* The TLS session of a request's connection. */
 SSL *kh_http_req_ssl(struct evhttp_request *req);
+/* Serves path on http with cb(req, arg): the path as the request sent it,
+ * byte for byte (libevent's own matching decodes it first, so that
+ * "/v1/query%00/../x" was served as /v1/query); anything else is KH-1006.
+ * Every route of every listener is set here (check_layers.sh), at start,
+ * by the main thread: at most 64 in all (more is a bug: it aborts). */
+void kh_http_route(struct evhttp *http, const char *path,
+                   void (*cb)(struct evhttp_request *, void *), void *arg);
+/* Parses a request's query string (as sent) into out, decoded. Refuses
+ * (-1, why set) a percent-encoded NUL (decoding would cut the value there),
+ * a name or value that is not UTF-8 once decoded, or a malformed string. */
+KH_MUST_CHECK int kh_http_query(const char *q, struct evkeyvalq *out, char *why, size_t whylen);
+
 /* The media type of every protobuf body, both ways. */
 #define KH_PB_CONTENT_TYPE "application/x-protobuf"
 

@@ -172,7 +172,7 @@ bool adm_query_known(adm_call *call, const char *const *known)
 {
     struct evkeyval *kv;
     if (call->bad_query) {
-        adm_set_err(call, KH_E_ADM_FIELD, "query string is not well-formed");
+        adm_set_err(call, KH_E_ADM_FIELD, "%s", call->query_err);
         return false;
     }
     TAILQ_FOREACH(kv, &call->query, next)

@@ -55,6 +55,7 @@ struct adm_call {
     char json_err[160];
     struct evkeyvalq query; /* decoded query parameters */
     bool bad_query;
+    char query_err[96]; /* why, when bad_query */
     /* the session, set by authenticate() on the worker */
     char op[KHADM_NAME_MAX + 1];
     char role_name[16];

@@ -428,8 +428,14 @@ static void on_admin_request(struct evhttp_request *req, void *arg)
     }
     read_token(call, req);
     const char *q = uri ? evhttp_uri_get_query(uri) : NULL;
-    if (q != NULL && evhttp_parse_query_str(q, &call->query) != 0)
+    if (q != NULL && kh_http_query(q, &call->query, call->query_err, sizeof call->query_err) != 0) {
+        /* whatever the endpoint: a value cut short must never be read */
         call->bad_query = true;
+        adm_set_err(call, KH_E_ADM_FIELD, "%s", call->query_err);
+        call->route = NULL; /* not counted */
+        reply_and_free(call);
+        return;
+    }
     read_body(call, req);
     if (call->route->hashes && ADM.hashing >= ADM_MAX_HASHING) {
         adm_set_err(call, KH_E_OVERLOADED, "too many logins at once; retry");

@@ -356,12 +356,12 @@ BULK_HANDLER(on_bulk_status, gw_bulk_on_status)
 
 void gw_biz_register(struct evhttp *http)
 {
-    evhttp_set_cb(http, "/v1/bulk/open", on_bulk_open, NULL);
-    evhttp_set_cb(http, "/v1/bulk/part", on_bulk_part, NULL);
-    evhttp_set_cb(http, "/v1/bulk/commit", on_bulk_commit, NULL);
-    evhttp_set_cb(http, "/v1/bulk/status", on_bulk_status, NULL);
-    evhttp_set_cb(http, "/v1/replica", on_replica, NULL);
-    evhttp_set_cb(http, "/v1/linkcode", on_linkcode, NULL);
+    kh_http_route(http, "/v1/bulk/open", on_bulk_open, NULL);
+    kh_http_route(http, "/v1/bulk/part", on_bulk_part, NULL);
+    kh_http_route(http, "/v1/bulk/commit", on_bulk_commit, NULL);
+    kh_http_route(http, "/v1/bulk/status", on_bulk_status, NULL);
+    kh_http_route(http, "/v1/replica", on_replica, NULL);
+    kh_http_route(http, "/v1/linkcode", on_linkcode, NULL);
     gw_query_register(http);
     gw_lookup_register(http);
 }

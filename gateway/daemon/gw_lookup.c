@@ -242,6 +242,6 @@ static void on_list(struct evhttp_request *req, void *arg)
 
 void gw_lookup_register(struct evhttp *http)
 {
-    evhttp_set_cb(http, "/v1/query/status", on_status, NULL);
-    evhttp_set_cb(http, "/v1/query/list", on_list, NULL);
+    kh_http_route(http, "/v1/query/status", on_status, NULL);
+    kh_http_route(http, "/v1/query/list", on_list, NULL);
 }

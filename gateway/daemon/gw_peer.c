@@ -373,5 +373,5 @@ out:
 
 void gw_peer_register(struct evhttp *http)
 {
-    evhttp_set_cb(http, "/v1/envelope", on_envelope, NULL);
+    kh_http_route(http, "/v1/envelope", on_envelope, NULL);
 }

@@ -705,5 +705,5 @@ void gw_query_register(struct evhttp *http)
     if (sweep_ev != NULL)
         event_add(sweep_ev, &tv);
     on_sweep(-1, 0, NULL); /* at start: what a previous run left */
-    evhttp_set_cb(http, "/v1/query", on_query, NULL);
+    kh_http_route(http, "/v1/query", on_query, NULL);
 }

@@ -204,6 +204,14 @@ expect_eq "no flag of this test is left active" "0" \
 expect_code "a limit over 1000" KH-6008 "$(adm admin queries 131016 --limit 1001)"
 expect_code "a bad date filter" KH-6008 "$(adm admin queries 131016 --since 2026-13-01)"
 expect_code "an unknown filter" KH-6008 "$(adm admin raw GET '/admin/v1/tenants/131016/queries?colour=red')"
+# a value that decoding would cut short (issue 11, class 4) is never read
+out=$(adm admin raw GET '/admin/v1/tenants/131016/queries?since=2026-01-01%00junk')
+expect_code "a percent-encoded NUL in a filter" KH-6008 "$out"
+expect_contains "... named as such" "percent-encoded NUL" "$out"
+expect_code "... on an endpoint that takes no filter too" KH-6008 \
+    "$(adm admin raw GET '/admin/v1/whoami?x=%00')"
+expect_code "a filter that is not UTF-8 once decoded" KH-6008 \
+    "$(adm admin raw GET '/admin/v1/tenants/131016/queries?since=%ff')"
 
 # --- listings: held answers, queries (never the answer), audit log ---------
 m1=$(head -c 16 /dev/urandom | xxd -p) m2=$(head -c 16 /dev/urandom | xxd -p)

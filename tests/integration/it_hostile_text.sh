@@ -67,6 +67,19 @@ out=$(post /v1/replica "$dir/r_ok")
 expect_contains "the well-formed hand-made registration is obeyed" "OK HTTP 200" "$out"
 check "and stored" test "$(sql kh_gw_a "SELECT count(*) FROM t_131016.replica")" = $((before + 1))
 
+# Paths are matched as sent (issue 11, class 4): libevent decoded them first,
+# so "/v1/linkcode%00/../x" was served as /v1/linkcode.
+new_person
+{ str 1 "$LOCAL_C"; str 2 "$RESIDENT"; } >"$dir/lc_ok"
+for path in '/v1/linkcode%00/../x' '/v1/linkcode%00' '/v1/link%63ode' '/v1//linkcode'; do
+    out=$(client 131016 tax post "$path" "$dir/lc_ok")
+    expect_contains "$path is no endpoint" "REFUSED KH-1006" "$out"
+done
+check "and none of them was obeyed" \
+    test "$(sql kh_gw_a "SELECT count(*) FROM t_131016.linkcode WHERE local_id = '$LOCAL_C'")" = 0
+out=$(client 131016 tax post '/v1/linkcode?x=1' "$dir/lc_ok")
+expect_contains "a query string after the exact path is no harm" "OK HTTP 200" "$out"
+
 # The body's type (issue 11, class 3): the protobuf listeners read protobuf only.
 new_person
 { str 1 "$LOCAL_C"; str 2 "$RESIDENT"; } >"$dir/lc_ok"

@@ -16,7 +16,9 @@
 #    and these dependencies must have no cycle (tsort).
 # 5. Protobuf messages are unpacked only by gateway/core/khpb.c
 #    (kh_pb_unpack, which refuses strings with a NUL or bad UTF-8): no other
-#    file calls protobuf_c_message_unpack or a generated *__unpack.
+#    file calls protobuf_c_message_unpack or a generated *__unpack; and
+#    routes are set only by gateway/core/khhttp.c (kh_http_route matches
+#    the path as sent): no other file calls evhttp_set_cb.
 # 4. No file of gateway/daemon/ is longer than 800 lines, and no two of its
 #    files include each other's headers in a loop (X.c and X.h are one file).
 # Prints every violation with its file and line; exits 1 if there is any.
@@ -187,6 +189,11 @@ for d in $folders; do
         grep -nE '(protobuf_c_message_unpack|[a-z_]__unpack)[[:space:]]*\(' "$f" |
             while IFS=: read -r line _; do
                 printf 'layers: %s:%s: unpacks protobuf itself (use kh_pb_unpack, gateway/core/khpb.h)\n' "$f" "$line"
+            done | grep . && fail=1
+        [ "$f" = gateway/core/khhttp.c ] && continue
+        grep -nE 'evhttp_set_cb[[:space:]]*\(' "$f" |
+            while IFS=: read -r line _; do
+                printf 'layers: %s:%s: sets a route itself (use kh_http_route, gateway/core/khhttp.h)\n' "$f" "$line"
             done | grep . && fail=1
     done
 done
