@@ -15,7 +15,17 @@ kh_err idconv_store(PGconn *c, const char *local_id, const char *link_code)
                             "ON CONFLICT (local_id) DO UPDATE "
                             "SET link_code = EXCLUDED.link_code, acquired_at = now()",
                             2, params);
-    kh_err e = PQresultStatus(r) == PGRES_COMMAND_OK ? KH_OK : KH_E_DB;
+    kh_err e = KH_OK;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        const char *con = PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME);
+        /* the local_id conflict is the upsert's; only the link code's own
+         * uniqueness can fail: the resident has another local ID here */
+        e = state != NULL && strcmp(state, "23505") == 0 && con != NULL &&
+                    strcmp(con, "linkcode_link_code_key") == 0
+                ? KH_E_LINK_TAKEN
+                : kh_db_err(r);
+    }
     PQclear(r);
     return e;
 }
@@ -28,7 +38,7 @@ static kh_err lookup(PGconn *c, const char *sql, const char *param, char *out, s
     PGresult *r = kh_db_try(c, sql, 1, params);
     kh_err e = KH_OK;
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        e = KH_E_DB;
+        e = kh_db_err(r);
     } else if (PQntuples(r) == 0) {
         e = absent;
     } else {

@@ -21,7 +21,8 @@
  * KH_E_FIELD, database failures KH_E_DB. */
 
 /* Stores (upserts) the link code of a local ID. A link code already held by
- * another local ID is refused by the unique constraint (KH_E_DB). */
+ * another local ID is refused by the unique constraint: KH_E_LINK_TAKEN (the
+ * transaction is then aborted). Other failures as kh_db_err says. */
 KH_MUST_CHECK kh_err idconv_store(PGconn *c, const char *local_id, const char *link_code);
 /* The link code of a local ID, into out (NUL-terminated); KH_E_UNKNOWN_LOCAL_ID if none. */
 KH_MUST_CHECK kh_err idconv_link_of(PGconn *c, const char *local_id,

@@ -2,6 +2,8 @@
  * messages and database failures explained without data. */
 #include "refdb_internal.h"
 
+#include "khpool.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,7 +18,9 @@ void refdb_set_msg(char *msg, size_t msglen, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Turns a failed result into KH_E_DB with a message that names the step and
+/* Turns a failed result into its code (kh_db_err: KH_E_DB when the database
+ * is unavailable, KH_E_FIELD for data it cannot take, KH_E_INTERNAL for a
+ * statement gone wrong) with a message that names the step and
  * the SQLSTATE. The server's text is added only for classes whose messages
  * name objects, not data (connection, transaction state, access rules,
  * resources): a data exception may quote the offending value. Clears r. */
@@ -38,6 +42,7 @@ kh_err refdb_db_fail(PGconn *c, PGresult *r, const char *what, char *msg, size_t
     line[strcspn(line, "\n")] = '\0';
     refdb_set_msg(msg, msglen, "database error in %s (SQLSTATE %s)%s%s", what,
                   state != NULL ? state : "none", line[0] != '\0' ? ": " : "", line);
+    kh_err e = kh_db_err(r);
     PQclear(r);
-    return KH_E_DB;
+    return e;
 }

@@ -414,3 +414,17 @@ void kh_db_rollback(PGconn *c)
     if (c != NULL)
         PQclear(PQexec(c, "ROLLBACK"));
 }
+
+kh_err kh_db_err(const PGresult *r)
+{
+    const char *state = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    static const char *const unavailable[] = {"08", "40", "53", "55", "57", "58"};
+    if (state == NULL || strlen(state) != 5)
+        return KH_E_DB;
+    for (size_t i = 0; i < sizeof unavailable / sizeof unavailable[0]; i++)
+        if (strncmp(state, unavailable[i], 2) == 0)
+            return KH_E_DB;
+    if (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0)
+        return KH_E_FIELD;
+    return KH_E_INTERNAL;
+}

@@ -42,6 +42,16 @@ PGresult *kh_db_exec(PGconn *c, const char *sql, int nparams, const char *const 
  * returns the result whatever its status (caller checks and PQclear's). */
 PGresult *kh_db_try(PGconn *c, const char *sql, int nparams, const char *const *params);
 
+/* What a failed statement means for the one who asked, from its SQLSTATE
+ * (one mapping for every layer): the database cannot be reached or is busy
+ * (connection, resources, operator intervention, lock or serialization
+ * failure, no SQLSTATE at all) KH_E_DB, 503, worth a retry; the request's
+ * own data cannot be stored (a data exception, an integrity constraint)
+ * KH_E_FIELD, 400, never worth a retry; anything else (a statement or
+ * privilege the code got wrong) KH_E_INTERNAL, 500. A caller that knows the
+ * constraint maps it to its own code first. r may be NULL (KH_E_DB). */
+kh_err kh_db_err(const PGresult *r);
+
 /* Drops the calling thread's cache of prepared statements (a worker whose
  * connection is closed calls it; a new connection is also noticed by itself). */
 void kh_db_forget(void);

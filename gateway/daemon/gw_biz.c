@@ -286,7 +286,10 @@ static void lc_store_work(PGconn *c, void *arg)
         call->err = kh_db_commit(c);
     else
         kh_db_rollback(c);
-    if (call->err != KH_OK)
+    if (call->err == KH_E_LINK_TAKEN)
+        snprintf(call->msg, sizeof call->msg,
+                 "this resident already has a link code here under another local ID");
+    else if (call->err != KH_OK)
         snprintf(call->msg, sizeof call->msg, "cannot store the link code");
 }
 

@@ -228,9 +228,15 @@ static void check_work(PGconn *c, void *arg)
         qc->err = gw_permitted(c, qc->system, "query", q->procedure, qc->msg, sizeof qc->msg);
     if (qc->err == KH_OK)
         qc->err = staff_may(c, q->staff_id, q->procedure, qc->msg, sizeof qc->msg);
-    if (qc->err == KH_OK && idconv_link_of(c, q->local_id, qc->link_code) != KH_OK)
-        qc_set(qc, KH_E_UNKNOWN_LOCAL_ID, "local_id has no link code at this tenant");
-    if (qc->err == KH_E_DB) {
+    if (qc->err == KH_OK) {
+        /* only an absent link code is the client's: a failed lookup is ours */
+        kh_err le = idconv_link_of(c, q->local_id, qc->link_code);
+        if (le == KH_E_UNKNOWN_LOCAL_ID)
+            qc_set(qc, le, "local_id has no link code at this tenant");
+        else if (le != KH_OK)
+            qc_set(qc, le, "cannot read the link code of local_id");
+    }
+    if (qc->err == KH_E_DB || qc->err == KH_E_INTERNAL) {
         kh_db_rollback(c);
         return;
     }

@@ -80,6 +80,20 @@ check "and none of them was obeyed" \
 out=$(client 131016 tax post '/v1/linkcode?x=1' "$dir/lc_ok")
 expect_contains "a query string after the exact path is no harm" "OK HTTP 200" "$out"
 
+# A client's mistake is a 4xx with its own code, never "database unavailable"
+# (issue 11, class 2): a second local ID for a resident who already has a
+# link code here hit the link code's unique constraint and came back as 503.
+new_person
+out=$(client 131016 tax linkcode "$LOCAL_C" "$RESIDENT")
+expect_contains "a resident's first local ID gets its link code" "OK" "$out"
+out=$(client 131016 tax linkcode "$LOCAL_N" "$RESIDENT")
+expect_contains "a second local ID for the same resident is refused as a conflict" \
+    "REFUSED KH-3006: this resident already has a link code here under another local ID (HTTP 409)" \
+    "$out"
+check "the first mapping stays, the second is not stored" test \
+    "$(sql kh_gw_a "SELECT string_agg(local_id, ',') FROM t_131016.linkcode
+                    WHERE local_id IN ('$LOCAL_C', '$LOCAL_N')")" = "$LOCAL_C"
+
 # The body's type (issue 11, class 3): the protobuf listeners read protobuf only.
 new_person
 { str 1 "$LOCAL_C"; str 2 "$RESIDENT"; } >"$dir/lc_ok"

@@ -352,8 +352,8 @@ START_TEST(idconv_table)
     ck_assert_int_eq(idconv_store(conn, "7002", "0123"), KH_E_FIELD);
     ck_assert_int_eq(idconv_link_of(conn, "x", link), KH_E_FIELD);
     ck_assert_int_eq(idconv_local_of(conn, "ABC", local, sizeof local), KH_E_FIELD);
-    /* one link code, one person */
-    ck_assert_int_eq(idconv_store(conn, "7002", lc2), KH_E_DB);
+    /* one link code, one person: a client's conflict, with its own code */
+    ck_assert_int_eq(idconv_store(conn, "7002", lc2), KH_E_LINK_TAKEN);
 }
 END_TEST
 
@@ -361,8 +361,9 @@ END_TEST
  * cannot read tenant 271004's schema, and without SET ROLE it reads nothing.
  * PostgreSQL skips search_path schemas the role may not use, so unqualified
  * names fail as "does not exist" (42P01) rather than "permission denied"
- * (42501, which test_db.sh shows for qualified names): either way KH_E_DB and
- * no rows. */
+ * (42501, which test_db.sh shows for qualified names): either way no rows,
+ * and KH_E_INTERNAL (kh_db_err: a statement gone wrong is the server's fault,
+ * not "database unavailable"). */
 START_TEST(isolation_through_refdb)
 {
     const char *tk1[] = {"TK001"};
@@ -372,16 +373,16 @@ START_TEST(isolation_through_refdb)
     exec_ok(conn, "ROLLBACK");
     begin_as(conn, "kh_t_131016", "t_271004");
     ck_assert_int_eq(refdb_read_items(conn, "1001", tk1, 1, "20240401", &d, &n, msg, sizeof msg),
-                     KH_E_DB);
+                     KH_E_INTERNAL);
     ck_assert_msg(strstr(msg, "(SQLSTATE 42P01)") != NULL, "%s", msg);
     exec_ok(conn, "ROLLBACK");
     char link[KH_ID_LINK_CODE_LEN + 1];
     begin_as(conn, "kh_t_131016", "t_271004");
-    ck_assert_int_eq(idconv_link_of(conn, "1001", link), KH_E_DB);
+    ck_assert_int_eq(idconv_link_of(conn, "1001", link), KH_E_INTERNAL);
     exec_ok(conn, "ROLLBACK");
     begin_as(conn, NULL, "t_131016");
     ck_assert_int_eq(refdb_read_items(conn, "1001", tk1, 1, "20240401", &d, &n, msg, sizeof msg),
-                     KH_E_DB);
+                     KH_E_INTERNAL);
     ck_assert_msg(strstr(msg, "(SQLSTATE 42P01)") != NULL, "%s", msg);
     ck_assert_ptr_null(d);
     exec_ok(conn, "ROLLBACK");
