@@ -38,9 +38,10 @@ static void usage(FILE *f)
         "       [limit=N]      this system's queries, newest first\n"
         "  bulk ITEM full|diff AS_OF FILE                  upload a bulk file, wait for the\n"
         "                                                  result (report on stdout if rejected)\n"
-        "  post PATH FILE [CONTENT_TYPE]                   POST the file's bytes as they are (a\n"
+        "  post PATH FILE [CONTENT_TYPE [OUT]]             POST the file's bytes as they are (a\n"
         "                      body made elsewhere; default type application/x-protobuf);\n"
-        "                      prints 'OK HTTP 200 (N bytes)' or the refusal\n"
+        "                      prints 'OK HTTP 200 (N bytes)' (the answer's bytes into OUT)\n"
+        "                      or the refusal\n"
         "  batch               read commands (the ones above, words separated by blanks, no\n"
         "                      quoting) from standard input, one a line, '#' lines and blank\n"
         "                      lines skipped; run them in order over one connection (keep-alive)\n"
@@ -261,7 +262,8 @@ static int bad_command(const client_opts *o, const char *cmd)
 
 /* post PATH FILE [CONTENT_TYPE]: the file's bytes as they are, for bodies
  * made elsewhere (a vendor's own encoder, a test's hand-made message). */
-static int post_raw(client_opts *o, const char *path, const char *file, const char *ctype)
+static int post_raw(client_opts *o, const char *path, const char *file, const char *ctype,
+                    const char *out_file)
 {
     FILE *f = fopen(file, "rb");
     uint8_t *body = NULL;
@@ -301,6 +303,13 @@ static int post_raw(client_opts *o, const char *path, const char *file, const ch
         rc = refused(&r);
     else
         printf("OK HTTP 200 (%zu bytes)\n", r.len), rc = 0;
+    if (rc == 0 && out_file != NULL) {
+        FILE *of = fopen(out_file, "wb");
+        if (of == NULL || fwrite(r.body, 1, r.len, of) != r.len || fclose(of) != 0) {
+            fprintf(stderr, "khclient: cannot write %s\n", out_file);
+            rc = 2;
+        }
+    }
     kh_sync_resp_free(&r);
 out:
     fclose(f);
@@ -319,9 +328,10 @@ static int run_command(client_opts *o, const char *cmd, int na, char **a)
         return bulk(o, a[0], a[1], a[2], a[3]);
     }
     if (strcmp(cmd, "post") == 0) {
-        if (na != 2 && na != 3)
+        if (na < 2 || na > 4)
             return bad_command(o, cmd);
-        return post_raw(o, a[0], a[1], na == 3 ? a[2] : "application/x-protobuf");
+        return post_raw(o, a[0], a[1], na >= 3 ? a[2] : "application/x-protobuf",
+                        na == 4 ? a[3] : NULL);
     }
     const char *path = NULL;
     const ProtobufCMessageDescriptor *resp_desc = NULL;

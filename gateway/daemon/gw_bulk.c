@@ -34,6 +34,10 @@
 
 #define MAX_UPLOADS 32
 #define MAX_UPLOADS_PER_TENANT 8 /* so no tenant can take every slot */
+#define MAX_UPLOADS_PER_SYSTEM 4 /* nor one business system all its tenant's */
+/* Finished uploads hold no slot; each tenant's last ones are kept (status,
+ * report) for UPLOAD_IDLE_S, or until this many newer ones have finished. */
+#define MAX_FINISHED_PER_TENANT 32
 #define UPLOAD_IDLE_S 3600
 #define REPORT_PAGE (512 * 1024)
 
@@ -83,6 +87,8 @@ static gw_upload *load_queue[MAX_UPLOADS];
 static size_t queue_head, queue_len;
 static int opening;               /* opens whose check is still on a worker */
 static uint64_t max_upload_bytes; /* config max_upload_mb */
+
+static void upload_retire(gw_upload *u);
 
 /* ------------------------------------------------------------ uploads */
 
@@ -257,25 +263,11 @@ static void open_done(void *arg)
 static bool file_name_ok(const char *s)
 {
     size_t n = strlen(s);
-    if (n == 0 || n > 200)
+    if (n == 0 || n > 200 || !kh_id_text(s, n))
         return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch < 0x20 || ch == 0x7f || ch == '/' || ch == '\\')
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f || s[i] == '/' || s[i] == '\\')
             return false;
-        if (ch >= 0x80) { /* a well-formed UTF-8 sequence */
-            int more = ch >= 0xf0 && ch < 0xf5   ? 3
-                       : ch >= 0xe0              ? 2
-                       : ch >= 0xc2 && ch < 0xe0 ? 1
-                                                 : -1;
-            if (more < 0)
-                return false;
-            for (int k = 1; k <= more; k++)
-                if (i + (size_t)k >= n || ((unsigned char)s[i + (size_t)k] & 0xc0) != 0x80)
-                    return false;
-            i += (size_t)more;
-        }
-    }
     return true;
 }
 
@@ -293,17 +285,45 @@ void gw_bulk_on_open(struct evhttp_request *req, gw_tenant *t, const char *syste
                       : G.set.spool_dir == NULL
                           ? "bulk registration is not configured on this gateway (spool_dir)"
                           : NULL;
-    int active = 0, mine = 0;
+    /* only uploads in progress hold a slot: a finished one (applied,
+     * duplicate, rejected, failed) stays readable but counts for nothing */
+    int active = 0, mine = 0, ours = 0, finished = 0;
+    gw_upload *oldest = NULL;
     for (gw_upload *u = uploads; u; u = u->next) {
+        pthread_mutex_lock(&mu);
+        bool done = u->state >= UP_APPLIED;
+        pthread_mutex_unlock(&mu);
+        if (done) {
+            if (u->t == t && !u->busy) {
+                finished++;
+                if (oldest == NULL || u->touched < oldest->touched)
+                    oldest = u;
+            }
+            continue;
+        }
         active++;
         mine += u->t == t;
+        ours += u->t == t && strcmp(u->system, system) == 0;
     }
-    if (bad != NULL || active + opening >= MAX_UPLOADS || mine >= MAX_UPLOADS_PER_TENANT) {
-        kh_http_reply_err(req, bad ? KH_E_FIELD : KH_E_OVERLOADED, "%s",
-                          bad ? bad : "too many uploads in progress; retry later");
+    const char *who = NULL;
+    int limit = 0;
+    if (active + opening >= MAX_UPLOADS)
+        who = "this gateway", limit = MAX_UPLOADS;
+    else if (mine >= MAX_UPLOADS_PER_TENANT)
+        who = "this tenant", limit = MAX_UPLOADS_PER_TENANT;
+    else if (ours >= MAX_UPLOADS_PER_SYSTEM)
+        who = "this business system", limit = MAX_UPLOADS_PER_SYSTEM;
+    if (bad != NULL || who != NULL) {
+        if (bad != NULL)
+            kh_http_reply_err(req, KH_E_FIELD, "%s", bad);
+        else
+            kh_http_reply_err(req, KH_E_OVERLOADED, "%s has %d uploads in progress; retry later",
+                              who, limit);
         kh__bulk_open_request__free_unpacked(m, NULL);
         return;
     }
+    if (finished >= MAX_FINISHED_PER_TENANT)
+        upload_retire(oldest);
     gw_upload *u = calloc(1, sizeof *u);
     open_call *oc = calloc(1, sizeof *oc);
     uint8_t rnd[16];
@@ -692,6 +712,17 @@ static void sweep_done(void *arg)
     upload_free(arg);
 }
 
+/* Forgets an upload that is not busy: its files are removed on a worker. */
+static void upload_retire(gw_upload *u)
+{
+    upload_unlink(u);
+    kh_info("bulk", "upload %s forgotten (%s)", u->id, state_names[u->state]);
+    if (kh_pool_submit(G.pool, sweep_work, sweep_done, u) != 0) {
+        u->next = uploads; /* try again next sweep */
+        uploads = u;
+    }
+}
+
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
     time_t now = time(NULL);
@@ -699,12 +730,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
         next = u->next;
         if (u->busy || now - u->touched < UPLOAD_IDLE_S)
             continue;
-        upload_unlink(u);
-        kh_info("bulk", "upload %s expired (%s)", u->id, state_names[u->state]);
-        if (kh_pool_submit(G.pool, sweep_work, sweep_done, u) != 0) {
-            u->next = uploads; /* try again next sweep */
-            uploads = u;
-        }
+        upload_retire(u);
     }
 }
 

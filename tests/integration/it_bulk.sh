@@ -171,4 +171,50 @@ expect_contains "the resent file loads" "OK APPLIED records=$bigrec" "$out"
 expect_eq "exactly once" $((before + bigrec)) "$(replica_count)"
 out=$(tax bulk TK001 diff 20260601 "$big" 2>/dev/null)
 expect_contains "and a third sending is a no-op" "OK DUPLICATE" "$out"
+
+# Slots (issue 11, class 5): finished uploads hold none, and one business
+# system cannot take all of its tenant's. Uploads are opened and committed by
+# hand (khclient post) so that some stay open.
+sdir=$(mktemp -d)
+open_upload() { # prints the upload id, or the refusal
+    printf '\x0a\x05TK001\x12\x04diff\x1a\x0820260601\x22\x05s.csv' >"$sdir/open"
+    local out
+    out=$("$KH_ROOT/tools/khstack" client "$KH_STACK" 131016 tax post /v1/bulk/open "$sdir/open" \
+        application/x-protobuf "$sdir/resp" 2>&1) || true
+    case $out in OK*) grep -ao '[0-9a-f]\{32\}' "$sdir/resp" | head -n 1 ;; *) echo "$out" ;; esac
+}
+commit_empty() { # an upload without parts: rejected by its check, so finished
+    printf '\x0a\x20%s\x12\x40%s' "$1" e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 \
+        >"$sdir/commit"
+    "$KH_ROOT/tools/khstack" client "$KH_STACK" 131016 tax post /v1/bulk/commit "$sdir/commit" 2>&1 || true
+    printf '\x0a\x20%s' "$1" >"$sdir/status"
+    for _ in $(seq 1 100); do
+        "$KH_ROOT/tools/khstack" client "$KH_STACK" 131016 tax post /v1/bulk/status "$sdir/status" \
+            application/x-protobuf "$sdir/st" >/dev/null 2>&1 || true
+        grep -aqE 'REJECTED|APPLIED|FAILED|DUPLICATE' "$sdir/st" 2>/dev/null && return 0
+        sleep 0.05
+    done
+}
+ok=0
+for i in $(seq 1 12); do
+    id=$(open_upload)
+    [[ $id =~ ^[0-9a-f]{32}$ ]] && ok=$((ok + 1))
+    commit_empty "$id" >/dev/null
+done
+expect_eq "twelve uploads one after another, each finished before the next, all open" 12 "$ok"
+ids=()
+for i in 1 2 3 4; do ids+=("$(open_upload)"); done
+check "one system opens four uploads at once" bash -c '[[ "$*" =~ ^([0-9a-f]{32} ?){4}$ ]]' _ "${ids[*]}"
+out=$(open_upload)
+expect_contains "a fifth is refused while they are open" "REFUSED KH-5003" "$out"
+expect_contains "... naming the system's limit" "this business system has 4 uploads in progress" "$out"
+for id in "${ids[@]}"; do commit_empty "$id" >/dev/null; done
+for _ in $(seq 1 50); do
+    id=$(open_upload)
+    [[ $id =~ ^[0-9a-f]{32}$ ]] && break
+    sleep 0.1
+done
+check "once they have finished, the system opens again" bash -c '[[ $1 =~ ^[0-9a-f]{32}$ ]]' _ "$id"
+commit_empty "$id" >/dev/null
+rm -rf "$sdir"
 finish
