@@ -137,7 +137,7 @@ struct evhttp *kh_http_listen(struct event_base *base, SSL_CTX *ctx, const char 
     evhttp_set_bevcb(http, server_bev, ctx);
     evhttp_set_gencb(http, not_found, NULL);
     evhttp_set_max_body_size(http, (ev_ssize_t)max_body);
-    evhttp_set_max_headers_size(http, 16384);
+    evhttp_set_max_headers_size(http, KH_HTTP_MAX_HEADERS);
     evhttp_set_timeout(http, 30);
     evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
     struct evhttp_bound_socket *bs = evhttp_bind_socket_with_handle(http, host, port);
@@ -452,6 +452,10 @@ static pconn *conn_open(dest *d)
         return NULL;
     }
     evhttp_connection_set_retries(conn, 0);
+    /* a reply is read within limits too: what a peer or the router sends back
+     * is as untrusted as what it sends */
+    evhttp_connection_set_max_body_size(conn, (ev_ssize_t)KH_HTTP_MAX_RESPONSE);
+    evhttp_connection_set_max_headers_size(conn, KH_HTTP_MAX_HEADERS);
     evhttp_connection_set_closecb(conn, conn_closed, pc);
     pc->conn = conn;
     pc->d = d;

@@ -63,6 +63,13 @@ void kh_http_reply_err(struct evhttp_request *req, kh_err e, const char *fmt, ..
 void kh_http_reply_raw(struct evhttp_request *req, int http_status, const uint8_t *body,
                        size_t len);
 
+/* Headers of a request or a reply, in all: at most this many bytes. */
+#define KH_HTTP_MAX_HEADERS 16384
+/* The body of a reply to an outgoing request: at most the largest envelope
+ * (a payload of 16 MiB, khc_open's limit, and its header) or directory. A
+ * longer one fails the request (status 0) before it is read whole. */
+#define KH_HTTP_MAX_RESPONSE ((size_t)17 << 20)
+
 /* Outgoing request. status is the HTTP status, or 0 if the connection, TLS
  * handshake (including the expected-peer check) or deadline failed. body is
  * valid only during the callback. Connections are kept alive and reused for
