@@ -46,8 +46,11 @@ int kh_hostport(const char *hp, char *host, size_t hostlen, uint16_t *port)
     return 0;
 }
 
+static void answering(struct evhttp_request *req);
+
 static void not_found(struct evhttp_request *req, void *arg)
 {
+    answering(req);
     kh_http_reply_err(req, KH_E_NOT_FOUND_PATH, "no such endpoint on this listener");
 }
 
@@ -63,10 +66,11 @@ static size_t nroutes;
 static void route_gate(struct evhttp_request *req, void *arg)
 {
     const route *r = arg;
+    answering(req);
     const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
     const char *path = u != NULL ? evhttp_uri_get_path(u) : NULL;
     if (path == NULL || strcmp(path, r->path) != 0)
-        not_found(req, NULL);
+        kh_http_reply_err(req, KH_E_NOT_FOUND_PATH, "no such endpoint on this listener");
     else
         r->cb(req, r->arg);
 }
@@ -86,6 +90,28 @@ void kh_http_route(struct evhttp *http, const char *path,
         kh_error("http", "a route is set twice: a bug");
         abort();
     }
+    nroutes++;
+}
+
+static void other_gate(struct evhttp_request *req, void *arg)
+{
+    const route *r = arg;
+    answering(req);
+    r->cb(req, r->arg);
+}
+
+void kh_http_route_other(struct evhttp *http, void (*cb)(struct evhttp_request *, void *),
+                         void *arg)
+{
+    route *r = &routes[nroutes];
+    if (nroutes == sizeof routes / sizeof routes[0]) {
+        kh_error("http", "route table full: a bug");
+        abort();
+    }
+    r->path[0] = '\0';
+    r->cb = cb;
+    r->arg = arg;
+    evhttp_set_gencb(http, other_gate, r);
     nroutes++;
 }
 
@@ -111,13 +137,137 @@ int kh_http_query(const char *q, struct evkeyvalq *out, char *why, size_t whylen
     return 0;
 }
 
+/* ------------------------------------------------------- slow clients */
+
+/* Every accepted connection is watched: a callback on its input buffer
+ * counts the bytes of the request being read. From the connection's start
+ * (its TLS handshake included), and on a kept-alive connection from the
+ * next request's first byte, a request must arrive at KH_HTTP_MIN_RATE
+ * bytes/s at least once KH_HTTP_GRACE_S have passed; a connection that
+ * trickles slower is shut down (checked once a second). While a request is
+ * being answered nothing is expected; an idle kept-alive connection is
+ * ended by the listener's read timeout. The watch holds a reference on the
+ * connection's bufferevent, so it stays valid; libevent clears its
+ * callbacks when it lets the connection go, which is how the watch knows to
+ * let go too. */
+typedef struct watch {
+    struct bufferevent *bev;
+    struct evbuffer_cb_entry *cb; /* count_added on its input */
+    uint64_t bytes;               /* of the request being read */
+    time_t first;                 /* when it started; 0: none yet */
+    bool busy;                    /* a request is being answered */
+    struct watch *next;
+} watch;
+static watch *watches;
+static struct event *watch_ev;
+static unsigned long slow_closed;
+
+static void count_added(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    watch *w = arg;
+    (void)buf;
+    if (info->n_added == 0 || w->busy)
+        return;
+    if (w->first == 0)
+        w->first = time(NULL);
+    w->bytes += info->n_added;
+}
+
+static void watch_tick(evutil_socket_t fd, short what, void *arg)
+{
+    time_t now = time(NULL);
+    (void)fd;
+    (void)what;
+    (void)arg;
+    for (watch **pp = &watches; *pp;) {
+        watch *w = *pp;
+        bufferevent_data_cb rd = NULL;
+        bufferevent_getcb(w->bev, &rd, NULL, NULL, NULL);
+        if (rd == NULL) { /* libevent let the connection go */
+            *pp = w->next;
+            /* nothing may call back into w once it is freed */
+            evbuffer_remove_cb_entry(bufferevent_get_input(w->bev), w->cb);
+            bufferevent_decref(w->bev);
+            free(w);
+            continue;
+        }
+        pp = &w->next;
+        if (w->busy || w->first == 0 || now - w->first < KH_HTTP_GRACE_S ||
+            w->bytes >= (uint64_t)KH_HTTP_MIN_RATE * (uint64_t)(now - w->first))
+            continue;
+        kh_info("http", "a client sent %llu bytes in %lld s, slower than %d bytes/s: closed",
+                (unsigned long long)w->bytes, (long long)(now - w->first), KH_HTTP_MIN_RATE);
+        w->first = 0; /* once */
+        slow_closed++;
+        evutil_socket_t s = bufferevent_getfd(w->bev);
+        if (s >= 0)
+            shutdown(s, SHUT_RDWR); /* libevent sees the end and lets the connection go */
+    }
+}
+
+static watch *watch_of(struct evhttp_request *req)
+{
+    struct evhttp_connection *c = evhttp_request_get_connection(req);
+    struct bufferevent *bev = c ? evhttp_connection_get_bufferevent(c) : NULL;
+    for (watch *w = watches; w && bev; w = w->next)
+        if (w->bev == bev)
+            return w;
+    return NULL;
+}
+
+static void answered(struct evhttp_request *req, void *arg)
+{
+    watch *w = watch_of(req);
+    (void)arg;
+    if (w != NULL) {
+        /* the next request's clock starts at its first byte */
+        w->busy = false;
+        w->first = 0;
+        w->bytes = 0;
+    }
+}
+
+/* A request has been read whole: its answer may take its time. */
+static void answering(struct evhttp_request *req)
+{
+    watch *w = watch_of(req);
+    if (w != NULL) {
+        w->busy = true;
+        evhttp_request_set_on_complete_cb(req, answered, NULL);
+    }
+}
+
 static struct bufferevent *server_bev(struct event_base *base, void *arg)
 {
     SSL *ssl = kh_tls_new((SSL_CTX *)arg);
-    if (ssl == NULL)
+    watch *w = calloc(1, sizeof *w);
+    if (ssl == NULL || w == NULL) {
+        kh_tls_free(ssl);
+        free(w);
         return NULL;
-    return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                          BEV_OPT_CLOSE_ON_FREE);
+    }
+    w->bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                            BEV_OPT_CLOSE_ON_FREE);
+    if (w->bev == NULL) {
+        kh_tls_free(ssl);
+        free(w);
+        return NULL;
+    }
+    if ((w->cb = evbuffer_add_cb(bufferevent_get_input(w->bev), count_added, w)) == NULL) {
+        bufferevent_free(w->bev);
+        free(w);
+        return NULL;
+    }
+    bufferevent_incref(w->bev);
+    w->first = time(NULL); /* the handshake and the first request are timed */
+    w->next = watches;
+    watches = w;
+    return w->bev;
+}
+
+unsigned long kh_http_slow_closed(void)
+{
+    return slow_closed;
 }
 
 struct evhttp *kh_http_listen(struct event_base *base, SSL_CTX *ctx, const char *hostport,
@@ -135,6 +285,15 @@ struct evhttp *kh_http_listen(struct event_base *base, SSL_CTX *ctx, const char 
         return NULL;
     }
     evhttp_set_bevcb(http, server_bev, ctx);
+    if (watch_ev == NULL) {
+        struct timeval sec = {1, 0};
+        watch_ev = event_new(base, -1, EV_PERSIST, watch_tick, NULL);
+        if (watch_ev == NULL || event_add(watch_ev, &sec) != 0) {
+            snprintf(err, errlen, "cannot start the slow-client watch");
+            evhttp_free(http);
+            return NULL;
+        }
+    }
     evhttp_set_gencb(http, not_found, NULL);
     evhttp_set_max_body_size(http, (ev_ssize_t)max_body);
     evhttp_set_max_headers_size(http, KH_HTTP_MAX_HEADERS);
@@ -609,6 +768,10 @@ kh_http_stats kh_http_client_stats(void)
 
 void kh_http_client_close(struct event_base *base)
 {
+    if (watch_ev != NULL && event_get_base(watch_ev) == base) {
+        event_free(watch_ev);
+        watch_ev = NULL;
+    }
     /* the destinations stay (busy connections point at them); their idle
      * connections go */
     for (dest *d = dests; d; d = d->next) {

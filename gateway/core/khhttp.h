@@ -63,6 +63,19 @@ void kh_http_reply_err(struct evhttp_request *req, kh_err e, const char *fmt, ..
 void kh_http_reply_raw(struct evhttp_request *req, int http_status, const uint8_t *body,
                        size_t len);
 
+/* A request being read (headers and body) must come at this many bytes/s
+ * at least, from its first byte, once this many seconds have passed: a
+ * slower client is disconnected (a connection that sends nothing, or a TLS
+ * handshake, is ended by the listener's read timeout instead). */
+#define KH_HTTP_MIN_RATE 1024
+#define KH_HTTP_GRACE_S 10
+/* How many connections were closed for being too slow, since start. */
+unsigned long kh_http_slow_closed(void);
+/* Routes a request that no path matched (the admin API's own router): cb
+ * is called as a route's would be. */
+void kh_http_route_other(struct evhttp *http, void (*cb)(struct evhttp_request *, void *),
+                         void *arg);
+
 /* Headers of a request or a reply, in all: at most this many bytes. */
 #define KH_HTTP_MAX_HEADERS 16384
 /* The body of a reply to an outgoing request: at most the largest envelope

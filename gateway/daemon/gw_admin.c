@@ -477,7 +477,7 @@ void gw_admin_reload(const gw_settings *s)
 
 void gw_admin_register(struct evhttp *http)
 {
-    evhttp_set_gencb(http, on_admin_request, NULL);
+    kh_http_route_other(http, on_admin_request, NULL);
 }
 
 void gw_admin_stop(void)

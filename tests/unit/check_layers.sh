@@ -191,7 +191,7 @@ for d in $folders; do
                 printf 'layers: %s:%s: unpacks protobuf itself (use kh_pb_unpack, gateway/core/khpb.h)\n' "$f" "$line"
             done | grep . && fail=1
         [ "$f" = gateway/core/khhttp.c ] && continue
-        grep -nE 'evhttp_set_cb[[:space:]]*\(' "$f" |
+        grep -nE 'evhttp_set_(gen)?cb[[:space:]]*\(' "$f" |
             while IFS=: read -r line _; do
                 printf 'layers: %s:%s: sets a route itself (use kh_http_route, gateway/core/khhttp.h)\n' "$f" "$line"
             done | grep . && fail=1
