@@ -139,23 +139,25 @@ int kh_http_query(const char *q, struct evkeyvalq *out, char *why, size_t whylen
 
 /* ------------------------------------------------------- slow clients */
 
-/* Every accepted connection is watched: a callback on its input buffer
- * counts the bytes of the request being read. From the connection's start
- * (its TLS handshake included), and on a kept-alive connection from the
- * next request's first byte, a request must arrive at KH_HTTP_MIN_RATE
- * bytes/s at least once KH_HTTP_GRACE_S have passed; a connection that
- * trickles slower is shut down (checked once a second). While a request is
- * being answered nothing is expected; an idle kept-alive connection is
- * ended by the listener's read timeout. The watch holds a reference on the
- * connection's bufferevent, so it stays valid; libevent clears its
- * callbacks when it lets the connection go, which is how the watch knows to
- * let go too. */
+/* Every accepted connection is watched: its TLS handshake must complete
+ * within KH_HTTP_GRACE_S, and a callback on its input buffer counts the
+ * bytes of the request being read: from its first byte, a request must
+ * arrive at KH_HTTP_MIN_RATE bytes/s at least once KH_HTTP_GRACE_S have
+ * passed. A connection too slow is shut down (checked once a second). While
+ * a request is being answered nothing is expected; a connection that sends
+ * nothing is ended by the listener's read timeout. The watch holds a
+ * reference on the connection's bufferevent, so it stays valid; libevent
+ * clears its event callback when it lets the connection go, which is how the
+ * watch knows to let go too. Known gap: a reply libevent makes itself (a
+ * method it refuses) does not restart a kept-alive connection's clock. */
 typedef struct watch {
     struct bufferevent *bev;
     struct evbuffer_cb_entry *cb; /* count_added on its input */
     uint64_t bytes;               /* of the request being read */
-    time_t first;                 /* when it started; 0: none yet */
-    bool busy;                    /* a request is being answered */
+    time_t first;                 /* when its first byte came; 0: none yet */
+    time_t accepted;
+    bool handshaken; /* the TLS handshake was seen complete */
+    bool busy;       /* a request is being answered */
     struct watch *next;
 } watch;
 static watch *watches;
@@ -181,9 +183,11 @@ static void watch_tick(evutil_socket_t fd, short what, void *arg)
     (void)arg;
     for (watch **pp = &watches; *pp;) {
         watch *w = *pp;
-        bufferevent_data_cb rd = NULL;
-        bufferevent_getcb(w->bev, &rd, NULL, NULL, NULL);
-        if (rd == NULL) { /* libevent let the connection go */
+        bufferevent_event_cb ev = NULL;
+        /* evhttp clears the read callback while it writes a reply; only
+         * bufferevent_free clears the event callback */
+        bufferevent_getcb(w->bev, NULL, NULL, &ev, NULL);
+        if (ev == NULL) { /* libevent let the connection go */
             *pp = w->next;
             /* nothing may call back into w once it is freed */
             evbuffer_remove_cb_entry(bufferevent_get_input(w->bev), w->cb);
@@ -192,6 +196,16 @@ static void watch_tick(evutil_socket_t fd, short what, void *arg)
             continue;
         }
         pp = &w->next;
+        if (w->first == 0 && !w->handshaken && now - w->accepted >= KH_HTTP_GRACE_S &&
+            !(w->handshaken = kh_tls_handshake_done(bufferevent_openssl_get_ssl(w->bev)))) {
+            kh_info("http", "a client's TLS handshake took over %d s: closed", KH_HTTP_GRACE_S);
+            w->handshaken = true; /* once */
+            slow_closed++;
+            evutil_socket_t s = bufferevent_getfd(w->bev);
+            if (s >= 0)
+                shutdown(s, SHUT_RDWR);
+            continue;
+        }
         if (w->busy || w->first == 0 || now - w->first < KH_HTTP_GRACE_S ||
             w->bytes >= (uint64_t)KH_HTTP_MIN_RATE * (uint64_t)(now - w->first))
             continue;
@@ -248,8 +262,7 @@ static struct bufferevent *server_bev(struct event_base *base, void *arg)
     }
     w->bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
                                             BEV_OPT_CLOSE_ON_FREE);
-    if (w->bev == NULL) {
-        kh_tls_free(ssl);
+    if (w->bev == NULL) { /* with BEV_OPT_CLOSE_ON_FREE libevent freed ssl already */
         free(w);
         return NULL;
     }
@@ -259,7 +272,7 @@ static struct bufferevent *server_bev(struct event_base *base, void *arg)
         return NULL;
     }
     bufferevent_incref(w->bev);
-    w->first = time(NULL); /* the handshake and the first request are timed */
+    w->accepted = time(NULL); /* the handshake is timed; the requests from their first byte */
     w->next = watches;
     watches = w;
     return w->bev;

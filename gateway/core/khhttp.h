@@ -63,10 +63,11 @@ void kh_http_reply_err(struct evhttp_request *req, kh_err e, const char *fmt, ..
 void kh_http_reply_raw(struct evhttp_request *req, int http_status, const uint8_t *body,
                        size_t len);
 
-/* A request being read (headers and body) must come at this many bytes/s
- * at least, from its first byte, once this many seconds have passed: a
- * slower client is disconnected (a connection that sends nothing, or a TLS
- * handshake, is ended by the listener's read timeout instead). */
+/* A TLS handshake must complete within KH_HTTP_GRACE_S, and a request being
+ * read (headers and body) must come at KH_HTTP_MIN_RATE bytes/s at least,
+ * from its first byte, once KH_HTTP_GRACE_S have passed: a slower client is
+ * disconnected (one that sends nothing is ended by the listener's read
+ * timeout instead). */
 #define KH_HTTP_MIN_RATE 1024
 #define KH_HTTP_GRACE_S 10
 /* How many connections were closed for being too slow, since start. */

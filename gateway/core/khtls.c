@@ -200,6 +200,11 @@ void kh_tls_free(SSL *ssl)
     SSL_free(ssl);
 }
 
+bool kh_tls_handshake_done(SSL *ssl)
+{
+    return ssl != NULL && SSL_is_init_finished(ssl) == 1;
+}
+
 /* The reason of the last TLS failure from OpenSSL's queue (which is then
  * emptied) after what, into out. */
 static void last_error(const char *what, char *out, size_t outlen)

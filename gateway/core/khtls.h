@@ -34,6 +34,8 @@ void kh_tls_ctx_free(SSL_CTX *ctx);
  * kh_tls_free frees one that no bufferevent took (NULL ok). */
 SSL *kh_tls_new(SSL_CTX *ctx);
 void kh_tls_free(SSL *ssl);
+/* Whether the connection's TLS handshake has completed (NULL: no). */
+bool kh_tls_handshake_done(SSL *ssl);
 
 /* Blocking client connections for the command-line tools (never inside an
  * event loop). kh_tls_connect_fd runs the handshake on a connected socket,

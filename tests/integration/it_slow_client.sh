@@ -20,6 +20,18 @@ check "a request trickled at a byte a second is cut off (after ${took} s)" test 
 check "... not before its grace of 10 s" test "$took" -ge 9
 after=$(grep -c 'slower than 1024 bytes/s' "$log" || true)
 check "and the gateway says why in its log" test "$after" -gt "$before"
+# the same with the TLS handshake: a ClientHello's record header, then a
+# byte a second of its body (the handshake never completes)
+start=$(date +%s)
+(
+    exec 3<>"/dev/tcp/${biz%:*}/${biz#*:}"
+    { printf '\x16\x03\x01\x00\xff'; for _ in $(seq 1 45); do printf 'A'; sleep 1; done; } >&3 2>/dev/null &
+    timeout 60 cat <&3 >/dev/null
+) || true
+took=$(($(date +%s) - start))
+check "a TLS handshake trickled at a byte a second is cut off (after ${took} s)" test "$took" -le 20
+check "... not before its 10 s" test "$took" -ge 9
+check "and said so" grep -q "TLS handshake took over 10 s" "$log"
 new_person
 out=$(client 131016 tax linkcode "$LOCAL_C" "$RESIDENT")
 expect_contains "a client at a normal pace is served meanwhile" "OK" "$out"
