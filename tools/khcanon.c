@@ -93,7 +93,7 @@ int khcanon_copy_sql(const khcanon_chain *c, long long from, long long to, char 
 
 /* ------------------------------------------------------------ output */
 
-static bool reserve(khcanon_buf *b, size_t more)
+bool khcanon_reserve(khcanon_buf *b, size_t more)
 {
     if (more <= b->cap - b->len)
         return true;
@@ -112,7 +112,7 @@ static bool reserve(khcanon_buf *b, size_t more)
 
 static bool put(khcanon_buf *b, const void *s, size_t n)
 {
-    if (!reserve(b, n))
+    if (!khcanon_reserve(b, n))
         return false;
     memcpy(b->p + b->len, s, n);
     b->len += n;
@@ -132,7 +132,7 @@ static const uint8_t plain[256] = {
 static bool put_string(khcanon_buf *b, const uint8_t *s, size_t n)
 {
     /* at most six bytes out per byte in, and the quotes */
-    if (n > ((size_t)1 << 36) || !reserve(b, n * 6 + 2))
+    if (n > ((size_t)1 << 36) || !khcanon_reserve(b, n * 6 + 2))
         return false;
     char *o = b->p + b->len;
     *o++ = '"';

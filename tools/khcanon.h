@@ -36,6 +36,9 @@ typedef struct {
     size_t len, cap;
 } khcanon_buf;
 
+/* Room for at least more bytes after b->len; false if out of memory. */
+bool khcanon_reserve(khcanon_buf *b, size_t more);
+
 /* One row of such a COPY, decoded. */
 typedef struct {
     bool has_seq; /* seq is not NULL */

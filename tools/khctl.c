@@ -304,11 +304,7 @@ static const char *decode_copy(const void *ctx, const uint8_t *rec, size_t len, 
                                khv_text *text, size_t *clen)
 {
     khcanon_row cr;
-    khcanon_buf b = {text->p, text->len, text->cap};
-    khcanon_status st = khcanon_decode(ctx, rec, len, &cr, &b);
-    text->p = b.p;
-    text->len = b.len;
-    text->cap = b.cap;
+    khcanon_status st = khcanon_decode(ctx, rec, len, &cr, text);
     memcpy(row->id, cr.id, sizeof row->id);
     if (st == KHCANON_BAD) {
         row->kind = KHV_UNREADABLE;

@@ -553,16 +553,10 @@ static bool parse_seq(const char *s, long long *out)
     return true;
 }
 
+/* Room for need bytes in all (t->len is 0 when a decoder starts). */
 static bool text_room(khv_text *t, size_t need)
 {
-    if (need <= t->cap)
-        return true;
-    char *p = realloc(t->p, need);
-    if (p == NULL)
-        return false;
-    t->p = p;
-    t->cap = need;
-    return true;
+    return need <= t->cap || khcanon_reserve(t, need - t->len);
 }
 
 /* The row line as export writes it, read in one pass:

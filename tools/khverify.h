@@ -16,6 +16,7 @@
 #ifndef KH_VERIFY_H
 #define KH_VERIFY_H
 
+#include "khcanon.h"
 #include "khcrypto.h"
 
 #include <stdbool.h>
@@ -94,11 +95,8 @@ typedef struct {
     bool content_ok; /* SHA-256(prev || canonical text) == hash */
 } khv_row;
 
-/* A growing buffer for a canonical text. */
-typedef struct {
-    char *p;
-    size_t len, cap;
-} khv_text;
+/* A growing buffer for a canonical text: khcanon's (khcanon_reserve). */
+typedef khcanon_buf khv_text;
 
 /* Decodes one record into row (kind, seq, prev, hash, id, unsure) and
  * returns its canonical text, with its length in *clen: a view into the
