@@ -13,6 +13,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/http_struct.h> /* req->major, req->minor: see evhttp_send_error */
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
 #include <netinet/in.h>
@@ -148,8 +149,9 @@ int kh_http_query(const char *q, struct evkeyvalq *out, char *why, size_t whylen
  * nothing is ended by the listener's read timeout. The watch holds a
  * reference on the connection's bufferevent, so it stays valid; libevent
  * clears its event callback when it lets the connection go, which is how the
- * watch knows to let go too. Known gap: a reply libevent makes itself (a
- * method it refuses) does not restart a kept-alive connection's clock. */
+ * watch knows to let go too. A refusal libevent would have made itself
+ * (see evhttp_send_error below) stops the clock too, and closes the
+ * connection. */
 typedef struct watch {
     struct bufferevent *bev;
     struct evbuffer_cb_entry *cb; /* count_added on its input */
@@ -251,6 +253,98 @@ static void answering(struct evhttp_request *req)
     }
 }
 
+/* ---- refusals libevent would make itself ----
+ *
+ * libevent 2.1 answers some requests before any callback of ours: a request
+ * line or header it cannot read, headers or a body over the listener's
+ * limits, a method the listener does not allow, an Expect it does not know.
+ * It has no hook for that (2.2's evhttp_set_errorcb is not in 2.1); every
+ * such answer goes through its exported evhttp_send_error, which it calls
+ * through its PLT. The definition below takes the library's place (an
+ * executable's definition interposes a shared library's), so that these
+ * refusals are ours too: the listener's status message with a code from the
+ * table, never libevent's HTML page. it_refusals checks it on each listener:
+ * if a build ever stopped the interposition, that test fails. */
+typedef struct {
+    struct evhttp *http;
+    kh_http_refuse_fn refuse;
+    size_t max_body;
+} listener;
+static listener listeners[16];
+static size_t nlisteners;
+
+static listener *listener_of(struct evhttp *http)
+{
+    for (size_t i = 0; i < nlisteners; i++)
+        if (listeners[i].http == http)
+            return &listeners[i];
+    return NULL;
+}
+
+void kh_http_set_refuser(struct evhttp *http, kh_http_refuse_fn refuse)
+{
+    listener *l = listener_of(http);
+    if (l == NULL) {
+        kh_error("http", "a refuser is set on a listener kh_http_listen did not make: a bug");
+        abort();
+    }
+    l->refuse = refuse;
+}
+
+static void refuse_pb(struct evhttp_request *req, kh_err e, const char *msg)
+{
+    kh_http_reply_err(req, e, "%s", msg);
+}
+
+void evhttp_send_error(struct evhttp_request *req, int error, const char *reason)
+{
+    struct evhttp_connection *c = evhttp_request_get_connection(req);
+    listener *l = c ? listener_of(evhttp_connection_get_server(c)) : NULL;
+    char msg[160];
+    kh_err e = KH_E_BAD_REQUEST;
+    (void)reason; /* libevent's phrase; the message below says more */
+    /* libevent 2.1 reports headers over the limit as unreadable (400): the
+     * bytes it parsed, or those the watch counted, tell them apart */
+    const watch *w = watch_of(req);
+    if (error == HTTP_BADREQUEST &&
+        (req->headers_size > KH_HTTP_MAX_HEADERS ||
+         (w != NULL && req->body_size == 0 && w->bytes > KH_HTTP_MAX_HEADERS)))
+        error = HTTP_ENTITYTOOLARGE;
+    switch (error) {
+    case HTTP_ENTITYTOOLARGE:
+        e = KH_E_TOO_LARGE;
+        if (l != NULL)
+            snprintf(msg, sizeof msg,
+                     "the request's headers or body exceed this listener's limits "
+                     "(%d bytes of headers, %zu of body)",
+                     KH_HTTP_MAX_HEADERS, l->max_body);
+        else
+            snprintf(msg, sizeof msg, "the request's headers or body exceed the limits");
+        break;
+    case HTTP_NOTIMPLEMENTED:
+    case 405:
+        snprintf(msg, sizeof msg, "HTTP method not allowed: only GET and POST are served");
+        break;
+    case 417:
+        snprintf(msg, sizeof msg, "the Expect header is not understood (only 100-continue is)");
+        break;
+    default:
+        snprintf(msg, sizeof msg,
+                 "malformed HTTP request: its request line or a header could not be read");
+    }
+    /* a request line libevent could not read left no version: the reply is
+     * HTTP/1.1, so that it has a Content-Length */
+    if (req->major != 1) {
+        req->major = 1;
+        req->minor = 1;
+    }
+    answering(req);
+    /* libevent's state of this connection is no longer to be trusted */
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+    kh_info("http", "refused a request libevent could not accept: %s", msg);
+    (l != NULL && l->refuse != NULL ? l->refuse : refuse_pb)(req, e, msg);
+}
+
 static struct bufferevent *server_bev(struct event_base *base, void *arg)
 {
     SSL *ssl = kh_tls_new((SSL_CTX *)arg);
@@ -297,6 +391,11 @@ struct evhttp *kh_http_listen(struct event_base *base, SSL_CTX *ctx, const char 
         snprintf(err, errlen, "evhttp_new failed");
         return NULL;
     }
+    if (nlisteners == sizeof listeners / sizeof listeners[0]) {
+        snprintf(err, errlen, "too many listeners");
+        evhttp_free(http);
+        return NULL;
+    }
     evhttp_set_bevcb(http, server_bev, ctx);
     if (watch_ev == NULL) {
         struct timeval sec = {1, 0};
@@ -322,6 +421,7 @@ struct evhttp *kh_http_listen(struct event_base *base, SSL_CTX *ctx, const char 
      * wait for the client's delayed ACK (40 ms per request on keep-alive) */
     int one = 1;
     setsockopt(evhttp_bound_socket_get_fd(bs), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    listeners[nlisteners++] = (listener){http, refuse_pb, max_body};
     return http;
 }
 

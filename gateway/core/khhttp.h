@@ -26,6 +26,12 @@ KH_MUST_CHECK int kh_hostport(const char *hp, char *host, size_t hostlen, uint16
  * max_body: larger bodies are refused with 413 before being read. */
 struct evhttp *kh_http_listen(struct event_base *base, SSL_CTX *ctx, const char *hostport,
                               size_t max_body, char *err, size_t errlen);
+/* How a listener refuses a request that libevent itself could not accept
+ * (see evhttp_send_error in khhttp.c): by default a kh.Status message; the
+ * admin API sets its JSON. Called on the event loop, with no personal data
+ * in msg. Set at start, by the main thread. */
+typedef void (*kh_http_refuse_fn)(struct evhttp_request *req, kh_err e, const char *msg);
+void kh_http_set_refuser(struct evhttp *http, kh_http_refuse_fn refuse);
 /* The TLS session of a request's connection. */
 SSL *kh_http_req_ssl(struct evhttp_request *req);
 /* Serves path on http with cb(req, arg): the path as the request sent it,

@@ -478,6 +478,7 @@ void gw_admin_reload(const gw_settings *s)
 void gw_admin_register(struct evhttp *http)
 {
     kh_http_route_other(http, on_admin_request, NULL);
+    kh_http_set_refuser(http, json_error);
 }
 
 void gw_admin_stop(void)
