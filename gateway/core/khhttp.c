@@ -613,6 +613,10 @@ typedef struct {
     uint8_t *body;
     size_t len;
     int timeout_ms;
+    /* the whole reply's deadline: libevent's timeout is per read, and a
+     * peer sending a byte just within each would hold the request forever */
+    struct event *deadline;
+    struct evhttp_request *req; /* in flight, until client_done */
 } client_call;
 
 static void free_conn_later(evutil_socket_t fd, short what, void *arg)
@@ -738,6 +742,15 @@ static pconn *conn_open(dest *d)
 
 static int call_send(client_call *call, dest *d);
 
+/* The request is over (answered, failed or cancelled): its deadline goes. */
+static void call_unclock(client_call *call)
+{
+    if (call->deadline != NULL)
+        event_free(call->deadline);
+    call->deadline = NULL;
+    call->req = NULL;
+}
+
 /* libevent calls this once per request: with a response, or with a status of
  * 0 when connecting, the TLS handshake or the deadline failed. */
 static void client_done(struct evhttp_request *req, void *arg)
@@ -746,6 +759,7 @@ static void client_done(struct evhttp_request *req, void *arg)
     pconn *pc = call->pc;
     dest *d = pc->d;
     int status = req ? evhttp_request_get_response_code(req) : 0;
+    call_unclock(call);
     pc->busy = false;
     if (status == 0 || pc->dead || d->nidle >= IDLE_MAX_PER_DEST) {
         pc->busy = true; /* not in the idle list */
@@ -787,6 +801,21 @@ static void client_done(struct evhttp_request *req, void *arg)
     free(call);
 }
 
+/* The reply did not come whole within the request's time: the request is
+ * cancelled (libevent frees it and resets its connection, without calling
+ * client_done) and fails as a timeout would. */
+static void call_expired(evutil_socket_t fd, short what, void *arg)
+{
+    client_call *call = arg;
+    (void)fd;
+    (void)what;
+    kh_info("http", "no whole reply from %s within %d ms: the request is given up",
+            call->pc->d->hostport, call->timeout_ms);
+    call->pc->dead = true;
+    evhttp_cancel_request(call->req);
+    client_done(NULL, call);
+}
+
 /* Sends call on an idle connection of d if one is fit (d NULL: always a new
  * connection to the destination of call's last connection). 0 or -1. */
 static int call_send(client_call *call, dest *d)
@@ -810,10 +839,15 @@ static int call_send(client_call *call, dest *d)
     struct timeval tv = {call->timeout_ms / 1000, (call->timeout_ms % 1000) * 1000};
     evhttp_connection_set_timeout_tv(pc->conn, &tv);
     struct evhttp_request *req = evhttp_request_new(client_done, call);
-    if (req == NULL) {
+    call->deadline = req ? evtimer_new(d->base, call_expired, call) : NULL;
+    if (call->deadline == NULL || evtimer_add(call->deadline, &tv) != 0) {
+        if (req != NULL)
+            evhttp_request_free(req);
+        call_unclock(call);
         conn_retire(pc);
         return -1;
     }
+    call->req = req;
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Host", d->host);
     evhttp_add_header(h, "Content-Type", KH_PB_CONTENT_TYPE);
@@ -823,6 +857,7 @@ static int call_send(client_call *call, dest *d)
         /* the request was not queued: it is ours to free unless libevent already did */
         if (evhttp_request_get_connection(req) != NULL)
             evhttp_request_free(req);
+        call_unclock(call);
         conn_retire(pc);
         return -1;
     }

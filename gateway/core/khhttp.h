@@ -91,7 +91,9 @@ void kh_http_route_other(struct evhttp *http, void (*cb)(struct evhttp_request *
 #define KH_HTTP_MAX_RESPONSE ((size_t)17 << 20)
 
 /* Outgoing request. status is the HTTP status, or 0 if the connection, TLS
- * handshake (including the expected-peer check) or deadline failed. body is
+ * handshake (including the expected-peer check) or deadline failed, or the
+ * reply broke the limits above. timeout_ms bounds the whole exchange (from
+ * the request to the last byte of the reply), not only each read. body is
  * valid only during the callback. Connections are kept alive and reused for
  * the same destination (address, client context, expected O= and CN=);
  * at most 64 idle per destination, none idle longer than 20 s, none used
