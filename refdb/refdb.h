@@ -91,6 +91,14 @@ typedef void (*refdb_issue_fn)(const refdb_issue *issue, void *arg);
 size_t refdb_validate_values(const refdb_layout *l, const char *const *vals, size_t line,
                              refdb_issue_fn fn, void *arg);
 
+/* Whether text begins as a spreadsheet formula does: with '=', '+', '-' or
+ * '@' (or a TAB or CR, which the value rules refuse anyway); a lone '+' or
+ * '-', a common placeholder, is not a formula. The one test of
+ * formula cells (refdb/FORMAT.md section 2): an X value beginning so is
+ * refused, and every CSV written for people to open (the check report)
+ * neutralises such a cell with a leading apostrophe. */
+bool refdb_formula_lead(const char *s);
+
 /* Builds l->cols (malloc'd, replacing any previous cols; freed by
  * refdb_layout_free) from l->fields, whose group members are set: columns in
  * layout order, "name" for a plain field, "name[i]" for occurrence i of a

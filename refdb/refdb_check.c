@@ -397,14 +397,19 @@ out:
     return st->issues == 0 ? KH_OK : KH_E_FILE_REJECTED;
 }
 
-/* One report cell: quoted when it holds a comma, a quote or a line break. */
+/* One report cell: quoted when it holds a comma, a quote or a line break;
+ * one that a spreadsheet would read as a formula starts with an apostrophe
+ * (a report is made to be opened; no cell of it is meant as a formula). */
 static void report_cell(FILE *out, const char *s)
 {
+    const char *lead = refdb_formula_lead(s) ? "'" : "";
     if (strpbrk(s, ",\"\r\n") == NULL) {
+        fputs(lead, out);
         fputs(s, out);
         return;
     }
     fputc('"', out);
+    fputs(lead, out);
     for (; *s != '\0'; s++) {
         if (*s == '"')
             fputc('"', out);

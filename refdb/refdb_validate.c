@@ -240,6 +240,15 @@ static bool in_charset(unsigned char charset, unsigned long cp)
     return true; /* any (or "" in a layout built by hand) */
 }
 
+bool refdb_formula_lead(const char *s)
+{
+    if (s == NULL || s[0] == '\0')
+        return false;
+    if (s[0] == '+' || s[0] == '-') /* a lone sign is a placeholder, not a formula */
+        return s[1] != '\0';
+    return strchr("=@\t\r", s[0]) != NULL;
+}
+
 static kh_err check_x(const pcol *pc, const char *v, verdict *out)
 {
     const refdb_field_spec *f = pc->f;
@@ -266,6 +275,12 @@ static kh_err check_x(const pcol *pc, const char *v, verdict *out)
         return say(out, KH_E_CHARSET, "charset %s allows only U+0020-U+007E", f->charset);
     if (n > (size_t)f->length)
         return say(out, KH_E_TYPE, "X(%d) expects at most %d characters", f->length, f->length);
+    /* a spreadsheet that opens the value, here or at an organisation that
+     * receives it in an answer, would run it as a formula */
+    if (refdb_formula_lead(v))
+        return say(out, KH_E_CHARSET,
+                   "X(%d) cannot begin with =, +, - or @ (a spreadsheet would read a formula)%s",
+                   f->length, pc->charset == CS_ASCII ? "" : "; the full-width forms are allowed");
     return KH_OK;
 }
 

@@ -2095,6 +2095,7 @@ static const broken_case broken_cases[] = {
     {"code", "TK002", "KH-1108: relation 05, not in code table RELATION"},
     {"charset_halfwidth", "TK002", "KH-1109: half-width katakana in name_kana (charset kana)"},
     {"charset_control", "TK002", "KH-1109: a TAB (control character) in remarks"},
+    {"formula", "TK002", "KH-1109: remarks beginning with = (a spreadsheet formula)"},
     {"flag_latest", "TK001", "KH-1110: latest_flag 2"},
     {"flag_deleted", "TK002", "KH-1110: a deletion row that still carries household_no"},
     {"duplicate", "TK002", "KH-1111: the same local_id and effective_from twice"},
@@ -2186,6 +2187,9 @@ static int cmd_broken(const options *o)
             EXPECT(LINE(T), "name_kana", "KH-1109");
         } else if (strcmp(n, "charset_control") == 0) {
             tset(&t, T, "remarks", "テスト\tメモ");
+            EXPECT(LINE(T), "remarks", "KH-1109");
+        } else if (strcmp(n, "formula") == 0) {
+            tset(&t, T, "remarks", "=1+2");
             EXPECT(LINE(T), "remarks", "KH-1109");
         } else if (strcmp(n, "flag_latest") == 0) {
             tset(&t, T, "latest_flag", "2");

@@ -652,10 +652,15 @@ START_TEST(report_rows)
     is.code = KH_E_HEADER;
     snprintf(is.reason, sizeof is.reason, "plain");
     refdb_report_row(out, &is);
+    /* a cell a spreadsheet would read as a formula is neutralised */
+    snprintf(is.field, sizeof is.field, "=cmd");
+    snprintf(is.reason, sizeof is.reason, "@SUM(A1),\"x\"");
+    refdb_report_row(out, &is);
     fclose(out);
     ck_assert_str_eq(text, "line,field,code,reason\n"
                            "12,group[1].name,KH-1113,\"a \"\"quoted\"\", reason\"\n"
-                           "0,-,KH-1103,plain\n");
+                           "0,-,KH-1103,plain\n"
+                           "0,'=cmd,KH-1103,\"'@SUM(A1),\"\"x\"\"\"\n");
     free(text);
 }
 END_TEST
