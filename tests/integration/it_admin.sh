@@ -272,12 +272,15 @@ sql kh_gw_a "UPDATE kh.operator SET locked_until = NULL WHERE name = '$n'"
 expect_code "a disabled operator cannot log in" KH-6002 "$(ctl --operator "$n" --password-file "$T/new.pw" whoami)"
 
 # --- the database: the operator audit log is append-only for the gateway ---
-check "the gateway cannot delete operator audit rows" bash -c "! '$KH_ROOT/tools/khstack' psql '$KH_STACK' kh_gw_a \
-    -XAtq -v ON_ERROR_STOP=1 -c 'SET ROLE kh_gw_a' -c 'SET ROLE kh_operator_store' \
-    -c 'DELETE FROM kh.operator_audit' >/dev/null 2>&1"
-check "the gateway cannot change operator audit rows" bash -c "! '$KH_ROOT/tools/khstack' psql '$KH_STACK' kh_gw_a \
-    -XAtq -v ON_ERROR_STOP=1 -c 'SET ROLE kh_gw_a' -c 'SET ROLE kh_operator_store' \
-    -c \"UPDATE kh.operator_audit SET outcome = 'ok'\" >/dev/null 2>&1"
+# (refused for lack of the privilege, not for another reason: the same
+# roles can read the rows)
+as_store="SET ROLE kh_gw_a; SET ROLE kh_operator_store;"
+check "as the gateway's operator store, audit rows are readable" \
+    test "$(sql kh_gw_a "$as_store SELECT count(*) > 0 FROM kh.operator_audit")" = t
+expect_contains "the gateway cannot delete operator audit rows" "permission denied" \
+    "$(sql_refused kh_gw_a "$as_store DELETE FROM kh.operator_audit")"
+expect_contains "the gateway cannot change operator audit rows" "permission denied" \
+    "$(sql_refused kh_gw_a "$as_store UPDATE kh.operator_audit SET outcome = 'ok'")"
 
 # --- the operational log: no passwords, tokens or bodies --------------------
 log=$KH_STACK/log/gw-a.log

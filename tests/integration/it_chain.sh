@@ -222,5 +222,5 @@ expect_contains "and reads nothing else of the tenant" "permission denied" \
 expect_contains "nor another tenant's records" "permission denied" \
     "$(as_auditor "SELECT count(*) FROM t_271004.provision_record")"
 expect_contains "even the superuser changes a record only with the triggers off" "append-only" \
-    "$(sql kh_gw_a "UPDATE $T.provision_record SET outcome = 'x' WHERE seq = $s2" 2>&1 || true)"
+    "$(sql_refused kh_gw_a "UPDATE $T.provision_record SET outcome = 'x' WHERE seq = $s2")"
 finish

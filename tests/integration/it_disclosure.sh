@@ -128,12 +128,16 @@ want_c="ITEM 131016 TK001 version=$va effective_from=20250601
 expect_eq "A's own information at Chiyoda: the registered values in force today, every field" \
     "$want_c" "$(grep -E '^(ITEM |  )131016 ' <<<"$out")"
 out_q=$(client 271004 childallowance query O-CA-001 JT001 131016 TK001 "$A_O")
-expect_eq "(a child-allowance query is not given deduction_medical: minimisation)" "" \
+expect_contains "(a child-allowance query of TK001 is answered...)" "OK FOUND" "$out_q"
+check "(... with TK001 fields...)" grep -q '^  TK001\.' <<<"$out_q"
+expect_eq "(... but not deduction_medical: minimisation)" "" \
     "$(grep deduction_medical <<<"$out_q" || true)"
 expect_eq "A's own information at Osaka" "ITEM 271004 TK001 version=$vo effective_from=20250601
   271004 TK001.fiscal_year=2025
   271004 TK001.prefectural_tax=88200
   271004 TK001.total_income=4410000" "$(grep -E '^(ITEM |  )271004 ' <<<"$out")"
+check "(the disclosure lists own information, the check below reads a real one)" \
+    grep -qE '^(ITEM |  )131016 ' <<<"$out"
 expect_eq "nothing registered for A at the pension organisation" "" \
     "$(grep -E '^(ITEM |  )N00001 ' <<<"$out" || true)"
 
@@ -207,8 +211,7 @@ expect_contains "an impossible date: KH-1002" "REFUSED KH-1002" \
 expect_contains "an organisation not in the directory: KH-2007" "REFUSED KH-2007" \
     "$(disclose "$A_RES" --records --org 999999)"
 for db in kh_router kh_gw_a kh_gw_b; do
-    n=$(PGHOST="$KH_STACK/pg/run" pg_dump -U khadmin -d "$db" | grep -c "$A_RES" || true)
-    expect_eq "$db holds no copy of the resident-record code" "0" "$n"
+    expect_eq "$db holds no copy of the resident-record code" "0" "$(dump_count "$db" "$A_RES")"
 done
 
 # --- only a configured portal may ask

@@ -68,5 +68,9 @@ row LB10 271004 housing O-HOU-001 JT008 TK001,TK002 "$LOCAL_O"
 row LB11 130001 tuition T-TUI-001 JT009 TK001 "$LOCAL_T"
 row LB12 S00001 loans S-LOAN-001 JT010 TK001 "$LOCAL_S"
 row LB13 271004 welfare O-WEL-001 JT003 TK008 "$LOCAL_O" N00001
-check "LB01 does not carry the name kana the asker holds" test -z "$(client 271004 childallowance query O-CA-001 JT001 131016 TK002 "$LOCAL_O" | grep name_kana)"
+out=$(client 271004 childallowance query O-CA-001 JT001 131016 TK002 "$LOCAL_O")
+# a negative check reads a real answer: one that carries TK002 fields
+expect_contains "LB01 TK002 is answered" "OK FOUND" "$out"
+check "... with TK002 fields" grep -q '^  TK002\.' <<<"$out"
+check "... but not the name kana the asker holds" bash -c '! grep -q name_kana <<<"$1"' _ "$out"
 finish

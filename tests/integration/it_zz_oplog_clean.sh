@@ -8,7 +8,13 @@ client 131016 tax linkcode "$LOCAL_C" "$RESIDENT" >/dev/null
 client 271004 childallowance linkcode "$LOCAL_O" "$RESIDENT" >/dev/null
 client 271004 childallowance query O-CA-001 JT001 131016 TK001 "$LOCAL_O" >/dev/null
 logs=("$KH_STACK"/log/router.log "$KH_STACK"/log/gw-a.log "$KH_STACK"/log/gw-b.log)
-check "logs are JSON lines" bash -c "! grep -vh '^{.*}$' ${logs[*]}"
+# the scans below find nothing in a log that is not there: each must exist
+# and hold its process's start and some traffic
+for l in "${logs[@]}"; do
+    check "$(basename "$l") exists and says its process started" grep -q '"ready' "$l"
+    check "... and holds more than its start ($(wc -l <"$l") lines)" test "$(wc -l <"$l")" -ge 20
+done
+check "logs are JSON lines" bash -c '! grep -vh "^{.*}$" "$@"' _ "${logs[@]}"
 secrets=$(mktemp)
 trap 'rm -f "$secrets"' EXIT
 orgs=$(for db in kh_gw_a kh_gw_b; do sql $db "SELECT org_code FROM kh.tenant"; done | paste -sd'|' -)

@@ -7,10 +7,74 @@ PKI=$KH_STACK/pki
 FAILS=0
 CHECKS=0
 
-# client ORG SYSTEM KHCLIENT-ARGS... : a business system's call; prints its output.
-client() { "$KH_ROOT/tools/khstack" client "$KH_STACK" "$@" 2>&1 || true; }
-# sql DB QUERY: one value or rows, unaligned, as the cluster superuser.
-sql() { "$KH_ROOT/tools/khstack" psql "$KH_STACK" "$1" -XAtq -v ON_ERROR_STOP=1 -c "$2"; }
+# A check that fails inside a command substitution cannot count itself in
+# FAILS (it runs in a subshell): it writes a line here, and finish() counts
+# the lines. A negative check ("no such row", "no such line") must never pass
+# because the command it reads failed: client and sql below report that.
+SUBFAILS=$KH_STACK/.subfails.$$
+: >"$SUBFAILS"
+subfail() {
+    local one=${*//$'\n'/ } # one line each: finish() counts lines
+    printf '%s\n' "$one" >>"$SUBFAILS"
+    printf 'FAIL %s\n' "$one" >&2
+}
+
+# client ORG SYSTEM KHCLIENT-ARGS... : a business system's call; prints its
+# output as it comes (a refusal too: tests look at it). khclient's exit
+# status must agree with what it printed (0 answered, 3 REFUSED or FAILED
+# KH-nnnn, 4 FAILED); any other status (a usage error, a crash) is a failure
+# of the test.
+client() {
+    local f out rc=0
+    f=$(mktemp)
+    # streamed as it comes (a test may read the progress of a long call)
+    "$KH_ROOT/tools/khstack" client "$KH_STACK" "$@" 2>&1 | tee "$f" || rc=${PIPESTATUS[0]}
+    out=$(cat "$f")
+    rm -f "$f"
+    case $rc in
+    0) [[ $out != REFUSED* && $out != *$'\n'REFUSED* ]] || subfail "client $1 $2 $3: REFUSED with exit 0" ;;
+    3) [[ $out == *REFUSED* || $out == *"FAILED KH-"* ]] ||
+        subfail "client $1 $2 $3: exit 3 without a refusal: ${out:0:200}" ;;
+    4) [[ $out == *FAILED* ]] || subfail "client $1 $2 $3: exit 4 without FAILED: ${out:0:200}" ;;
+    *) subfail "client $1 $2 $3: exit status $rc (a usage error or a crash): ${out:0:200}" ;;
+    esac
+}
+# sql DB QUERY: one value or rows, unaligned, as the cluster superuser. A
+# query that fails prints SQL-FAILED (never an empty or plausible result) and
+# fails the test.
+sql() {
+    local out
+    if ! out=$("$KH_ROOT/tools/khstack" psql "$KH_STACK" "$1" -XAtq -v ON_ERROR_STOP=1 -c "$2"); then
+        subfail "sql on $1 failed: ${2:0:120}"
+        echo SQL-FAILED
+        return 1
+    fi
+    [ -z "$out" ] || printf '%s\n' "$out"
+}
+# dump_count DB TEXT: how many lines of a whole dump of DB hold TEXT; the
+# dump must succeed and hold the tenants' tables (or SQL-FAILED is printed).
+dump_count() {
+    local f n
+    f=$(mktemp)
+    if ! PGHOST="$KH_STACK/pg/run" pg_dump -U khadmin -d "$1" >"$f" ||
+        ! grep -qE '^CREATE TABLE (t_|router\.)' "$f"; then
+        rm -f "$f"
+        subfail "pg_dump of $1 failed or holds no tenant or router table"
+        echo SQL-FAILED
+        return 1
+    fi
+    n=$(grep -c -- "$2" "$f" || true)
+    rm -f "$f"
+    echo "$n"
+}
+# sql_refused DB QUERY: a statement that must be refused; prints the error.
+sql_refused() {
+    local out
+    if out=$("$KH_ROOT/tools/khstack" psql "$KH_STACK" "$1" -XAtq -v ON_ERROR_STOP=1 -c "$2" 2>&1); then
+        subfail "sql on $1 was expected to be refused and succeeded: ${2:0:120}"
+    fi
+    printf '%s\n' "$out"
+}
 
 pass() { CHECKS=$((CHECKS + 1)); printf 'ok   %s\n' "$*"; }
 fail() { CHECKS=$((CHECKS + 1)); FAILS=$((FAILS + 1)); printf 'FAIL %s\n' "$*"; }
@@ -39,6 +103,11 @@ new_person() {
 }
 
 finish() {
+    local sub
+    sub=$(wc -l <"$SUBFAILS")
+    rm -f "$SUBFAILS"
+    CHECKS=$((CHECKS + sub))
+    FAILS=$((FAILS + sub))
     printf '%d checks, %d failed\n' "$CHECKS" "$FAILS"
     [ "$FAILS" -eq 0 ] && [ "$CHECKS" -gt 0 ]
 }
