@@ -6,6 +6,7 @@
  * First a line 'MSG <message id>', then one line per send:
  *   SEND <n> HTTP <status> <KH-code>        refused (the kh.Status code)
  *   SEND <n> HTTP 200 ANSWER <FOUND|NOT_FOUND|WITHHELD|PENDING|?> items=<I,..|-> withheld=<I,..|->
+ *        fields=<I.field,..|-> (on the same line: each field carried, by its base name)
  *   (for a disclosure: its result, the items of own information, withheld=-)
  *   SEND <n> FAILED: <reason>               transport or TLS failure
  * Exit status: 0 all sends completed (whatever the HTTP status), 4 a
@@ -41,6 +42,13 @@ static void usage(FILE *f)
             "               --subject LINKCODE [options]\n"
             "Builds a QUERY envelope as a gateway (or, with --sign-as ROUTER, as the router)\n"
             "would, optionally breaks it, and POSTs it to /v1/envelope over mutual TLS.\n"
+            "  --deferred-answer ID  build a deferred ANSWER to query ID (32 hex digits) instead,\n"
+            "                        as a provider sends it after a responder's decision: header\n"
+            "                        answer_state DEFERRED, body FOUND with the --field values\n"
+            "                        (NOT_FOUND without); send it --as router --sign-as ROUTER\n"
+            "                        to the asker's peer API, as the router relays it\n"
+            "  --field ITEM.NAME=VALUE  a field of the deferred answer (repeatable); nothing\n"
+            "                        limits it to the legal basis: a misbehaving provider\n"
             "  --disclosure          build a DISCLOSURE_REQUEST (records and own information)\n"
             "                        as the router originates it instead: sender, header signer\n"
             "                        and payload signer default to ROUTER; no procedure or items;\n"
@@ -77,8 +85,9 @@ static void usage(FILE *f)
             "                        DIR/header_sig.bin, DIR/payload.der and print its header\n"
             "  -h, --help            this text\n"
             "output: 'MSG id', then per send 'SEND n HTTP status KH-code', 'SEND n HTTP 200\n"
-            "ANSWER RESULT items=I,...|- withheld=I,...|-' (the items the answer carries and\n"
-            "those it withholds), or 'SEND n FAILED: reason'. Exit 0 all sends completed, 4 "
+            "ANSWER RESULT items=I,...|- withheld=I,...|- fields=I.f,...|-' (the items the\n"
+            "answer carries, those it withholds, and the fields it carries by base name),\n"
+            "or 'SEND n FAILED: reason'. Exit 0 all sends completed, 4 "
             "transport failure,\n"
             "2 usage, 1 cannot build.\n");
 }
@@ -229,9 +238,44 @@ static void append_codes(char *out, size_t outlen, const char *name, char *const
         pos += (size_t)snprintf(out + pos, outlen - pos, "%s%s", i ? "," : "", codes[i]);
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Appends " fields=" and the fields the answer carries, as ITEM.base (a
+ * field's flattened name without its occurrence and member: "dependents" for
+ * "dependents[2].name"), sorted, each once ("-" if none): what the answering
+ * side actually sent, for checks of minimisation. */
+static void append_fields(char *out, size_t outlen, Kh__ItemData **data, size_t ndata)
+{
+    char *names[512];
+    size_t n = 0;
+    for (size_t i = 0; i < ndata; i++)
+        for (size_t k = 0; k < data[i]->n_fields && n < sizeof names / sizeof names[0]; k++) {
+            const char *f = data[i]->fields[k]->name;
+            int base = (int)strcspn(f, "[.");
+            size_t len = strlen(data[i]->item_code) + 1 + (size_t)base + 1;
+            if ((names[n] = malloc(len)) == NULL)
+                break;
+            snprintf(names[n++], len, "%s.%.*s", data[i]->item_code, base, f);
+        }
+    qsort(names, n, sizeof names[0], cmp_str);
+    size_t u = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (u > 0 && strcmp(names[u - 1], names[i]) == 0)
+            free(names[i]);
+        else
+            names[u++] = names[i];
+    }
+    append_codes(out, outlen, "fields", names, u);
+    for (size_t i = 0; i < u; i++)
+        free(names[i]);
+}
+
 /* Opens a 200 answer with the asker's encryption key: its result (FOUND,
- * NOT_FOUND, WITHHELD, PENDING, or ? if unreadable), the items it carries and
- * the items it withholds. */
+ * NOT_FOUND, WITHHELD, PENDING, or ? if unreadable), the items it carries,
+ * the items it withholds and the fields it carries. */
 static const char *answer_result(const char *pki, const char *asker, const uint8_t *buf, size_t len,
                                  char *out, size_t outlen)
 {
@@ -292,6 +336,7 @@ static const char *answer_result(const char *pki, const char *asker, const uint8
                          !ab                             ? 0
                          : ab->n_withheld < KH_MAX_ITEMS ? ab->n_withheld
                                                          : KH_MAX_ITEMS);
+            append_fields(out, outlen, data, ndata);
         }
         kh_items_wipe(data, ndata);
         if (db)
@@ -322,9 +367,64 @@ typedef struct {
     const char *pki, *to, *as, *sender, *recipient, *procedure, *subject, *staff, *as_of;
     const char *sign_as, *payload_signer, *tamper, *splice, *save, *save_answer, *reuse_id;
     char *items;
+    const char *deferred; /* a deferred answer to this query id (hex), or NULL */
+    const char *fields[64];
+    size_t nfields;
     bool expired, disclosure;
     int times, ttl, timeout_ms;
 } forge_opts;
+
+/* A deferred answer's body, as gw_decide.c builds it after a responder's
+ * decision, with the data given by --field ITEM.NAME=VALUE (in --items order):
+ * FOUND if any, else NOT_FOUND. Nothing checks the fields against a legal
+ * basis here: a misbehaving provider is what this is for. */
+static int deferred_body(const forge_opts *o, const Kh__Header *h, char **items, size_t nitems,
+                         uint8_t **body, size_t *blen)
+{
+    Kh__ItemData d[KH_MAX_ITEMS], *dp[KH_MAX_ITEMS];
+    Kh__Field f[64], *fp[64];
+    char name[64][96];
+    size_t nd = 0, nf = 0;
+    for (size_t i = 0; i < nitems; i++) {
+        size_t first = nf;
+        for (size_t k = 0; k < o->nfields; k++) {
+            const char *dot = strchr(o->fields[k], '.'), *eq = strchr(o->fields[k], '=');
+            size_t il = dot ? (size_t)(dot - o->fields[k]) : 0;
+            if (dot == NULL || eq == NULL || eq < dot || il != strlen(items[i]) ||
+                strncmp(o->fields[k], items[i], il) != 0)
+                continue;
+            kh__field__init(&f[nf]);
+            snprintf(name[nf], sizeof name[nf], "%.*s", (int)(eq - dot - 1), dot + 1);
+            f[nf].name = name[nf];
+            f[nf].value = (char *)eq + 1;
+            fp[nf] = &f[nf];
+            nf++;
+        }
+        if (nf == first)
+            continue;
+        kh__item_data__init(&d[nd]);
+        d[nd].item_code = items[i];
+        d[nd].version = 1;
+        d[nd].effective_from = "20250101";
+        d[nd].fields = &fp[first];
+        d[nd].n_fields = nf - first;
+        dp[nd] = &d[nd];
+        nd++;
+    }
+    Kh__AnswerBody a = KH__ANSWER_BODY__INIT;
+    a.msg_id = h->msg_id;
+    a.in_reply_to = h->in_reply_to;
+    a.sender = h->sender;
+    a.recipient = h->recipient;
+    a.procedure = h->procedure;
+    a.items = items;
+    a.n_items = nitems;
+    a.result = nd ? "FOUND" : "NOT_FOUND";
+    a.data = dp;
+    a.n_data = nd;
+    a.deferred = true;
+    return kh_pb_pack(&a.base, body, blen);
+}
 
 /* Builds the envelope described by o into *out. */
 static int build(const forge_opts *o, uint8_t **out, size_t *outlen)
@@ -369,12 +469,24 @@ static int build(const forge_opts *o, uint8_t **out, size_t *outlen)
 
     /* the header, as kh_header_init and gw_biz.c build it */
     Kh__Header h;
-    uint8_t id[KH_MSG_ID_LEN];
+    uint8_t id[KH_MSG_ID_LEN], irt[KH_MSG_ID_LEN];
     if (kh_header_init(&h, id,
-                       o->disclosure ? KH__MSG_TYPE__DISCLOSURE_REQUEST : KH__MSG_TYPE__QUERY,
+                       o->disclosure ? KH__MSG_TYPE__DISCLOSURE_REQUEST
+                       : o->deferred ? KH__MSG_TYPE__ANSWER
+                                     : KH__MSG_TYPE__QUERY,
                        o->sender, o->recipient, o->sign_as, o->ttl) != 0) {
         snprintf(err, sizeof err, "no randomness");
         goto fail;
+    }
+    if (o->deferred) {
+        if (strlen(o->deferred) != 2 * KH_MSG_ID_LEN ||
+            khc_unhex(o->deferred, strlen(o->deferred), irt, KH_MSG_ID_LEN) != 0) {
+            snprintf(err, sizeof err, "--deferred-answer expects a message id (32 hex digits)");
+            goto fail;
+        }
+        h.in_reply_to.data = irt;
+        h.in_reply_to.len = KH_MSG_ID_LEN;
+        h.answer_state = "DEFERRED";
     }
     if (o->reuse_id) {
         uint8_t *raw = NULL;
@@ -418,7 +530,9 @@ static int build(const forge_opts *o, uint8_t **out, size_t *outlen)
         memcpy(payload, saved->payload.data, plen);
     } else {
         int packed;
-        if (o->disclosure) {
+        if (o->deferred) {
+            packed = deferred_body(o, &h, items, nitems, &body, &blen);
+        } else if (o->disclosure) {
             Kh__DisclosureRequestBody b = KH__DISCLOSURE_REQUEST_BODY__INIT;
             b.msg_id = h.msg_id;
             b.sender = (char *)o->sender;
@@ -535,6 +649,8 @@ enum {
     O_TIMEOUT,
     O_EXTRACT,
     O_DISCLOSURE,
+    O_DEFERRED,
+    O_FIELD,
 };
 
 int main(int argc, char **argv)
@@ -562,6 +678,8 @@ int main(int argc, char **argv)
                                          {"timeout-ms", required_argument, NULL, O_TIMEOUT},
                                          {"extract", no_argument, NULL, O_EXTRACT},
                                          {"disclosure", no_argument, NULL, O_DISCLOSURE},
+                                         {"deferred-answer", required_argument, NULL, O_DEFERRED},
+                                         {"field", required_argument, NULL, O_FIELD},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     forge_opts o = {.staff = "O-CA-001", .as_of = "", .times = 1, .ttl = 300, .timeout_ms = 30000};
@@ -597,6 +715,17 @@ int main(int argc, char **argv)
             break;
         case O_STAFF:
             o.staff = optarg;
+            break;
+        case O_DEFERRED:
+            o.deferred = optarg;
+            break;
+        case O_FIELD:
+            if (o.nfields == sizeof o.fields / sizeof o.fields[0] || strchr(optarg, '.') == NULL ||
+                strchr(optarg, '=') == NULL) {
+                fprintf(stderr, "khforge: --field expects ITEM.NAME=VALUE (at most 64)\n");
+                return 2;
+            }
+            o.fields[o.nfields++] = optarg;
             break;
         case O_ASOF:
             o.as_of = optarg;
@@ -669,8 +798,8 @@ int main(int argc, char **argv)
     if (!o.payload_signer)
         o.payload_signer = o.sender;
     if (optind != argc || !o.pki || !o.to || !is_name(o.as) || !is_org(o.sender) ||
-        !is_org(o.recipient) || (!o.disclosure && (!o.procedure || !o.items)) || !o.subject ||
-        !is_org(o.sign_as) ||
+        (o.deferred && o.disclosure) || (o.nfields && !o.deferred) || !is_org(o.recipient) ||
+        (!o.disclosure && (!o.procedure || !o.items)) || !o.subject || !is_org(o.sign_as) ||
         (!is_org(o.payload_signer) && strcmp(o.payload_signer, "rogue") != 0) ||
         (o.tamper && strcmp(o.tamper, "header") != 0 && strcmp(o.tamper, "payload") != 0) ||
         o.timeout_ms == 0 || o.ttl == 0 || (o.procedure && strlen(o.procedure) > KH_CODE_MAX)) {
@@ -696,7 +825,7 @@ int main(int argc, char **argv)
         kh_env_free(built, bh);
     }
 
-    char cert[1024], key[1024], ca[1024], code[64], result[512];
+    char cert[1024], key[1024], ca[1024], code[64], result[8192];
     if (strcmp(o.as, "router") == 0 || strcmp(o.as, "rogue") == 0) {
         snprintf(cert, sizeof cert, "%s/%s/tls.crt", o.pki, o.as);
         snprintf(key, sizeof key, "%s/%s/tls.key", o.pki, o.as);

@@ -8,7 +8,8 @@
 # One line per scenario:
 #   ok    ID
 #   FAIL  ID: COLUMN expected [..] got [..]; ...
-#   xfail ID: a known bug (its note starts with BUG) still shows: not a failure
+#   xfail ID: a known bug (its note starts with BUG) still shows exactly the
+#         wrong outcome its note records after "shows:": not a failure
 #   FAIL  ID: XPASS ... a known bug no longer shows: take BUG out of its note
 # Usage: it_verdicts.sh            run every scenario against the stack (ctest)
 #        it_verdicts.sh --check [RULES EXPECTED]   only read and check the files
@@ -446,9 +447,9 @@ done
 # What the client saw: O[ID|handle|result|code|withheld|items|failed], from
 # khclient's output (biz) or khforge's (peer, router); lists sorted.
 declare -A O
-while IFS='|' read -r id handle result code withheld items failed; do
+while IFS='|' read -r id handle result code withheld items fields failed; do
     O[$id|handle]=$handle O[$id|result]=$result O[$id|code]=$code O[$id|withheld]=$withheld
-    O[$id|items]=$items O[$id|failed]=$failed
+    O[$id|items]=$items O[$id|fields]=$fields O[$id|failed]=$failed
 done < <(for id in "${IDS[@]}"; do printf '%s\t%s\t%s\n' "$id" "${R[$id|via]}" "$T/out/$id"; done |
     awk -F'\t' '
     function sorted(s,   a, n, i, j, t, out) {
@@ -464,7 +465,7 @@ done < <(for id in "${IDS[@]}"; do printf '%s\t%s\t%s\n' "$id" "${R[$id|via]}" "
     }
     {
         id = $1; via = $2; f = $3
-        handle = result = code = failed = first = send = w = it = ""
+        handle = result = code = failed = first = send = w = it = fl = ""
         n = 0
         while ((getline line < f) > 0) {
             if (++n == 1) first = line
@@ -473,6 +474,7 @@ done < <(for id in "${IDS[@]}"; do printf '%s\t%s\t%s\n' "$id" "${R[$id|via]}" "
                     handle = substr(line, RSTART + 7, 32)
                 if (line ~ /^WITHHELD /) w = w "," substr(line, 10)
                 if (line ~ /^ITEM /) { split(line, p, " "); it = it "," p[2] }
+                if (match(line, /^  [A-Z0-9]+\.[a-z0-9_]+/)) fl = fl "," substr(line, 3, RLENGTH - 2)
             } else {
                 if (line ~ /^MSG /) handle = substr(line, 5)
                 if (line ~ /^SEND 1 /) send = line
@@ -488,13 +490,13 @@ done < <(for id in "${IDS[@]}"; do printf '%s\t%s\t%s\n' "$id" "${R[$id|via]}" "
             else failed = first
         } else {
             k = split(send, p, " ")
-            if (send ~ /^SEND 1 HTTP 200 ANSWER / && k == 8) {
-                result = p[6]; it = substr(p[7], 7); w = substr(p[8], 10)
+            if (send ~ /^SEND 1 HTTP 200 ANSWER / && k == 9) {
+                result = p[6]; it = substr(p[7], 7); w = substr(p[8], 10); fl = substr(p[9], 8)
             } else if (send ~ /^SEND 1 HTTP [0-9]+ KH-/ && k == 5) code = p[5]
             else failed = send != "" ? send : first
         }
         gsub(/\|/, " ", failed)
-        print id "|" handle "|" result "|" code "|" sorted(w) "|" sorted(it) "|" failed
+        print id "|" handle "|" result "|" code "|" sorted(w) "|" sorted(it) "|" sorted(fl) "|" failed
     }')
 
 # What each end recorded, by message id: REC[MSG|kind|org] (rows in id order)
@@ -543,8 +545,38 @@ rows_of() {
     OBS[$1]=${out:--}
 }
 
+# What an answer may carry (minimisation): the legal-basis row of an asker
+# class, procedure and provider class, LBROW[AC|PROC|PC]; the fields that row
+# lets an answer carry of an item, ALLOW[ROW|ITEM] (" f1 f2 "), or when the
+# row lists none, every field of the item's layout, LAYOUT[ITEM]. Fields are
+# compared by base name (a group's name for its members).
+declare -A CLASS LBROW ALLOW LAYOUT
+while IFS=, read -r code class _; do CLASS[$code]=$class; done < <(sed -n 's/^org = //p' "$KH_STACK/router.conf")
+while read -r row ac proc pc; do LBROW[$ac|$proc|$pc]=$row; done < <(sql kh_router \
+    "SELECT id || ' ' || asker_class || ' ' || procedure || ' ' || provider_class FROM router.legal_basis")
+while read -r row item fields; do ALLOW[$row|$item]=" $fields "; done < <(sql kh_router \
+    "SELECT legal_basis || ' ' || item_code || ' ' || string_agg(field, ' ') FROM router.legal_basis_field
+      GROUP BY legal_basis, item_code")
+while read -r item fields; do LAYOUT[$item]=" $fields "; done < <(sql kh_gw_a \
+    "SELECT f.item_code || ' ' || string_agg(f.name, ' ') FROM kh.item_field f JOIN kh.item i
+         ON i.item_code = f.item_code AND i.layout_version = f.layout_version
+      WHERE f.group_name IS NULL GROUP BY f.item_code")
+[ ${#LBROW[@]} -gt 0 ] && [ ${#ALLOW[@]} -gt 0 ] && [ ${#LAYOUT[@]} -gt 0 ] &&
+    [ ${#CLASS[@]} -gt 0 ] || fail "the legal-basis rows, their fields or the layouts could not be read"
+# overwide ID ASKER PROVIDER: each field the answer carried that its row does not allow
+overwide() {
+    local row f allowed out=""
+    row=${LBROW[${CLASS[$2]:-?}|${R[$1|procedure]}|${CLASS[$3]:-?}]:-}
+    for f in ${O[$1|fields]//,/ }; do
+        [ "$f" = - ] && continue
+        allowed=${ALLOW[$row|${f%%.*}]:-${LAYOUT[${f%%.*}]:-}}
+        [[ $allowed == *" ${f#*.} "* ]] || out+=" the answer carried $f, which row ${row:-?} does not allow;"
+    done
+    printf '%s' "$out"
+}
+
 # ------------------------------------------------------------- verdicts
-nbug=0
+nbug=0 nfields=0
 declare -A OBS
 for id in "${IDS[@]}"; do
     via=${R[$id|via]} a=${R[$id|asker]} p=${R[$id|provider]} h=${O[$id|handle]:-}
@@ -590,6 +622,9 @@ for id in "${IDS[@]}"; do
             stray+=" the provider recorded providing ${prov##* } but the answer carried ${OBS[items]};"
         fi
     fi
+    # what the answer carried, field by field, within its legal-basis row
+    stray+=$(overwide "$id" "$a" "$p")
+    [ "${O[$id|fields]:--}" = - ] || nfields=$((nfields + 1))
     diff=""
     for c in "${CMP_COLS[@]}"; do
         [ "${E[$id|$c]}" = "${OBS[$c]}" ] || diff+=" $c expected [${E[$id|$c]}] got [${OBS[$c]}];"
@@ -597,12 +632,19 @@ for id in "${IDS[@]}"; do
     diff+=$stray
     note=${E[$id|note]}
     if [[ $note == BUG* ]]; then
+        # a known bug is an exact wrong outcome, recorded after "shows:" in
+        # the note; any other difference is a failure like any other
         nbug=$((nbug + 1))
-        if [ -n "$diff" ]; then
-            CHECKS=$((CHECKS + 1))
-            printf 'xfail %s: %s;%s\n' "$id" "$note" "$diff"
-        else
+        shows=${note#*shows:}
+        if [[ $note != *shows:* ]]; then
+            fail "$id: its BUG note does not record the wrong outcome (… shows: <diff>)"
+        elif [ -z "$diff" ]; then
             fail "$id: XPASS: the known bug no longer shows; take BUG out of its note in expected.tsv"
+        elif [ "${shows# }" = "${diff# }" ]; then
+            CHECKS=$((CHECKS + 1))
+            printf 'xfail %s: %s\n' "$id" "$note"
+        else
+            fail "$id: the known bug shows differently: recorded [${shows# }], now [${diff# }]"
         fi
     elif [ -n "$diff" ]; then
         fail "$id:$diff"
@@ -620,5 +662,7 @@ expect_contains "a rules line with a column missing is refused, naming its line"
 sed 's/^\(LB03\t[\t]*\)biz/\1bus/' "$RULES" >"$bad"
 out=$(bash "$0" --check "$bad" "$EXPECTED" 2>&1) && rc=0 || rc=$?
 expect_contains "an unknown value is refused, naming its column" "column 'via': 'bus' is not valid" "$out"
+[ "${KH_VERDICTS_ONLY:-}" ] || check "answers' fields were checked against their rows ($nfields scenarios)" \
+    test "$nfields" -ge 20
 printf '%d scenarios (%d with a known bug), %d s\n' ${#IDS[@]} $nbug $((SECONDS - STARTED))
 finish
