@@ -48,6 +48,7 @@ int kh_hostport(const char *hp, char *host, size_t hostlen, uint16_t *port)
 }
 
 static void answering(struct evhttp_request *req);
+static bool admit(struct evhttp_request *req);
 
 static void not_found(struct evhttp_request *req, void *arg)
 {
@@ -67,7 +68,8 @@ static size_t nroutes;
 static void route_gate(struct evhttp_request *req, void *arg)
 {
     const route *r = arg;
-    answering(req);
+    if (!admit(req))
+        return;
     const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
     const char *path = u != NULL ? evhttp_uri_get_path(u) : NULL;
     if (path == NULL || strcmp(path, r->path) != 0)
@@ -97,7 +99,8 @@ void kh_http_route(struct evhttp *http, const char *path,
 static void other_gate(struct evhttp_request *req, void *arg)
 {
     const route *r = arg;
-    answering(req);
+    if (!admit(req))
+        return;
     r->cb(req, r->arg);
 }
 
@@ -138,6 +141,26 @@ int kh_http_query(const char *q, struct evkeyvalq *out, char *why, size_t whylen
     return 0;
 }
 
+/* A listener made by kh_http_listen: how it refuses what libevent could not
+ * accept, its limits, and the places its requests hold (admit). */
+typedef struct {
+    char who[KH_HTTP_WHO_MAX]; /* "o:ORG" or "c:ORG/CN" */
+    int n;                     /* requests of it in flight */
+} place;
+typedef struct listener {
+    struct evhttp *http;
+    SSL_CTX *ctx;
+    kh_http_refuse_fn refuse;
+    size_t max_body;
+    kh_http_limits lim; /* 0: no limit */
+    int nconns, ninflight;
+    place *places; /* of the organisations and clients with requests in flight */
+    size_t nplaces, capplaces;
+    unsigned long refused;
+} listener;
+static listener listeners[16];
+static size_t nlisteners;
+
 /* ------------------------------------------------------- slow clients */
 
 /* Every accepted connection is watched: its TLS handshake must complete
@@ -160,10 +183,16 @@ typedef struct watch {
     time_t accepted;
     bool handshaken; /* the TLS handshake was seen complete */
     bool busy;       /* a request is being answered */
+    struct listener *l;
+    bool over;     /* accepted over the listener's max_conns: every request refused */
+    bool inflight; /* its request holds a place (admit) */
+    bool known;    /* who is known: */
+    char who[2][KH_HTTP_WHO_MAX]; /* "o:" O= and "c:" O=/CN= of the client certificate */
     struct watch *next;
 } watch;
 static watch *watches;
 static struct event *watch_ev;
+static void release(watch *w);
 static unsigned long slow_closed;
 
 static void count_added(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
@@ -191,6 +220,8 @@ static void watch_tick(evutil_socket_t fd, short what, void *arg)
         bufferevent_getcb(w->bev, NULL, NULL, &ev, NULL);
         if (ev == NULL) { /* libevent let the connection go */
             *pp = w->next;
+            release(w); /* a request whose client has gone gives its place back */
+            w->l->nconns--;
             /* nothing may call back into w once it is freed */
             evbuffer_remove_cb_entry(bufferevent_get_input(w->bev), w->cb);
             bufferevent_decref(w->bev);
@@ -236,6 +267,7 @@ static void answered(struct evhttp_request *req, void *arg)
     watch *w = watch_of(req);
     (void)arg;
     if (w != NULL) {
+        release(w);
         /* the next request's clock starts at its first byte */
         w->busy = false;
         w->first = 0;
@@ -265,13 +297,6 @@ static void answering(struct evhttp_request *req)
  * refusals are ours too: the listener's status message with a code from the
  * table, never libevent's HTML page. it_refusals checks it on each listener:
  * if a build ever stopped the interposition, that test fails. */
-typedef struct {
-    struct evhttp *http;
-    kh_http_refuse_fn refuse;
-    size_t max_body;
-} listener;
-static listener listeners[16];
-static size_t nlisteners;
 
 static listener *listener_of(struct evhttp *http)
 {
@@ -345,9 +370,128 @@ void evhttp_send_error(struct evhttp_request *req, int error, const char *reason
     (l != NULL && l->refuse != NULL ? l->refuse : refuse_pb)(req, e, msg);
 }
 
+/* ---- admission (khhttp.h, kh_http_limits) ---- */
+
+static place *place_of(listener *l, const char *who, bool make)
+{
+    for (size_t i = 0; i < l->nplaces; i++)
+        if (strcmp(l->places[i].who, who) == 0)
+            return &l->places[i];
+    if (!make)
+        return NULL;
+    if (l->nplaces == l->capplaces) {
+        size_t cap = l->capplaces ? 2 * l->capplaces : 16;
+        place *p = realloc(l->places, cap * sizeof *p);
+        if (p == NULL)
+            return NULL;
+        l->places = p;
+        l->capplaces = cap;
+    }
+    place *p = &l->places[l->nplaces++];
+    snprintf(p->who, sizeof p->who, "%s", who);
+    p->n = 0;
+    return p;
+}
+
+static int in_flight(listener *l, const char *who)
+{
+    const place *p = place_of(l, who, false);
+    return p ? p->n : 0;
+}
+
+static void release(watch *w)
+{
+    if (!w->inflight)
+        return;
+    w->inflight = false;
+    w->l->ninflight--;
+    for (int k = 0; k < 2; k++) {
+        place *p = place_of(w->l, w->who[k], false);
+        if (p != NULL && --p->n <= 0) /* gone: the last entry takes its index */
+            *p = w->l->places[--w->l->nplaces];
+    }
+}
+
+/* Who the client is, from its verified certificate (once per connection). */
+static void know(watch *w)
+{
+    char org[64] = "?", cn[64] = "?";
+    X509 *peer = kh_tls_peer_cert(bufferevent_openssl_get_ssl(w->bev));
+    if (peer == NULL || khc_cert_org(peer, org, sizeof org) != 0)
+        snprintf(org, sizeof org, "?");
+    if (peer == NULL || khc_cert_cn(peer, cn, sizeof cn) != 0)
+        snprintf(cn, sizeof cn, "?");
+    khc_cert_free(peer);
+    snprintf(w->who[0], sizeof w->who[0], "o:%s", org);
+    snprintf(w->who[1], sizeof w->who[1], "c:%s/%s", org, cn);
+    w->known = true;
+}
+
+/* A request has been read whole: it is answered if the listener has room
+ * (then it holds a place until answered), or refused at once. */
+static bool admit(struct evhttp_request *req)
+{
+    answering(req);
+    watch *w = watch_of(req);
+    if (w == NULL)
+        return true;
+    listener *l = w->l;
+    const kh_http_limits *m = &l->lim;
+    if (!w->known)
+        know(w);
+    int org = in_flight(l, w->who[0]), client = in_flight(l, w->who[1]);
+    char why[160] = "";
+    if (w->over)
+        snprintf(why, sizeof why, "this listener has its %d connections: connect again later",
+                 m->max_conns);
+    else if (m->client_max > 0 && client >= m->client_max)
+        snprintf(why, sizeof why, "this client has %d requests in flight (at most %d)", client,
+                 m->client_max);
+    else if (m->org_max > 0 && org >= m->org_max)
+        snprintf(why, sizeof why, "this organisation has %d requests in flight (at most %d)", org,
+                 m->org_max);
+    else if (m->max_inflight > 0 && l->ninflight >= m->max_inflight && org > 0)
+        snprintf(why, sizeof why, "this listener has %d requests in flight (at most %d)",
+                 l->ninflight, m->max_inflight);
+    place *po = why[0] ? NULL : place_of(l, w->who[0], true);
+    place *pc = po ? place_of(l, w->who[1], true) : NULL;
+    if (why[0] == '\0' && (po == NULL || pc == NULL))
+        snprintf(why, sizeof why, "out of memory");
+    if (why[0] != '\0') {
+        if (po != NULL && po->n == 0) /* made for nothing: undone */
+            *po = l->places[--l->nplaces];
+        l->refused++;
+        struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+        evhttp_add_header(h, "Retry-After", "1");
+        if (w->over)
+            evhttp_add_header(h, "Connection", "close");
+        kh_http_reply_err(req, KH_E_OVERLOADED, "overloaded: %s; retry after 1 s", why);
+        return false;
+    }
+    po->n++;
+    pc->n++;
+    l->ninflight++;
+    w->inflight = true;
+    return true;
+}
+
+void kh_http_set_limits(struct evhttp *http, const kh_http_limits *lim)
+{
+    listener *l = listener_of(http);
+    if (l != NULL)
+        l->lim = *lim;
+}
+
+kh_http_load kh_http_load_of(struct evhttp *http)
+{
+    const listener *l = listener_of(http);
+    return l ? (kh_http_load){l->nconns, l->ninflight, l->refused} : (kh_http_load){0, 0, 0};
+}
+
 static struct bufferevent *server_bev(struct event_base *base, void *arg)
 {
-    SSL *ssl = kh_tls_new((SSL_CTX *)arg);
+    listener *l = arg;
+    SSL *ssl = kh_tls_new(l->ctx);
     watch *w = calloc(1, sizeof *w);
     if (ssl == NULL || w == NULL) {
         kh_tls_free(ssl);
@@ -367,6 +511,9 @@ static struct bufferevent *server_bev(struct event_base *base, void *arg)
     }
     bufferevent_incref(w->bev);
     w->accepted = time(NULL); /* the handshake is timed; the requests from their first byte */
+    w->l = l;
+    w->over = l->lim.max_conns > 0 && l->nconns >= l->lim.max_conns;
+    l->nconns++;
     w->next = watches;
     watches = w;
     return w->bev;
@@ -396,7 +543,9 @@ struct evhttp *kh_http_listen(struct event_base *base, SSL_CTX *ctx, const char 
         evhttp_free(http);
         return NULL;
     }
-    evhttp_set_bevcb(http, server_bev, ctx);
+    listener *l = &listeners[nlisteners];
+    *l = (listener){.http = http, .ctx = ctx, .refuse = refuse_pb, .max_body = max_body};
+    evhttp_set_bevcb(http, server_bev, l);
     if (watch_ev == NULL) {
         struct timeval sec = {1, 0};
         watch_ev = event_new(base, -1, EV_PERSIST, watch_tick, NULL);
@@ -421,7 +570,7 @@ struct evhttp *kh_http_listen(struct event_base *base, SSL_CTX *ctx, const char 
      * wait for the client's delayed ACK (40 ms per request on keep-alive) */
     int one = 1;
     setsockopt(evhttp_bound_socket_get_fd(bs), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    listeners[nlisteners++] = (listener){http, refuse_pb, max_body};
+    nlisteners++;
     return http;
 }
 

@@ -83,6 +83,30 @@ unsigned long kh_http_slow_closed(void);
 void kh_http_route_other(struct evhttp *http, void (*cb)(struct evhttp_request *, void *),
                          void *arg);
 
+/* Admission (every route of a listener): a request holds a place from the
+ * moment it has been read until its reply is sent, or its client has gone.
+ * When the listener has max_inflight requests in flight, when the client's
+ * organisation (certificate O=: a tenant, the router) has org_max, or the
+ * client (O= and CN=: a business system) has client_max, a new request is
+ * refused at once: 503 KH-5003 with Retry-After: 1, never queued. An
+ * organisation with nothing in flight is admitted even when the listener is
+ * full (so that one tenant's load cannot shut the others out: the overflow
+ * is at most one request per organisation). A connection accepted when the
+ * listener already had max_conns has each request refused so, and is closed.
+ * 0 means no limit. Set at start and on SIGHUP, on the event loop's thread. */
+typedef struct {
+    int max_conns, max_inflight, org_max, client_max;
+} kh_http_limits;
+void kh_http_set_limits(struct evhttp *http, const kh_http_limits *lim);
+/* Of a listener: connections open, requests in flight, requests refused for
+ * overload since start. */
+typedef struct {
+    int conns, inflight;
+    unsigned long refused;
+} kh_http_load;
+kh_http_load kh_http_load_of(struct evhttp *http);
+#define KH_HTTP_WHO_MAX 136
+
 /* Headers of a request or a reply, in all: at most this many bytes. */
 #define KH_HTTP_MAX_HEADERS 16384
 /* The body of a reply to an outgoing request: at most the largest envelope

@@ -44,6 +44,15 @@ static void apply_reloadable(const gw_settings *s)
     G.ttl = s->msg_ttl;
     G.default_timeout_ms = s->timeout_ms;
     gw_admin_reload(s);
+    /* admission (khhttp.h): a tenant and a business system on the business
+     * API; on the peer API there is one client, the router */
+    kh_http_limits biz = {s->max_connections, s->max_inflight, s->tenant_max_inflight,
+                          s->system_max_inflight};
+    kh_http_limits peer = {s->max_connections, s->max_inflight, 0, 0};
+    if (G.biz_http != NULL)
+        kh_http_set_limits(G.biz_http, &biz);
+    if (G.peer_http != NULL)
+        kh_http_set_limits(G.peer_http, &peer);
 }
 
 static int load_tenants(char *err, size_t errlen)
@@ -109,6 +118,7 @@ static void start_listeners(void)
         event_base_loopbreak(G.base);
         return;
     }
+    apply_reloadable(&G.set); /* the listeners' limits */
     if (gw_bulk_start(err, sizeof err) != 0 || gw_chain_start(err, sizeof err) != 0 ||
         gw_outbox_start(err, sizeof err) != 0) {
         kh_error("main", "cannot start: %s", err);

@@ -1,0 +1,108 @@
+# Overload is refused, not queued (issue 11, class 9): 300 connections
+# against one gateway gave p50 8.9 s and memory tenfold. Each listener now
+# admits a request only if it has room (gateway/core/khhttp.c, admit): at
+# most max_inflight requests being answered, tenant_max_inflight of one
+# tenant and system_max_inflight of one business system, and max_connections
+# connections; otherwise 503 KH-5003 with Retry-After at once. A tenant with
+# nothing in flight is admitted even when the listener is full. Here gw-b's
+# limits are made small (SIGHUP) and the router is stopped (SIGSTOP), so that
+# queries stay in flight for as long as the test needs.
+. "$(dirname "$0")/lib.sh"
+new_person
+LOCAL_T="4${LOCAL_C:1}" LOCAL_S="5${LOCAL_C:1}"
+client 131016 tax register "$LOCAL_C" TK001 20260101 fiscal_year=2026 total_income=1000 >/dev/null
+client 131016 tax linkcode "$LOCAL_C" "$RESIDENT" >/dev/null
+client N00001 pension linkcode "$LOCAL_N" "$RESIDENT" >/dev/null
+client 130001 welfare linkcode "$LOCAL_T" "$RESIDENT" >/dev/null
+client S00001 loans linkcode "$LOCAL_S" "$RESIDENT" >/dev/null
+conf=$KH_STACK/gw-b.conf log=$KH_STACK/log/gw-b.log
+cp "$conf" "$KH_STACK/gw-b.conf.orig"
+router_pid=$(cat "$KH_STACK/run/router.pid")
+restore() {
+    kill -CONT "$router_pid" 2>/dev/null || true
+    if [ -f "$KH_STACK/gw-b.conf.orig" ]; then
+        mv "$KH_STACK/gw-b.conf.orig" "$conf"
+        kill -HUP "$(cat "$KH_STACK/run/gw-b.pid")" 2>/dev/null || true
+    fi
+}
+trap restore EXIT
+# limits MAX TENANT SYSTEM CONNS: gw-b's admission limits, applied by SIGHUP
+limits() {
+    local n
+    n=$(grep -c 'configuration reloaded' "$log" || true)
+    { cat "$KH_STACK/gw-b.conf.orig"; printf 'max_inflight = %s\ntenant_max_inflight = %s\nsystem_max_inflight = %s\nmax_connections = %s\n' "$@"; } >"$conf"
+    kill -HUP "$(cat "$KH_STACK/run/gw-b.pid")"
+    for _ in $(seq 1 50); do
+        [ "$(grep -c 'configuration reloaded' "$log" || true)" -gt "$n" ] && return 0
+        sleep 0.1
+    done
+    fail "gw-b did not reload its configuration"
+}
+# hang ORG SYSTEM STAFF PROCEDURE LOCAL_ID: a query left waiting (the router is stopped)
+hang() {
+    client "$1" "$2" --timeout-ms 9000 query "$3" "$4" 131016 TK001 "$5" >/dev/null &
+    HUNG+=($!)
+    local db=kh_gw_b s=t_${1,,}
+    for _ in $(seq 1 50); do
+        [ "$(sql $db "SELECT count(*) FROM $s.query WHERE local_id = '$5' AND state = 'sent'")" -gt "${6:-0}" ] && return 0
+        sleep 0.1
+    done
+    fail "a query of $1 $2 did not get in flight"
+}
+# timed ORG SYSTEM: a quick request (the system's list of queries); prints
+# its output and how long it took
+timed() {
+    local t0 out
+    t0=$(date +%s%N)
+    out=$(client "$1" "$2" list limit=1)
+    printf '%s (%d ms)' "$out" $((($(date +%s%N) - t0) / 1000000))
+}
+HUNG=()
+
+limits 2 2 2 1024
+kill -STOP "$router_pid"
+hang N00001 pension N-PEN-001 JT006 "$LOCAL_N"
+hang 130001 welfare T-WEL-001 JT003 "$LOCAL_T"
+out=$(timed 130001 childrearing)
+expect_contains "the listener full (2 in flight): a tenant with one in flight is refused" \
+    "REFUSED KH-5003: overloaded: this listener has 2 requests in flight (at most 2)" "$out"
+ms=${out##*(}; ms=${ms%% ms)}
+check "... at once (${ms} ms)" test "$ms" -lt 1000
+out=$(timed S00001 loans)
+expect_contains "a tenant with nothing in flight is still served" "OK" "$out"
+
+limits 8 2 1 1024
+hang 130001 childrearing T-CR-001 JT007 "$LOCAL_T" 1
+expect_contains "a tenant with 2 in flight (its limit) is refused" \
+    "REFUSED KH-5003: overloaded: this organisation has 2 requests in flight (at most 2)" \
+    "$(timed 130001 housing)"
+expect_contains "a business system with 1 in flight (its limit) is refused" \
+    "REFUSED KH-5003: overloaded: this client has 1 requests in flight (at most 1)" \
+    "$(timed N00001 pension)"
+biz=$(awk '$1 == "business_listen" { print $3 }' "$conf")
+sys=$PKI/org/N00001/systems/pension
+raw=$(printf 'GET /v1/query/list HTTP/1.1\r\nHost: gw\r\n\r\n' |
+    timeout 10 openssl s_client -connect "$biz" -cert "$sys.crt" -key "$sys.key" \
+        -CAfile "$PKI/national-ca.crt" -quiet -ign_eof 2>/dev/null | tr -d '\r' || true)
+expect_contains "the refusal is 503" "HTTP/1.1 503 " "$raw"
+expect_contains "... and says when to retry" "Retry-After: 1" "$raw"
+
+kill -CONT "$router_pid"
+for p in "${HUNG[@]}"; do wait "$p" || true; done
+expect_contains "once the queries are over, their places are free again" "OK" "$(timed 130001 housing)"
+
+# connections: one held open, a limit of one; the next connection's request is refused
+limits 8 2 1 1
+exec 3< <(sleep 4 | timeout 6 openssl s_client -connect "$biz" -cert "$sys.crt" -key "$sys.key" \
+    -CAfile "$PKI/national-ca.crt" -quiet 2>/dev/null)
+sleep 1
+expect_contains "a connection over max_connections is refused" \
+    "REFUSED KH-5003: overloaded: this listener has its 1 connections" "$(timed S00001 loans)"
+exec 3<&-
+sleep 5 # the held connection ends; the watch lets it go within a second
+expect_contains "... and served once there is room" "OK" "$(timed S00001 loans)"
+trap - EXIT
+restore
+check "gw-b took its own configuration back" grep -q "configuration reloaded" "$log"
+expect_contains "and serves as before" "OK" "$(timed 130001 housing)"
+finish
