@@ -1184,7 +1184,7 @@ int main(int argc, char **argv)
         goto out;
     }
     R.base = event_base_new();
-    R.pool = kh_pool_new(R.base, R.set.db, R.set.db_workers, 1024);
+    R.pool = kh_pool_new(R.base, R.set.db, R.set.db_workers, 1024, 0);
     R.http =
         kh_http_listen(R.base, R.server_ctx, R.set.listen, (size_t)R.max_body, err, sizeof err);
     if (R.pool == NULL || R.http == NULL) {

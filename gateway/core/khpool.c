@@ -5,6 +5,9 @@
 
 #include <ctype.h>
 #include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +30,7 @@ struct kh_pool {
     job *todo_head, *todo_tail;
     job *done_head, *done_tail;
     int queued, queue_max;
+    int nice; /* of the workers, above the event loop's */
     bool stopping;
     int nworkers;
     pthread_t *threads;
@@ -58,6 +62,15 @@ static void *worker_main(void *arg)
 {
     kh_pool *p = arg;
     PGconn *conn = NULL;
+    /* below the event loop (Linux sets a nice value per thread): when the
+     * CPUs are busy, the loop still accepts, refuses and answers at once */
+    if (p->nice > 0) {
+        id_t tid = (id_t)syscall(SYS_gettid);
+        int now = getpriority(PRIO_PROCESS, tid); /* the creating thread's, inherited */
+        int want = now + p->nice > 19 ? 19 : now + p->nice;
+        if (setpriority(PRIO_PROCESS, tid, want) != 0)
+            kh_warn("pool", "cannot lower a worker's priority (nice %d)", want);
+    }
     for (;;) {
         pthread_mutex_lock(&p->mu);
         while (p->todo_head == NULL && !p->stopping)
@@ -115,13 +128,15 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-kh_pool *kh_pool_new(struct event_base *base, const char *conninfo, int workers, int queue_max)
+kh_pool *kh_pool_new(struct event_base *base, const char *conninfo, int workers, int queue_max,
+                     int nice)
 {
     kh_pool *p = calloc(1, sizeof *p);
     if (p == NULL)
         return NULL;
     p->base = base;
     p->queue_max = queue_max;
+    p->nice = nice;
     /* a bounded wait for the database, so a dead server cannot stall the
      * workers (or shutdown) indefinitely */
     if (strstr(conninfo, "connect_timeout") == NULL) {

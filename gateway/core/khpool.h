@@ -16,8 +16,12 @@ typedef struct kh_pool kh_pool;
 typedef void (*kh_pool_work_fn)(PGconn *conn, void *arg); /* worker thread */
 typedef void (*kh_pool_done_fn)(void *arg);               /* event loop */
 
-/* conninfo: libpq connection string. Requires evthread_use_pthreads(). */
-kh_pool *kh_pool_new(struct event_base *base, const char *conninfo, int workers, int queue_max);
+/* conninfo: libpq connection string. Requires evthread_use_pthreads().
+ * nice: how much lower than the calling (event-loop) thread the workers run
+ * (0: the same): under load the loop, whose work is short and bounded, then
+ * still accepts, refuses and answers at once. */
+kh_pool *kh_pool_new(struct event_base *base, const char *conninfo, int workers, int queue_max,
+                     int nice);
 /* 0 if queued; -1 if the queue is full or the pool is stopping. conn passed to
  * work is NULL if the database cannot be reached (work must then fail with KH_E_DB). */
 KH_MUST_CHECK int kh_pool_submit(kh_pool *p, kh_pool_work_fn work, kh_pool_done_fn done, void *arg);

@@ -62,6 +62,8 @@ static const kh_opt options[] = {
      "database worker threads"},
     {"db_queue", KH_OPT_INT, 0, "1024", 1, 1 << 20, NULL, OFF(db_queue), NULL,
      "bound of the database job queue"},
+    {"worker_nice", KH_OPT_INT, 0, "19", 0, 19, NULL, OFF(worker_nice), NULL,
+     "the database and crypto workers run this much below the event loop"},
     {"max_skew", KH_OPT_INT, RELOAD, "120", 0, 3600, NULL, OFF(max_skew), NULL,
      "allowed clock skew, seconds"},
     {"msg_ttl", KH_OPT_INT, RELOAD, "300", 10, 86400, NULL, OFF(msg_ttl), NULL,

@@ -15,7 +15,7 @@ typedef struct {
     const char *name, *pki, *router, *db;
     const char *business_listen, *peer_listen, *admin_listen;
     kh_opt_list tenants;
-    int db_workers, db_queue;
+    int db_workers, db_queue, worker_nice;
     int max_skew, msg_ttl, max_body, timeout_ms, log_level;
     int max_connections, max_inflight, tenant_max_inflight, system_max_inflight;
     const char *spool_dir, *drop_dir, *drop_system;

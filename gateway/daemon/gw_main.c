@@ -103,7 +103,7 @@ static int setup(const char *config, char *err, size_t errlen)
 static void start_listeners(void)
 {
     char err[256];
-    G.pool = kh_pool_new(G.base, G.set.db, G.set.db_workers, G.set.db_queue);
+    G.pool = kh_pool_new(G.base, G.set.db, G.set.db_workers, G.set.db_queue, G.set.worker_nice);
     G.biz_http = kh_http_listen(G.base, G.biz_ctx, G.set.business_listen, (size_t)G.set.max_body,
                                 err, sizeof err);
     if (G.biz_http != NULL)

@@ -1,0 +1,317 @@
+/* khload: an open-loop load generator for the business API, for
+ * tools/khbench-overload. Queries are sent at a fixed rate, whatever the
+ * gateway answers, from one business system over kept-alive mutual-TLS
+ * connections (khhttp's client, as the gateway's own outgoing requests),
+ * with at most --outstanding of them waiting at once (a send that would go
+ * over is counted as dropped: the generator, not the gateway, was the limit).
+ * At the end it prints one line of figures:
+ *   offered sent dropped ok refused other   counts (refused: 503 KH-5003)
+ *   ok_per_s refused_per_s                  over the run
+ *   ok_p50_ms ok_p99_ms refused_p99_ms      latencies of answered and refused
+ * usage: khload --gateway H:P --gateway-name NAME --cert C --key K --ca CA
+ *               --rate R --seconds S [--outstanding N]
+ *               --query STAFF PROCEDURE PROVIDER ITEM[,ITEM] --local-ids FILE */
+#include "kakehashi.pb-c.h"
+#include "khhttp.h"
+#include "khpb.h"
+#include "khtls.h"
+
+#include <event2/event.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct {
+    struct event_base *base;
+    SSL_CTX *ctx;
+    const char *gateway, *name;
+    uint8_t **bodies; /* one QueryRequest per local ID */
+    size_t *lens, nbodies;
+    double rate, seconds;
+    long outstanding_max, outstanding;
+    long offered, sent, dropped, ok, refused, other;
+    double *ok_ms, *ref_ms;
+    size_t nok, nref, cap;
+    struct timespec t0;
+    struct event *tick;
+    bool stopping;
+} load;
+
+typedef struct {
+    load *L;
+    struct timespec t;
+} shot;
+
+static double since(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+static void keep(double *v, size_t *n, size_t cap, double x)
+{
+    if (*n < cap)
+        v[(*n)++] = x;
+}
+
+static void done(int status, const uint8_t *body, size_t len, void *arg)
+{
+    shot *s = arg;
+    load *L = s->L;
+    double ms = since(&s->t) * 1000.0;
+    char code[32] = "", msg[8];
+    free(s);
+    L->outstanding--;
+    if (status == 200) {
+        Kh__QueryResponse *r = (Kh__QueryResponse *)kh_pb_unpack(&kh__query_response__descriptor,
+                                                                 body, len, NULL, NULL, 0);
+        bool answered = r && r->status && strcmp(r->status->code, "OK") == 0;
+        if (r)
+            kh__query_response__free_unpacked(r, NULL);
+        if (answered) {
+            L->ok++;
+            keep(L->ok_ms, &L->nok, L->cap, ms);
+        } else {
+            L->other++;
+        }
+    } else if (status == 503) {
+        kh_http_parse_status(body, len, code, sizeof code, msg, sizeof msg);
+        if (strcmp(code, "KH-5003") == 0) {
+            L->refused++;
+            keep(L->ref_ms, &L->nref, L->cap, ms);
+        } else {
+            L->other++;
+        }
+    } else {
+        L->other++;
+    }
+    if (L->stopping && L->outstanding == 0)
+        event_base_loopbreak(L->base);
+}
+
+static void send_one(load *L)
+{
+    size_t i = (size_t)L->offered % L->nbodies;
+    L->offered++;
+    if (L->outstanding >= L->outstanding_max) {
+        L->dropped++;
+        return;
+    }
+    shot *s = malloc(sizeof *s);
+    if (s == NULL) {
+        L->dropped++;
+        return;
+    }
+    s->L = L;
+    clock_gettime(CLOCK_MONOTONIC, &s->t);
+    if (kh_http_request(L->base, L->ctx, EVHTTP_REQ_POST, L->gateway, "/v1/query", L->bodies[i],
+                        L->lens[i], 60000, "KH-GW", L->name, done, s) != 0) {
+        free(s);
+        L->other++;
+        return;
+    }
+    L->sent++;
+    L->outstanding++;
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    load *L = arg;
+    (void)fd;
+    (void)what;
+    double t = since(&L->t0);
+    if (t >= L->seconds) {
+        L->stopping = true;
+        event_del(L->tick);
+        if (L->outstanding == 0)
+            event_base_loopbreak(L->base);
+        return;
+    }
+    long due = (long)(t * L->rate);
+    while (L->offered < due)
+        send_one(L);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(double *v, size_t n, double p)
+{
+    if (n == 0)
+        return -1;
+    qsort(v, n, sizeof *v, cmp_double);
+    size_t k = (size_t)(p * (double)(n - 1) + 0.5);
+    return v[k];
+}
+
+static int read_ids(const char *path, const char *const q[4], load *L)
+{
+    FILE *f = fopen(path, "r");
+    char line[64];
+    char *items[16];
+    size_t nitems = 0;
+    char *list = strdup(q[3]);
+    if (f == NULL || list == NULL) {
+        free(list);
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    for (char *sv = NULL, *t = strtok_r(list, ",", &sv); t && nitems < 16;
+         t = strtok_r(NULL, ",", &sv))
+        items[nitems++] = t;
+    while (fgets(line, sizeof line, f) != NULL) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (line[0] == '\0')
+            continue;
+        uint8_t **b = realloc(L->bodies, (L->nbodies + 1) * sizeof *b);
+        size_t *l = b ? realloc(L->lens, (L->nbodies + 1) * sizeof *l) : NULL;
+        if (b)
+            L->bodies = b;
+        if (l == NULL)
+            break;
+        L->lens = l;
+        Kh__QueryRequest r = KH__QUERY_REQUEST__INIT;
+        r.staff_id = (char *)q[0];
+        r.procedure = (char *)q[1];
+        r.provider = (char *)q[2];
+        r.items = items;
+        r.n_items = nitems;
+        r.local_id = line;
+        if (kh_pb_pack(&r.base, &L->bodies[L->nbodies], &L->lens[L->nbodies]) != 0)
+            break;
+        L->nbodies++;
+    }
+    fclose(f);
+    free(list);
+    return L->nbodies > 0 ? 0 : -1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: khload --gateway H:P --gateway-name NAME --cert C --key K --ca CA\n"
+               "              --rate R --seconds S [--outstanding N]\n"
+               "              --query STAFF PROCEDURE PROVIDER ITEM[,ITEM] --local-ids FILE\n"
+               "Sends business-API queries at R per second for S seconds (open loop), at most N\n"
+               "waiting at once (default 300), asking about the local IDs of FILE in turn.\n"
+               "Prints: offered sent dropped ok refused other ok_per_s refused_per_s ok_p50_ms\n"
+               "ok_p99_ms refused_p99_ms (refused: 503 KH-5003; other: any other outcome).\n");
+}
+
+int main(int argc, char **argv)
+{
+    enum { O_GW = 1, O_NAME, O_CERT, O_KEY, O_CA, O_RATE, O_SECS, O_OUT, O_QUERY, O_IDS };
+    static const struct option opts[] = {{"gateway", required_argument, NULL, O_GW},
+                                         {"gateway-name", required_argument, NULL, O_NAME},
+                                         {"cert", required_argument, NULL, O_CERT},
+                                         {"key", required_argument, NULL, O_KEY},
+                                         {"ca", required_argument, NULL, O_CA},
+                                         {"rate", required_argument, NULL, O_RATE},
+                                         {"seconds", required_argument, NULL, O_SECS},
+                                         {"outstanding", required_argument, NULL, O_OUT},
+                                         {"query", required_argument, NULL, O_QUERY},
+                                         {"local-ids", required_argument, NULL, O_IDS},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    load L = {.outstanding_max = 300};
+    const char *cert = NULL, *key = NULL, *ca = NULL, *ids = NULL, *q[4] = {NULL};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case O_GW:
+            L.gateway = optarg;
+            break;
+        case O_NAME:
+            L.name = optarg;
+            break;
+        case O_CERT:
+            cert = optarg;
+            break;
+        case O_KEY:
+            key = optarg;
+            break;
+        case O_CA:
+            ca = optarg;
+            break;
+        case O_RATE:
+            L.rate = atof(optarg);
+            break;
+        case O_SECS:
+            L.seconds = atof(optarg);
+            break;
+        case O_OUT:
+            L.outstanding_max = atol(optarg);
+            break;
+        case O_QUERY:
+            /* STAFF PROCEDURE PROVIDER ITEMS: this and the next three words */
+            if (optind + 2 >= argc) {
+                usage(stderr);
+                return 2;
+            }
+            q[0] = optarg;
+            q[1] = argv[optind++];
+            q[2] = argv[optind++];
+            q[3] = argv[optind++];
+            break;
+        case O_IDS:
+            ids = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc || !L.gateway || !L.name || !cert || !key || !ca || !ids || !q[0] ||
+        L.rate <= 0 || L.rate > 1e5 || L.seconds <= 0 || L.seconds > 3600 ||
+        L.outstanding_max < 1 || L.outstanding_max > 10000) {
+        usage(stderr);
+        return 2;
+    }
+    char err[256];
+    L.cap = (size_t)(L.rate * L.seconds) + 16;
+    L.ok_ms = malloc(L.cap * sizeof *L.ok_ms);
+    L.ref_ms = malloc(L.cap * sizeof *L.ref_ms);
+    L.base = event_base_new();
+    L.ctx = kh_tls_client_ctx(cert, key, ca, err, sizeof err);
+    if (!L.ok_ms || !L.ref_ms || !L.base || !L.ctx) {
+        fprintf(stderr, "khload: %s\n", L.ctx ? "out of memory" : err);
+        return 1;
+    }
+    if (read_ids(ids, q, &L) != 0) {
+        fprintf(stderr, "khload: no local IDs read from %s\n", ids);
+        return 1;
+    }
+    struct timeval ms = {0, 1000};
+    L.tick = event_new(L.base, -1, EV_PERSIST, on_tick, &L);
+    clock_gettime(CLOCK_MONOTONIC, &L.t0);
+    if (L.tick == NULL || event_add(L.tick, &ms) != 0) {
+        fprintf(stderr, "khload: cannot start the clock\n");
+        return 1;
+    }
+    event_base_dispatch(L.base);
+    printf("offered=%ld sent=%ld dropped=%ld ok=%ld refused=%ld other=%ld ok_per_s=%.1f "
+           "refused_per_s=%.1f ok_p50_ms=%.1f ok_p99_ms=%.1f refused_p99_ms=%.1f\n",
+           L.offered, L.sent, L.dropped, L.ok, L.refused, L.other, (double)L.ok / L.seconds,
+           (double)L.refused / L.seconds, pct(L.ok_ms, L.nok, 0.50), pct(L.ok_ms, L.nok, 0.99),
+           pct(L.ref_ms, L.nref, 0.99));
+    kh_http_client_close(L.base);
+    event_free(L.tick);
+    for (size_t i = 0; i < L.nbodies; i++)
+        free(L.bodies[i]);
+    free(L.bodies);
+    free(L.lens);
+    free(L.ok_ms);
+    free(L.ref_ms);
+    kh_tls_ctx_free(L.ctx);
+    event_base_free(L.base);
+    return 0;
+}
