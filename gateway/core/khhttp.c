@@ -135,6 +135,7 @@ int kh_http_query(const char *q, struct evkeyvalq *out, char *why, size_t whylen
     {
         if (!kh_id_text(kv->key, strlen(kv->key)) || !kh_id_text(kv->value, strlen(kv->value))) {
             snprintf(why, whylen, "a query parameter is not UTF-8 text");
+            evhttp_clear_headers(out); /* a refusal leaves out empty (fuzz_query) */
             return -1;
         }
     }

@@ -42,8 +42,9 @@ SSL *kh_http_req_ssl(struct evhttp_request *req);
 void kh_http_route(struct evhttp *http, const char *path,
                    void (*cb)(struct evhttp_request *, void *), void *arg);
 /* Parses a request's query string (as sent) into out, decoded. Refuses
- * (-1, why set) a percent-encoded NUL (decoding would cut the value there),
- * a name or value that is not UTF-8 once decoded, or a malformed string. */
+ * (-1, why set, out left empty) a percent-encoded NUL (decoding would cut the
+ * value there), a name or value that is not UTF-8 once decoded, or a
+ * malformed string. */
 KH_MUST_CHECK int kh_http_query(const char *q, struct evkeyvalq *out, char *why, size_t whylen);
 
 /* The media type of every protobuf body, both ways. */
