@@ -387,7 +387,7 @@ static int deferred_body(const forge_opts *o, const Kh__Header *h, char **items,
     size_t nd = 0, nf = 0;
     for (size_t i = 0; i < nitems; i++) {
         size_t first = nf;
-        for (size_t k = 0; k < o->nfields; k++) {
+        for (size_t k = 0; k < o->nfields && nf < sizeof f / sizeof f[0]; k++) {
             const char *dot = strchr(o->fields[k], '.'), *eq = strchr(o->fields[k], '=');
             size_t il = dot ? (size_t)(dot - o->fields[k]) : 0;
             if (dot == NULL || eq == NULL || eq < dot || il != strlen(items[i]) ||

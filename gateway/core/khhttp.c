@@ -185,9 +185,10 @@ typedef struct watch {
     bool handshaken; /* the TLS handshake was seen complete */
     bool busy;       /* a request is being answered */
     struct listener *l;
-    bool over;     /* accepted over the listener's max_conns: every request refused */
-    bool inflight; /* its request holds a place (admit) */
-    bool known;    /* who is known: */
+    bool counted;                 /* in the listener's nconns (from its first request) */
+    bool over;                    /* counted over the listener's max_conns: every request refused */
+    bool inflight;                /* its request holds a place (admit) */
+    bool known;                   /* who is known: */
     char who[2][KH_HTTP_WHO_MAX]; /* "o:" O= and "c:" O=/CN= of the client certificate */
     struct watch *next;
 } watch;
@@ -222,7 +223,8 @@ static void watch_tick(evutil_socket_t fd, short what, void *arg)
         if (ev == NULL) { /* libevent let the connection go */
             *pp = w->next;
             release(w); /* a request whose client has gone gives its place back */
-            w->l->nconns--;
+            if (w->counted)
+                w->l->nconns--;
             /* nothing may call back into w once it is freed */
             evbuffer_remove_cb_entry(bufferevent_get_input(w->bev), w->cb);
             bufferevent_decref(w->bev);
@@ -334,7 +336,8 @@ void evhttp_send_error(struct evhttp_request *req, int error, const char *reason
     const watch *w = watch_of(req);
     if (error == HTTP_BADREQUEST &&
         (req->headers_size > KH_HTTP_MAX_HEADERS ||
-         (w != NULL && req->body_size == 0 && w->bytes > KH_HTTP_MAX_HEADERS)))
+         (w != NULL && req->body_size == 0 &&
+          evbuffer_get_length(bufferevent_get_input(w->bev)) > KH_HTTP_MAX_HEADERS)))
         error = HTTP_ENTITYTOOLARGE;
     switch (error) {
     case HTTP_ENTITYTOOLARGE:
@@ -358,12 +361,15 @@ void evhttp_send_error(struct evhttp_request *req, int error, const char *reason
         snprintf(msg, sizeof msg,
                  "malformed HTTP request: its request line or a header could not be read");
     }
-    /* a request line libevent could not read left no version: the reply is
-     * HTTP/1.1, so that it has a Content-Length */
-    if (req->major != 1) {
-        req->major = 1;
-        req->minor = 1;
-    }
+    /* the reply is HTTP/1.1 whatever the request said (a request line
+     * libevent could not read left no version; an HTTP/1.0 keep-alive would
+     * add a contrary Connection header), so that it has a Content-Length and
+     * its Connection: close is obeyed; and libevent obeys it for no CONNECT,
+     * whose method it may have read before the error */
+    req->major = 1;
+    req->minor = 1;
+    if (req->type == EVHTTP_REQ_CONNECT)
+        req->type = EVHTTP_REQ_GET;
     answering(req);
     /* libevent's state of this connection is no longer to be trusted */
     evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
@@ -373,21 +379,30 @@ void evhttp_send_error(struct evhttp_request *req, int error, const char *reason
 
 /* ---- admission (khhttp.h, kh_http_limits) ---- */
 
+/* Room for n more places, so that the pointers place_of returns in the
+ * meantime stay valid (it never moves the array itself). */
+static bool places_room(listener *l, size_t n)
+{
+    if (l->nplaces + n <= l->capplaces)
+        return true;
+    size_t cap = l->capplaces ? 2 * l->capplaces : 4; /* small: the tests make it grow */
+    while (cap < l->nplaces + n)
+        cap *= 2;
+    place *p = realloc(l->places, cap * sizeof *p);
+    if (p == NULL)
+        return false;
+    l->places = p;
+    l->capplaces = cap;
+    return true;
+}
+
 static place *place_of(listener *l, const char *who, bool make)
 {
     for (size_t i = 0; i < l->nplaces; i++)
         if (strcmp(l->places[i].who, who) == 0)
             return &l->places[i];
-    if (!make)
+    if (!make || l->nplaces == l->capplaces)
         return NULL;
-    if (l->nplaces == l->capplaces) {
-        size_t cap = l->capplaces ? 2 * l->capplaces : 16;
-        place *p = realloc(l->places, cap * sizeof *p);
-        if (p == NULL)
-            return NULL;
-        l->places = p;
-        l->capplaces = cap;
-    }
     place *p = &l->places[l->nplaces++];
     snprintf(p->who, sizeof p->who, "%s", who);
     p->n = 0;
@@ -440,6 +455,16 @@ static bool admit(struct evhttp_request *req)
     const kh_http_limits *m = &l->lim;
     if (!w->known)
         know(w);
+    /* a connection counts from its first request (its TLS handshake done):
+     * connections that never complete one cannot fill the listener */
+    if (!w->counted && !w->over) {
+        /* one over the limit is refused and closed without being counted
+         * (counted, it would hold the room it is refused for until the next
+         * tick of the watch) */
+        w->over = m->max_conns > 0 && l->nconns >= m->max_conns;
+        w->counted = !w->over;
+        l->nconns += w->counted;
+    }
     int org = in_flight(l, w->who[0]), client = in_flight(l, w->who[1]);
     char why[160] = "";
     if (w->over)
@@ -454,7 +479,7 @@ static bool admit(struct evhttp_request *req)
     else if (m->max_inflight > 0 && l->ninflight >= m->max_inflight && org > 0)
         snprintf(why, sizeof why, "this listener has %d requests in flight (at most %d)",
                  l->ninflight, m->max_inflight);
-    place *po = why[0] ? NULL : place_of(l, w->who[0], true);
+    place *po = why[0] || !places_room(l, 2) ? NULL : place_of(l, w->who[0], true);
     place *pc = po ? place_of(l, w->who[1], true) : NULL;
     if (why[0] == '\0' && (po == NULL || pc == NULL))
         snprintf(why, sizeof why, "out of memory");
@@ -513,8 +538,6 @@ static struct bufferevent *server_bev(struct event_base *base, void *arg)
     bufferevent_incref(w->bev);
     w->accepted = time(NULL); /* the handshake is timed; the requests from their first byte */
     w->l = l;
-    w->over = l->lim.max_conns > 0 && l->nconns >= l->lim.max_conns;
-    l->nconns++;
     w->next = watches;
     watches = w;
     return w->bev;

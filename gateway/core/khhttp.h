@@ -92,8 +92,11 @@ void kh_http_route_other(struct evhttp *http, void (*cb)(struct evhttp_request *
  * refused at once: 503 KH-5003 with Retry-After: 1, never queued. An
  * organisation with nothing in flight is admitted even when the listener is
  * full (so that one tenant's load cannot shut the others out: the overflow
- * is at most one request per organisation). A connection accepted when the
- * listener already had max_conns has each request refused so, and is closed.
+ * is at most one request per organisation). Connections count from their
+ * first request (their TLS handshake done: those that never complete one
+ * cannot fill the listener); one whose first request comes when the
+ * listener already has max_conns has each request refused so, and is closed
+ * (a closed connection is let go within a second: until then it counts).
  * 0 means no limit. Set at start and on SIGHUP, on the event loop's thread. */
 typedef struct {
     int max_conns, max_inflight, org_max, client_max;

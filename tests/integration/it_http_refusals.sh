@@ -47,6 +47,17 @@ for l in "business $biz $sys application/x-protobuf" "peer $peer $rt application
     refused "$name, an unknown Expect" "$addr" "$cert" 400 KH-1001 "$ctype" \
         'POST /v1/x HTTP/1.1\r\nHost: gw\r\nExpect: 200-maybe\r\nContent-Length: 3\r\n\r\n'
 done
+# after a refusal nothing more is read from the connection: not for a CONNECT
+# (libevent obeys no Connection: close for it), nor for an HTTP/1.0 keep-alive
+# (whose reply must not say keep-alive as well)
+out=$(printf 'CONNECT a:1 HTTP/1.1\r\nContent-Length: 99999999\r\n\r\nGET /v1/x HTTP/1.1\r\nHost: gw\r\n\r\n' |
+    raw "$biz" "$sys" | tr -d '\r' | tr '\0' ' ')
+expect_eq "a refused CONNECT: one reply, then the connection is closed" 1 "$(grep -c '^HTTP/1.1 ' <<<"$out")"
+expect_contains "... with a Content-Length" "Content-Length: " "$out"
+out=$(printf 'POST /v1/x HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 99999999\r\n\r\n' |
+    raw "$biz" "$sys" | tr -d '\r' | tr '\0' ' ')
+expect_eq "an HTTP/1.0 keep-alive refused: one Connection header, close" "Connection: close" \
+    "$(grep '^Connection:' <<<"$out")"
 out=$(printf 'NOT HTTP\r\n\r\n' | raw "$admin" "$op" | tr -d '\r')
 expect_contains "the admin API's refusal is its JSON status" \
     '{"code":"KH-1001","message":"malformed HTTP request: its request line or a header could not be read"}' "$out"

@@ -91,11 +91,14 @@ kill -CONT "$router_pid"
 for p in "${HUNG[@]}"; do wait "$p" || true; done
 expect_contains "once the queries are over, their places are free again" "OK" "$(timed 130001 housing)"
 
-# connections: one held open, a limit of one; the next connection's request is refused
+# connections: one held open after its request (a connection counts from
+# its first request), a limit of one; the next connection's request is refused
 limits 8 2 1 1
+sleep 1.5 # connections closed before are let go by the watch within a second
 # a session of its own, so that all of it (sleep, openssl) is ended at once
-setsid bash -c 'sleep 30 | openssl s_client -connect "$1" -cert "$2.crt" -key "$2.key" \
-    -CAfile "$3" -quiet' _ "$biz" "$sys" "$PKI/national-ca.crt" >/dev/null 2>&1 </dev/null &
+setsid bash -c '{ printf "GET /v1/query/list HTTP/1.1\r\nHost: gw\r\n\r\n"; sleep 30; } |
+    openssl s_client -connect "$1" -cert "$2.crt" -key "$2.key" -CAfile "$3" -quiet' \
+    _ "$biz" "$sys" "$PKI/national-ca.crt" >/dev/null 2>&1 </dev/null &
 held=$!
 sleep 1
 expect_contains "a connection over max_connections is refused" \
