@@ -91,33 +91,7 @@ kill -CONT "$router_pid"
 for p in "${HUNG[@]}"; do wait "$p" || true; done
 expect_contains "once the queries are over, their places are free again" "OK" "$(timed 130001 housing)"
 
-# connections: one held open after its request (a connection counts from
-# its first request), a limit of one; the next connection's request is refused
-limits 8 2 1 1
-# no connection of the checks above may be left (a counted one would take
-# the room); once closed, the watch lets each go within a second
-for _ in $(seq 1 100); do
-    [ -z "$(ss -Htn state established "( sport = :${biz##*:} )")" ] && break
-    sleep 0.1
-done
-check "no connection is left on gw-b's business listener" \
-    test -z "$(ss -Htn state established "( sport = :${biz##*:} )")"
-sleep 1.5
-# held for 4 s at most: timeout ends openssl itself, whatever else happens
-{ printf 'GET /v1/query/list HTTP/1.1\r\nHost: gw\r\n\r\n'; sleep 3; } |
-    timeout 4 openssl s_client -connect "$biz" -cert "$sys.crt" -key "$sys.key" \
-        -CAfile "$PKI/national-ca.crt" -quiet >/dev/null 2>&1 &
-sleep 1
-expect_contains "a connection over max_connections is refused" \
-    "REFUSED KH-5003: overloaded: this listener has its 1 connections" "$(timed S00001 loans)"
-# the held connection ends within 4 s; the watch lets it go within a second
-for _ in $(seq 1 40); do
-    out=$(timed S00001 loans)
-    case $out in OK*) break ;; esac
-    sleep 0.2
-done
-case $out in OK*) ;; *) echo "(connections still established: $(ss -Htn state established "( sport = :${biz##*:} )" | wc -l))" ;; esac
-expect_contains "... and served once there is room" "OK" "$out"
+# the connection limit is checked by it_aa_connections (first, on a fresh stack)
 trap - EXIT
 restore
 check "gw-b took its own configuration back" grep -q "configuration reloaded" "$log"
