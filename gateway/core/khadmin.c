@@ -1,6 +1,7 @@
 /* khadmin.c: operator names and roles (see khadmin.h). */
 #include "khadmin.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 bool khadm_name_ok(const char *s)
@@ -30,4 +31,35 @@ unsigned khadm_role(const char *name)
         if (strcmp(roles[i].name, name) == 0)
             return roles[i].bit;
     return 0;
+}
+
+bool khadm_path_match(const char *pattern, bool tenant, const char *path, char org[8], int64_t *id)
+{
+    if (!tenant)
+        return strcmp(pattern, path) == 0;
+    size_t plen = strlen(KHADM_TENANT_PREFIX);
+    if (strncmp(path, KHADM_TENANT_PREFIX, plen) != 0)
+        return false;
+    const char *o = path + plen, *rest = strchr(o, '/');
+    if (rest == NULL || rest - o > 7)
+        return false;
+    rest++;
+    const char *hash = strchr(pattern, '#');
+    if (hash == NULL) {
+        if (strcmp(pattern, rest) != 0)
+            return false;
+    } else {
+        size_t pre = (size_t)(hash - pattern);
+        if (strncmp(pattern, rest, pre) != 0)
+            return false;
+        const char *d = rest + pre, *e = d;
+        while (*e >= '0' && *e <= '9')
+            e++;
+        if (e == d || e - d > 18 || *d == '0' || strcmp(e, hash + 1) != 0)
+            return false;
+        *id = strtoll(d, NULL, 10);
+    }
+    memcpy(org, o, (size_t)(rest - 1 - o));
+    org[rest - 1 - o] = '\0';
+    return true;
 }

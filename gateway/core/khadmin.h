@@ -5,6 +5,7 @@
 #define KH_ADMIN_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #define KHADM_NAME_MAX 32    /* operator names, bytes */
 #define KHADM_MAX_TENANTS 64 /* tenants of one operator */
@@ -24,5 +25,15 @@ enum {
 };
 /* The bit of a role name ("platform_admin", ...), or 0 if it is none. */
 unsigned khadm_role(const char *name);
+
+/* The admin API's paths. A route's pattern is a whole path, or for a
+ * tenant route (tenant true) the part after KHADM_TENANT_PREFIX and the
+ * tenant's code, where '#' stands for a flag id (1 to 18 digits, no leading
+ * zero). Whether path (as sent, not decoded) is the pattern's; for a tenant
+ * route, org gets the code as sent (1 to 7 bytes without '/', checked by
+ * the caller) and id the flag id. Compares bytes: "%2F" or "%00" match
+ * nothing but themselves. */
+#define KHADM_TENANT_PREFIX "/admin/v1/tenants/"
+bool khadm_path_match(const char *pattern, bool tenant, const char *path, char org[8], int64_t *id);
 
 #endif

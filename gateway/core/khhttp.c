@@ -15,8 +15,10 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/http_struct.h> /* req->major, req->minor: see evhttp_send_error */
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <event2/util.h>
 #include <netinet/in.h>
+#include <errno.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <stdarg.h>
@@ -154,10 +156,12 @@ typedef struct listener {
     kh_http_refuse_fn refuse;
     size_t max_body;
     kh_http_limits lim; /* 0: no limit */
-    int nconns, ninflight;
+    int nconns, nopen, ninflight;
     place *places; /* of the organisations and clients with requests in flight */
     size_t nplaces, capplaces;
-    unsigned long refused;
+    unsigned long refused, slow_closed;
+    struct evconnlistener *lev;
+    struct event *resume_ev; /* accepting again after it ran out of descriptors */
 } listener;
 static listener listeners[16];
 static size_t nlisteners;
@@ -225,6 +229,7 @@ static void watch_tick(evutil_socket_t fd, short what, void *arg)
             release(w); /* a request whose client has gone gives its place back */
             if (w->counted)
                 w->l->nconns--;
+            w->l->nopen--;
             /* nothing may call back into w once it is freed */
             evbuffer_remove_cb_entry(bufferevent_get_input(w->bev), w->cb);
             bufferevent_decref(w->bev);
@@ -237,6 +242,7 @@ static void watch_tick(evutil_socket_t fd, short what, void *arg)
             kh_info("http", "a client's TLS handshake took over %d s: closed", KH_HTTP_GRACE_S);
             w->handshaken = true; /* once */
             slow_closed++;
+            w->l->slow_closed++;
             evutil_socket_t s = bufferevent_getfd(w->bev);
             if (s >= 0)
                 shutdown(s, SHUT_RDWR);
@@ -249,6 +255,7 @@ static void watch_tick(evutil_socket_t fd, short what, void *arg)
                 (unsigned long long)w->bytes, (long long)(now - w->first), KH_HTTP_MIN_RATE);
         w->first = 0; /* once */
         slow_closed++;
+        w->l->slow_closed++;
         evutil_socket_t s = bufferevent_getfd(w->bev);
         if (s >= 0)
             shutdown(s, SHUT_RDWR); /* libevent sees the end and lets the connection go */
@@ -511,7 +518,8 @@ void kh_http_set_limits(struct evhttp *http, const kh_http_limits *lim)
 kh_http_load kh_http_load_of(struct evhttp *http)
 {
     const listener *l = listener_of(http);
-    return l ? (kh_http_load){l->nconns, l->ninflight, l->refused} : (kh_http_load){0, 0, 0};
+    return l ? (kh_http_load){l->nconns, l->nopen, l->ninflight, l->refused, l->slow_closed}
+             : (kh_http_load){0, 0, 0, 0, 0};
 }
 
 static struct bufferevent *server_bev(struct event_base *base, void *arg)
@@ -538,6 +546,7 @@ static struct bufferevent *server_bev(struct event_base *base, void *arg)
     bufferevent_incref(w->bev);
     w->accepted = time(NULL); /* the handshake is timed; the requests from their first byte */
     w->l = l;
+    l->nopen++;
     w->next = watches;
     watches = w;
     return w->bev;
@@ -546,6 +555,38 @@ static struct bufferevent *server_bev(struct event_base *base, void *arg)
 unsigned long kh_http_slow_closed(void)
 {
     return slow_closed;
+}
+
+/* ---- accept() failures ----
+ *
+ * libevent's listener retries a failed accept() at once, and again: out of
+ * file descriptors (a listener's max_connections over the process's limit
+ * of open files), that is a loop that takes a whole CPU. A listener that
+ * runs out stops accepting for a second instead (new clients wait in the
+ * kernel's backlog), and says so. */
+static void accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    listener *l = arg;
+    (void)fd;
+    (void)what;
+    evconnlistener_enable(l->lev);
+}
+
+static void accept_failed(struct evconnlistener *lev, void *arg)
+{
+    listener *l = listener_of(arg); /* libevent's argument: the evhttp */
+    int e = EVUTIL_SOCKET_ERROR();
+    if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM) {
+        kh_warn("http", "accept() failed: %s", evutil_socket_error_to_string(e));
+        return;
+    }
+    struct timeval sec = {1, 0};
+    kh_warn("http",
+            "accept() failed (%s) with %d connections open on this listener: not accepting for "
+            "1 s (raise the limit of open files, or lower max_connections)",
+            evutil_socket_error_to_string(e), l ? l->nopen : -1);
+    if (l != NULL && l->resume_ev != NULL && evconnlistener_disable(lev) == 0)
+        event_add(l->resume_ev, &sec);
 }
 
 struct evhttp *kh_http_listen(struct event_base *base, SSL_CTX *ctx, const char *hostport,
@@ -594,6 +635,14 @@ struct evhttp *kh_http_listen(struct event_base *base, SSL_CTX *ctx, const char 
      * wait for the client's delayed ACK (40 ms per request on keep-alive) */
     int one = 1;
     setsockopt(evhttp_bound_socket_get_fd(bs), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    l->lev = evhttp_bound_socket_get_listener(bs);
+    l->resume_ev = evtimer_new(base, accept_resume, l);
+    if (l->resume_ev == NULL) {
+        snprintf(err, errlen, "out of memory");
+        evhttp_free(http);
+        return NULL;
+    }
+    evconnlistener_set_error_cb(l->lev, accept_failed);
     nlisteners++;
     return http;
 }

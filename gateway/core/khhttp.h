@@ -102,11 +102,13 @@ typedef struct {
     int max_conns, max_inflight, org_max, client_max;
 } kh_http_limits;
 void kh_http_set_limits(struct evhttp *http, const kh_http_limits *lim);
-/* Of a listener: connections open, requests in flight, requests refused for
- * overload since start. */
+/* Of a listener: connections counted against max_conns (from their first
+ * request), connections open (counted or not, handshaking included),
+ * requests in flight, requests refused for overload since start, and
+ * connections closed for being too slow since start. */
 typedef struct {
-    int conns, inflight;
-    unsigned long refused;
+    int conns, open, inflight;
+    unsigned long refused, slow_closed;
 } kh_http_load;
 kh_http_load kh_http_load_of(struct evhttp *http);
 #define KH_HTTP_WHO_MAX 136

@@ -11,6 +11,7 @@
 #include "gw_state.h"
 
 #include "khadmin.h"
+#include "khhttp.h"
 #include "khjson.h"
 
 #include <event2/http.h>
@@ -70,6 +71,9 @@ struct adm_call {
     char *out;  /* JSON of a success */
     size_t outlen;
     const char *content_type; /* of out if not JSON (a constant) */
+    /* GET /metrics: the listeners' load, read on the event loop's thread
+     * when the request came (business, peer, admin) */
+    kh_http_load load[3];
 };
 
 /* The admin listener's settings and its one counter, kept by gw_admin.c. */

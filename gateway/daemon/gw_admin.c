@@ -189,45 +189,13 @@ static const adm_route routes[] = {
      adm_metrics_work, false},
 };
 
-#define TENANT_PREFIX "/admin/v1/tenants/"
-
-/* Matches rest against a tenant route's pattern ("#": a flag id, 1 to 18
- * digits, no leading zero). */
-static bool match_tenant_path(const char *pattern, const char *rest, int64_t *id)
-{
-    const char *hash = strchr(pattern, '#');
-    if (hash == NULL)
-        return strcmp(pattern, rest) == 0;
-    size_t pre = (size_t)(hash - pattern);
-    if (strncmp(pattern, rest, pre) != 0)
-        return false;
-    const char *d = rest + pre, *e = d;
-    while (*e >= '0' && *e <= '9')
-        e++;
-    if (e == d || e - d > 18 || *d == '0' || strcmp(e, hash + 1) != 0)
-        return false;
-    *id = strtoll(d, NULL, 10);
-    return true;
-}
-
 /* The route for a request, with the tenant and id of the path. */
 static const adm_route *find_route(enum evhttp_cmd_type method, const char *path, char org[8],
                                    int64_t *id)
 {
-    const char *rest = NULL;
-    if (strncmp(path, TENANT_PREFIX, strlen(TENANT_PREFIX)) == 0) {
-        const char *o = path + strlen(TENANT_PREFIX), *slash = strchr(o, '/');
-        if (slash == NULL || slash - o > 7)
-            return NULL;
-        memcpy(org, o, (size_t)(slash - o));
-        org[slash - o] = '\0';
-        rest = slash + 1;
-    }
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         const adm_route *r = &routes[i];
-        if (r->method != method || r->tenant != (rest != NULL))
-            continue;
-        if (rest ? match_tenant_path(r->path, rest, id) : strcmp(r->path, path) == 0)
+        if (r->method == method && khadm_path_match(r->path, r->tenant, path, org, id))
             return r;
     }
     return NULL;
@@ -410,6 +378,11 @@ static void on_admin_request(struct evhttp_request *req, void *arg)
         call->org[0] = '\0';
         reply_and_free(call);
         return;
+    }
+    if (call->route->work == adm_metrics_work) {
+        call->load[0] = kh_http_load_of(G.biz_http);
+        call->load[1] = kh_http_load_of(G.peer_http);
+        call->load[2] = kh_http_load_of(G.admin_http);
     }
     if (call->route->tenant && kh_id_org(call->org))
         call->t = gw_tenant_find(call->org);

@@ -358,8 +358,51 @@ void adm_usage_all_work(PGconn *c, adm_call *call)
     adm_set_out(call, &w, 200);
 }
 
+/* The listeners' admission figures (kh_http_load), for platform admins:
+ * they are the gateway's, not a tenant's. 0, or -1 out of memory. */
+static int render_listeners(struct evbuffer *b, const kh_http_load *load)
+{
+    static const char *const names[3] = {"business", "peer", "admin"};
+    static const struct {
+        const char *name, *type, *help;
+    } fams[] = {
+        {"kakehashi_http_connections", "gauge",
+         "Connections open on the listener (state=open: all, handshaking included; "
+         "state=counted: those counted against max_connections, from their first request)."},
+        {"kakehashi_http_requests_in_flight", "gauge",
+         "Requests the listener admitted and has not answered yet."},
+        {"kakehashi_http_overload_refusals_total", "counter",
+         "Requests refused for overload (503 KH-5003) since the gateway started."},
+        {"kakehashi_http_slow_closed_total", "counter",
+         "Connections closed for a TLS handshake or a request too slow since the gateway "
+         "started."},
+    };
+    int rc = 0;
+    for (size_t f = 0; rc == 0 && f < sizeof fams / sizeof fams[0]; f++) {
+        rc = khprom_family(b, fams[f].name, fams[f].type, fams[f].help);
+        for (size_t i = 0; rc == 0 && i < 3; i++) {
+            const kh_http_load *ld = &load[i];
+            if (f == 0) {
+                const char *open[] = {"listener", names[i], "state", "open", NULL};
+                const char *counted[] = {"listener", names[i], "state", "counted", NULL};
+                rc = khprom_sample(b, fams[f].name, open, ld->open);
+                if (rc == 0)
+                    rc = khprom_sample(b, fams[f].name, counted, ld->conns);
+                continue;
+            }
+            const char *l[] = {"listener", names[i], NULL};
+            int64_t v = f == 1   ? ld->inflight
+                        : f == 2 ? (int64_t)ld->refused
+                                 : (int64_t)ld->slow_closed;
+            rc = khprom_sample(b, fams[f].name, l, v);
+        }
+    }
+    return rc;
+}
+
 /* GET /metrics: Prometheus text of the operator's tenants (a platform
- * admin's: every hosted tenant), from gw_usage_metrics. */
+ * admin's: every hosted tenant), from gw_usage_metrics; for a platform
+ * admin, the listeners' load too. */
 void adm_metrics_work(PGconn *c, adm_call *call)
 {
     static const char *const none[] = {NULL};
@@ -376,6 +419,23 @@ void adm_metrics_work(PGconn *c, adm_call *call)
             orgs[n++] = G.tenants[i].id.code;
     kh_err e = gw_usage_metrics(c, orgs, n, &call->out, &call->outlen);
     free(orgs);
+    if (e == KH_OK && call->role == KHADM_PLATFORM_ADMIN) {
+        struct evbuffer *b = evbuffer_new();
+        char *all = NULL;
+        if (b == NULL || evbuffer_add(b, call->out, call->outlen) != 0 ||
+            render_listeners(b, call->load) != 0 ||
+            (all = malloc(evbuffer_get_length(b) + 1)) == NULL) {
+            e = KH_E_INTERNAL;
+        } else {
+            call->outlen = evbuffer_get_length(b);
+            evbuffer_copyout(b, all, call->outlen);
+            all[call->outlen] = '\0';
+            free(call->out);
+            call->out = all;
+        }
+        if (b != NULL)
+            evbuffer_free(b);
+    }
     if (e != KH_OK) {
         adm_set_err(call, e, "cannot build the metrics");
         return;

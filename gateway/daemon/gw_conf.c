@@ -70,7 +70,7 @@ static const kh_opt options[] = {
      "validity of a message, seconds"},
     {"max_body", KH_OPT_INT, 0, "1048576", 1024, 64 << 20, NULL, OFF(max_body), NULL,
      "largest request body, bytes"},
-    {"max_connections", KH_OPT_INT, RELOAD, "0", 0, 1 << 20, NULL, OFF(max_connections), NULL,
+    {"max_connections", KH_OPT_INT, RELOAD, "1000", 0, 1 << 20, NULL, OFF(max_connections), NULL,
      "connections per listener (business, peer); more are refused (KH-5003); 0: no limit"},
     {"max_inflight", KH_OPT_INT, RELOAD, "128", 1, 1 << 20, NULL, OFF(max_inflight), NULL,
      "requests being answered per listener (business, peer); more are refused at once"},

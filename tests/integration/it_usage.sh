@@ -215,8 +215,18 @@ expect_eq "metrics: while both were held, two waited at Chiyoda" \
 expect_eq "metrics: ... and two were pending at Osaka" \
     $(($(metric "$T/m0" 'kakehashi_asked_queries_open{tenant="271004",state="pending"}') + 2)) \
     "$(metric "$T/m1" 'kakehashi_asked_queries_open{tenant="271004",state="pending"}')"
-expect_eq "every sample has a tenant label" "" \
-    "$(grep -v '^#' "$T/m2" | grep -v '{tenant="\(131016\|271004\)"[,}]' | head -1)"
+expect_eq "every sample but the gateway's own has a tenant label" "" \
+    "$(grep -v '^#' "$T/m2" | grep -v '^kakehashi_http_' | grep -v '{tenant="\(131016\|271004\)"[,}]' | head -1)"
+# the gateway's own figures (platform admins only), read while this scrape
+# was in flight on the admin listener
+check "the scrape is a request in flight on the admin listener" \
+    test "$(metric "$T/m2" 'kakehashi_http_requests_in_flight{listener="admin"}')" -ge 1
+check "... on a connection open and counted" \
+    test "$(metric "$T/m2" 'kakehashi_http_connections{listener="admin",state="counted"}')" -ge 1
+for l in business peer admin; do
+    check "the $l listener's load is there" test -n \
+        "$(metric "$T/m2" "kakehashi_http_overload_refusals_total{listener=\"$l\"}")"
+done
 for org in 131016 271004; do
     expect_contains "the platform admin's metrics name tenant $org" "{tenant=\"$org\"" "$(cat "$T/m2")"
 done
@@ -297,6 +307,7 @@ scrape aud-131016 "$T/m3"
 check "an auditor's scrape: Prometheus text" prom_ok "$T/m3"
 expect_contains "... of its tenant" '{tenant="131016"' "$(cat "$T/m3")"
 expect_eq "... and of no other" "" "$(grep 271004 "$T/m3" || true)"
+expect_eq "... without the gateway's own figures" "" "$(grep kakehashi_http_ "$T/m3" || true)"
 expect_contains "khctl admin metrics prints the same text" "# TYPE kakehashi_queries_asked_total counter" \
     "$(adm aud-131016 --token-file "$T/aud-131016.tok" metrics)"
 out=$("$KH_ROOT/tools/khstack" admin "$KH_STACK" gw-b admin metrics 2>&1 || true)
