@@ -397,40 +397,43 @@ static BIO *secret_bio(void)
     return BIO_new(BIO_s_secmem());
 }
 
-int khc_seal(const uint8_t *body, size_t len, X509 *sign_cert, EVP_PKEY *sign_key, X509 *recip_cert,
-             uint8_t **out, size_t *outlen)
+/* The DER of a detached-certificate SignedData of body, for sealed_to. */
+static int signed_der(const uint8_t *body, size_t len, X509 *sign_cert, EVP_PKEY *sign_key,
+                      unsigned char **der, int *derlen)
 {
-    if ((body == NULL && len > 0) || sign_cert == NULL || sign_key == NULL || recip_cert == NULL ||
-        out == NULL || outlen == NULL)
-        return -1;
-    if (len > KHC_MAX_INPUT) {
-        kh_warn("crypto", "seal: body of %zu bytes exceeds the %zu byte limit", len, KHC_MAX_INPUT);
-        return -1;
-    }
     int rc = -1;
-    BIO *in = NULL, *sdin = NULL;
-    CMS_ContentInfo *sd = NULL, *env = NULL;
-    unsigned char *sdder = NULL, *der = NULL;
-    int sdlen = 0, derlen = 0;
-    uint8_t *res = NULL;
-
-    /* 1. SignedData, content attached, no certificates: the receiver takes
+    CMS_ContentInfo *sd = NULL;
+    /* SignedData, content attached, no certificates: the receiver takes
      * the signer's certificate from the signed directory (decoding one
      * carried in every message cost about a tenth of a gateway's CPU).
      * Signed attributes (content type, signing time, message digest) but no
      * S/MIME capabilities list: nobody here negotiates algorithms from it. */
-    in = BIO_new_mem_buf(len > 0 ? (const void *)body : (const void *)"", (int)len);
+    BIO *in = BIO_new_mem_buf(len > 0 ? (const void *)body : (const void *)"", (int)len);
     if (in == NULL)
         goto out;
     sd = CMS_sign(sign_cert, sign_key, NULL, in, CMS_BINARY | CMS_NOSMIMECAP | CMS_NOCERTS);
     if (sd == NULL)
         goto out;
-    sdlen = i2d_CMS_ContentInfo(sd, &sdder);
-    if (sdlen <= 0)
+    *derlen = i2d_CMS_ContentInfo(sd, der);
+    if (*derlen <= 0)
         goto out;
+    rc = 0;
+out:
+    BIO_free(in);
+    wipe_cms_content(sd);
+    CMS_ContentInfo_free(sd);
+    return rc;
+}
 
-    /* 2. AuthEnvelopedData (AES-256-GCM, ECDH to recip_cert) of the SignedData DER. */
-    env = CMS_AuthEnvelopedData_create(EVP_aes_256_gcm());
+/* AuthEnvelopedData (AES-256-GCM, ECDH to recip_cert) of inner, a SignedData. */
+static int sealed_to(const uint8_t *inner, size_t len, X509 *recip_cert, uint8_t **out,
+                     size_t *outlen)
+{
+    int rc = -1, derlen = 0;
+    BIO *sdin = NULL;
+    unsigned char *der = NULL;
+    uint8_t *res = NULL;
+    CMS_ContentInfo *env = CMS_AuthEnvelopedData_create(EVP_aes_256_gcm());
     if (env == NULL)
         goto out;
     /* CMS_KEY_PARAM lets us set the ECDH KDF digest before CMS_final: OpenSSL
@@ -451,7 +454,7 @@ int khc_seal(const uint8_t *body, size_t len, X509 *sign_cert, EVP_PKEY *sign_ke
      * silently dropped from the DER. */
     if (CMS_set_detached(env, 0) != 1)
         goto out;
-    sdin = BIO_new_mem_buf(sdder, sdlen);
+    sdin = BIO_new_mem_buf(len > 0 ? (const void *)inner : (const void *)"", (int)len);
     if (sdin == NULL || CMS_final(env, sdin, NULL, CMS_BINARY) != 1)
         goto out;
     derlen = i2d_CMS_ContentInfo(env, &der);
@@ -465,16 +468,67 @@ int khc_seal(const uint8_t *body, size_t len, X509 *sign_cert, EVP_PKEY *sign_ke
     *outlen = (size_t)derlen;
     rc = 0;
 out:
-    if (rc != 0)
-        khc_drain_errors("seal");
-    BIO_free(in);
     BIO_free(sdin);
-    OPENSSL_clear_free(sdder, sdlen > 0 ? (size_t)sdlen : 0);
     OPENSSL_free(der);
-    wipe_cms_content(sd);
-    CMS_ContentInfo_free(sd);
     CMS_ContentInfo_free(env);
     return rc;
+}
+
+int khc_seal(const uint8_t *body, size_t len, X509 *sign_cert, EVP_PKEY *sign_key, X509 *recip_cert,
+             uint8_t **out, size_t *outlen)
+{
+    if ((body == NULL && len > 0) || sign_cert == NULL || sign_key == NULL || recip_cert == NULL ||
+        out == NULL || outlen == NULL)
+        return -1;
+    if (len > KHC_MAX_INPUT) {
+        kh_warn("crypto", "seal: body of %zu bytes exceeds the %zu byte limit", len, KHC_MAX_INPUT);
+        return -1;
+    }
+    unsigned char *sd = NULL;
+    int sdlen = 0;
+    int rc = signed_der(body, len, sign_cert, sign_key, &sd, &sdlen) == 0 &&
+                     sealed_to(sd, (size_t)sdlen, recip_cert, out, outlen) == 0
+                 ? 0
+                 : -1;
+    if (rc != 0)
+        khc_drain_errors("seal");
+    OPENSSL_clear_free(sd, sdlen > 0 ? (size_t)sdlen : 0);
+    return rc;
+}
+
+int khc_seal_signed(const uint8_t *body, size_t len, X509 *sign_cert, EVP_PKEY *sign_key,
+                    uint8_t **out, size_t *outlen)
+{
+    unsigned char *sd = NULL;
+    int sdlen = 0;
+    if ((body == NULL && len > 0) || sign_cert == NULL || sign_key == NULL || out == NULL ||
+        outlen == NULL || len > KHC_MAX_INPUT)
+        return -1;
+    int rc = signed_der(body, len, sign_cert, sign_key, &sd, &sdlen) == 0 &&
+                     (*out = malloc((size_t)sdlen)) != NULL
+                 ? 0
+                 : -1;
+    if (rc == 0) {
+        memcpy(*out, sd, (size_t)sdlen);
+        *outlen = (size_t)sdlen;
+    } else {
+        khc_drain_errors("seal");
+    }
+    OPENSSL_clear_free(sd, sdlen > 0 ? (size_t)sdlen : 0);
+    return rc;
+}
+
+int khc_seal_inner(const uint8_t *inner, size_t len, X509 *recip_cert, uint8_t **out,
+                   size_t *outlen)
+{
+    if ((inner == NULL && len > 0) || recip_cert == NULL || out == NULL || outlen == NULL ||
+        len > KHC_MAX_INPUT)
+        return -1;
+    if (sealed_to(inner, len, recip_cert, out, outlen) != 0) {
+        khc_drain_errors("seal");
+        return -1;
+    }
+    return 0;
 }
 
 kh_err khc_open(const uint8_t *payload, size_t len, X509 *recip_cert, EVP_PKEY *recip_key,

@@ -63,6 +63,16 @@ KH_MUST_CHECK int khc_verify(X509 *cert, const uint8_t *data, size_t len, const 
  * DER -certfile SIGNER.crt ... */
 KH_MUST_CHECK int khc_seal(const uint8_t *body, size_t len, X509 *sign_cert, EVP_PKEY *sign_key,
                            X509 *recip_cert, uint8_t **out, size_t *outlen);
+/* The two halves of khc_seal, for tests and fuzzing (khc_open must treat
+ * what it decrypts as hostile: encryption certificates are public, so
+ * anyone can encrypt any inner content to a gateway):
+ * khc_seal_signed gives the inner layer (the DER SignedData of body),
+ * khc_seal_inner encrypts an inner layer, whatever it is, to recip_cert.
+ * Both: 0, or -1; free *out with khc_free_secret. */
+KH_MUST_CHECK int khc_seal_signed(const uint8_t *body, size_t len, X509 *sign_cert,
+                                  EVP_PKEY *sign_key, uint8_t **out, size_t *outlen);
+KH_MUST_CHECK int khc_seal_inner(const uint8_t *inner, size_t len, X509 *recip_cert, uint8_t **out,
+                                 size_t *outlen);
 /* Opens a sealed payload: decrypts with the recipient's key, checks that the
  * one signer is `signer` (the expected sender's certificate, from the
  * directory: payloads carry no certificate, and any they carry is ignored),
