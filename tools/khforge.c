@@ -18,9 +18,14 @@
 #include "kakehashi.pb-c.h"
 #include "khcrypto.h"
 #include "khenv.h"
+#include "khhttp.h"
 #include "khid.h"
+#include "khpb.h"
 #include "khsync.h"
+#include "khtls.h"
 
+#include <event2/event.h>
+#include <event2/http.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -34,62 +39,72 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: khforge --pki DIR --to HOST:PORT --as NAME --sender ORG --recipient ORG\n"
-            "               --procedure P --items I[,I...] --subject LINKCODE [options]\n"
-            "       khforge --extract ENVELOPE DIR\n"
-            "       khforge --disclosure --pki DIR --to HOST:PORT --as NAME --recipient ORG\n"
-            "               --subject LINKCODE [options]\n"
-            "Builds a QUERY envelope as a gateway (or, with --sign-as ROUTER, as the router)\n"
-            "would, optionally breaks it, and POSTs it to /v1/envelope over mutual TLS.\n"
-            "  --deferred-answer ID  build a deferred ANSWER to query ID (32 hex digits) instead,\n"
-            "                        as a provider sends it after a responder's decision: header\n"
-            "                        answer_state DEFERRED, body FOUND with the --field values\n"
-            "                        (NOT_FOUND without); send it --as router --sign-as ROUTER\n"
-            "                        to the asker's peer API, as the router relays it\n"
-            "  --field ITEM.NAME=VALUE  a field of the deferred answer (repeatable); nothing\n"
-            "                        limits it to the legal basis: a misbehaving provider\n"
-            "  --disclosure          build a DISCLOSURE_REQUEST (records and own information)\n"
-            "                        as the router originates it instead: sender, header signer\n"
-            "                        and payload signer default to ROUTER; no procedure or items;\n"
-            "                        a 200 answer is opened with DIR/router/enc.key\n"
-            "  --pki DIR             the PKI folder made by tools/khpki\n"
-            "  --to HOST:PORT        the router, or a gateway's peer API\n"
-            "  --as NAME             TLS identity: a gateway name (DIR/gw/NAME/tls.*),\n"
-            "                        'router' (DIR/router/tls.*) or 'rogue' (DIR/rogue/tls.*)\n"
-            "  --sender ORG          header and body sender\n"
-            "  --recipient ORG       header and body recipient (payload encrypted to its enc.crt)\n"
-            "  --procedure P         procedure code, e.g. JT001\n"
-            "  --items I[,I...]      item codes, e.g. TK001\n"
-            "  --subject LINKCODE    the subject's link code as the reader of the header knows it\n"
-            "  --staff ID            body staff_id (default O-CA-001)\n"
-            "  --as-of YYYYMMDD      body as_of (default empty: today)\n"
-            "  --sign-as ORG|ROUTER  whose key signs the header (default the sender); ROUTER uses\n"
-            "                        DIR/router/sign.key and sets header.signer = ROUTER\n"
-            "  --payload-signer ORG|ROUTER|rogue  who signs the inner SignedData (default the\n"
-            "                        sender); ROUTER uses DIR/router/sign.{crt,key}, rogue\n"
-            "                        DIR/rogue/sign.{crt,key} (another CA)\n"
-            "  --tamper header|payload  after signing, flip a byte of the header's procedure\n"
-            "                        string / a byte in the middle of the payload\n"
-            "  --splice FILE         use the payload of the envelope saved in FILE with this\n"
-            "                        fresh, correctly signed header\n"
-            "  --reuse-id FILE       use the message id of the envelope saved in FILE, with a\n"
-            "                        fresh payload (another message under a seen id)\n"
-            "  --expired             issued_at = now-600, expires_at = now-300 (correctly signed)\n"
-            "  --ttl N               validity in seconds (default 300)\n"
-            "  --times N             send the same bytes N times (default 1; 0 = only build)\n"
-            "  --save FILE           write the envelope (before sending)\n"
-            "  --save-answer FILE    write the last 200 answer envelope received\n"
-            "  --timeout-ms N        per send (default 30000)\n"
-            "  --extract ENV DIR     split a saved/captured envelope into DIR/header.bin,\n"
-            "                        DIR/header_sig.bin, DIR/payload.der and print its header\n"
-            "  -h, --help            this text\n"
-            "output: 'MSG id', then per send 'SEND n HTTP status KH-code', 'SEND n HTTP 200\n"
-            "ANSWER RESULT items=I,...|- withheld=I,...|- fields=I.f,...|-' (the items the\n"
-            "answer carries, those it withholds, and the fields it carries by base name),\n"
-            "or 'SEND n FAILED: reason'. Exit 0 all sends completed, 4 "
-            "transport failure,\n"
-            "2 usage, 1 cannot build.\n");
+    fprintf(
+        f,
+        "usage: khforge --pki DIR --to HOST:PORT --as NAME --sender ORG --recipient ORG\n"
+        "               --procedure P --items I[,I...] --subject LINKCODE [options]\n"
+        "       khforge --extract ENVELOPE DIR\n"
+        "       khforge --disclosure --pki DIR --to HOST:PORT --as NAME --recipient ORG\n"
+        "               --subject LINKCODE [options]\n"
+        "       khforge --serve --pki DIR --to HOST:PORT --as NAME [--field ITEM.NAME=VALUE...]\n"
+        "               [--times N] [--timeout-ms T]\n"
+        "Builds a QUERY envelope as a gateway (or, with --sign-as ROUTER, as the router)\n"
+        "would, optionally breaks it, and POSTs it to /v1/envelope over mutual TLS.\n"
+        "  --deferred-answer ID  build a deferred ANSWER to query ID (32 hex digits) instead,\n"
+        "                        as a provider sends it after a responder's decision: header\n"
+        "                        answer_state DEFERRED, body FOUND with the --field values\n"
+        "                        (NOT_FOUND without); send it --as router --sign-as ROUTER\n"
+        "                        to the asker's peer API, as the router relays it\n"
+        "  --field ITEM.NAME=VALUE  a field of the deferred or served answer (repeatable);\n"
+        "                        nothing limits it to the legal basis: a misbehaving provider\n"
+        "  --serve               be a provider's gateway instead: listen on --to with the TLS\n"
+        "                        identity of gateway --as, and answer each QUERY the router\n"
+        "                        forwards (POST /v1/envelope) at once, FOUND with the --field\n"
+        "                        values, signed and sealed with DIR/org/RECIPIENT's keys to\n"
+        "                        the asker; prints 'READY', then 'SERVED n QUERY <id> ...'\n"
+        "                        per answer; exits 0 after --times answers (default 1), 4\n"
+        "                        if --timeout-ms passes first\n"
+        "  --disclosure          build a DISCLOSURE_REQUEST (records and own information)\n"
+        "                        as the router originates it instead: sender, header signer\n"
+        "                        and payload signer default to ROUTER; no procedure or items;\n"
+        "                        a 200 answer is opened with DIR/router/enc.key\n"
+        "  --pki DIR             the PKI folder made by tools/khpki\n"
+        "  --to HOST:PORT        the router, or a gateway's peer API\n"
+        "  --as NAME             TLS identity: a gateway name (DIR/gw/NAME/tls.*),\n"
+        "                        'router' (DIR/router/tls.*) or 'rogue' (DIR/rogue/tls.*)\n"
+        "  --sender ORG          header and body sender\n"
+        "  --recipient ORG       header and body recipient (payload encrypted to its enc.crt)\n"
+        "  --procedure P         procedure code, e.g. JT001\n"
+        "  --items I[,I...]      item codes, e.g. TK001\n"
+        "  --subject LINKCODE    the subject's link code as the reader of the header knows it\n"
+        "  --staff ID            body staff_id (default O-CA-001)\n"
+        "  --as-of YYYYMMDD      body as_of (default empty: today)\n"
+        "  --sign-as ORG|ROUTER  whose key signs the header (default the sender); ROUTER uses\n"
+        "                        DIR/router/sign.key and sets header.signer = ROUTER\n"
+        "  --payload-signer ORG|ROUTER|rogue  who signs the inner SignedData (default the\n"
+        "                        sender); ROUTER uses DIR/router/sign.{crt,key}, rogue\n"
+        "                        DIR/rogue/sign.{crt,key} (another CA)\n"
+        "  --tamper header|payload  after signing, flip a byte of the header's procedure\n"
+        "                        string / a byte in the middle of the payload\n"
+        "  --splice FILE         use the payload of the envelope saved in FILE with this\n"
+        "                        fresh, correctly signed header\n"
+        "  --reuse-id FILE       use the message id of the envelope saved in FILE, with a\n"
+        "                        fresh payload (another message under a seen id)\n"
+        "  --expired             issued_at = now-600, expires_at = now-300 (correctly signed)\n"
+        "  --ttl N               validity in seconds (default 300)\n"
+        "  --times N             send the same bytes N times (default 1; 0 = only build)\n"
+        "  --save FILE           write the envelope (before sending)\n"
+        "  --save-answer FILE    write the last 200 answer envelope received\n"
+        "  --timeout-ms N        per send (default 30000)\n"
+        "  --extract ENV DIR     split a saved/captured envelope into DIR/header.bin,\n"
+        "                        DIR/header_sig.bin, DIR/payload.der and print its header\n"
+        "  -h, --help            this text\n"
+        "output: 'MSG id', then per send 'SEND n HTTP status KH-code', 'SEND n HTTP 200\n"
+        "ANSWER RESULT items=I,...|- withheld=I,...|- fields=I.f,...|-' (the items the\n"
+        "answer carries, those it withholds, and the fields it carries by base name),\n"
+        "or 'SEND n FAILED: reason'. Exit 0 all sends completed, 4 "
+        "transport failure,\n"
+        "2 usage, 1 cannot build.\n");
 }
 
 static int read_all(const char *path, uint8_t **out, size_t *outlen)
@@ -374,12 +389,13 @@ typedef struct {
     int times, ttl, timeout_ms;
 } forge_opts;
 
-/* A deferred answer's body, as gw_decide.c builds it after a responder's
- * decision, with the data given by --field ITEM.NAME=VALUE (in --items order):
- * FOUND if any, else NOT_FOUND. Nothing checks the fields against a legal
- * basis here: a misbehaving provider is what this is for. */
-static int deferred_body(const forge_opts *o, const Kh__Header *h, char **items, size_t nitems,
-                         uint8_t **body, size_t *blen)
+/* An answer's body, as gw_answer.c builds it (deferred: as gw_decide.c does
+ * after a responder's decision), with the data given by --field
+ * ITEM.NAME=VALUE (in the order of items): FOUND if any, else NOT_FOUND.
+ * Nothing checks the fields against a legal basis here: a misbehaving
+ * provider is what this is for. */
+static int answer_body(const forge_opts *o, const Kh__Header *h, char **items, size_t nitems,
+                       bool deferred, uint8_t **body, size_t *blen)
 {
     Kh__ItemData d[KH_MAX_ITEMS], *dp[KH_MAX_ITEMS];
     Kh__Field f[64], *fp[64];
@@ -422,7 +438,7 @@ static int deferred_body(const forge_opts *o, const Kh__Header *h, char **items,
     a.result = nd ? "FOUND" : "NOT_FOUND";
     a.data = dp;
     a.n_data = nd;
-    a.deferred = true;
+    a.deferred = deferred;
     return kh_pb_pack(&a.base, body, blen);
 }
 
@@ -531,7 +547,7 @@ static int build(const forge_opts *o, uint8_t **out, size_t *outlen)
     } else {
         int packed;
         if (o->deferred) {
-            packed = deferred_body(o, &h, items, nitems, &body, &blen);
+            packed = answer_body(o, &h, items, nitems, true, &body, &blen);
         } else if (o->disclosure) {
             Kh__DisclosureRequestBody b = KH__DISCLOSURE_REQUEST_BODY__INIT;
             b.msg_id = h.msg_id;
@@ -602,6 +618,141 @@ out:
     return rc;
 }
 
+/* ---- --serve: a provider's gateway that answers with --field values ---- */
+
+typedef struct {
+    const forge_opts *o;
+    struct event_base *base;
+    int served;
+} serve_ctx;
+
+/* The synchronous ANSWER to the query whose (forwarded) header is q, as the
+ * recipient's gateway would seal it (gw_answer_seal), with the --field data:
+ * header and payload signed with DIR/org/RECIPIENT, sealed to the asker's
+ * encryption certificate. */
+static int forge_answer(const forge_opts *o, const Kh__Header *q, uint8_t **out, size_t *outlen)
+{
+    char path[1024], err[256];
+    kh_identity id;
+    X509 *recip = NULL;
+    uint8_t *body = NULL, mid[KH_MSG_ID_LEN];
+    size_t blen = 0;
+    int rc = -1;
+    memset(&id, 0, sizeof id);
+    snprintf(path, sizeof path, "%s/org/%s", o->pki, q->recipient);
+    if (kh_identity_load(&id, q->recipient, path, err, sizeof err) != 0) {
+        fprintf(stderr, "khforge: %s\n", err);
+        return -1;
+    }
+    snprintf(path, sizeof path, "%s/org/%s/enc.crt", o->pki, q->sender);
+    Kh__Header h;
+    if ((recip = khc_load_cert(path, err, sizeof err)) != NULL &&
+        kh_header_init(&h, mid, KH__MSG_TYPE__ANSWER, q->recipient, q->sender, q->recipient,
+                       o->ttl) == 0) {
+        h.procedure = q->procedure;
+        h.items = q->items;
+        h.n_items = q->n_items;
+        h.subject = q->subject;
+        h.in_reply_to = q->msg_id;
+        h.answer_state = "";
+        rc = answer_body(o, &h, q->items, q->n_items, false, &body, &blen) == 0 &&
+                     kh_env_seal(&h, &id, body, blen, recip, out, outlen) == 0
+                 ? 0
+                 : -1;
+    }
+    khc_free_secret(body, blen);
+    khc_cert_free(recip);
+    kh_identity_clear(&id);
+    return rc;
+}
+
+static void on_query(struct evhttp_request *req, void *arg)
+{
+    serve_ctx *s = arg;
+    uint8_t *body = NULL, *ans = NULL;
+    size_t len = 0, alen = 0;
+    char why[160] = "", hex[2 * KH_MSG_ID_LEN + 1];
+    Kh__Envelope *env = NULL;
+    Kh__Header *h = NULL;
+    kh_err e = kh_http_body(req, MAX_ENVELOPE, KH_PB_CONTENT_TYPE, &body, &len, why, sizeof why);
+    if (e == KH_OK)
+        e = kh_env_parse(body, len, &env, &h, why, sizeof why);
+    if (e == KH_OK && h->type != KH__MSG_TYPE__QUERY) {
+        e = KH_E_BAD_REQUEST;
+        snprintf(why, sizeof why, "khforge --serve answers queries only");
+    }
+    if (e == KH_OK && forge_answer(s->o, h, &ans, &alen) != 0) {
+        e = KH_E_INTERNAL;
+        snprintf(why, sizeof why, "cannot build the answer");
+    }
+    if (e != KH_OK) {
+        kh_http_reply_err(req, e, "%s", why);
+        printf("REFUSED %s: %s\n", kh_err_code(e), why);
+    } else {
+        kh_http_reply_raw(req, 200, ans, alen);
+        kh_msgid_hex(&h->msg_id, hex);
+        printf("SERVED %d QUERY %s %s -> %s items=", ++s->served, hex, h->sender, h->recipient);
+        for (size_t i = 0; i < h->n_items; i++)
+            printf("%s%s", i ? "," : "", h->items[i]);
+        printf(" fields=%zu\n", s->o->nfields);
+    }
+    fflush(stdout);
+    if (env != NULL)
+        kh_env_free(env, h);
+    khc_free_secret(body, len);
+    free(ans);
+    if (s->served >= s->o->times) { /* once the reply has gone out */
+        struct timeval later = {0, 200000};
+        event_base_loopexit(s->base, &later);
+    }
+}
+
+static void serve_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    event_base_loopbreak(arg);
+}
+
+/* Listens on o->to as the gateway o->as until o->times queries are answered
+ * (0) or o->timeout_ms has passed (4). */
+static int serve(const forge_opts *o)
+{
+    char cert[1024], key[1024], ca[1024], err[256];
+    snprintf(cert, sizeof cert, "%s/gw/%s/tls.crt", o->pki, o->as);
+    snprintf(key, sizeof key, "%s/gw/%s/tls.key", o->pki, o->as);
+    snprintf(ca, sizeof ca, "%s/national-ca.crt", o->pki);
+    serve_ctx s = {.o = o};
+    SSL_CTX *ctx = kh_tls_server_ctx(cert, key, ca, err, sizeof err);
+    struct evhttp *http = NULL;
+    struct event *deadline = NULL;
+    int rc = 1;
+    if (ctx == NULL || (s.base = event_base_new()) == NULL ||
+        (http = kh_http_listen(s.base, ctx, o->to, MAX_ENVELOPE, err, sizeof err)) == NULL ||
+        (deadline = evtimer_new(s.base, serve_timeout, s.base)) == NULL) {
+        fprintf(stderr, "khforge: cannot serve on %s: %s\n", o->to, err);
+        goto out;
+    }
+    kh_http_route(http, "/v1/envelope", on_query, &s);
+    struct timeval tv = {o->timeout_ms / 1000, (o->timeout_ms % 1000) * 1000};
+    evtimer_add(deadline, &tv);
+    printf("READY %s as %s\n", o->to, o->as);
+    fflush(stdout);
+    event_base_dispatch(s.base);
+    rc = s.served >= o->times ? 0 : 4;
+    if (rc != 0)
+        printf("TIMEOUT after %d of %d queries\n", s.served, o->times);
+out:
+    if (deadline != NULL)
+        event_free(deadline);
+    if (http != NULL)
+        evhttp_free(http);
+    if (s.base != NULL)
+        event_base_free(s.base);
+    kh_tls_ctx_free(ctx);
+    return rc;
+}
+
 static bool is_org(const char *s)
 {
     size_t n = s ? strlen(s) : 0;
@@ -651,6 +802,7 @@ enum {
     O_DISCLOSURE,
     O_DEFERRED,
     O_FIELD,
+    O_SERVE,
 };
 
 int main(int argc, char **argv)
@@ -680,10 +832,11 @@ int main(int argc, char **argv)
                                          {"disclosure", no_argument, NULL, O_DISCLOSURE},
                                          {"deferred-answer", required_argument, NULL, O_DEFERRED},
                                          {"field", required_argument, NULL, O_FIELD},
+                                         {"serve", no_argument, NULL, O_SERVE},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     forge_opts o = {.staff = "O-CA-001", .as_of = "", .times = 1, .ttl = 300, .timeout_ms = 30000};
-    bool do_extract = false;
+    bool do_extract = false, do_serve = false;
     int c;
     char *end;
     long v;
@@ -757,6 +910,9 @@ int main(int argc, char **argv)
         case O_EXTRACT:
             do_extract = true;
             break;
+        case O_SERVE:
+            do_serve = true;
+            break;
         case O_DISCLOSURE:
             o.disclosure = true;
             break;
@@ -790,6 +946,14 @@ int main(int argc, char **argv)
             return 2;
         }
         return extract(argv[optind], argv[optind + 1]);
+    }
+    if (do_serve) {
+        if (optind != argc || !o.pki || !o.to || !is_name(o.as) || o.timeout_ms == 0 ||
+            o.times == 0 || o.ttl == 0) {
+            usage(stderr);
+            return 2;
+        }
+        return serve(&o);
     }
     if (o.disclosure && !o.sender)
         o.sender = "ROUTER";

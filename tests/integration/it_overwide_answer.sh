@@ -6,6 +6,8 @@
 # to the asker's peer API, once with a field LB01 does not allow (refused with
 # KH-4012; the query stays pending) and once within LB01 (accepted: the
 # forged answer is otherwise right, so the refusal is about the field).
+# Then the same for a normal answer: khforge --serve stands for Chiyoda's
+# gateway behind the router and answers Osaka's query at once.
 . "$(dirname "$0")/lib.sh"
 FORGE=$KH_BUILD/tools/khforge
 new_person
@@ -42,4 +44,51 @@ expect_contains "the same answer within LB01 is accepted" "SEND 1 HTTP 200" "$ou
 for _ in $(seq 1 50); do [ "$(qstate "$h")" = "answered FOUND" ] && break; sleep 0.1; done
 expect_eq "and answers the query" "answered FOUND" "$(qstate "$h")"
 adm ta-131016 flags revoke 131016 "$hold" >/dev/null
+
+# --- a normal (synchronous) answer, from a provider's gateway behind the router
+# The router is restarted on a copy of its configuration that sends Chiyoda's
+# queries to khforge --serve (gw-a's TLS identity, Chiyoda's keys), which
+# answers at once with the fields it is given; the real router comes back
+# at the end.
+T=$(mktemp -d)
+FPORT=$((KH_PORT_BASE + 31)) rlog=$KH_STACK/log/router-forge.log
+sed "s|^\(org = 131016,.*,\)127\.0\.0\.1:[0-9]*\$|\1127.0.0.1:$FPORT|" "$KH_STACK/router.conf" >"$T/router.conf"
+check "the copy sends Chiyoda's queries to khforge" grep -q "^org = 131016,.*:$FPORT\$" "$T/router.conf"
+stop_pid() {
+    kill -TERM "$1" 2>/dev/null || return 0
+    for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+}
+stop_pid "$(cat "$KH_STACK/run/router.pid")"
+: >"$rlog"
+setsid "$KH_BUILD/tools/khrouter" -c "$T/router.conf" 2>>"$rlog" >/dev/null </dev/null &
+frouter=$!
+back() {
+    stop_pid "$frouter"
+    "$KH_ROOT/tools/khstack" up "$KH_STACK" >/dev/null
+    rm -rf "$T"
+}
+trap back EXIT
+for _ in $(seq 1 100); do grep -q '"ready on' "$rlog" && break; sleep 0.1; done
+check "the router runs on the copy" grep -q '"ready on' "$rlog"
+# answered FIELD...: Osaka asks Chiyoda, khforge answers with these fields
+answered() {
+    local args=() f
+    for f in "$@"; do args+=(--field "TK001.$f"); done
+    "$FORGE" --serve --pki "$PKI" --to "127.0.0.1:$FPORT" --as gw-a --timeout-ms 20000 \
+        "${args[@]}" >"$T/serve.out" 2>&1 &
+    local spid=$!
+    for _ in $(seq 1 100); do grep -q '^READY' "$T/serve.out" && break; sleep 0.1; done
+    client 271004 childallowance query O-CA-001 JT001 131016 TK001 "$LOCAL_O" || true
+    wait "$spid" || true
+}
+out=$(answered fiscal_year=2025 total_income=3330000 deduction_medical=123450)
+expect_contains "khforge answered Osaka's query as Chiyoda" "SERVED 1 QUERY" "$(cat "$T/serve.out")"
+expect_contains "an answer with a field LB01 does not allow: KH-4012" "KH-4012" "$out"
+h2=$(grep -o '[0-9a-f]\{32\}' <<<"$out" | head -1)
+check "the query has a handle ($h2)" test -n "$h2"
+check "nothing of that answer was recorded as provided to Osaka" test \
+    "$(sql kh_gw_a "SELECT count(*) FROM t_271004.provision_record WHERE msg_id = '$h2' AND outcome = 'provided'")" = 0
+out=$(answered fiscal_year=2025 total_income=3330000)
+expect_contains "the same answer within LB01 is accepted" "OK FOUND" "$out"
+expect_contains "... with the forged provider's values" "TK001.total_income=3330000" "$out"
 finish
