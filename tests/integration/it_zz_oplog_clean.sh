@@ -14,6 +14,9 @@ for l in "${logs[@]}"; do
     check "$(basename "$l") exists and says its process started" grep -q '"ready' "$l"
     check "... and holds more than its start ($(wc -l <"$l") lines)" test "$(wc -l <"$l")" -ge 20
 done
+# and the logs of earlier runs of daemons restarted during the tests
+# (khstack keeps them as NAME.log.<time>): scanned for personal data too
+for l in "$KH_STACK"/log/*.log.*; do [ -e "$l" ] && logs+=("$l"); done
 check "logs are JSON lines" bash -c '! grep -vh "^{.*}$" "$@"' _ "${logs[@]}"
 secrets=$(mktemp)
 trap 'rm -f "$secrets"' EXIT
