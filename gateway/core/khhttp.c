@@ -149,6 +149,7 @@ int kh_http_query(const char *q, struct evkeyvalq *out, char *why, size_t whylen
 typedef struct {
     char who[KH_HTTP_WHO_MAX]; /* "o:ORG" or "c:ORG/CN" */
     int n;                     /* requests of it in flight */
+    int conns;                 /* "c:" places: connections of that client counted */
 } place;
 typedef struct listener {
     struct evhttp *http;
@@ -190,6 +191,7 @@ typedef struct watch {
     bool busy;       /* a request is being answered */
     struct listener *l;
     bool counted;                 /* in the listener's nconns (from its first request) */
+    bool ccounted;                /* in its client's place's conns */
     bool over;                    /* counted over the listener's max_conns: every request refused */
     bool inflight;                /* its request holds a place (admit) */
     bool known;                   /* who is known: */
@@ -199,6 +201,8 @@ typedef struct watch {
 static watch *watches;
 static struct event *watch_ev;
 static void release(watch *w);
+static place *place_of(listener *l, const char *who, bool make);
+static void place_drop_if_idle(listener *l, place *p);
 static unsigned long slow_closed;
 
 static void count_added(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
@@ -229,6 +233,13 @@ static void watch_tick(evutil_socket_t fd, short what, void *arg)
             release(w); /* a request whose client has gone gives its place back */
             if (w->counted)
                 w->l->nconns--;
+            if (w->ccounted) {
+                place *p = place_of(w->l, w->who[1], false);
+                if (p != NULL) {
+                    p->conns--;
+                    place_drop_if_idle(w->l, p);
+                }
+            }
             w->l->nopen--;
             /* nothing may call back into w once it is freed */
             evbuffer_remove_cb_entry(bufferevent_get_input(w->bev), w->cb);
@@ -413,7 +424,16 @@ static place *place_of(listener *l, const char *who, bool make)
     place *p = &l->places[l->nplaces++];
     snprintf(p->who, sizeof p->who, "%s", who);
     p->n = 0;
+    p->conns = 0;
     return p;
+}
+
+/* A place neither in flight nor holding connections is gone: the last entry
+ * takes its index. */
+static void place_drop_if_idle(listener *l, place *p)
+{
+    if (p != NULL && p->n <= 0 && p->conns <= 0)
+        *p = l->places[--l->nplaces];
 }
 
 static int in_flight(listener *l, const char *who)
@@ -430,8 +450,10 @@ static void release(watch *w)
     w->l->ninflight--;
     for (int k = 0; k < 2; k++) {
         place *p = place_of(w->l, w->who[k], false);
-        if (p != NULL && --p->n <= 0) /* gone: the last entry takes its index */
-            *p = w->l->places[--w->l->nplaces];
+        if (p != NULL) {
+            p->n--;
+            place_drop_if_idle(w->l, p);
+        }
     }
 }
 
@@ -464,17 +486,30 @@ static bool admit(struct evhttp_request *req)
         know(w);
     /* a connection counts from its first request (its TLS handshake done):
      * connections that never complete one cannot fill the listener */
+    bool client_full = false;
     if (!w->counted && !w->over) {
-        /* one over the limit is refused and closed without being counted
+        /* one over a limit is refused and closed without being counted
          * (counted, it would hold the room it is refused for until the next
          * tick of the watch) */
-        w->over = m->max_conns > 0 && l->nconns >= m->max_conns;
+        place *cp = places_room(l, 1) ? place_of(l, w->who[1], true) : NULL;
+        client_full = m->client_max_conns > 0 && cp != NULL && cp->conns >= m->client_max_conns;
+        w->over = (m->max_conns > 0 && l->nconns >= m->max_conns) || client_full || cp == NULL;
         w->counted = !w->over;
         l->nconns += w->counted;
+        if (cp != NULL && w->counted) {
+            cp->conns++;
+            w->ccounted = true;
+        } else {
+            place_drop_if_idle(l, cp);
+        }
     }
     int org = in_flight(l, w->who[0]), client = in_flight(l, w->who[1]);
     char why[160] = "";
-    if (w->over)
+    if (w->over && client_full)
+        snprintf(why, sizeof why,
+                 "this client has its %d connections on this listener: use one of them",
+                 m->client_max_conns);
+    else if (w->over)
         snprintf(why, sizeof why, "this listener has its %d connections: connect again later",
                  m->max_conns);
     else if (m->client_max > 0 && client >= m->client_max)
@@ -491,8 +526,7 @@ static bool admit(struct evhttp_request *req)
     if (why[0] == '\0' && (po == NULL || pc == NULL))
         snprintf(why, sizeof why, "out of memory");
     if (why[0] != '\0') {
-        if (po != NULL && po->n == 0) /* made for nothing: undone */
-            *po = l->places[--l->nplaces];
+        place_drop_if_idle(l, po); /* made for nothing: undone */
         l->refused++;
         struct evkeyvalq *h = evhttp_request_get_output_headers(req);
         evhttp_add_header(h, "Retry-After", "1");

@@ -95,11 +95,14 @@ void kh_http_route_other(struct evhttp *http, void (*cb)(struct evhttp_request *
  * is at most one request per organisation). Connections count from their
  * first request (their TLS handshake done: those that never complete one
  * cannot fill the listener); one whose first request comes when the
- * listener already has max_conns has each request refused so, and is closed
- * (a closed connection is let go within a second: until then it counts).
+ * listener already has max_conns, or when its client already has
+ * client_max_conns there (so that one business system cannot take every
+ * connection), has each request refused so, and is closed (a closed
+ * connection is let go within a second: until then it counts).
  * 0 means no limit. Set at start and on SIGHUP, on the event loop's thread. */
 typedef struct {
     int max_conns, max_inflight, org_max, client_max;
+    int client_max_conns; /* connections of one client (O= and CN=) */
 } kh_http_limits;
 void kh_http_set_limits(struct evhttp *http, const kh_http_limits *lim);
 /* Of a listener: connections counted against max_conns (from their first

@@ -1,7 +1,9 @@
 # The connection limit (issue 11, class 9; see it_overload for the rest of
 # admission): with max_connections = 1 on gw-b's business listener, a
 # connection whose first request comes while another is open is refused
-# (503 KH-5003) and closed, and served once there is room. It runs first on
+# (503 KH-5003) and closed, and served once there is room; likewise with
+# system_max_connections = 1, for one business system's second connection,
+# while another system is served. It runs first on
 # a fresh stack (its name), where no earlier test's connection can be left;
 # it_zz_connections checks at the end that none is (a count that outlived
 # its connection was once seen after the whole suite, before connections
@@ -57,6 +59,37 @@ for _ in $(seq 1 40); do
 done
 case $out in OK*) ;; *) echo "(connections still established: $(ss -Htn state established "( sport = :${biz##*:} )" | wc -l))" ;; esac
 expect_contains "... and served once there is room" "OK" "$out"
+
+# one business system's connections (system_max_connections = 1, the listener
+# roomy): its second connection is refused, another system is served
+{ cat "$KH_STACK/gw-b.conf.orig"; printf 'max_connections = 10\nsystem_max_connections = 1\n'; } >"$conf"
+n=$(grep -c 'configuration reloaded' "$log" || true)
+kill -HUP "$(cat "$KH_STACK/run/gw-b.pid")"
+for _ in $(seq 1 50); do
+    [ "$(grep -c 'configuration reloaded' "$log" || true)" -gt "$n" ] && break
+    sleep 0.1
+done
+for _ in $(seq 1 100); do
+    [ -z "$(ss -Htn state established "( sport = :${biz##*:} )")" ] && break
+    sleep 0.1
+done
+sleep 1.5
+{ printf 'GET /v1/query/list HTTP/1.1\r\nHost: gw\r\n\r\n'; sleep 3; } |
+    timeout 4 openssl s_client -connect "$biz" -cert "$sys.crt" -key "$sys.key" \
+        -CAfile "$PKI/national-ca.crt" -quiet >/dev/null 2>&1 &
+sleep 1
+# (the connection held open is the pension system's: $sys)
+expect_contains "a business system's second connection over system_max_connections is refused" \
+    "REFUSED KH-5003: overloaded: this client has its 1 connections on this listener" \
+    "$(timed N00001 pension)"
+expect_contains "... while another business system is served" "OK" "$(timed S00001 loans)"
+for _ in $(seq 1 40); do
+    out=$(timed N00001 pension)
+    case $out in OK*) break ;; esac
+    sleep 0.2
+done
+expect_contains "... and the first once its connection has gone" "OK" "$out"
+
 trap - EXIT
 restore
 expect_contains "with its own configuration back, gw-b serves" "OK" "$(timed S00001 loans)"
