@@ -1,4 +1,4 @@
-/* fuzz_cleanse.c: OPENSSL_cleanse, checked, linked into every fuzz target.
+/* checked_cleanse.c: OPENSSL_cleanse, checked, linked into every fuzz target.
  *
  * libcrypto's own OPENSSL_cleanse is assembly, which AddressSanitizer cannot
  * see: a wipe past the end of a buffer, or of memory already freed, would
