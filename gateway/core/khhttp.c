@@ -194,8 +194,10 @@ typedef struct watch {
     bool ccounted;                /* in its client's place's conns */
     bool over;                    /* counted over the listener's max_conns: every request refused */
     bool inflight;                /* its request holds a place (admit) */
+    bool tenanted;                /* ... and one of who[2] (kh_http_admit_for) */
     bool known;                   /* who is known: */
-    char who[2][KH_HTTP_WHO_MAX]; /* "o:" O= and "c:" O=/CN= of the client certificate */
+    char who[3][KH_HTTP_WHO_MAX]; /* "o:" O= and "c:" O=/CN= of the client certificate;
+                                   * "t:" the tenant its request is for */
     struct watch *next;
 } watch;
 static watch *watches;
@@ -448,13 +450,14 @@ static void release(watch *w)
         return;
     w->inflight = false;
     w->l->ninflight--;
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < (w->tenanted ? 3 : 2); k++) {
         place *p = place_of(w->l, w->who[k], false);
         if (p != NULL) {
             p->n--;
             place_drop_if_idle(w->l, p);
         }
     }
+    w->tenanted = false;
 }
 
 /* Who the client is, from its verified certificate (once per connection). */
@@ -470,6 +473,17 @@ static void know(watch *w)
     snprintf(w->who[0], sizeof w->who[0], "o:%s", org);
     snprintf(w->who[1], sizeof w->who[1], "c:%s/%s", org, cn);
     w->known = true;
+}
+
+/* The one refusal for overload: 503 KH-5003, Retry-After: 1. */
+static void overloaded(struct evhttp_request *req, listener *l, bool close, const char *why)
+{
+    l->refused++;
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Retry-After", "1");
+    if (close)
+        evhttp_add_header(h, "Connection", "close");
+    kh_http_reply_err(req, KH_E_OVERLOADED, "overloaded: %s; retry after 1 s", why);
 }
 
 /* A request has been read whole: it is answered if the listener has room
@@ -518,7 +532,8 @@ static bool admit(struct evhttp_request *req)
     else if (m->org_max > 0 && org >= m->org_max)
         snprintf(why, sizeof why, "this organisation has %d requests in flight (at most %d)", org,
                  m->org_max);
-    else if (m->max_inflight > 0 && l->ninflight >= m->max_inflight && org > 0)
+    else if (m->max_inflight > 0 && l->ninflight >= m->max_inflight && org > 0 &&
+             m->tenant_max <= 0) /* else checked where the tenant is known */
         snprintf(why, sizeof why, "this listener has %d requests in flight (at most %d)",
                  l->ninflight, m->max_inflight);
     place *po = why[0] || !places_room(l, 2) ? NULL : place_of(l, w->who[0], true);
@@ -527,18 +542,41 @@ static bool admit(struct evhttp_request *req)
         snprintf(why, sizeof why, "out of memory");
     if (why[0] != '\0') {
         place_drop_if_idle(l, po); /* made for nothing: undone */
-        l->refused++;
-        struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-        evhttp_add_header(h, "Retry-After", "1");
-        if (w->over)
-            evhttp_add_header(h, "Connection", "close");
-        kh_http_reply_err(req, KH_E_OVERLOADED, "overloaded: %s; retry after 1 s", why);
+        overloaded(req, l, w->over, why);
         return false;
     }
     po->n++;
     pc->n++;
     l->ninflight++;
     w->inflight = true;
+    return true;
+}
+
+bool kh_http_admit_for(struct evhttp_request *req, const char *tenant)
+{
+    watch *w = watch_of(req);
+    if (w == NULL || !w->inflight || w->tenanted || w->l->lim.tenant_max <= 0)
+        return true;
+    listener *l = w->l;
+    const kh_http_limits *m = &l->lim;
+    snprintf(w->who[2], sizeof w->who[2], "t:%s", tenant);
+    int n = in_flight(l, w->who[2]), others = l->ninflight - 1; /* this one is counted */
+    char why[160] = "";
+    if (n >= m->tenant_max)
+        snprintf(why, sizeof why, "this tenant has %d requests in flight (at most %d)", n,
+                 m->tenant_max);
+    else if (m->max_inflight > 0 && others >= m->max_inflight && n > 0)
+        snprintf(why, sizeof why, "this listener has %d requests in flight (at most %d)", others,
+                 m->max_inflight);
+    place *p = why[0] || !places_room(l, 1) ? NULL : place_of(l, w->who[2], true);
+    if (why[0] == '\0' && p == NULL)
+        snprintf(why, sizeof why, "out of memory");
+    if (why[0] != '\0') {
+        overloaded(req, l, false, why);
+        return false;
+    }
+    p->n++;
+    w->tenanted = true;
     return true;
 }
 

@@ -113,8 +113,19 @@ void kh_http_route_other(struct evhttp *http, void (*cb)(struct evhttp_request *
 typedef struct {
     int max_conns, max_inflight, org_max, client_max;
     int client_max_conns; /* connections of one client (O= and CN=) */
+    int tenant_max;       /* requests for one tenant: see kh_http_admit_for */
 } kh_http_limits;
 void kh_http_set_limits(struct evhttp *http, const kh_http_limits *lim);
+/* Admission by the tenant a request is for, where the client's certificate
+ * does not say it (the peer listener: the router carries every tenant's
+ * queries). On a listener with tenant_max, the handler calls this once it
+ * knows the tenant (from a header the router signed): a request is refused
+ * at once (503 KH-5003, replied here: false) when that tenant has
+ * tenant_max in flight, or when the listener has max_inflight in flight and
+ * the tenant has some; so one tenant's flood cannot shut the others out. The
+ * listener's max_inflight is checked here, not at admission, there. true
+ * (nothing replied) if admitted, or if the listener has no tenant_max. */
+KH_MUST_CHECK bool kh_http_admit_for(struct evhttp_request *req, const char *tenant);
 /* Of a listener: connections counted against max_conns (from their first
  * request), connections open (counted or not, handshaking included),
  * requests in flight, requests refused for overload since start, and

@@ -46,9 +46,10 @@ static void apply_reloadable(const gw_settings *s)
     gw_admin_reload(s);
     /* admission (khhttp.h): a tenant and a business system on the business
      * API; on the peer API there is one client, the router */
-    kh_http_limits biz = {s->max_connections, s->max_inflight, s->tenant_max_inflight,
-                          s->system_max_inflight, s->system_max_connections};
-    kh_http_limits peer = {s->max_connections, s->max_inflight, 0, 0, 0};
+    kh_http_limits biz = {s->max_connections,     s->max_inflight,           s->tenant_max_inflight,
+                          s->system_max_inflight, s->system_max_connections, 0};
+    /* on the peer listener the tenant is the recipient (gw_peer.c) */
+    kh_http_limits peer = {s->max_connections, s->max_inflight, 0, 0, 0, s->tenant_max_inflight};
     if (G.biz_http != NULL)
         kh_http_set_limits(G.biz_http, &biz);
     if (G.peer_http != NULL)

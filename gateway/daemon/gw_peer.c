@@ -306,6 +306,9 @@ static void on_envelope(struct evhttp_request *req, void *arg)
         refuse(req, KH_E_WRONG_RECIPIENT, "recipient is not hosted on this gateway", hex);
         goto out;
     }
+    /* admitted by its tenant (khhttp.h); refused, it was replied to */
+    if (!kh_http_admit_for(req, t->id.code))
+        goto out;
     if (h->type == KH__MSG_TYPE__DISCLOSURE_REQUEST) {
         /* records disclosure for the national portal (gw_disclose.c) */
         gw_disclose_on_request(req, t, env, h);

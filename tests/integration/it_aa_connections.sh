@@ -9,22 +9,9 @@
 # its connection was once seen after the whole suite, before connections
 # were counted from their first request).
 . "$(dirname "$0")/lib.sh"
-conf=$KH_STACK/gw-b.conf log=$KH_STACK/log/gw-b.log
-cp "$conf" "$KH_STACK/gw-b.conf.orig"
-restore() {
-    if [ -f "$KH_STACK/gw-b.conf.orig" ]; then
-        mv "$KH_STACK/gw-b.conf.orig" "$conf"
-        kill -HUP "$(cat "$KH_STACK/run/gw-b.pid")" 2>/dev/null || true
-    fi
-}
-trap restore EXIT
-n=$(grep -c 'configuration reloaded' "$log" || true)
-{ cat "$KH_STACK/gw-b.conf.orig"; echo "max_connections = 1"; } >"$conf"
-kill -HUP "$(cat "$KH_STACK/run/gw-b.pid")"
-for _ in $(seq 1 50); do
-    [ "$(grep -c 'configuration reloaded' "$log" || true)" -gt "$n" ] && break
-    sleep 0.1
-done
+conf=$KH_STACK/gw-b.conf
+trap 'reconf_restore gw-b' EXIT
+reconf gw-b "max_connections = 1"
 timed() {
     local t0 out
     t0=$(date +%s%N)
@@ -62,13 +49,7 @@ expect_contains "... and served once there is room" "OK" "$out"
 
 # one business system's connections (system_max_connections = 1, the listener
 # roomy): its second connection is refused, another system is served
-{ cat "$KH_STACK/gw-b.conf.orig"; printf 'max_connections = 10\nsystem_max_connections = 1\n'; } >"$conf"
-n=$(grep -c 'configuration reloaded' "$log" || true)
-kill -HUP "$(cat "$KH_STACK/run/gw-b.pid")"
-for _ in $(seq 1 50); do
-    [ "$(grep -c 'configuration reloaded' "$log" || true)" -gt "$n" ] && break
-    sleep 0.1
-done
+reconf gw-b "max_connections = 10" "system_max_connections = 1"
 for _ in $(seq 1 100); do
     [ -z "$(ss -Htn state established "( sport = :${biz##*:} )")" ] && break
     sleep 0.1
@@ -91,6 +72,6 @@ done
 expect_contains "... and the first once its connection has gone" "OK" "$out"
 
 trap - EXIT
-restore
+check "gw-b took its own configuration back" reconf_restore gw-b
 expect_contains "with its own configuration back, gw-b serves" "OK" "$(timed S00001 loans)"
 finish

@@ -6,7 +6,8 @@
 # connections; otherwise 503 KH-5003 with Retry-After at once. A tenant with
 # nothing in flight is admitted even when the listener is full. Here gw-b's
 # limits are made small (SIGHUP) and the router is stopped (SIGSTOP), so that
-# queries stay in flight for as long as the test needs.
+# queries stay in flight for as long as the test needs. Last, the peer
+# listener, where the tenant is the recipient (kh_http_admit_for).
 . "$(dirname "$0")/lib.sh"
 new_person
 LOCAL_T="4${LOCAL_C:1}" LOCAL_S="5${LOCAL_C:1}"
@@ -15,28 +16,18 @@ client 131016 tax linkcode "$LOCAL_C" "$RESIDENT" >/dev/null
 client N00001 pension linkcode "$LOCAL_N" "$RESIDENT" >/dev/null
 client 130001 welfare linkcode "$LOCAL_T" "$RESIDENT" >/dev/null
 client S00001 loans linkcode "$LOCAL_S" "$RESIDENT" >/dev/null
-conf=$KH_STACK/gw-b.conf log=$KH_STACK/log/gw-b.log
-cp "$conf" "$KH_STACK/gw-b.conf.orig"
+conf=$KH_STACK/gw-b.conf
 router_pid=$(cat "$KH_STACK/run/router.pid")
 restore() {
     kill -CONT "$router_pid" 2>/dev/null || true
-    if [ -f "$KH_STACK/gw-b.conf.orig" ]; then
-        mv "$KH_STACK/gw-b.conf.orig" "$conf"
-        kill -HUP "$(cat "$KH_STACK/run/gw-b.pid")" 2>/dev/null || true
-    fi
+    reconf_restore gw-b
+    reconf_restore gw-a
 }
 trap restore EXIT
 # limits MAX TENANT SYSTEM CONNS: gw-b's admission limits, applied by SIGHUP
 limits() {
-    local n
-    n=$(grep -c 'configuration reloaded' "$log" || true)
-    { cat "$KH_STACK/gw-b.conf.orig"; printf 'max_inflight = %s\ntenant_max_inflight = %s\nsystem_max_inflight = %s\nmax_connections = %s\n' "$@"; } >"$conf"
-    kill -HUP "$(cat "$KH_STACK/run/gw-b.pid")"
-    for _ in $(seq 1 50); do
-        [ "$(grep -c 'configuration reloaded' "$log" || true)" -gt "$n" ] && return 0
-        sleep 0.1
-    done
-    fail "gw-b did not reload its configuration"
+    reconf gw-b "max_inflight = $1" "tenant_max_inflight = $2" "system_max_inflight = $3" \
+        "max_connections = $4"
 }
 # hang ORG SYSTEM STAFF PROCEDURE LOCAL_ID: a query left waiting (the router is stopped)
 hang() {
@@ -92,8 +83,59 @@ for p in "${HUNG[@]}"; do wait "$p" || true; done
 expect_contains "once the queries are over, their places are free again" "OK" "$(timed 130001 housing)"
 
 # the connection limit is checked by it_aa_connections (first, on a fresh stack)
+check "gw-b took its own configuration back" reconf_restore gw-b
+expect_contains "and serves as before" "OK" "$(timed 130001 housing)"
+
+# The peer listener's one client, the router, carries every tenant's
+# queries: there the tenant is the recipient the router signed. gw-a (Chiyoda
+# and Osaka) gets max_inflight = tenant_max_inflight = 1, and a query to
+# Chiyoda is held in flight by a lock on Chiyoda's replay table. A second
+# query to Chiyoda is refused; one to Osaka is served although the listener
+# is full, at once (before, the router's one query in flight shut every
+# tenant out).
+reconf gw-a "max_inflight = 1" "tenant_max_inflight = 1"
+# locks WANTED: the count of locks on Chiyoda's replay table, granted or not
+locks() {
+    sql kh_gw_a "SELECT count(*) FROM pg_locks WHERE relation = 't_131016.seen_msg'::regclass
+                 AND granted = $1"
+}
+sql kh_gw_a "BEGIN; LOCK TABLE t_131016.seen_msg IN ACCESS EXCLUSIVE MODE;
+             SELECT pg_sleep(6); COMMIT" >/dev/null &
+locker=$!
+for _ in $(seq 1 50); do [ "$(locks true)" -gt 0 ] && break; sleep 0.1; done
+check "Chiyoda's replay table is locked" test "$(locks true)" -gt 0
+held=$(mktemp)
+client N00001 pension --timeout-ms 20000 query N-PEN-001 JT006 131016 TK001 "$LOCAL_N" >"$held" &
+pension=$!
+for _ in $(seq 1 50); do [ "$(locks false)" -gt 0 ] && break; sleep 0.1; done
+check "a query to Chiyoda is in flight at gw-a, waiting for the lock" test "$(locks false)" -gt 0
+# (an asking gateway retries a KH-5003 with backoff: whether the provider
+# refused is read from the router's log, and "at once" from the lock, still
+# held when the answer comes)
+out=$(client N00001 pension query N-PEN-001 JT006 271004 TK001 "$LOCAL_N")
+waiting=$(locks false)
+case $out in
+OK* | *KH-3001*) pass "peer listener full: a query to another tenant (Osaka) is served" ;;
+*) fail "peer listener full: a query to another tenant (Osaka) is served: $out" ;;
+esac
+check "... at once, while the query to Chiyoda still waits" test "$waiting" -gt 0
+check "... never refused by gw-a" \
+    test "$(grep -c 'JT006 N00001 -> 271004: refused_by_provider' "$KH_STACK/log/router.log" || true)" = 0
+refusals() { grep -c 'JT003 130001 -> 131016: refused_by_provider KH-5003' "$KH_STACK/log/router.log" || true; }
+r0=$(refusals)
+welfare=$(mktemp)
+client 130001 welfare query T-WEL-001 JT003 131016 TK001 "$LOCAL_T" >"$welfare" &
+second=$!
+for _ in $(seq 1 50); do [ "$(refusals)" -gt "$r0" ] && break; sleep 0.1; done
+check "a second query to Chiyoda (1 in flight, its limit) is refused by gw-a with KH-5003" \
+    test "$(refusals)" -gt "$r0"
+check "... while the first still waits" test "$(locks false)" -gt 0
+wait "$locker" || true
+wait "$pension" || true
+wait "$second" || true
+expect_contains "the held query is answered once the lock is gone" "OK" "$(cat "$held")"
+expect_contains "... and the refused one, retried by gw-b, then too" "OK" "$(cat "$welfare")"
+rm -f "$held" "$welfare"
 trap - EXIT
 restore
-check "gw-b took its own configuration back" grep -q "configuration reloaded" "$log"
-expect_contains "and serves as before" "OK" "$(timed 130001 housing)"
 finish

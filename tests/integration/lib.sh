@@ -102,6 +102,33 @@ new_person() {
     LOCAL_N="3${r:0:8}"
 }
 
+# reconf GW [LINE...]: GW's (gw-a, gw-b) configuration as it was before the
+# first reconf, plus the LINEs, applied by SIGHUP; returns once GW has logged
+# that it reloaded (else fails the test, after 5 s). reconf_restore GW puts
+# the original back so (a trap on EXIT should call it too).
+reconf() {
+    local gw=$1 conf=$KH_STACK/$1.conf
+    shift
+    [ -f "$conf.orig" ] || cp "$conf" "$conf.orig"
+    { cat "$conf.orig"; printf '%s\n' "$@"; } >"$conf.new"
+    reconf_apply "$gw" "$conf.new"
+}
+reconf_restore() {
+    [ ! -f "$KH_STACK/$1.conf.orig" ] || reconf_apply "$1" "$KH_STACK/$1.conf.orig"
+}
+reconf_apply() {
+    local gw=$1 log=$KH_STACK/log/$1.log n
+    n=$(grep -c 'configuration reloaded' "$log" || true)
+    mv "$2" "$KH_STACK/$gw.conf"
+    kill -HUP "$(cat "$KH_STACK/run/$gw.pid")" || { fail "$gw is not running"; return 1; }
+    for _ in $(seq 1 50); do
+        [ "$(grep -c 'configuration reloaded' "$log" || true)" -gt "$n" ] && return 0
+        sleep 0.1
+    done
+    fail "$gw did not reload its configuration"
+    return 1
+}
+
 finish() {
     local sub
     sub=$(wc -l <"$SUBFAILS")
