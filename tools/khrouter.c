@@ -1183,11 +1183,7 @@ int main(int argc, char **argv)
         rc = 0;
         goto out;
     }
-    R.base = kh_http_base_new();
-    if (R.base == NULL) {
-        kh_error("main", "cannot make the event loop: out of memory");
-        goto out;
-    }
+    R.base = event_base_new();
     R.pool = kh_pool_new(R.base, R.set.db, R.set.db_workers, 1024, 0);
     R.http =
         kh_http_listen(R.base, R.server_ctx, R.set.listen, (size_t)R.max_body, err, sizeof err);

@@ -594,25 +594,6 @@ kh_http_load kh_http_load_of(struct evhttp *http)
              : (kh_http_load){0, 0, 0, 0, 0};
 }
 
-struct event_base *kh_http_base_new(void)
-{
-    struct event_config *cfg = event_config_new();
-    if (cfg == NULL)
-        return NULL;
-    /* after each callback of work, new I/O is looked for before the next */
-    struct event_base *base =
-        event_config_set_max_dispatch_interval(cfg, NULL, 1, KH_PRIO_WORK) == 0
-            ? event_base_new_with_config(cfg)
-            : NULL;
-    event_config_free(cfg);
-    if (base != NULL && event_base_priority_init(base, KH_PRIO_WORK + 1) != 0) {
-        event_base_free(base);
-        return NULL;
-    }
-    /* events made without a priority get nqueues / 2: the work's */
-    return base;
-}
-
 static struct bufferevent *server_bev(struct event_base *base, void *arg)
 {
     listener *l = arg;
@@ -629,9 +610,6 @@ static struct bufferevent *server_bev(struct event_base *base, void *arg)
         free(w);
         return NULL;
     }
-    /* a base without the two priorities (a tool's) has one queue: ignored */
-    if (event_base_get_npriorities(base) > KH_PRIO_IO + 1)
-        (void)bufferevent_priority_set(w->bev, KH_PRIO_IO);
     if ((w->cb = evbuffer_add_cb(bufferevent_get_input(w->bev), count_added, w)) == NULL) {
         bufferevent_free(w->bev);
         free(w);

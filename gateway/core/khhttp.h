@@ -16,16 +16,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The event loop of a daemon with listeners: two priorities. The listeners'
- * connections (TLS handshakes, reading requests, admitting or refusing them,
- * writing replies) run first (KH_PRIO_IO); everything else (database
- * completions, outgoing requests, timers) after (KH_PRIO_WORK), one callback
- * at a time between checks for new I/O, so that under load a refusal or a
- * small request never waits behind a backlog of work. NULL if out of memory. */
-#define KH_PRIO_IO 0
-#define KH_PRIO_WORK 1
-struct event_base *kh_http_base_new(void);
-
 /* True if host is an IPv4 or IPv6 literal. Outgoing requests accept only
  * those: a name would need a blocking lookup on the event loop. */
 bool kh_host_numeric(const char *host);

@@ -109,39 +109,23 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* Hands back finished jobs: at most max (0: all), so that on the event loop
- * one completion's work is one callback, and new I/O (a refusal, a small
- * request) is looked at between two (kh_http_base_new). */
-static void hand_back(kh_pool *p, int max)
+static void on_done(evutil_socket_t fd, short what, void *arg)
 {
-    for (int n = 0; max == 0 || n < max; n++) {
+    kh_pool *p = arg;
+    pthread_mutex_lock(&p->mu);
+    job *list = p->done_head;
+    p->done_head = p->done_tail = NULL;
+    pthread_mutex_unlock(&p->mu);
+    while (list) {
+        job *j = list;
+        list = j->next;
         pthread_mutex_lock(&p->mu);
-        job *j = p->done_head;
-        if (j != NULL) {
-            p->done_head = j->next;
-            if (p->done_head == NULL)
-                p->done_tail = NULL;
-            p->queued--;
-        }
-        bool more = p->done_head != NULL;
+        p->queued--;
         pthread_mutex_unlock(&p->mu);
-        if (j == NULL)
-            return;
         if (j->done)
             j->done(j->arg);
         free(j);
-        if (!more)
-            return;
-        if (max != 0 && n + 1 == max)
-            event_active(p->done_ev, EV_READ, 0); /* the rest after a look at I/O */
     }
-}
-
-static void on_done(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    hand_back(arg, 1);
 }
 
 kh_pool *kh_pool_new(struct event_base *base, const char *conninfo, int workers, int queue_max,
@@ -211,7 +195,7 @@ void kh_pool_free(kh_pool *p)
         pthread_join(p->threads[i], NULL);
     /* jobs finished but not yet handed back are completed now */
     if (p->done_ev)
-        hand_back(p, 0);
+        on_done(-1, 0, p);
     if (p->done_ev)
         event_free(p->done_ev);
     pthread_mutex_destroy(&p->mu);

@@ -302,11 +302,7 @@ int main(int argc, char **argv)
         rc = 0;
         goto out;
     }
-    G.base = kh_http_base_new();
-    if (G.base == NULL) {
-        kh_error("main", "cannot make the event loop: out of memory");
-        goto out;
-    }
+    G.base = event_base_new();
     G.retry_ev = evtimer_new(G.base, fetch_directory, NULL);
     G.sig_ev[0] = evsignal_new(G.base, SIGTERM, on_signal, NULL);
     G.sig_ev[1] = evsignal_new(G.base, SIGINT, on_signal, NULL);
