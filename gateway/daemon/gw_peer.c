@@ -292,6 +292,13 @@ static void on_envelope(struct evhttp_request *req, void *arg)
     }
     kh_msgid_hex(&h->msg_id, hex);
     gw_tenant *t = gw_tenant_find(h->recipient);
+    /* admitted by its tenant (khhttp.h) before the signature is checked, so
+     * that a refusal for overload costs no verification: the client is the
+     * router (its certificate), and a place taken for a header that then
+     * fails its check is given back with the refusal. Refused, it was
+     * replied to. */
+    if (t != NULL && !kh_http_admit_for(req, t->id.code))
+        goto out;
     if ((e = kh_env_verify(env, G.dir->router_sign)) != KH_OK || strcmp(h->signer, "ROUTER") != 0) {
         refuse(req, KH_E_HEADER_SIG, "header not signed by the router", hex);
         goto out;
@@ -306,9 +313,6 @@ static void on_envelope(struct evhttp_request *req, void *arg)
         refuse(req, KH_E_WRONG_RECIPIENT, "recipient is not hosted on this gateway", hex);
         goto out;
     }
-    /* admitted by its tenant (khhttp.h); refused, it was replied to */
-    if (!kh_http_admit_for(req, t->id.code))
-        goto out;
     if (h->type == KH__MSG_TYPE__DISCLOSURE_REQUEST) {
         /* records disclosure for the national portal (gw_disclose.c) */
         gw_disclose_on_request(req, t, env, h);
