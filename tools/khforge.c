@@ -94,6 +94,9 @@ static void usage(FILE *f)
         "  --ttl N               validity in seconds (default 300)\n"
         "  --times N             send the same bytes N times (default 1; 0 = only build)\n"
         "  --save FILE           write the envelope (before sending)\n"
+        "  --batch N             build N envelopes, each with its own message id, into\n"
+        "                        FILE.000001 ... (--save FILE), print 'BUILT N' and send\n"
+        "                        nothing (tools/khbench-overload posts them)\n"
         "  --save-answer FILE    write the last 200 answer envelope received\n"
         "  --timeout-ms N        per send (default 30000)\n"
         "  --extract ENV DIR     split a saved/captured envelope into DIR/header.bin,\n"
@@ -386,7 +389,7 @@ typedef struct {
     const char *fields[64];
     size_t nfields;
     bool expired, disclosure;
-    int times, ttl, timeout_ms;
+    int times, ttl, timeout_ms, batch;
 } forge_opts;
 
 /* An answer's body, as gw_answer.c builds it (deferred: as gw_decide.c does
@@ -445,15 +448,18 @@ static int answer_body(const forge_opts *o, const Kh__Header *h, char **items, s
 /* Builds the envelope described by o into *out. */
 static int build(const forge_opts *o, uint8_t **out, size_t *outlen)
 {
-    char path[1024], err[256];
+    char path[1024], err[256] = "out of memory";
     char *items[KH_MAX_ITEMS];
-    size_t nitems = o->items ? split_items(o->items, items) : 0;
+    char *itemlist = o->items ? strdup(o->items) : NULL; /* split in place: built again */
+    size_t nitems = itemlist ? split_items(itemlist, items) : 0;
     X509 *psign_cert = NULL, *recip = NULL;
     EVP_PKEY *psign_key = NULL, *hkey = NULL;
     uint8_t *body = NULL, *payload = NULL, *hdr = NULL, *sig = NULL, *spliced = NULL;
     size_t blen = 0, plen = 0, hlen = 0, slen = 0, splen = 0;
     Kh__Envelope *saved = NULL;
     int rc = -1;
+    if (o->items && itemlist == NULL)
+        goto fail;
     bool router = strcmp(o->sign_as, "ROUTER") == 0;
     bool rogue = strcmp(o->payload_signer, "rogue") == 0;
     bool prouter = strcmp(o->payload_signer, "ROUTER") == 0;
@@ -615,6 +621,7 @@ out:
     khc_cert_free(recip);
     khc_key_free(psign_key);
     khc_key_free(hkey);
+    free(itemlist);
     return rc;
 }
 
@@ -795,6 +802,7 @@ enum {
     O_EXPIRED,
     O_TTL,
     O_TIMES,
+    O_BATCH,
     O_SAVE,
     O_SAVEANS,
     O_TIMEOUT,
@@ -804,6 +812,28 @@ enum {
     O_FIELD,
     O_SERVE,
 };
+
+/* --batch N --save PREFIX: N envelopes, each with its own message id, in
+ * PREFIX.000001 ...; nothing is sent (tools/khbench-overload posts them). */
+static int batch(const forge_opts *o)
+{
+    char path[1024];
+    for (int n = 1; n <= o->batch; n++) {
+        uint8_t *env = NULL;
+        size_t elen = 0;
+        if (build(o, &env, &elen) != 0)
+            return 1;
+        snprintf(path, sizeof path, "%s.%06d", o->save, n);
+        int w = write_all(path, env, elen);
+        free(env);
+        if (w != 0) {
+            fprintf(stderr, "khforge: cannot write %s\n", path);
+            return 1;
+        }
+    }
+    printf("BUILT %d\n", o->batch);
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
@@ -825,6 +855,7 @@ int main(int argc, char **argv)
                                          {"expired", no_argument, NULL, O_EXPIRED},
                                          {"ttl", required_argument, NULL, O_TTL},
                                          {"times", required_argument, NULL, O_TIMES},
+                                         {"batch", required_argument, NULL, O_BATCH},
                                          {"save", required_argument, NULL, O_SAVE},
                                          {"save-answer", required_argument, NULL, O_SAVEANS},
                                          {"timeout-ms", required_argument, NULL, O_TIMEOUT},
@@ -918,6 +949,7 @@ int main(int argc, char **argv)
             break;
         case O_TTL:
         case O_TIMES:
+        case O_BATCH:
         case O_TIMEOUT:
             errno = 0;
             v = strtol(optarg, &end, 10);
@@ -929,6 +961,8 @@ int main(int argc, char **argv)
                 o.ttl = (int)v;
             else if (c == O_TIMES)
                 o.times = (int)v;
+            else if (c == O_BATCH)
+                o.batch = (int)v;
             else
                 o.timeout_ms = (int)v;
             break;
@@ -966,13 +1000,16 @@ int main(int argc, char **argv)
         (!o.disclosure && (!o.procedure || !o.items)) || !o.subject || !is_org(o.sign_as) ||
         (!is_org(o.payload_signer) && strcmp(o.payload_signer, "rogue") != 0) ||
         (o.tamper && strcmp(o.tamper, "header") != 0 && strcmp(o.tamper, "payload") != 0) ||
-        o.timeout_ms == 0 || o.ttl == 0 || (o.procedure && strlen(o.procedure) > KH_CODE_MAX)) {
+        (o.batch > 0 && (o.save == NULL || o.batch > 1000000)) || o.timeout_ms == 0 || o.ttl == 0 ||
+        (o.procedure && strlen(o.procedure) > KH_CODE_MAX)) {
         usage(stderr);
         return 2;
     }
 
     uint8_t *env = NULL;
     size_t elen = 0;
+    if (o.batch > 0)
+        return batch(&o);
     if (build(&o, &env, &elen) != 0)
         return 1;
     if (o.save && write_all(o.save, env, elen) != 0) {

@@ -2,6 +2,9 @@
  * tools/khbench-overload. Queries are sent at a fixed rate, whatever the
  * gateway answers, from one business system over kept-alive mutual-TLS
  * connections (khhttp's client, as the gateway's own outgoing requests),
+ * or, with --envelopes, envelopes built beforehand (khforge --batch) are
+ * posted to a gateway's peer API as the router forwards them, each once (a
+ * message id is used once: the run ends early when they are all sent),
  * with at most --outstanding of them waiting at once (a send that would go
  * over is counted as dropped: the generator, not the gateway, was the limit).
  * At the end it prints one line of figures:
@@ -27,8 +30,12 @@ typedef struct {
     struct event_base *base;
     SSL_CTX *ctx;
     const char *gateway, *name;
-    uint8_t **bodies; /* one QueryRequest per local ID */
+    uint8_t **bodies; /* one QueryRequest per local ID, or one envelope each */
     size_t *lens, nbodies;
+    const char *path; /* /v1/query, or /v1/envelope (envelopes: each sent once) */
+    bool once;
+    size_t next;  /* the next envelope to send (a dropped send uses none) */
+    double ended; /* seconds from t0 when the last was sent early; 0: ran its time */
     double rate, seconds;
     long outstanding_max, outstanding;
     long offered, sent, dropped, ok, refused, other;
@@ -65,7 +72,10 @@ static void done(int status, const uint8_t *body, size_t len, void *arg)
     char code[32] = "", msg[8];
     free(s);
     L->outstanding--;
-    if (status == 200) {
+    if (status == 200 && L->once) { /* an answer envelope */
+        L->ok++;
+        keep(L->ok_ms, &L->nok, L->cap, ms);
+    } else if (status == 200) {
         Kh__QueryResponse *r = (Kh__QueryResponse *)kh_pb_unpack(&kh__query_response__descriptor,
                                                                  body, len, NULL, NULL, 0);
         bool answered = r && r->status && strcmp(r->status->code, "OK") == 0;
@@ -94,7 +104,17 @@ static void done(int status, const uint8_t *body, size_t len, void *arg)
 
 static void send_one(load *L)
 {
-    size_t i = (size_t)L->offered % L->nbodies;
+    size_t i = L->once ? L->next : (size_t)L->offered % L->nbodies;
+    if (L->once && i >= L->nbodies) { /* all sent: the run ends */
+        if (!L->stopping) {
+            L->stopping = true;
+            L->ended = since(&L->t0);
+            event_del(L->tick);
+            if (L->outstanding == 0)
+                event_base_loopbreak(L->base);
+        }
+        return;
+    }
     L->offered++;
     if (L->outstanding >= L->outstanding_max) {
         L->dropped++;
@@ -107,7 +127,7 @@ static void send_one(load *L)
     }
     s->L = L;
     clock_gettime(CLOCK_MONOTONIC, &s->t);
-    if (kh_http_request(L->base, L->ctx, EVHTTP_REQ_POST, L->gateway, "/v1/query", L->bodies[i],
+    if (kh_http_request(L->base, L->ctx, EVHTTP_REQ_POST, L->gateway, L->path, L->bodies[i],
                         L->lens[i], 60000, "KH-GW", L->name, done, s) != 0) {
         free(s);
         L->other++;
@@ -115,6 +135,7 @@ static void send_one(load *L)
     }
     L->sent++;
     L->outstanding++;
+    L->next++;
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -131,7 +152,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         return;
     }
     long due = (long)(t * L->rate);
-    while (L->offered < due)
+    while (L->offered < due && !L->stopping)
         send_one(L);
 }
 
@@ -193,20 +214,67 @@ static int read_ids(const char *path, const char *const q[4], load *L)
     return L->nbodies > 0 ? 0 : -1;
 }
 
+/* PREFIX.000001 ... PREFIX.<count>, as khforge --batch wrote them. */
+static int read_envelopes(const char *prefix, long count, load *L)
+{
+    char path[1024];
+    L->bodies = calloc((size_t)count, sizeof *L->bodies);
+    L->lens = calloc((size_t)count, sizeof *L->lens);
+    if (L->bodies == NULL || L->lens == NULL)
+        return -1;
+    for (long n = 1; n <= count; n++) {
+        snprintf(path, sizeof path, "%s.%06ld", prefix, n);
+        FILE *f = fopen(path, "rb");
+        if (f == NULL)
+            return -1;
+        uint8_t *b = NULL;
+        long len = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+        if (len > 0 && len <= (16L << 20) && fseek(f, 0, SEEK_SET) == 0 &&
+            (b = malloc((size_t)len)) != NULL && fread(b, 1, (size_t)len, f) == (size_t)len) {
+            L->bodies[L->nbodies] = b;
+            L->lens[L->nbodies++] = (size_t)len;
+        } else {
+            free(b);
+            fclose(f);
+            return -1;
+        }
+        fclose(f);
+    }
+    return 0;
+}
+
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: khload --gateway H:P --gateway-name NAME --cert C --key K --ca CA\n"
-               "              --rate R --seconds S [--outstanding N]\n"
-               "              --query STAFF PROCEDURE PROVIDER ITEM[,ITEM] --local-ids FILE\n"
-               "Sends business-API queries at R per second for S seconds (open loop), at most N\n"
-               "waiting at once (default 300), asking about the local IDs of FILE in turn.\n"
-               "Prints: offered sent dropped ok refused other ok_per_s refused_per_s ok_p50_ms\n"
-               "ok_p99_ms refused_p99_ms (refused: 503 KH-5003; other: any other outcome).\n");
+    fprintf(f,
+            "usage: khload --gateway H:P --gateway-name NAME --cert C --key K --ca CA\n"
+            "              --rate R --seconds S [--outstanding N]\n"
+            "              --query STAFF PROCEDURE PROVIDER ITEM[,ITEM] --local-ids FILE\n"
+            "       khload ... --envelopes PREFIX --count N   (instead of --query, --local-ids)\n"
+            "Sends business-API queries at R per second for S seconds (open loop), at most N\n"
+            "waiting at once (default 300), asking about the local IDs of FILE in turn; or\n"
+            "posts the envelopes PREFIX.000001 ... PREFIX.N (khforge --batch) to a peer API\n"
+            "(/v1/envelope), each once, ending early when all are sent (then the rates are\n"
+            "over the time it took). ok: 200 (an answer, whatever its result).\n"
+            "Prints: offered sent dropped ok refused other ok_per_s refused_per_s ok_p50_ms\n"
+            "ok_p99_ms refused_p99_ms (refused: 503 KH-5003; other: any other outcome).\n");
 }
 
 int main(int argc, char **argv)
 {
-    enum { O_GW = 1, O_NAME, O_CERT, O_KEY, O_CA, O_RATE, O_SECS, O_OUT, O_QUERY, O_IDS };
+    enum {
+        O_GW = 1,
+        O_NAME,
+        O_CERT,
+        O_KEY,
+        O_CA,
+        O_RATE,
+        O_SECS,
+        O_OUT,
+        O_QUERY,
+        O_IDS,
+        O_ENV,
+        O_N
+    };
     static const struct option opts[] = {{"gateway", required_argument, NULL, O_GW},
                                          {"gateway-name", required_argument, NULL, O_NAME},
                                          {"cert", required_argument, NULL, O_CERT},
@@ -217,10 +285,13 @@ int main(int argc, char **argv)
                                          {"outstanding", required_argument, NULL, O_OUT},
                                          {"query", required_argument, NULL, O_QUERY},
                                          {"local-ids", required_argument, NULL, O_IDS},
+                                         {"envelopes", required_argument, NULL, O_ENV},
+                                         {"count", required_argument, NULL, O_N},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     load L = {.outstanding_max = 300};
-    const char *cert = NULL, *key = NULL, *ca = NULL, *ids = NULL, *q[4] = {NULL};
+    const char *cert = NULL, *key = NULL, *ca = NULL, *ids = NULL, *q[4] = {NULL}, *envs = NULL;
+    long count = 0;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -262,6 +333,12 @@ int main(int argc, char **argv)
         case O_IDS:
             ids = optarg;
             break;
+        case O_ENV:
+            envs = optarg;
+            break;
+        case O_N:
+            count = atol(optarg);
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -270,7 +347,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (optind != argc || !L.gateway || !L.name || !cert || !key || !ca || !ids || !q[0] ||
+    if (optind != argc || !L.gateway || !L.name || !cert || !key || !ca ||
+        (envs ? ids || q[0] || count < 1 || count > 1000000 : !ids || !q[0] || count) ||
         L.rate <= 0 || L.rate > 1e5 || L.seconds <= 0 || L.seconds > 3600 ||
         L.outstanding_max < 1 || L.outstanding_max > 10000) {
         usage(stderr);
@@ -286,8 +364,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "khload: %s\n", L.ctx ? "out of memory" : err);
         return 1;
     }
-    if (read_ids(ids, q, &L) != 0) {
-        fprintf(stderr, "khload: no local IDs read from %s\n", ids);
+    L.once = envs != NULL;
+    L.path = envs ? "/v1/envelope" : "/v1/query";
+    if (envs ? read_envelopes(envs, count, &L) != 0 : read_ids(ids, q, &L) != 0) {
+        fprintf(stderr, "khload: %s\n",
+                envs ? "cannot read the envelopes (PREFIX.000001 ...)" : "no local IDs read");
         return 1;
     }
     struct timeval ms = {0, 1000};
@@ -298,6 +379,8 @@ int main(int argc, char **argv)
         return 1;
     }
     event_base_dispatch(L.base);
+    if (L.ended > 0) /* all the envelopes sent early: rates over the time taken */
+        L.seconds = since(&L.t0);
     printf("offered=%ld sent=%ld dropped=%ld ok=%ld refused=%ld other=%ld ok_per_s=%.1f "
            "refused_per_s=%.1f ok_p50_ms=%.1f ok_p99_ms=%.1f refused_p99_ms=%.1f\n",
            L.offered, L.sent, L.dropped, L.ok, L.refused, L.other, (double)L.ok / L.seconds,
