@@ -11,6 +11,7 @@
  *   offered sent dropped ok refused other   counts (refused: 503 KH-5003)
  *   ok_per_s refused_per_s                  over the run
  *   ok_p50_ms ok_p99_ms refused_p99_ms      latencies of answered and refused
+ *   refused_late_p99_ms                     of refusals sent in the second half
  * usage: khload --gateway H:P --gateway-name NAME --cert C --key K --ca CA
  *               --rate R --seconds S [--outstanding N]
  *               --query STAFF PROCEDURE PROVIDER ITEM[,ITEM] --local-ids FILE */
@@ -39,8 +40,8 @@ typedef struct {
     double rate, seconds;
     long outstanding_max, outstanding;
     long offered, sent, dropped, ok, refused, other;
-    double *ok_ms, *ref_ms;
-    size_t nok, nref, cap;
+    double *ok_ms, *ref_ms, *late_ms; /* late: refusals of requests sent in the second half */
+    size_t nok, nref, nlate, cap;
     struct timespec t0;
     struct event *tick;
     bool stopping;
@@ -69,6 +70,8 @@ static void done(int status, const uint8_t *body, size_t len, void *arg)
     shot *s = arg;
     load *L = s->L;
     double ms = since(&s->t) * 1000.0;
+    double s_sent =
+        (double)(s->t.tv_sec - L->t0.tv_sec) + (double)(s->t.tv_nsec - L->t0.tv_nsec) / 1e9;
     char code[32] = "", msg[8];
     free(s);
     L->outstanding--;
@@ -92,6 +95,8 @@ static void done(int status, const uint8_t *body, size_t len, void *arg)
         if (strcmp(code, "KH-5003") == 0) {
             L->refused++;
             keep(L->ref_ms, &L->nref, L->cap, ms);
+            if (s_sent >= L->seconds / 2)
+                keep(L->late_ms, &L->nlate, L->cap, ms);
         } else {
             L->other++;
         }
@@ -256,7 +261,9 @@ static void usage(FILE *f)
             "(/v1/envelope), each once, ending early when all are sent (then the rates are\n"
             "over the time it took). ok: 200 (an answer, whatever its result).\n"
             "Prints: offered sent dropped ok refused other ok_per_s refused_per_s ok_p50_ms\n"
-            "ok_p99_ms refused_p99_ms (refused: 503 KH-5003; other: any other outcome).\n");
+            "ok_p99_ms refused_p99_ms refused_late_p99_ms (refused: 503 KH-5003; late: of\n"
+            "those sent in the run's second half, its connections open by then; other: any\n"
+            "other outcome).\n");
 }
 
 int main(int argc, char **argv)
@@ -358,9 +365,10 @@ int main(int argc, char **argv)
     L.cap = (size_t)(L.rate * L.seconds) + 16;
     L.ok_ms = malloc(L.cap * sizeof *L.ok_ms);
     L.ref_ms = malloc(L.cap * sizeof *L.ref_ms);
+    L.late_ms = malloc(L.cap * sizeof *L.late_ms);
     L.base = event_base_new();
     L.ctx = kh_tls_client_ctx(cert, key, ca, err, sizeof err);
-    if (!L.ok_ms || !L.ref_ms || !L.base || !L.ctx) {
+    if (!L.ok_ms || !L.ref_ms || !L.late_ms || !L.base || !L.ctx) {
         fprintf(stderr, "khload: %s\n", L.ctx ? "out of memory" : err);
         return 1;
     }
@@ -382,10 +390,11 @@ int main(int argc, char **argv)
     if (L.ended > 0) /* all the envelopes sent early: rates over the time taken */
         L.seconds = since(&L.t0);
     printf("offered=%ld sent=%ld dropped=%ld ok=%ld refused=%ld other=%ld ok_per_s=%.1f "
-           "refused_per_s=%.1f ok_p50_ms=%.1f ok_p99_ms=%.1f refused_p99_ms=%.1f\n",
+           "refused_per_s=%.1f ok_p50_ms=%.1f ok_p99_ms=%.1f refused_p99_ms=%.1f "
+           "refused_late_p99_ms=%.1f\n",
            L.offered, L.sent, L.dropped, L.ok, L.refused, L.other, (double)L.ok / L.seconds,
            (double)L.refused / L.seconds, pct(L.ok_ms, L.nok, 0.50), pct(L.ok_ms, L.nok, 0.99),
-           pct(L.ref_ms, L.nref, 0.99));
+           pct(L.ref_ms, L.nref, 0.99), pct(L.late_ms, L.nlate, 0.99));
     kh_http_client_close(L.base);
     event_free(L.tick);
     for (size_t i = 0; i < L.nbodies; i++)
@@ -394,6 +403,7 @@ int main(int argc, char **argv)
     free(L.lens);
     free(L.ok_ms);
     free(L.ref_ms);
+    free(L.late_ms);
     kh_tls_ctx_free(L.ctx);
     event_base_free(L.base);
     return 0;
