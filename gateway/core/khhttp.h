@@ -109,7 +109,8 @@ void kh_http_set_limits(struct evhttp *http, const kh_http_limits *lim);
 /* Admission by the tenant a request is for, where the client's certificate
  * does not say it (the peer listener: the router carries every tenant's
  * queries). On a listener with tenant_max, the handler calls this once it
- * knows the tenant (from a header the router signed): a request is refused
+ * knows the tenant (on the peer listener: the recipient in the header, read
+ * before its signature is checked, the client being the router): a request is refused
  * at once (503 KH-5003, replied here: false) when that tenant has
  * tenant_max in flight, or when the listener has max_inflight in flight and
  * the tenant has some; so one tenant's flood cannot shut the others out. The
