@@ -17,6 +17,7 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <event2/util.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <errno.h>
 #include <netinet/tcp.h>
@@ -151,6 +152,15 @@ typedef struct {
     int n;                     /* requests of it in flight */
     int conns;                 /* "c:" places: connections of that client counted */
 } place;
+/* A client address's budget of TLS handshakes (kh_http_limits.handshake_rate):
+ * a token bucket of rate tokens, refilled at rate per second. */
+#define IP_SLOTS 256
+typedef struct {
+    unsigned char addr[17]; /* family byte, then the IPv4 or IPv6 address */
+    double tokens;
+    struct timespec last;
+} ip_budget;
+
 typedef struct listener {
     struct evhttp *http;
     SSL_CTX *ctx;
@@ -163,6 +173,11 @@ typedef struct listener {
     unsigned long refused, slow_closed;
     struct evconnlistener *lev;
     struct event *resume_ev; /* accepting again after it ran out of descriptors */
+    ip_budget *ips;          /* IP_SLOTS, made at the first handshake with a rate */
+    size_t nips;
+    ip_budget overflow; /* of addresses without a slot (all taken, or no memory) */
+    unsigned long hello_refused, hello_logged; /* handshakes refused; of them, logged */
+    time_t hello_log_at;
 } listener;
 static listener listeners[16];
 static size_t nlisteners;
@@ -218,9 +233,19 @@ static void count_added(struct evbuffer *buf, const struct evbuffer_cb_info *inf
     w->bytes += info->n_added;
 }
 
+/* The watch runs every WATCH_TICK_MS: a connection libevent has let go is
+ * let go of within that (the watch's reference keeps its socket, TLS state
+ * and buffers: when clients are refused and closed by the thousand per
+ * second, a second's worth of them held 100 MB); the deadlines are checked
+ * once a second. */
+#define WATCH_TICK_MS 100
+
 static void watch_tick(evutil_socket_t fd, short what, void *arg)
 {
+    static time_t checked;
     time_t now = time(NULL);
+    bool deadlines = now != checked;
+    checked = now;
     (void)fd;
     (void)what;
     (void)arg;
@@ -245,11 +270,14 @@ static void watch_tick(evutil_socket_t fd, short what, void *arg)
             w->l->nopen--;
             /* nothing may call back into w once it is freed */
             evbuffer_remove_cb_entry(bufferevent_get_input(w->bev), w->cb);
+            kh_tls_clear_owner(bufferevent_openssl_get_ssl(w->bev));
             bufferevent_decref(w->bev);
             free(w);
             continue;
         }
         pp = &w->next;
+        if (!deadlines)
+            continue;
         if (w->first == 0 && !w->handshaken && now - w->accepted >= KH_HTTP_GRACE_S &&
             !(w->handshaken = kh_tls_handshake_done(bufferevent_openssl_get_ssl(w->bev)))) {
             kh_info("http", "a client's TLS handshake took over %d s: closed", KH_HTTP_GRACE_S);
@@ -275,14 +303,13 @@ static void watch_tick(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* A request's watch: kept with its connection's TLS state (server_bev). */
 static watch *watch_of(struct evhttp_request *req)
 {
     struct evhttp_connection *c = evhttp_request_get_connection(req);
     struct bufferevent *bev = c ? evhttp_connection_get_bufferevent(c) : NULL;
-    for (watch *w = watches; w && bev; w = w->next)
-        if (w->bev == bev)
-            return w;
-    return NULL;
+    watch *w = bev ? kh_tls_owner(bufferevent_openssl_get_ssl(bev)) : NULL;
+    return w != NULL && w->bev == bev ? w : NULL;
 }
 
 static void answered(struct evhttp_request *req, void *arg)
@@ -483,7 +510,10 @@ static void overloaded(struct evhttp_request *req, listener *l, bool close, cons
     evhttp_add_header(h, "Retry-After", "1");
     if (close)
         evhttp_add_header(h, "Connection", "close");
-    kh_http_reply_err(req, KH_E_OVERLOADED, "overloaded: %s; retry after 1 s", why);
+    char msg[256];
+    snprintf(msg, sizeof msg, "overloaded: %s; retry after 1 s", why);
+    /* in the listener's own format (JSON on the admin API) */
+    (l->refuse != NULL ? l->refuse : refuse_pb)(req, KH_E_OVERLOADED, msg);
 }
 
 /* A request has been read whole: it is answered if the listener has room
@@ -532,7 +562,8 @@ static bool admit(struct evhttp_request *req)
     else if (m->org_max > 0 && org >= m->org_max)
         snprintf(why, sizeof why, "this organisation has %d requests in flight (at most %d)", org,
                  m->org_max);
-    else if (m->max_inflight > 0 && l->ninflight >= m->max_inflight && org > 0 &&
+    else if (m->max_inflight > 0 && l->ninflight >= m->max_inflight &&
+             (m->by_client ? client : org) > 0 &&
              m->tenant_max <= 0) /* else checked where the tenant is known */
         snprintf(why, sizeof why, "this listener has %d requests in flight (at most %d)",
                  l->ninflight, m->max_inflight);
@@ -590,8 +621,9 @@ void kh_http_set_limits(struct evhttp *http, const kh_http_limits *lim)
 kh_http_load kh_http_load_of(struct evhttp *http)
 {
     const listener *l = listener_of(http);
-    return l ? (kh_http_load){l->nconns, l->nopen, l->ninflight, l->refused, l->slow_closed}
-             : (kh_http_load){0, 0, 0, 0, 0};
+    return l ? (kh_http_load){l->nconns,  l->nopen,       l->ninflight,
+                              l->refused, l->slow_closed, l->hello_refused}
+             : (kh_http_load){0, 0, 0, 0, 0, 0};
 }
 
 static struct bufferevent *server_bev(struct event_base *base, void *arg)
@@ -599,7 +631,8 @@ static struct bufferevent *server_bev(struct event_base *base, void *arg)
     listener *l = arg;
     SSL *ssl = kh_tls_new(l->ctx);
     watch *w = calloc(1, sizeof *w);
-    if (ssl == NULL || w == NULL) {
+    /* how a request finds its watch (watch_of): without it, no admission */
+    if (ssl == NULL || w == NULL || kh_tls_set_owner(ssl, w) != 0) {
         kh_tls_free(ssl);
         free(w);
         return NULL;
@@ -661,6 +694,95 @@ static void accept_failed(struct evconnlistener *lev, void *arg)
         event_add(l->resume_ev, &sec);
 }
 
+/* The budget of the address fd is connected from: its slot, made if new
+ * (full); when every slot is taken, the one unused longest is given to it. */
+static ip_budget *budget_of(listener *l, int fd, const struct timespec *now, double rate)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    unsigned char key[17] = {0};
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+        return NULL;
+    if (ss.ss_family == AF_INET) {
+        key[0] = 4;
+        memcpy(key + 1, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+    } else if (ss.ss_family == AF_INET6) {
+        /* by /64: a host usually has a whole one to pick addresses from */
+        key[0] = 6;
+        memcpy(key + 1, &((struct sockaddr_in6 *)&ss)->sin6_addr, 8);
+    } else {
+        return NULL;
+    }
+    if (l->ips == NULL && (l->ips = calloc(IP_SLOTS, sizeof *l->ips)) == NULL)
+        return &l->overflow;
+    ip_budget *b = NULL;
+    for (size_t i = 0; i < l->nips && b == NULL; i++)
+        if (memcmp(l->ips[i].addr, key, sizeof key) == 0)
+            b = &l->ips[i];
+    if (b != NULL)
+        return b;
+    if (l->nips < IP_SLOTS) {
+        b = &l->ips[l->nips++];
+    } else {
+        /* a slot unused for 2 s or more has a full bucket: nothing is lost by
+         * giving it away. With none (more addresses at once than slots),
+         * the newcomers share one bucket, so that cycling through many
+         * addresses does not get a full bucket each time. */
+        for (size_t i = 0; i < IP_SLOTS && b == NULL; i++)
+            if (now->tv_sec - l->ips[i].last.tv_sec >= 2)
+                b = &l->ips[i];
+        if (b == NULL)
+            return &l->overflow;
+    }
+    memcpy(b->addr, key, sizeof key);
+    b->tokens = rate;
+    b->last = *now;
+    return b;
+}
+
+/* khtls's hello gate: a client address may start handshake_rate TLS
+ * handshakes per second (as many at once). A handshake is the costliest
+ * thing a client can make the event loop do (about 1 ms of CPU); refused
+ * here, at its first message, one costs a few microseconds. So a client
+ * that reconnects at once whenever it is refused and closed (over its
+ * connection limit) cannot take the loop from the connections already
+ * open. */
+static bool hello_gate(int fd, void *arg)
+{
+    listener *l = arg;
+    double rate = l->lim.handshake_rate;
+    if (rate <= 0 || fd < 0)
+        return true;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    ip_budget *b = budget_of(l, fd, &now, rate);
+    if (b == NULL)
+        return true; /* a socket without a peer address: its handshake fails anyway */
+    double dt =
+        (double)(now.tv_sec - b->last.tv_sec) + (double)(now.tv_nsec - b->last.tv_nsec) / 1e9;
+    b->tokens = b->tokens + dt * rate > rate ? rate : b->tokens + dt * rate;
+    b->last = now;
+    if (b->tokens >= 1.0) {
+        b->tokens -= 1.0;
+        return true;
+    }
+    l->hello_refused++;
+    if (now.tv_sec != l->hello_log_at) { /* at most one line a second */
+        char ip[INET6_ADDRSTRLEN + 8] = "new addresses (every slot of the table in use)";
+        if (b != &l->overflow)
+            inet_ntop(b->addr[0] == 4 ? AF_INET : AF_INET6, b->addr + 1, ip, sizeof ip);
+        if (b->addr[0] == 6)
+            strcat(ip, "/64");
+        kh_info("http",
+                "refused TLS handshakes from %s: over handshake_rate (%d per second per "
+                "address); %lu refused so since the last such line",
+                ip, l->lim.handshake_rate, l->hello_refused - l->hello_logged);
+        l->hello_logged = l->hello_refused;
+        l->hello_log_at = now.tv_sec;
+    }
+    return false;
+}
+
 struct evhttp *kh_http_listen(struct event_base *base, SSL_CTX *ctx, const char *hostport,
                               size_t max_body, char *err, size_t errlen)
 {
@@ -682,11 +804,18 @@ struct evhttp *kh_http_listen(struct event_base *base, SSL_CTX *ctx, const char 
     }
     listener *l = &listeners[nlisteners];
     *l = (listener){.http = http, .ctx = ctx, .refuse = refuse_pb, .max_body = max_body};
+    if (kh_tls_set_hello_gate(ctx, hello_gate, l) != 0) {
+        snprintf(err, errlen,
+                 "cannot set the TLS hello gate (out of memory, or a TLS context "
+                 "used by two listeners)");
+        evhttp_free(http);
+        return NULL;
+    }
     evhttp_set_bevcb(http, server_bev, l);
     if (watch_ev == NULL) {
-        struct timeval sec = {1, 0};
+        struct timeval tick = {0, WATCH_TICK_MS * 1000};
         watch_ev = event_new(base, -1, EV_PERSIST, watch_tick, NULL);
-        if (watch_ev == NULL || event_add(watch_ev, &sec) != 0) {
+        if (watch_ev == NULL || event_add(watch_ev, &tick) != 0) {
             snprintf(err, errlen, "cannot start the slow-client watch");
             evhttp_free(http);
             return NULL;
@@ -894,6 +1023,7 @@ struct dest {
 
 static dest *dests; /* few: one per peer this process talks to */
 static kh_http_stats stats;
+static char source[128]; /* kh_http_client_source; "": the system's choice */
 
 typedef struct {
     kh_http_done_cb cb;
@@ -911,6 +1041,9 @@ typedef struct {
      * peer sending a byte just within each would hold the request forever */
     struct event *deadline;
     struct evhttp_request *req; /* in flight, until client_done */
+    /* the caller's headers: names and values in hbuf, NULL-ended */
+    const char *hv[2 * KH_HTTP_MAX_EXTRA + 1];
+    char hbuf[512];
 } client_call;
 
 static void free_conn_later(evutil_socket_t fd, short what, void *arg)
@@ -1021,6 +1154,8 @@ static pconn *conn_open(dest *d)
         bufferevent_free(bev);
         return NULL;
     }
+    if (source[0] != '\0')
+        evhttp_connection_set_local_address(conn, source);
     evhttp_connection_set_retries(conn, 0);
     /* a reply is read within limits too: what a peer or the router sends back
      * is as untrusted as what it sends */
@@ -1144,7 +1279,13 @@ static int call_send(client_call *call, dest *d)
     call->req = req;
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Host", d->host);
-    evhttp_add_header(h, "Content-Type", KH_PB_CONTENT_TYPE);
+    bool ctype = false;
+    for (size_t i = 0; call->hv[i] != NULL; i += 2) {
+        evhttp_add_header(h, call->hv[i], call->hv[i + 1]);
+        ctype = ctype || evutil_ascii_strcasecmp(call->hv[i], "Content-Type") == 0;
+    }
+    if (!ctype)
+        evhttp_add_header(h, "Content-Type", KH_PB_CONTENT_TYPE);
     if (call->len)
         evbuffer_add(evhttp_request_get_output_buffer(req), call->body, call->len);
     if (evhttp_make_request(pc->conn, req, call->method, call->path) != 0) {
@@ -1158,10 +1299,41 @@ static int call_send(client_call *call, dest *d)
     return 0;
 }
 
+/* Copies the caller's headers into call: -1 if too many or too long, or a
+ * name or value with a line break (it would end the header). */
+static int call_headers(client_call *call, const char *const *headers)
+{
+    size_t used = 0, n = 0;
+    for (; headers != NULL && headers[n] != NULL; n += 2) {
+        if (n >= 2 * KH_HTTP_MAX_EXTRA || headers[n + 1] == NULL)
+            return -1;
+        for (int k = 0; k < 2; k++) {
+            const char *v = headers[n + (size_t)k];
+            size_t l = strlen(v);
+            if (v[strcspn(v, "\r\n")] != '\0' || l >= sizeof call->hbuf - used)
+                return -1;
+            memcpy(call->hbuf + used, v, l + 1);
+            call->hv[n + (size_t)k] = call->hbuf + used;
+            used += l + 1;
+        }
+    }
+    call->hv[n] = NULL;
+    return 0;
+}
+
 int kh_http_request(struct event_base *base, SSL_CTX *ctx, enum evhttp_cmd_type method,
                     const char *hostport, const char *path, const uint8_t *body, size_t len,
                     int timeout_ms, const char *expect_org, const char *expect_cn,
                     kh_http_done_cb cb, void *arg)
+{
+    return kh_http_request_hdrs(base, ctx, method, hostport, path, body, len, timeout_ms,
+                                expect_org, expect_cn, NULL, cb, arg);
+}
+
+int kh_http_request_hdrs(struct event_base *base, SSL_CTX *ctx, enum evhttp_cmd_type method,
+                         const char *hostport, const char *path, const uint8_t *body, size_t len,
+                         int timeout_ms, const char *expect_org, const char *expect_cn,
+                         const char *const *headers, kh_http_done_cb cb, void *arg)
 {
     char host[128];
     uint16_t port;
@@ -1179,6 +1351,10 @@ int kh_http_request(struct event_base *base, SSL_CTX *ctx, enum evhttp_cmd_type 
     client_call *call = d ? calloc(1, sizeof *call) : NULL;
     if (call == NULL)
         return -1;
+    if (call_headers(call, headers) != 0) {
+        free(call);
+        return -1;
+    }
     call->cb = cb;
     call->arg = arg;
     call->method = method;
@@ -1200,6 +1376,14 @@ int kh_http_request(struct event_base *base, SSL_CTX *ctx, enum evhttp_cmd_type 
         free(call);
         return -1;
     }
+    return 0;
+}
+
+int kh_http_client_source(const char *host)
+{
+    if (host != NULL && (strlen(host) >= sizeof source || !kh_host_numeric(host)))
+        return -1;
+    snprintf(source, sizeof source, "%s", host ? host : "");
     return 0;
 }
 

@@ -92,18 +92,28 @@ void kh_http_route_other(struct evhttp *http, void (*cb)(struct evhttp_request *
  * refused at once: 503 KH-5003 with Retry-After: 1, never queued. An
  * organisation with nothing in flight is admitted even when the listener is
  * full (so that one tenant's load cannot shut the others out: the overflow
- * is at most one request per organisation). Connections count from their
+ * is at most one request per organisation, or per client with by_client).
+ * Connections count from their
  * first request (their TLS handshake done: those that never complete one
  * cannot fill the listener); one whose first request comes when the
  * listener already has max_conns, or when its client already has
  * client_max_conns there (so that one business system cannot take every
  * connection), has each request refused so, and is closed (a closed
- * connection is let go within a second: until then it counts).
+ * connection is let go within a tenth of a second: until then it counts).
  * 0 means no limit. Set at start and on SIGHUP, on the event loop's thread. */
 typedef struct {
     int max_conns, max_inflight, org_max, client_max;
     int client_max_conns; /* connections of one client (O= and CN=) */
     int tenant_max;       /* requests for one tenant: see kh_http_admit_for */
+    /* the client (O= and CN=), not its organisation, is the unit admitted
+     * past a full listener when it has nothing in flight (the admin
+     * listener: every operator's certificate has the same O=) */
+    bool by_client;
+    /* TLS handshakes one client address may start per second (and at once):
+     * more are refused at the client's first message, before any costly
+     * step, with a handshake_failure alert (no HTTP status is possible
+     * before TLS) */
+    int handshake_rate;
 } kh_http_limits;
 void kh_http_set_limits(struct evhttp *http, const kh_http_limits *lim);
 /* Admission by the tenant a request is for, where the client's certificate
@@ -119,11 +129,13 @@ void kh_http_set_limits(struct evhttp *http, const kh_http_limits *lim);
 KH_MUST_CHECK bool kh_http_admit_for(struct evhttp_request *req, const char *tenant);
 /* Of a listener: connections counted against max_conns (from their first
  * request), connections open (counted or not, handshaking included),
- * requests in flight, requests refused for overload since start, and
- * connections closed for being too slow since start. */
+ * requests in flight, requests refused for overload since start,
+ * connections closed for being too slow since start, and TLS handshakes
+ * refused for handshake_rate since start. */
 typedef struct {
     int conns, open, inflight;
     unsigned long refused, slow_closed;
+    unsigned long hello_refused; /* TLS handshakes refused for handshake_rate */
 } kh_http_load;
 kh_http_load kh_http_load_of(struct evhttp *http);
 #define KH_HTTP_WHO_MAX 136
@@ -153,6 +165,23 @@ KH_MUST_CHECK int kh_http_request(struct event_base *base, SSL_CTX *ctx,
                                   const char *path, const uint8_t *body, size_t len, int timeout_ms,
                                   const char *expect_org, const char *expect_cn, kh_http_done_cb cb,
                                   void *arg);
+
+/* The same with headers of the caller's: headers is NULL or a NULL-ended
+ * list of name, value pairs (at most KH_HTTP_MAX_EXTRA pairs, 512 bytes in
+ * all); a Content-Type among them replaces the protobuf one (for a client
+ * of the admin API: JSON, and Authorization). */
+#define KH_HTTP_MAX_EXTRA 4
+KH_MUST_CHECK int kh_http_request_hdrs(struct event_base *base, SSL_CTX *ctx,
+                                       enum evhttp_cmd_type method, const char *hostport,
+                                       const char *path, const uint8_t *body, size_t len,
+                                       int timeout_ms, const char *expect_org,
+                                       const char *expect_cn, const char *const *headers,
+                                       kh_http_done_cb cb, void *arg);
+
+/* The local address outgoing connections are made from (a numeric host;
+ * NULL: the system's choice), for a load generator that must be seen as a
+ * client address of its own. 0, or -1 if not numeric. */
+KH_MUST_CHECK int kh_http_client_source(const char *host);
 
 /* Counters of outgoing connections since start: opened (each one a TCP
  * connect and a full TLS handshake), reused (requests sent on a kept-alive

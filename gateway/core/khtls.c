@@ -106,6 +106,78 @@ SSL_CTX *kh_tls_server_ctx(const char *cert, const char *key, const char *ca, ch
     return ctx;
 }
 
+typedef struct {
+    kh_tls_hello_gate gate;
+    void *arg;
+} hello_gate;
+
+/* ex_data indexes, made once (kh_tls_indexes) */
+static int gate_idx = -1, owner_idx = -1, gated_idx = -1;
+
+static void gate_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    free(ptr);
+}
+
+static int kh_tls_indexes(void)
+{
+    if (gate_idx < 0)
+        gate_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, gate_free);
+    if (owner_idx < 0)
+        owner_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    if (gated_idx < 0)
+        gated_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    return gate_idx >= 0 && owner_idx >= 0 && gated_idx >= 0 ? 0 : -1;
+}
+
+static int on_hello(SSL *ssl, int *al, void *arg)
+{
+    static char gated; /* its address marks a connection already let through */
+    const hello_gate *g = arg;
+    if (SSL_get_ex_data(ssl, gated_idx) == &gated)
+        return SSL_CLIENT_HELLO_SUCCESS; /* the second hello after a HelloRetryRequest */
+    if (g->gate(SSL_get_fd(ssl), g->arg) && SSL_set_ex_data(ssl, gated_idx, &gated) == 1)
+        return SSL_CLIENT_HELLO_SUCCESS;
+    *al = SSL_AD_HANDSHAKE_FAILURE;
+    return SSL_CLIENT_HELLO_ERROR;
+}
+
+int kh_tls_set_hello_gate(SSL_CTX *ctx, kh_tls_hello_gate gate, void *arg)
+{
+    if (kh_tls_indexes() != 0 || SSL_CTX_get_ex_data(ctx, gate_idx) != NULL)
+        return -1;
+    hello_gate *g = calloc(1, sizeof *g);
+    if (g == NULL)
+        return -1;
+    g->gate = gate;
+    g->arg = arg;
+    /* the context owns g from here (freed with it) */
+    if (SSL_CTX_set_ex_data(ctx, gate_idx, g) != 1) {
+        free(g);
+        return -1;
+    }
+    SSL_CTX_set_client_hello_cb(ctx, on_hello, g);
+    return 0;
+}
+
+int kh_tls_set_owner(SSL *ssl, void *owner)
+{
+    if (ssl == NULL || kh_tls_indexes() != 0 || SSL_set_ex_data(ssl, owner_idx, owner) != 1)
+        return -1;
+    return 0;
+}
+
+void kh_tls_clear_owner(SSL *ssl)
+{
+    if (ssl != NULL && owner_idx >= 0)
+        SSL_set_ex_data(ssl, owner_idx, NULL); /* cannot fail: the slot exists */
+}
+
+void *kh_tls_owner(SSL *ssl)
+{
+    return ssl != NULL && owner_idx >= 0 ? SSL_get_ex_data(ssl, owner_idx) : NULL;
+}
+
 int kh_tls_add_ca(SSL_CTX *ctx, const char *path, char *err, size_t errlen)
 {
     X509 *ca = khc_load_cert(path, err, errlen);

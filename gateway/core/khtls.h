@@ -28,6 +28,22 @@ X509 *kh_tls_peer_cert(SSL *ssl);
 /* The certificate that issued the peer's leaf in the verified chain (not up-ref'd), or NULL. */
 X509 *kh_tls_peer_issuer(SSL *ssl);
 
+/* A gate a server context runs when a client's hello arrives, before any
+ * costly step of the handshake (no key exchange, signature or certificate
+ * check yet): gate(fd, arg) false ends the handshake at once with a
+ * handshake_failure alert (fd: the connection's socket). Once per
+ * connection (a second hello, after a HelloRetryRequest, passes). Once per
+ * context: -1 if it has one already; arg outlives the context. */
+typedef bool (*kh_tls_hello_gate)(int fd, void *arg);
+KH_MUST_CHECK int kh_tls_set_hello_gate(SSL_CTX *ctx, kh_tls_hello_gate gate, void *arg);
+
+/* A pointer of the caller's kept with a connection (NULL: none; it is not
+ * freed with the connection). kh_tls_set_owner: 0, or -1 (the caller must
+ * then not use the connection). */
+KH_MUST_CHECK int kh_tls_set_owner(SSL *ssl, void *owner);
+void kh_tls_clear_owner(SSL *ssl);
+void *kh_tls_owner(SSL *ssl);
+
 /* Frees a context (NULL ok). */
 void kh_tls_ctx_free(SSL_CTX *ctx);
 /* A connection object of ctx for libevent's bufferevent_openssl, or NULL;

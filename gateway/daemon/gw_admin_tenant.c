@@ -376,6 +376,9 @@ static int render_listeners(struct evbuffer *b, const kh_http_load *load)
         {"kakehashi_http_slow_closed_total", "counter",
          "Connections closed for a TLS handshake or a request too slow since the gateway "
          "started."},
+        {"kakehashi_http_handshakes_refused_total", "counter",
+         "TLS handshakes refused at the client's first message since the gateway started: its "
+         "address had started handshake_rate handshakes in the last second."},
     };
     int rc = 0;
     for (size_t f = 0; rc == 0 && f < sizeof fams / sizeof fams[0]; f++) {
@@ -393,7 +396,8 @@ static int render_listeners(struct evbuffer *b, const kh_http_load *load)
             const char *l[] = {"listener", names[i], NULL};
             int64_t v = f == 1   ? ld->inflight
                         : f == 2 ? (int64_t)ld->refused
-                                 : (int64_t)ld->slow_closed;
+                        : f == 3 ? (int64_t)ld->slow_closed
+                                 : (int64_t)ld->hello_refused;
             rc = khprom_sample(b, fams[f].name, l, v);
         }
     }

@@ -82,6 +82,13 @@ static const kh_opt options[] = {
     {"system_max_connections", KH_OPT_INT, RELOAD, "100", 0, 1 << 20, NULL,
      OFF(system_max_connections), NULL,
      "connections of one business system on the business listener; 0: no limit"},
+    {"handshake_rate", KH_OPT_INT, RELOAD, "100", 0, 1 << 20, NULL, OFF(handshake_rate), NULL,
+     "TLS handshakes one client address may start per second on the business and admin "
+     "listeners (and at once); more are refused before any costly step; 0: no limit"},
+    {"peer_handshake_rate", KH_OPT_INT, RELOAD, "0", 0, 1 << 20, NULL, OFF(peer_handshake_rate),
+     NULL,
+     "the same on the peer listener; 0 (the default): no limit, its one client, the router, "
+     "must never be cut off (let only the router's address reach it)"},
     {"timeout_ms", KH_OPT_INT, RELOAD, "30000", 100, 120000, NULL, OFF(timeout_ms), NULL,
      "default wait for an answer"},
     {"log_level", KH_OPT_ENUM, RELOAD, "info", 0, 0, log_levels, OFF(log_level), NULL,
@@ -102,6 +109,16 @@ static const kh_opt options[] = {
      NULL, "and at the latest this many seconds after its login"},
     {"admin_lockout", KH_OPT_INT, RELOAD, "900", 1, 86400, NULL, OFF(admin_lockout), NULL,
      "seconds an operator is locked after 5 failed logins"},
+    {"admin_max_connections", KH_OPT_INT, RELOAD, "64", 0, 1 << 20, NULL,
+     OFF(admin_max_connections), NULL,
+     "connections on the admin listener; more are refused (KH-5003); 0: no limit"},
+    {"admin_max_inflight", KH_OPT_INT, RELOAD, "16", 1, 1 << 20, NULL, OFF(admin_max_inflight),
+     NULL, "requests being answered on the admin listener; more are refused at once"},
+    {"operator_max_inflight", KH_OPT_INT, RELOAD, "4", 1, 1 << 20, NULL, OFF(operator_max_inflight),
+     NULL, "of them, at most this many for one operator"},
+    {"operator_max_connections", KH_OPT_INT, RELOAD, "8", 0, 1 << 20, NULL,
+     OFF(operator_max_connections), NULL,
+     "connections of one operator on the admin listener; 0: no limit"},
     {NULL, KH_OPT_STR, 0, NULL, 0, 0, NULL, 0, NULL, NULL},
 };
 

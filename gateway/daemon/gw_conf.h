@@ -18,10 +18,12 @@ typedef struct {
     int db_workers, db_queue, worker_nice;
     int max_skew, msg_ttl, max_body, timeout_ms, log_level;
     int max_connections, max_inflight, tenant_max_inflight, system_max_inflight;
-    int system_max_connections;
+    int system_max_connections, handshake_rate, peer_handshake_rate;
     const char *spool_dir, *drop_dir, *drop_system;
     int chain_sign_interval, max_upload_mb;
     int admin_session_idle, admin_session_max, admin_lockout;
+    int admin_max_connections, admin_max_inflight, operator_max_inflight;
+    int operator_max_connections;
 } gw_settings;
 
 /* Reads path into s: every value checked by the table, then the rules that

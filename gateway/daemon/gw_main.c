@@ -46,14 +46,31 @@ static void apply_reloadable(const gw_settings *s)
     gw_admin_reload(s);
     /* admission (khhttp.h): a tenant and a business system on the business
      * API; on the peer API there is one client, the router */
-    kh_http_limits biz = {s->max_connections,     s->max_inflight,           s->tenant_max_inflight,
-                          s->system_max_inflight, s->system_max_connections, 0};
+    kh_http_limits biz = {.max_conns = s->max_connections,
+                          .max_inflight = s->max_inflight,
+                          .org_max = s->tenant_max_inflight,
+                          .client_max = s->system_max_inflight,
+                          .client_max_conns = s->system_max_connections,
+                          .handshake_rate = s->handshake_rate};
     /* on the peer listener the tenant is the recipient (gw_peer.c) */
-    kh_http_limits peer = {s->max_connections, s->max_inflight, 0, 0, 0, s->tenant_max_inflight};
+    kh_http_limits peer = {.max_conns = s->max_connections,
+                           .max_inflight = s->max_inflight,
+                           .tenant_max = s->tenant_max_inflight,
+                           .handshake_rate = s->peer_handshake_rate};
+    /* on the admin listener every operator's certificate has the same O=:
+     * the operator (CN=) is the unit of fairness */
+    kh_http_limits adm = {.max_conns = s->admin_max_connections,
+                          .max_inflight = s->admin_max_inflight,
+                          .client_max = s->operator_max_inflight,
+                          .client_max_conns = s->operator_max_connections,
+                          .by_client = true,
+                          .handshake_rate = s->handshake_rate};
     if (G.biz_http != NULL)
         kh_http_set_limits(G.biz_http, &biz);
     if (G.peer_http != NULL)
         kh_http_set_limits(G.peer_http, &peer);
+    if (G.admin_http != NULL)
+        kh_http_set_limits(G.admin_http, &adm);
 }
 
 static int load_tenants(char *err, size_t errlen)

@@ -7,7 +7,8 @@
 # nothing in flight is admitted even when the listener is full. Here gw-b's
 # limits are made small (SIGHUP) and the router is stopped (SIGSTOP), so that
 # queries stay in flight for as long as the test needs. Last, the peer
-# listener, where the tenant is the recipient (kh_http_admit_for).
+# listener, where the tenant is the recipient (kh_http_admit_for), and the
+# admin listener, where the operator is the unit.
 . "$(dirname "$0")/lib.sh"
 new_person
 LOCAL_T="4${LOCAL_C:1}" LOCAL_S="5${LOCAL_C:1}"
@@ -83,6 +84,43 @@ for p in "${HUNG[@]}"; do wait "$p" || true; done
 expect_contains "once the queries are over, their places are free again" "OK" "$(timed 130001 housing)"
 
 # the connection limit is checked by it_aa_connections (first, on a fresh stack)
+
+# Handshakes: with handshake_rate = 2, eight connections at once from one
+# address: two go through (and one more per half second the burst takes),
+# the rest are refused at their first message (a TLS alert: no HTTP before
+# TLS), counted and logged; a second later there is room again.
+reconf gw-b "handshake_rate = 2"
+hs=$(mktemp -d)
+metric_hs() {
+    "$KH_ROOT/tools/khstack" admin "$KH_STACK" gw-b admin metrics 2>&1 |
+        sed -n 's/^kakehashi_http_handshakes_refused_total{listener="business"} //p'
+}
+logged() { grep -c 'refused TLS handshakes from 127.0.0.1: over handshake_rate (2 per second' "$KH_STACK/log/gw-b.log" || true; }
+m0=$(metric_hs) l0=$(logged)
+check "the metric is there before ($m0)" test -n "$m0"
+sleep 1.1 # the business listener's budget full again (the requests above took some)
+t0=$(date +%s%N)
+for i in 1 2 3 4 5 6 7 8; do
+    printf 'GET /v1/query/list HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n' |
+        timeout 10 openssl s_client -connect "$biz" -cert "$sys.crt" -key "$sys.key" \
+            -CAfile "$PKI/national-ca.crt" -ign_eof >"$hs/$i" 2>&1 &
+done
+wait
+# the handshakes all began within the burst's time: 2 tokens, and 2 more a second
+bound=$((2 + ($(date +%s%N) - t0) / 500000000))
+served=$(grep -l '^HTTP/1.1 ' "$hs"/* | wc -l)
+alerted=$(grep -l 'alert handshake failure' "$hs"/* | wc -l)
+check "handshake_rate 2: at most $bound of 8 handshakes at once go through ($served)" \
+    test "$served" -le "$bound"
+check "... at least one does" test "$served" -ge 1
+check "... some are refused ($alerted)" test "$alerted" -ge 1
+check "... each of the others with a handshake_failure alert" test $((served + alerted)) = 8
+check "... and the log says so, once a second at most" test "$(logged)" -gt "$l0"
+m1=$(metric_hs)
+check "... and the metrics count them ($m0 -> $m1)" test "$((m1 - m0))" -ge "$alerted"
+rm -rf "$hs"
+sleep 1.2
+expect_contains "a second later a new connection is served" "OK" "$(timed 130001 housing)"
 check "gw-b took its own configuration back" reconf_restore gw-b
 expect_contains "and serves as before" "OK" "$(timed 130001 housing)"
 
@@ -136,6 +174,67 @@ wait "$second" || true
 expect_contains "the held query is answered once the lock is gone" "OK" "$(cat "$held")"
 expect_contains "... and the refused one, retried by gw-b, then too" "OK" "$(cat "$welfare")"
 rm -f "$held" "$welfare"
+reconf_restore gw-a
+
+# The admin listener has limits of its own (before, none: one operator's
+# script could hold every database worker). Every operator's certificate
+# has O=KH-OPERATOR, so the operator is the unit: with
+# admin_max_inflight = 3 and operator_max_inflight = 2, an auditor's two
+# reads of Chiyoda's audit log (locked) and a tenant admin's one fill it
+# (three of gw-a's database workers wait for the lock: the stack has the
+# default four, so the fourth answers the operator admitted past the full
+# listener).
+reconf gw-a "admin_max_inflight = 3" "operator_max_inflight = 2"
+T=$(mktemp -d)
+adm() { "$KH_ROOT/tools/khstack" admin "$KH_STACK" gw-a "$@" 2>&1 || true; }
+for op in aud-131016 ta-131016 admin; do
+    expect_contains "$op logs in" "operator: $op" "$(adm "$op" --token-file "$T/$op.tok" login)"
+done
+sql kh_gw_a "BEGIN; LOCK TABLE t_131016.audit_log IN ACCESS EXCLUSIVE MODE;
+             SELECT pg_sleep(8); COMMIT" >/dev/null &
+locker=$!
+audit_locks() {
+    sql kh_gw_a "SELECT count(*) FROM pg_locks WHERE relation = 't_131016.audit_log'::regclass
+                 AND granted = $1"
+}
+for _ in $(seq 1 50); do [ "$(audit_locks true)" -gt 0 ] && break; sleep 0.1; done
+check "Chiyoda's audit log is locked" test "$(audit_locks true)" -gt 0
+waiters=()
+# read OPERATOR N: one more read of the audit log in flight (N waiting in all)
+read_audit() {
+    adm "$1" --token-file "$T/$1.tok" audit 131016 --limit 1 >/dev/null &
+    waiters+=($!)
+    for _ in $(seq 1 50); do [ "$(audit_locks false)" -ge "$2" ] && break; sleep 0.1; done
+    check "an audit-log read of $1 is in flight ($2 waiting)" test "$(audit_locks false)" -ge "$2"
+}
+read_audit aud-131016 1
+read_audit aud-131016 2
+admin_listen=$(awk '$1 == "admin_listen" { print $3 }' "$KH_STACK/gw-a.conf")
+op=$PKI/operator/aud-131016/tls
+raw=$(printf 'GET /admin/v1/whoami HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\nConnection: close\r\n\r\n' \
+    "$(cat "$T/aud-131016.tok")" |
+    timeout 10 openssl s_client -connect "$admin_listen" -cert "$op.crt" -key "$op.key" \
+        -CAfile "$PKI/national-ca.crt" -quiet -ign_eof 2>/dev/null | tr -d '\r' || true)
+expect_contains "an operator with 2 in flight (its limit) is refused: 503" "HTTP/1.1 503 " "$raw"
+expect_contains "... with Retry-After" "Retry-After: 1" "$raw"
+expect_contains "... in the API's JSON" \
+    '{"code":"KH-5003","message":"overloaded: this client has 2 requests in flight (at most 2)' "$raw"
+read_audit ta-131016 3
+expect_contains "the admin listener full (3): an operator with one in flight is refused" \
+    "REFUSED KH-5003: overloaded: this listener has 3 requests in flight (at most 3)" \
+    "$(adm ta-131016 --token-file "$T/ta-131016.tok" whoami)"
+t0=$(date +%s%N)
+out=$(adm admin --token-file "$T/admin.tok" whoami)
+ms=$((($(date +%s%N) - t0) / 1000000))
+expect_contains "an operator with nothing in flight is still served" "operator: admin" "$out"
+check "... at once (${ms} ms), while the reads still wait" \
+    test "$ms" -lt 5000 -a "$(audit_locks false)" -ge 3
+wait "$locker" || true
+for p in "${waiters[@]}"; do wait "$p" || true; done
+expect_contains "once the reads are over, their places are free again" "operator: ta-131016" \
+    "$(adm ta-131016 --token-file "$T/ta-131016.tok" whoami)"
+for op in aud-131016 ta-131016 admin; do adm "$op" --token-file "$T/$op.tok" logout >/dev/null; done
+rm -rf "$T"
 trap - EXIT
 restore
 finish
