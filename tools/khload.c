@@ -1,4 +1,4 @@
-/* khload: an open-loop load generator for the business API, for
+/* khload: an open-loop load generator for the business, peer and admin APIs, for
  * tools/khbench-overload. Queries are sent at a fixed rate, whatever the
  * gateway answers, from one business system over kept-alive mutual-TLS
  * connections (khhttp's client, as the gateway's own outgoing requests),
@@ -8,13 +8,18 @@
  * with at most --outstanding of them waiting at once (a send that would go
  * over is counted as dropped: the generator, not the gateway, was the limit).
  * At the end it prints one line of figures:
- *   offered sent dropped ok refused other   counts (refused: 503 KH-5003)
+ *   offered sent dropped ok refused other failed
+ *                                           counts (refused: 503 KH-5003;
+ *                                           failed: no HTTP answer, e.g. a
+ *                                           TLS handshake refused)
  *   ok_per_s refused_per_s                  over the run
  *   ok_p50_ms ok_p99_ms refused_p99_ms      latencies of answered and refused
  *   refused_late_p99_ms                     of refusals sent in the second half
  * usage: khload --gateway H:P --gateway-name NAME --cert C --key K --ca CA
- *               --rate R --seconds S [--outstanding N]
- *               --query STAFF PROCEDURE PROVIDER ITEM[,ITEM] --local-ids FILE */
+ *               --rate R --seconds S [--outstanding N] [--source ADDR]
+ *               --query STAFF PROCEDURE PROVIDER ITEM[,ITEM] --local-ids FILE
+ *        khload ... --envelopes PREFIX --count N
+ *        khload ... --admin PATH --token-file F   (an operator's GETs) */
 #include "kakehashi.pb-c.h"
 #include "khhttp.h"
 #include "khpb.h"
@@ -35,11 +40,14 @@ typedef struct {
     size_t *lens, nbodies;
     const char *path; /* /v1/query, or /v1/envelope (envelopes: each sent once) */
     bool once;
-    size_t next;  /* the next envelope to send (a dropped send uses none) */
-    double ended; /* seconds from t0 when the last was sent early; 0: ran its time */
+    bool admin;    /* GET path on the admin API, as an operator's session */
+    char auth[80]; /* "Bearer " and the session's token */
+    size_t next;   /* the next envelope to send (a dropped send uses none) */
+    double ended;  /* seconds from t0 when the last was sent early; 0: ran its time */
     double rate, seconds;
     long outstanding_max, outstanding;
     long offered, sent, dropped, ok, refused, other;
+    long failed; /* no HTTP answer: the connection or its TLS handshake failed */
     double *ok_ms, *ref_ms, *late_ms; /* late: refusals of requests sent in the second half */
     size_t nok, nref, nlate, cap;
     struct timespec t0;
@@ -75,7 +83,9 @@ static void done(int status, const uint8_t *body, size_t len, void *arg)
     char code[32] = "", msg[8];
     free(s);
     L->outstanding--;
-    if (status == 200 && L->once) { /* an answer envelope */
+    if (status == 0) {
+        L->failed++;
+    } else if (status == 200 && (L->once || L->admin)) { /* an answer envelope, an admin reply */
         L->ok++;
         keep(L->ok_ms, &L->nok, L->cap, ms);
     } else if (status == 200) {
@@ -91,8 +101,16 @@ static void done(int status, const uint8_t *body, size_t len, void *arg)
             L->other++;
         }
     } else if (status == 503) {
-        kh_http_parse_status(body, len, code, sizeof code, msg, sizeof msg);
-        if (strcmp(code, "KH-5003") == 0) {
+        /* a refusal for overload: kh.Status, or JSON on the admin API */
+        static const char json[] = "{\"code\":\"KH-5003\"";
+        bool overload = false;
+        if (L->admin) {
+            overload = len >= sizeof json - 1 && memcmp(body, json, sizeof json - 1) == 0;
+        } else {
+            kh_http_parse_status(body, len, code, sizeof code, msg, sizeof msg);
+            overload = strcmp(code, "KH-5003") == 0;
+        }
+        if (overload) {
             L->refused++;
             keep(L->ref_ms, &L->nref, L->cap, ms);
             if (s_sent >= L->seconds / 2)
@@ -109,7 +127,7 @@ static void done(int status, const uint8_t *body, size_t len, void *arg)
 
 static void send_one(load *L)
 {
-    size_t i = L->once ? L->next : (size_t)L->offered % L->nbodies;
+    size_t i = L->once ? L->next : L->admin ? 0 : (size_t)L->offered % L->nbodies;
     if (L->once && i >= L->nbodies) { /* all sent: the run ends */
         if (!L->stopping) {
             L->stopping = true;
@@ -132,8 +150,12 @@ static void send_one(load *L)
     }
     s->L = L;
     clock_gettime(CLOCK_MONOTONIC, &s->t);
-    if (kh_http_request(L->base, L->ctx, EVHTTP_REQ_POST, L->gateway, L->path, L->bodies[i],
-                        L->lens[i], 60000, "KH-GW", L->name, done, s) != 0) {
+    const char *const adm[] = {"Authorization", L->auth, "Content-Type", "application/json", NULL};
+    int rc = L->admin ? kh_http_request_hdrs(L->base, L->ctx, EVHTTP_REQ_GET, L->gateway, L->path,
+                                             NULL, 0, 60000, "KH-GW", L->name, adm, done, s)
+                      : kh_http_request(L->base, L->ctx, EVHTTP_REQ_POST, L->gateway, L->path,
+                                        L->bodies[i], L->lens[i], 60000, "KH-GW", L->name, done, s);
+    if (rc != 0) {
         free(s);
         L->other++;
         return;
@@ -248,22 +270,44 @@ static int read_envelopes(const char *prefix, long count, load *L)
     return 0;
 }
 
+/* "Bearer TOKEN" from the first line of path (khctl admin login --token-file). */
+static int read_token(const char *path, char *out, size_t outlen)
+{
+    char line[128];
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    bool got = fgets(line, sizeof line, f) != NULL;
+    fclose(f);
+    line[got ? strcspn(line, "\r\n") : 0] = '\0';
+    if (strlen(line) != 64 || line[strspn(line, "0123456789abcdef")] != '\0')
+        return -1;
+    snprintf(out, outlen, "Bearer %s", line);
+    return 0;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: khload --gateway H:P --gateway-name NAME --cert C --key K --ca CA\n"
-            "              --rate R --seconds S [--outstanding N]\n"
+            "              --rate R --seconds S [--outstanding N] [--source ADDR]\n"
             "              --query STAFF PROCEDURE PROVIDER ITEM[,ITEM] --local-ids FILE\n"
             "       khload ... --envelopes PREFIX --count N   (instead of --query, --local-ids)\n"
-            "Sends business-API queries at R per second for S seconds (open loop), at most N\n"
+            "       khload ... --admin PATH --token-file F    (GET PATH on an admin API)\n"
+            "Connects from ADDR if given (a client address of its own: the gateway's\n"
+            "handshake_rate is per address). Sends business-API queries at R per second for S "
+            "seconds (open loop), at most N\n"
             "waiting at once (default 300), asking about the local IDs of FILE in turn; or\n"
             "posts the envelopes PREFIX.000001 ... PREFIX.N (khforge --batch) to a peer API\n"
             "(/v1/envelope), each once, ending early when all are sent (then the rates are\n"
-            "over the time it took). ok: 200 (an answer, whatever its result).\n"
+            "over the time it took); or GETs PATH of an admin API with the operator's\n"
+            "session (F: khctl admin login --token-file; --cert and --key: the\n"
+            "operator's). ok: 200 (an answer, whatever its result).\n"
             "Prints: offered sent dropped ok refused other ok_per_s refused_per_s ok_p50_ms\n"
             "ok_p99_ms refused_p99_ms refused_late_p99_ms (refused: 503 KH-5003; late: of\n"
             "those sent in the run's second half, its connections open by then; other: any\n"
-            "other outcome).\n");
+            "other outcome; failed: no HTTP answer, the connection or its handshake\n"
+            "failed).\n");
 }
 
 int main(int argc, char **argv)
@@ -280,7 +324,10 @@ int main(int argc, char **argv)
         O_QUERY,
         O_IDS,
         O_ENV,
-        O_N
+        O_N,
+        O_ADMIN,
+        O_TOKEN,
+        O_SOURCE
     };
     static const struct option opts[] = {{"gateway", required_argument, NULL, O_GW},
                                          {"gateway-name", required_argument, NULL, O_NAME},
@@ -294,10 +341,14 @@ int main(int argc, char **argv)
                                          {"local-ids", required_argument, NULL, O_IDS},
                                          {"envelopes", required_argument, NULL, O_ENV},
                                          {"count", required_argument, NULL, O_N},
+                                         {"admin", required_argument, NULL, O_ADMIN},
+                                         {"token-file", required_argument, NULL, O_TOKEN},
+                                         {"source", required_argument, NULL, O_SOURCE},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     load L = {.outstanding_max = 300};
     const char *cert = NULL, *key = NULL, *ca = NULL, *ids = NULL, *q[4] = {NULL}, *envs = NULL;
+    const char *admin = NULL, *token = NULL;
     long count = 0;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -346,6 +397,18 @@ int main(int argc, char **argv)
         case O_N:
             count = atol(optarg);
             break;
+        case O_ADMIN:
+            admin = optarg;
+            break;
+        case O_TOKEN:
+            token = optarg;
+            break;
+        case O_SOURCE:
+            if (kh_http_client_source(optarg) != 0) {
+                fprintf(stderr, "khload: --source: a numeric address, e.g. 127.0.0.2\n");
+                return 2;
+            }
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -355,7 +418,9 @@ int main(int argc, char **argv)
         }
     }
     if (optind != argc || !L.gateway || !L.name || !cert || !key || !ca ||
-        (envs ? ids || q[0] || count < 1 || count > 1000000 : !ids || !q[0] || count) ||
+        (admin  ? !token || envs || ids || q[0] || count || admin[0] != '/'
+         : envs ? token || ids || q[0] || count < 1 || count > 1000000
+                : token || !ids || !q[0] || count) ||
         L.rate <= 0 || L.rate > 1e5 || L.seconds <= 0 || L.seconds > 3600 ||
         L.outstanding_max < 1 || L.outstanding_max > 10000) {
         usage(stderr);
@@ -373,8 +438,15 @@ int main(int argc, char **argv)
         return 1;
     }
     L.once = envs != NULL;
-    L.path = envs ? "/v1/envelope" : "/v1/query";
-    if (envs ? read_envelopes(envs, count, &L) != 0 : read_ids(ids, q, &L) != 0) {
+    L.admin = admin != NULL;
+    L.path = admin ? admin : envs ? "/v1/envelope" : "/v1/query";
+    if (admin) {
+        if (read_token(token, L.auth, sizeof L.auth) != 0) {
+            fprintf(stderr, "khload: %s: no session token (64 hex digits) on its first line\n",
+                    token);
+            return 1;
+        }
+    } else if (envs ? read_envelopes(envs, count, &L) != 0 : read_ids(ids, q, &L) != 0) {
         fprintf(stderr, "khload: %s\n",
                 envs ? "cannot read the envelopes (PREFIX.000001 ...)" : "no local IDs read");
         return 1;
@@ -389,12 +461,12 @@ int main(int argc, char **argv)
     event_base_dispatch(L.base);
     if (L.ended > 0) /* all the envelopes sent early: rates over the time taken */
         L.seconds = since(&L.t0);
-    printf("offered=%ld sent=%ld dropped=%ld ok=%ld refused=%ld other=%ld ok_per_s=%.1f "
+    printf("offered=%ld sent=%ld dropped=%ld ok=%ld refused=%ld other=%ld failed=%ld ok_per_s=%.1f "
            "refused_per_s=%.1f ok_p50_ms=%.1f ok_p99_ms=%.1f refused_p99_ms=%.1f "
            "refused_late_p99_ms=%.1f\n",
-           L.offered, L.sent, L.dropped, L.ok, L.refused, L.other, (double)L.ok / L.seconds,
-           (double)L.refused / L.seconds, pct(L.ok_ms, L.nok, 0.50), pct(L.ok_ms, L.nok, 0.99),
-           pct(L.ref_ms, L.nref, 0.99), pct(L.late_ms, L.nlate, 0.99));
+           L.offered, L.sent, L.dropped, L.ok, L.refused, L.other, L.failed,
+           (double)L.ok / L.seconds, (double)L.refused / L.seconds, pct(L.ok_ms, L.nok, 0.50),
+           pct(L.ok_ms, L.nok, 0.99), pct(L.ref_ms, L.nref, 0.99), pct(L.late_ms, L.nlate, 0.99));
     kh_http_client_close(L.base);
     event_free(L.tick);
     for (size_t i = 0; i < L.nbodies; i++)
