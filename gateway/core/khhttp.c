@@ -522,8 +522,18 @@ static bool admit(struct evhttp_request *req)
 {
     answering(req);
     watch *w = watch_of(req);
-    if (w == NULL)
-        return true;
+    if (w == NULL) {
+        /* server_bev gives every connection TLS and its watch; when it
+         * fails (out of memory) libevent falls back to a plain socket: no
+         * TLS, no client certificate. Such a connection is served nothing. */
+        struct evhttp_connection *c = evhttp_request_get_connection(req);
+        listener *l = c ? listener_of(evhttp_connection_get_server(c)) : NULL;
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        kh_warn("http", "a connection without TLS (its set-up ran out of memory): refused");
+        (l != NULL && l->refuse != NULL ? l->refuse : refuse_pb)(
+            req, KH_E_OVERLOADED, "overloaded: out of memory; retry after 1 s");
+        return false;
+    }
     listener *l = w->l;
     const kh_http_limits *m = &l->lim;
     if (!w->known)
@@ -1288,14 +1298,23 @@ static int call_send(client_call *call, dest *d)
         evhttp_add_header(h, "Content-Type", KH_PB_CONTENT_TYPE);
     if (call->len)
         evbuffer_add(evhttp_request_get_output_buffer(req), call->body, call->len);
+    /* libevent frees a request whose make_request fails for want of memory
+     * (strdup of the path), and one whose connection fails at once after its
+     * callback ran inside make_request, unless the user owns it: owned until
+     * queued, so that it is never read freed, and freed here when not queued */
+    req->flags |= EVHTTP_USER_OWNED;
     if (evhttp_make_request(pc->conn, req, call->method, call->path) != 0) {
-        /* the request was not queued: it is ours to free unless libevent already did */
-        if (evhttp_request_get_connection(req) != NULL)
-            evhttp_request_free(req);
+        evhttp_request_free(req);
         call_unclock(call);
         conn_retire(pc);
         return -1;
     }
+    if (evhttp_request_get_connection(req) == NULL) {
+        /* failed at once: client_done has run (call is gone) */
+        evhttp_request_free(req);
+        return 0;
+    }
+    req->flags &= ~EVHTTP_USER_OWNED; /* queued: libevent's again */
     return 0;
 }
 
