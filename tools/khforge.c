@@ -110,38 +110,10 @@ static void usage(FILE *f)
         "2 usage, 1 cannot build.\n");
 }
 
+/* An envelope file: khc_read_file with an envelope's limit. */
 static int read_all(const char *path, uint8_t **out, size_t *outlen)
 {
-    FILE *f = fopen(path, "rb");
-    uint8_t *buf = NULL;
-    size_t n = 0, cap = 0;
-    if (f == NULL)
-        return -1;
-    for (;;) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 65536;
-            uint8_t *nb = cap <= MAX_ENVELOPE ? realloc(buf, cap) : NULL;
-            if (nb == NULL) {
-                free(buf);
-                fclose(f);
-                return -1;
-            }
-            buf = nb;
-        }
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return -1;
-    }
-    *out = buf;
-    *outlen = n;
-    return 0;
+    return khc_read_file_max(path, MAX_ENVELOPE, out, outlen);
 }
 
 static int write_all(const char *path, const uint8_t *buf, size_t len)

@@ -21,6 +21,7 @@
  *        khload ... --envelopes PREFIX --count N
  *        khload ... --admin PATH --token-file F   (an operator's GETs) */
 #include "kakehashi.pb-c.h"
+#include "khcrypto.h"
 #include "khhttp.h"
 #include "khpb.h"
 #include "khtls.h"
@@ -251,21 +252,13 @@ static int read_envelopes(const char *prefix, long count, load *L)
         return -1;
     for (long n = 1; n <= count; n++) {
         snprintf(path, sizeof path, "%s.%06ld", prefix, n);
-        FILE *f = fopen(path, "rb");
-        if (f == NULL)
-            return -1;
-        uint8_t *b = NULL;
-        long len = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
-        if (len > 0 && len <= (16L << 20) && fseek(f, 0, SEEK_SET) == 0 &&
-            (b = malloc((size_t)len)) != NULL && fread(b, 1, (size_t)len, f) == (size_t)len) {
-            L->bodies[L->nbodies] = b;
-            L->lens[L->nbodies++] = (size_t)len;
-        } else {
-            free(b);
-            fclose(f);
+        if (khc_read_file_max(path, KH_HTTP_MAX_RESPONSE, &L->bodies[L->nbodies],
+                              &L->lens[L->nbodies]) != 0 ||
+            L->lens[L->nbodies] == 0) {
+            free(L->bodies[L->nbodies]);
             return -1;
         }
-        fclose(f);
+        L->nbodies++;
     }
     return 0;
 }

@@ -130,6 +130,11 @@ EVP_PKEY *khc_load_key(const char *path, char *err, size_t errlen)
 
 int khc_read_file(const char *path, uint8_t **out, size_t *outlen)
 {
+    return khc_read_file_max(path, KHC_MAX_FILE, out, outlen);
+}
+
+int khc_read_file_max(const char *path, size_t max, uint8_t **out, size_t *outlen)
+{
     struct stat st;
     uint8_t *buf = NULL;
     size_t n = 0, cap = 0;
@@ -139,8 +144,8 @@ int khc_read_file(const char *path, uint8_t **out, size_t *outlen)
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0)
         return -1;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 0 ||
-        (size_t)st.st_size > KHC_MAX_FILE)
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 0 || (size_t)st.st_size > max ||
+        max >= SIZE_MAX)
         goto err;
     cap = (size_t)st.st_size + 1; /* +1: room for the NUL, and detects growth */
     buf = malloc(cap);

@@ -25,8 +25,10 @@ EVP_PKEY *khc_load_key(const char *path, char *err, size_t errlen);
 /* Loads one PEM certificate from a file / from memory. */
 X509 *khc_load_cert(const char *path, char *err, size_t errlen);
 X509 *khc_cert_from_pem(const uint8_t *pem, size_t len);
-/* Reads a whole file (PEM) into a malloc'd buffer, NUL-terminated; limit 1 MiB. */
+/* Reads a whole regular file (PEM) into a malloc'd buffer, NUL-terminated;
+ * limit 1 MiB. khc_read_file_max: the same with a limit of max bytes. */
 KH_MUST_CHECK int khc_read_file(const char *path, uint8_t **out, size_t *outlen);
+KH_MUST_CHECK int khc_read_file_max(const char *path, size_t max, uint8_t **out, size_t *outlen);
 /* A trust store holding the given CA certificate file(s) (PEM, may hold several). */
 X509_STORE *khc_store_from_file(const char *ca_path, char *err, size_t errlen);
 
