@@ -371,6 +371,12 @@ static void refuse_pb(struct evhttp_request *req, kh_err e, const char *msg)
     kh_http_reply_err(req, e, "%s", msg);
 }
 
+/* A refusal in the listener's own format (l NULL: protobuf). */
+static void refuse_as(const listener *l, struct evhttp_request *req, kh_err e, const char *msg)
+{
+    (l != NULL && l->refuse != NULL ? l->refuse : refuse_pb)(req, e, msg);
+}
+
 void evhttp_send_error(struct evhttp_request *req, int error, const char *reason)
 {
     struct evhttp_connection *c = evhttp_request_get_connection(req);
@@ -421,7 +427,7 @@ void evhttp_send_error(struct evhttp_request *req, int error, const char *reason
     /* libevent's state of this connection is no longer to be trusted */
     evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
     kh_info("http", "refused a request libevent could not accept: %s", msg);
-    (l != NULL && l->refuse != NULL ? l->refuse : refuse_pb)(req, e, msg);
+    refuse_as(l, req, e, msg);
 }
 
 /* ---- admission (khhttp.h, kh_http_limits) ---- */
@@ -513,7 +519,7 @@ static void overloaded(struct evhttp_request *req, listener *l, bool close, cons
     char msg[256];
     snprintf(msg, sizeof msg, "overloaded: %s; retry after 1 s", why);
     /* in the listener's own format (JSON on the admin API) */
-    (l->refuse != NULL ? l->refuse : refuse_pb)(req, KH_E_OVERLOADED, msg);
+    refuse_as(l, req, KH_E_OVERLOADED, msg);
 }
 
 /* A request has been read whole: it is answered if the listener has room
@@ -530,8 +536,7 @@ static bool admit(struct evhttp_request *req)
         listener *l = c ? listener_of(evhttp_connection_get_server(c)) : NULL;
         evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
         kh_warn("http", "a connection without TLS (its set-up ran out of memory): refused");
-        (l != NULL && l->refuse != NULL ? l->refuse : refuse_pb)(
-            req, KH_E_OVERLOADED, "overloaded: out of memory; retry after 1 s");
+        refuse_as(l, req, KH_E_OVERLOADED, "overloaded: out of memory; retry after 1 s");
         return false;
     }
     listener *l = w->l;
@@ -705,7 +710,8 @@ static void accept_failed(struct evconnlistener *lev, void *arg)
 }
 
 /* The budget of the address fd is connected from: its slot, made if new
- * (full); when every slot is taken, the one unused longest is given to it. */
+ * (full); when every slot is taken, one unused for 2 s, or else the
+ * shared overflow budget. */
 static ip_budget *budget_of(listener *l, int fd, const struct timespec *now, double rate)
 {
     struct sockaddr_storage ss;
