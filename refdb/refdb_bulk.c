@@ -297,8 +297,9 @@ kh_err refdb_bulk_load(PGconn *c, int fd, const refdb_layout *l, const char *sys
     ld.arg = arg;
     snprintf(ld.batch, sizeof ld.batch, "%lld", (long long)res->file_id);
     snprintf(ld.layout_version, sizeof ld.layout_version, "%d", l->layout_version);
-    r = PQexec(c, "COPY replica (local_id, item_code, effective_from, deleted, data, system_id, "
-                  "batch_id, layout_version) FROM STDIN");
+    r = kh_db_copy_in(
+        c, "COPY replica (local_id, item_code, effective_from, deleted, data, system_id, "
+           "batch_id, layout_version) FROM STDIN");
     if (PQresultStatus(r) != PGRES_COPY_IN)
         return refdb_db_fail(c, r, "bulk copy start", msg, msglen);
     PQclear(r);

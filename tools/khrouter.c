@@ -434,7 +434,9 @@ static bool portal_route(const char *org, const char **gateway, const char **end
     return true;
 }
 
-static kh_err r_record(PGconn *c, r_call *rc, const char *outcome)
+/* in_tx: in the open transaction, deferred (kh_db_defer); else on its own
+ * (autocommit), at once. */
+static kh_err r_record(PGconn *c, r_call *rc, const char *outcome, bool in_tx)
 {
     const Kh__Header *h = rc->h;
     char lit[KH_MAX_ITEMS * (KH_CODE_MAX + 1) + 4];
@@ -458,11 +460,12 @@ static kh_err r_record(PGconn *c, r_call *rc, const char *outcome)
                         outcome,
                         kh_err_code(rc->err),
                         irt[0] ? irt : NULL};
-    PGresult *r = kh_db_exec(c,
-                             "INSERT INTO router.query_record (msg_id, type, sender, recipient, "
-                             "procedure, items, outcome, code, in_reply_to) VALUES ($1,$2,$3,$4,"
-                             "$5,$6::text[],$7,$8,$9)",
-                             9, p);
+    static const char sql[] = "INSERT INTO router.query_record (msg_id, type, sender, recipient, "
+                              "procedure, items, outcome, code, in_reply_to) VALUES ($1,$2,$3,$4,"
+                              "$5,$6::text[],$7,$8,$9)";
+    if (in_tx) /* its outcome comes with the commit, in the same round trip */
+        return kh_db_defer(c, sql, 9, p);
+    PGresult *r = kh_db_exec(c, sql, 9, p);
     if (r == NULL)
         return KH_E_DB;
     PQclear(r);
@@ -475,7 +478,7 @@ static void finish_work(PGconn *c, void *arg)
     r_call *rc = arg;
     /* one INSERT: its own transaction (autocommit), committed and durable
      * like any other before the reply leaves, in one round trip, not three */
-    if (c != NULL && r_record(c, rc, rc->outcome) == KH_OK)
+    if (c != NULL && r_record(c, rc, rc->outcome, false) == KH_OK)
         return;
     kh_warn("record", "cannot record message %s", rc->hex);
 }
@@ -536,7 +539,7 @@ static void lc_work(PGconn *c, void *arg)
         PQclear(r);
     }
     rc->outcome = rc->err == KH_OK ? "issued" : "refused";
-    if (r_record(c, rc, rc->outcome) != KH_OK && rc->err == KH_OK)
+    if (r_record(c, rc, rc->outcome, true) != KH_OK && rc->err == KH_OK)
         rc->err = KH_E_DB;
     if (rc->err == KH_OK || rc->err == KH_E_REPLAY) {
         if (kh_db_commit(c) != KH_OK)
@@ -689,7 +692,7 @@ static void translate_and_record(PGconn *c, r_call *rc)
         kh_db_rollback(c);
         return;
     }
-    if (r_record(c, rc, rc->outcome) != KH_OK || kh_db_commit(c) != KH_OK) {
+    if (r_record(c, rc, rc->outcome, true) != KH_OK || kh_db_commit(c) != KH_OK) {
         kh_db_rollback(c);
         rc->err = KH_E_DB;
     }

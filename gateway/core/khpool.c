@@ -58,6 +58,8 @@ static PGconn *connect_db(const char *conninfo)
     return c;
 }
 
+static bool job_end(PGconn *c);
+
 static void *worker_main(void *arg)
 {
     kh_pool *p = arg;
@@ -94,11 +96,11 @@ static void *worker_main(void *arg)
             conn = connect_db(p->conninfo);
         j->work(conn, j->arg);
         /* a job must leave no transaction open behind it */
-        if (conn != NULL && PQtransactionStatus(conn) != PQTRANS_IDLE) {
-            kh_warn("db", "job left a transaction open; rolling back");
-            PQclear(PQexec(conn, "ROLLBACK"));
+        if (conn != NULL && !job_end(conn)) {
+            kh_db_forget();
+            PQfinish(conn);
+            conn = NULL;
         }
-
         pthread_mutex_lock(&p->mu);
         push(&p->done_head, &p->done_tail, j);
         pthread_mutex_unlock(&p->mu);
@@ -228,6 +230,10 @@ typedef struct {
     PGconn *conn;
     int backend_pid;
     char schema[24]; /* of the open transaction; "" outside a tenant's */
+    int pending;     /* deferred statements sent, answers not read yet */
+    char *sink;      /* where the one value of the pending statement */
+    size_t sinklen;  /* number sink_at (0-based) goes; NULL: none */
+    int sink_at;
     size_t n;
     prep_entry e[PREP_MAX];
 } prep_cache;
@@ -255,6 +261,8 @@ static prep_cache *prep_for(PGconn *c)
         prep->conn = c;
         prep->backend_pid = pid;
         prep->schema[0] = '\0';
+        prep->pending = 0;
+        prep->sink = NULL;
     }
     return prep;
 }
@@ -287,6 +295,22 @@ static bool preparable(const char *sql)
     return false;
 }
 
+static uint64_t prep_hash(const prep_cache *pc, const char *sql)
+{
+    return fnv1a(pc->schema, fnv1a(sql, 14695981039346656037u));
+}
+
+/* Whether sql is prepared on pc's connection under its current schema. */
+static bool prep_known(const prep_cache *pc, const char *sql)
+{
+    uint64_t h = prep_hash(pc, sql);
+    for (size_t i = 0; i < pc->n; i++)
+        if (pc->e[i].hash == h && strcmp(pc->e[i].schema, pc->schema) == 0 &&
+            strcmp(pc->e[i].sql, sql) == 0)
+            return true;
+    return false;
+}
+
 /* The name of sql's prepared statement on c (prepared now if need be) into
  * name: 1, or 0 to run it unprepared, or -1 with *failed set when preparing
  * it failed (PostgreSQL's error is then the statement's result: the same
@@ -297,14 +321,9 @@ static int prepared_name(PGconn *c, const char *sql, int nparams, char name[40],
     prep_cache *pc = preparable(sql) ? prep_for(c) : NULL;
     if (pc == NULL)
         return 0;
-    uint64_t h = fnv1a(pc->schema, fnv1a(sql, 14695981039346656037u));
-    size_t i;
-    for (i = 0; i < pc->n; i++)
-        if (pc->e[i].hash == h && strcmp(pc->e[i].schema, pc->schema) == 0 &&
-            strcmp(pc->e[i].sql, sql) == 0)
-            break;
+    uint64_t h = prep_hash(pc, sql);
     snprintf(name, 40, "kh_%016llx", (unsigned long long)h);
-    if (i < pc->n)
+    if (prep_known(pc, sql))
         return 1;
     if (pc->n == PREP_MAX)
         return 0;
@@ -329,10 +348,133 @@ static int prepared_name(PGconn *c, const char *sql, int nparams, char name[40],
     return 1;
 }
 
+/* SQLSTATE and the names of the objects involved only: PostgreSQL's
+ * messages can quote values (personal data) */
+static void log_failure(PGconn *c, const PGresult *r)
+{
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    const char *table = PQresultErrorField(r, PG_DIAG_TABLE_NAME);
+    const char *cons = PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME);
+    const char *schema = prep != NULL && prep->conn == c && prep->schema[0] ? prep->schema : "-";
+    kh_warn("db", "statement failed: sqlstate=%s schema=%s table=%s constraint=%s%s",
+            state ? state : "?", schema, table ? table : "-", cons ? cons : "-",
+            PQstatus(c) == CONNECTION_OK ? "" : " (connection lost)");
+}
+
+/* ---- deferred statements ----
+ * On this kind of machine a round trip to PostgreSQL (two context switches
+ * and their system calls) costs it more than most statements themselves. So
+ * statements whose only outcome is success or failure are sent without
+ * waiting for their answers (libpq's pipeline mode): BEGIN and the tenant's
+ * SETs (kh_db_begin, kh_db_tenant_begin), record inserts (kh_db_defer). The
+ * next statement whose result is needed (kh_db_exec, kh_db_try), or the
+ * COMMIT, joins them, and one round trip carries them all. The answers are
+ * read in order by settle_own(), which every other call on the connection
+ * runs first: the first failure is logged as kh_db_exec logs one, and that
+ * call fails. A statement is prepared outside the pipeline (PQprepare is
+ * synchronous), so the first use of a text on a connection settles what was
+ * sent before it; after that it joins. */
+
+/* Reads the answers of c's deferred statements and leaves pipeline mode.
+ * KH_OK, or KH_E_DB if one failed (logged; as kh_db_exec's NULL, whatever
+ * the SQLSTATE: these are the transaction's own statements, BEGIN, the
+ * tenant's SETs and records, never a client's data). own: NULL, or the last
+ * statement sent is the caller's own, whose result (whatever its status) is
+ * put there instead of being checked. */
+static kh_err settle_own(PGconn *c, PGresult **own)
+{
+    if (c == NULL || prep == NULL || prep->conn != c || prep->pending == 0)
+        return KH_OK;
+    int n = prep->pending, sink_at = prep->sink != NULL ? prep->sink_at : -1;
+    char *sink = prep->sink;
+    size_t sinklen = prep->sinklen;
+    prep->pending = 0;
+    prep->sink = NULL;
+    kh_err e = KH_E_DB; /* until the sync is read */
+    bool failed = false;
+    if (PQpipelineSync(c) != 1) {
+        kh_warn("db", "cannot send deferred statements: connection lost");
+        return KH_E_DB; /* still in pipeline mode: the worker drops the connection */
+    }
+    for (int i = 0; i <= n && PQstatus(c) == CONNECTION_OK; i++) {
+        PGresult *r = PQgetResult(c);
+        ExecStatusType st = PQresultStatus(r);
+        if (i == n) { /* the sync */
+            if (st == PGRES_PIPELINE_SYNC && !failed)
+                e = KH_OK;
+            PQclear(r);
+            break;
+        }
+        if (i == sink_at) {
+            if (st == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+                (size_t)PQgetlength(r, 0, 0) < sinklen)
+                memcpy(sink, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0) + 1);
+            else if (st == PGRES_TUPLES_OK)
+                st = PGRES_FATAL_ERROR; /* not the one value it should be */
+        }
+        if (own != NULL && i == n - 1) {
+            *own = r;
+        } else {
+            if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && !failed) {
+                /* a statement after a failed one is skipped (PGRES_PIPELINE_ABORTED) */
+                log_failure(c, r);
+                failed = true;
+            }
+            PQclear(r);
+        }
+        while ((r = PQgetResult(c)) != NULL) /* NULL ends each statement's answer */
+            PQclear(r);
+    }
+    if (PQexitPipelineMode(c) != 1) {
+        kh_warn("db", "cannot leave pipeline mode: connection lost");
+        return KH_E_DB;
+    }
+    return e;
+}
+
+static kh_err settle(PGconn *c)
+{
+    return settle_own(c, NULL);
+}
+
+/* Sends sql as the next statement of c's pipeline (entering it if need be):
+ * prepared if name is not NULL (and then already prepared on c). */
+static kh_err send_next(PGconn *c, const char *name, const char *sql, int nparams,
+                        const char *const *params)
+{
+    if (prep->pending == 0 && PQenterPipelineMode(c) != 1)
+        return KH_E_DB;
+    int ok = name != NULL ? PQsendQueryPrepared(c, name, nparams, params, NULL, NULL, 0)
+                          : PQsendQueryParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
+    if (ok != 1) {
+        kh_warn("db", "cannot send a statement: connection lost");
+        return KH_E_DB;
+    }
+    prep->pending++;
+    return KH_OK;
+}
+
 PGresult *kh_db_try(PGconn *c, const char *sql, int nparams, const char *const *params)
 {
     char name[40];
     PGresult *failed = NULL;
+    prep_cache *pc = c != NULL ? prep_for(c) : NULL;
+    if (pc != NULL && pc->pending > 0 && preparable(sql) && prep_known(pc, sql)) {
+        /* joins the deferred statements: one round trip for all */
+        if (prepared_name(c, sql, nparams, name, &failed) != 1 ||
+            send_next(c, name, sql, nparams, params) != KH_OK) {
+            (void)settle(c);
+            return NULL;
+        }
+        PGresult *own = NULL;
+        if (settle_own(c, &own) != KH_OK) {
+            PQclear(own);
+            return NULL; /* the transaction is aborted: this statement did not run */
+        }
+        return own;
+    }
+    if (settle(c) != KH_OK)
+        return NULL; /* the transaction is aborted: this statement would fail too */
     int p = c != NULL && PQtransactionStatus(c) != PQTRANS_INERROR
                 ? prepared_name(c, sql, nparams, name, &failed)
                 : 0;
@@ -346,19 +488,45 @@ PGresult *kh_db_try(PGconn *c, const char *sql, int nparams, const char *const *
 PGresult *kh_db_exec(PGconn *c, const char *sql, int nparams, const char *const *params)
 {
     PGresult *r = kh_db_try(c, sql, nparams, params);
+    if (r == NULL)
+        return NULL; /* settle() has logged why */
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
         return r;
-    /* SQLSTATE and the names of the objects involved only: PostgreSQL's
-     * messages can quote values (personal data) */
-    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    const char *table = PQresultErrorField(r, PG_DIAG_TABLE_NAME);
-    const char *cons = PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME);
-    kh_warn("db", "statement failed: sqlstate=%s table=%s constraint=%s%s", state ? state : "?",
-            table ? table : "-", cons ? cons : "-",
-            PQstatus(c) == CONNECTION_OK ? "" : " (connection lost)");
+    log_failure(c, r);
     PQclear(r);
     return NULL;
+}
+
+kh_err kh_db_defer(PGconn *c, const char *sql, int nparams, const char *const *params)
+{
+    char name[40];
+    PGresult *failed = NULL;
+    if (c == NULL)
+        return KH_E_DB;
+    prep_cache *pc = prep_for(c);
+    /* preparing is synchronous: a statement new to c first settles those
+     * already sent (the first time only) */
+    if (pc != NULL && pc->pending > 0 && !prep_known(pc, sql)) {
+        kh_err e = settle(c);
+        if (e != KH_OK)
+            return e;
+    }
+    int p = pc != NULL && (pc->pending > 0 || PQtransactionStatus(c) != PQTRANS_INERROR)
+                ? prepared_name(c, sql, nparams, name, &failed)
+                : 0;
+    if (p < 0) {
+        log_failure(c, failed);
+        PQclear(failed);
+        return KH_E_DB;
+    }
+    if (p == 0) { /* not preparable, or the cache is full: at once */
+        PGresult *r = kh_db_exec(c, sql, nparams, params);
+        kh_err e = r != NULL ? KH_OK : KH_E_DB;
+        PQclear(r);
+        return e;
+    }
+    return send_next(c, name, sql, nparams, params);
 }
 
 static kh_err simple(PGconn *c, const char *sql)
@@ -378,21 +546,52 @@ static void prep_schema(PGconn *c, const char *schema)
         snprintf(pc->schema, sizeof pc->schema, "%s", schema);
 }
 
-kh_err kh_db_begin(PGconn *c)
+/* What a transaction's start finds: nothing deferred (a work function that
+ * deferred statements and neither committed nor rolled back left them). */
+static void discard(PGconn *c)
 {
-    if (c == NULL)
-        return KH_E_DB;
-    prep_schema(c, "");
-    return simple(c, "BEGIN");
+    if (prep != NULL && prep->conn == c && prep->pending > 0) {
+        kh_warn("db", "statements left without a commit or a rollback; rolled back");
+        kh_db_rollback(c);
+    }
 }
 
-kh_err kh_db_tenant_begin(PGconn *c, const char *org)
+/* BEGIN and the SETs after it are sent with the transaction's first
+ * statement (deferred): they cost no round trip of their own. A failure (the
+ * tenant's role missing, say) fails that first statement. */
+static kh_err begin_deferred(PGconn *c, const char *schema, const char *const *sql, size_t n)
 {
-    char lower[16], sql[160];
-    size_t n = strlen(org);
     if (c == NULL)
         return KH_E_DB;
-    if (n == 0 || n >= sizeof lower)
+    discard(c);
+    prep_schema(c, schema);
+    if (prep == NULL || prep->conn != c) { /* no memory for the cache: at once */
+        for (size_t i = 0; i < n; i++)
+            if (simple(c, sql[i]) != KH_OK) {
+                kh_db_rollback(c);
+                return KH_E_DB;
+            }
+        return KH_OK;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (send_next(c, NULL, sql[i], 0, NULL) != KH_OK) {
+            (void)settle(c);
+            return KH_E_DB;
+        }
+    return KH_OK;
+}
+
+kh_err kh_db_begin(PGconn *c)
+{
+    static const char *const begin[] = {"BEGIN"};
+    return begin_deferred(c, "", begin, 1);
+}
+
+/* The tenant's lower-case code into lower (size 16), from a validated org. */
+static kh_err tenant_lower(const char *org, char lower[16])
+{
+    size_t n = strlen(org);
+    if (n == 0 || n >= 16)
         return KH_E_INTERNAL;
     for (size_t i = 0; i <= n; i++) {
         unsigned char ch = (unsigned char)org[i];
@@ -400,34 +599,102 @@ kh_err kh_db_tenant_begin(PGconn *c, const char *org)
             return KH_E_INTERNAL;
         lower[i] = (char)tolower(ch);
     }
-    /* one round trip: the transaction, the role and the schema */
-    snprintf(sql, sizeof sql, "BEGIN; SET LOCAL ROLE kh_t_%s; SET LOCAL search_path = t_%s, kh",
-             lower, lower);
-    char schema[24];
-    snprintf(schema, sizeof schema, "t_%s", lower);
-    prep_schema(c, schema);
-    PGresult *r = PQexec(c, sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-        kh_warn("db", "cannot switch to the role of tenant %s: sqlstate=%s", org,
-                state ? state : "?");
-        PQclear(r);
-        kh_db_rollback(c);
-        return KH_E_DB;
-    }
-    PQclear(r);
     return KH_OK;
+}
+
+kh_err kh_db_tenant_begin(PGconn *c, const char *org)
+{
+    char lower[16], role[48], path[64], schema[24];
+    if (c == NULL)
+        return KH_E_DB;
+    if (tenant_lower(org, lower) != KH_OK)
+        return KH_E_INTERNAL;
+    snprintf(role, sizeof role, "SET LOCAL ROLE kh_t_%s", lower);
+    snprintf(path, sizeof path, "SET LOCAL search_path = t_%s, kh", lower);
+    snprintf(schema, sizeof schema, "t_%s", lower);
+    const char *const sql[] = {"BEGIN", role, path};
+    return begin_deferred(c, schema, sql, 3);
+}
+
+kh_err kh_db_tenant_begin_day(PGconn *c, const char *org, char day[9])
+{
+    kh_err e = kh_db_tenant_begin(c, org);
+    if (e != KH_OK)
+        return e;
+    day[0] = '\0';
+    if (prep == NULL || prep->conn != c || prep->pending == 0) { /* sent at once */
+        PGresult *r = kh_db_exec(c, "SELECT to_char(current_date, 'YYYYMMDD')", 0, NULL);
+        if (r == NULL)
+            return KH_E_DB;
+        snprintf(day, 9, "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+        return KH_OK;
+    }
+    /* the transaction's date comes with its first statement */
+    prep->sink_at = prep->pending;
+    prep->sink = day;
+    prep->sinklen = 9;
+    return send_next(c, NULL, "SELECT to_char(current_date, 'YYYYMMDD')", 0, NULL);
 }
 
 kh_err kh_db_commit(PGconn *c)
 {
-    return simple(c, "COMMIT");
+    if (c == NULL || prep == NULL || prep->conn != c || prep->pending == 0)
+        return simple(c, "COMMIT");
+    /* the COMMIT joins the deferred statements: one round trip for all */
+    if (send_next(c, NULL, "COMMIT", 0, NULL) != KH_OK) {
+        (void)settle(c);
+        return KH_E_DB;
+    }
+    kh_err e = settle(c);
+    /* a failed statement made PostgreSQL skip the COMMIT: the transaction
+     * is still open, aborted */
+    if (e != KH_OK && PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE)
+        PQclear(PQexec(c, "ROLLBACK"));
+    return e;
 }
 
 void kh_db_rollback(PGconn *c)
 {
-    if (c != NULL)
+    if (c == NULL)
+        return;
+    if (prep != NULL && prep->conn == c && prep->pending > 0) {
+        /* with the deferred statements, whose failures no longer matter */
+        (void)send_next(c, NULL, "ROLLBACK", 0, NULL);
+        (void)settle(c);
+        /* skipped if a statement before it failed: the transaction is
+         * still open, aborted */
+        if (PQstatus(c) != CONNECTION_OK || PQtransactionStatus(c) == PQTRANS_IDLE)
+            return;
+    }
+    PQclear(PQexec(c, "ROLLBACK"));
+}
+
+PGresult *kh_db_copy_in(PGconn *c, const char *sql)
+{
+    if (settle(c) != KH_OK)
+        return NULL;
+    return PQexec(c, sql);
+}
+
+/* After each job: a job must leave nothing open behind it. false: the
+ * connection cannot be trusted any more (a pipeline left unread: only a
+ * lost connection does that). */
+static bool job_end(PGconn *c)
+{
+    if (prep != NULL && prep->conn == c && prep->pending > 0) {
+        kh_warn("db", "job left statements without a commit or a rollback; rolling back");
+        kh_db_rollback(c);
+    }
+    if (PQpipelineStatus(c) != PQ_PIPELINE_OFF) {
+        kh_warn("db", "job left a pipeline unread; reconnecting");
+        return false;
+    }
+    if (PQtransactionStatus(c) != PQTRANS_IDLE) {
+        kh_warn("db", "job left a transaction open; rolling back");
         PQclear(PQexec(c, "ROLLBACK"));
+    }
+    return true;
 }
 
 kh_err kh_db_err(const PGresult *r)

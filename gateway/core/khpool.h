@@ -31,8 +31,15 @@ void kh_pool_free(kh_pool *p);
 /* Helpers for work functions. */
 /* BEGIN, then SET LOCAL ROLE to the tenant's role and the search_path to the
  * tenant's schema, so every statement after it runs with only that tenant's
- * rights. org is a validated organisation code. */
+ * rights. org is a validated organisation code. Both begins are deferred (see
+ * kh_db_defer): they travel with the transaction's first statement, which
+ * fails if they did. */
 KH_MUST_CHECK kh_err kh_db_tenant_begin(PGconn *c, const char *org);
+/* The same, and the transaction's date (the database's time zone) as
+ * YYYYMMDD: "today" as current_date sees it in every statement of this
+ * transaction. Deferred too: day is filled when the next kh_db_exec, kh_db_try
+ * or kh_db_commit succeeds (read it only after one has). */
+KH_MUST_CHECK kh_err kh_db_tenant_begin_day(PGconn *c, const char *org, char day[9]);
 KH_MUST_CHECK kh_err kh_db_begin(PGconn *c);
 KH_MUST_CHECK kh_err kh_db_commit(PGconn *c);
 void kh_db_rollback(PGconn *c);
@@ -45,6 +52,18 @@ PGresult *kh_db_exec(PGconn *c, const char *sql, int nparams, const char *const 
 /* Like kh_db_exec but for statements whose failure is an expected answer:
  * returns the result whatever its status (caller checks and PQclear's). */
 PGresult *kh_db_try(PGconn *c, const char *sql, int nparams, const char *const *params);
+/* Sends a statement whose only outcome is success or failure (a record
+ * insert, say) without waiting for its answer (libpq's pipeline mode): the
+ * next kh_db_exec/kh_db_try joins the deferred statements and kh_db_commit
+ * sends COMMIT with them, one round trip for all; that call fails if one of
+ * them failed (logged as kh_db_exec logs; KH_E_DB). KH_OK means only "sent".
+ * A work function must commit or roll back what it deferred (the pool rolls
+ * back what a job left, and says so). */
+KH_MUST_CHECK kh_err kh_db_defer(PGconn *c, const char *sql, int nparams,
+                                 const char *const *params);
+/* PQexec of a COPY ... FROM STDIN, after the deferred statements' answers
+ * (NULL if one failed). */
+PGresult *kh_db_copy_in(PGconn *c, const char *sql);
 
 /* What a failed statement means for the one who asked, from its SQLSTATE
  * (one mapping for every layer): the database cannot be reached or is busy

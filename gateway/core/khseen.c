@@ -79,12 +79,11 @@ kh_err kh_seen_keep_reply(PGconn *c, kh_seen_table table, const char *sender, co
     snprintf(sql, sizeof sql, "UPDATE %s SET reply = $3::bytea WHERE sender = $1 AND msg_id = $2",
              table_name(table));
     const char *p[3] = {sender, msg_hex, hex};
-    PGresult *r = kh_db_exec(c, sql, 3, p);
+    /* deferred: its outcome comes with the commit (the parameters are
+     * copied into libpq's buffer as it is sent) */
+    kh_err e = kh_db_defer(c, sql, 3, p);
     free(hex);
-    if (r == NULL)
-        return KH_E_DB;
-    PQclear(r);
-    return KH_OK;
+    return e;
 }
 
 kh_err kh_seen_purge(PGconn *c, kh_seen_table table, long *removed)

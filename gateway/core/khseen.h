@@ -32,7 +32,8 @@ KH_MUST_CHECK kh_err kh_seen_register(PGconn *c, kh_seen_table table, const char
                                       const char *msg_hex, int64_t expires_at,
                                       const uint8_t digest[32], kh_seen_verdict *v, uint8_t **reply,
                                       size_t *replylen);
-/* Keeps the reply sent for a registered message, for its retransmissions. */
+/* Keeps the reply sent for a registered message, for its retransmissions.
+ * Deferred (kh_db_defer): a failure shows at the commit. */
 KH_MUST_CHECK kh_err kh_seen_keep_reply(PGconn *c, kh_seen_table table, const char *sender,
                                         const char *msg_hex, const uint8_t *reply, size_t len);
 /* Removes registrations whose message expired more than an hour ago (on

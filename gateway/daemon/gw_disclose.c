@@ -251,7 +251,8 @@ static void disc_work(PGconn *c, void *arg)
     char today[16] = "";
     char *codes[KH_MAX_ITEMS];
 
-    dc->err = kh_db_tenant_begin(c, dc->t->id.code);
+    /* "today" is the database's day (Asia/Tokyo), as for answers */
+    dc->err = kh_db_tenant_begin_day(c, dc->t->id.code, today);
     if (dc->err != KH_OK)
         return;
     kh_seen_verdict v;
@@ -268,13 +269,6 @@ static void disc_work(PGconn *c, void *arg)
         }
         return;
     }
-    /* "today" is the database's day (Asia/Tokyo), as for answers */
-    PGresult *r = kh_db_exec(c, "SELECT to_char(current_date, 'YYYYMMDD')", 0, NULL);
-    if (r == NULL)
-        dc->err = KH_E_DB;
-    else
-        snprintf(today, sizeof today, "%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
     if (dc->err == KH_OK) {
         kh_err e = idconv_local_of(c, dc->h->subject, local_id, sizeof local_id);
         if (e != KH_OK && e != KH_E_UNKNOWN_LINK_CODE)

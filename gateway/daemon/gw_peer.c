@@ -173,21 +173,12 @@ static void answer_work(PGconn *c, void *arg)
     if (!open_query(c, pc))
         return;
     const char *as_of = pc->qb->as_of;
-    pc->err = kh_db_tenant_begin(c, pc->t->id.code);
+    /* "today" is the database's day (Asia/Tokyo), as for roles and flags */
+    pc->err = kh_db_tenant_begin_day(c, pc->t->id.code, today);
     if (pc->err != KH_OK)
         return;
-    if (as_of[0] == '\0') {
-        /* "today" is the database's day (Asia/Tokyo), as for roles and flags */
-        PGresult *r = kh_db_exec(c, "SELECT to_char(current_date, 'YYYYMMDD')", 0, NULL);
-        if (r == NULL) {
-            pc->err = KH_E_DB;
-            kh_db_rollback(c);
-            return;
-        }
-        snprintf(today, sizeof today, "%s", PQgetvalue(r, 0, 0));
-        PQclear(r);
+    if (as_of[0] == '\0')
         as_of = today;
-    }
     pc->err = seen(c, pc);
     if (pc->err != KH_OK || pc->resent) {
         kh_db_rollback(c);

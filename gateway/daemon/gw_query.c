@@ -162,15 +162,12 @@ static kh_err insert_row(PGconn *c, gw_query *qc)
                          refused ? kh_err_code(qc->err) : NULL,
                          refused ? qc->msg : NULL,
                          exp};
-    PGresult *r = kh_db_exec(c,
-                             "INSERT INTO query (msg_id, system_id, staff_id, procedure, provider, "
-                             "items, local_id, as_of, state, code, message, expires_at) VALUES "
-                             "($1,$2,$3,$4,$5,$6::text[],$7,$8,$9,$10,$11,to_timestamp($12))",
-                             12, p);
-    if (r == NULL)
-        return KH_E_DB;
-    PQclear(r);
-    return KH_OK;
+    /* deferred: its outcome comes with the commit */
+    return kh_db_defer(c,
+                       "INSERT INTO query (msg_id, system_id, staff_id, procedure, provider, "
+                       "items, local_id, as_of, state, code, message, expires_at) VALUES "
+                       "($1,$2,$3,$4,$5,$6::text[],$7,$8,$9,$10,$11,to_timestamp($12))",
+                       12, p);
 }
 
 /* On the worker, after the query's row is committed (no transaction open):

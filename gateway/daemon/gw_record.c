@@ -51,15 +51,12 @@ kh_err gw_record(PGconn *c, const char *msg_id, const char *direction, const cha
     const char *p[10] = {
         msg_id,   direction, counterpart, procedure,         lit,
         local_id, staff_id,  outcome,     kh_err_code(code), ndata ? provided : NULL};
-    PGresult *r = kh_db_exec(c,
-                             "INSERT INTO provision_record (msg_id, direction, counterpart, "
-                             "procedure, items, local_id, staff_id, outcome, code, provided) "
-                             "VALUES ($1,$2,$3,$4,$5::text[],$6,$7,$8,$9,$10::jsonb)",
-                             10, p);
-    if (r == NULL)
-        return KH_E_DB;
-    PQclear(r);
-    return KH_OK;
+    /* deferred: its outcome comes with the commit or the next statement */
+    return kh_db_defer(c,
+                       "INSERT INTO provision_record (msg_id, direction, counterpart, "
+                       "procedure, items, local_id, staff_id, outcome, code, provided) "
+                       "VALUES ($1,$2,$3,$4,$5::text[],$6,$7,$8,$9,$10::jsonb)",
+                       10, p);
 }
 
 kh_err gw_access(PGconn *c, const char *msg_id, const char *direction, const char *actor,
@@ -77,15 +74,12 @@ kh_err gw_access(PGconn *c, const char *msg_id, const char *direction, const cha
                         nitems ? lit : NULL,
                         code == KH_OK ? "allowed" : "refused",
                         code == KH_OK ? NULL : kh_err_code(code)};
-    PGresult *r = kh_db_exec(c,
-                             "INSERT INTO access_record (msg_id, direction, actor, operation, "
-                             "staff_id, procedure, items, decision, code) VALUES "
-                             "($1,$2,$3,$4,$5,$6,$7::text[],$8,$9)",
-                             9, p);
-    if (r == NULL)
-        return KH_E_DB;
-    PQclear(r);
-    return KH_OK;
+    /* deferred: its outcome comes with the commit or the next statement */
+    return kh_db_defer(c,
+                       "INSERT INTO access_record (msg_id, direction, actor, operation, "
+                       "staff_id, procedure, items, decision, code) VALUES "
+                       "($1,$2,$3,$4,$5,$6,$7::text[],$8,$9)",
+                       9, p);
 }
 
 void gw_access_refused(PGconn *c, gw_tenant *t, const char *msg_hex, const char *actor,

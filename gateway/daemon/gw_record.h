@@ -17,14 +17,16 @@ void gw_codes_literal(char *const *items, size_t n, char *out, size_t outlen);
 char *gw_bytea_literal(const uint8_t *b, size_t n);
 /* Writes one provision record in the current tenant transaction. data/ndata:
  * the items an answer carried (their versions are recorded, so "what did we
- * provide on date D" has an exact answer); NULL/0 otherwise. */
+ * provide on date D" has an exact answer); NULL/0 otherwise. Deferred
+ * (kh_db_defer): a failure shows at the commit or the next statement. */
 KH_MUST_CHECK kh_err gw_record(PGconn *c, const char *msg_id, const char *direction,
                                const char *counterpart, const char *procedure, char *const *items,
                                size_t nitems, const char *local_id, const char *staff_id,
                                const char *outcome, kh_err code, Kh__ItemData *const *data,
                                size_t ndata);
 /* Writes one access record (an authorisation decision) in the current
- * tenant transaction. direction: business, peer or admin. */
+ * tenant transaction. direction: business, peer or admin. Deferred, as
+ * gw_record. */
 KH_MUST_CHECK kh_err gw_access(PGconn *c, const char *msg_id, const char *direction,
                                const char *actor, const char *operation, const char *staff_id,
                                const char *procedure, char *const *items, size_t nitems,

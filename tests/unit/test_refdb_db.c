@@ -4,6 +4,7 @@
  * (tools/khdb url). Each test connects as the gateway does: as kh_gw_test,
  * in a transaction that has run SET LOCAL ROLE and SET LOCAL search_path. */
 #include "idconv.h"
+#include "khpool.h"
 #include "refdb.h"
 
 #include <check.h>
@@ -492,6 +493,137 @@ START_TEST(flattened_round_trip)
 }
 END_TEST
 
+/* ---- deferred statements (khpool's kh_db_defer) ---- */
+
+static const char *const ins_a = "INSERT INTO linkcode (local_id, link_code) VALUES ($1, $2)";
+static const char *const ins_b =
+    "INSERT INTO linkcode (link_code, local_id) VALUES ($2, $1)"; /* another text */
+
+static kh_err defer_link(const char *sql, const char *local_id, const char *code)
+{
+    const char *p[2] = {local_id, code};
+    return kh_db_defer(conn, sql, 2, p);
+}
+
+/* how many of the local IDs from..to exist, read on a connection of its own */
+static long committed_links(const char *from, const char *to)
+{
+    PGconn *o = connect_gw();
+    begin_as(o, "kh_t_131016", "t_131016");
+    const char *p[2] = {from, to};
+    PGresult *r = PQexecParams(o, "SELECT count(*) FROM linkcode WHERE local_id BETWEEN $1 AND $2",
+                               2, NULL, p, NULL, NULL, 0);
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    long n = atol(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    PQfinish(o);
+    return n;
+}
+
+START_TEST(deferred_commit)
+{
+    ck_assert_int_eq(defer_link(ins_a, "9101", "91010000000000000000000000000001"), KH_OK);
+    /* a text not prepared yet while one is pending: settled, prepared, sent */
+    ck_assert_int_eq(defer_link(ins_b, "9102", "91020000000000000000000000000002"), KH_OK);
+    ck_assert_int_eq(defer_link(ins_a, "9103", "91030000000000000000000000000003"), KH_OK);
+    ck_assert_int_eq(PQpipelineStatus(conn), PQ_PIPELINE_ON);
+    ck_assert_int_eq(committed_links("9101", "9103"), 0); /* not yet */
+    ck_assert_int_eq(kh_db_commit(conn), KH_OK);
+    ck_assert_int_eq(PQpipelineStatus(conn), PQ_PIPELINE_OFF);
+    ck_assert_int_eq(PQtransactionStatus(conn), PQTRANS_IDLE);
+    ck_assert_int_eq(committed_links("9101", "9103"), 3);
+}
+END_TEST
+
+/* A statement that fails among deferred ones: the commit reports it (as a
+ * failed kh_db_exec: KH_E_DB), nothing of the transaction stays, and the
+ * connection serves the next transaction. */
+START_TEST(deferred_failure_rolls_back)
+{
+    ck_assert_int_eq(defer_link(ins_a, "9201", "92010000000000000000000000000001"), KH_OK);
+    ck_assert_int_eq(defer_link(ins_a, "9202", "92010000000000000000000000000001"), KH_OK);
+    ck_assert_int_eq(defer_link(ins_a, "9203", "92030000000000000000000000000003"), KH_OK);
+    ck_assert_int_eq(kh_db_commit(conn), KH_E_DB); /* 23505: one link code, two persons */
+    ck_assert_int_eq(PQpipelineStatus(conn), PQ_PIPELINE_OFF);
+    ck_assert_int_eq(PQtransactionStatus(conn), PQTRANS_IDLE);
+    ck_assert_int_eq(committed_links("9201", "9203"), 0);
+    ck_assert_int_eq(kh_db_tenant_begin(conn, "131016"), KH_OK);
+    ck_assert_int_eq(defer_link(ins_a, "9204", "92040000000000000000000000000004"), KH_OK);
+    ck_assert_int_eq(kh_db_commit(conn), KH_OK);
+    ck_assert_int_eq(committed_links("9201", "9204"), 1);
+    begin_as(conn, "kh_t_131016", "t_131016");
+}
+END_TEST
+
+/* A statement after deferred ones runs after them (it sees their rows), and
+ * fails if one of them failed; a rollback then leaves the connection clean. */
+START_TEST(deferred_then_statement)
+{
+    ck_assert_int_eq(defer_link(ins_a, "9301", "93010000000000000000000000000001"), KH_OK);
+    const char *p[1] = {"9301"};
+    PGresult *r = kh_db_exec(conn, "SELECT link_code FROM linkcode WHERE local_id = $1", 1, p);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(PQntuples(r), 1);
+    PQclear(r);
+    ck_assert_int_eq(defer_link(ins_a, "9302", "93010000000000000000000000000001"), KH_OK);
+    ck_assert_ptr_null(kh_db_exec(conn, "SELECT 1", 0, NULL));
+    ck_assert_int_eq(PQtransactionStatus(conn), PQTRANS_INERROR);
+    kh_db_rollback(conn);
+    ck_assert_int_eq(PQtransactionStatus(conn), PQTRANS_IDLE);
+    ck_assert_int_eq(committed_links("9301", "9302"), 0);
+    /* deferred then rolled back: nothing stays either */
+    begin_as(conn, "kh_t_131016", "t_131016");
+    ck_assert_int_eq(defer_link(ins_a, "9303", "93030000000000000000000000000003"), KH_OK);
+    kh_db_rollback(conn);
+    ck_assert_int_eq(PQpipelineStatus(conn), PQ_PIPELINE_OFF);
+    ck_assert_int_eq(committed_links("9301", "9303"), 0);
+    begin_as(conn, "kh_t_131016", "t_131016");
+}
+END_TEST
+
+/* BEGIN and the tenant's SETs travel with the first statement: the statement
+ * runs as the tenant, in its schema; a missing role fails that statement. */
+START_TEST(deferred_begin)
+{
+    exec_ok(conn, "ROLLBACK");
+    ck_assert_int_eq(kh_db_tenant_begin(conn, "131016"), KH_OK);
+    ck_assert_int_eq(PQpipelineStatus(conn), PQ_PIPELINE_ON); /* nothing sent yet */
+    PGresult *r = kh_db_exec(conn, "SELECT current_user, current_setting('search_path')", 0, NULL);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_str_eq(PQgetvalue(r, 0, 0), "kh_t_131016");
+    ck_assert_str_eq(PQgetvalue(r, 0, 1), "t_131016, kh");
+    PQclear(r);
+    ck_assert_int_eq(PQpipelineStatus(conn), PQ_PIPELINE_OFF);
+    ck_assert_int_eq(PQtransactionStatus(conn), PQTRANS_INTRANS);
+    ck_assert_int_eq(kh_db_commit(conn), KH_OK);
+    /* a begin and nothing else: BEGIN and COMMIT in one round trip */
+    ck_assert_int_eq(kh_db_tenant_begin(conn, "131016"), KH_OK);
+    ck_assert_int_eq(kh_db_commit(conn), KH_OK);
+    ck_assert_int_eq(PQtransactionStatus(conn), PQTRANS_IDLE);
+    /* no such tenant role: the first statement fails, the rollback cleans up */
+    ck_assert_int_eq(kh_db_tenant_begin(conn, "999999"), KH_OK);
+    ck_assert_ptr_null(kh_db_exec(conn, "SELECT 1", 0, NULL));
+    kh_db_rollback(conn);
+    ck_assert_int_eq(PQpipelineStatus(conn), PQ_PIPELINE_OFF);
+    ck_assert_int_eq(PQtransactionStatus(conn), PQTRANS_IDLE);
+    ck_assert_int_eq(kh_db_tenant_begin(conn, "999999"), KH_OK);
+    ck_assert_int_eq(kh_db_commit(conn), KH_E_DB);
+    ck_assert_int_eq(PQtransactionStatus(conn), PQTRANS_IDLE);
+    /* the transaction's date arrives with its first statement */
+    char day[9] = "x";
+    ck_assert_int_eq(kh_db_tenant_begin_day(conn, "131016", day), KH_OK);
+    ck_assert_str_eq(day, "");
+    r = kh_db_exec(conn, "SELECT to_char(current_date, 'YYYYMMDD'), current_user", 0, NULL);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_str_eq(day, PQgetvalue(r, 0, 0));
+    ck_assert_str_eq(PQgetvalue(r, 0, 1), "kh_t_131016");
+    PQclear(r);
+    ck_assert_uint_eq(strlen(day), 8);
+    kh_db_rollback(conn);
+    begin_as(conn, "kh_t_131016", "t_131016");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("refdb_db");
@@ -509,6 +641,10 @@ int main(void)
     tcase_add_test(tc, committed_is_durable);
     tcase_add_test(tc, idconv_table);
     tcase_add_test(tc, isolation_through_refdb);
+    tcase_add_test(tc, deferred_commit);
+    tcase_add_test(tc, deferred_failure_rolls_back);
+    tcase_add_test(tc, deferred_then_statement);
+    tcase_add_test(tc, deferred_begin);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
