@@ -282,10 +282,81 @@ int khc_cert_cn(X509 *cert, char *out, size_t outlen)
     return subject_attr(cert, NID_commonName, "certificate common name", out, outlen);
 }
 
-int khc_cert_verify(X509_STORE *store, X509 *cert)
+/* ---- verified certificates ----
+ * A gateway opens every payload with the sender's certificate from the
+ * signed directory, and checked that certificate's chain when it loaded the
+ * directory: checking the same chain again for every message (a signature
+ * verification and OpenSSL's chain building, ~7 % of an answering gateway's
+ * CPU) proves nothing new until a certificate of the chain expires. So a
+ * successful verification is remembered, per trust store and certificate
+ * (its SHA-256 fingerprint, never its address), until the first notAfter of
+ * the chain it was verified through or VERIFIED_TTL seconds, whichever comes
+ * first; past that the chain is verified again. A store is told apart from
+ * a later one at the same address by a number kept in its ex_data. */
+static const EVP_MD *sha256(void);
+
+#define VERIFIED_MAX 64
+#define VERIFIED_TTL 300
+
+static struct {
+    uint64_t store_id;
+    uint8_t fp[32];
+    time_t until;
+} verified[VERIFIED_MAX];
+static size_t verified_next; /* the slot replaced next (round robin) */
+static uint64_t store_ids;
+static int store_idx = -1;
+static pthread_mutex_t verified_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t store_idx_once = PTHREAD_ONCE_INIT;
+
+static void store_id_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                          void *argp)
 {
-    if (store == NULL || cert == NULL)
-        return -1;
+    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+    free(ptr);
+}
+
+static void store_idx_init_freeing(void)
+{
+    store_idx = X509_STORE_get_ex_new_index(0, NULL, NULL, NULL, store_id_free);
+}
+
+/* The store's number (given on first use; 0 if none can be kept). Under verified_mu. */
+static uint64_t store_id(X509_STORE *store)
+{
+    if (store_idx < 0)
+        return 0;
+    uint64_t *id = X509_STORE_get_ex_data(store, store_idx);
+    if (id == NULL) {
+        id = malloc(sizeof *id);
+        if (id == NULL)
+            return 0;
+        *id = ++store_ids;
+        if (X509_STORE_set_ex_data(store, store_idx, id) != 1) {
+            free(id);
+            return 0;
+        }
+    }
+    return *id;
+}
+
+/* Seconds from now to the earliest notAfter of chain (capped at cap). */
+static long chain_left(STACK_OF(X509) * chain, long cap)
+{
+    long left = cap;
+    for (int i = 0; i < sk_X509_num(chain); i++) {
+        int days = 0, secs = 0;
+        if (ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(sk_X509_value(chain, i))) != 1)
+            return 0;
+        long l = (long)days * 86400 + secs;
+        if (l < left)
+            left = l;
+    }
+    return left;
+}
+
+static int verify_chain(X509_STORE *store, X509 *cert, long *left)
+{
     int rc = -1;
     X509_STORE_CTX *ctx = X509_STORE_CTX_new();
     if (ctx == NULL || X509_STORE_CTX_init(ctx, store, cert, NULL) != 1 ||
@@ -293,6 +364,8 @@ int khc_cert_verify(X509_STORE *store, X509 *cert)
         goto out;
     if (X509_verify_cert(ctx) == 1) {
         rc = 0;
+        if (left != NULL)
+            *left = chain_left(X509_STORE_CTX_get0_chain(ctx), VERIFIED_TTL);
     } else {
         kh_warn("crypto", "certificate not trusted: %s",
                 X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
@@ -301,6 +374,48 @@ out:
     X509_STORE_CTX_free(ctx);
     khc_drain_errors("certificate verification");
     return rc;
+}
+
+int khc_cert_verify(X509_STORE *store, X509 *cert)
+{
+    if (store == NULL || cert == NULL)
+        return -1;
+    return verify_chain(store, cert, NULL);
+}
+
+int khc_cert_verify_cached(X509_STORE *store, X509 *cert)
+{
+    if (store == NULL || cert == NULL)
+        return -1;
+    (void)pthread_once(&store_idx_once, store_idx_init_freeing);
+    uint8_t fp[32];
+    unsigned int fplen = 0;
+    if (X509_digest(cert, sha256(), fp, &fplen) != 1 || fplen != sizeof fp) {
+        khc_drain_errors("certificate fingerprint");
+        return verify_chain(store, cert, NULL);
+    }
+    time_t now = time(NULL);
+    pthread_mutex_lock(&verified_mu);
+    uint64_t id = store_id(store);
+    for (size_t i = 0; id != 0 && i < VERIFIED_MAX; i++)
+        if (verified[i].store_id == id && now < verified[i].until &&
+            memcmp(verified[i].fp, fp, sizeof fp) == 0) {
+            pthread_mutex_unlock(&verified_mu);
+            return 0;
+        }
+    pthread_mutex_unlock(&verified_mu);
+    long left = 0;
+    if (verify_chain(store, cert, &left) != 0)
+        return -1;
+    if (id != 0 && left > 0) {
+        pthread_mutex_lock(&verified_mu);
+        size_t k = verified_next++ % VERIFIED_MAX;
+        verified[k].store_id = id;
+        memcpy(verified[k].fp, fp, sizeof fp);
+        verified[k].until = now + left;
+        pthread_mutex_unlock(&verified_mu);
+    }
+    return 0;
 }
 
 bool khc_cert_equal(X509 *a, X509 *b)
@@ -616,10 +731,11 @@ kh_err khc_open(const uint8_t *payload, size_t len, X509 *recip_cert, EVP_PKEY *
                    CMS_NO_SIGNER_CERT_VERIFY | CMS_NOINTERN | CMS_BINARY) != 1)
         goto out;
 
-    /* 3. The signer's certificate against the trust store. */
+    /* 3. The signer's certificate against the trust store (a chain verified
+     * a moment ago is not built again: khc_cert_verify_cached). */
     rc = KH_E_UNTRUSTED_SIGNER;
     stage = "open: signer certificate";
-    if (khc_cert_verify(trust, signer) != 0)
+    if (khc_cert_verify_cached(trust, signer) != 0)
         goto out;
 
     rc = KH_E_INTERNAL;

@@ -46,6 +46,11 @@ KH_MUST_CHECK int khc_cert_org(X509 *cert, char *out, size_t outlen);
 KH_MUST_CHECK int khc_cert_cn(X509 *cert, char *out, size_t outlen);
 /* Verifies cert against store (chain, validity now). 0 if trusted. */
 KH_MUST_CHECK int khc_cert_verify(X509_STORE *store, X509 *cert);
+/* The same, but a success is remembered (per store and certificate content)
+ * until the earliest notAfter of the chain or 5 minutes, whichever comes
+ * first, and not verified again until then. For certificates checked over and
+ * over (a directory's, on every message); thread-safe. */
+KH_MUST_CHECK int khc_cert_verify_cached(X509_STORE *store, X509 *cert);
 /* True if the two certificates are the same (DER equal). */
 bool khc_cert_equal(X509 *a, X509 *b);
 

@@ -599,6 +599,40 @@ START_TEST(cert_verify)
 }
 END_TEST
 
+/* khc_cert_verify_cached: a success is remembered per store and certificate
+ * content, never a failure, and never past the chain's first notAfter. */
+START_TEST(cert_verify_cached)
+{
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(khc_cert_verify_cached(trust, a_sign.cert), 0);
+        ck_assert_int_ne(khc_cert_verify_cached(trust, rogue_sign.cert), 0);
+    }
+    /* trusted by another store: not by this one */
+    X509_STORE *rs = X509_STORE_new();
+    ck_assert_int_eq(X509_STORE_add_cert(rs, rogue_ca.cert), 1);
+    ck_assert_int_eq(khc_cert_verify_cached(rs, rogue_sign.cert), 0);
+    ck_assert_int_ne(khc_cert_verify_cached(trust, rogue_sign.cert), 0);
+    X509_STORE_free(rs);
+    /* a new store (perhaps at the freed one's address) starts afresh */
+    for (int i = 0; i < 8; i++) {
+        X509_STORE *s2 = X509_STORE_new();
+        ck_assert_int_eq(X509_STORE_add_cert(s2, national.cert), 1);
+        ck_assert_int_ne(khc_cert_verify_cached(s2, rogue_sign.cert), 0);
+        ck_assert_int_eq(khc_cert_verify_cached(s2, a_sign.cert), 0);
+        X509_STORE_free(s2);
+    }
+    /* a certificate that expires in 2 s is trusted until then, not after */
+    pair brief = make_pair(ORGS("131016"), "sign", "131016 brief", &national, false);
+    ck_assert_int_eq(X509_gmtime_adj(X509_getm_notAfter(brief.cert), 2) != NULL, 1);
+    ck_assert_int_gt(X509_sign(brief.cert, national.key, EVP_sha256()), 0);
+    ck_assert_int_eq(khc_cert_verify_cached(trust, brief.cert), 0);
+    ck_assert_int_eq(khc_cert_verify_cached(trust, brief.cert), 0);
+    sleep(3);
+    ck_assert_int_ne(khc_cert_verify_cached(trust, brief.cert), 0);
+    free_pair(&brief);
+}
+END_TEST
+
 START_TEST(cert_org)
 {
     char org[16];
@@ -795,6 +829,7 @@ int main(void)
     tcase_add_test(tc, load_key_permissions);
     tcase_add_test(tc, load_cert_and_store);
     tcase_add_test(tc, cert_verify);
+    tcase_add_test(tc, cert_verify_cached);
     tcase_add_test(tc, cert_org);
     tcase_add_test(tc, cert_cn);
     tcase_add_test(tc, password_hash_verify);
