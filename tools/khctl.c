@@ -40,7 +40,6 @@
 #include "khcanon.h"
 #include "khverify.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <libpq-fe.h>
 #include <stdarg.h>
@@ -77,18 +76,6 @@ static void usage(FILE *f)
         "named; retain then removes nothing), 2 usage or access problem.\n");
     fprintf(f, "\n");
     khctl_admin_usage(f);
-}
-
-/* Strict decimal number in [lo, hi]. */
-static bool parse_ll(const char *s, long long lo, long long hi, long long *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
 }
 
 static bool chain_known(const char *chain)
@@ -174,8 +161,8 @@ static int chain_start(PGconn *conn, const char *chain, long long *start, uint8_
     memset(anchor, 0, 32);
     if (PQntuples(r) == 1) {
         const char *a = PQgetvalue(r, 0, 2);
-        if (!parse_ll(PQgetvalue(r, 0, 0), 1, (long long)9e18, retention) ||
-            !parse_ll(PQgetvalue(r, 0, 1), 1, (long long)9e18, start) ||
+        if (!khv_parse_ll(PQgetvalue(r, 0, 0), 1, (long long)9e18, retention) ||
+            !khv_parse_ll(PQgetvalue(r, 0, 1), 1, (long long)9e18, start) ||
             khc_unhex(a, strlen(a), anchor, 32) != 0)
             rc = 1;
     }
@@ -196,7 +183,7 @@ static int chain_head_row(PGconn *conn, const char *chain, khv_head *h)
     h->known = true;
     if (PQntuples(r) == 1) {
         const char *hh = PQgetvalue(r, 0, 1);
-        if (!parse_ll(PQgetvalue(r, 0, 0), 0, (long long)9e18, &h->seq) ||
+        if (!khv_parse_ll(PQgetvalue(r, 0, 0), 0, (long long)9e18, &h->seq) ||
             khc_unhex(hh, strlen(hh), h->hash, 32) != 0)
             h->seq = -1; /* never matches */
     }
@@ -647,16 +634,17 @@ static bool section_begin(section *s, const char *line, X509 *cert)
         return false;
     khv_walker_init(&s->w, s->tenant, s->chain, cert);
     s->to = 0;
-    if (khv_json_field(line, "to", num, sizeof num) && !parse_ll(num, 0, (long long)9e18, &s->to))
+    if (khv_json_field(line, "to", num, sizeof num) &&
+        !khv_parse_ll(num, 0, (long long)9e18, &s->to))
         return false;
     if (khv_json_field(line, "start_seq", num, sizeof num)) {
         long long start, retention = 0;
         uint8_t anchor[32];
-        if (!parse_ll(num, 1, (long long)9e18, &start) ||
+        if (!khv_parse_ll(num, 1, (long long)9e18, &start) ||
             !khv_json_field(line, "start_anchor", hex, sizeof hex) ||
             khc_unhex(hex, strlen(hex), anchor, 32) != 0 ||
             (khv_json_field(line, "start_retention", ret, sizeof ret) &&
-             !parse_ll(ret, 0, (long long)9e18, &retention)))
+             !khv_parse_ll(ret, 0, (long long)9e18, &retention)))
             return false;
         khv_walker_anchor(&s->w, start, anchor, retention);
     } else {
@@ -794,7 +782,7 @@ static int verify_export(X509 *cert, const char *path)
             if (!khv_json_field(line, "seq", num, sizeof num) ||
                 !khv_json_field(line, "hash", h1, sizeof h1) ||
                 !khv_json_field(line, "signature", sig, sizeof sig) ||
-                !parse_ll(num, 0, (long long)9e18, &sr->seq) ||
+                !khv_parse_ll(num, 0, (long long)9e18, &sr->seq) ||
                 khc_unhex(h1, strlen(h1), sr->hash, 32) != 0) {
                 fprintf(stderr, "khctl: %s:%lld: unreadable signed head\n", path, lineno);
                 goto out;
@@ -951,18 +939,18 @@ int main(int argc, char **argv)
             bad |= !chain_known(chain);
             break;
         case 'f':
-            bad |= !parse_ll(optarg, 1, (long long)9e18, &from);
+            bad |= !khv_parse_ll(optarg, 1, (long long)9e18, &from);
             ranged = true;
             break;
         case 'T':
-            bad |= !parse_ll(optarg, 1, (long long)9e18, &to);
+            bad |= !khv_parse_ll(optarg, 1, (long long)9e18, &to);
             ranged = true;
             break;
         case 'e':
             exportf = optarg;
             break;
         case 'y':
-            bad |= !parse_ll(optarg, 1, 100, &years);
+            bad |= !khv_parse_ll(optarg, 1, 100, &years);
             break;
         case 'D':
             dry = true;

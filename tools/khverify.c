@@ -5,6 +5,7 @@
 #include "khchain.h"
 #include "khcrypto.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -540,17 +541,26 @@ bool khv_json_field(const char *line, const char *key, char *out, size_t outlen)
     return unescape(p + 1, p + 1 + strlen(p + 1), out, outlen, &n, &end);
 }
 
-/* A strict decimal seq. */
-static bool parse_seq(const char *s, long long *out)
+bool khv_parse_ll(const char *s, long long lo, long long hi, long long *out)
 {
-    char *end;
-    if (*s == '\0')
+    /* digits only, after an optional minus: strtoll alone would take
+     * leading blanks and a plus sign */
+    const char *d = s[0] == '-' ? s + 1 : s;
+    if (*d < '0' || *d > '9')
         return false;
+    char *end;
+    errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (*end != '\0' || v == LLONG_MIN || v == LLONG_MAX)
+    if (errno != 0 || *end != '\0' || v < lo || v > hi)
         return false;
     *out = v;
     return true;
+}
+
+/* A strict decimal seq (the extremes are refused: they mark an overflow). */
+static bool parse_seq(const char *s, long long *out)
+{
+    return khv_parse_ll(s, LLONG_MIN + 1, LLONG_MAX - 1, out);
 }
 
 /* Room for need bytes in all (t->len is 0 when a decoder starts). */

@@ -128,5 +128,8 @@ const char *khv_decode_export_row(const void *ctx, const uint8_t *rec, size_t le
 /* The raw text after "key": in line (a number, or a string without its
  * quotes, unescaped into out). Only what khctl export writes is understood. */
 bool khv_json_field(const char *line, const char *key, char *out, size_t outlen);
+/* A strict decimal number in [lo, hi] into *out: an optional minus and
+ * digits only, nothing before or after. */
+bool khv_parse_ll(const char *s, long long lo, long long hi, long long *out);
 
 #endif

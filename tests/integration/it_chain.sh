@@ -151,6 +151,13 @@ done
 out=$("$KH_BUILD/tools/khctl" verify --export "$exp" --cert "$CERT" 2>&1); rc=$?
 expect_eq "a range of one chain verifies offline" 0 "$rc"
 expect_contains "a range: its rows only" "chain audit_log: 2 rows intact from seq 2" "$out"
+# numbers are strict: digits only (strtoll alone would take a blank or a plus)
+for v in " 2" "+2" "2x" "" "-2" "99999999999999999999"; do
+    rc=0
+    "$KH_BUILD/tools/khctl" export --db "$DB" --tenant 131016 --chain audit_log --from "$v" \
+        >/dev/null 2>&1 || rc=$?
+    expect_eq "--from '$v' is a usage error" 2 "$rc"
+done
 "$KH_BUILD/tools/khctl" export --db "$DB" --tenant 131016 >"$exp"
 rc=0
 out=$("$KH_BUILD/tools/khctl" verify --export "$exp" --cert "$PKI/org/271004/sign.crt" 2>&1) || rc=$?
