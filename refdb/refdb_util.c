@@ -31,8 +31,11 @@ kh_err refdb_db_fail(PGconn *c, PGresult *r, const char *what, char *msg, size_t
     static const char *const shown[] = {"08", "25", "3F", "42", "53", "57"};
     bool show = false;
     if (state == NULL) {
-        text = PQerrorMessage(c);
-        show = true;
+        /* no result: the connection's own message, if the connection is
+         * what failed (it names the server); otherwise it may be an earlier
+         * deferred statement's, which can quote a value */
+        show = PQstatus(c) != CONNECTION_OK;
+        text = show ? PQerrorMessage(c) : NULL;
     } else {
         for (size_t i = 0; i < sizeof shown / sizeof shown[0]; i++)
             show = show || strncmp(state, shown[i], 2) == 0;

@@ -966,7 +966,8 @@ void kh_http_reply_err(struct evhttp_request *req, kh_err e, const char *fmt, ..
     const kh_err_info *info = kh_err_get(e);
     Kh__Status st = KH__STATUS__INIT;
     st.code = (char *)info->code;
-    st.message = text;
+    /* a refusal always says something: the code's meaning if nothing else */
+    st.message = text[0] != '\0' ? text : (char *)info->meaning;
     uint8_t buf[1024];
     size_t n = kh__status__get_packed_size(&st);
     if (n > sizeof buf)

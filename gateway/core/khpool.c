@@ -234,6 +234,7 @@ typedef struct {
     char *sink;      /* where the one value of the pending statement */
     size_t sinklen;  /* number sink_at (0-based) goes; NULL: none */
     int sink_at;
+    bool broken; /* a read-out failed mid-pipeline: nothing more until the job ends */
     size_t n;
     prep_entry e[PREP_MAX];
 } prep_cache;
@@ -263,6 +264,7 @@ static prep_cache *prep_for(PGconn *c)
         prep->schema[0] = '\0';
         prep->pending = 0;
         prep->sink = NULL;
+        prep->broken = false;
     }
     return prep;
 }
@@ -394,7 +396,8 @@ static kh_err settle_own(PGconn *c, PGresult **own)
     bool failed = false;
     if (PQpipelineSync(c) != 1) {
         kh_warn("db", "cannot send deferred statements: connection lost");
-        return KH_E_DB; /* still in pipeline mode: the worker drops the connection */
+        prep->broken = true; /* still in pipeline mode: the worker drops the connection */
+        return KH_E_DB;
     }
     for (int i = 0; i <= n && PQstatus(c) == CONNECTION_OK; i++) {
         PGresult *r = PQgetResult(c);
@@ -427,6 +430,7 @@ static kh_err settle_own(PGconn *c, PGresult **own)
     }
     if (PQexitPipelineMode(c) != 1) {
         kh_warn("db", "cannot leave pipeline mode: connection lost");
+        prep->broken = true; /* answers left unread: any count from here would be wrong */
         return KH_E_DB;
     }
     return e;
@@ -442,6 +446,8 @@ static kh_err settle(PGconn *c)
 static kh_err send_next(PGconn *c, const char *name, const char *sql, int nparams,
                         const char *const *params)
 {
+    if (prep->broken)
+        return KH_E_DB;
     if (prep->pending == 0 && PQenterPipelineMode(c) != 1)
         return KH_E_DB;
     int ok = name != NULL ? PQsendQueryPrepared(c, name, nparams, params, NULL, NULL, 0)
@@ -459,6 +465,8 @@ PGresult *kh_db_try(PGconn *c, const char *sql, int nparams, const char *const *
     char name[40];
     PGresult *failed = NULL;
     prep_cache *pc = c != NULL ? prep_for(c) : NULL;
+    if (pc != NULL && pc->broken)
+        return NULL;
     if (pc != NULL && pc->pending > 0 && preparable(sql) && prep_known(pc, sql)) {
         /* joins the deferred statements: one round trip for all */
         if (prepared_name(c, sql, nparams, name, &failed) != 1 ||
@@ -505,6 +513,8 @@ kh_err kh_db_defer(PGconn *c, const char *sql, int nparams, const char *const *p
     if (c == NULL)
         return KH_E_DB;
     prep_cache *pc = prep_for(c);
+    if (pc != NULL && pc->broken)
+        return KH_E_DB;
     /* preparing is synchronous: a statement new to c first settles those
      * already sent (the first time only) */
     if (pc != NULL && pc->pending > 0 && !prep_known(pc, sql)) {
@@ -639,8 +649,15 @@ kh_err kh_db_tenant_begin_day(PGconn *c, const char *org, char day[9])
 
 kh_err kh_db_commit(PGconn *c)
 {
-    if (c == NULL || prep == NULL || prep->conn != c || prep->pending == 0)
-        return simple(c, "COMMIT");
+    if (c == NULL || prep == NULL || prep->conn != c || prep->pending == 0) {
+        /* COMMIT of an aborted transaction succeeds, tagged ROLLBACK */
+        PGresult *r = kh_db_exec(c, "COMMIT", 0, NULL);
+        bool ok = r != NULL && strcmp(PQcmdStatus(r), "COMMIT") == 0;
+        if (r != NULL && !ok)
+            kh_warn("db", "COMMIT of a failed transaction: rolled back");
+        PQclear(r);
+        return ok ? KH_OK : KH_E_DB;
+    }
     /* the COMMIT joins the deferred statements: one round trip for all */
     if (send_next(c, NULL, "COMMIT", 0, NULL) != KH_OK) {
         (void)settle(c);
@@ -658,8 +675,12 @@ void kh_db_rollback(PGconn *c)
 {
     if (c == NULL)
         return;
+    if (prep != NULL && prep->conn == c && prep->broken)
+        return; /* the worker drops the connection after the job */
     if (prep != NULL && prep->conn == c && prep->pending > 0) {
-        /* with the deferred statements, whose failures no longer matter */
+        /* with the deferred statements, whose failures (and values: the
+         * date's buffer may be gone with its caller) no longer matter */
+        prep->sink = NULL;
         (void)send_next(c, NULL, "ROLLBACK", 0, NULL);
         (void)settle(c);
         /* skipped if a statement before it failed: the transaction is
@@ -672,7 +693,7 @@ void kh_db_rollback(PGconn *c)
 
 PGresult *kh_db_copy_in(PGconn *c, const char *sql)
 {
-    if (settle(c) != KH_OK)
+    if ((prep != NULL && prep->conn == c && prep->broken) || settle(c) != KH_OK)
         return NULL;
     return PQexec(c, sql);
 }
@@ -682,6 +703,10 @@ PGresult *kh_db_copy_in(PGconn *c, const char *sql)
  * lost connection does that). */
 static bool job_end(PGconn *c)
 {
+    if (prep != NULL && prep->conn == c && prep->broken) {
+        kh_warn("db", "connection lost in the middle of a pipeline; reconnecting");
+        return false;
+    }
     if (prep != NULL && prep->conn == c && prep->pending > 0) {
         kh_warn("db", "job left statements without a commit or a rollback; rolling back");
         kh_db_rollback(c);

@@ -234,6 +234,9 @@ static void check_work(PGconn *c, void *arg)
             qc_set(qc, le, "cannot read the link code of local_id");
     }
     if (qc->err == KH_E_DB || qc->err == KH_E_INTERNAL) {
+        /* a failed statement (or the deferred begin before it) says no more */
+        if (qc->msg[0] == '\0')
+            snprintf(qc->msg, sizeof qc->msg, "%s", kh_err_get(qc->err)->meaning);
         kh_db_rollback(c);
         return;
     }

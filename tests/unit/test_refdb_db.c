@@ -624,6 +624,19 @@ START_TEST(deferred_begin)
 }
 END_TEST
 
+/* COMMIT of a transaction a statement aborted is answered "ROLLBACK" without
+ * an error: kh_db_commit reports it as the failure it is. */
+START_TEST(commit_of_failed_transaction)
+{
+    PGresult *r = kh_db_try(conn, "SELECT 1 / 0", 0, NULL);
+    ck_assert_int_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
+    PQclear(r);
+    ck_assert_int_eq(kh_db_commit(conn), KH_E_DB);
+    ck_assert_int_eq(PQtransactionStatus(conn), PQTRANS_IDLE);
+    begin_as(conn, "kh_t_131016", "t_131016");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("refdb_db");
@@ -645,6 +658,7 @@ int main(void)
     tcase_add_test(tc, deferred_failure_rolls_back);
     tcase_add_test(tc, deferred_then_statement);
     tcase_add_test(tc, deferred_begin);
+    tcase_add_test(tc, commit_of_failed_transaction);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
