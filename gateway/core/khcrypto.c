@@ -316,7 +316,7 @@ static void store_id_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, 
     free(ptr);
 }
 
-static void store_idx_init_freeing(void)
+static void store_idx_init(void)
 {
     store_idx = X509_STORE_get_ex_new_index(0, NULL, NULL, NULL, store_id_free);
 }
@@ -387,7 +387,7 @@ int khc_cert_verify_cached(X509_STORE *store, X509 *cert)
 {
     if (store == NULL || cert == NULL)
         return -1;
-    (void)pthread_once(&store_idx_once, store_idx_init_freeing);
+    (void)pthread_once(&store_idx_once, store_idx_init);
     uint8_t fp[32];
     unsigned int fplen = 0;
     if (X509_digest(cert, sha256(), fp, &fplen) != 1 || fplen != sizeof fp) {

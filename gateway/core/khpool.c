@@ -269,6 +269,12 @@ static prep_cache *prep_for(PGconn *c)
     return prep;
 }
 
+/* The calling thread's cache if it was made for c, else NULL (none is made). */
+static prep_cache *prep_of(const PGconn *c)
+{
+    return prep != NULL && prep->conn == c ? prep : NULL;
+}
+
 void kh_db_forget(void)
 {
     if (prep != NULL) {
@@ -357,7 +363,8 @@ static void log_failure(PGconn *c, const PGresult *r)
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     const char *table = PQresultErrorField(r, PG_DIAG_TABLE_NAME);
     const char *cons = PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME);
-    const char *schema = prep != NULL && prep->conn == c && prep->schema[0] ? prep->schema : "-";
+    const prep_cache *pc = prep_of(c);
+    const char *schema = pc != NULL && pc->schema[0] ? pc->schema : "-";
     kh_warn("db", "statement failed: sqlstate=%s schema=%s table=%s constraint=%s%s",
             state ? state : "?", schema, table ? table : "-", cons ? cons : "-",
             PQstatus(c) == CONNECTION_OK ? "" : " (connection lost)");
@@ -385,7 +392,7 @@ static void log_failure(PGconn *c, const PGresult *r)
  * put there instead of being checked. */
 static kh_err settle_own(PGconn *c, PGresult **own)
 {
-    if (c == NULL || prep == NULL || prep->conn != c || prep->pending == 0)
+    if (c == NULL || prep_of(c) == NULL || prep->pending == 0)
         return KH_OK;
     int n = prep->pending, sink_at = prep->sink != NULL ? prep->sink_at : -1;
     char *sink = prep->sink;
@@ -469,8 +476,7 @@ PGresult *kh_db_try(PGconn *c, const char *sql, int nparams, const char *const *
         return NULL;
     if (pc != NULL && pc->pending > 0 && preparable(sql) && prep_known(pc, sql)) {
         /* joins the deferred statements: one round trip for all */
-        if (prepared_name(c, sql, nparams, name, &failed) != 1 ||
-            send_next(c, name, sql, nparams, params) != KH_OK) {
+        if (kh_db_defer(c, sql, nparams, params) != KH_OK) {
             (void)settle(c);
             return NULL;
         }
@@ -560,7 +566,7 @@ static void prep_schema(PGconn *c, const char *schema)
  * deferred statements and neither committed nor rolled back left them). */
 static void discard(PGconn *c)
 {
-    if (prep != NULL && prep->conn == c && prep->pending > 0) {
+    if (prep_of(c) != NULL && prep->pending > 0) {
         kh_warn("db", "statements left without a commit or a rollback; rolled back");
         kh_db_rollback(c);
     }
@@ -575,7 +581,7 @@ static kh_err begin_deferred(PGconn *c, const char *schema, const char *const *s
         return KH_E_DB;
     discard(c);
     prep_schema(c, schema);
-    if (prep == NULL || prep->conn != c) { /* no memory for the cache: at once */
+    if (prep_of(c) == NULL) { /* no memory for the cache: at once */
         for (size_t i = 0; i < n; i++)
             if (simple(c, sql[i]) != KH_OK) {
                 kh_db_rollback(c);
@@ -632,7 +638,7 @@ kh_err kh_db_tenant_begin_day(PGconn *c, const char *org, char day[9])
     if (e != KH_OK)
         return e;
     day[0] = '\0';
-    if (prep == NULL || prep->conn != c || prep->pending == 0) { /* sent at once */
+    if (prep_of(c) == NULL || prep->pending == 0) { /* sent at once */
         PGresult *r = kh_db_exec(c, "SELECT to_char(current_date, 'YYYYMMDD')", 0, NULL);
         if (r == NULL)
             return KH_E_DB;
@@ -649,7 +655,7 @@ kh_err kh_db_tenant_begin_day(PGconn *c, const char *org, char day[9])
 
 kh_err kh_db_commit(PGconn *c)
 {
-    if (c == NULL || prep == NULL || prep->conn != c || prep->pending == 0) {
+    if (c == NULL || prep_of(c) == NULL || prep->pending == 0) {
         /* COMMIT of an aborted transaction succeeds, tagged ROLLBACK */
         PGresult *r = kh_db_exec(c, "COMMIT", 0, NULL);
         bool ok = r != NULL && strcmp(PQcmdStatus(r), "COMMIT") == 0;
@@ -675,12 +681,13 @@ void kh_db_rollback(PGconn *c)
 {
     if (c == NULL)
         return;
-    if (prep != NULL && prep->conn == c && prep->broken)
+    prep_cache *pc = prep_of(c);
+    if (pc != NULL && pc->broken)
         return; /* the worker drops the connection after the job */
-    if (prep != NULL && prep->conn == c && prep->pending > 0) {
+    if (pc != NULL && pc->pending > 0) {
         /* with the deferred statements, whose failures (and values: the
          * date's buffer may be gone with its caller) no longer matter */
-        prep->sink = NULL;
+        pc->sink = NULL;
         (void)send_next(c, NULL, "ROLLBACK", 0, NULL);
         (void)settle(c);
         /* skipped if a statement before it failed: the transaction is
@@ -693,7 +700,8 @@ void kh_db_rollback(PGconn *c)
 
 PGresult *kh_db_copy_in(PGconn *c, const char *sql)
 {
-    if ((prep != NULL && prep->conn == c && prep->broken) || settle(c) != KH_OK)
+    const prep_cache *pc = prep_of(c);
+    if ((pc != NULL && pc->broken) || settle(c) != KH_OK)
         return NULL;
     return PQexec(c, sql);
 }
@@ -703,11 +711,12 @@ PGresult *kh_db_copy_in(PGconn *c, const char *sql)
  * lost connection does that). */
 static bool job_end(PGconn *c)
 {
-    if (prep != NULL && prep->conn == c && prep->broken) {
+    const prep_cache *pc = prep_of(c);
+    if (pc != NULL && pc->broken) {
         kh_warn("db", "connection lost in the middle of a pipeline; reconnecting");
         return false;
     }
-    if (prep != NULL && prep->conn == c && prep->pending > 0) {
+    if (pc != NULL && pc->pending > 0) {
         kh_warn("db", "job left statements without a commit or a rollback; rolling back");
         kh_db_rollback(c);
     }
