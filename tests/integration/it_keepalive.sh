@@ -20,6 +20,18 @@ conns() {
         awk -v p="pid=$(pid_of "$1")," 'index($0, p) {n = split($3, a, ":"); print a[n]}' | sort -n
 }
 answered() { grep -c '^OK FOUND' <<<"$1" || true; }
+# reused BEFORE AFTER: every connection of BEFORE is still open in AFTER, and
+# AFTER has at most one other. gw-a's outbox (a 1 s timer) may deliver a
+# deferred answer left by an earlier test while the queries run, on a
+# connection of its own; a pool that did not reuse its idle connection would
+# have opened one per query (ten), one that closed them would keep none.
+reused() {
+    local extra
+    [ -n "$1" ] || return 1
+    [ -z "$(comm -23 <(sort <<<"$1") <(sort <<<"$2"))" ] || return 1
+    extra=$(comm -13 <(sort <<<"$1") <(sort <<<"$2") | grep -c . || true)
+    [ "$extra" -le 1 ]
+}
 
 out=$(client 271004 childallowance $Q)
 expect_contains "a first query answers" "OK FOUND" "$out"
@@ -32,8 +44,8 @@ out=$(for _ in $(seq 1 10); do echo "$Q"; done | client 271004 childallowance ba
 expect_eq "ten more queries in a row answer" 10 "$(answered "$out")"
 a2=$(conns gw-a "$ROUTER_PORT")
 r2=$(conns router "$PEER_A")
-expect_eq "gw-a sent them on the connection the first query opened" "$a1" "$a2"
-expect_eq "the router answered through its first connection too" "$r1" "$r2"
+check "gw-a sent them on the connection the first query opened ([$a1] then [$a2])" reused "$a1" "$a2"
+check "the router answered through its first connection too ([$r1] then [$r2])" reused "$r1" "$r2"
 
 # the router dies with gw-a's idle connection open; the next query finds it
 # closed (or closing) and goes out on a new connection
