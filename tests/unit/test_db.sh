@@ -23,6 +23,12 @@ fail() {
 }
 step() { printf '== %s\n' "$*"; }
 
+step "a bad KH_PG_SHARED_BUFFERS is refused before anything is made"
+out=$(KH_PG_SHARED_BUFFERS=$'1MB\nfsync = off' "$khdb" start "$tmp/bad" 2>&1) &&
+    fail "khdb started with a shared_buffers of two lines"
+grep -q "KH_PG_SHARED_BUFFERS" <<<"$out" || fail "the refusal does not name the variable: $out"
+[ ! -e "$tmp/bad" ] || fail "a refused start made $tmp/bad"
+
 step "start (twice)"
 "$khdb" start "$tmp"
 "$khdb" start "$tmp" | grep -q "already running" || fail "second start should find the server running"
@@ -32,6 +38,7 @@ url=$("$khdb" url "$tmp")
 [ "$(stat -c %a "$tmp/data")" = 700 ] || fail "data folder not 0700"
 [ "$(stat -c %a "$tmp/run")" = 700 ] || fail "run folder not 0700"
 [ -S "$tmp/run/.s.PGSQL.5432" ] || fail "no socket in $tmp/run"
+[ "$("$khdb" psql "$tmp" -XAtc 'SHOW shared_buffers')" = 256MB ] || fail "shared_buffers is not the default 256MB"
 
 sq() { "$khdb" psql "$tmp" -X -At -v ON_ERROR_STOP=1 -d khtest "$@"; }
 # gw ARGS: psql as the gateway's login role
@@ -150,6 +157,22 @@ rq() { "$khdb" psql "$tmp" -X -At -v ON_ERROR_STOP=1 -d khrouter "$@"; }
 
 step "refdb and idconv against tenant 131016 (test_refdb_db)"
 KH_TEST_CONNINFO=$url KH_TEST_CATALOGUE="$src/sql/catalogue" "$bin"
+
+step "replica's local IDs: 1 to 15 ASCII digits, nothing else (the CHECK of tenant/012)"
+rep() { sq -c "INSERT INTO t_131016.replica (local_id, item_code, effective_from, system_id)
+    VALUES (\$\$$1\$\$, 'TK001', '2026-04-01', 'tax')" 2>&1; }
+for bad in '' '1234567890123456' '12a4' ' 123' '123 ' '+123' '-1' '1.5' '１２３' '12\n3' '٣'; do
+    out=$(rep "$bad") && fail "replica took the local ID [$bad]"
+    grep -q 'replica_local_id_digits' <<<"$out" || fail "local ID [$bad]: not the CHECK: $out"
+done
+for good in 0 7 123456789012345 000000000000001; do
+    rep "$good" >/dev/null || fail "replica refused the local ID [$good]"
+done
+sq -c "DELETE FROM t_131016.replica WHERE system_id = 'tax' AND effective_from = '2026-04-01'
+    AND local_id IN ('0', '7', '123456789012345', '000000000000001')" >/dev/null
+[ "$(sq -c "SELECT count(*) FROM pg_constraint WHERE conrelid = 't_131016.replica'::regclass
+    AND contype = 'c' AND pg_get_constraintdef(oid) LIKE '%local_id%'")" = 1 ] ||
+    fail "replica should have exactly one CHECK on local_id"
 
 step "tenant isolation (psql as kh_gw_test)"
 expect_denied() {
