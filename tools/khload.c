@@ -15,6 +15,10 @@
  *   ok_per_s refused_per_s                  over the run
  *   ok_p50_ms ok_p99_ms refused_p99_ms      latencies of answered and refused
  *   refused_late_p99_ms                     of refusals sent in the second half
+ *   refused_p50_ms
+ *   conns_opened conns_reused               outgoing connections opened (each a
+ *                                           TLS handshake), requests sent on a
+ *                                           kept-alive one
  * usage: khload --gateway H:P --gateway-name NAME --cert C --key K --ca CA
  *               --rate R --seconds S [--outstanding N] [--source ADDR]
  *               --query STAFF PROCEDURE PROVIDER ITEM[,ITEM] --local-ids FILE
@@ -28,6 +32,7 @@
 
 #include <event2/event.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,7 +305,8 @@ static void usage(FILE *f)
             "ok_p99_ms refused_p99_ms refused_late_p99_ms (refused: 503 KH-5003; late: of\n"
             "those sent in the run's second half, its connections open by then; other: any\n"
             "other outcome; failed: no HTTP answer, the connection or its handshake\n"
-            "failed).\n");
+            "failed), refused_p50_ms, conns_opened (outgoing connections opened, a TLS\n"
+            "handshake each) and conns_reused (requests sent on a kept-alive one).\n");
 }
 
 int main(int argc, char **argv)
@@ -452,14 +458,17 @@ int main(int argc, char **argv)
         return 1;
     }
     event_base_dispatch(L.base);
+    kh_http_stats st = kh_http_client_stats();
     if (L.ended > 0) /* all the envelopes sent early: rates over the time taken */
         L.seconds = since(&L.t0);
     printf("offered=%ld sent=%ld dropped=%ld ok=%ld refused=%ld other=%ld failed=%ld ok_per_s=%.1f "
            "refused_per_s=%.1f ok_p50_ms=%.1f ok_p99_ms=%.1f refused_p99_ms=%.1f "
-           "refused_late_p99_ms=%.1f\n",
+           "refused_late_p99_ms=%.1f refused_p50_ms=%.1f conns_opened=%" PRIu64
+           " conns_reused=%" PRIu64 "\n",
            L.offered, L.sent, L.dropped, L.ok, L.refused, L.other, L.failed,
            (double)L.ok / L.seconds, (double)L.refused / L.seconds, pct(L.ok_ms, L.nok, 0.50),
-           pct(L.ok_ms, L.nok, 0.99), pct(L.ref_ms, L.nref, 0.99), pct(L.late_ms, L.nlate, 0.99));
+           pct(L.ok_ms, L.nok, 0.99), pct(L.ref_ms, L.nref, 0.99), pct(L.late_ms, L.nlate, 0.99),
+           pct(L.ref_ms, L.nref, 0.50), st.opened, st.reused);
     kh_http_client_close(L.base);
     event_free(L.tick);
     for (size_t i = 0; i < L.nbodies; i++)

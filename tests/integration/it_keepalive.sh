@@ -2,7 +2,8 @@
 # connection to the router open after a query and sends the next queries on
 # it; the router does the same towards gw-a's peer listener. Connections are
 # observed from the outside, in the kernel's socket table (ss), by owner
-# process and local port. When the router is killed, the idle connections
+# process and local port. A client with many requests at once keeps every
+# connection it opened. When the router is killed, the idle connections
 # die with it and the next query still answers (a new connection, no error).
 . "$(dirname "$0")/lib.sh"
 ROUTER_PORT=$KH_PORT_BASE
@@ -46,6 +47,16 @@ a2=$(conns gw-a "$ROUTER_PORT")
 r2=$(conns router "$PEER_A")
 check "gw-a sent them on the connection the first query opened ([$a1] then [$a2])" reused "$a1" "$a2"
 check "the router answered through its first connection too ([$r1] then [$r2])" reused "$r1" "$r2"
+
+# many at once: the pool keeps every connection it opened, beyond the 64 it
+# used to keep (those above were closed on return and opened again, a TLS
+# handshake each: issue 11). khhttp_probe is kh_http_request as the gateway
+# and the router use it; 100 directory reads at once, three rounds, to the
+# router, as gw-a
+out=$("$KH_BUILD/tests/unit/khhttp_probe" "$PKI/gw/gw-a/tls.crt" "$PKI/gw/gw-a/tls.key" \
+    "$PKI/national-ca.crt" "127.0.0.1:$ROUTER_PORT" 10000 100 3)
+expect_eq "100 requests at once, three times, all answered, on 100 connections opened once" \
+    "answered=300 opened=100 reused=200" "$out"
 
 # the router dies with gw-a's idle connection open; the next query finds it
 # closed (or closing) and goes out on a new connection

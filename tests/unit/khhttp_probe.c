@@ -1,19 +1,28 @@
-/* khhttp_probe: one outgoing request through kh_http_request, exactly as the
+/* khhttp_probe: outgoing requests through kh_http_request, exactly as the
  * gateway and the router send theirs, against whatever server the test
- * started (test_http_limits.sh puts a misbehaving one there). Prints
+ * started.
+ * One request (test_http_limits.sh puts a misbehaving server there): prints
  * "status=N len=N ms=N": the HTTP status (0: the request failed, as it must
  * for a reply over the limits or past its deadline), the body's length and
  * how long the answer took.
- * usage: khhttp_probe CERT KEY CA HOST:PORT TIMEOUT_MS */
+ * With PARALLEL and ROUNDS (it_keepalive.sh, against the router): ROUNDS
+ * times, PARALLEL requests at once, each round sent when the last one is
+ * answered whole; prints "answered=N opened=N reused=N": the requests that
+ * got an HTTP status, the connections opened (a TLS handshake each) and the
+ * requests sent on a kept-alive connection. A pool that keeps what it
+ * opened opens PARALLEL connections and reuses them in every later round.
+ * usage: khhttp_probe CERT KEY CA HOST:PORT TIMEOUT_MS [PARALLEL ROUNDS] */
 #include "khhttp.h"
 #include "khtls.h"
 
 #include <event2/event.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/time.h>
 
 static struct timeval t0;
+static long waiting, answered;
 
 static void done(int status, const uint8_t *body, size_t len, void *arg)
 {
@@ -25,11 +34,34 @@ static void done(int status, const uint8_t *body, size_t len, void *arg)
     event_base_loopbreak(arg);
 }
 
+static void done_one(int status, const uint8_t *body, size_t len, void *arg)
+{
+    (void)body;
+    (void)len;
+    answered += status != 0;
+    if (--waiting == 0)
+        event_base_loopbreak(arg);
+}
+
+/* the positive number in s, at most max; 0 if it is not one */
+static long count_arg(const char *s, long max)
+{
+    char *end;
+    long n = strtol(s, &end, 10);
+    return *s != '\0' && *end == '\0' && n > 0 && n <= max ? n : 0;
+}
+
 int main(int argc, char **argv)
 {
     char err[256];
-    if (argc != 6) {
-        fprintf(stderr, "usage: khhttp_probe CERT KEY CA HOST:PORT TIMEOUT_MS\n");
+    long parallel = 0, rounds = 0;
+    if (argc == 8) {
+        parallel = count_arg(argv[6], 1000);
+        rounds = count_arg(argv[7], 100);
+    }
+    if ((argc != 6 && argc != 8) || (argc == 8 && (parallel == 0 || rounds == 0))) {
+        fprintf(stderr, "usage: khhttp_probe CERT KEY CA HOST:PORT TIMEOUT_MS [PARALLEL ROUNDS]\n"
+                        "  (PARALLEL 1..1000, ROUNDS 1..100)\n");
         return 2;
     }
     struct event_base *base = event_base_new();
@@ -39,14 +71,32 @@ int main(int argc, char **argv)
         return 1;
     }
     gettimeofday(&t0, NULL);
-    if (kh_http_request(base, ctx, EVHTTP_REQ_GET, argv[4], "/v1/directory", NULL, 0, atoi(argv[5]),
-                        NULL, NULL, done, base) != 0) {
-        fprintf(stderr, "khhttp_probe: the request could not be sent\n");
-        return 1;
+    if (parallel == 0) {
+        if (kh_http_request(base, ctx, EVHTTP_REQ_GET, argv[4], "/v1/directory", NULL, 0,
+                            atoi(argv[5]), NULL, NULL, done, base) != 0) {
+            fprintf(stderr, "khhttp_probe: the request could not be sent\n");
+            return 1;
+        }
+        event_base_dispatch(base);
     }
-    event_base_dispatch(base);
+    for (long r = 0; r < rounds; r++) {
+        for (long i = 0; i < parallel; i++) {
+            if (kh_http_request(base, ctx, EVHTTP_REQ_GET, argv[4], "/v1/directory", NULL, 0,
+                                atoi(argv[5]), NULL, NULL, done_one, base) != 0) {
+                fprintf(stderr, "khhttp_probe: a request could not be sent\n");
+                return 1;
+            }
+            waiting++;
+        }
+        event_base_dispatch(base);
+    }
+    if (parallel > 0) {
+        kh_http_stats st = kh_http_client_stats();
+        printf("answered=%ld opened=%" PRIu64 " reused=%" PRIu64 "\n", answered, st.opened,
+               st.reused);
+    }
     kh_http_client_close(base);
-    event_base_loop(base, EVLOOP_NONBLOCK); /* let the connection be freed */
+    event_base_loop(base, EVLOOP_NONBLOCK); /* let the connections be freed */
     kh_tls_ctx_free(ctx);
     event_base_free(base);
     return 0;
