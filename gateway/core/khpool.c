@@ -21,13 +21,29 @@ typedef struct job {
     struct job *next;
 } job;
 
+/* A lane: the queued jobs of one key (a tenant; "" for the platform's own
+ * work), first in first out. The workers take one job from each lane that
+ * has work in turn, so a tenant with a hundred jobs queued delays another
+ * tenant's one job by at most one of its own, not by the hundred. Lanes are
+ * made on first use and kept (few: one per tenant and a handful more); past
+ * LANES_MAX every new key shares the platform's lane. */
+#define LANES_MAX 4096
+typedef struct lane {
+    char key[KH_POOL_KEY_MAX];
+    job *head, *tail;
+    struct lane *next; /* in the pool's ring of lanes with work */
+    bool ready;        /* in that ring */
+} lane;
+
 struct kh_pool {
     struct event_base *base;
     struct event *done_ev;
     char *conninfo;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    job *todo_head, *todo_tail;
+    lane **lanes; /* lanes[0]: the platform's */
+    size_t nlanes, caplanes;
+    lane *ready_head, *ready_tail; /* the lanes with jobs queued, in turn */
     job *done_head, *done_tail;
     int queued, queue_max;
     int nice; /* of the workers, above the event loop's */
@@ -44,6 +60,64 @@ static void push(job **head, job **tail, job *j)
     else
         *head = j;
     *tail = j;
+}
+
+/* The lane of key (NULL: the platform's), made if new; with p->mu held. */
+static lane *lane_of(kh_pool *p, const char *key)
+{
+    if (key == NULL || key[0] == '\0')
+        return p->lanes[0];
+    for (size_t i = 1; i < p->nlanes; i++)
+        if (strncmp(p->lanes[i]->key, key, sizeof p->lanes[i]->key - 1) == 0)
+            return p->lanes[i];
+    if (p->nlanes == LANES_MAX)
+        return p->lanes[0];
+    if (p->nlanes == p->caplanes) {
+        size_t cap = p->caplanes * 2;
+        lane **more = realloc(p->lanes, cap * sizeof *more);
+        if (more == NULL)
+            return p->lanes[0];
+        p->lanes = more;
+        p->caplanes = cap;
+    }
+    lane *l = calloc(1, sizeof *l);
+    if (l == NULL)
+        return p->lanes[0];
+    snprintf(l->key, sizeof l->key, "%s", key);
+    p->lanes[p->nlanes++] = l;
+    return l;
+}
+
+/* l to the end of the ring of lanes with work; with p->mu held. */
+static void ready_push(kh_pool *p, lane *l)
+{
+    l->next = NULL;
+    if (p->ready_tail)
+        p->ready_tail->next = l;
+    else
+        p->ready_head = l;
+    p->ready_tail = l;
+}
+
+/* The next job, from the lane whose turn it is (NULL: none queued); with
+ * p->mu held. A lane with more jobs goes to the end of the ring. */
+static job *take(kh_pool *p)
+{
+    lane *l = p->ready_head;
+    if (l == NULL)
+        return NULL;
+    p->ready_head = l->next;
+    if (p->ready_head == NULL)
+        p->ready_tail = NULL;
+    job *j = l->head;
+    l->head = j->next;
+    if (l->head == NULL) {
+        l->tail = NULL;
+        l->ready = false;
+    } else {
+        ready_push(p, l);
+    }
+    return j;
 }
 
 static PGconn *connect_db(const char *conninfo)
@@ -75,16 +149,13 @@ static void *worker_main(void *arg)
     }
     for (;;) {
         pthread_mutex_lock(&p->mu);
-        while (p->todo_head == NULL && !p->stopping)
+        while (p->ready_head == NULL && !p->stopping)
             pthread_cond_wait(&p->cv, &p->mu);
-        job *j = p->todo_head;
+        job *j = take(p);
         if (j == NULL) {
             pthread_mutex_unlock(&p->mu);
             break;
         }
-        p->todo_head = j->next;
-        if (p->todo_head == NULL)
-            p->todo_tail = NULL;
         pthread_mutex_unlock(&p->mu);
 
         if (conn != NULL && PQstatus(conn) != CONNECTION_OK) {
@@ -153,7 +224,11 @@ kh_pool *kh_pool_new(struct event_base *base, const char *conninfo, int workers,
     p->threads = calloc((size_t)workers, sizeof *p->threads);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
-    if (p->conninfo == NULL || p->done_ev == NULL || p->threads == NULL)
+    p->caplanes = 16;
+    p->lanes = calloc(p->caplanes, sizeof *p->lanes);
+    if (p->lanes != NULL && (p->lanes[0] = calloc(1, sizeof **p->lanes)) != NULL)
+        p->nlanes = 1; /* the platform's lane, key "" */
+    if (p->conninfo == NULL || p->done_ev == NULL || p->threads == NULL || p->nlanes == 0)
         goto fail;
     for (; p->nworkers < workers; p->nworkers++)
         if (pthread_create(&p->threads[p->nworkers], NULL, worker_main, p) != 0)
@@ -165,6 +240,12 @@ fail:
 }
 
 int kh_pool_submit(kh_pool *p, kh_pool_work_fn work, kh_pool_done_fn done, void *arg)
+{
+    return kh_pool_submit_for(p, NULL, work, done, arg);
+}
+
+int kh_pool_submit_for(kh_pool *p, const char *key, kh_pool_work_fn work, kh_pool_done_fn done,
+                       void *arg)
 {
     job *j = malloc(sizeof *j);
     if (j == NULL)
@@ -179,7 +260,12 @@ int kh_pool_submit(kh_pool *p, kh_pool_work_fn work, kh_pool_done_fn done, void 
         return -1;
     }
     p->queued++;
-    push(&p->todo_head, &p->todo_tail, j);
+    lane *l = lane_of(p, key);
+    push(&l->head, &l->tail, j);
+    if (!l->ready) {
+        l->ready = true;
+        ready_push(p, l);
+    }
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
     return 0;
@@ -204,6 +290,9 @@ void kh_pool_free(kh_pool *p)
     pthread_cond_destroy(&p->cv);
     free(p->threads);
     free(p->conninfo);
+    for (size_t i = 0; p->lanes != NULL && i < p->nlanes; i++)
+        free(p->lanes[i]);
+    free(p->lanes);
     free(p);
 }
 

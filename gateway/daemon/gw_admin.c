@@ -419,7 +419,7 @@ static void on_admin_request(struct evhttp_request *req, void *arg)
     if (call->route->hashes)
         ADM.hashing++;
     gw_req_hold(&call->req, req);
-    if (G.stopping || kh_pool_submit(G.pool, admin_work, admin_done, call) != 0) {
+    if (G.stopping || kh_pool_submit_for(G.pool, "admin", admin_work, admin_done, call) != 0) {
         adm_set_err(call, KH_E_OVERLOADED, "database queue full");
         reply_and_free(call);
     }

@@ -85,7 +85,7 @@ static void call_fail(gw_call *call)
 
 static void submit(gw_call *call, kh_pool_work_fn w, kh_pool_done_fn d)
 {
-    if (kh_pool_submit(G.pool, w, d, call) != 0) {
+    if (kh_pool_submit_for(G.pool, call->t->id.code, w, d, call) != 0) {
         call_set(call, KH_E_OVERLOADED, "database queue full");
         call_fail(call);
     }

@@ -557,7 +557,7 @@ static void start_loads(void)
         gw_upload *u = load_queue[queue_head];
         queue_head = (queue_head + 1) % MAX_UPLOADS;
         queue_len--;
-        if (kh_pool_submit(G.pool, load_work, load_done, u) != 0)
+        if (kh_pool_submit_for(G.pool, u->t->id.code, load_work, load_done, u) != 0)
             fail_load(u);
         else
             loads_running++;

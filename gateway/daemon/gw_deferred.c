@@ -252,7 +252,7 @@ void gw_deferred_on_answer(struct evhttp_request *req, gw_tenant *t, Kh__Envelop
         return;
     }
     gw_req_hold(&df->req, req);
-    if (kh_pool_submit(G.pool, deferred_work, deferred_done, df) != 0) {
+    if (kh_pool_submit_for(G.pool, df->t->id.code, deferred_work, deferred_done, df) != 0) {
         df->err = KH_E_OVERLOADED;
         snprintf(df->msg, sizeof df->msg, "database queue full");
         deferred_done(df);

@@ -404,7 +404,7 @@ void gw_disclose_on_request(struct evhttp_request *req, gw_tenant *t, Kh__Envelo
         dc->err = KH_E_INTERNAL;
         snprintf(dc->msg, sizeof dc->msg, "cannot digest the payload");
         disc_done(dc);
-    } else if (kh_pool_submit(G.pool, disc_work, disc_done, dc) != 0) {
+    } else if (kh_pool_submit_for(G.pool, dc->t->id.code, disc_work, disc_done, dc) != 0) {
         dc->err = KH_E_OVERLOADED;
         snprintf(dc->msg, sizeof dc->msg, "database queue full");
         disc_done(dc);

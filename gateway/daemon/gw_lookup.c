@@ -224,7 +224,7 @@ static void start_lookup(struct evhttp_request *req, bool status)
         return;
     }
     gw_req_hold(&l->req, req);
-    if (kh_pool_submit(G.pool, lookup_work, lookup_done, l) != 0) {
+    if (kh_pool_submit_for(G.pool, l->t->id.code, lookup_work, lookup_done, l) != 0) {
         l->err = KH_E_OVERLOADED;
         lookup_done(l);
     }

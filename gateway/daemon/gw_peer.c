@@ -360,7 +360,7 @@ static void on_envelope(struct evhttp_request *req, void *arg)
     pc->env = env; /* opened on the worker (open_query) */
     env = NULL;
     gw_req_hold(&pc->req, req);
-    if (kh_pool_submit(G.pool, answer_work, answer_done, pc) != 0) {
+    if (kh_pool_submit_for(G.pool, pc->h->sender, answer_work, answer_done, pc) != 0) {
         gw_req_take(&pc->req);
         refuse(req, KH_E_OVERLOADED, "database queue full", hex);
         peer_free(pc);

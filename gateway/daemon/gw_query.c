@@ -565,7 +565,7 @@ static void record_done(void *arg)
 
 static void submit(gw_query *qc, kh_pool_work_fn w, kh_pool_done_fn d)
 {
-    if (kh_pool_submit(G.pool, w, d, qc) != 0) {
+    if (kh_pool_submit_for(G.pool, qc->t->id.code, w, d, qc) != 0) {
         kh_warn("biz", "tenant %s: query %s: database queue full", qc->t->id.code, qc->hex);
         struct evhttp_request *req = gw_req_take(&qc->req);
         if (req != NULL)
