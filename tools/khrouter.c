@@ -1173,6 +1173,8 @@ int main(int argc, char **argv)
     kh_log_set_component("router");
     struct rlimit nocore = {0, 0};
     setrlimit(RLIMIT_CORE, &nocore);
+    /* up to KH_HTTP_IDLE_MAX_PER_DEST idle connections to each gateway */
+    kh_http_raise_open_files();
     signal(SIGPIPE, SIG_IGN);
     evthread_use_pthreads();
     char err[512] = "";

@@ -21,6 +21,7 @@
 #include <netinet/in.h>
 #include <errno.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1019,8 +1020,9 @@ void kh_http_parse_status(const uint8_t *body, size_t len, char *code, size_t co
  * handshake each, and those requests waited behind the handshakes (issue 11:
  * refusals p99 300 ms instead of 20). Idle connections left after a burst
  * end with the read deadline of their last request or when the peer closes
- * them, so this bounds memory, not the pool's usual size. */
-#define IDLE_MAX_PER_DEST 512
+ * them (a connection idle for IDLE_MAX_AGE_S is not reused), so this bounds
+ * memory and open files, not the pool's usual size. */
+#define IDLE_MAX_PER_DEST KH_HTTP_IDLE_MAX_PER_DEST
 #define IDLE_MAX_AGE_S 20
 /* a connection's handshake (the peer's certificate, checked then) is redone
  * at least this often, however busy the connection */
@@ -1425,6 +1427,17 @@ int kh_http_client_source(const char *host)
 kh_http_stats kh_http_client_stats(void)
 {
     return stats;
+}
+
+void kh_http_raise_open_files(void)
+{
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &nofile) != 0)
+            kh_warn("http", "cannot raise the limit of open files to %llu",
+                    (unsigned long long)nofile.rlim_max);
+    }
 }
 
 void kh_http_client_close(struct event_base *base)

@@ -193,6 +193,12 @@ kh_http_stats kh_http_client_stats(void);
 /* Closes the idle connections of base (at shutdown, before the base and the
  * client contexts are freed). */
 void kh_http_client_close(struct event_base *base);
+/* Idle outgoing connections kept per destination (khhttp.c explains why so
+ * many): each is an open file, counted by a daemon's check of its limit. */
+#define KH_HTTP_IDLE_MAX_PER_DEST 512
+/* Raises the soft limit of open files to the hard limit: every connection,
+ * in or out, is a file descriptor. For a daemon's start. */
+void kh_http_raise_open_files(void);
 
 /* Decodes a kh.Status body into code/message (bounded copies). */
 void kh_http_parse_status(const uint8_t *body, size_t len, char *code, size_t codelen, char *msg,

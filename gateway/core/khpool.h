@@ -28,12 +28,13 @@ kh_pool *kh_pool_new(struct event_base *base, const char *conninfo, int workers,
  * the platform's lane): the workers take a job from each lane with work in
  * turn, so one tenant's queue does not delay another tenant's job by more
  * than one of its own. The jobs of one lane start in the order submitted. */
-#define KH_POOL_KEY_MAX 24
+#define KH_POOL_KEY_MAX 48
 KH_MUST_CHECK int kh_pool_submit(kh_pool *p, kh_pool_work_fn work, kh_pool_done_fn done, void *arg);
 /* key: the organisation whose request the job serves (on the business API
  * the calling tenant; on the peer API the asking organisation, so that the
  * answers a tenant gives to a flood of queries wait in the asker's lane, not
- * in front of the tenant's own work), or another short name (up to
+ * in front of the tenant's own work), "admin:" and the operator on the admin
+ * API, or another short name (up to
  * KH_POOL_KEY_MAX - 1 bytes are used); NULL or "": the platform's lane. */
 KH_MUST_CHECK int kh_pool_submit_for(kh_pool *p, const char *key, kh_pool_work_fn work,
                                      kh_pool_done_fn done, void *arg);

@@ -419,7 +419,11 @@ static void on_admin_request(struct evhttp_request *req, void *arg)
     if (call->route->hashes)
         ADM.hashing++;
     gw_req_hold(&call->req, req);
-    if (G.stopping || kh_pool_submit_for(G.pool, "admin", admin_work, admin_done, call) != 0) {
+    /* a lane per operator (khpool.h): one operator's script does not queue
+     * its backlog in front of the others' requests or the tenants' */
+    char lane[KH_POOL_KEY_MAX];
+    snprintf(lane, sizeof lane, "admin:%s", call->cn);
+    if (G.stopping || kh_pool_submit_for(G.pool, lane, admin_work, admin_done, call) != 0) {
         adm_set_err(call, KH_E_OVERLOADED, "database queue full");
         reply_and_free(call);
     }

@@ -353,7 +353,7 @@ void gw_bulk_on_open(struct evhttp_request *req, gw_tenant *t, const char *syste
     oc->up = u;
     opening++;
     gw_req_hold(&oc->req, req);
-    if (kh_pool_submit(G.pool, open_work, open_done, oc) != 0) {
+    if (kh_pool_submit_for(G.pool, u->t->id.code, open_work, open_done, oc) != 0) {
         opening--;
         gw_req_take(&oc->req);
         kh_http_reply_err(req, KH_E_OVERLOADED, "database queue full");
@@ -472,7 +472,7 @@ void gw_bulk_on_part(struct evhttp_request *req, gw_tenant *t, const char *syste
     khc_wipe(m->data.data, m->data.len);
     kh__bulk_part_request__free_unpacked(m, NULL);
     u->busy = true;
-    if (kh_pool_submit(G.pool, part_work, part_done, bc) != 0) {
+    if (kh_pool_submit_for(G.pool, u->t->id.code, part_work, part_done, bc) != 0) {
         u->busy = false;
         kh_http_reply_err(gw_req_take(&bc->req), KH_E_OVERLOADED, "database queue full");
         bc_free(bc);
@@ -691,7 +691,7 @@ void gw_bulk_on_status(struct evhttp_request *req, gw_tenant *t, const char *sys
     }
     bc->report_offset = offset;
     u->busy = true;
-    if (kh_pool_submit(G.pool, report_work, report_done, bc) != 0) {
+    if (kh_pool_submit_for(G.pool, u->t->id.code, report_work, report_done, bc) != 0) {
         u->busy = false;
         reply_status(gw_req_take(&bc->req), u, NULL, 0, 0);
         bc_free(bc);

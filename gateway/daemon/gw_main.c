@@ -291,12 +291,7 @@ int main(int argc, char **argv)
     /* no core dumps: they would hold keys and personal data */
     struct rlimit nocore = {0, 0};
     setrlimit(RLIMIT_CORE, &nocore);
-    /* every connection is a file descriptor: as many as the hard limit allows */
-    struct rlimit nofile;
-    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
-        nofile.rlim_cur = nofile.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &nofile);
-    }
+    kh_http_raise_open_files();
     signal(SIGPIPE, SIG_IGN);
     evthread_use_pthreads();
 
@@ -306,10 +301,13 @@ int main(int argc, char **argv)
         kh_error("main", "configuration %s: %s", config, err);
         goto out;
     }
-    /* the business and peer listeners' connections, the database's and the
-     * files' must fit under the limit of open files */
+    /* the business and peer listeners' connections, the idle ones to the
+     * router, the database's and the files' must fit under the limit */
+    struct rlimit nofile;
     if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY &&
-        (rlim_t)2 * (rlim_t)G.set.max_connections + (rlim_t)G.set.db_workers + 64 > nofile.rlim_cur)
+        (rlim_t)2 * (rlim_t)G.set.max_connections + (rlim_t)G.set.db_workers +
+                KH_HTTP_IDLE_MAX_PER_DEST + 64 >
+            nofile.rlim_cur)
         kh_warn("main",
                 "max_connections %d on two listeners may exceed the limit of %llu open files: "
                 "a listener that runs out stops accepting for a second at a time",

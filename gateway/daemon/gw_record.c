@@ -136,7 +136,8 @@ void gw_access_refused_later(gw_tenant *t, const char *msg_hex, const char *acto
     for (size_t i = 0; i < nitems && rf->nitems < KH_MAX_ITEMS; i++)
         if (kh_id_code(items[i], KH_CODE_MAX))
             snprintf(rf->items[rf->nitems++], KH_CODE_MAX + 1, "%s", items[i]);
-    if (kh_pool_submit_for(G.pool, rf->t->id.code, refusal_work, refusal_done, rf) != 0) {
+    /* in the lane of the organisation whose message was refused (khpool.h) */
+    if (kh_pool_submit_for(G.pool, rf->actor, refusal_work, refusal_done, rf) != 0) {
         kh_warn("peer", "refusal of message %s not recorded: database queue full", msg_hex);
         free(rf);
     }

@@ -56,7 +56,7 @@ check "the router answered through its first connection too ([$r1] then [$r2])" 
 out=$("$KH_BUILD/tests/unit/khhttp_probe" "$PKI/gw/gw-a/tls.crt" "$PKI/gw/gw-a/tls.key" \
     "$PKI/national-ca.crt" "127.0.0.1:$ROUTER_PORT" 10000 100 3)
 expect_eq "100 requests at once, three times, all answered, on 100 connections opened once" \
-    "answered=300 opened=100 reused=200" "$out"
+    "answered=300 opened=100 reused=200 resent=0" "$out"
 
 # the router dies with gw-a's idle connection open; the next query finds it
 # closed (or closing) and goes out on a new connection

@@ -8,8 +8,9 @@
  * With PARALLEL and ROUNDS (it_keepalive.sh, against the router): ROUNDS
  * times, PARALLEL requests at once, each round sent when the last one is
  * answered whole; prints "answered=N opened=N reused=N": the requests that
- * got an HTTP status, the connections opened (a TLS handshake each) and the
- * requests sent on a kept-alive connection. A pool that keeps what it
+ * got an HTTP status, the connections opened (a TLS handshake each), the
+ * requests sent on a kept-alive connection and those sent again on a new one
+ * after a kept-alive one failed. A pool that keeps what it
  * opened opens PARALLEL connections and reuses them in every later round.
  * usage: khhttp_probe CERT KEY CA HOST:PORT TIMEOUT_MS [PARALLEL ROUNDS] */
 #include "khhttp.h"
@@ -92,8 +93,8 @@ int main(int argc, char **argv)
     }
     if (parallel > 0) {
         kh_http_stats st = kh_http_client_stats();
-        printf("answered=%ld opened=%" PRIu64 " reused=%" PRIu64 "\n", answered, st.opened,
-               st.reused);
+        printf("answered=%ld opened=%" PRIu64 " reused=%" PRIu64 " resent=%" PRIu64 "\n", answered,
+               st.opened, st.reused, st.resent);
     }
     kh_http_client_close(base);
     event_base_loop(base, EVLOOP_NONBLOCK); /* let the connections be freed */
