@@ -31,8 +31,7 @@ typedef struct job {
 typedef struct lane {
     char key[KH_POOL_KEY_MAX];
     job *head, *tail;
-    struct lane *next; /* in the pool's ring of lanes with work */
-    bool ready;        /* in that ring */
+    struct lane *next; /* in the pool's ring: a lane is there while it has jobs */
 } lane;
 
 struct kh_pool {
@@ -111,12 +110,10 @@ static job *take(kh_pool *p)
         p->ready_tail = NULL;
     job *j = l->head;
     l->head = j->next;
-    if (l->head == NULL) {
+    if (l->head == NULL)
         l->tail = NULL;
-        l->ready = false;
-    } else {
+    else
         ready_push(p, l);
-    }
     return j;
 }
 
@@ -261,11 +258,10 @@ int kh_pool_submit_for(kh_pool *p, const char *key, kh_pool_work_fn work, kh_poo
     }
     p->queued++;
     lane *l = lane_of(p, key);
+    bool idle = l->head == NULL; /* not in the ring yet */
     push(&l->head, &l->tail, j);
-    if (!l->ready) {
-        l->ready = true;
+    if (idle)
         ready_push(p, l);
-    }
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
     return 0;
