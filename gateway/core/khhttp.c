@@ -6,6 +6,7 @@
 #include "khcrypto.h"
 #include "khlog.h"
 #include "khid.h"
+#include "khjson.h"
 #include "khtls.h"
 
 #include <sys/queue.h>
@@ -54,11 +55,7 @@ int kh_hostport(const char *hp, char *host, size_t hostlen, uint16_t *port)
 static void answering(struct evhttp_request *req);
 static bool admit(struct evhttp_request *req);
 
-static void not_found(struct evhttp_request *req, void *arg)
-{
-    answering(req);
-    kh_http_reply_err(req, KH_E_NOT_FOUND_PATH, "no such endpoint on this listener");
-}
+static void not_found(struct evhttp_request *req, void *arg);
 
 /* The routes: static, set once at start by the main thread. */
 typedef struct {
@@ -77,7 +74,7 @@ static void route_gate(struct evhttp_request *req, void *arg)
     const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
     const char *path = u != NULL ? evhttp_uri_get_path(u) : NULL;
     if (path == NULL || strcmp(path, r->path) != 0)
-        kh_http_reply_err(req, KH_E_NOT_FOUND_PATH, "no such endpoint on this listener");
+        not_found(req, NULL);
     else
         r->cb(req, r->arg);
 }
@@ -372,10 +369,55 @@ static void refuse_pb(struct evhttp_request *req, kh_err e, const char *msg)
     kh_http_reply_err(req, e, "%s", msg);
 }
 
+void kh_http_reply_json(struct evhttp_request *req, int status, const char *body, size_t len,
+                        const char *content_type)
+{
+    struct evbuffer *out = evbuffer_new();
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type",
+                      content_type ? content_type : "application/json; charset=utf-8");
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    if (out == NULL) {
+        evhttp_send_reply(req, 500, "Internal error", NULL);
+        return;
+    }
+    evbuffer_add(out, body, len);
+    evhttp_send_reply(req, status, status < 300 ? "OK" : "Refused", out);
+    evbuffer_free(out);
+}
+
+void kh_http_reply_json_err(struct evhttp_request *req, kh_err e, const char *msg)
+{
+    const kh_err_info *info = kh_err_get(e);
+    khj_writer w;
+    size_t len;
+    khjw_init(&w, 4096);
+    khjw_obj(&w);
+    khjw_kstr(&w, "code", info->code);
+    khjw_kstr(&w, "message", msg);
+    khjw_obj_end(&w);
+    char *body = khjw_finish(&w, &len);
+    if (body == NULL)
+        evhttp_send_reply(req, 500, "Internal error", NULL);
+    else
+        kh_http_reply_json(req, info->http_status, body, len, NULL);
+    free(body);
+}
+
 /* A refusal in the listener's own format (l NULL: protobuf). */
 static void refuse_as(const listener *l, struct evhttp_request *req, kh_err e, const char *msg)
 {
     (l != NULL && l->refuse != NULL ? l->refuse : refuse_pb)(req, e, msg);
+}
+
+/* A path no route serves, in the listener's own format. */
+static void not_found(struct evhttp_request *req, void *arg)
+{
+    struct evhttp_connection *c = evhttp_request_get_connection(req);
+    (void)arg;
+    answering(req);
+    refuse_as(c ? listener_of(evhttp_connection_get_server(c)) : NULL, req, KH_E_NOT_FOUND_PATH,
+              "no such endpoint on this listener");
 }
 
 void evhttp_send_error(struct evhttp_request *req, int error, const char *reason)
@@ -406,7 +448,8 @@ void evhttp_send_error(struct evhttp_request *req, int error, const char *reason
         break;
     case HTTP_NOTIMPLEMENTED:
     case 405:
-        snprintf(msg, sizeof msg, "HTTP method not allowed: only GET and POST are served");
+        snprintf(msg, sizeof msg, "HTTP method not allowed: only GET%s served",
+                 l != NULL && l->ctx == NULL ? " is" : " and POST are");
         break;
     case 417:
         snprintf(msg, sizeof msg, "the Expect header is not understood (only 100-continue is)");
@@ -530,11 +573,13 @@ static bool admit(struct evhttp_request *req)
     answering(req);
     watch *w = watch_of(req);
     if (w == NULL) {
+        struct evhttp_connection *c = evhttp_request_get_connection(req);
+        listener *l = c ? listener_of(evhttp_connection_get_server(c)) : NULL;
+        if (l != NULL && l->ctx == NULL)
+            return true; /* a plain listener's routes answer from memory */
         /* server_bev gives every connection TLS and its watch; when it
          * fails (out of memory) libevent falls back to a plain socket: no
          * TLS, no client certificate. Such a connection is served nothing. */
-        struct evhttp_connection *c = evhttp_request_get_connection(req);
-        listener *l = c ? listener_of(evhttp_connection_get_server(c)) : NULL;
         evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
         kh_warn("http", "a connection without TLS (its set-up ran out of memory): refused");
         refuse_as(l, req, KH_E_OVERLOADED, "overloaded: out of memory; retry after 1 s");
@@ -821,14 +866,18 @@ struct evhttp *kh_http_listen(struct event_base *base, SSL_CTX *ctx, const char 
     }
     listener *l = &listeners[nlisteners];
     *l = (listener){.http = http, .ctx = ctx, .refuse = refuse_pb, .max_body = max_body};
-    if (kh_tls_set_hello_gate(ctx, hello_gate, l) != 0) {
+    if (ctx == NULL) { /* plain: health probes (khhttp.h) */
+        l->max_body = 0;
+        evhttp_set_allowed_methods(http, EVHTTP_REQ_GET);
+    } else if (kh_tls_set_hello_gate(ctx, hello_gate, l) != 0) {
         snprintf(err, errlen,
                  "cannot set the TLS hello gate (out of memory, or a TLS context "
                  "used by two listeners)");
         evhttp_free(http);
         return NULL;
     }
-    evhttp_set_bevcb(http, server_bev, l);
+    if (ctx != NULL)
+        evhttp_set_bevcb(http, server_bev, l);
     if (watch_ev == NULL) {
         struct timeval tick = {0, WATCH_TICK_MS * 1000};
         watch_ev = event_new(base, -1, EV_PERSIST, watch_tick, NULL);
@@ -839,10 +888,11 @@ struct evhttp *kh_http_listen(struct event_base *base, SSL_CTX *ctx, const char 
         }
     }
     evhttp_set_gencb(http, not_found, NULL);
-    evhttp_set_max_body_size(http, (ev_ssize_t)max_body);
+    evhttp_set_max_body_size(http, (ev_ssize_t)l->max_body);
     evhttp_set_max_headers_size(http, KH_HTTP_MAX_HEADERS);
-    evhttp_set_timeout(http, 30);
-    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
+    evhttp_set_timeout(http, ctx != NULL ? 30 : 10);
+    if (ctx != NULL)
+        evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
     struct evhttp_bound_socket *bs = evhttp_bind_socket_with_handle(http, host, port);
     if (bs == NULL) {
         snprintf(err, errlen, "cannot listen on %s", hostport);

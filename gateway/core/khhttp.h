@@ -23,7 +23,10 @@ bool kh_host_numeric(const char *host);
 KH_MUST_CHECK int kh_hostport(const char *hp, char *host, size_t hostlen, uint16_t *port);
 
 /* Binds a TLS listener; every connection must complete mutual TLS with ctx.
- * max_body: larger bodies are refused with 413 before being read. */
+ * max_body: larger bodies are refused with 413 before being read.
+ * ctx NULL: a plain-HTTP listener for health probes only (gw_health.c):
+ * no TLS, no client identity, no admission limits, GET only and no body;
+ * its routes must answer from memory, at once, with nothing secret. */
 struct evhttp *kh_http_listen(struct event_base *base, SSL_CTX *ctx, const char *hostport,
                               size_t max_body, char *err, size_t errlen);
 /* How a listener refuses a request that libevent itself could not accept
@@ -66,6 +69,13 @@ void kh_http_reply_pb(struct evhttp_request *req, const ProtobufCMessage *msg);
  * message must not contain personal data. */
 void kh_http_reply_err(struct evhttp_request *req, kh_err e, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Sends status with a JSON body (content_type NULL: application/json),
+ * never cached. */
+void kh_http_reply_json(struct evhttp_request *req, int status, const char *body, size_t len,
+                        const char *content_type);
+/* A refusal as JSON: {"code": "KH-…", "message": msg}, HTTP status from the
+ * code table (the admin API's and the health listener's refuser). */
+void kh_http_reply_json_err(struct evhttp_request *req, kh_err e, const char *msg);
 /* Relays a Status received from another hop unchanged. */
 void kh_http_reply_raw(struct evhttp_request *req, int http_status, const uint8_t *body,
                        size_t len);

@@ -4,6 +4,7 @@
 #include "khlog.h"
 
 #include <ctype.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -117,9 +118,17 @@ static job *take(kh_pool *p)
     return j;
 }
 
+/* conninfo: key = value pairs or a postgresql:// URI, one host or several
+ * (host=h1,h2 ... target_session_attrs=read-write: libpq tries them in turn
+ * and keeps the primary, which is how a worker finds the new primary after a
+ * failover). A connect_timeout of 5 s unless conninfo sets one, so that a
+ * dead server cannot stall the workers (or shutdown) indefinitely: listed
+ * first, it is overridden by one in conninfo, expanded after it. */
 static PGconn *connect_db(const char *conninfo)
 {
-    PGconn *c = PQconnectdb(conninfo);
+    static const char *const keys[] = {"connect_timeout", "dbname", NULL};
+    const char *const values[] = {"5", conninfo, NULL};
+    PGconn *c = PQconnectdbParams(keys, values, 1);
     if (PQstatus(c) != CONNECTION_OK) {
         /* libpq's message names the server, not personal data */
         kh_warn("db", "cannot connect: %s", PQerrorMessage(c));
@@ -130,6 +139,23 @@ static PGconn *connect_db(const char *conninfo)
 }
 
 static bool job_end(PGconn *c);
+
+/* Whether an idle connection may be used, without a round trip: the server
+ * ends a connection (a restart, a failover, pg_terminate_backend) with a
+ * FATAL message and the end of the stream, which make the socket readable;
+ * between jobs nothing else arrives (the workers LISTEN to nothing), so a
+ * readable socket is taken for that and the connection is replaced (libpq
+ * may read the message without the end, and call it open). So a worker
+ * notices before its next job, which then runs on a new connection instead
+ * of failing. A server gone without a word (its host lost) is noticed by
+ * the job that fails. */
+static bool still_open(PGconn *c)
+{
+    if (PQstatus(c) != CONNECTION_OK)
+        return false;
+    struct pollfd pf = {.fd = PQsocket(c), .events = POLLIN};
+    return poll(&pf, 1, 0) == 0;
+}
 
 static void *worker_main(void *arg)
 {
@@ -155,7 +181,8 @@ static void *worker_main(void *arg)
         }
         pthread_mutex_unlock(&p->mu);
 
-        if (conn != NULL && PQstatus(conn) != CONNECTION_OK) {
+        if (conn != NULL && !still_open(conn)) {
+            kh_info("db", "the server ended or spoke on an idle connection: connecting again");
             kh_db_forget();
             PQfinish(conn);
             conn = NULL;
@@ -207,16 +234,7 @@ kh_pool *kh_pool_new(struct event_base *base, const char *conninfo, int workers,
     p->base = base;
     p->queue_max = queue_max;
     p->nice = nice;
-    /* a bounded wait for the database, so a dead server cannot stall the
-     * workers (or shutdown) indefinitely */
-    if (strstr(conninfo, "connect_timeout") == NULL) {
-        size_t n = strlen(conninfo) + sizeof " connect_timeout=5";
-        p->conninfo = malloc(n);
-        if (p->conninfo)
-            snprintf(p->conninfo, n, "%s connect_timeout=5", conninfo);
-    } else {
-        p->conninfo = strdup(conninfo);
-    }
+    p->conninfo = strdup(conninfo);
     p->done_ev = event_new(base, -1, 0, on_done, p);
     p->threads = calloc((size_t)workers, sizeof *p->threads);
     pthread_mutex_init(&p->mu, NULL);
@@ -319,7 +337,9 @@ typedef struct {
     char *sink;      /* where the one value of the pending statement */
     size_t sinklen;  /* number sink_at (0-based) goes; NULL: none */
     int sink_at;
-    bool broken; /* a read-out failed mid-pipeline: nothing more until the job ends */
+    bool broken;    /* a read-out failed mid-pipeline: nothing more until the job ends */
+    bool read_only; /* the server refused a write as read-only (a standby): reconnect */
+    bool unfit;     /* a job found the server unfit (kh_db_unfit): reconnect */
     size_t n;
     prep_entry e[PREP_MAX];
 } prep_cache;
@@ -350,6 +370,8 @@ static prep_cache *prep_for(PGconn *c)
         prep->pending = 0;
         prep->sink = NULL;
         prep->broken = false;
+        prep->read_only = false;
+        prep->unfit = false;
     }
     return prep;
 }
@@ -441,6 +463,23 @@ static int prepared_name(PGconn *c, const char *sql, int nparams, char name[40],
     return 1;
 }
 
+/* A write refused as read-only marks the connection to be replaced after
+ * the job (job_end), whoever reads the result. */
+static void note(PGconn *c, const PGresult *r)
+{
+    const char *state = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    prep_cache *pc = prep_of(c);
+    if (pc != NULL && state != NULL && strcmp(state, KH_SQLSTATE_READ_ONLY) == 0)
+        pc->read_only = true;
+}
+
+void kh_db_unfit(PGconn *c)
+{
+    prep_cache *pc = c != NULL ? prep_for(c) : NULL;
+    if (pc != NULL)
+        pc->unfit = true;
+}
+
 /* SQLSTATE and the names of the objects involved only: PostgreSQL's
  * messages can quote values (personal data) */
 static void log_failure(PGconn *c, const PGresult *r)
@@ -448,6 +487,7 @@ static void log_failure(PGconn *c, const PGresult *r)
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     const char *table = PQresultErrorField(r, PG_DIAG_TABLE_NAME);
     const char *cons = PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME);
+    note(c, r);
     const prep_cache *pc = prep_of(c);
     const char *schema = pc != NULL && pc->schema[0] ? pc->schema : "-";
     kh_warn("db", "statement failed: sqlstate=%s schema=%s table=%s constraint=%s%s",
@@ -552,7 +592,16 @@ static kh_err send_next(PGconn *c, const char *name, const char *sql, int nparam
     return KH_OK;
 }
 
+static PGresult *try_run(PGconn *c, const char *sql, int nparams, const char *const *params);
+
 PGresult *kh_db_try(PGconn *c, const char *sql, int nparams, const char *const *params)
+{
+    PGresult *r = try_run(c, sql, nparams, params);
+    note(c, r);
+    return r;
+}
+
+static PGresult *try_run(PGconn *c, const char *sql, int nparams, const char *const *params)
 {
     char name[40];
     PGresult *failed = NULL;
@@ -788,7 +837,9 @@ PGresult *kh_db_copy_in(PGconn *c, const char *sql)
     const prep_cache *pc = prep_of(c);
     if ((pc != NULL && pc->broken) || settle(c) != KH_OK)
         return NULL;
-    return PQexec(c, sql);
+    PGresult *r = PQexec(c, sql);
+    note(c, r);
+    return r;
 }
 
 /* After each job: a job must leave nothing open behind it. false: the
@@ -799,6 +850,16 @@ static bool job_end(PGconn *c)
     const prep_cache *pc = prep_of(c);
     if (pc != NULL && pc->broken) {
         kh_warn("db", "connection lost in the middle of a pipeline; reconnecting");
+        return false;
+    }
+    /* after a failover a connection may still reach the old primary, now a
+     * standby: a new one finds the primary (connect_db) */
+    if (pc != NULL && pc->read_only) {
+        kh_warn("db", "a write was refused as read-only (a standby?); reconnecting");
+        return false;
+    }
+    if (pc != NULL && pc->unfit) {
+        kh_warn("db", "the server is read-only (a standby?); reconnecting");
         return false;
     }
     if (pc != NULL && pc->pending > 0) {
@@ -820,7 +881,7 @@ kh_err kh_db_err(const PGresult *r)
 {
     const char *state = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     static const char *const unavailable[] = {"08", "40", "53", "55", "57", "58"};
-    if (state == NULL || strlen(state) != 5)
+    if (state == NULL || strlen(state) != 5 || strcmp(state, KH_SQLSTATE_READ_ONLY) == 0)
         return KH_E_DB;
     for (size_t i = 0; i < sizeof unavailable / sizeof unavailable[0]; i++)
         if (strncmp(state, unavailable[i], 2) == 0)

@@ -81,12 +81,21 @@ PGresult *kh_db_copy_in(PGconn *c, const char *sql);
 /* What a failed statement means for the one who asked, from its SQLSTATE
  * (one mapping for every layer): the database cannot be reached or is busy
  * (connection, resources, operator intervention, lock or serialization
- * failure, no SQLSTATE at all) KH_E_DB, 503, worth a retry; the request's
+ * failure, a write refused by a read-only server, no SQLSTATE at all)
+ * KH_E_DB, 503, worth a retry; the request's
  * own data cannot be stored (a data exception, an integrity constraint)
  * KH_E_FIELD, 400, never worth a retry; anything else (a statement or
  * privilege the code got wrong) KH_E_INTERNAL, 500. A caller that knows the
  * constraint maps it to its own code first. r may be NULL (KH_E_DB). */
 kh_err kh_db_err(const PGresult *r);
+/* read_only_sql_transaction: a write on a standby (or with
+ * default_transaction_read_only). KH_E_DB, and the worker's connection is
+ * replaced after the job, so that it finds the primary again. */
+#define KH_SQLSTATE_READ_ONLY "25006"
+/* The calling job found c unfit to keep (it reached a read-only server, a
+ * standby): the worker closes it after the job, and its next job connects
+ * again (to the primary, with a multi-host conninfo). */
+void kh_db_unfit(PGconn *c);
 
 /* Drops the calling thread's cache of prepared statements (a worker whose
  * connection is closed calls it; a new connection is also noticed by itself). */

@@ -203,41 +203,6 @@ static const adm_route *find_route(enum evhttp_cmd_type method, const char *path
 
 /* ---------------------------------------------------- the event loop */
 
-static void json_reply(struct evhttp_request *req, int status, const char *body, size_t len,
-                       const char *content_type)
-{
-    struct evbuffer *out = evbuffer_new();
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    evhttp_add_header(h, "Content-Type",
-                      content_type ? content_type : "application/json; charset=utf-8");
-    evhttp_add_header(h, "Cache-Control", "no-store");
-    if (out == NULL) {
-        evhttp_send_reply(req, 500, "Internal error", NULL);
-        return;
-    }
-    evbuffer_add(out, body, len);
-    evhttp_send_reply(req, status, status < 300 ? "OK" : "Refused", out);
-    evbuffer_free(out);
-}
-
-static void json_error(struct evhttp_request *req, kh_err e, const char *msg)
-{
-    const kh_err_info *info = kh_err_get(e);
-    khj_writer w;
-    size_t len;
-    khjw_init(&w, 4096);
-    khjw_obj(&w);
-    khjw_kstr(&w, "code", info->code);
-    khjw_kstr(&w, "message", msg);
-    khjw_obj_end(&w);
-    char *body = khjw_finish(&w, &len);
-    if (body == NULL)
-        evhttp_send_reply(req, 500, "Internal error", NULL);
-    else
-        json_reply(req, info->http_status, body, len, NULL);
-    free(body);
-}
-
 static void call_free(adm_call *call)
 {
     khj_free(call->body);
@@ -255,9 +220,9 @@ static void reply_and_free(adm_call *call)
         ADM.hashing--;
     if (req != NULL) {
         if (call->err == KH_OK)
-            json_reply(req, call->status, call->out, call->outlen, call->content_type);
+            kh_http_reply_json(req, call->status, call->out, call->outlen, call->content_type);
         else
-            json_error(req, call->err, call->msg);
+            kh_http_reply_json_err(req, call->err, call->msg);
     }
     if (call->err == KH_OK)
         kh_info("admin", "%s%s%s: ok (%s)", action, call->org[0] ? " tenant " : "", call->org,
@@ -366,7 +331,7 @@ static void on_admin_request(struct evhttp_request *req, void *arg)
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     adm_call *call = calloc(1, sizeof *call);
     if (call == NULL) {
-        json_error(req, KH_E_INTERNAL, "out of memory");
+        kh_http_reply_json_err(req, KH_E_INTERNAL, "out of memory");
         return;
     }
     TAILQ_INIT(&call->query);
@@ -455,7 +420,7 @@ void gw_admin_reload(const gw_settings *s)
 void gw_admin_register(struct evhttp *http)
 {
     kh_http_route_other(http, on_admin_request, NULL);
-    kh_http_set_refuser(http, json_error);
+    kh_http_set_refuser(http, kh_http_reply_json_err);
 }
 
 void gw_admin_stop(void)

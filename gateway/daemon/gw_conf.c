@@ -49,13 +49,17 @@ static const kh_opt options[] = {
     {"pki", KH_OPT_STR, REQ, NULL, 0, 900, NULL, OFF(pki), NULL, "folder made by tools/khpki"},
     {"router", KH_OPT_ADDR, REQ, NULL, 0, 0, NULL, OFF(router), NULL, "the router's address"},
     {"db", KH_OPT_STR, REQ | SECRET, NULL, 0, 1024, NULL, OFF(db), NULL,
-     "libpq connection string (the gateway's login role)"},
+     "libpq connection string or URI (the gateway's login role; several hosts with "
+     "target_session_attrs=read-write follow a failover)"},
     {"business_listen", KH_OPT_ADDR, REQ, NULL, 0, 0, NULL, OFF(business_listen), NULL,
      "business API (tenants' business systems)"},
     {"peer_listen", KH_OPT_ADDR, REQ, NULL, 0, 0, NULL, OFF(peer_listen), NULL,
      "peer API (only the router)"},
     {"admin_listen", KH_OPT_ADDR, 0, NULL, 0, 0, NULL, OFF(admin_listen), NULL,
      "admin API (operators; JSON; client certificates of pki/operator-ca.crt only; optional)"},
+    {"health_listen", KH_OPT_ADDR, 0, NULL, 0, 0, NULL, OFF(health_listen), NULL,
+     "GET /health and /ready for load balancers and monitoring: plain HTTP, no TLS, nothing "
+     "secret; bind it to a management address (optional)"},
     {"tenant", KH_OPT_LIST, REQ, NULL, 0, KH_OPT_LIST_MAX, NULL, OFF(tenants), org_code,
      "a hosted organisation"},
     {"db_workers", KH_OPT_INT, 0, "4", 1, 64, NULL, OFF(db_workers), NULL,

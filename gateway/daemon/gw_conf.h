@@ -13,7 +13,7 @@ enum { GW_LOG_DEBUG, GW_LOG_INFO, GW_LOG_WARN, GW_LOG_ERROR };
  * kh_conf that was loaded with them). */
 typedef struct {
     const char *name, *pki, *router, *db;
-    const char *business_listen, *peer_listen, *admin_listen;
+    const char *business_listen, *peer_listen, *admin_listen, *health_listen;
     kh_opt_list tenants;
     int db_workers, db_queue, worker_nice;
     int max_skew, msg_ttl, max_body, timeout_ms, log_level;

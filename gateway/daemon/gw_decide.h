@@ -10,9 +10,6 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 
-#define KH_STR_(x) #x
-#define KH_STR(x) KH_STR_(x)
-
 typedef struct {
     /* the decision (validated by the caller) */
     gw_tenant *t;

@@ -150,7 +150,8 @@ static void deferred_work(PGconn *c, void *arg)
                         bytes};
     r = bytes ? kh_db_exec(c,
                            "UPDATE query SET state = $2, code = $3, message = $4, result = $5, "
-                           "answer = $6::bytea, updated_at = now() WHERE msg_id = $1",
+                           "answer = $6::bytea, updated_at = now(), envelope = NULL, node = NULL, "
+                           "lease_until = NULL WHERE msg_id = $1",
                            6, u)
               : NULL;
     if (bytes)

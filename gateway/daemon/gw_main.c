@@ -8,6 +8,8 @@
 #include "gw_chain.h"
 #include "gw_query.h"
 #include "gw_decide.h"
+#include "gw_health.h"
+#include "gw_lease.h"
 
 #include "khid.h"
 #include "khcrypto.h"
@@ -138,7 +140,7 @@ static void start_listeners(void)
     }
     apply_reloadable(&G.set); /* the listeners' limits */
     if (gw_bulk_start(err, sizeof err) != 0 || gw_chain_start(err, sizeof err) != 0 ||
-        gw_outbox_start(err, sizeof err) != 0) {
+        gw_outbox_start(err, sizeof err) != 0 || gw_lease_start(err, sizeof err) != 0) {
         kh_error("main", "cannot start: %s", err);
         event_base_loopbreak(G.base);
         return;
@@ -149,9 +151,9 @@ static void start_listeners(void)
         gw_admin_register(G.admin_http);
     kh_info("main",
             "ready: business API on %s, peer API on %s, admin API on %s, %zu tenants, directory "
-            "with %zu organisations",
+            "with %zu organisations, node %s",
             G.set.business_listen, G.set.peer_listen, admin ? admin : "(none)", G.ntenants,
-            G.dir->norgs);
+            G.dir->norgs, G.node);
 }
 
 static void fetch_directory(evutil_socket_t fd, short what, void *arg);
@@ -230,7 +232,9 @@ static void teardown(void)
         evhttp_free(G.peer_http);
     if (G.admin_http)
         evhttp_free(G.admin_http);
+    gw_health_stop();
     kh_pool_free(G.pool); /* first: its last completions may still use uploads */
+    gw_lease_stop();
     gw_query_stop();
     gw_outbox_stop();
     gw_bulk_stop();
@@ -317,6 +321,10 @@ int main(int argc, char **argv)
         rc = 0;
         goto out;
     }
+    if (gw_lease_node_init() != 0) {
+        kh_error("main", "cannot start: no randomness for the node's name");
+        goto out;
+    }
     G.base = event_base_new();
     G.retry_ev = evtimer_new(G.base, fetch_directory, NULL);
     G.sig_ev[0] = evsignal_new(G.base, SIGTERM, on_signal, NULL);
@@ -324,6 +332,10 @@ int main(int argc, char **argv)
     G.sig_ev[2] = evsignal_new(G.base, SIGHUP, on_reload, NULL);
     for (int i = 0; i < 3; i++)
         event_add(G.sig_ev[i], NULL);
+    if (gw_health_start(err, sizeof err) != 0) {
+        kh_error("main", "cannot start: %s", err);
+        goto out;
+    }
     fetch_directory(-1, 0, NULL);
     event_base_dispatch(G.base);
     rc = G.peer_http != NULL ? 0 : 1;

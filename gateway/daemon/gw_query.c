@@ -24,7 +24,6 @@
 #include "khhttp.h"
 #include "khid.h"
 #include "khlog.h"
-#include "khseen.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -64,8 +63,7 @@ struct gw_query {
 
 static gw_query *live;
 static size_t nlive;
-#define MAX_LIVE 4096          /* queries in memory (waiting, sending, retrying) */
-static struct event *sweep_ev; /* ends queries left unfinished (see sweep_work) */
+#define MAX_LIVE 4096 /* queries in memory (waiting, sending, retrying) */
 
 static void qc_free(gw_query *qc)
 {
@@ -87,18 +85,25 @@ static void qc_free(gw_query *qc)
         kh_items_wipe(qc->ans->data, qc->ans->n_data);
         kh__answer_body__free_unpacked(qc->ans, NULL);
     }
-    free(qc->env);
+    if (qc->env != NULL) /* its header names the link code */
+        khc_free_secret(qc->env, qc->envlen);
     if (qc->reply != NULL)
         khc_free_secret(qc->reply, qc->replylen);
     khc_wipe(qc->link_code, sizeof qc->link_code);
     free(qc);
 }
 
+static void live_add(gw_query *qc)
+{
+    qc->next = live;
+    if (live)
+        live->prev = qc;
+    live = qc;
+    nlive++;
+}
+
 void gw_query_stop(void)
 {
-    if (sweep_ev)
-        event_free(sweep_ev);
-    sweep_ev = NULL;
     /* queries waiting for a retry or a client; those with an attempt in
      * flight are freed by the attempt's callback */
     for (gw_query *qc = live, *next; qc != NULL; qc = next) {
@@ -142,7 +147,9 @@ static kh_err staff_may(PGconn *c, const char *staff, const char *procedure, cha
     return KH_OK;
 }
 
-/* The query's row, in the state its checks left it (sent or refused). */
+/* The query's row, in the state its checks left it: sent, with its sealed
+ * envelope and this node's lease (gw_lease.c), or refused (failed when it
+ * could not be built). */
 static kh_err insert_row(PGconn *c, gw_query *qc)
 {
     Kh__QueryRequest *q = qc->q;
@@ -150,7 +157,10 @@ static kh_err insert_row(PGconn *c, gw_query *qc)
     gw_codes_literal(q->items, q->n_items, lit, sizeof lit);
     snprintf(exp, sizeof exp, "%lld", (long long)qc->expires_at);
     bool refused = qc->err != KH_OK;
-    const char *p[12] = {qc->hex,
+    char *env = refused ? NULL : gw_bytea_literal(qc->env, qc->envlen);
+    if (!refused && env == NULL)
+        return KH_E_DB; /* out of memory: the transaction is rolled back */
+    const char *p[14] = {qc->hex,
                          qc->system,
                          q->staff_id,
                          q->procedure,
@@ -158,22 +168,33 @@ static kh_err insert_row(PGconn *c, gw_query *qc)
                          lit,
                          q->local_id,
                          q->as_of,
-                         refused ? "refused" : "sent",
+                         !refused                   ? "sent"
+                         : qc->err == KH_E_INTERNAL ? "failed"
+                                                    : "refused",
                          refused ? kh_err_code(qc->err) : NULL,
                          refused ? qc->msg : NULL,
-                         exp};
+                         exp,
+                         env,
+                         refused ? NULL : G.node};
     /* deferred: its outcome comes with the commit */
-    return kh_db_defer(c,
-                       "INSERT INTO query (msg_id, system_id, staff_id, procedure, provider, "
-                       "items, local_id, as_of, state, code, message, expires_at) VALUES "
-                       "($1,$2,$3,$4,$5,$6::text[],$7,$8,$9,$10,$11,to_timestamp($12))",
-                       12, p);
+    kh_err e = kh_db_defer(c,
+                           "INSERT INTO query (msg_id, system_id, staff_id, procedure, provider, "
+                           "items, local_id, as_of, state, code, message, expires_at, envelope, "
+                           "node, lease_until) VALUES ($1,$2,$3,$4,$5,$6::text[],$7,$8,$9,$10,$11,"
+                           "to_timestamp($12),$13::bytea,$14,CASE WHEN $14::text IS NULL THEN "
+                           "NULL ELSE now() + interval '" KH_STR(GW_LEASE_S) " seconds' END)",
+                           14, p);
+    if (env != NULL) /* its header names the link code (the row keeps it while in flight) */
+        khc_free_secret(env, strlen(env));
+    return e;
 }
 
-/* On the worker, after the query's row is committed (no transaction open):
- * the query's envelope, sealed to the provider; qc->env stays NULL if it
- * cannot be built (check_done then fails the query). Sealing here keeps the
- * signatures and the key agreement off the event loop. */
+/* On the worker, in the query's transaction, before its row is written
+ * (the row keeps it: another node can send it again, gw_lease.c): the
+ * query's envelope, sealed to the provider; qc->env stays NULL if it cannot
+ * be built. Sealing here keeps the signatures and the key agreement off the
+ * event loop; the transaction has written nothing yet, so it holds no lock
+ * meanwhile. */
 static void seal_query(gw_query *qc)
 {
     Kh__QueryRequest *q = qc->q;
@@ -243,20 +264,25 @@ static void check_work(PGconn *c, void *arg)
     /* the decision, the query's row and (if refused) its provision record:
      * one transaction, so no decision goes unrecorded. The record chains are
      * appended last: each append locks its chain's head until the commit. */
+    kh_err decision = qc->err; /* the access record's: a failure to seal is not one */
+    if (qc->err == KH_OK) {
+        seal_query(qc);
+        if (qc->env == NULL)
+            qc_set(qc, KH_E_INTERNAL, "cannot build the query");
+    }
     kh_err e = insert_row(c, qc);
     if (e == KH_OK)
         e = gw_access(c, qc->hex, "business", qc->system, "query", q->staff_id, q->procedure,
-                      q->items, q->n_items, qc->err);
+                      q->items, q->n_items, decision);
     if (e == KH_OK && qc->err != KH_OK)
         e = gw_record(c, qc->hex, "asked", q->provider, q->procedure, q->items, q->n_items,
-                      q->local_id, q->staff_id, "refused", qc->err, NULL, 0);
+                      q->local_id, q->staff_id, qc->err == KH_E_INTERNAL ? "failed" : "refused",
+                      qc->err, NULL, 0);
     if (e == KH_OK)
         e = kh_db_commit(c);
     if (e != KH_OK) {
         kh_db_rollback(c);
         qc_set(qc, KH_E_DB, "cannot record the query");
-    } else if (qc->err == KH_OK) {
-        seal_query(qc);
     }
 }
 
@@ -322,8 +348,17 @@ static void check_done(void *arg)
 {
     gw_query *qc = arg;
     Kh__QueryRequest *q = qc->q;
-    if (G.stopping && qc->err == KH_OK)
-        qc_set(qc, KH_E_UPSTREAM, "gateway stopping");
+    if (G.stopping && qc->err == KH_OK) {
+        /* its row is committed, sent, with this node's lease: another node
+         * (or this one restarted) sends it when the lease runs out */
+        kh_info("biz", "tenant %s: query %s left to another node (stopping)", qc->t->id.code,
+                qc->hex);
+        struct evhttp_request *req = gw_req_take(&qc->req);
+        if (req != NULL)
+            gw_qstate_reply(req, qc->hex, "sent", KH_OK, NULL, NULL);
+        qc_free(qc);
+        return;
+    }
     if (qc->err != KH_OK) {
         kh_info("biz", "tenant %s: query %s refused %s", qc->t->id.code, qc->hex,
                 kh_err_code(qc->err));
@@ -333,8 +368,6 @@ static void check_done(void *arg)
         qc_free(qc);
         return;
     }
-    if (qc->env == NULL)
-        goto fail;
     qc->wait_ev = evtimer_new(G.base, on_wait_over, qc);
     qc->retry_ev = evtimer_new(G.base, on_retry, qc);
     if (qc->wait_ev == NULL || qc->retry_ev == NULL)
@@ -372,9 +405,13 @@ static void send_attempt(gw_query *qc)
         on_sent(0, NULL, 0, qc);
 }
 
+/* KH-4006 too: our envelopes are never reused for another payload, so a
+ * "replay" of ours is a copy the answering side is still answering (two
+ * nodes sent it, gw_lease.c); the next attempt gets the answer it kept. */
 static bool retryable(kh_err e)
 {
-    return e == KH_E_UPSTREAM || e == KH_E_OVERLOADED || e == KH_E_DB || e == KH_E_TIMEOUT;
+    return e == KH_E_UPSTREAM || e == KH_E_OVERLOADED || e == KH_E_DB || e == KH_E_TIMEOUT ||
+           e == KH_E_REPLAY;
 }
 
 /* Checks an answer body against the query and its header. */
@@ -496,29 +533,36 @@ static void record_work(PGconn *c, void *arg)
     char *ans = answered ? gw_pb_bytea(&qc->ans->base) : NULL;
     char att[16];
     snprintf(att, sizeof att, "%d", qc->attempts);
-    const char *p[7] = {qc->hex,
+    const char *p[8] = {qc->hex,
                         qc->state,
                         qc->err == KH_OK ? NULL : kh_err_code(qc->err),
                         qc->err == KH_OK ? NULL : qc->msg,
                         answered ? qc->ans->result : NULL,
                         ans,
-                        att};
+                        att,
+                        G.node};
     if (answered && ans == NULL)
         goto fail;
     if (kh_db_tenant_begin(c, qc->t->id.code) != KH_OK)
         goto fail;
+    /* only while this node holds its lease: one that lost it (another node
+     * took it over, gw_lease.c) leaves the outcome to that one. The final
+     * state drops the envelope (its header names the person's link code)
+     * and the lease. */
     PGresult *r = kh_db_exec(c,
                              "UPDATE query SET state = $2, code = $3, message = $4, result = $5, "
-                             "answer = $6::bytea, attempts = $7::int, updated_at = now() "
-                             "WHERE msg_id = $1 AND state IN ('sent', 'timed_out')",
-                             7, p);
+                             "answer = $6::bytea, attempts = $7::int, updated_at = now(), "
+                             "envelope = NULL, node = NULL, lease_until = NULL "
+                             "WHERE msg_id = $1 AND state IN ('sent', 'timed_out') AND node = $8",
+                             8, p);
     if (r == NULL)
         goto fail;
     bool moved = strcmp(PQcmdTuples(r), "1") == 0;
     PQclear(r);
     if (!moved) {
-        /* the query ended meanwhile (a deferred answer, the sweeper): its
-         * row and records stand; nothing is recorded twice */
+        /* the query ended meanwhile (a deferred answer, the sweeper,
+         * another node that took it over): its row and records stand;
+         * nothing is recorded twice */
         kh_db_rollback(c);
         if (ans)
             khc_wipe(ans, strlen(ans));
@@ -572,6 +616,65 @@ static void submit(gw_query *qc, kh_pool_work_fn w, kh_pool_done_fn d)
             kh_http_reply_err(req, KH_E_OVERLOADED, "database queue full");
         qc_free(qc);
     }
+}
+
+char *gw_query_live_ids(void)
+{
+    char *out = malloc(3 + nlive * (2 * KH_MSG_ID_LEN + 1));
+    size_t n = 0;
+    if (out == NULL)
+        return NULL;
+    out[n++] = '{';
+    for (const gw_query *qc = live; qc != NULL; qc = qc->next) {
+        if (n > 1)
+            out[n++] = ',';
+        memcpy(out + n, qc->hex, 2 * KH_MSG_ID_LEN);
+        n += 2 * KH_MSG_ID_LEN;
+    }
+    out[n++] = '}';
+    out[n] = '\0';
+    return out;
+}
+
+void gw_query_resume(gw_tenant *t, const char *hex, const char *system, Kh__QueryRequest *q,
+                     uint8_t *env, size_t envlen, int64_t expires_at, int attempts)
+{
+    gw_query *qc = calloc(1, sizeof *qc);
+    if (qc == NULL || khc_unhex(hex, strlen(hex), qc->msg_id, KH_MSG_ID_LEN) != 0) {
+        /* its lease runs out again: another tick takes it over */
+        free(qc);
+        kh__query_request__free_unpacked(q, NULL);
+        khc_free_secret(env, envlen);
+        return;
+    }
+    qc->t = t;
+    qc->q = q;
+    qc->env = env;
+    qc->envlen = envlen;
+    snprintf(qc->system, sizeof qc->system, "%s", system);
+    khc_hex(qc->msg_id, KH_MSG_ID_LEN, qc->hex);
+    qc->expires_at = expires_at;
+    qc->attempts = attempts;
+    qc->state = "sent";
+    live_add(qc);
+    qc->wait_ev = evtimer_new(G.base, on_wait_over, qc); /* never armed: nobody waits */
+    qc->retry_ev = evtimer_new(G.base, on_retry, qc);
+    if (qc->wait_ev == NULL || qc->retry_ev == NULL) {
+        qc_free(qc);
+        return;
+    }
+    /* the answer is checked against the row of today's directory */
+    kh_err e =
+        kh_dir_legal(G.dir, t->id.code, q->procedure, q->provider, q->items, q->n_items, &qc->row);
+    if (e != KH_OK) {
+        qc_set(qc, e, "taken over from a stopped node, but no legal-basis row allows it now");
+        qc->state = "failed";
+        submit(qc, record_work, record_done);
+        return;
+    }
+    kh_info("biz", "tenant %s: query %s taken over from a stopped node (attempt %d)", t->id.code,
+            qc->hex, attempts + 1);
+    send_attempt(qc);
 }
 
 /* -------------------------------------------------------------- /v1/query */
@@ -637,11 +740,7 @@ static void on_query(struct evhttp_request *req, void *arg)
     qc->timeout_ms = q->timeout_ms ? (int)q->timeout_ms : G.default_timeout_ms;
     qc->expires_at = (int64_t)time(NULL) + G.ttl;
     qc->state = "sent";
-    qc->next = live;
-    if (live)
-        live->prev = qc;
-    live = qc;
-    nlive++;
+    live_add(qc);
     gw_req_hold(&qc->req, req);
     kh_err e =
         kh_dir_legal(G.dir, t->id.code, q->procedure, q->provider, q->items, q->n_items, &qc->row);
@@ -654,62 +753,7 @@ static void on_query(struct evhttp_request *req, void *arg)
     submit(qc, check_work, check_done);
 }
 
-/* ---------------------------------------------------------------- sweeper */
-
-/* A query still "sent" or "timed_out" a minute after its message expired can
- * no longer be answered (every attempt is bounded by the validity): it was
- * left by a gateway that stopped or crashed mid-flight. It ends failed, with
- * its provision record, so no query is lost silently. */
-static bool sweeping;
-
-static void sweep_work(PGconn *c, void *arg)
-{
-    for (size_t i = 0; c != NULL && i < G.ntenants && !G.stopping; i++) {
-        if (kh_db_tenant_begin(c, G.tenants[i].id.code) != KH_OK)
-            continue;
-        PGresult *r = kh_db_exec(
-            c,
-            "WITH q AS (UPDATE query SET state = 'failed', code = 'KH-5004', "
-            "message = 'no answer before the message expired (the gateway stopped or the "
-            "next hop was unreachable)', updated_at = now() WHERE state IN ('sent', "
-            "'timed_out') AND expires_at < now() - interval '1 minute' RETURNING *) "
-            "INSERT INTO provision_record (msg_id, direction, counterpart, procedure, items, "
-            "local_id, staff_id, outcome, code) SELECT msg_id, 'asked', provider, procedure, "
-            "items, local_id, staff_id, 'failed', 'KH-5004' FROM q",
-            0, NULL);
-        /* replay protection needs an id only while its message is valid */
-        bool purged = r != NULL && kh_seen_purge(c, KH_SEEN_TENANT, NULL) == KH_OK;
-        if (r != NULL && purged && kh_db_commit(c) == KH_OK) {
-            if (strcmp(PQcmdTuples(r), "0") != 0)
-                kh_warn("biz", "tenant %s: %s unfinished queries ended failed",
-                        G.tenants[i].id.code, PQcmdTuples(r));
-        } else {
-            kh_db_rollback(c);
-        }
-        PQclear(r);
-    }
-}
-
-static void sweep_done(void *arg)
-{
-    sweeping = false;
-}
-
-static void on_sweep(evutil_socket_t fd, short what, void *arg)
-{
-    if (sweeping || G.stopping)
-        return;
-    sweeping = true;
-    if (kh_pool_submit(G.pool, sweep_work, sweep_done, NULL) != 0)
-        sweeping = false;
-}
-
 void gw_query_register(struct evhttp *http)
 {
-    struct timeval tv = {30, 0};
-    sweep_ev = event_new(G.base, -1, EV_PERSIST, on_sweep, NULL);
-    if (sweep_ev != NULL)
-        event_add(sweep_ev, &tv);
-    on_sweep(-1, 0, NULL); /* at start: what a previous run left */
     kh_http_route(http, "/v1/query", on_query, NULL);
 }

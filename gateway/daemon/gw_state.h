@@ -17,6 +17,10 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+/* A number as a string literal, for SQL texts built at compile time. */
+#define KH_STR_(x) #x
+#define KH_STR(x) KH_STR_(x)
+
 typedef struct {
     kh_identity id;    /* id.code is the organisation code */
     X509 *business_ca; /* issues this tenant's business-system client certs */
@@ -38,6 +42,10 @@ typedef struct {
     struct evhttp *biz_http, *peer_http, *admin_http;
     struct event *retry_ev, *sig_ev[3]; /* SIGTERM, SIGINT, SIGHUP */
     int dir_attempts;
+    /* this process among the nodes serving the same tenants from the same
+     * database: NAME/HOST/PID/RANDOM, set at start; the owner of the leases
+     * on its queries in flight (gw_lease.c) */
+    char node[160];
     atomic_bool stopping; /* set at shutdown: nothing new starts (read by workers too) */
 } gw;
 

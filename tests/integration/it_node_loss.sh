@@ -1,0 +1,68 @@
+# Node loss (issue 12): two nodes of gw-a (two kakehashi-gw processes, the
+# same tenants, the same database). With the router down, Osaka's welfare
+# section asks the pension organisation (on gw-b, which stays up: Chiyoda
+# would be answered by gw-a's peer listener, whose one address in the
+# directory is node 1's) through node 1; the query stays in flight, retried
+# by node 1.
+# - While node 1 lives it keeps its lease: after longer than a lease, node 2
+#   has taken nothing (no query is sent by two nodes while its node lives).
+# - node 1 is killed (kill -9) and the router comes back: node 2 takes the
+#   query over once node 1's lease has run out, sends the same envelope
+#   again, and the query ends answered, with exactly one provision record at
+#   the asker and one at the provider, and its row no longer keeps the
+#   envelope (its header names the link code); the business system reads it
+#   by handle from node 2.
+. "$(dirname "$0")/lib.sh"
+K=$KH_ROOT/tools/khstack
+LOG2=$KH_STACK/log/gw-a-n2.log
+cleanup() {
+    [ ! -f "$KH_STACK/run/gw-a-n2.pid" ] || kill -TERM "$(cat "$KH_STACK/run/gw-a-n2.pid")" 2>/dev/null || true
+    rm -f "$KH_STACK/run/gw-a-n2.pid"
+    "$K" up "$KH_STACK" >/dev/null # router and node 1, whatever the test left
+}
+trap cleanup EXIT
+
+new_person
+client N00001 pension register "$LOCAL_N" TK008 20250101 pension_no=0000012345 pension_type=11 \
+    entitlement_date=20200101 annual_amount=780000 payment_status=1 >/dev/null
+client N00001 pension linkcode "$LOCAL_N" "$RESIDENT" >/dev/null
+client 271004 welfare linkcode "$LOCAL_O" "$RESIDENT" >/dev/null
+
+N2=$("$K" node "$KH_STACK" gw-a 2)
+node_of() { grep -o '"ready: [^"]*node [^"]*' "$1" | tail -1 | sed 's/.*node //'; }
+NODE1=$(node_of "$KH_STACK/log/gw-a.log")
+NODE2=$(node_of "$LOG2")
+check "the two nodes have names of their own" test -n "$NODE1" -a -n "$NODE2" -a "$NODE1" != "$NODE2"
+qcol() { sql kh_gw_a "SELECT $2 FROM t_271004.query WHERE msg_id = '$1'"; }
+
+kill -9 "$(cat "$KH_STACK/run/router.pid")"
+out=$(client 271004 welfare --async query O-WEL-001 JT003 N00001 TK008 "$LOCAL_O")
+H=$(grep -o 'SENT handle=[0-9a-f]\{32\}' <<<"$out" | cut -d= -f2 || true)
+check "the query got a handle while the router was down" test -n "$H"
+expect_eq "node 1 holds it" "$NODE1" "$(qcol "$H" node)"
+check "its sealed envelope is kept with its row" \
+    test "$(qcol "$H" "length(envelope)")" -gt 100
+sleep $((15 + 5 + 2)) # longer than a lease and a tick: renewed, not taken
+expect_eq "node 1 still holds it after longer than a lease" "$NODE1" "$(qcol "$H" node)"
+expect_eq "still in flight" sent "$(qcol "$H" state)"
+expect_eq "node 2 did not take it over" 0 "$(grep -c "query $H taken over" "$LOG2" || true)"
+
+kill -9 "$(cat "$KH_STACK/run/gw-a.pid")"
+"$K" start "$KH_STACK" router >/dev/null
+answered() { [ "$(qcol "$H" state)" = answered ]; }
+wait_answered() {
+    for _ in $(seq 1 450); do answered && return 0; sleep 0.1; done
+    return 1
+}
+check "node 2 finishes the query once node 1's lease has run out" wait_answered
+expect_eq "its final state drops the envelope and the lease" t \
+    "$(qcol "$H" "envelope IS NULL AND node IS NULL AND lease_until IS NULL")"
+expect_contains "node 2 says it took it over" "query $H taken over" "$(cat "$LOG2")"
+expect_eq "one provision record at the asker" 1 \
+    "$(sql kh_gw_a "SELECT count(*) FROM t_271004.provision_record WHERE msg_id = '$H'")"
+expect_eq "one provision record at the provider" 1 \
+    "$(sql kh_gw_b "SELECT count(*) FROM t_n00001.provision_record WHERE msg_id = '$H'")"
+out=$(client 271004 welfare -g "127.0.0.1:$N2" status "$H")
+expect_contains "the business system reads the answer by handle from node 2" "OK FOUND handle=$H" "$out"
+
+finish
