@@ -651,6 +651,48 @@ int khc_seal_inner(const uint8_t *inner, size_t len, X509 *recip_cert, uint8_t *
     return 0;
 }
 
+/* The one recipient shape a payload may have (PROTOCOL.md section 5), checked
+ * before any key is used: key agreement with dhSinglePass-stdDH-sha256kdf-
+ * scheme and AES-256 key wrap (RFC 3394), no parameters, one encrypted key.
+ * The sender does not pick the algorithms our CMS code runs: OpenSSL 3.0's
+ * unwrap of AES key wrap with padding (RFC 5649) writes 8 bytes past its
+ * buffer when a wrapped key fails to open (openssl/openssl#30663), and every
+ * other choice a message could make is code we neither need nor test. */
+static int recipient_shape_ok(CMS_ContentInfo *env)
+{
+    STACK_OF(CMS_RecipientInfo) *ris = CMS_get0_RecipientInfos(env);
+    if (ris == NULL || sk_CMS_RecipientInfo_num(ris) != 1)
+        return 0;
+    CMS_RecipientInfo *ri = sk_CMS_RecipientInfo_value(ris, 0);
+    X509_ALGOR *kea = NULL;
+    ASN1_OCTET_STRING *ukm = NULL;
+    STACK_OF(CMS_RecipientEncryptedKey) *reks = NULL;
+    if (CMS_RecipientInfo_type(ri) != CMS_RECIPINFO_AGREE ||
+        CMS_RecipientInfo_kari_get0_alg(ri, &kea, &ukm) != 1 || kea == NULL ||
+        (reks = CMS_RecipientInfo_kari_get0_reks(ri)) == NULL ||
+        sk_CMS_RecipientEncryptedKey_num(reks) != 1)
+        return 0;
+    const ASN1_OBJECT *oid = NULL;
+    const void *pval = NULL;
+    int ptype = 0;
+    X509_ALGOR_get0(&oid, &ptype, &pval, kea);
+    if (OBJ_obj2nid(oid) != NID_dhSinglePass_stdDH_sha256kdf_scheme || ptype != V_ASN1_SEQUENCE ||
+        pval == NULL)
+        return 0;
+    /* the parameter is the key-wrap AlgorithmIdentifier, DER, whole */
+    const ASN1_STRING *seq = pval;
+    const unsigned char *p = ASN1_STRING_get0_data(seq);
+    long n = ASN1_STRING_length(seq);
+    X509_ALGOR *wrap = d2i_X509_ALGOR(NULL, &p, n);
+    int ok = 0;
+    if (wrap != NULL && p == ASN1_STRING_get0_data(seq) + n) {
+        X509_ALGOR_get0(&oid, &ptype, NULL, wrap);
+        ok = OBJ_obj2nid(oid) == NID_id_aes256_wrap && ptype == V_ASN1_UNDEF;
+    }
+    X509_ALGOR_free(wrap);
+    return ok;
+}
+
 kh_err khc_open(const uint8_t *payload, size_t len, X509 *recip_cert, EVP_PKEY *recip_key,
                 X509_STORE *trust, X509 *signer, uint8_t **body, size_t *bodylen)
 {
@@ -679,6 +721,11 @@ kh_err khc_open(const uint8_t *payload, size_t len, X509 *recip_cert, EVP_PKEY *
         goto out;
     if (OBJ_obj2nid(CMS_get0_type(env)) != NID_id_smime_ct_authEnvelopedData) {
         kh_warn("crypto", "open: payload is not CMS AuthEnvelopedData");
+        goto out;
+    }
+    if (!recipient_shape_ok(env)) {
+        kh_warn("crypto",
+                "open: payload recipient is not ECDH (SHA-256 KDF) with AES-256 key wrap");
         goto out;
     }
     dec = secret_bio();
@@ -717,9 +764,23 @@ kh_err khc_open(const uint8_t *payload, size_t len, X509 *recip_cert, EVP_PKEY *
     }
     /* the one signer must be the expected one: its identifier (issuer and
      * serial) names signer, whatever certificates the message may carry */
-    if (CMS_SignerInfo_cert_cmp(sk_CMS_SignerInfo_value(sis, 0), signer) != 0) {
+    CMS_SignerInfo *si = sk_CMS_SignerInfo_value(sis, 0);
+    if (CMS_SignerInfo_cert_cmp(si, signer) != 0) {
         rc = KH_E_UNTRUSTED_SIGNER;
         stage = "open: signer is not the expected one";
+        goto out;
+    }
+    /* ... and sign as the protocol says, ECDSA with SHA-256: a message does
+     * not choose a weaker digest for its signer */
+    X509_ALGOR *dig = NULL, *sig = NULL;
+    const ASN1_OBJECT *dig_oid = NULL, *sig_oid = NULL;
+    CMS_SignerInfo_get0_algs(si, NULL, NULL, &dig, &sig);
+    if (dig != NULL)
+        X509_ALGOR_get0(&dig_oid, NULL, NULL, dig);
+    if (sig != NULL)
+        X509_ALGOR_get0(&sig_oid, NULL, NULL, sig);
+    if (OBJ_obj2nid(dig_oid) != NID_sha256 || OBJ_obj2nid(sig_oid) != NID_ecdsa_with_SHA256) {
+        kh_warn("crypto", "open: payload signature is not ECDSA with SHA-256");
         goto out;
     }
     certs = sk_X509_new_null();

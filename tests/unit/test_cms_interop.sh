@@ -116,16 +116,39 @@ err=$("$TOOL" open "$B/enc.crt" "$B/enc.key" "$P/national-ca.crt" "$B/sign.crt" 
 # 5. A payload made by the CLI (sign, then encrypt) opens with khc_open.
 openssl cms -sign -binary -nodetach -md sha256 -signer "$A/sign.crt" -inkey "$A/sign.key" \
     -in "$T/body" -outform DER -out "$T/cli-s.der"
-openssl cms -encrypt -binary -aes-256-gcm -recip "$B/enc.crt" -in "$T/cli-s.der" \
-    -outform DER -out "$T/cli-p.der"
+openssl cms -encrypt -binary -aes-256-gcm -recip "$B/enc.crt" -keyopt ecdh_kdf_md:sha256 \
+    -in "$T/cli-s.der" -outform DER -out "$T/cli-p.der"
 "$TOOL" open "$B/enc.crt" "$B/enc.key" "$P/national-ca.crt" "$A/sign.crt" "$T/cli-p.der" "$T/o3" &&
     cmp -s "$T/o3" "$T/body" && ok "khc_open opens a payload made by the openssl CLI" ||
     fail "khc_open of a CLI payload"
+# ... but only in the protocol's one recipient shape: the CLI's default KDF
+# (SHA-1), AES key wrap with padding and a second recipient are refused as
+# undecryptable before any key is used.
+refuse_shape() {
+    local what=$1 err
+    shift
+    openssl cms -encrypt -binary -aes-256-gcm "$@" -in "$T/cli-s.der" -outform DER \
+        -out "$T/shape.der" || {
+        fail "openssl cms -encrypt ($what)"
+        return
+    }
+    err=$("$TOOL" open "$B/enc.crt" "$B/enc.key" "$P/national-ca.crt" "$A/sign.crt" \
+        "$T/shape.der" "$T/o5" 2>&1) && fail "khc_open accepted $what" || {
+        [[ $err == *KH-4002* ]] && ok "$what refused: KH-4002" || fail "$what: $err"
+    }
+}
+refuse_shape "the SHA-1 KDF" -recip "$B/enc.crt"
+refuse_shape "AES key wrap with padding" -recip "$B/enc.crt" -keyopt ecdh_kdf_md:sha256 \
+    -wrap id-aes256-wrap-pad
+refuse_shape "AES-128 key wrap" -recip "$B/enc.crt" -keyopt ecdh_kdf_md:sha256 \
+    -wrap id-aes128-wrap
+refuse_shape "two recipients" -recip "$B/enc.crt" -keyopt ecdh_kdf_md:sha256 \
+    -recip "$A/enc.crt" -keyopt ecdh_kdf_md:sha256
 # ... and a CLI payload signed by the rogue 271004 is refused as untrusted.
 openssl cms -sign -binary -nodetach -md sha256 -signer "$P/rogue/sign.crt" \
     -inkey "$P/rogue/sign.key" -in "$T/body" -outform DER -out "$T/rogue-s.der"
-openssl cms -encrypt -binary -aes-256-gcm -recip "$B/enc.crt" -in "$T/rogue-s.der" \
-    -outform DER -out "$T/rogue-p.der"
+openssl cms -encrypt -binary -aes-256-gcm -recip "$B/enc.crt" -keyopt ecdh_kdf_md:sha256 \
+    -in "$T/rogue-s.der" -outform DER -out "$T/rogue-p.der"
 for who in "$B/sign.crt" "$P/rogue/sign.crt"; do
     err=$("$TOOL" open "$B/enc.crt" "$B/enc.key" "$P/national-ca.crt" "$who" "$T/rogue-p.der" \
         "$T/o4" 2>&1) &&
@@ -134,6 +157,15 @@ for who in "$B/sign.crt" "$P/rogue/sign.crt"; do
             fail "rogue signer: $err"
     }
 done
+# ... and a payload the right signer signed with SHA-1 is refused: KH-4003.
+openssl cms -sign -binary -nodetach -md sha1 -signer "$A/sign.crt" -inkey "$A/sign.key" \
+    -in "$T/body" -outform DER -out "$T/sha1-s.der"
+openssl cms -encrypt -binary -aes-256-gcm -recip "$B/enc.crt" -keyopt ecdh_kdf_md:sha256 \
+    -in "$T/sha1-s.der" -outform DER -out "$T/sha1-p.der"
+err=$("$TOOL" open "$B/enc.crt" "$B/enc.key" "$P/national-ca.crt" "$A/sign.crt" "$T/sha1-p.der" \
+    "$T/o6" 2>&1) && fail "khc_open accepted a SHA-1 signature" || {
+    [[ $err == *KH-4003* ]] && ok "a SHA-1 signature refused: KH-4003" || fail "SHA-1 signature: $err"
+}
 
 # 6. A detached khc_sign signature verifies with openssl dgst, and not over other data.
 printf 'outer header bytes' >"$T/header"

@@ -147,7 +147,10 @@ static void envelope(const uint8_t *content, size_t len, X509 *recip, uint8_t **
 {
     CMS_ContentInfo *env = CMS_AuthEnvelopedData_create(EVP_aes_256_gcm());
     ck_assert_ptr_nonnull(env);
-    ck_assert_ptr_nonnull(CMS_add1_recipient_cert(env, recip, 0));
+    CMS_RecipientInfo *ri = CMS_add1_recipient_cert(env, recip, CMS_KEY_PARAM);
+    ck_assert_ptr_nonnull(ri);
+    ck_assert_int_gt(
+        EVP_PKEY_CTX_set_ecdh_kdf_md(CMS_RecipientInfo_get0_pkey_ctx(ri), EVP_sha256()), 0);
     ck_assert_int_eq(CMS_set_detached(env, 0), 1);
     BIO *in = BIO_new_mem_buf(content, (int)len);
     ck_assert_ptr_nonnull(in);
