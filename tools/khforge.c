@@ -686,6 +686,14 @@ static void on_query(struct evhttp_request *req, void *arg)
     }
 }
 
+/* The router's readiness probe (GET /v1/ready): a gateway that serves. */
+static void on_ready(struct evhttp_request *req, void *arg)
+{
+    (void)arg;
+    static const char ready[] = "{\"ready\":true}";
+    kh_http_reply_json(req, 200, ready, sizeof ready - 1, NULL);
+}
+
 static void serve_timeout(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -713,6 +721,7 @@ static int serve(const forge_opts *o)
         goto out;
     }
     kh_http_route(http, "/v1/envelope", on_query, &s);
+    kh_http_route(http, "/v1/ready", on_ready, NULL);
     struct timeval tv = {o->timeout_ms / 1000, (o->timeout_ms % 1000) * 1000};
     evtimer_add(deadline, &tv);
     printf("READY %s as %s\n", o->to, o->as);

@@ -16,6 +16,7 @@
 #include "khlog.h"
 #include "khpool.h"
 #include "khseen.h"
+#include "khrouter_ep.h"
 #include "khrouter_portal.h"
 #include "khtls.h"
 
@@ -35,14 +36,18 @@
 #include <unistd.h>
 
 typedef struct {
-    char code[8], org_class[24], name[64], gateway[64], endpoint[64];
+    char code[8], org_class[24], name[64], gateway[KHR_EP_LEN];
+    int ep[KHR_MAX_ORG_EP];          /* its gateway's endpoints (khrouter_ep.h) */
+    char *endpoints[KHR_MAX_ORG_EP]; /* their hostports, for the directory */
+    size_t nep;
+    unsigned rr; /* round robin over ep */
 } r_org;
 
 /* Every option's value once the file is read (strings point into R.conf). */
 typedef struct {
     const char *listen, *pki, *db, *secret, *capture;
     kh_opt_list orgs, portals;
-    int max_skew, msg_ttl, max_body, timeout_ms, db_workers, log_level;
+    int max_skew, msg_ttl, max_body, timeout_ms, db_workers, log_level, probe_ms;
 } r_settings;
 
 static struct {
@@ -94,7 +99,9 @@ static const kh_opt options[] = {
     {"secret", KH_OPT_STR, KH_OPT_REQUIRED, NULL, 0, 900, NULL, OFF(secret), NULL,
      "file of 32+ random bytes, mode 0600: the link-code key"},
     {"org", KH_OPT_LIST, KH_OPT_REQUIRED, NULL, 0, 256, NULL, OFF(orgs), NULL,
-     "CODE,CLASS,NAME,GATEWAY,HOST:PORT: an organisation"},
+     "CODE,CLASS,NAME,GATEWAY,HOST:PORT[,HOST:PORT...]: an organisation and the peer "
+     "endpoints of its gateway's nodes (at most 8; envelopes are spread over those that are "
+     "ready)"},
     {"capture_dir", KH_OPT_STR, 0, NULL, 0, 900, NULL, OFF(capture), NULL,
      "keep each authenticated envelope as received (SENDER-MSGID.envelope)"},
     {"portal", KH_OPT_LIST, 0, NULL, 0, 16, NULL, OFF(portals), portal_name,
@@ -108,6 +115,8 @@ static const kh_opt options[] = {
      "largest request body, bytes"},
     {"timeout_ms", KH_OPT_INT, KH_OPT_RELOAD, "30000", 100, 120000, NULL, OFF(timeout_ms), NULL,
      "wait for the answering gateway"},
+    {"probe_ms", KH_OPT_INT, 0, "2000", 200, 60000, NULL, OFF(probe_ms), NULL,
+     "interval of the readiness probes (GET /v1/ready) of every gateway endpoint, ms"},
     {"db_workers", KH_OPT_INT, 0, "4", 1, 64, NULL, OFF(db_workers), NULL,
      "database worker threads"},
     {"log_level", KH_OPT_ENUM, KH_OPT_RELOAD, "info", 0, 0, log_levels, OFF(log_level), NULL,
@@ -137,7 +146,7 @@ static void apply_reloadable(const r_settings *s)
     R.timeout_ms = s->timeout_ms;
 }
 
-static const r_org *org_find(const char *code)
+static r_org *org_find(const char *code)
 {
     for (size_t i = 0; code && i < R.norgs; i++)
         if (strcmp(R.orgs[i].code, code) == 0)
@@ -156,23 +165,49 @@ static int parse_orgs(char *err, size_t errlen)
         return -1;
     for (size_t i = 0; i < n; i++) {
         r_org *o = &R.orgs[i];
-        char buf[512];
+        char buf[1024];
         snprintf(buf, sizeof buf, "%s", vals[i]);
-        char *f[5], *save = NULL, *p = buf;
+        enum { MAXF = 4 + KHR_MAX_ORG_EP + 1 };
+        char *f[MAXF], *save = NULL, *p = buf;
         int k = 0;
-        for (char *tok; k < 5 && (tok = strtok_r(p, ",", &save)); p = NULL)
+        for (char *tok; k < MAXF && (tok = strtok_r(p, ",", &save)); p = NULL)
             f[k++] = tok;
-        if (k != 5 || !kh_id_org(f[0]) || strlen(f[1]) >= sizeof o->org_class ||
-            strlen(f[2]) >= sizeof o->name || strlen(f[3]) >= sizeof o->gateway ||
-            strlen(f[4]) >= sizeof o->endpoint) {
-            snprintf(err, errlen, "org '%s': expected CODE,CLASS,NAME,GATEWAY,HOST:PORT", vals[i]);
+        if (k < 5 || k > 4 + KHR_MAX_ORG_EP || !kh_id_org(f[0]) ||
+            strlen(f[1]) >= sizeof o->org_class || strlen(f[2]) >= sizeof o->name ||
+            strlen(f[3]) >= sizeof o->gateway || f[3][0] == '\0') {
+            snprintf(err, errlen,
+                     "org '%.300s': expected CODE,CLASS,NAME,GATEWAY,HOST:PORT[,HOST:PORT...] "
+                     "(at most %d endpoints)",
+                     vals[i], KHR_MAX_ORG_EP);
+            return -1;
+        }
+        if (org_find(f[0]) != NULL) {
+            snprintf(err, errlen, "org %s is configured twice", f[0]);
             return -1;
         }
         snprintf(o->code, sizeof o->code, "%s", f[0]);
         snprintf(o->org_class, sizeof o->org_class, "%s", f[1]);
         snprintf(o->name, sizeof o->name, "%s", f[2]);
         snprintf(o->gateway, sizeof o->gateway, "%s", f[3]);
-        snprintf(o->endpoint, sizeof o->endpoint, "%s", f[4]);
+        for (int j = 4; j < k; j++) {
+            char host[128];
+            uint16_t port;
+            int ep = kh_hostport(f[j], host, sizeof host, &port) == 0 && kh_host_numeric(host)
+                         ? khr_ep_add(o->gateway, f[j])
+                         : -1;
+            for (size_t m = 0; ep >= 0 && m < o->nep; m++)
+                if (o->ep[m] == ep)
+                    ep = -1;
+            if (ep < 0) {
+                snprintf(err, errlen,
+                         "org %s: endpoint '%.100s' is not a numeric HOST:PORT, is listed "
+                         "twice, or is one too many (at most %d in all)",
+                         f[0], f[j], KHR_MAX_EP);
+                return -1;
+            }
+            o->ep[o->nep] = ep;
+            o->endpoints[o->nep++] = (char *)khr_ep_hostport(ep);
+        }
         R.norgs++;
     }
     return 0;
@@ -285,7 +320,9 @@ static int build_directory(char *err, size_t errlen)
         e->code = R.orgs[i].code;
         e->name = R.orgs[i].name;
         e->org_class = R.orgs[i].org_class;
-        e->endpoint = R.orgs[i].endpoint;
+        e->endpoint = R.orgs[i].endpoints[0];
+        e->endpoints = R.orgs[i].endpoints;
+        e->n_endpoints = R.orgs[i].nep;
         snprintf(path, sizeof path, "%s/org/%s/sign.crt", R.pki, R.orgs[i].code);
         if (read_pem(path, &e->sign_cert, err, errlen) != 0)
             goto out;
@@ -373,6 +410,15 @@ typedef struct {
     size_t rawlen;
     uint8_t digest[32]; /* of the payload: equal on a retransmission */
     bool resent;
+    /* forwarding (forward, send_next): the envelope as re-signed, the
+     * recipient's organisation, the endpoints tried (bit j: to->ep[j]) */
+    uint8_t *fwd;
+    size_t fwdlen;
+    r_org *to;
+    int pos;
+    uint32_t tried;
+    int64_t sent_ms;
+    kh_http_done_cb cb;
 } r_call;
 
 static void r_on_close(struct evhttp_connection *conn, void *arg)
@@ -395,6 +441,7 @@ static void r_free(r_call *rc)
     khc_wipe(rc->person_key, sizeof rc->person_key);
     free(rc->reply);
     free(rc->raw);
+    free(rc->fwd);
     free(rc);
 }
 
@@ -426,11 +473,12 @@ static void person_key_of(const char *resident_code, char out[65])
 
 static bool portal_route(const char *org, const char **gateway, const char **endpoint)
 {
-    const r_org *o = org_find(org);
+    r_org *o = org_find(org);
     if (o == NULL)
         return false;
+    int j = khr_ep_pick(o->ep, o->nep, &o->rr, 0, false);
     *gateway = o->gateway;
-    *endpoint = o->endpoint;
+    *endpoint = khr_ep_hostport(o->ep[j < 0 ? 0 : j]);
     return true;
 }
 
@@ -698,6 +746,8 @@ static void translate_and_record(PGconn *c, r_call *rc)
     }
 }
 
+static bool send_next(r_call *rc, bool up_only);
+
 /* After translate_and_record: replies a refusal, or forwards the envelope to
  * the recipient's gateway with the header re-signed by the router and the
  * recipient's link code; cb gets the gateway's reply. */
@@ -716,24 +766,55 @@ static void forward(r_call *rc, const char *what, kh_http_done_cb cb)
         finish(rc, KH_E_UPSTREAM, "failed", "router stopping");
         return;
     }
-    const r_org *to = org_find(rc->h->recipient);
+    rc->to = org_find(rc->h->recipient);
     char *orig_subject = rc->h->subject, *orig_signer = rc->h->signer;
     rc->h->subject = rc->target_link;
     rc->h->signer = "ROUTER";
-    uint8_t *fwd = NULL;
-    size_t flen = 0;
-    int ok =
-        kh_env_pack(rc->h, R.id.sign_key, rc->env->payload.data, rc->env->payload.len, &fwd, &flen);
+    int ok = kh_env_pack(rc->h, R.id.sign_key, rc->env->payload.data, rc->env->payload.len,
+                         &rc->fwd, &rc->fwdlen);
     rc->h->subject = orig_subject;
     rc->h->signer = orig_signer;
-    if (ok != 0 || to == NULL ||
-        kh_http_request(R.base, R.client_ctx, EVHTTP_REQ_POST, to->endpoint, "/v1/envelope", fwd,
-                        flen, R.timeout_ms, "KH-GW", to->gateway, cb, rc) != 0) {
-        free(fwd);
+    rc->cb = cb;
+    rc->sent_ms = kh_mono_ms();
+    if (ok != 0 || rc->to == NULL || !send_next(rc, false))
         finish(rc, KH_E_INTERNAL, "failed", "cannot forward");
-        return;
-    }
-    free(fwd);
+}
+
+/* Sends rc->fwd to the next endpoint of rc->to not tried yet (up_only: one
+ * the probes find ready), within what is left of the time allowed
+ * (rc->sent_ms + timeout_ms). false if there is none or the request cannot
+ * be made. */
+static bool send_next(r_call *rc, bool up_only)
+{
+    int64_t left = R.timeout_ms - (kh_mono_ms() - rc->sent_ms);
+    int j = khr_ep_pick(rc->to->ep, rc->to->nep, &rc->to->rr, rc->tried, up_only);
+    if (j < 0 || left < 100)
+        return false;
+    rc->pos = j;
+    rc->tried |= 1u << j;
+    return kh_http_request(R.base, R.client_ctx, EVHTTP_REQ_POST, khr_ep_hostport(rc->to->ep[j]),
+                           "/v1/envelope", rc->fwd, rc->fwdlen, (int)left, "KH-GW", rc->to->gateway,
+                           rc->cb, rc) == 0;
+}
+
+/* The same envelope to the next node of the same gateway, if at most half
+ * of the time allowed has gone (a send that timed out is not sent again: the
+ * asker would wait twice): after no answer (status 0: the endpoint is taken
+ * out until a probe finds it ready; any node left is tried), or after a 503
+ * (that node is busy or not ready: a node the probes find ready is tried;
+ * with none, the 503 is relayed). Safe: a gateway answers a retransmitted
+ * envelope with the reply it kept, and refuses it while the first is in
+ * progress. */
+static bool failed_over(r_call *rc, int status)
+{
+    if (status != 0 && status != 503)
+        return false;
+    if (status == 0)
+        khr_ep_failed(rc->to->ep[rc->pos], "no answer to an envelope");
+    if (R.stopping || kh_mono_ms() - rc->sent_ms > R.timeout_ms / 2 || !send_next(rc, status != 0))
+        return false;
+    kh_info("nodes", "%s sent again to %s", rc->hex, khr_ep_hostport(rc->to->ep[rc->pos]));
+    return true;
 }
 
 static void q_work(PGconn *c, void *arg)
@@ -754,6 +835,8 @@ static void q_forwarded(int status, const uint8_t *buf, size_t len, void *arg)
 {
     r_call *rc = arg;
     char why[160];
+    if (failed_over(rc, status))
+        return;
     if (status == 0) {
         finish(rc, KH_E_UPSTREAM, "failed", "answering gateway unreachable");
         return;
@@ -898,6 +981,8 @@ static void d_checked(void *arg)
 static void d_forwarded(int status, const uint8_t *buf, size_t len, void *arg)
 {
     r_call *rc = arg;
+    if (failed_over(rc, status))
+        return;
     if (status == 0) {
         finish(rc, KH_E_UPSTREAM, "failed", "asking gateway unreachable");
         return;
@@ -1183,8 +1268,8 @@ int main(int argc, char **argv)
         goto out;
     }
     if (check) {
-        printf("configuration ok: %zu organisations, %zu legal-basis rows\n", R.norgs,
-               R.dir->pb->n_legal_basis);
+        printf("configuration ok: %zu organisations, %d gateway endpoints, %zu legal-basis rows\n",
+               R.norgs, khr_ep_count(), R.dir->pb->n_legal_basis);
         rc = 0;
         goto out;
     }
@@ -1225,6 +1310,10 @@ int main(int argc, char **argv)
         event_add(R.sig_ev[i], NULL);
     R.sweep_ev = evtimer_new(R.base, on_sweep, NULL);
     on_sweep(-1, 0, NULL);
+    if (khr_ep_start(R.base, R.client_ctx, R.set.probe_ms) != 0) {
+        kh_error("main", "cannot start the readiness probes");
+        goto out;
+    }
     kh_info("main", "ready on %s: %zu organisations, %zu legal-basis rows", R.set.listen, R.norgs,
             R.dir->pb->n_legal_basis);
     event_base_dispatch(R.base);
@@ -1237,6 +1326,7 @@ out:
     kh_pool_free(R.pool);
     if (R.sweep_ev)
         event_free(R.sweep_ev);
+    khr_ep_stop();
     for (int i = 0; i < 3; i++)
         if (R.sig_ev[i])
             event_free(R.sig_ev[i]);

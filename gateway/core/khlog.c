@@ -78,3 +78,10 @@ void kh_log(kh_log_level lvl, const char *sub, const char *fmt, ...)
     ssize_t w = write(STDERR_FILENO, line, pos);
     (void)w;
 }
+
+long long kh_mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}

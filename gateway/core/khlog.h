@@ -15,6 +15,10 @@ void kh_log_set_component(const char *name); /* "gateway", "router", ... */
 void kh_log(kh_log_level lvl, const char *sub, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Milliseconds of the monotonic clock: for intervals and deadlines (never
+ * for a timestamp a person reads). */
+long long kh_mono_ms(void);
+
 #define kh_info(sub, ...) kh_log(KH_LOG_INFO, sub, __VA_ARGS__)
 #define kh_warn(sub, ...) kh_log(KH_LOG_WARN, sub, __VA_ARGS__)
 #define kh_error(sub, ...) kh_log(KH_LOG_ERROR, sub, __VA_ARGS__)

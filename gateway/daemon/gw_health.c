@@ -41,13 +41,6 @@ static struct {
     db_state result;    /* written by the worker, read in check_done */
 } H;
 
-static int64_t now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 /* ---- the database check (worker) ---- */
 
 static void check_work(PGconn *c, void *arg)
@@ -74,7 +67,7 @@ static void check_done(void *arg)
 {
     db_state was = H.db;
     H.db = *(db_state *)arg;
-    H.checked_ms = now_ms();
+    H.checked_ms = kh_mono_ms();
     H.checking = false;
     if (H.db != was)
         kh_info("health", "database %s", db_names[H.db]);
@@ -99,14 +92,14 @@ static void health(struct evhttp_request *req, void *arg)
     (void)arg;
     char body[96];
     int n = snprintf(body, sizeof body, "{\"status\":\"alive\",\"uptime_s\":%lld}",
-                     (long long)((now_ms() - H.started_ms) / 1000));
+                     (long long)((kh_mono_ms() - H.started_ms) / 1000));
     kh_http_reply_json(req, 200, body, (size_t)n, NULL);
 }
 
-static void ready(struct evhttp_request *req, void *arg)
+void gw_health_ready(struct evhttp_request *req, void *arg)
 {
     (void)arg;
-    int64_t now = now_ms();
+    int64_t now = kh_mono_ms();
     bool stale = H.checked_ms == 0 || now - H.checked_ms > GW_HEALTH_STALE_S * 1000;
     const char *db = H.checked_ms == 0 ? db_names[DB_UNKNOWN]
                      : stale           ? "not answering"
@@ -147,7 +140,15 @@ static void ready(struct evhttp_request *req, void *arg)
 
 int gw_health_start(char *err, size_t errlen)
 {
-    H.started_ms = now_ms();
+    H.started_ms = kh_mono_ms();
+    /* the checks run without a health listener too: the router probes
+     * GET /v1/ready on the peer listener */
+    struct timeval sec = {1, 0};
+    H.tick = event_new(G.base, -1, EV_PERSIST, tick, NULL);
+    if (H.tick == NULL || event_add(H.tick, &sec) != 0) {
+        snprintf(err, errlen, "cannot start the health checks");
+        return -1;
+    }
     if (G.set.health_listen == NULL)
         return 0;
     H.http = kh_http_listen(G.base, NULL, G.set.health_listen, 0, err, errlen);
@@ -155,13 +156,7 @@ int gw_health_start(char *err, size_t errlen)
         return -1;
     kh_http_set_refuser(H.http, kh_http_reply_json_err);
     kh_http_route(H.http, "/health", health, NULL);
-    kh_http_route(H.http, "/ready", ready, NULL);
-    struct timeval sec = {1, 0};
-    H.tick = event_new(G.base, -1, EV_PERSIST, tick, NULL);
-    if (H.tick == NULL || event_add(H.tick, &sec) != 0) {
-        snprintf(err, errlen, "cannot start the health checks");
-        return -1;
-    }
+    kh_http_route(H.http, "/ready", gw_health_ready, NULL);
     kh_info("health", "health checks on %s (GET /health, GET /ready)", G.set.health_listen);
     return 0;
 }

@@ -18,4 +18,10 @@
 KH_MUST_CHECK int gw_health_start(char *err, size_t errlen);
 void gw_health_stop(void);
 
+/* GET /ready's answer (200, or 503 with KH-5007 and what is not ready), for
+ * a route of another listener too: the peer listener serves it as
+ * GET /v1/ready for the router's probes. */
+struct evhttp_request;
+void gw_health_ready(struct evhttp_request *req, void *arg);
+
 #endif

@@ -17,6 +17,7 @@
 #include "gw_record.h"
 #include "gw_deferred.h"
 #include "gw_disclose.h"
+#include "gw_health.h"
 #include "khid.h"
 #include "khseen.h"
 #include "gw_answer.h"
@@ -372,4 +373,5 @@ out:
 void gw_peer_register(struct evhttp *http)
 {
     kh_http_route(http, "/v1/envelope", on_envelope, NULL);
+    kh_http_route(http, "/v1/ready", gw_health_ready, NULL);
 }

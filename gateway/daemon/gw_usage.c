@@ -146,13 +146,6 @@ static pthread_mutex_t data_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t read_lock = PTHREAD_MUTEX_INITIALIZER;
 static tenant_usage *states;
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int tenant_index(const char *org)
 {
     for (size_t i = 0; i < G.ntenants; i++)
@@ -182,7 +175,7 @@ static void read_tenant(PGconn *c, size_t i)
         kh_warn("usage", "tenant %s: cannot read the usage counts", G.tenants[i].id.code);
     pthread_mutex_lock(&data_lock);
     st->ok = ok;
-    st->read_ms = mono_ms();
+    st->read_ms = kh_mono_ms();
     st->read_unix = (int64_t)time(NULL);
     if (ok) {
         for (int k = 0; k < U_NCOUNTS; k++) {
@@ -368,7 +361,7 @@ kh_err gw_usage_metrics(PGconn *c, const char *const *orgs, size_t norgs, char *
         if (i < 0)
             continue;
         pthread_mutex_lock(&data_lock);
-        bool fresh = states[i].read_ms != 0 && mono_ms() - states[i].read_ms < GW_USAGE_CACHE_MS;
+        bool fresh = states[i].read_ms != 0 && kh_mono_ms() - states[i].read_ms < GW_USAGE_CACHE_MS;
         pthread_mutex_unlock(&data_lock);
         if (!fresh && !G.stopping)
             read_tenant(c, (size_t)i);

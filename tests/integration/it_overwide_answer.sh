@@ -52,7 +52,8 @@ adm ta-131016 flags revoke 131016 "$hold" >/dev/null
 # at the end.
 T=$(mktemp -d)
 FPORT=$((KH_PORT_BASE + 31)) rlog=$KH_STACK/log/router-forge.log
-sed "s|^\(org = 131016,.*,\)127\.0\.0\.1:[0-9]*\$|\1127.0.0.1:$FPORT|" "$KH_STACK/router.conf" >"$T/router.conf"
+# (CODE,CLASS,NAME,GATEWAY, then every endpoint of the gateway's nodes: all replaced)
+sed "s|^\(org = 131016,[^,]*,[^,]*,[^,]*,\).*\$|\1127.0.0.1:$FPORT|" "$KH_STACK/router.conf" >"$T/router.conf"
 check "the copy sends Chiyoda's queries to khforge" grep -q "^org = 131016,.*:$FPORT\$" "$T/router.conf"
 stop_pid() {
     kill -TERM "$1" 2>/dev/null || return 0
