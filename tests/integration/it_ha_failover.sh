@@ -1,0 +1,114 @@
+# Database failover (issue 12), on a platform of its own: 'khstack up --ha'
+# (etcd, PostgreSQL under Patroni on two nodes, a primary and a synchronous
+# standby, two nodes of each gateway behind HAProxy, the router) on ports
+# KH_PORT_BASE+500... While a business system registers one record after
+# another through HAProxy, the primary's PostgreSQL is killed (-9) and,
+# once it serves again, the primary is switched over to the other node.
+# The gateways and the router are not restarted; every registration they
+# acknowledged is in the database afterwards, none twice; every node is
+# ready again; a query crosses the network after both events.
+. "$(dirname "$0")/lib.sh"
+D=$KH_BUILD/it-ha
+HB=$((KH_PORT_BASE + 500))
+hk() { KH_PORT_BASE=$HB "$KH_ROOT/tools/khstack" "$@"; }
+hsql() { hk psql "$D" "$1" -XAtq -v ON_ERROR_STOP=1 -c "$2"; }
+cleanup() { hk down "$D" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+cleanup
+rm -rf "$D"
+if ! hk up --ha "$D" >"$KH_BUILD/it-ha.up.log" 2>&1; then
+    fail "the HA stack came up (log $KH_BUILD/it-ha.up.log): $(tail -3 "$KH_BUILD/it-ha.up.log")"
+    finish
+fi
+roles() { hk ha "$D" | awk '{ print $2 }' | sort | paste -sd' ' -; }
+leader() { hk ha "$D" | awk '$2 == "leader" && $3 == "running" { print $1 }'; }
+within() { # SECONDS CMD...: until CMD succeeds, at most SECONDS
+    local end=$(($(date +%s) + $1))
+    shift
+    until "$@"; do
+        [ "$(date +%s)" -lt "$end" ] || return 1
+        sleep 0.2
+    done
+}
+paired() { [ "$(roles)" = "leader sync_standby" ]; }
+expect_eq "two PostgreSQL nodes: a leader and a synchronous standby" "leader sync_standby" "$(roles)"
+pids() { cat "$D"/run/gw-a.pid "$D"/run/gw-a-n2.pid "$D"/run/gw-b.pid "$D"/run/gw-b-n2.pid "$D"/run/router.pid | paste -sd' ' -; }
+P0=$(pids)
+
+# the writer: registrations of one record, each with a value of its own;
+# ACK lines "VALUE VERSION SECONDS" for those acknowledged, the rest counted
+L=1$((RANDOM % 9000 + 1000))0001
+ACK=$D/acks
+: >"$ACK"
+: >"$D/refusals"
+writer() {
+    local i out
+    for i in $(seq 1 "$1"); do
+        out=$(hk client "$D" 131016 tax register "$L" TK001 20250101 fiscal_year=2025 \
+            total_income=$((1000000 + i)) 2>&1 | tail -1) || true
+        case $out in
+        "OK registered version "*) echo "$((1000000 + i)) ${out##* } $(date +%s.%N)" >>"$ACK" ;;
+        *) echo "- $out" >>"$D/refusals" ;;
+        esac
+        sleep 0.05
+    done
+}
+writer 1000000 &
+W=$!
+acks_over() { [ "$(wc -l <"$ACK")" -ge "$1" ]; }
+wait_acks() { # N: until N more acknowledgements than now (60 s)
+    within 60 acks_over $(($(wc -l <"$ACK") + $1))
+}
+check "registrations are acknowledged" wait_acks 10
+
+# 1. the primary's PostgreSQL dies (kill -9): Patroni brings a primary back
+old=$(leader)
+pm=$(head -1 "$D/ha/$old/data/postmaster.pid")
+kill -9 "$pm"
+check "after the primary's PostgreSQL was killed, registrations are acknowledged again" wait_acks 10
+check "... and there is a leader and a synchronous standby again" within 90 paired
+
+# 2. a switchover: the other node becomes the primary
+from=$(leader)
+to=pg1
+[ "$from" = pg1 ] && to=pg2
+setpriv --reuid="${KH_PGUSER:-postgres}" --regid="${KH_PGUSER:-postgres}" --init-groups \
+    patronictl -c "$D/ha/$from.yml" switchover --leader "$from" --candidate "$to" --force \
+    >"$D/switchover.log" 2>&1 || true
+leads() { [ "$(leader)" = "$1" ]; }
+check "after the switchover $to leads" within 60 leads "$to"
+check "after the switchover, registrations are acknowledged again" wait_acks 10
+kill "$W" 2>/dev/null || true
+wait "$W" 2>/dev/null || true
+
+expect_eq "no gateway node and not the router was restarted" "$P0" "$(pids)"
+acked=$(wc -l <"$ACK")
+vals=$(awk '{ print $1 }' "$ACK" | paste -sd, -)
+expect_eq "every acknowledged registration ($acked) is in the database" "$acked" \
+    "$(hsql kh_gw_a "SELECT count(*) FROM t_131016.replica WHERE local_id = '$L'
+                    AND (data->>'total_income')::bigint IN ($vals)")"
+expect_eq "... none twice" 0 \
+    "$(hsql kh_gw_a "SELECT count(*) - count(DISTINCT data->>'total_income') FROM t_131016.replica
+                    WHERE local_id = '$L'")"
+worst=$(awk 'NR > 1 { g = $3 - t; if (g > w) w = g } { t = $3 } END { printf "%.1f", w }' "$ACK")
+check "the longest time between two acknowledgements was under 30 s ($worst s)" \
+    awk -v w="$worst" 'BEGIN { exit !(w < 30) }'
+printf 'ha: %d acknowledged, %d refused or failed, longest gap %s s\n' "$acked" \
+    "$(wc -l <"$D/refusals")" "$worst"
+ready() { # PORT: GET /ready is 200
+    python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+        "http://127.0.0.1:$1/ready" >/dev/null 2>&1
+}
+for p in $((HB + 14)) $((HB + 24)) $((HB + 124)) $((HB + 224)); do
+    ok=0
+    for _ in $(seq 1 50); do ready "$p" && { ok=1; break; }; sleep 0.1; done
+    expect_eq "the node with health port $p is ready" 1 "$ok"
+done
+
+# a query through the router (its database failed over too)
+R=19$((RANDOM % 90000000 + 10000000))0
+hk client "$D" 131016 tax linkcode "$L" "$R" >/dev/null
+hk client "$D" 271004 childallowance linkcode "2${L:1}" "$R" >/dev/null
+out=$(hk client "$D" 271004 childallowance query O-CA-001 JT001 131016 TK001 "2${L:1}")
+expect_contains "a query crosses the network after the failovers" "OK FOUND" "$out"
+finish
