@@ -57,6 +57,7 @@ bootstrap:
     retry_timeout: 5
     maximum_lag_on_failover: 1048576
     synchronous_mode: true
+    primary_start_timeout: 0
     postgresql:
       use_pg_rewind: true
       parameters:
@@ -102,7 +103,9 @@ ha_haproxy_conf() {
 # business system and the node; a node is in while its GET /ready says 200.
 # When no node is ready (the database is failing over) the "last" servers,
 # unchecked, take the connections: the business system then hears the
-# gateway's own refusal (503 KH-5002, retry) instead of a closed connection
+# gateway's own refusal (503 KH-5002, retry) instead of a closed connection.
+# A connection a node refuses (it has just died, not yet marked down) is
+# retried on another node (redispatch) instead of failing the client
 global
     maxconn 2000
 defaults
@@ -112,6 +115,8 @@ defaults
     timeout server 60s
     default-server inter 1s fall 2 rise 2
     option allbackups
+    retries 2
+    option redispatch 1
 frontend gw_a_business
     bind 127.0.0.1:$LB_A
     default_backend gw_a_business
