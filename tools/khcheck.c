@@ -17,12 +17,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #ifndef KH_SOURCE_DIR
 #define KH_SOURCE_DIR "."
 #endif
-#define DEFAULT_CATALOGUE KH_SOURCE_DIR "/sql/catalogue"
+#ifndef KH_DATA_DIR
+#define KH_DATA_DIR "/usr/share/kakehashi"
+#endif
+/* The catalogue of the source tree this was built from, else the installed one
+ * (tools/package: DATADIR/kakehashi/sql/catalogue). */
+#define SOURCE_CATALOGUE KH_SOURCE_DIR "/sql/catalogue"
+#define INSTALLED_CATALOGUE KH_DATA_DIR "/sql/catalogue"
+
+static const char *default_catalogue(void)
+{
+    struct stat st;
+    return stat(SOURCE_CATALOGUE, &st) == 0 ? SOURCE_CATALOGUE : INSTALLED_CATALOGUE;
+}
 
 static void usage(FILE *f)
 {
@@ -31,13 +44,14 @@ static void usage(FILE *f)
             "Checks a bulk file (CSV, refdb/FORMAT.md) of item ITEM against the item's current\n"
             "layout, as the gateway would, without sending it. FILE - reads standard input.\n"
             "  --catalogue DIR  the catalogue files (items.tsv, fields.tsv, codes.tsv);\n"
-            "                   default %s\n"
+            "                   default %s (the source tree's, else the installed\n"
+            "                   %s)\n"
             "  --help           this text\n"
             "Standard output: the report (line,field,code,reason), one row per problem.\n"
             "Standard error: a one-line summary with the file's SHA-256.\n"
             "Exit status: 0 valid, 1 the file has problems, 2 usage, unknown item or a file\n"
             "that cannot be read.\n",
-            DEFAULT_CATALOGUE);
+            SOURCE_CATALOGUE, INSTALLED_CATALOGUE);
 }
 
 /* The report's header goes out with the first problem, or at the end: a file
@@ -62,7 +76,7 @@ int main(int argc, char **argv)
     static const struct option opts[] = {{"catalogue", required_argument, NULL, 'c'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    const char *dir = DEFAULT_CATALOGUE;
+    const char *dir = default_catalogue();
     int opt;
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (opt) {
