@@ -1,5 +1,6 @@
 # Packages and services (issue 12): tools/khpkg makes the Debian package of
 # this build; it is unpacked into a scratch root (not installed on the host).
+# Its kakehashi-db creates a database with the package's migrations.
 # Its control file names the libraries' packages; the man pages render without
 # a warning and list every option; the systemd units are checked with
 # systemd-analyze verify (their programs' paths moved into the scratch root)
@@ -26,7 +27,7 @@ for p in libssl3 libpq5 libevent-2.1-7 libprotobuf-c1 adduser; do
 done
 expect_contains "its postinst makes the system user" "adduser --system" "$(dpkg-deb -I "$deb" postinst)"
 dpkg-deb -x "$deb" "$R"
-for f in usr/sbin/kakehashi-gw usr/sbin/khrouter usr/bin/khctl usr/bin/khclient usr/bin/khcheck \
+for f in usr/sbin/kakehashi-gw usr/sbin/khrouter usr/sbin/kakehashi-db usr/bin/khctl usr/bin/khclient usr/bin/khcheck \
     usr/lib/systemd/system/kakehashi-gw@.service usr/lib/systemd/system/khrouter.service \
     usr/share/man/man8/kakehashi-gw.8.gz usr/share/man/man8/khrouter.8.gz usr/share/man/man1/khctl.1.gz \
     usr/share/doc/kakehashi/examples/gateway.conf usr/share/doc/kakehashi/examples/router.conf \
@@ -66,6 +67,25 @@ done
 sed 's/^ProtectSystem=strict/ProtectSystem=strickt/' "$T/units/khrouter.service" >"$T/units/bad.service"
 check "systemd-analyze verify reports a bad directive" \
     eval "(cd '$T/units' && systemd-analyze verify --man=no '$T/units/bad.service' 2>&1) | grep -q strickt"
+
+# kakehashi-db: the installed migrations applied to a new database of the
+# test network's server, as an existing PostgreSQL (DIR @)
+expect_contains "kakehashi-db runs the installed khdb" "exec /usr/share/kakehashi/tools/khdb" \
+    "$(cat "$R/usr/sbin/kakehashi-db")"
+PDB=kh_pkg_test
+sql postgres "DROP DATABASE IF EXISTS $PDB" >/dev/null
+kdb() { PGHOST=$KH_STACK/pg/run PGUSER=khadmin "$R/usr/share/kakehashi/tools/khdb" "$@" 2>&1; }
+expect_contains "kakehashi-db migrate @ creates a platform database" "platform schema current" \
+    "$(kdb migrate @ $PDB)"
+expect_contains "kakehashi-db tenant @ adds a tenant" "tenant 131016 current" \
+    "$(kdb tenant @ $PDB 131016 kh_pkg_gw)"
+expect_eq "... every tenant migration of the package is applied" \
+    "$(find "$R/usr/share/kakehashi/sql/tenant" -name '*.sql' | wc -l)" \
+    "$(sql $PDB "SELECT count(*) FROM t_131016.schema_migrations")"
+expect_eq "... and the catalogue is loaded" "$(($(wc -l <"$R/usr/share/kakehashi/sql/catalogue/items.tsv") - 1))" \
+    "$(sql $PDB "SELECT count(*) FROM kh.item")"
+sql postgres "DROP DATABASE $PDB" >/dev/null
+sql postgres "DROP ROLE kh_pkg_gw" >/dev/null
 
 # the sample configurations with their SITE values only
 B=$KH_PORT_BASE
