@@ -125,7 +125,10 @@ expect_contains "a query crosses the network after the failovers" "OK FOUND" "$o
 
 # 4. the router dies (kill -9) and is started again, as a supervisor would:
 # the gateways' next queries cross the network through the new process
-kill -9 "$(cat "$D/run/router.pid")"
+pm=$(cat "$D/run/router.pid")
+kill -9 "$pm"
+gone() { ! kill -0 "$pm" 2>/dev/null; }
+within 10 gone || true # gone before it is started again
 hk start "$D" router >/dev/null
 out=$(hk client "$D" 271004 childallowance query O-CA-001 JT001 131016 TK001 "2${L:1}")
 expect_contains "a query crosses the network after the router was killed and started again" "OK FOUND" "$out"

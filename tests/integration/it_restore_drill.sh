@@ -68,12 +68,15 @@ check "every commit so far is archived" kb check "$D"
 kb recovery-key "$D.recovery" >/dev/null
 out=$(kb keys "$D" "$D.keys" --to "$D.recovery/recovery.crt")
 expect_contains "the keys are backed up" "OK $D.keys sha256=" "$out"
-sums() { (cd "$1" && find pki operators -type f -print0 | sort -z | xargs -0 sha256sum); }
+sums() { (cd "$1" && find pki operators router.secret backup/pgbackrest.conf -type f -print0 | sort -z | xargs -0 sha256sum); }
 keys_before=$(sums "$D")
 check "no private key is in the clear in the backup" \
     eval "! grep -qa 'PRIVATE KEY' '$D.keys'"
 cp "$D.keys" "$D.keys.bad"
-printf '\x5a' | dd of="$D.keys.bad" bs=1 seek=$(($(stat -c %s "$D.keys") - 20)) conv=notrunc 2>/dev/null
+at=$(($(stat -c %s "$D.keys") - 20)) # a byte of the ciphertext, its bits flipped
+byte=$(od -An -tu1 -j "$at" -N1 "$D.keys" | tr -d ' ')
+printf "\\$(printf %03o $((byte ^ 255)))" | dd of="$D.keys.bad" bs=1 seek="$at" conv=notrunc 2>/dev/null
+check "... a damaged copy differs from it" eval "! cmp -s '$D.keys' '$D.keys.bad'"
 out=$(kb keys-restore "$D.keys.bad" "$D.bad" --key "$D.recovery/recovery.key" \
     --cert "$D.recovery/recovery.crt" 2>&1) || true
 expect_contains "a damaged key backup is refused" "does not open" "$out"
@@ -81,9 +84,10 @@ check "... and nothing of it is unpacked" test ! -e "$D.bad/pki"
 
 # the disaster: everything stops, the cluster and the keys are lost
 rk down "$D" >/dev/null
-rm -rf "$D/pg/data" "$D/pki" "$D/operators"
+rm -rf "$D/pg/data" "$D/pki" "$D/operators" "$D/router.secret" "$D/backup/pgbackrest.conf"
 kb keys-restore "$D.keys" "$D" --key "$D.recovery/recovery.key" --cert "$D.recovery/recovery.crt" >/dev/null
-expect_eq "the keys are restored byte for byte" "$keys_before" "$(sums "$D")"
+expect_eq "the keys, the link-code key and the repository's passphrase are restored byte for byte" \
+    "$keys_before" "$(sums "$D")"
 out=$(kb restore "$D" --time "$T" 2>&1)
 expect_contains "the cluster is restored to T on a new timeline" "timeline 2" "$out"
 for p in router gw-a gw-b; do rk start "$D" "$p" >/dev/null; done

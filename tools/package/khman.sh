@@ -9,7 +9,8 @@ help=$("$bin" --help 2>&1) || true
 [ -n "$help" ] || { echo "khman.sh: $bin --help printed nothing" >&2; exit 1; }
 # roff: a backslash is written \e; a line may not start with . or '
 esc=$(printf '%s\n' "$help" | sed -e 's/\\/\\e/g' -e "s/^\\([.']\\)/\\\\\\&\\1/")
-awk -v help="$esc" -v version="$version" '
-    $0 == "@HELP@" { print ".nf"; print ".ft CR"; print help; print ".ft R"; print ".fi"; next }
+# the text through the environment: awk -v would interpret its backslashes
+KH_HELP=$esc awk -v version="$version" '
+    $0 == "@HELP@" { print ".nf"; print ".ft CR"; print ENVIRON["KH_HELP"]; print ".ft R"; print ".fi"; next }
     { gsub(/@VERSION@/, version); print }' "$tmpl" >"$out.tmp"
 mv "$out.tmp" "$out"
