@@ -55,6 +55,23 @@ int kh_hostport(const char *hp, char *host, size_t hostlen, uint16_t *port)
 static void answering(struct evhttp_request *req);
 static bool admit(struct evhttp_request *req);
 
+/* Draining (kh_http_set_closing): every reply says Connection: close. */
+static bool closing;
+
+void kh_http_set_closing(bool on)
+{
+    closing = on;
+}
+
+/* The connection is closed once this request's reply is sent (once, whoever
+ * asks first). */
+static void close_after(struct evhttp_request *req)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    if (evhttp_find_header(h, "Connection") == NULL)
+        evhttp_add_header(h, "Connection", "close");
+}
+
 static void not_found(struct evhttp_request *req, void *arg);
 
 /* The routes: static, set once at start by the main thread. */
@@ -469,7 +486,7 @@ void evhttp_send_error(struct evhttp_request *req, int error, const char *reason
         req->type = EVHTTP_REQ_GET;
     answering(req);
     /* libevent's state of this connection is no longer to be trusted */
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+    close_after(req);
     kh_info("http", "refused a request libevent could not accept: %s", msg);
     refuse_as(l, req, e, msg);
 }
@@ -559,7 +576,7 @@ static void overloaded(struct evhttp_request *req, listener *l, bool close, cons
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Retry-After", "1");
     if (close)
-        evhttp_add_header(h, "Connection", "close");
+        close_after(req);
     char msg[256];
     snprintf(msg, sizeof msg, "overloaded: %s; retry after 1 s", why);
     /* in the listener's own format (JSON on the admin API) */
@@ -571,6 +588,8 @@ static void overloaded(struct evhttp_request *req, listener *l, bool close, cons
 static bool admit(struct evhttp_request *req)
 {
     answering(req);
+    if (closing)
+        close_after(req); /* its client reconnects: to another node */
     watch *w = watch_of(req);
     if (w == NULL) {
         struct evhttp_connection *c = evhttp_request_get_connection(req);
@@ -580,7 +599,7 @@ static bool admit(struct evhttp_request *req)
         /* server_bev gives every connection TLS and its watch; when it
          * fails (out of memory) libevent falls back to a plain socket: no
          * TLS, no client certificate. Such a connection is served nothing. */
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        close_after(req);
         kh_warn("http", "a connection without TLS (its set-up ran out of memory): refused");
         refuse_as(l, req, KH_E_OVERLOADED, "overloaded: out of memory; retry after 1 s");
         return false;

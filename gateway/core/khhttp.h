@@ -89,6 +89,10 @@ void kh_http_reply_raw(struct evhttp_request *req, int http_status, const uint8_
 #define KH_HTTP_GRACE_S 10
 /* How many connections were closed for being too slow, since start. */
 unsigned long kh_http_slow_closed(void);
+/* While on (a node draining before it stops), every request's reply carries
+ * Connection: close, so that kept-alive clients reconnect (through their load
+ * balancer, to another node) instead of sending more on this connection. */
+void kh_http_set_closing(bool on);
 /* Routes a request that no path matched (the admin API's own router): cb
  * is called as a route's would be. */
 void kh_http_route_other(struct evhttp *http, void (*cb)(struct evhttp_request *, void *),

@@ -93,6 +93,11 @@ static const kh_opt options[] = {
      NULL,
      "the same on the peer listener; 0 (the default): no limit, its one client, the router, "
      "must never be cut off (let only the router's address reach it)"},
+    {"drain_s", KH_OPT_INT, 0, "0", 0, 300, NULL, OFF(drain_s), NULL,
+     "on SIGTERM or SIGINT, seconds the node goes on serving while GET /ready says 503 "
+     "(draining) and every reply closes its connection, so that load balancers and the "
+     "router move its traffic to the other nodes; then it stops once nothing is in flight "
+     "(at most 10 s more). A second signal stops at once; 0: stop at once"},
     {"timeout_ms", KH_OPT_INT, RELOAD, "30000", 100, 120000, NULL, OFF(timeout_ms), NULL,
      "default wait for an answer"},
     {"log_level", KH_OPT_ENUM, RELOAD, "info", 0, 0, log_levels, OFF(log_level), NULL,

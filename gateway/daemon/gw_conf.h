@@ -24,6 +24,7 @@ typedef struct {
     int admin_session_idle, admin_session_max, admin_lockout;
     int admin_max_connections, admin_max_inflight, operator_max_inflight;
     int operator_max_connections;
+    int drain_s;
 } gw_settings;
 
 /* Reads path into s: every value checked by the table, then the rules that

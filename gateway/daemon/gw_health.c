@@ -106,7 +106,9 @@ void gw_health_ready(struct evhttp_request *req, void *arg)
                                        : db_names[H.db];
     bool db_ok = !stale && H.db == DB_WRITABLE, dir_ok = G.dir != NULL;
     char msg[160] = "";
-    if (!db_ok)
+    if (G.draining)
+        snprintf(msg, sizeof msg, "not ready: draining before a stop");
+    else if (!db_ok)
         snprintf(msg, sizeof msg, "not ready: database %s", db);
     else if (!dir_ok)
         snprintf(msg, sizeof msg, "not ready: the router's directory is not loaded");
@@ -114,7 +116,7 @@ void gw_health_ready(struct evhttp_request *req, void *arg)
     size_t len;
     khjw_init(&w, 1024);
     khjw_obj(&w);
-    khjw_kbool(&w, "ready", db_ok && dir_ok);
+    khjw_kbool(&w, "ready", db_ok && dir_ok && !G.draining);
     if (msg[0]) {
         khjw_kstr(&w, "code", kh_err_code(KH_E_NOT_READY));
         khjw_kstr(&w, "message", msg);

@@ -216,11 +216,61 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     kh_conf_reload(config_path, gw_conf_table(), gw_conf_loader, &G.set, &fresh, apply_fresh);
 }
 
-static void on_signal(evutil_socket_t sig, short what, void *arg)
+/* A stop signal with drain_s: the node drains first. GET /ready says 503
+ * (load balancers and the router's probes take it out of service), every
+ * reply closes its connection (kept-alive clients reconnect elsewhere), and
+ * it goes on serving for drain_s seconds; then it stops once no request is
+ * in flight, at most GW_DRAIN_WAIT_S later. A second signal, or drain_s 0,
+ * stops at once. */
+#define GW_DRAIN_WAIT_S 10
+static struct event *drain_ev;
+static int64_t drain_until_ms;
+
+static int in_flight(void)
 {
-    kh_info("main", "signal %d: stopping", (int)sig);
+    struct evhttp *l[] = {G.biz_http, G.peer_http, G.admin_http};
+    int n = 0;
+    for (size_t i = 0; i < sizeof l / sizeof l[0]; i++)
+        if (l[i] != NULL)
+            n += kh_http_load_of(l[i]).inflight;
+    return n;
+}
+
+static void stop_now(void)
+{
     G.stopping = true;
     event_base_loopexit(G.base, NULL);
+}
+
+static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+    int64_t now = kh_mono_ms();
+    int n = in_flight();
+    if (now >= drain_until_ms && (n == 0 || now >= drain_until_ms + GW_DRAIN_WAIT_S * 1000)) {
+        kh_info("main", "drained: stopping with %d request(s) in flight", n);
+        stop_now();
+        return;
+    }
+    struct timeval tv = {0, 100000};
+    evtimer_add(drain_ev, &tv);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    if (G.draining || G.set.drain_s == 0 || G.peer_http == NULL ||
+        (drain_ev = evtimer_new(G.base, on_drain_tick, NULL)) == NULL) {
+        kh_info("main", "signal %d: stopping", (int)sig);
+        stop_now();
+        return;
+    }
+    G.draining = true;
+    kh_http_set_closing(true);
+    drain_until_ms = kh_mono_ms() + (int64_t)G.set.drain_s * 1000;
+    kh_info("main",
+            "signal %d: draining for %d s (not ready, each connection closed after its reply), "
+            "then stopping",
+            (int)sig, G.set.drain_s);
+    on_drain_tick(-1, 0, NULL);
 }
 
 static void teardown(void)
@@ -257,6 +307,8 @@ static void teardown(void)
             event_free(G.sig_ev[i]);
     if (G.retry_ev)
         event_free(G.retry_ev);
+    if (drain_ev)
+        event_free(drain_ev);
     if (G.base)
         event_base_free(G.base);
     kh_conf_free(G.conf);

@@ -47,6 +47,7 @@ typedef struct {
      * on its queries in flight (gw_lease.c) */
     char node[160];
     atomic_bool stopping; /* set at shutdown: nothing new starts (read by workers too) */
+    bool draining;        /* a stop signal came and drain_s runs (gw_main.c) */
 } gw;
 
 extern gw G;

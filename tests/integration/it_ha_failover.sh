@@ -4,7 +4,8 @@
 # KH_PORT_BASE+500... While a business system registers one record after
 # another through HAProxy, the primary's PostgreSQL is killed (-9) and,
 # once it serves again, the primary is switched over to the other node.
-# The gateways and the router are not restarted; then node 1 of gw-a is
+# The gateways and the router are not restarted; then node 2 of gw-a is
+# stopped (SIGTERM) and drains first: no registration fails; node 1 is
 # killed (-9): the registrations go on through node 2. Every registration
 # acknowledged is in the database afterwards, none twice; every node is
 # ready again (node 1 started again); a query crosses the network after all
@@ -83,7 +84,20 @@ check "after the switchover $to leads" within 60 leads "$to"
 check "after the switchover, registrations are acknowledged again" wait_acks 10
 expect_eq "no gateway node and not the router was restarted" "$P0" "$(pids)"
 
-# 3. node 1 of gw-a dies (kill -9): HAProxy sends the business system to node 2
+# 3. node 2 of gw-a is stopped (SIGTERM; drain_s 4 in this stack): it drains
+# (GET /ready 503, HAProxy takes it out) before it stops: not one
+# registration fails meanwhile
+n2=$(cat "$D/run/gw-a-n2.pid")
+before=$(wc -l <"$D/refusals")
+kill -TERM "$n2"
+gone2() { ! kill -0 "$n2" 2>/dev/null; }
+check "gw-a's node 2 stops within 15 s of SIGTERM" within 15 gone2
+expect_contains "... after draining" '"drained: stopping with 0 request(s) in flight"' "$(cat "$D/log/gw-a-n2.log")"
+check "... while registrations went on" wait_acks 5
+expect_eq "... and none failed meanwhile" "$before" "$(wc -l <"$D/refusals")"
+hk node "$D" gw-a 2 >/dev/null
+
+# 4. node 1 of gw-a dies (kill -9): HAProxy sends the business system to node 2
 tk=$(date +%s.%N)
 kill -9 "$(cat "$D/run/gw-a.pid")"
 check "after gw-a's node 1 was killed, registrations are acknowledged again" wait_acks 10
@@ -123,7 +137,7 @@ hk client "$D" 271004 childallowance linkcode "2${L:1}" "$R" >/dev/null
 out=$(hk client "$D" 271004 childallowance query O-CA-001 JT001 131016 TK001 "2${L:1}")
 expect_contains "a query crosses the network after the failovers" "OK FOUND" "$out"
 
-# 4. the router dies (kill -9) and is started again, as a supervisor would:
+# 5. the router dies (kill -9) and is started again, as a supervisor would:
 # the gateways' next queries cross the network through the new process
 pm=$(cat "$D/run/router.pid")
 kill -9 "$pm"
