@@ -343,6 +343,8 @@ static void answered(struct evhttp_request *req, void *arg)
 /* A request has been read whole: its answer may take its time. */
 static void answering(struct evhttp_request *req)
 {
+    if (closing)
+        close_after(req); /* draining: its client reconnects, to another node */
     watch *w = watch_of(req);
     if (w != NULL) {
         w->busy = true;
@@ -588,8 +590,6 @@ static void overloaded(struct evhttp_request *req, listener *l, bool close, cons
 static bool admit(struct evhttp_request *req)
 {
     answering(req);
-    if (closing)
-        close_after(req); /* its client reconnects: to another node */
     watch *w = watch_of(req);
     if (w == NULL) {
         struct evhttp_connection *c = evhttp_request_get_connection(req);

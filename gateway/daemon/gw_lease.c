@@ -151,6 +151,13 @@ static void tick_work(PGconn *c, void *arg)
                 GW_LEASE_S) " seconds' WHERE node = $1 AND msg_id = ANY($2::text[]) AND state IN "
                             "('sent', 'timed_out') AND expires_at > now()",
             2, p);
+        if (G.draining) { /* a node about to stop renews its own, takes nothing over */
+            bool ok = renewed != NULL;
+            PQclear(renewed);
+            if (!ok || kh_db_commit(c) != KH_OK)
+                kh_db_rollback(c);
+            continue;
+        }
         PGresult *r =
             renewed == NULL
                 ? NULL

@@ -344,6 +344,12 @@ static void on_wait_over(evutil_socket_t fd, short what, void *arg)
         free(j);
 }
 
+void gw_query_release_waiters(void)
+{
+    for (gw_query *qc = live; qc != NULL; qc = qc->next)
+        on_wait_over(-1, 0, qc); /* nothing if no business system waits on it */
+}
+
 static void check_done(void *arg)
 {
     gw_query *qc = arg;

@@ -20,6 +20,10 @@
  * gw_lease.c's). */
 void gw_query_register(struct evhttp *http);
 void gw_query_stop(void);
+/* A node about to stop (drain_s): every business system still waiting on a
+ * query gets TIMED_OUT with its handle now, as if its wait were over; the
+ * query goes on (its lease lets another node finish it once this one stops). */
+void gw_query_release_waiters(void);
 /* The message ids of the queries this node has in memory, as a text[]
  * literal ("{id,...}"), malloc'd; NULL on no memory. Only their leases are
  * renewed (gw_lease.c): one dropped without an outcome is taken over. */

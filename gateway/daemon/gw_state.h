@@ -47,7 +47,7 @@ typedef struct {
      * on its queries in flight (gw_lease.c) */
     char node[160];
     atomic_bool stopping; /* set at shutdown: nothing new starts (read by workers too) */
-    bool draining;        /* a stop signal came and drain_s runs (gw_main.c) */
+    atomic_bool draining; /* a stop signal came and drain_s runs (gw_main.c; read by workers) */
 } gw;
 
 extern gw G;

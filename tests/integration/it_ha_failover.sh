@@ -35,6 +35,10 @@ within() { # SECONDS CMD...: until CMD succeeds, at most SECONDS
     done
 }
 paired() { [ "$(roles)" = "leader sync_standby" ]; }
+ready() { # PORT: GET /ready is 200
+    python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+        "http://127.0.0.1:$1/ready" >/dev/null 2>&1
+}
 expect_eq "two PostgreSQL nodes: a leader and a synchronous standby" "leader sync_standby" "$(roles)"
 pids() { cat "$D"/run/gw-a.pid "$D"/run/gw-a-n2.pid "$D"/run/gw-b.pid "$D"/run/gw-b-n2.pid "$D"/run/router.pid | paste -sd' ' -; }
 P0=$(pids)
@@ -90,12 +94,28 @@ expect_eq "no gateway node and not the router was restarted" "$P0" "$(pids)"
 n2=$(cat "$D/run/gw-a-n2.pid")
 before=$(wc -l <"$D/refusals")
 kill -TERM "$n2"
-gone2() { ! kill -0 "$n2" 2>/dev/null; }
+sleep 0.3
+health() { # PATH: the status and the Connection header of node 2's health listener
+    python3 - "http://127.0.0.1:$((HB + 124))$1" <<'EOF' 2>/dev/null || echo "no answer"
+import sys, urllib.request, urllib.error
+try:
+    r = urllib.request.urlopen(sys.argv[1], timeout=2)
+except urllib.error.HTTPError as e:
+    r = e
+print(r.status, r.headers.get("Connection"))
+EOF
+}
+expect_eq "a draining node says it is not ready" "503 close" "$(health /ready)"
+expect_eq "... is still alive, and closes each connection after its reply" "200 close" "$(health /health)"
+gone2() { ! kill -0 "$n2" 2>/dev/null || [ "$(awk '{ print $3 }' "/proc/$n2/stat" 2>/dev/null)" = Z ]; }
 check "gw-a's node 2 stops within 15 s of SIGTERM" within 15 gone2
 expect_contains "... after draining" '"drained: stopping with 0 request(s) in flight"' "$(cat "$D/log/gw-a-n2.log")"
 check "... while registrations went on" wait_acks 5
 expect_eq "... and none failed meanwhile" "$before" "$(wc -l <"$D/refusals")"
 hk node "$D" gw-a 2 >/dev/null
+# node 2 back in HAProxy (rise 2) before node 1 goes
+check "gw-a's node 2 is ready again" within 15 ready $((HB + 124))
+sleep 3
 
 # 4. node 1 of gw-a dies (kill -9): HAProxy sends the business system to node 2
 tk=$(date +%s.%N)
@@ -120,10 +140,6 @@ check "the longest time between two acknowledgements was under 30 s ($worst s)" 
     awk -v w="$worst" 'BEGIN { exit !(w < 30) }'
 printf 'ha: %d acknowledged, %d refused or failed, longest gap %s s\n' "$acked" \
     "$(wc -l <"$D/refusals")" "$worst"
-ready() { # PORT: GET /ready is 200
-    python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
-        "http://127.0.0.1:$1/ready" >/dev/null 2>&1
-}
 for p in $((HB + 14)) $((HB + 24)) $((HB + 124)) $((HB + 224)); do
     ok=0
     for _ in $(seq 1 50); do ready "$p" && { ok=1; break; }; sleep 0.1; done
