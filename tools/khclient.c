@@ -143,6 +143,7 @@ static int bulk(client_opts *o, const char *item, const char *mode, const char *
     }
     char id[64];
     snprintf(id, sizeof id, "%s", op->upload_id);
+    fprintf(stderr, "khclient: upload %s opened\n", id);
     size_t part = op->max_part ? op->max_part : 512 * 1024;
     kh__bulk_open_response__free_unpacked(op, NULL);
     uint8_t *buf = malloc(part);

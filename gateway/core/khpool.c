@@ -124,7 +124,7 @@ static job *take(kh_pool *p)
  * failover). A connect_timeout of 5 s unless conninfo sets one, so that a
  * dead server cannot stall the workers (or shutdown) indefinitely: listed
  * first, it is overridden by one in conninfo, expanded after it. */
-static PGconn *connect_db(const char *conninfo)
+PGconn *kh_db_connect(const char *conninfo)
 {
     static const char *const keys[] = {"connect_timeout", "dbname", NULL};
     const char *const values[] = {"5", conninfo, NULL};
@@ -188,7 +188,7 @@ static void *worker_main(void *arg)
             conn = NULL;
         }
         if (conn == NULL)
-            conn = connect_db(p->conninfo);
+            conn = kh_db_connect(p->conninfo);
         j->work(conn, j->arg);
         /* a job must leave no transaction open behind it */
         if (conn != NULL && !job_end(conn)) {
@@ -646,6 +646,22 @@ PGresult *kh_db_exec(PGconn *c, const char *sql, int nparams, const char *const 
     return NULL;
 }
 
+PGresult *kh_db_exec_bin(PGconn *c, const char *sql, int nparams, const char *const *params,
+                         const int *lengths, const int *formats, int binary_result)
+{
+    if (c == NULL || settle(c) != KH_OK)
+        return NULL; /* the transaction is aborted: this statement would fail too */
+    PGresult *r =
+        PQexecParams(c, sql, nparams, NULL, params, lengths, formats, binary_result ? 1 : 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        return r;
+    if (r != NULL)
+        log_failure(c, r);
+    PQclear(r);
+    return NULL;
+}
+
 kh_err kh_db_defer(PGconn *c, const char *sql, int nparams, const char *const *params)
 {
     char name[40];
@@ -853,7 +869,7 @@ static bool job_end(PGconn *c)
         return false;
     }
     /* after a failover a connection may still reach the old primary, now a
-     * standby: a new one finds the primary (connect_db) */
+     * standby: a new one finds the primary (kh_db_connect) */
     if (pc != NULL && pc->read_only) {
         kh_warn("db", "a write was refused as read-only (a standby?); reconnecting");
         return false;

@@ -41,6 +41,11 @@ KH_MUST_CHECK int kh_pool_submit_for(kh_pool *p, const char *key, kh_pool_work_f
 /* Stops the workers after the queued jobs and frees the pool (NULL ok). */
 void kh_pool_free(kh_pool *p);
 
+/* A connection of its own for a thread outside the pool (the workers' way:
+ * connect_timeout 5 s unless conninfo sets one; NULL, logged, on failure).
+ * A thread that used kh_db_* on it calls kh_db_forget before it ends. */
+PGconn *kh_db_connect(const char *conninfo);
+
 /* Helpers for work functions. */
 /* BEGIN, then SET LOCAL ROLE to the tenant's role and the search_path to the
  * tenant's schema, so every statement after it runs with only that tenant's
@@ -65,6 +70,12 @@ PGresult *kh_db_exec(PGconn *c, const char *sql, int nparams, const char *const 
 /* Like kh_db_exec but for statements whose failure is an expected answer:
  * returns the result whatever its status (caller checks and PQclear's). */
 PGresult *kh_db_try(PGconn *c, const char *sql, int nparams, const char *const *params);
+/* Like kh_db_exec, for statements with binary parameters (formats[i] 1:
+ * params[i] is lengths[i] raw bytes, a bytea say) or a binary result
+ * (binary_result 1: PQgetvalue gives a bytea's raw bytes, PQgetlength their
+ * number). Not prepared: for large values, where the plan is not the cost. */
+PGresult *kh_db_exec_bin(PGconn *c, const char *sql, int nparams, const char *const *params,
+                         const int *lengths, const int *formats, int binary_result);
 /* Sends a statement whose only outcome is success or failure (a record
  * insert, say) without waiting for its answer (libpq's pipeline mode): the
  * next kh_db_exec/kh_db_try joins the deferred statements and kh_db_commit

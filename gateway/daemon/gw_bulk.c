@@ -1,138 +1,69 @@
 /* gw_bulk.c: bulk registration (refdb/FORMAT.md) over the business API.
  *
- * API: POST /v1/bulk/open, /v1/bulk/part (numbered parts appended to a spool
- * file; the SHA-256 is computed as they arrive), /v1/bulk/commit (checks the
- * SHA-256, then loads in the background), /v1/bulk/status (progress, result,
- * report). The drop folder is gw_drop.c; both load through gw_load.c.
+ * API: POST /v1/bulk/open, /v1/bulk/part (numbered parts, each stored in the
+ * tenant's bulk_upload_part as it arrives), /v1/bulk/commit (the SHA-256 of
+ * the stored parts must be the one given; the upload is then QUEUED),
+ * /v1/bulk/status (progress, result, report). The loads are gw_bulkq.c; the
+ * drop folder is gw_drop.c; both apply a file through gw_load.c.
  *
- * Every file operation and every load runs on the worker pool; the event
- * loop only keeps the small upload table. A load holds one worker for its
- * duration and streams: the gateway's memory does not grow with the file. */
+ * Nothing of an upload is kept in this process (sql/tenant/014): a part, the
+ * commit and the status may each reach another node of the same gateway, and
+ * a node that dies loses no upload. Every call is one job on the tenant's
+ * lane of the worker pool; the event loop only checks the request's fields. */
 #include "gw_bulk.h"
+#include "gw_bulkq.h"
 #include "gw_state.h"
 #include "gw_drop.h"
-#include "gw_load.h"
 #include "gw_req.h"
-#include "khid.h"
 
 #include "khcrypto.h"
 #include "khhttp.h"
+#include "khid.h"
 #include "khlog.h"
-#include "khtls.h"
-#include "refdb.h"
+#include "khpool.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <pthread.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
-#define MAX_UPLOADS 32
-#define MAX_UPLOADS_PER_TENANT 8 /* so no tenant can take every slot */
-#define MAX_UPLOADS_PER_SYSTEM 4 /* nor one business system all its tenant's */
-/* Finished uploads hold no slot; each tenant's last ones are kept (status,
- * report) for UPLOAD_IDLE_S, or until this many newer ones have finished. */
-#define MAX_FINISHED_PER_TENANT 32
-#define UPLOAD_IDLE_S 3600
-#define REPORT_PAGE (512 * 1024)
+#define MAX_UPLOADS_PER_TENANT 8   /* in progress: so no tenant can fill the database */
+#define MAX_UPLOADS_PER_SYSTEM 4   /* nor one business system all its tenant's */
+#define MAX_FINISHED_PER_TENANT 32 /* finished ones kept for status (and an hour at most) */
+#define REPORT_PAGE (8 * GW_BULK_REPORT_CHUNK) /* report bytes per status answer */
 
-typedef enum {
-    UP_RECEIVING,
-    UP_QUEUED,
-    UP_LOADING,
-    UP_APPLIED,
-    UP_DUPLICATE,
-    UP_REJECTED,
-    UP_FAILED
-} up_state;
-
-static const char *const state_names[] = {"RECEIVING", "QUEUED",   "LOADING", "APPLIED",
-                                          "DUPLICATE", "REJECTED", "FAILED"};
-
-typedef struct gw_upload {
-    char id[33];
-    gw_tenant *t;
-    char system[40];
-    char item[17], mode[8], as_of[9], file_name[201];
-    char spool[1024], report[1040];
-    char sha256[65]; /* of all parts, known at commit */
-    int fd;
-    khc_sha256_ctx *md; /* SHA-256 of the parts so far */
-    uint32_t next_seq;
-    bool busy; /* a part write, commit or report read is in flight */
-    /* below: written by the loading worker, read by the loop, under mu */
-    up_state state;
-    up_state final; /* set by the load's worker, published by load_done */
-    refdb_file_stats st;
-    refdb_bulk_result res;
-    kh_err err;
-    char msg[256];
-    time_t touched;
-    struct gw_upload *next;
-} gw_upload;
-
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static gw_upload *uploads;
-static struct event *sweep_ev;
-/* Loads hold a database worker for their whole duration: at most max_loads
- * run at once, so online calls always find a free worker; the others wait
- * in commit order (state QUEUED). Event loop only. */
-static int max_loads = 1, loads_running;
-static gw_upload *load_queue[MAX_UPLOADS];
-static size_t queue_head, queue_len;
-static int opening;               /* opens whose check is still on a worker */
-static uint64_t max_upload_bytes; /* config max_upload_mb */
-
-static void upload_retire(gw_upload *u);
-
-/* ------------------------------------------------------------ uploads */
-
-static gw_upload *upload_find(const char *id, gw_tenant *t, const char *system)
-{
-    for (gw_upload *u = uploads; u; u = u->next)
-        if (strcmp(u->id, id) == 0 && u->t == t && strcmp(u->system, system) == 0)
-            return u;
-    return NULL;
-}
-
-static void upload_unlink(gw_upload *u)
-{
-    for (gw_upload **pp = &uploads; *pp; pp = &(*pp)->next)
-        if (*pp == u) {
-            *pp = u->next;
-            return;
-        }
-}
-
-static void upload_free(gw_upload *u)
-{
-    if (u->fd >= 0)
-        close(u->fd);
-    khc_sha256_free(u->md);
-    free(u);
-}
-
+/* One API call: its fields, then what the job found. */
 typedef struct {
     struct evhttp_request *req;
-    gw_upload *up;
+    gw_tenant *t;
+    char id[33], system[40];
+    char item[17], mode[8], as_of[9], file_name[201]; /* open */
+    uint32_t seq;                                     /* part */
+    uint8_t *data;                                    /* part bytes, or report bytes */
+    size_t len;
+    char sha256[65];        /* commit */
+    uint64_t report_offset; /* status */
     kh_err err;
     char msg[256];
-    uint8_t *data; /* part bytes, or report bytes */
-    size_t len;
-    uint64_t report_offset, report_size;
+    /* the upload's row (status and commit) */
+    char state[12], result_sha[65], code[16], message[256];
+    uint64_t bytes, records, bad_records, issues, persons, deleted_absent, report_size;
+    int64_t file_id;
 } bulk_call;
 
-static bulk_call *bc_new(struct evhttp_request *req, gw_upload *up)
+static uint64_t max_upload_bytes; /* config max_upload_mb */
+
+static bulk_call *bc_new(struct evhttp_request *req, gw_tenant *t, const char *system)
 {
     bulk_call *bc = calloc(1, sizeof *bc);
-    if (bc == NULL)
+    if (bc == NULL) {
+        kh_http_reply_err(req, KH_E_INTERNAL, "out of memory");
         return NULL;
-    bc->up = up;
+    }
+    bc->t = t;
+    snprintf(bc->system, sizeof bc->system, "%s", system);
     gw_req_hold(&bc->req, req);
     return bc;
 }
@@ -143,121 +74,218 @@ static void bc_free(bulk_call *bc)
     free(bc);
 }
 
-static void reply_status(struct evhttp_request *req, gw_upload *u, const uint8_t *report,
-                         size_t rlen, uint64_t report_size)
+/* Queues work on the tenant's lane; on a full queue answers KH-5003. */
+static void bc_submit(bulk_call *bc, kh_pool_work_fn work, kh_pool_done_fn done)
+{
+    if (kh_pool_submit_for(G.pool, bc->t->id.code, work, done, bc) != 0) {
+        kh_http_reply_err(gw_req_take(&bc->req), KH_E_OVERLOADED, "database queue full");
+        bc_free(bc);
+    }
+}
+
+static void bc_fail(bulk_call *bc, kh_err e, const char *msg)
+{
+    bc->err = e;
+    snprintf(bc->msg, sizeof bc->msg, "%s", msg);
+}
+
+/* The columns row_of reads, in its order. */
+#define ROW_COLS                                                                                   \
+    "state, CASE WHEN state = 'RECEIVING' THEN bytes ELSE read_bytes END, records, bad_records, "  \
+    "issues, persons, deleted_absent, result_sha256, file_id, code, message, report_size"
+
+static void row_of(bulk_call *bc, const PGresult *r)
+{
+    snprintf(bc->state, sizeof bc->state, "%s", PQgetvalue(r, 0, 0));
+    bc->bytes = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
+    bc->records = strtoull(PQgetvalue(r, 0, 2), NULL, 10);
+    bc->bad_records = strtoull(PQgetvalue(r, 0, 3), NULL, 10);
+    bc->issues = strtoull(PQgetvalue(r, 0, 4), NULL, 10);
+    bc->persons = strtoull(PQgetvalue(r, 0, 5), NULL, 10);
+    bc->deleted_absent = strtoull(PQgetvalue(r, 0, 6), NULL, 10);
+    snprintf(bc->result_sha, sizeof bc->result_sha, "%s", PQgetvalue(r, 0, 7));
+    bc->file_id = strtoll(PQgetvalue(r, 0, 8), NULL, 10);
+    snprintf(bc->code, sizeof bc->code, "%s", PQgetvalue(r, 0, 9));
+    snprintf(bc->message, sizeof bc->message, "%s", PQgetvalue(r, 0, 10));
+    bc->report_size = strtoull(PQgetvalue(r, 0, 11), NULL, 10);
+    if (strcmp(bc->state, "LOADING") == 0) { /* this node's figures are fresher */
+        refdb_file_stats st;
+        if (gw_bulkq_figures(bc->t, bc->id, &st)) {
+            bc->bytes = st.bytes;
+            bc->records = st.records;
+            bc->bad_records = st.bad_records;
+            bc->issues = st.issues;
+            bc->persons = st.persons;
+        }
+    }
+}
+
+static void reply_status(struct evhttp_request *req, bulk_call *bc)
 {
     Kh__Status ok = KH__STATUS__INIT;
     ok.code = "OK";
     ok.message = "";
     Kh__BulkStatus s = KH__BULK_STATUS__INIT;
-    char sha[65] = "";
-    pthread_mutex_lock(&mu);
-    s.state = (char *)state_names[u->state];
-    s.bytes = u->st.bytes;
-    bool done = u->state == UP_APPLIED || u->state == UP_DUPLICATE;
-    s.records = done ? u->res.records : u->st.records;
-    s.bad_records = u->st.bad_records;
-    s.issues = u->st.issues;
-    s.persons = u->res.persons ? u->res.persons : u->st.persons;
-    s.deleted_absent = u->res.deleted_absent;
-    snprintf(sha, sizeof sha, "%s", u->res.sha256);
-    s.file_id = u->res.file_id;
-    s.code = (char *)(u->err != KH_OK ? kh_err_code(u->err) : "");
-    s.message = u->msg;
-    pthread_mutex_unlock(&mu);
     s.status = &ok;
-    s.upload_id = u->id;
-    s.sha256 = sha;
-    s.report.data = (uint8_t *)report;
-    s.report.len = rlen;
-    s.report_size = report_size;
+    s.upload_id = bc->id;
+    s.state = bc->state;
+    s.bytes = bc->bytes;
+    s.records = bc->records;
+    s.bad_records = bc->bad_records;
+    s.issues = bc->issues;
+    s.persons = bc->persons;
+    s.deleted_absent = bc->deleted_absent;
+    s.sha256 = bc->result_sha;
+    s.file_id = bc->file_id;
+    s.code = bc->code;
+    s.message = bc->message;
+    s.report.data = bc->data;
+    s.report.len = bc->len;
+    s.report_size = bc->report_size;
     kh_http_reply_pb(req, &s.base);
+}
+
+/* Replies to a job's request (if its client is still there) and frees it. */
+static void finish(bulk_call *bc, void (*reply_ok)(struct evhttp_request *req, bulk_call *bc))
+{
+    struct evhttp_request *req = gw_req_take(&bc->req);
+    if (req != NULL) {
+        if (bc->err != KH_OK)
+            kh_http_reply_err(req, bc->err, "%s", bc->msg);
+        else
+            reply_ok(req, bc);
+    }
+    bc_free(bc);
+}
+
+/* Ends a job's transaction: commits if everything went well, else rolls back. */
+static void end_tx(PGconn *c, bulk_call *bc)
+{
+    if (bc->err == KH_OK && kh_db_commit(c) != KH_OK)
+        bc_fail(bc, KH_E_DB, "database unavailable");
+    if (bc->err != KH_OK)
+        kh_db_rollback(c);
+}
+
+static bool begin_tx(PGconn *c, bulk_call *bc)
+{
+    if (c == NULL || kh_db_tenant_begin(c, bc->t->id.code) != KH_OK) {
+        bc_fail(bc, KH_E_DB, "database unavailable");
+        return false;
+    }
+    return true;
 }
 
 /* --- open --- */
 
-typedef struct {
-    struct evhttp_request *req;
-    gw_upload *up;
-    kh_err err;
-    char msg[256];
-} open_call;
-
 static void open_work(PGconn *c, void *arg)
 {
-    open_call *oc = arg;
-    gw_upload *u = oc->up;
-    oc->err = kh_db_tenant_begin(c, u->t->id.code);
-    if (oc->err != KH_OK) {
-        snprintf(oc->msg, sizeof oc->msg, "database unavailable");
+    bulk_call *bc = arg;
+    if (!begin_tx(c, bc))
         return;
-    }
-    const char *p[3] = {u->system, "register", u->item};
-    PGresult *r = kh_db_exec(c,
-                             "SELECT (SELECT count(*) FROM kh.item WHERE item_code = $3), "
-                             "(SELECT count(*) FROM system_permission WHERE system_id = $1 "
-                             " AND operation = $2 AND scope IN ('*', $3))",
-                             3, p);
-    kh_db_rollback(c);
+    const char *p[3] = {bc->system, "register", bc->item};
+    /* opens of one tenant one at a time, so the limits below hold */
+    PGresult *l = kh_db_exec(c,
+                             "SELECT pg_advisory_xact_lock(hashtextextended('kh.bulk_open/' || "
+                             "current_schema(), 0))",
+                             0, NULL);
+    PGresult *r = l == NULL ? NULL
+                            : kh_db_exec(c,
+                                         "SELECT (SELECT count(*) FROM kh.item WHERE item_code = "
+                                         "$3), (SELECT count(*) FROM system_permission WHERE "
+                                         "system_id = $1 AND operation = $2 AND scope IN ('*', "
+                                         "$3)), count(*), count(*) FILTER (WHERE system_id = $1) "
+                                         "FROM bulk_upload WHERE state IN ('RECEIVING', "
+                                         "'QUEUED', 'LOADING')",
+                                         3, p);
+    PQclear(l);
     if (r == NULL) {
-        oc->err = KH_E_DB;
-        snprintf(oc->msg, sizeof oc->msg, "database unavailable");
-        return;
-    }
-    if (strcmp(PQgetvalue(r, 0, 0), "0") == 0) {
-        oc->err = KH_E_UNKNOWN_ITEM;
-        snprintf(oc->msg, sizeof oc->msg, "item_code: not in the item catalogue");
+        bc_fail(bc, KH_E_DB, "database unavailable");
+    } else if (strcmp(PQgetvalue(r, 0, 0), "0") == 0) {
+        bc_fail(bc, KH_E_UNKNOWN_ITEM, "item_code: not in the item catalogue");
     } else if (strcmp(PQgetvalue(r, 0, 1), "0") == 0) {
-        oc->err = KH_E_SYSTEM_PERMISSION;
-        snprintf(oc->msg, sizeof oc->msg, "business system '%s' may not register %s", u->system,
-                 u->item);
+        bc->err = KH_E_SYSTEM_PERMISSION;
+        snprintf(bc->msg, sizeof bc->msg, "business system '%s' may not register %s", bc->system,
+                 bc->item);
+    } else if (atoi(PQgetvalue(r, 0, 2)) >= MAX_UPLOADS_PER_TENANT) {
+        bc->err = KH_E_OVERLOADED;
+        snprintf(bc->msg, sizeof bc->msg, "this tenant has %d uploads in progress; retry later",
+                 MAX_UPLOADS_PER_TENANT);
+    } else if (atoi(PQgetvalue(r, 0, 3)) >= MAX_UPLOADS_PER_SYSTEM) {
+        bc->err = KH_E_OVERLOADED;
+        snprintf(bc->msg, sizeof bc->msg,
+                 "this business system has %d uploads in progress; retry later",
+                 MAX_UPLOADS_PER_SYSTEM);
     }
     PQclear(r);
-    if (oc->err != KH_OK)
-        return;
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s/%s", G.set.spool_dir, u->t->id.code);
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        oc->err = KH_E_INTERNAL;
-        snprintf(oc->msg, sizeof oc->msg, "spool folder unavailable");
-        return;
+    if (bc->err == KH_OK) {
+        const char *q[6] = {bc->id, bc->system, bc->item, bc->mode, bc->as_of, bc->file_name};
+        /* the newest finished ones stay readable; older ones make room */
+        PGresult *d = kh_db_exec(
+            c,
+            "DELETE FROM bulk_upload WHERE upload_id IN (SELECT upload_id FROM bulk_upload "
+            "WHERE state IN ('APPLIED', 'DUPLICATE', 'REJECTED', 'FAILED') ORDER BY "
+            "finished_at DESC OFFSET " KH_STR(MAX_FINISHED_PER_TENANT) " FOR UPDATE SKIP LOCKED)",
+            0, NULL);
+        PGresult *i = d == NULL ? NULL
+                                : kh_db_exec(c,
+                                             "INSERT INTO bulk_upload (upload_id, system_id, "
+                                             "item_code, mode, as_of, file_name) VALUES ($1, $2, "
+                                             "$3, $4, $5, $6)",
+                                             6, q);
+        if (i == NULL)
+            bc_fail(bc, KH_E_DB, "database unavailable");
+        PQclear(d);
+        PQclear(i);
     }
-    u->fd = open(u->spool, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (u->fd < 0) {
-        oc->err = KH_E_INTERNAL;
-        snprintf(oc->msg, sizeof oc->msg, "cannot create the spool file");
-    }
+    end_tx(c, bc);
 }
 
-static void open_done(void *arg)
+static void reply_open(struct evhttp_request *req, bulk_call *bc)
 {
-    open_call *oc = arg;
-    opening--;
-    struct evhttp_request *req = gw_req_take(&oc->req);
-    gw_upload *u = oc->up;
-    if (oc->err != KH_OK || req == NULL) {
-        if (req)
-            kh_http_reply_err(req, oc->err, "%s", oc->msg);
-        if (u->fd >= 0)
-            unlink(u->spool); /* the client is gone or refused: nothing to keep */
-        upload_free(u);
-        free(oc);
-        return;
-    }
-    u->touched = time(NULL);
-    u->next = uploads;
-    uploads = u;
-    kh_info("bulk", "tenant %s system %s: upload %s opened for %s (%s)", u->t->id.code, u->system,
-            u->id, u->item, u->mode);
     Kh__Status ok = KH__STATUS__INIT;
     ok.code = "OK";
     ok.message = "";
     Kh__BulkOpenResponse resp = KH__BULK_OPEN_RESPONSE__INIT;
     resp.status = &ok;
-    resp.upload_id = u->id;
+    resp.upload_id = bc->id;
     resp.max_part = (uint32_t)(G.set.max_body - 4096);
     kh_http_reply_pb(req, &resp.base);
-    free(oc);
+}
+
+/* An upload opened for a client that went away before it learnt the id:
+ * nobody can send its parts, and it would hold a slot for an hour. */
+static void forget_work(PGconn *c, void *arg)
+{
+    bulk_call *bc = arg;
+    if (!begin_tx(c, bc))
+        return;
+    const char *p[1] = {bc->id};
+    PGresult *d = kh_db_exec(c,
+                             "DELETE FROM bulk_upload WHERE upload_id = $1 AND state = "
+                             "'RECEIVING' AND next_seq = 1",
+                             1, p);
+    if (d == NULL)
+        bc_fail(bc, KH_E_DB, "database unavailable");
+    PQclear(d);
+    end_tx(c, bc);
+}
+
+static void forget_done(void *arg)
+{
+    bc_free(arg);
+}
+
+static void open_done(void *arg)
+{
+    bulk_call *bc = arg;
+    if (bc->err == KH_OK && bc->req == NULL &&
+        kh_pool_submit_for(G.pool, bc->t->id.code, forget_work, forget_done, bc) == 0)
+        return; /* (if the queue is full, the sweeper forgets it after an hour) */
+    if (bc->err == KH_OK)
+        kh_info("bulk", "tenant %s system %s: upload %s opened for %s (%s)", bc->t->id.code,
+                bc->system, bc->id, bc->item, bc->mode);
+    finish(bc, reply_open);
 }
 
 static bool file_name_ok(const char *s)
@@ -285,81 +313,42 @@ void gw_bulk_on_open(struct evhttp_request *req, gw_tenant *t, const char *syste
                       : G.set.spool_dir == NULL
                           ? "bulk registration is not configured on this gateway (spool_dir)"
                           : NULL;
-    /* only uploads in progress hold a slot: a finished one (applied,
-     * duplicate, rejected, failed) stays readable but counts for nothing */
-    int active = 0, mine = 0, ours = 0, finished = 0;
-    gw_upload *oldest = NULL;
-    for (gw_upload *u = uploads; u; u = u->next) {
-        pthread_mutex_lock(&mu);
-        bool done = u->state >= UP_APPLIED;
-        pthread_mutex_unlock(&mu);
-        if (done) {
-            if (u->t == t && !u->busy) {
-                finished++;
-                if (oldest == NULL || u->touched < oldest->touched)
-                    oldest = u;
-            }
-            continue;
-        }
-        active++;
-        mine += u->t == t;
-        ours += u->t == t && strcmp(u->system, system) == 0;
-    }
-    const char *who = NULL;
-    int limit = 0;
-    if (active + opening >= MAX_UPLOADS)
-        who = "this gateway", limit = MAX_UPLOADS;
-    else if (mine >= MAX_UPLOADS_PER_TENANT)
-        who = "this tenant", limit = MAX_UPLOADS_PER_TENANT;
-    else if (ours >= MAX_UPLOADS_PER_SYSTEM)
-        who = "this business system", limit = MAX_UPLOADS_PER_SYSTEM;
-    if (bad != NULL || who != NULL) {
-        if (bad != NULL)
-            kh_http_reply_err(req, KH_E_FIELD, "%s", bad);
-        else
-            kh_http_reply_err(req, KH_E_OVERLOADED, "%s has %d uploads in progress; retry later",
-                              who, limit);
+    if (bad != NULL) {
+        kh_http_reply_err(req, KH_E_FIELD, "%s", bad);
         kh__bulk_open_request__free_unpacked(m, NULL);
         return;
     }
-    if (finished >= MAX_FINISHED_PER_TENANT)
-        upload_retire(oldest);
-    gw_upload *u = calloc(1, sizeof *u);
-    open_call *oc = calloc(1, sizeof *oc);
+    bulk_call *bc = bc_new(req, t, system);
     uint8_t rnd[16];
-    if (u == NULL || oc == NULL || khc_random(rnd, sizeof rnd) != 0 ||
-        (u->md = khc_sha256_new()) == NULL) {
-        if (u)
-            khc_sha256_free(u->md);
-        free(u);
-        free(oc);
-        kh__bulk_open_request__free_unpacked(m, NULL);
-        kh_http_reply_err(req, KH_E_INTERNAL, "out of memory");
-        return;
+    if (bc != NULL && khc_random(rnd, sizeof rnd) != 0) {
+        kh_http_reply_err(gw_req_take(&bc->req), KH_E_INTERNAL, "no random bytes");
+        bc_free(bc);
+        bc = NULL;
     }
-    khc_hex(rnd, sizeof rnd, u->id);
-    u->t = t;
-    u->fd = -1;
-    u->next_seq = 1;
-    u->state = UP_RECEIVING;
-    snprintf(u->system, sizeof u->system, "%s", system);
-    snprintf(u->item, sizeof u->item, "%s", m->item_code);
-    snprintf(u->mode, sizeof u->mode, "%s", m->mode);
-    snprintf(u->as_of, sizeof u->as_of, "%s", m->as_of);
-    snprintf(u->file_name, sizeof u->file_name, "%s", m->file_name);
-    snprintf(u->spool, sizeof u->spool, "%s/%s/%s.csv", G.set.spool_dir, t->id.code, u->id);
-    snprintf(u->report, sizeof u->report, "%s/%s/%s.report", G.set.spool_dir, t->id.code, u->id);
+    if (bc != NULL) {
+        khc_hex(rnd, sizeof rnd, bc->id);
+        snprintf(bc->item, sizeof bc->item, "%s", m->item_code);
+        snprintf(bc->mode, sizeof bc->mode, "%s", m->mode);
+        snprintf(bc->as_of, sizeof bc->as_of, "%s", m->as_of);
+        snprintf(bc->file_name, sizeof bc->file_name, "%s", m->file_name);
+    }
     kh__bulk_open_request__free_unpacked(m, NULL);
-    oc->up = u;
-    opening++;
-    gw_req_hold(&oc->req, req);
-    if (kh_pool_submit_for(G.pool, u->t->id.code, open_work, open_done, oc) != 0) {
-        opening--;
-        gw_req_take(&oc->req);
-        kh_http_reply_err(req, KH_E_OVERLOADED, "database queue full");
-        upload_free(u);
-        free(oc);
+    if (bc != NULL)
+        bc_submit(bc, open_work, open_done);
+}
+
+/* The upload named by a request, checked on the loop (the job checks the rest). */
+static bulk_call *call_for(struct evhttp_request *req, gw_tenant *t, const char *system,
+                           const char *upload_id)
+{
+    if (!kh_id_hex(upload_id, 32)) {
+        kh_http_reply_err(req, KH_E_UPLOAD, "upload_id: expected the 32 hex digits of an upload");
+        return NULL;
     }
+    bulk_call *bc = bc_new(req, t, system);
+    if (bc != NULL)
+        snprintf(bc->id, sizeof bc->id, "%s", upload_id);
+    return bc;
 }
 
 /* --- part --- */
@@ -367,58 +356,68 @@ void gw_bulk_on_open(struct evhttp_request *req, gw_tenant *t, const char *syste
 static void part_work(PGconn *c, void *arg)
 {
     bulk_call *bc = arg;
-    gw_upload *u = bc->up;
-    size_t off = 0;
-    while (off < bc->len) {
-        ssize_t w = write(u->fd, bc->data + off, bc->len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            bc->err = KH_E_INTERNAL;
-            snprintf(bc->msg, sizeof bc->msg, "cannot write the spool file");
-            return;
-        }
-        off += (size_t)w;
+    if (!begin_tx(c, bc))
+        return;
+    char seq[16], len[24], max[24];
+    snprintf(seq, sizeof seq, "%" PRIu32, bc->seq);
+    snprintf(len, sizeof len, "%zu", bc->len);
+    snprintf(max, sizeof max, "%" PRIu64, max_upload_bytes);
+    const char *p[5] = {bc->id, bc->system, seq, len, max};
+    PGresult *r = kh_db_exec(c,
+                             "UPDATE bulk_upload SET next_seq = next_seq + 1, bytes = bytes + "
+                             "$4::bigint, touched_at = now() WHERE upload_id = $1 AND system_id "
+                             "= $2 AND state = 'RECEIVING' AND next_seq = $3::int AND bytes + "
+                             "$4::bigint <= $5::bigint RETURNING bytes",
+                             5, p);
+    if (r != NULL && PQntuples(r) == 1) {
+        bc->bytes = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+        const char *ip[3] = {bc->id, seq, (const char *)bc->data};
+        int lens[3] = {0, 0, (int)bc->len}, fmts[3] = {0, 0, 1};
+        PGresult *i = kh_db_exec_bin(c,
+                                     "INSERT INTO bulk_upload_part (upload_id, seq, data) "
+                                     "VALUES ($1, $2::int, $3)",
+                                     3, ip, lens, fmts, 0);
+        if (i == NULL)
+            bc_fail(bc, KH_E_DB, "database unavailable: the part was not stored; send it again");
+        PQclear(i);
+    } else if (r != NULL) { /* say why */
+        PGresult *w = kh_db_exec(c,
+                                 "SELECT state, next_seq FROM bulk_upload WHERE upload_id = $1 "
+                                 "AND system_id = $2",
+                                 2, p);
+        if (w == NULL)
+            bc_fail(bc, KH_E_DB, "database unavailable");
+        else if (PQntuples(w) == 0 || strcmp(PQgetvalue(w, 0, 0), "RECEIVING") != 0)
+            bc_fail(bc, KH_E_UPLOAD,
+                    "upload_id: no upload receiving parts under this id for this system");
+        else if (strtoul(PQgetvalue(w, 0, 1), NULL, 10) != bc->seq) {
+            bc->err = KH_E_PART_ORDER;
+            snprintf(bc->msg, sizeof bc->msg, "seq: not the next part expected (expected %s)",
+                     PQgetvalue(w, 0, 1));
+        } else
+            bc_fail(bc, KH_E_TOO_LARGE, "the file exceeds max_upload_mb of this gateway");
+        PQclear(w);
+    } else {
+        bc_fail(bc, KH_E_DB, "database unavailable");
     }
-    if (khc_sha256_update(u->md, bc->data, bc->len) != 0)
-        bc->err = KH_E_INTERNAL;
+    PQclear(r);
+    end_tx(c, bc);
+}
+
+static void reply_part(struct evhttp_request *req, bulk_call *bc)
+{
+    Kh__Status ok = KH__STATUS__INIT;
+    ok.code = "OK";
+    ok.message = "";
+    Kh__BulkPartResponse resp = KH__BULK_PART_RESPONSE__INIT;
+    resp.status = &ok;
+    resp.received = bc->bytes;
+    kh_http_reply_pb(req, &resp.base);
 }
 
 static void part_done(void *arg)
 {
-    bulk_call *bc = arg;
-    gw_upload *u = bc->up;
-    u->busy = false;
-    u->touched = time(NULL);
-    struct evhttp_request *req = gw_req_take(&bc->req);
-    if (bc->err != KH_OK) {
-        /* the spool may now hold part of the part: the upload cannot be trusted */
-        pthread_mutex_lock(&mu);
-        u->state = UP_FAILED;
-        u->err = bc->err;
-        snprintf(u->msg, sizeof u->msg, "a part could not be stored; open a new upload");
-        pthread_mutex_unlock(&mu);
-    }
-    if (bc->err == KH_OK) {
-        u->next_seq++;
-        pthread_mutex_lock(&mu);
-        u->st.bytes += bc->len;
-        pthread_mutex_unlock(&mu);
-    }
-    if (req) {
-        if (bc->err != KH_OK) {
-            kh_http_reply_err(req, bc->err, "%s", bc->msg);
-        } else {
-            Kh__Status ok = KH__STATUS__INIT;
-            ok.code = "OK";
-            ok.message = "";
-            Kh__BulkPartResponse resp = KH__BULK_PART_RESPONSE__INIT;
-            resp.status = &ok;
-            resp.received = u->st.bytes;
-            kh_http_reply_pb(req, &resp.base);
-        }
-    }
-    bc_free(bc);
+    finish(arg, reply_part);
 }
 
 void gw_bulk_on_part(struct evhttp_request *req, gw_tenant *t, const char *system)
@@ -426,157 +425,125 @@ void gw_bulk_on_part(struct evhttp_request *req, gw_tenant *t, const char *syste
     Kh__BulkPartRequest *m = gw_read_pb(req, &kh__bulk_part_request__descriptor);
     if (m == NULL)
         return;
-    gw_upload *u = upload_find(m->upload_id, t, system);
-    kh_err e = KH_OK;
-    const char *why = "";
-    up_state state = UP_FAILED;
-    if (u != NULL) {
-        pthread_mutex_lock(&mu);
-        state = u->state;
-        pthread_mutex_unlock(&mu);
+    bulk_call *bc = NULL;
+    if (m->data.len == 0)
+        kh_http_reply_err(req, KH_E_FIELD, "data: a part carries at least one byte");
+    else if (m->seq == 0 || m->seq > INT32_MAX)
+        kh_http_reply_err(req, KH_E_PART_ORDER,
+                          "seq: parts are numbered from 1, one after another");
+    else if (m->data.len > max_upload_bytes)
+        kh_http_reply_err(req, KH_E_TOO_LARGE, "the file exceeds max_upload_mb of this gateway");
+    else
+        bc = call_for(req, t, system, m->upload_id);
+    if (bc != NULL && (bc->data = malloc(m->data.len)) == NULL) {
+        kh_http_reply_err(gw_req_take(&bc->req), KH_E_INTERNAL, "out of memory");
+        bc_free(bc);
+        bc = NULL;
     }
-    if (u == NULL || state != UP_RECEIVING) {
-        e = KH_E_UPLOAD;
-        why = "upload_id: no upload receiving parts under this id for this system";
-    } else if (u->busy || m->seq != u->next_seq) {
-        e = KH_E_PART_ORDER;
-        why = "seq: not the next part expected";
-    } else if (m->data.len == 0) {
-        e = KH_E_FIELD;
-        why = "data: a part carries at least one byte";
-    } else if (u->st.bytes + m->data.len > max_upload_bytes) {
-        e = KH_E_TOO_LARGE;
-        why = "the file exceeds max_upload_mb of this gateway";
+    if (bc != NULL) {
+        memcpy(bc->data, m->data.data, m->data.len);
+        bc->len = m->data.len;
+        bc->seq = m->seq;
     }
-    if (e != KH_OK) {
-        if (e == KH_E_PART_ORDER)
-            kh_http_reply_err(req, e, "%s (expected %u)", why, u->next_seq);
-        else
-            kh_http_reply_err(req, e, "%s", why);
-        kh__bulk_part_request__free_unpacked(m, NULL);
-        return;
-    }
-    bulk_call *bc = bc_new(req, u);
-    uint8_t *copy = bc ? malloc(m->data.len) : NULL;
-    if (copy == NULL) {
-        if (bc)
-            gw_req_take(&bc->req);
-        free(bc);
-        kh__bulk_part_request__free_unpacked(m, NULL);
-        kh_http_reply_err(req, KH_E_INTERNAL, "out of memory");
-        return;
-    }
-    memcpy(copy, m->data.data, m->data.len);
-    bc->data = copy;
-    bc->len = m->data.len;
     khc_wipe(m->data.data, m->data.len);
     kh__bulk_part_request__free_unpacked(m, NULL);
-    u->busy = true;
-    if (kh_pool_submit_for(G.pool, u->t->id.code, part_work, part_done, bc) != 0) {
-        u->busy = false;
-        kh_http_reply_err(gw_req_take(&bc->req), KH_E_OVERLOADED, "database queue full");
-        bc_free(bc);
-    }
+    if (bc != NULL)
+        bc_submit(bc, part_work, part_done);
 }
 
 /* --- commit --- */
 
-/* The figures of a load in progress, for /v1/bulk/status (on the worker). */
-static void upload_stats(const refdb_file_stats *st, void *arg)
+/* The SHA-256 of the upload's stored parts 1..parts, read one at a time. */
+static kh_err parts_digest(PGconn *c, const char *id, uint32_t parts, char hex[65])
 {
-    gw_upload *u = arg;
-    pthread_mutex_lock(&mu);
-    u->st = *st;
-    pthread_mutex_unlock(&mu);
-}
-
-static void load_work(PGconn *c, void *arg)
-{
-    gw_upload *u = arg;
-    refdb_file_stats st;
-    refdb_bulk_result res;
-    char msg[256] = "";
-    kh_err e;
-    pthread_mutex_lock(&mu);
-    u->state = UP_LOADING;
-    pthread_mutex_unlock(&mu);
-    int fd = open(u->spool, O_RDONLY | O_CLOEXEC);
-    gw_load_ctx rc = {0};
-    rc.on_stats = upload_stats;
-    rc.arg = u;
-    rc.what = u->id;
-    rc.report = gw_load_open_out(u->report);
-    if (fd < 0 || rc.report == NULL) {
+    khc_sha256_ctx *md = khc_sha256_new();
+    kh_err e = md == NULL ? KH_E_INTERNAL : KH_OK;
+    for (uint32_t seq = 1; e == KH_OK && seq <= parts; seq++) {
+        PGresult *r = gw_bulk_part(c, id, seq);
+        if (r == NULL)
+            e = KH_E_DB;
+        else if (khc_sha256_update(md, (const uint8_t *)PQgetvalue(r, 0, 0),
+                                   (size_t)PQgetlength(r, 0, 0)) != 0)
+            e = KH_E_INTERNAL;
+        gw_bulk_part_free(r);
+    }
+    unsigned char d[32];
+    if (e == KH_OK && khc_sha256_peek(md, d) != 0)
         e = KH_E_INTERNAL;
-        snprintf(msg, sizeof msg, "cannot open the spool or report file");
-        memset(&st, 0, sizeof st);
-        memset(&res, 0, sizeof res);
-    } else if (c == NULL) {
-        e = KH_E_DB;
-        snprintf(msg, sizeof msg, "database unavailable");
-        memset(&st, 0, sizeof st);
-        memset(&res, 0, sizeof res);
-    } else {
-        e = gw_load_run(c, u->t, u->system, u->item, u->mode, u->as_of, u->file_name, u->sha256, fd,
-                        &rc, &st, &res, msg, sizeof msg);
+    if (e == KH_OK)
+        khc_hex(d, sizeof d, hex);
+    khc_sha256_free(md);
+    return e;
+}
+
+/* A commit of an upload no longer receiving: if it was committed with the
+ * same SHA-256 (a commit sent again, its answer lost), its status. */
+static void committed_before(PGconn *c, bulk_call *bc)
+{
+    const char *p[3] = {bc->id, bc->system, bc->sha256};
+    PGresult *r = kh_db_exec(c,
+                             "SELECT " ROW_COLS " FROM bulk_upload WHERE upload_id = $1 AND "
+                             "system_id = $2 AND sha256 = $3",
+                             3, p);
+    if (r == NULL)
+        bc_fail(bc, KH_E_DB, "database unavailable");
+    else if (PQntuples(r) == 0)
+        bc_fail(bc, KH_E_UPLOAD, "upload_id: no upload receiving parts under this id");
+    else
+        row_of(bc, r);
+    PQclear(r);
+}
+
+static void commit_work(PGconn *c, void *arg)
+{
+    bulk_call *bc = arg;
+    if (!begin_tx(c, bc))
+        return;
+    const char *p[3] = {bc->id, bc->system, bc->sha256};
+    /* the row stays locked while the parts are read: no part slips in */
+    PGresult *r = kh_db_exec(c,
+                             "SELECT next_seq - 1, bytes FROM bulk_upload WHERE upload_id = $1 "
+                             "AND system_id = $2 AND state = 'RECEIVING' FOR UPDATE",
+                             2, p);
+    char hex[65] = "";
+    kh_err e;
+    bool receiving = r != NULL && PQntuples(r) == 1;
+    if (r == NULL) {
+        bc_fail(bc, KH_E_DB, "database unavailable");
+    } else if (!receiving) {
+        committed_before(c, bc);
+    } else if ((e = parts_digest(c, bc->id, (uint32_t)strtoul(PQgetvalue(r, 0, 0), NULL, 10),
+                                 hex)) != KH_OK) {
+        bc_fail(bc, e, e == KH_E_DB ? "database unavailable" : "cannot compute the SHA-256");
+    } else if (strcmp(hex, bc->sha256) != 0) {
+        bc->err = KH_E_CHECKSUM;
+        snprintf(bc->msg, sizeof bc->msg,
+                 "sha256: the bytes received (%s) have another SHA-256; commit with theirs, or "
+                 "open a new upload and send the file again",
+                 PQgetvalue(r, 0, 1));
     }
-    if (fd >= 0)
-        close(fd);
-    if (rc.report)
-        fclose(rc.report);
-    unlink(u->spool); /* the data is in the database now, or was refused */
-    pthread_mutex_lock(&mu);
-    u->st = st;
-    u->res = res;
-    u->err = e;
-    snprintf(u->msg, sizeof u->msg, "%s", msg);
-    /* published by load_done on the loop: until then the upload is busy,
-     * and a final state without its report must not be seen */
-    u->final = e == KH_OK                ? (res.duplicate ? UP_DUPLICATE : UP_APPLIED)
-               : e == KH_E_FILE_REJECTED ? UP_REJECTED
-                                         : UP_FAILED;
-    pthread_mutex_unlock(&mu);
-}
-
-static void fail_load(gw_upload *u)
-{
-    u->busy = false;
-    pthread_mutex_lock(&mu);
-    u->state = UP_FAILED;
-    u->err = KH_E_OVERLOADED;
-    snprintf(u->msg, sizeof u->msg, "database queue full; open a new upload later");
-    pthread_mutex_unlock(&mu);
-}
-
-static void load_done(void *arg);
-
-/* Starts queued loads while fewer than max_loads run. */
-static void start_loads(void)
-{
-    while (queue_len > 0 && loads_running < max_loads && !G.stopping) {
-        gw_upload *u = load_queue[queue_head];
-        queue_head = (queue_head + 1) % MAX_UPLOADS;
-        queue_len--;
-        if (kh_pool_submit_for(G.pool, u->t->id.code, load_work, load_done, u) != 0)
-            fail_load(u);
+    PQclear(r);
+    if (bc->err == KH_OK && receiving) {
+        PGresult *u = kh_db_exec(c,
+                                 "UPDATE bulk_upload SET state = 'QUEUED', sha256 = $3, "
+                                 "committed_at = clock_timestamp(), touched_at = now() WHERE "
+                                 "upload_id = $1 AND system_id = $2 RETURNING " ROW_COLS,
+                                 3, p);
+        if (u == NULL || PQntuples(u) != 1)
+            bc_fail(bc, KH_E_DB, "database unavailable");
         else
-            loads_running++;
+            row_of(bc, u);
+        PQclear(u);
     }
+    end_tx(c, bc);
 }
 
-static void load_done(void *arg)
+static void commit_done(void *arg)
 {
-    gw_upload *u = arg;
-    loads_running--;
-    start_loads();
-    pthread_mutex_lock(&mu);
-    u->state = u->final;
-    pthread_mutex_unlock(&mu);
-    u->busy = false;
-    u->touched = time(NULL);
-    kh_info("bulk", "tenant %s: upload %s of %s %s: %s, %zu records, %zu bad, file %lld",
-            u->t->id.code, u->id, u->item, u->mode, state_names[u->state], u->st.records,
-            u->st.bad_records, (long long)u->res.file_id);
+    bulk_call *bc = arg;
+    if (bc->err == KH_OK)
+        gw_bulkq_kick(bc->t);
+    finish(bc, reply_status);
 }
 
 void gw_bulk_on_commit(struct evhttp_request *req, gw_tenant *t, const char *system)
@@ -584,84 +551,81 @@ void gw_bulk_on_commit(struct evhttp_request *req, gw_tenant *t, const char *sys
     Kh__BulkCommitRequest *m = gw_read_pb(req, &kh__bulk_commit_request__descriptor);
     if (m == NULL)
         return;
-    gw_upload *u = upload_find(m->upload_id, t, system);
-    up_state state = UP_FAILED;
-    if (u != NULL) {
-        pthread_mutex_lock(&mu);
-        state = u->state;
-        pthread_mutex_unlock(&mu);
-    }
-    if (u == NULL || state != UP_RECEIVING || u->busy) {
-        kh_http_reply_err(req, u && u->busy ? KH_E_PART_ORDER : KH_E_UPLOAD, "%s",
-                          u && u->busy ? "a part is still being written"
-                                       : "upload_id: no upload receiving parts under this id");
-        kh__bulk_commit_request__free_unpacked(m, NULL);
-        return;
-    }
-    unsigned char md[32];
-    char hex[65];
-    bool ok = khc_sha256_peek(u->md, md) == 0;
-    if (ok)
-        khc_hex(md, 32, hex);
-    if (!ok || strcmp(hex, m->sha256) != 0) {
-        kh_http_reply_err(req, KH_E_CHECKSUM,
-                          "sha256: the bytes received (%llu) have another SHA-256; resend the file",
-                          (unsigned long long)u->st.bytes);
-        kh__bulk_commit_request__free_unpacked(m, NULL);
-        return;
-    }
+    bulk_call *bc = NULL;
+    if (!kh_id_hex(m->sha256, 64))
+        kh_http_reply_err(req, KH_E_FIELD, "sha256: expected 64 lowercase hex digits");
+    else
+        bc = call_for(req, t, system, m->upload_id);
+    if (bc != NULL)
+        snprintf(bc->sha256, sizeof bc->sha256, "%s", m->sha256);
     kh__bulk_commit_request__free_unpacked(m, NULL);
-    memcpy(u->sha256, hex, sizeof hex);
-    close(u->fd);
-    u->fd = -1;
-    u->busy = true;
-    pthread_mutex_lock(&mu);
-    u->state = UP_QUEUED;
-    u->st.bytes = 0;
-    pthread_mutex_unlock(&mu);
-    if (queue_len < MAX_UPLOADS) {
-        load_queue[(queue_head + queue_len++) % MAX_UPLOADS] = u;
-        start_loads();
-    } else {
-        fail_load(u);
-    }
-    reply_status(req, u, NULL, 0, 0);
+    if (bc != NULL)
+        bc_submit(bc, commit_work, commit_done);
 }
 
 /* --- status --- */
 
-static void report_work(PGconn *c, void *arg)
+/* Up to REPORT_PAGE bytes of the report from bc->report_offset. */
+static kh_err report_page(PGconn *c, bulk_call *bc)
 {
-    bulk_call *bc = arg;
-    int fd = open(bc->up->report, O_RDONLY | O_CLOEXEC);
-    struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return;
+    if (bc->report_offset >= bc->report_size)
+        return KH_OK;
+    uint64_t first = bc->report_offset / GW_BULK_REPORT_CHUNK;
+    size_t skip = (size_t)(bc->report_offset % GW_BULK_REPORT_CHUNK);
+    char a[24], b[24];
+    snprintf(a, sizeof a, "%" PRIu64, first);
+    snprintf(b, sizeof b, "%" PRIu64, first + REPORT_PAGE / GW_BULK_REPORT_CHUNK);
+    const char *p[3] = {bc->id, a, b};
+    PGresult *r = kh_db_exec_bin(c,
+                                 "SELECT data FROM bulk_upload_report WHERE upload_id = $1 AND "
+                                 "seq BETWEEN $2::int AND $3::int ORDER BY seq",
+                                 3, p, NULL, NULL, 1);
+    if (r == NULL)
+        return KH_E_DB;
+    if ((bc->data = malloc(REPORT_PAGE)) == NULL) {
+        PQclear(r);
+        return KH_E_INTERNAL;
     }
-    bc->report_size = (uint64_t)sb.st_size;
-    if (bc->report_offset < bc->report_size) {
-        size_t want = bc->report_size - bc->report_offset;
-        if (want > REPORT_PAGE)
-            want = REPORT_PAGE;
-        bc->data = malloc(want);
-        if (bc->data != NULL) {
-            ssize_t n = pread(fd, bc->data, want, (off_t)bc->report_offset);
-            bc->len = n > 0 ? (size_t)n : 0;
-        }
+    for (int k = 0; k < PQntuples(r) && bc->len < REPORT_PAGE; k++) {
+        size_t n = (size_t)PQgetlength(r, k, 0), from = k == 0 ? skip : 0;
+        if (from >= n)
+            break;
+        n -= from;
+        if (n > REPORT_PAGE - bc->len)
+            n = REPORT_PAGE - bc->len;
+        memcpy(bc->data + bc->len, PQgetvalue(r, k, 0) + from, n);
+        bc->len += n;
     }
-    close(fd);
+    PQclear(r);
+    return KH_OK;
 }
 
-static void report_done(void *arg)
+static void status_work(PGconn *c, void *arg)
 {
     bulk_call *bc = arg;
-    bc->up->busy = false;
-    struct evhttp_request *req = gw_req_take(&bc->req);
-    if (req)
-        reply_status(req, bc->up, bc->data, bc->len, bc->report_size);
-    bc_free(bc);
+    if (!begin_tx(c, bc))
+        return;
+    const char *p[2] = {bc->id, bc->system};
+    PGresult *r = kh_db_exec(c,
+                             "SELECT " ROW_COLS " FROM bulk_upload WHERE upload_id = $1 AND "
+                             "system_id = $2",
+                             2, p);
+    kh_err e;
+    if (r == NULL)
+        bc_fail(bc, KH_E_DB, "database unavailable");
+    else if (PQntuples(r) == 0)
+        bc_fail(bc, KH_E_UPLOAD, "upload_id: unknown to this gateway for this system");
+    else
+        row_of(bc, r);
+    PQclear(r);
+    if (bc->err == KH_OK && strcmp(bc->state, "REJECTED") == 0 && (e = report_page(c, bc)) != KH_OK)
+        bc_fail(bc, e, "cannot read the report");
+    kh_db_rollback(c);
+}
+
+static void status_done(void *arg)
+{
+    finish(arg, reply_status);
 }
 
 void gw_bulk_on_status(struct evhttp_request *req, gw_tenant *t, const char *system)
@@ -669,90 +633,15 @@ void gw_bulk_on_status(struct evhttp_request *req, gw_tenant *t, const char *sys
     Kh__BulkStatusRequest *m = gw_read_pb(req, &kh__bulk_status_request__descriptor);
     if (m == NULL)
         return;
-    gw_upload *u = upload_find(m->upload_id, t, system);
-    uint64_t offset = m->report_offset;
+    bulk_call *bc = call_for(req, t, system, m->upload_id);
+    if (bc != NULL)
+        bc->report_offset = m->report_offset;
     kh__bulk_status_request__free_unpacked(m, NULL);
-    if (u == NULL) {
-        kh_http_reply_err(req, KH_E_UPLOAD, "upload_id: unknown to this gateway for this system");
-        return;
-    }
-    pthread_mutex_lock(&mu);
-    up_state s = u->state;
-    pthread_mutex_unlock(&mu);
-    u->touched = time(NULL);
-    if (s != UP_REJECTED || u->busy) {
-        reply_status(req, u, NULL, 0, 0);
-        return;
-    }
-    bulk_call *bc = bc_new(req, u);
-    if (bc == NULL) {
-        kh_http_reply_err(req, KH_E_INTERNAL, "out of memory");
-        return;
-    }
-    bc->report_offset = offset;
-    u->busy = true;
-    if (kh_pool_submit_for(G.pool, u->t->id.code, report_work, report_done, bc) != 0) {
-        u->busy = false;
-        reply_status(gw_req_take(&bc->req), u, NULL, 0, 0);
-        bc_free(bc);
-    }
+    if (bc != NULL)
+        bc_submit(bc, status_work, status_done);
 }
 
-/* ------------------------------------------------------- idle uploads */
-
-static void sweep_work(PGconn *c, void *arg)
-{
-    gw_upload *u = arg;
-    unlink(u->spool);
-    unlink(u->report);
-}
-
-static void sweep_done(void *arg)
-{
-    upload_free(arg);
-}
-
-/* Forgets an upload that is not busy: its files are removed on a worker. */
-static void upload_retire(gw_upload *u)
-{
-    upload_unlink(u);
-    kh_info("bulk", "upload %s forgotten (%s)", u->id, state_names[u->state]);
-    if (kh_pool_submit(G.pool, sweep_work, sweep_done, u) != 0) {
-        u->next = uploads; /* try again next sweep */
-        uploads = u;
-    }
-}
-
-static void on_sweep(evutil_socket_t fd, short what, void *arg)
-{
-    time_t now = time(NULL);
-    for (gw_upload *u = uploads, *next; u; u = next) {
-        next = u->next;
-        if (u->busy || now - u->touched < UPLOAD_IDLE_S)
-            continue;
-        upload_retire(u);
-    }
-}
-
-/* At start-up no upload is in progress: whatever a crash left in the spool
- * is personal data nobody can commit any more (deleted). */
-static void tidy_spool(const char *spool)
-{
-    for (size_t i = 0; i < G.ntenants; i++) {
-        char dir[1100], path[1400];
-        struct dirent *de;
-        DIR *d;
-        snprintf(dir, sizeof dir, "%s/%s", spool, G.tenants[i].id.code);
-        if ((d = opendir(dir)) == NULL)
-            continue;
-        while ((de = readdir(d)) != NULL)
-            if (de->d_name[0] != '.') {
-                snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-                unlink(path);
-            }
-        closedir(d);
-    }
-}
+/* ------------------------------------------------------------ start */
 
 int gw_bulk_start(char *err, size_t errlen)
 {
@@ -762,33 +651,14 @@ int gw_bulk_start(char *err, size_t errlen)
         snprintf(err, errlen, "cannot create spool_dir %s", spool);
         return -1;
     }
-    if (spool)
-        tidy_spool(spool);
     max_upload_bytes = (uint64_t)G.set.max_upload_mb << 20;
-    /* the drop folder's loads take a worker of their own */
-    max_loads = G.set.db_workers - 1 - (drop ? 1 : 0);
-    if (max_loads < 1)
-        max_loads = 1;
     if (drop && gw_drop_start(drop, err, errlen) != 0)
         return -1;
-    struct timeval sv = {60, 0};
-    sweep_ev = event_new(G.base, -1, EV_PERSIST, on_sweep, NULL);
-    if (sweep_ev == NULL || event_add(sweep_ev, &sv) != 0) {
-        snprintf(err, errlen, "cannot start the upload sweeper");
-        return -1;
-    }
-    return 0;
+    return gw_bulkq_start(err, errlen);
 }
 
 void gw_bulk_stop(void)
 {
     gw_drop_stop();
-    if (sweep_ev)
-        event_free(sweep_ev);
-    sweep_ev = NULL;
-    while (uploads) {
-        gw_upload *u = uploads;
-        uploads = u->next;
-        upload_free(u);
-    }
+    gw_bulkq_stop();
 }

@@ -103,7 +103,7 @@ static const kh_opt options[] = {
     {"log_level", KH_OPT_ENUM, RELOAD, "info", 0, 0, log_levels, OFF(log_level), NULL,
      "least severe level logged"},
     {"spool_dir", KH_OPT_STR, 0, NULL, 0, 900, NULL, OFF(spool_dir), NULL,
-     "where bulk uploads are spooled (enables /v1/bulk/*)"},
+     "a node's own folder for the files of its bulk loads (enables /v1/bulk/*)"},
     {"drop_dir", KH_OPT_STR, 0, NULL, 0, 900, NULL, OFF(drop_dir), NULL,
      "watched drop folder: DIR/<tenant>/in/*.csv (optional)"},
     {"drop_system", KH_OPT_STR, 0, "dropfolder", 0, 32, NULL, OFF(drop_system), system_id,

@@ -74,6 +74,8 @@ kh_err gw_load_run(PGconn *c, gw_tenant *t, const char *system, const char *item
                             run_progress, rc, st, res, msg, msglen);
     }
     refdb_layout_free(&l);
+    if (e == KH_OK && !res->duplicate && rc->before_commit != NULL)
+        e = rc->before_commit(c, st, res, rc->arg, msg, msglen);
     if (e == KH_OK && !res->duplicate) {
         e = kh_db_commit(c);
         if (e != KH_OK)

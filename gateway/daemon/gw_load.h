@@ -20,6 +20,10 @@ typedef struct {
     char progress_path[1100]; /* a file rewritten with the progress, or "" */
     /* called with the figures so far as the load goes on (may be NULL) */
     void (*on_stats)(const refdb_file_stats *st, void *arg);
+    /* called in the load's transaction just before it commits an applied
+     * file (may be NULL): anything else than KH_OK (with msg) rolls it back */
+    kh_err (*before_commit)(PGconn *c, const refdb_file_stats *st, const refdb_bulk_result *res,
+                            void *arg, char *msg, size_t msglen);
     void *arg;
 } gw_load_ctx;
 

@@ -165,12 +165,28 @@ check "progress is visible while the file loads" test "$seen" = 1
 kill -9 "$(cat "$KH_STACK/run/gw-a.pid")"
 wait "$cpid" || true
 expect_eq "killed mid-load: nothing of the file was applied" "$before" "$(replica_count)"
+kid=$(cat "$tmp/k.out" "$tmp/k.err" | grep -o 'upload [0-9a-f]\{32\} opened' | cut -d' ' -f2 || true)
+check "the client printed the upload's id" test -n "$kid"
+expect_eq "the upload outlives its node: it is LOADING in the database" "LOADING" \
+    "$(sql kh_gw_a "SELECT state FROM t_131016.bulk_upload WHERE upload_id = '$kid'")"
+# restarted, the gateway finds the load whose lease ran out and loads it again
 "$KH_ROOT/tools/khstack" up "$KH_STACK" >/dev/null
-out=$(tax bulk TK001 diff 20260601 "$big" 2>/dev/null)
-expect_contains "the resent file loads" "OK APPLIED records=$bigrec" "$out"
+st=""
+for _ in $(seq 1 300); do
+    st=$(sql kh_gw_a "SELECT state || ' ' || attempts || ' ' || records FROM t_131016.bulk_upload WHERE upload_id = '$kid'")
+    case $st in APPLIED*) break ;; esac
+    sleep 0.2
+done
+expect_eq "the interrupted upload is loaded again without being resent" "APPLIED 2 $bigrec" "$st"
 expect_eq "exactly once" $((before + bigrec)) "$(replica_count)"
+expect_eq "its parts are gone with the outcome" 0 \
+    "$(sql kh_gw_a "SELECT count(*) FROM t_131016.bulk_upload_part WHERE upload_id = '$kid'")"
+printf '\x0a\x20%s' "$kid" >"$tmp/k.status"
+"$KH_ROOT/tools/khstack" client "$KH_STACK" 131016 tax post /v1/bulk/status "$tmp/k.status" \
+    application/x-protobuf "$tmp/k.st" >/dev/null 2>&1 || true
+check "its status reads APPLIED through the API" grep -aq APPLIED "$tmp/k.st"
 out=$(tax bulk TK001 diff 20260601 "$big" 2>/dev/null)
-expect_contains "and a third sending is a no-op" "OK DUPLICATE" "$out"
+expect_contains "and sending it again is a no-op" "OK DUPLICATE" "$out"
 
 # Slots (issue 11, class 5): finished uploads hold none, and one business
 # system cannot take all of its tenant's. Uploads are opened and committed by
