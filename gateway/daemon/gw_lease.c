@@ -17,7 +17,8 @@
  * by the node that holds the lease, so the answer is recorded once. A node
  * that lost its lease (it could not renew for GW_LEASE_S) may still send,
  * but its outcome is not recorded. A node stopped with SIGTERM leaves its
- * queries in flight to the others the same way.
+ * queries in flight to the others the same way, but at once: once its loop
+ * has ended it ends their leases (gw_lease_hand_over).
  * One tick at a time; nothing is taken over while the node stops.
  * The sweeper (every 30 s) ends what nobody can finish any more: a query
  * still in flight a minute after its message expired. */
@@ -284,6 +285,43 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
     sweeping = true;
     if (kh_pool_submit(G.pool, sweep_work, sweep_done, NULL) != 0)
         sweeping = false;
+}
+
+/* ---- a clean stop ---- */
+
+/* The event loop has ended: this node sends nothing more. Its queries in
+ * flight are handed over now (their lease ends), so the other nodes take
+ * them at their next tick instead of a lease later. Still its node's: an
+ * answer it already holds could not be recorded any more anyway. */
+static void hand_over_work(PGconn *c, void *arg)
+{
+    (void)arg;
+    const char *p[1] = {G.node};
+    for (size_t i = 0; c != NULL && i < G.ntenants; i++) {
+        if (kh_db_tenant_begin(c, G.tenants[i].id.code) != KH_OK)
+            continue;
+        PGresult *r = kh_db_exec(c,
+                                 "UPDATE query SET lease_until = now() WHERE node = $1 AND state "
+                                 "IN ('sent', 'timed_out') AND lease_until > now()",
+                                 1, p);
+        if (r == NULL || kh_db_commit(c) != KH_OK)
+            kh_db_rollback(c); /* the lease runs out instead */
+        else if (strcmp(PQcmdTuples(r), "0") != 0)
+            kh_info("lease", "tenant %s: %s queries in flight handed over to the other nodes",
+                    G.tenants[i].id.code, PQcmdTuples(r));
+        PQclear(r);
+    }
+}
+
+static void hand_over_done(void *arg)
+{
+    (void)arg;
+}
+
+void gw_lease_hand_over(void)
+{
+    if (G.pool != NULL && kh_pool_submit(G.pool, hand_over_work, hand_over_done, NULL) != 0)
+        kh_warn("lease", "cannot hand over the queries in flight: their lease runs out instead");
 }
 
 int gw_lease_start(char *err, size_t errlen)

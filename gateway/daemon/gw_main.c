@@ -290,6 +290,7 @@ static void teardown(void)
     if (G.admin_http)
         evhttp_free(G.admin_http);
     gw_health_stop();
+    gw_lease_hand_over(); /* run by the pool before it stops */
     kh_pool_free(G.pool); /* first: its last completions may still use uploads */
     gw_lease_stop();
     gw_query_stop();

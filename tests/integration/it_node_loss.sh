@@ -12,6 +12,9 @@
 #   the asker and one at the provider, and its row no longer keeps the
 #   envelope (its header names the link code); the business system reads it
 #   by handle from node 2.
+# - node 1 back, the router down again: a query held by node 2 when node 2
+#   is stopped cleanly (SIGTERM) is handed over: node 1 takes it sooner than
+#   its lease would have run out, and it ends answered once.
 . "$(dirname "$0")/lib.sh"
 K=$KH_ROOT/tools/khstack
 LOG2=$KH_STACK/log/gw-a-n2.log
@@ -64,5 +67,33 @@ expect_eq "one provision record at the provider" 1 \
     "$(sql kh_gw_b "SELECT count(*) FROM t_n00001.provision_record WHERE msg_id = '$H'")"
 out=$(client 271004 welfare -g "127.0.0.1:$N2" status "$H")
 expect_contains "the business system reads the answer by handle from node 2" "OK FOUND handle=$H" "$out"
+
+"$K" start "$KH_STACK" gw-a >/dev/null
+kill -9 "$(cat "$KH_STACK/run/router.pid")"
+out=$(client 271004 welfare -g "127.0.0.1:$N2" --async query O-WEL-001 JT003 N00001 TK008 "$LOCAL_O")
+H=$(grep -o 'SENT handle=[0-9a-f]\{32\}' <<<"$out" | cut -d= -f2 || true)
+check "a query sent through node 2 while the router is down" test -n "$H"
+expect_eq "node 2 holds it" "$NODE2" "$(qcol "$H" node)"
+NODE1=$(node_of "$KH_STACK/log/gw-a.log")
+p2=$(cat "$KH_STACK/run/gw-a-n2.pid")
+kill -TERM "$p2"
+for _ in $(seq 1 100); do kill -0 "$p2" 2>/dev/null || break; sleep 0.1; done
+rm -f "$KH_STACK/run/gw-a-n2.pid"
+t0=$(date +%s)
+expect_contains "node 2 says it handed its query over" "1 queries in flight handed over" \
+    "$(grep 'handed over' "$LOG2" || true)"
+taken1() { [ "$(qcol "$H" node)" = "$NODE1" ]; }
+wait_taken1() {
+    for _ in $(seq 1 90); do taken1 && return 0; sleep 0.1; done
+    return 1
+}
+# a lease has 10 to 15 s left at any time; node 1 looks every 5 s
+check "node 1 takes it over within 9 s of node 2's stop, before the lease would have run out" \
+    wait_taken1
+echo "taken over $(($(date +%s) - t0)) s after the stop"
+"$K" start "$KH_STACK" router >/dev/null
+check "it ends answered" wait_answered
+expect_eq "one provision record at the asker" 1 \
+    "$(sql kh_gw_a "SELECT count(*) FROM t_271004.provision_record WHERE msg_id = '$H'")"
 
 finish
