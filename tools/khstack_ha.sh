@@ -159,11 +159,6 @@ ha_start() {
     kh_die "$name did not become ready (log $log)"
 }
 
-ha_http_ok() { # URL: true if a GET of it answers 200 within 2 s
-    python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$1" \
-        >/dev/null 2>&1
-}
-
 # ha_role N: what Patroni's REST API of node N says its PostgreSQL is
 # (master or primary, replica) while it runs, else "down"
 ha_role() {
@@ -243,7 +238,7 @@ ha_up() {
     ha_patroni_conf 1
     ha_patroni_conf 2
     ha_haproxy_conf
-    ha_start etcd "ha_http_ok http://127.0.0.1:$ETCD_CLIENT/health" \
+    ha_start etcd "kh_http_ok http://127.0.0.1:$ETCD_CLIENT/health" \
         "${AS_PG[@]}" etcd --name kh-etcd --data-dir "$HA_DIR/etcd" \
         --listen-client-urls "http://127.0.0.1:$ETCD_CLIENT" \
         --advertise-client-urls "http://127.0.0.1:$ETCD_CLIENT" \

@@ -9,6 +9,18 @@ check libsubunit-dev xxd procps iproute2"
 
 kh_say() { printf '%s\n' "$*"; }
 kh_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+kh_http_ok() { # URL: true if a GET of it answers 200 within 2 s
+    python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$1" \
+        >/dev/null 2>&1
+}
+kh_within() { # SECONDS CMD...: until CMD succeeds (tried every 0.2 s), at most SECONDS
+    local end=$(($(date +%s) + $1))
+    shift
+    until "$@"; do
+        [ "$(date +%s)" -lt "$end" ] || return 1
+        sleep 0.2
+    done
+}
 
 kh_deps() {
     local missing="" p

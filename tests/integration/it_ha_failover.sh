@@ -12,6 +12,7 @@
 # that, and again after the router is killed and started again.
 # (tools/khbench-failover measures the same events under a mixed load.)
 . "$(dirname "$0")/lib.sh"
+. "$KH_ROOT/tools/lib.sh" # kh_within, kh_http_ok
 D=$KH_BUILD/it-ha
 HB=$((KH_PORT_BASE + 500))
 hk() { KH_PORT_BASE=$HB "$KH_ROOT/tools/khstack" "$@"; }
@@ -26,19 +27,8 @@ if ! hk up --ha "$D" >"$KH_BUILD/it-ha.up.log" 2>&1; then
 fi
 roles() { hk ha "$D" | awk '{ print $2 }' | sort | paste -sd' ' -; }
 leader() { hk ha "$D" | awk '$2 == "leader" && $3 == "running" { print $1 }'; }
-within() { # SECONDS CMD...: until CMD succeeds, at most SECONDS
-    local end=$(($(date +%s) + $1))
-    shift
-    until "$@"; do
-        [ "$(date +%s)" -lt "$end" ] || return 1
-        sleep 0.2
-    done
-}
 paired() { [ "$(roles)" = "leader sync_standby" ]; }
-ready() { # PORT: GET /ready is 200
-    python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
-        "http://127.0.0.1:$1/ready" >/dev/null 2>&1
-}
+ready() { kh_http_ok "http://127.0.0.1:$1/ready"; } # PORT: GET /ready is 200
 expect_eq "two PostgreSQL nodes: a leader and a synchronous standby" "leader sync_standby" "$(roles)"
 pids() { cat "$D"/run/gw-a.pid "$D"/run/gw-a-n2.pid "$D"/run/gw-b.pid "$D"/run/gw-b-n2.pid "$D"/run/router.pid | paste -sd' ' -; }
 P0=$(pids)
@@ -65,7 +55,7 @@ writer 1000000 &
 W=$!
 acks_over() { [ "$(wc -l <"$ACK")" -ge "$1" ]; }
 wait_acks() { # N: until N more acknowledgements than now (60 s)
-    within 60 acks_over $(($(wc -l <"$ACK") + $1))
+    kh_within 60 acks_over $(($(wc -l <"$ACK") + $1))
 }
 check "registrations are acknowledged" wait_acks 10
 
@@ -74,7 +64,7 @@ old=$(leader)
 pm=$(head -1 "$D/ha/$old/data/postmaster.pid")
 kill -9 "$pm"
 check "after the primary's PostgreSQL was killed, registrations are acknowledged again" wait_acks 10
-check "... and there is a leader and a synchronous standby again" within 90 paired
+check "... and there is a leader and a synchronous standby again" kh_within 90 paired
 
 # 2. a switchover: the other node becomes the primary
 from=$(leader)
@@ -84,7 +74,7 @@ setpriv --reuid="${KH_PGUSER:-postgres}" --regid="${KH_PGUSER:-postgres}" --init
     patronictl -c "$D/ha/$from.yml" switchover --leader "$from" --candidate "$to" --force \
     >"$D/switchover.log" 2>&1 || true
 leads() { [ "$(leader)" = "$1" ]; }
-check "after the switchover $to leads" within 60 leads "$to"
+check "after the switchover $to leads" kh_within 60 leads "$to"
 check "after the switchover, registrations are acknowledged again" wait_acks 10
 expect_eq "no gateway node and not the router was restarted" "$P0" "$(pids)"
 
@@ -108,13 +98,13 @@ EOF
 expect_eq "a draining node says it is not ready" "503 close" "$(health /ready)"
 expect_eq "... is still alive, and closes each connection after its reply" "200 close" "$(health /health)"
 gone2() { ! kill -0 "$n2" 2>/dev/null || [ "$(awk '{ print $3 }' "/proc/$n2/stat" 2>/dev/null)" = Z ]; }
-check "gw-a's node 2 stops within 15 s of SIGTERM" within 15 gone2
+check "gw-a's node 2 stops within 15 s of SIGTERM" kh_within 15 gone2
 expect_contains "... after draining" '"drained: stopping with 0 request(s) in flight"' "$(cat "$D/log/gw-a-n2.log")"
 check "... while registrations went on" wait_acks 5
 expect_eq "... and none failed meanwhile" "$before" "$(wc -l <"$D/refusals")"
 hk node "$D" gw-a 2 >/dev/null
 # node 2 back in HAProxy (rise 2) before node 1 goes
-check "gw-a's node 2 is ready again" within 15 ready $((HB + 124))
+check "gw-a's node 2 is ready again" kh_within 15 ready $((HB + 124))
 sleep 3
 
 # 4. node 1 of gw-a dies (kill -9): HAProxy sends the business system to node 2
@@ -158,7 +148,7 @@ expect_contains "a query crosses the network after the failovers" "OK FOUND" "$o
 pm=$(cat "$D/run/router.pid")
 kill -9 "$pm"
 gone() { ! kill -0 "$pm" 2>/dev/null; }
-within 10 gone || true # gone before it is started again
+kh_within 10 gone || true # gone before it is started again
 hk start "$D" router >/dev/null
 out=$(hk client "$D" 271004 childallowance query O-CA-001 JT001 131016 TK001 "2${L:1}")
 expect_contains "a query crosses the network after the router was killed and started again" "OK FOUND" "$out"
