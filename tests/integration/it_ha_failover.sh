@@ -9,7 +9,9 @@
 # killed (-9): the registrations go on through node 2. Every registration
 # acknowledged is in the database afterwards, none twice; every node is
 # ready again (node 1 started again); a query crosses the network after all
-# that, and again after the router is killed and started again.
+# that, and again after the router is killed and started again. Then the
+# pair's backups (tools/khbackup): WAL archived by the primary, a full backup,
+# a restore to a point in time into a new cluster beside the running stack.
 # (tools/khbench-failover measures the same events under a mixed load.)
 . "$(dirname "$0")/lib.sh"
 . "$KH_ROOT/tools/lib.sh" # kh_within, kh_http_ok
@@ -17,7 +19,10 @@ D=$KH_BUILD/it-ha
 HB=$((KH_PORT_BASE + 500))
 hk() { KH_PORT_BASE=$HB "$KH_ROOT/tools/khstack" "$@"; }
 hsql() { hk psql "$D" "$1" -XAtq -v ON_ERROR_STOP=1 -c "$2"; }
-cleanup() { hk down "$D" >/dev/null 2>&1 || true; }
+cleanup() {
+    "$KH_ROOT/tools/khdb" stop "$D/restored/pg" >/dev/null 2>&1 || true
+    hk down "$D" >/dev/null 2>&1 || true
+}
 trap cleanup EXIT
 cleanup
 rm -rf "$D"
@@ -152,4 +157,42 @@ kh_within 10 gone || true # gone before it is started again
 hk start "$D" router >/dev/null
 out=$(hk client "$D" 271004 childallowance query O-CA-001 JT001 131016 TK001 "2${L:1}")
 expect_contains "a query crosses the network after the router was killed and started again" "OK FOUND" "$out"
+# 6. backups of the pair (tools/khbackup), after its failovers: WAL archived
+# by whichever node is the primary, a full backup taken from it; restored to
+# a point in time T into a new cluster beside the running stack
+kb() { "$KH_ROOT/tools/khbackup" "$@"; }
+out=$(kb setup "$D" 2>&1)
+expect_contains "WAL archiving of the pair is set up" "archived into $D/backup/repo" "$out"
+expect_eq "archive_mode is on at the primary" on "$(hsql postgres "SHOW archive_mode")"
+out=$(kb backup "$D" full 2>&1)
+expect_contains "a full backup is taken from the primary" "full backup:" "$out"
+reg() { hk client "$D" 131016 tax register "$L" TK001 20250101 fiscal_year=2025 total_income="$1"; }
+expect_contains "a registration after the backup, before T" "OK registered" "$(reg 7770001)"
+sleep 1.1
+T=$(hsql postgres "SELECT to_char(clock_timestamp(), 'YYYY-MM-DD HH24:MI:SS.US') || to_char(clock_timestamp(), 'OF')")
+sleep 1.1
+expect_contains "a registration after T" "OK registered" "$(reg 7770002)"
+check "every commit so far is archived" kb check "$D"
+out=$(kb restore "$D" --into "$D/restored" --time "$T" 2>&1)
+expect_contains "the pair's backup is restored to T into a new cluster" "into $D/restored/pg; timeline" "$out"
+rq() { "$KH_ROOT/tools/khdb" psql "$D/restored/pg" -XAtq -v ON_ERROR_STOP=1 -d "$1" -c "$2"; }
+expect_eq "the registration before T is there, the one after is not" "7770001" \
+    "$(rq kh_gw_a "SELECT string_agg(data->>'total_income', ' ') FROM t_131016.replica
+                   WHERE local_id = '$L' AND data->>'total_income' IN ('7770001', '7770002')")"
+expect_eq "... and every registration acknowledged before the failovers" "$acked" \
+    "$(rq kh_gw_a "SELECT count(*) FROM t_131016.replica WHERE local_id = '$L'
+                   AND (data->>'total_income')::bigint IN ($vals)")"
+out=$("$KH_BUILD/tools/khctl" verify --db "host=$D/restored/pg/run dbname=kh_gw_a user=khadmin" \
+    --tenant 131016 --cert "$D/pki/org/131016/sign.crt" 2>&1) && rc=0 || rc=$?
+expect_eq "Chiyoda's record chains verify from the restored data" 0 "$rc"
+expect_eq "the stack's pair is still a leader and a synchronous standby" "leader sync_standby" "$(roles)"
+from=$(leader)
+to=pg1
+[ "$from" = pg1 ] && to=pg2
+setpriv --reuid="${KH_PGUSER:-postgres}" --regid="${KH_PGUSER:-postgres}" --init-groups \
+    patronictl -c "$D/ha/$from.yml" switchover --leader "$from" --candidate "$to" --force \
+    >>"$D/switchover.log" 2>&1 || true
+check "another switchover: $to leads" kh_within 60 leads "$to"
+check "... and the new primary archives" kh_within 60 kb check "$D"
+expect_contains "... and is backed up" "diff backup:" "$(kb backup "$D" diff 2>&1)"
 finish
