@@ -18,7 +18,7 @@
  * that lost its lease (it could not renew for GW_LEASE_S) may still send,
  * but its outcome is not recorded. A node stopped with SIGTERM leaves its
  * queries in flight to the others the same way, but at once: once its loop
- * has ended it ends their leases (gw_lease_hand_over).
+ * and its pool have stopped it ends their leases (gw_lease_hand_over).
  * One tick at a time; nothing is taken over while the node stops.
  * The sweeper (every 30 s) ends what nobody can finish any more: a query
  * still in flight a minute after its message expired. */
@@ -289,13 +289,14 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 
 /* ---- a clean stop ---- */
 
-/* The event loop has ended: this node sends nothing more. Its queries in
- * flight are handed over now (their lease ends), so the other nodes take
- * them at their next tick instead of a lease later. Still its node's: an
- * answer it already holds could not be recorded any more anyway. */
-static void hand_over_work(PGconn *c, void *arg)
+/* The event loop has ended and the pool has stopped: this node sends and
+ * records nothing more. Its queries in flight are handed over now (their
+ * lease ends), so the other nodes take them at their next tick instead of a
+ * lease later. On a connection of its own, after every job of the pool (a
+ * query row committed by a last job is handed over too). */
+void gw_lease_hand_over(void)
 {
-    (void)arg;
+    PGconn *c = kh_db_connect(G.set.db);
     const char *p[1] = {G.node};
     for (size_t i = 0; c != NULL && i < G.ntenants; i++) {
         if (kh_db_tenant_begin(c, G.tenants[i].id.code) != KH_OK)
@@ -311,17 +312,10 @@ static void hand_over_work(PGconn *c, void *arg)
                     G.tenants[i].id.code, PQcmdTuples(r));
         PQclear(r);
     }
-}
-
-static void hand_over_done(void *arg)
-{
-    (void)arg;
-}
-
-void gw_lease_hand_over(void)
-{
-    if (G.pool != NULL && kh_pool_submit(G.pool, hand_over_work, hand_over_done, NULL) != 0)
+    if (c == NULL)
         kh_warn("lease", "cannot hand over the queries in flight: their lease runs out instead");
+    PQfinish(c);
+    kh_db_forget();
 }
 
 int gw_lease_start(char *err, size_t errlen)

@@ -19,9 +19,9 @@ KH_MUST_CHECK int gw_lease_node_init(void);
 /* Starts the lease timer (at once, then every GW_LEASE_TICK_S) and the
  * sweeper (at once, then every 30 s). */
 KH_MUST_CHECK int gw_lease_start(char *err, size_t errlen);
-/* At a clean stop, once the loop has ended and before the pool stops: ends
- * the leases of this node's queries in flight, so that the other nodes take
- * them over at once. */
+/* At a clean stop, once the loop has ended and the pool has stopped: ends
+ * the leases of this node's queries in flight (on a connection of its own),
+ * so that the other nodes take them over at once. */
 void gw_lease_hand_over(void);
 void gw_lease_stop(void);
 

@@ -290,8 +290,8 @@ static void teardown(void)
     if (G.admin_http)
         evhttp_free(G.admin_http);
     gw_health_stop();
-    gw_lease_hand_over(); /* run by the pool before it stops */
     kh_pool_free(G.pool); /* first: its last completions may still use uploads */
+    gw_lease_hand_over(); /* after every job of the pool */
     gw_lease_stop();
     gw_query_stop();
     gw_outbox_stop();

@@ -356,7 +356,8 @@ static void check_done(void *arg)
     Kh__QueryRequest *q = qc->q;
     if (G.stopping && qc->err == KH_OK) {
         /* its row is committed, sent, with this node's lease: another node
-         * (or this one restarted) sends it when the lease runs out */
+         * (or this one restarted) sends it once the lease is handed over at
+         * the end of the stop (gw_lease_hand_over), or runs out */
         kh_info("biz", "tenant %s: query %s left to another node (stopping)", qc->t->id.code,
                 qc->hex);
         struct evhttp_request *req = gw_req_take(&qc->req);

@@ -161,10 +161,10 @@ expect_contains "a query crosses the network after the router was killed and sta
 # by whichever node is the primary, a full backup taken from it; restored to
 # a point in time T into a new cluster beside the running stack
 kb() { "$KH_ROOT/tools/khbackup" "$@"; }
-out=$(kb setup "$D" 2>&1)
+out=$(kb setup "$D" 2>&1) || true
 expect_contains "WAL archiving of the pair is set up" "archived into $D/backup/repo" "$out"
 expect_eq "archive_mode is on at the primary" on "$(hsql postgres "SHOW archive_mode")"
-out=$(kb backup "$D" full 2>&1)
+out=$(kb backup "$D" full 2>&1) || true
 expect_contains "a full backup is taken from the primary" "full backup:" "$out"
 reg() { hk client "$D" 131016 tax register "$L" TK001 20250101 fiscal_year=2025 total_income="$1"; }
 expect_contains "a registration after the backup, before T" "OK registered" "$(reg 7770001)"
@@ -173,7 +173,7 @@ T=$(hsql postgres "SELECT to_char(clock_timestamp(), 'YYYY-MM-DD HH24:MI:SS.US')
 sleep 1.1
 expect_contains "a registration after T" "OK registered" "$(reg 7770002)"
 check "every commit so far is archived" kb check "$D"
-out=$(kb restore "$D" --into "$D/restored" --time "$T" 2>&1)
+out=$(kb restore "$D" --into "$D/restored" --time "$T" 2>&1) || true
 expect_contains "the pair's backup is restored to T into a new cluster" "into $D/restored/pg; timeline" "$out"
 rq() { "$KH_ROOT/tools/khdb" psql "$D/restored/pg" -XAtq -v ON_ERROR_STOP=1 -d "$1" -c "$2"; }
 expect_eq "the registration before T is there, the one after is not" "7770001" \
@@ -194,5 +194,5 @@ setpriv --reuid="${KH_PGUSER:-postgres}" --regid="${KH_PGUSER:-postgres}" --init
     >>"$D/switchover.log" 2>&1 || true
 check "another switchover: $to leads" kh_within 60 leads "$to"
 check "... and the new primary archives" kh_within 60 kb check "$D"
-expect_contains "... and is backed up" "diff backup:" "$(kb backup "$D" diff 2>&1)"
+expect_contains "... and is backed up" "diff backup:" "$(kb backup "$D" diff 2>&1 || true)"
 finish
