@@ -1152,7 +1152,7 @@ int khctl_operator_add_main(int argc, char **argv)
         const char *pt[2] = {name, tenants[i]};
         r = PQexecParams(c, "INSERT INTO kh.operator_tenant (operator, org_code) VALUES ($1, $2)",
                          2, NULL, pt, NULL, NULL, 0);
-        good = pq_ok(c, r, "tenant (is it a tenant of this database?)");
+        good = pq_ok(c, r, "tenant");
         PQclear(r);
     }
     if (good) {

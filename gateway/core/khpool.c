@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 typedef struct job {
     kh_pool_work_fn work;
@@ -35,10 +36,22 @@ typedef struct lane {
     struct lane *next; /* in the pool's ring: a lane is there while it has jobs */
 } lane;
 
+/* Where a tenant's schema lives when not in the pool's own database (its
+ * home: the platform's tables and every tenant without a route). */
+typedef struct {
+    char org[KH_POOL_ORG_MAX];
+    size_t db; /* index in dbs */
+} route;
+
 struct kh_pool {
     struct event_base *base;
     struct event *done_ev;
-    char *conninfo;
+    char **dbs; /* conninfo of each database: dbs[0] the home; one each */
+    size_t ndbs;
+    route *routes;
+    size_t nroutes;
+    bool started;        /* a job was submitted: the routes are fixed */
+    int64_t *down_until; /* per database: not tried before (mono_ms), see pool_connect */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     lane **lanes; /* lanes[0]: the platform's */
@@ -138,8 +151,6 @@ PGconn *kh_db_connect(const char *conninfo)
     return c;
 }
 
-static bool job_end(PGconn *c);
-
 /* Whether an idle connection may be used, without a round trip: the server
  * ends a connection (a restart, a failover, pg_terminate_backend) with a
  * FATAL message and the end of the stream, which make the socket readable;
@@ -157,10 +168,91 @@ static bool still_open(PGconn *c)
     return poll(&pf, 1, 0) == 0;
 }
 
+static bool job_end(PGconn *c);
+static void prep_drop(const PGconn *c);
+static bool conn_idle(const PGconn *c);
+typedef struct prep_cache prep_cache;
+
+/* A worker: its pool and its connections, one per database it has used
+ * (conns[0] to the home database; each made when first needed), each with
+ * its cache of prepared statements (preps[i], conns[i]'s). */
+typedef struct {
+    kh_pool *pool;
+    PGconn **conns;
+    prep_cache **preps;
+    bool *down; /* could not connect during this job: not tried again in it */
+} worker;
+
+static __thread worker *self; /* NULL outside a pool's worker */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A connection to database db for a worker of p. A database that could not
+ * be reached is not tried again by any worker of the pool for DOWN_MS: its
+ * jobs fail at once (KH_E_DB) instead of each waiting for connect_timeout,
+ * and the jobs that go through every tenant are not held up by one
+ * database that is gone. */
+#define DOWN_MS 1000
+static PGconn *pool_connect(kh_pool *p, size_t db)
+{
+    int64_t now = mono_ms();
+    if (now < __atomic_load_n(&p->down_until[db], __ATOMIC_RELAXED))
+        return NULL;
+    PGconn *c = kh_db_connect(p->dbs[db]);
+    if (c == NULL)
+        __atomic_store_n(&p->down_until[db], mono_ms() + DOWN_MS, __ATOMIC_RELAXED);
+    return c;
+}
+
+/* The database index of org's schema (0: the home). */
+static size_t db_of(const kh_pool *p, const char *org)
+{
+    for (size_t i = 0; i < p->nroutes; i++)
+        if (strcmp(p->routes[i].org, org) == 0)
+            return p->routes[i].db;
+    return 0;
+}
+
+/* Closes a worker connection (and forgets its statements). */
+static void conn_close(PGconn **c)
+{
+    prep_drop(*c);
+    PQfinish(*c);
+    *c = NULL;
+}
+
+/* The connection to use for org's transaction: in a pool worker, the
+ * worker's connection to org's database (made, or made again if the server
+ * ended it, now); elsewhere cur, which its caller opened to the right one. */
+static PGconn *tenant_conn(PGconn *cur, const char *org)
+{
+    if (self == NULL || self->conns == NULL || self->pool->down_until == NULL)
+        return cur; /* not a worker (or one without memory for its connections) */
+    size_t db = db_of(self->pool, org);
+    PGconn **c = &self->conns[db];
+    if (*c != NULL && *c == cur)
+        return cur;
+    /* a connection lost in an earlier statement, or ended by the server
+     * while idle (not one in the middle of a transaction of this job) */
+    if (*c != NULL && (PQstatus(*c) != CONNECTION_OK || (conn_idle(*c) && !still_open(*c)))) {
+        kh_info("db", "a connection was lost or ended by the server: connecting again");
+        conn_close(c);
+    }
+    if (*c == NULL && !self->down[db] && (*c = pool_connect(self->pool, db)) == NULL)
+        self->down[db] = true; /* a loop over tenants does not wait on it once per tenant */
+    return *c;
+}
+
 static void *worker_main(void *arg)
 {
     kh_pool *p = arg;
-    PGconn *conn = NULL;
+    worker w = {.pool = p};
+    self = &w;
     /* below the event loop (Linux sets a nice value per thread): when the
      * CPUs are busy, the loop still accepts, refuses and answers at once */
     if (p->nice > 0) {
@@ -181,28 +273,51 @@ static void *worker_main(void *arg)
         }
         pthread_mutex_unlock(&p->mu);
 
-        if (conn != NULL && !still_open(conn)) {
-            kh_info("db", "the server ended or spoke on an idle connection: connecting again");
-            kh_db_forget();
-            PQfinish(conn);
-            conn = NULL;
+        /* the routes are fixed once a job was submitted */
+        if (w.conns == NULL) {
+            w.conns = calloc(p->ndbs, sizeof *w.conns);
+            w.preps = calloc(p->ndbs, sizeof *w.preps);
+            w.down = calloc(p->ndbs, sizeof *w.down);
+            if (w.conns == NULL || w.preps == NULL || w.down == NULL) {
+                free(w.conns);
+                free(w.preps);
+                free(w.down);
+                w.conns = NULL;
+                w.preps = NULL;
+                w.down = NULL;
+            }
         }
-        if (conn == NULL)
-            conn = kh_db_connect(p->conninfo);
-        j->work(conn, j->arg);
-        /* a job must leave no transaction open behind it */
-        if (conn != NULL && !job_end(conn)) {
-            kh_db_forget();
-            PQfinish(conn);
-            conn = NULL;
+        if (w.conns == NULL || p->down_until == NULL) {
+            kh_warn("pool", "no memory for a worker's connections");
+            j->work(NULL, j->arg);
+        } else {
+            memset(w.down, 0, p->ndbs * sizeof *w.down);
+            PGconn **home = &w.conns[0];
+            if (*home != NULL && !still_open(*home)) {
+                kh_info("db", "the server ended or spoke on an idle connection: connecting again");
+                conn_close(home);
+            }
+            if (*home == NULL)
+                w.down[0] = (*home = pool_connect(p, 0)) == NULL;
+            j->work(*home, j->arg);
+            /* a job must leave no transaction open behind it, on any database */
+            for (size_t i = 0; i < p->ndbs; i++)
+                if (w.conns[i] != NULL && !job_end(w.conns[i]))
+                    conn_close(&w.conns[i]);
         }
         pthread_mutex_lock(&p->mu);
         push(&p->done_head, &p->done_tail, j);
         pthread_mutex_unlock(&p->mu);
         event_active(p->done_ev, EV_READ, 0);
     }
+    for (size_t i = 0; w.conns != NULL && i < p->ndbs; i++)
+        if (w.conns[i] != NULL)
+            conn_close(&w.conns[i]);
+    free(w.conns);
+    free(w.preps);
+    free(w.down);
+    self = NULL;
     kh_db_forget();
-    PQfinish(conn);
     return NULL;
 }
 
@@ -234,7 +349,9 @@ kh_pool *kh_pool_new(struct event_base *base, const char *conninfo, int workers,
     p->base = base;
     p->queue_max = queue_max;
     p->nice = nice;
-    p->conninfo = strdup(conninfo);
+    p->dbs = calloc(1, sizeof *p->dbs);
+    if (p->dbs != NULL && (p->dbs[0] = strdup(conninfo)) != NULL)
+        p->ndbs = 1;
     p->done_ev = event_new(base, -1, 0, on_done, p);
     p->threads = calloc((size_t)workers, sizeof *p->threads);
     pthread_mutex_init(&p->mu, NULL);
@@ -243,7 +360,7 @@ kh_pool *kh_pool_new(struct event_base *base, const char *conninfo, int workers,
     p->lanes = calloc(p->caplanes, sizeof *p->lanes);
     if (p->lanes != NULL && (p->lanes[0] = calloc(1, sizeof **p->lanes)) != NULL)
         p->nlanes = 1; /* the platform's lane, key "" */
-    if (p->conninfo == NULL || p->done_ev == NULL || p->threads == NULL || p->nlanes == 0)
+    if (p->ndbs == 0 || p->done_ev == NULL || p->threads == NULL || p->nlanes == 0)
         goto fail;
     for (; p->nworkers < workers; p->nworkers++)
         if (pthread_create(&p->threads[p->nworkers], NULL, worker_main, p) != 0)
@@ -274,6 +391,9 @@ int kh_pool_submit_for(kh_pool *p, const char *key, kh_pool_work_fn work, kh_poo
         free(j);
         return -1;
     }
+    if (!p->started) /* the number of databases is fixed from here */
+        p->down_until = calloc(p->ndbs, sizeof *p->down_until);
+    p->started = true;
     p->queued++;
     lane *l = lane_of(p, key);
     bool idle = l->head == NULL; /* not in the ring yet */
@@ -283,6 +403,43 @@ int kh_pool_submit_for(kh_pool *p, const char *key, kh_pool_work_fn work, kh_poo
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
     return 0;
+}
+
+int kh_pool_route(kh_pool *p, const char *org, const char *conninfo)
+{
+    int rc = -1;
+    size_t n = strlen(org);
+    pthread_mutex_lock(&p->mu);
+    if (p->started || n == 0 || n >= KH_POOL_ORG_MAX || db_of(p, org) != 0 ||
+        p->nroutes == KH_POOL_ROUTES_MAX)
+        goto out;
+    size_t db = 0;
+    while (db < p->ndbs && strcmp(p->dbs[db], conninfo) != 0)
+        db++;
+    if (db == p->ndbs) {
+        char **more = realloc(p->dbs, (p->ndbs + 1) * sizeof *more);
+        if (more == NULL)
+            goto out;
+        p->dbs = more;
+        if ((p->dbs[db] = strdup(conninfo)) == NULL)
+            goto out;
+        p->ndbs++;
+    }
+    route *r = realloc(p->routes, (p->nroutes + 1) * sizeof *r);
+    if (r == NULL)
+        goto out;
+    p->routes = r;
+    snprintf(r[p->nroutes].org, sizeof r[p->nroutes].org, "%s", org);
+    r[p->nroutes++].db = db;
+    rc = 0;
+out:
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+const char *kh_pool_conninfo(const kh_pool *p, const char *org)
+{
+    return p->dbs[org != NULL ? db_of(p, org) : 0];
 }
 
 void kh_pool_free(kh_pool *p)
@@ -303,7 +460,11 @@ void kh_pool_free(kh_pool *p)
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     free(p->threads);
-    free(p->conninfo);
+    for (size_t i = 0; p->dbs != NULL && i < p->ndbs; i++)
+        free(p->dbs[i]);
+    free(p->dbs);
+    free(p->routes);
+    free(p->down_until);
     for (size_t i = 0; p->lanes != NULL && i < p->nlanes; i++)
         free(p->lanes[i]);
     free(p->lanes);
@@ -317,10 +478,11 @@ void kh_pool_free(kh_pool *p)
  * every query. The schema is part of the key because a prepared statement
  * keeps the search_path it was analysed under; running it under another
  * tenant's would make PostgreSQL analyse it again each time the tenant
- * changes. The cache belongs to the thread (a pool worker has one connection
- * at a time) and is dropped when the thread's connection changes (another
- * PGconn, or the same address with another server process). It holds at most
- * PREP_MAX statements; past that, statements run unprepared as before. */
+ * changes. A cache belongs to one connection (a pool worker keeps one per
+ * database it uses; another thread has one connection at a time) and is
+ * emptied when that connection changes (another PGconn, or the same address
+ * with another server process). It holds at most PREP_MAX statements; past
+ * that, statements run unprepared as before. */
 #define PREP_MAX 256
 
 typedef struct {
@@ -329,7 +491,7 @@ typedef struct {
     char schema[24];
 } prep_entry;
 
-typedef struct {
+struct prep_cache {
     PGconn *conn;
     int backend_pid;
     char schema[24]; /* of the open transaction; "" outside a tenant's */
@@ -342,9 +504,22 @@ typedef struct {
     bool unfit;     /* a job found the server unfit (kh_db_unfit): reconnect */
     size_t n;
     prep_entry e[PREP_MAX];
-} prep_cache;
+};
 
-static __thread prep_cache *prep;
+/* Where c's cache is: in a pool worker, beside c among the worker's
+ * connections (one cache per connection it keeps, none ever evicted while
+ * its connection is open: a statement prepared on a connection stays there);
+ * in any other thread (one connection at a time), the thread's own. */
+static __thread prep_cache *own_cache;
+
+static prep_cache **cache_slot(const PGconn *c)
+{
+    for (size_t i = 0; self != NULL && self->conns != NULL && c != NULL && i < self->pool->ndbs;
+         i++)
+        if (self->conns[i] == c)
+            return &self->preps[i];
+    return &own_cache;
+}
 
 static void prep_clear(prep_cache *pc)
 {
@@ -353,41 +528,59 @@ static void prep_clear(prep_cache *pc)
     pc->n = 0;
 }
 
-/* The calling thread's cache for c, emptied if c is not the connection it was made for. */
+/* The cache for c, emptied if c is not the connection it was made for. */
 static prep_cache *prep_for(PGconn *c)
 {
-    if (prep == NULL) {
-        prep = calloc(1, sizeof *prep);
-        if (prep == NULL)
-            return NULL;
-    }
+    prep_cache **slot = cache_slot(c);
+    if (*slot == NULL && (*slot = calloc(1, sizeof **slot)) == NULL)
+        return NULL;
+    prep_cache *pc = *slot;
     int pid = PQbackendPID(c);
-    if (prep->conn != c || prep->backend_pid != pid) {
-        prep_clear(prep);
-        prep->conn = c;
-        prep->backend_pid = pid;
-        prep->schema[0] = '\0';
-        prep->pending = 0;
-        prep->sink = NULL;
-        prep->broken = false;
-        prep->read_only = false;
-        prep->unfit = false;
+    if (pc->conn != c || pc->backend_pid != pid) {
+        prep_clear(pc);
+        pc->conn = c;
+        pc->backend_pid = pid;
+        pc->schema[0] = '\0';
+        pc->pending = 0;
+        pc->sink = NULL;
+        pc->broken = false;
+        pc->read_only = false;
+        pc->unfit = false;
     }
-    return prep;
+    return pc;
 }
 
-/* The calling thread's cache if it was made for c, else NULL (none is made). */
+/* The cache if it was made for c, else NULL (none is made). */
 static prep_cache *prep_of(const PGconn *c)
 {
-    return prep != NULL && prep->conn == c ? prep : NULL;
+    prep_cache *pc = c != NULL ? *cache_slot(c) : NULL;
+    return pc != NULL && pc->conn == c ? pc : NULL;
+}
+
+/* Drops c's cache (before c is closed: another connection may get its address). */
+static void prep_drop(const PGconn *c)
+{
+    prep_cache **slot = c != NULL ? cache_slot(c) : NULL;
+    if (slot != NULL && *slot != NULL && (*slot)->conn == c) {
+        prep_clear(*slot);
+        free(*slot);
+        *slot = NULL;
+    }
+}
+
+/* Whether c has no transaction open and nothing sent unread. */
+static bool conn_idle(const PGconn *c)
+{
+    const prep_cache *pc = prep_of(c);
+    return PQtransactionStatus(c) == PQTRANS_IDLE && (pc == NULL || pc->pending == 0);
 }
 
 void kh_db_forget(void)
 {
-    if (prep != NULL) {
-        prep_clear(prep);
-        free(prep);
-        prep = NULL;
+    if (own_cache != NULL) {
+        prep_clear(own_cache);
+        free(own_cache);
+        own_cache = NULL;
     }
 }
 
@@ -517,7 +710,8 @@ static void log_failure(PGconn *c, const PGresult *r)
  * put there instead of being checked. */
 static kh_err settle_own(PGconn *c, PGresult **own)
 {
-    if (c == NULL || prep_of(c) == NULL || prep->pending == 0)
+    prep_cache *prep = prep_of(c);
+    if (prep == NULL || prep->pending == 0)
         return KH_OK;
     int n = prep->pending, sink_at = prep->sink != NULL ? prep->sink_at : -1;
     char *sink = prep->sink;
@@ -578,7 +772,8 @@ static kh_err settle(PGconn *c)
 static kh_err send_next(PGconn *c, const char *name, const char *sql, int nparams,
                         const char *const *params)
 {
-    if (prep->broken)
+    prep_cache *prep = prep_of(c);
+    if (prep == NULL || prep->broken)
         return KH_E_DB;
     if (prep->pending == 0 && PQenterPipelineMode(c) != 1)
         return KH_E_DB;
@@ -716,7 +911,8 @@ static void prep_schema(PGconn *c, const char *schema)
  * deferred statements and neither committed nor rolled back left them). */
 static void discard(PGconn *c)
 {
-    if (prep_of(c) != NULL && prep->pending > 0) {
+    const prep_cache *pc = prep_of(c);
+    if (pc != NULL && pc->pending > 0) {
         kh_warn("db", "statements left without a commit or a rollback; rolled back");
         kh_db_rollback(c);
     }
@@ -768,9 +964,10 @@ static kh_err tenant_lower(const char *org, char lower[16])
     return KH_OK;
 }
 
-kh_err kh_db_tenant_begin(PGconn *c, const char *org)
+kh_err kh_db_tenant_begin(PGconn **cp, const char *org)
 {
     char lower[16], role[48], path[64], schema[24];
+    PGconn *c = *cp = tenant_conn(*cp, org);
     if (c == NULL)
         return KH_E_DB;
     if (tenant_lower(org, lower) != KH_OK)
@@ -782,13 +979,15 @@ kh_err kh_db_tenant_begin(PGconn *c, const char *org)
     return begin_deferred(c, schema, sql, 3);
 }
 
-kh_err kh_db_tenant_begin_day(PGconn *c, const char *org, char day[9])
+kh_err kh_db_tenant_begin_day(PGconn **cp, const char *org, char day[9])
 {
-    kh_err e = kh_db_tenant_begin(c, org);
+    kh_err e = kh_db_tenant_begin(cp, org);
     if (e != KH_OK)
         return e;
+    PGconn *c = *cp;
+    prep_cache *prep = prep_of(c);
     day[0] = '\0';
-    if (prep_of(c) == NULL || prep->pending == 0) { /* sent at once */
+    if (prep == NULL || prep->pending == 0) { /* sent at once */
         PGresult *r = kh_db_exec(c, "SELECT to_char(current_date, 'YYYYMMDD')", 0, NULL);
         if (r == NULL)
             return KH_E_DB;
@@ -805,7 +1004,8 @@ kh_err kh_db_tenant_begin_day(PGconn *c, const char *org, char day[9])
 
 kh_err kh_db_commit(PGconn *c)
 {
-    if (c == NULL || prep_of(c) == NULL || prep->pending == 0) {
+    const prep_cache *pc = prep_of(c);
+    if (pc == NULL || pc->pending == 0) {
         /* COMMIT of an aborted transaction succeeds, tagged ROLLBACK */
         PGresult *r = kh_db_exec(c, "COMMIT", 0, NULL);
         bool ok = r != NULL && strcmp(PQcmdStatus(r), "COMMIT") == 0;
@@ -864,6 +1064,10 @@ PGresult *kh_db_copy_in(PGconn *c, const char *sql)
 static bool job_end(PGconn *c)
 {
     const prep_cache *pc = prep_of(c);
+    if (PQstatus(c) != CONNECTION_OK) {
+        kh_warn("db", "connection lost during a job; connecting again at the next");
+        return false;
+    }
     if (pc != NULL && pc->broken) {
         kh_warn("db", "connection lost in the middle of a pipeline; reconnecting");
         return false;

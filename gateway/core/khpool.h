@@ -38,6 +38,19 @@ KH_MUST_CHECK int kh_pool_submit(kh_pool *p, kh_pool_work_fn work, kh_pool_done_
  * KH_POOL_KEY_MAX - 1 bytes are used); NULL or "": the platform's lane. */
 KH_MUST_CHECK int kh_pool_submit_for(kh_pool *p, const char *key, kh_pool_work_fn work,
                                      kh_pool_done_fn done, void *arg);
+/* Tenants spread over databases: org's schema lives in the database of
+ * conninfo, not in the pool's own (its home, which keeps the platform's
+ * tables and every tenant without a route). Call before the first job is
+ * submitted; 0, or -1 (too late, org already routed or not a code, more
+ * than KH_POOL_ROUTES_MAX, no memory). A worker then keeps a connection to
+ * each database it needed (made when first needed), and kh_db_tenant_begin
+ * picks the one of the tenant's database. */
+#define KH_POOL_ORG_MAX 16
+#define KH_POOL_ROUTES_MAX 4096
+KH_MUST_CHECK int kh_pool_route(kh_pool *p, const char *org, const char *conninfo);
+/* The conninfo of org's database (NULL: the home's), for a thread of its
+ * own (kh_db_connect). */
+const char *kh_pool_conninfo(const kh_pool *p, const char *org);
 /* Stops the workers after the queued jobs and frees the pool (NULL ok). */
 void kh_pool_free(kh_pool *p);
 
@@ -51,13 +64,16 @@ PGconn *kh_db_connect(const char *conninfo);
  * tenant's schema, so every statement after it runs with only that tenant's
  * rights. org is a validated organisation code. Both begins are deferred (see
  * kh_db_defer): they travel with the transaction's first statement, which
- * fails if they did. */
-KH_MUST_CHECK kh_err kh_db_tenant_begin(PGconn *c, const char *org);
+ * fails if they did. In a pool's worker *c becomes the worker's connection to
+ * the tenant's database (kh_pool_route), whatever it was: the transaction's
+ * statements and its commit go there (may be NULL, KH_E_DB, if that database
+ * cannot be reached); elsewhere *c is used as it is. */
+KH_MUST_CHECK kh_err kh_db_tenant_begin(PGconn **c, const char *org);
 /* The same, and the transaction's date (the database's time zone) as
  * YYYYMMDD: "today" as current_date sees it in every statement of this
  * transaction. Deferred too: day is filled when the next kh_db_exec, kh_db_try
  * or kh_db_commit succeeds (read it only after one has). */
-KH_MUST_CHECK kh_err kh_db_tenant_begin_day(PGconn *c, const char *org, char day[9]);
+KH_MUST_CHECK kh_err kh_db_tenant_begin_day(PGconn **c, const char *org, char day[9]);
 KH_MUST_CHECK kh_err kh_db_begin(PGconn *c);
 KH_MUST_CHECK kh_err kh_db_commit(PGconn *c);
 void kh_db_rollback(PGconn *c);
@@ -108,8 +124,8 @@ kh_err kh_db_err(const PGresult *r);
  * again (to the primary, with a multi-host conninfo). */
 void kh_db_unfit(PGconn *c);
 
-/* Drops the calling thread's cache of prepared statements (a worker whose
- * connection is closed calls it; a new connection is also noticed by itself). */
+/* Drops the calling thread's caches of prepared statements (a thread of its
+ * own calls it before it ends; a new connection is also noticed by itself). */
 void kh_db_forget(void);
 
 #endif

@@ -29,7 +29,7 @@ bool adm_date_ok(const char *s)
     return kh_id_iso_date(s) && strncmp(s, "1900", 4) >= 0;
 }
 
-bool adm_tenant_begin(PGconn *c, adm_call *call)
+bool adm_tenant_begin(PGconn **c, adm_call *call)
 {
     if (kh_db_tenant_begin(c, call->org) == KH_OK)
         return true;
@@ -361,7 +361,7 @@ void adm_record_refusal(PGconn *c, adm_call *call)
     snprintf(detail, sizeof detail, "{\"method\": \"%s\"}",
              call->route->method == EVHTTP_REQ_GET ? "GET" : "POST");
     if (call->route->tenant) {
-        if (call->t == NULL || kh_db_tenant_begin(c, call->t->id.code) != KH_OK)
+        if (call->t == NULL || kh_db_tenant_begin(&c, call->t->id.code) != KH_OK)
             return;
         if (adm_tenant_audit(c, call, NULL, detail, call->err) != KH_OK || kh_db_commit(c) != KH_OK)
             kh_db_rollback(c);

@@ -97,9 +97,10 @@ typedef struct {
 /* A date of the admin API: YYYY-MM-DD, a real day (kh_id_iso_date), from
  * 1900 on (validity periods and report periods of this era). */
 bool adm_date_ok(const char *s);
-/* The tenant transaction of the route's tenant (kh_db_tenant_begin), or
- * false with the call's outcome set. */
-bool adm_tenant_begin(PGconn *c, adm_call *call);
+/* The tenant transaction of the route's tenant (kh_db_tenant_begin: *c
+ * becomes the connection to the tenant's database), or false with the
+ * call's outcome set. */
+bool adm_tenant_begin(PGconn **c, adm_call *call);
 /* The same for the operator tables (adm_platform_begin). */
 bool adm_platform_open(PGconn *c, adm_call *call);
 bool adm_db_failed(adm_call *call, PGresult *r);

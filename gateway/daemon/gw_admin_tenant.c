@@ -48,7 +48,7 @@ void adm_flags_list_work(PGconn *c, adm_call *call)
     adm_list_where(&l, "kind = ", "", kind);
     if (active && strcmp(active, "true") == 0)
         snprintf(l.sql + strlen(l.sql), sizeof l.sql - strlen(l.sql), " AND active");
-    if (!adm_tenant_begin(c, call))
+    if (!adm_tenant_begin(&c, call))
         return;
     adm_list_json(c, call, &l, "id DESC", limit, "flags");
     kh_db_rollback(c);
@@ -134,7 +134,7 @@ void adm_flags_add_work(PGconn *c, adm_call *call)
     const char *kind, *local_id, *item, *proc, *reason, *from, *to;
     if (!flag_fields_ok(call, &kind, &local_id, &item, &proc, &reason, &from, &to))
         return;
-    if (!adm_tenant_begin(c, call))
+    if (!adm_tenant_begin(&c, call))
         return;
     int known = item ? adm_db_true(c, call,
                                    "SELECT EXISTS (SELECT 1 FROM kh.item "
@@ -174,7 +174,7 @@ void adm_flags_revoke_work(PGconn *c, adm_call *call)
         return;
     }
     snprintf(id, sizeof id, "%lld", (long long)call->id);
-    if (!adm_tenant_begin(c, call))
+    if (!adm_tenant_begin(&c, call))
         return;
     const char *p[2] = {id, call->op};
     PGresult *r = kh_db_exec(c,
@@ -223,7 +223,7 @@ void adm_pending_work(PGconn *c, adm_call *call)
              "received_at, state, decided_by, decided_at, approved_items, reason "
              "FROM pending_answer WHERE true");
     adm_list_where(&l, "state = ", "", strcmp(state, "all") == 0 ? NULL : state);
-    if (!adm_tenant_begin(c, call))
+    if (!adm_tenant_begin(&c, call))
         return;
     adm_list_json(c, call, &l, "received_at DESC", limit, "pending");
     kh_db_rollback(c);
@@ -261,7 +261,7 @@ void adm_queries_work(PGconn *c, adm_call *call)
     adm_list_where(&l, "provider = ", "", provider);
     adm_list_where(&l, "created_at >= ", "::date", since);
     adm_list_where(&l, "created_at < ", "::date + 1", until);
-    if (!adm_tenant_begin(c, call))
+    if (!adm_tenant_begin(&c, call))
         return;
     adm_list_json(c, call, &l, "created_at DESC", limit, "queries");
     kh_db_rollback(c);
@@ -283,7 +283,7 @@ void adm_audit_work(PGconn *c, adm_call *call)
     adm_list_where(&l, "outcome = ", "", outcome);
     adm_list_where(&l, "at >= ", "::date", since);
     adm_list_where(&l, "at < ", "::date + 1", until);
-    if (!adm_tenant_begin(c, call))
+    if (!adm_tenant_begin(&c, call))
         return;
     adm_list_json(c, call, &l, "id DESC", limit, "audit");
     kh_db_rollback(c);

@@ -96,7 +96,7 @@ static void submit(gw_call *call, kh_pool_work_fn w, kh_pool_done_fn d)
 static void reg_work(PGconn *c, void *arg)
 {
     gw_call *call = arg;
-    call->err = kh_db_tenant_begin(c, call->t->id.code);
+    call->err = kh_db_tenant_begin(&c, call->t->id.code);
     if (call->err != KH_OK) {
         snprintf(call->msg, sizeof call->msg, "database unavailable");
         return;
@@ -174,7 +174,7 @@ static void lc_store_done(void *arg);
 static void lc_check_work(PGconn *c, void *arg)
 {
     gw_call *call = arg;
-    call->err = kh_db_tenant_begin(c, call->t->id.code);
+    call->err = kh_db_tenant_begin(&c, call->t->id.code);
     if (call->err != KH_OK) {
         snprintf(call->msg, sizeof call->msg, "database unavailable");
         return;
@@ -279,7 +279,7 @@ static void lc_sent(int status, const uint8_t *buf, size_t len, void *arg)
 static void lc_store_work(PGconn *c, void *arg)
 {
     gw_call *call = arg;
-    call->err = kh_db_tenant_begin(c, call->t->id.code);
+    call->err = kh_db_tenant_begin(&c, call->t->id.code);
     if (call->err == KH_OK)
         call->err = idconv_store(c, call->lc->local_id, call->link_code);
     if (call->err == KH_OK)

@@ -167,9 +167,9 @@ static void end_tx(PGconn *c, bulk_call *bc)
         kh_db_rollback(c);
 }
 
-static bool begin_tx(PGconn *c, bulk_call *bc)
+static bool begin_tx(PGconn **c, bulk_call *bc)
 {
-    if (c == NULL || kh_db_tenant_begin(c, bc->t->id.code) != KH_OK) {
+    if (kh_db_tenant_begin(c, bc->t->id.code) != KH_OK) {
         bc_fail(bc, KH_E_DB, "database unavailable");
         return false;
     }
@@ -181,7 +181,7 @@ static bool begin_tx(PGconn *c, bulk_call *bc)
 static void open_work(PGconn *c, void *arg)
 {
     bulk_call *bc = arg;
-    if (!begin_tx(c, bc))
+    if (!begin_tx(&c, bc))
         return;
     const char *p[3] = {bc->system, "register", bc->item};
     /* opens of one tenant one at a time, so the limits below hold */
@@ -258,7 +258,7 @@ static void reply_open(struct evhttp_request *req, bulk_call *bc)
 static void forget_work(PGconn *c, void *arg)
 {
     bulk_call *bc = arg;
-    if (!begin_tx(c, bc))
+    if (!begin_tx(&c, bc))
         return;
     const char *p[1] = {bc->id};
     PGresult *d = kh_db_exec(c,
@@ -356,7 +356,7 @@ static bulk_call *call_for(struct evhttp_request *req, gw_tenant *t, const char 
 static void part_work(PGconn *c, void *arg)
 {
     bulk_call *bc = arg;
-    if (!begin_tx(c, bc))
+    if (!begin_tx(&c, bc))
         return;
     char seq[16], len[24], max[24];
     snprintf(seq, sizeof seq, "%" PRIu32, bc->seq);
@@ -497,7 +497,7 @@ static void committed_before(PGconn *c, bulk_call *bc)
 static void commit_work(PGconn *c, void *arg)
 {
     bulk_call *bc = arg;
-    if (!begin_tx(c, bc))
+    if (!begin_tx(&c, bc))
         return;
     const char *p[3] = {bc->id, bc->system, bc->sha256};
     /* the row stays locked while the parts are read: no part slips in */
@@ -603,7 +603,7 @@ static kh_err report_page(PGconn *c, bulk_call *bc)
 static void status_work(PGconn *c, void *arg)
 {
     bulk_call *bc = arg;
-    if (!begin_tx(c, bc))
+    if (!begin_tx(&c, bc))
         return;
     const char *p[2] = {bc->id, bc->system};
     PGresult *r = kh_db_exec(c,

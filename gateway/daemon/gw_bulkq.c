@@ -90,7 +90,7 @@ static void start_tick(gw_tenant *t);
 static void give_back(PGconn *c, const load_slot *s)
 {
     const char *p[3] = {s->id, G.node, s->attempts};
-    if (kh_db_tenant_begin(c, s->t->id.code) != KH_OK)
+    if (kh_db_tenant_begin(&c, s->t->id.code) != KH_OK)
         return;
     PGresult *u = kh_db_exec(c,
                              "UPDATE bulk_upload SET state = 'QUEUED', node = NULL, lease_until "
@@ -129,7 +129,7 @@ static void claim(PGconn *c)
         char lim[16];
         snprintf(lim, sizeof lim, "%d", want - nclaimed);
         const char *p[2] = {G.node, lim};
-        if (kh_db_tenant_begin(c, t->id.code) != KH_OK)
+        if (kh_db_tenant_begin(&c, t->id.code) != KH_OK)
             continue;
         PGresult *r =
             kh_db_exec(c,
@@ -165,8 +165,7 @@ static void claim(PGconn *c)
 static void tick_work(PGconn *c, void *arg)
 {
     (void)arg;
-    if (c == NULL)
-        return;
+    /* c: the home database's connection; each tenant's work goes to its own */
     for (int i = 0; i < nrelease; i++)
         give_back(c, &release[i]);
     if (want > 0 && G.ntenants > 0)
@@ -280,7 +279,7 @@ static bool renew(PGconn *c, load_slot *s)
     snprintf(f[3], sizeof f[3], "%zu", st.issues);
     snprintf(f[4], sizeof f[4], "%zu", st.persons);
     const char *p[8] = {s->id, G.node, s->attempts, f[0], f[1], f[2], f[3], f[4]};
-    if (kh_db_tenant_begin(c, s->t->id.code) != KH_OK)
+    if (kh_db_tenant_begin(&c, s->t->id.code) != KH_OK)
         return false;
     PGresult *u = kh_db_exec(
         c,
@@ -317,7 +316,7 @@ static void *keep(void *arg)
             c = NULL;
         }
         if (c == NULL)
-            c = kh_db_connect(G.set.db);
+            c = kh_db_connect(s->t->db); /* the tenant's database */
         bool ours = c != NULL && renew(c, s);
         pthread_mutex_lock(&s->km);
         if (!ours && c != NULL && !s->lost && PQstatus(c) == CONNECTION_OK) {
@@ -420,7 +419,7 @@ static kh_err write_all(int fd, const char *p, size_t n)
  * committed. *local: the failure is this node's (its spool_dir). */
 static kh_err assemble(PGconn *c, load_slot *s, int fd, bool *local, char *msg, size_t msglen)
 {
-    if (kh_db_tenant_begin(c, s->t->id.code) != KH_OK) {
+    if (kh_db_tenant_begin(&c, s->t->id.code) != KH_OK) {
         snprintf(msg, msglen, "database unavailable");
         return KH_E_DB;
     }
@@ -582,7 +581,7 @@ static void record_outcome(PGconn *c, load_slot *s, kh_err e, bool local, const 
                         : retry                   ? "QUEUED"
                                                   : "FAILED";
     snprintf(s->state, sizeof s->state, "%s", state);
-    if (c == NULL || kh_db_tenant_begin(c, s->t->id.code) != KH_OK) {
+    if (kh_db_tenant_begin(&c, s->t->id.code) != KH_OK) {
         snprintf(s->state, sizeof s->state, "UNRECORDED");
         return;
     }
@@ -605,7 +604,7 @@ static void load_work(PGconn *c, void *arg)
     memset(&res, 0, sizeof res);
     snprintf(s->state, sizeof s->state, "APPLIED");
     s->msg[0] = '\0';
-    if (c != NULL && G.stopping) { /* queued before the stop: another node loads it */
+    if (G.stopping) { /* queued before the stop: another node loads it */
         give_back(c, s);
         snprintf(s->state, sizeof s->state, "GIVEN BACK");
         return;
@@ -617,10 +616,7 @@ static void load_work(PGconn *c, void *arg)
         close(rdup);
     bool local = false;
     kh_err e;
-    if (c == NULL) {
-        e = KH_E_DB;
-        snprintf(s->msg, sizeof s->msg, "database unavailable");
-    } else if (fd < 0 || report == NULL) {
+    if (fd < 0 || report == NULL) {
         e = KH_E_INTERNAL;
         local = true;
         snprintf(s->msg, sizeof s->msg, "cannot create a file in spool_dir of node %s", G.node);
@@ -664,11 +660,12 @@ static void load_done(void *arg)
 
 static bool sweeping;
 
-static void sweep_work(PGconn *c, void *arg)
+static void sweep_work(PGconn *home, void *arg)
 {
     (void)arg;
-    for (size_t i = 0; c != NULL && i < G.ntenants && !G.stopping; i++) {
-        if (kh_db_tenant_begin(c, G.tenants[i].id.code) != KH_OK)
+    for (size_t i = 0; i < G.ntenants && !G.stopping; i++) {
+        PGconn *c = home;
+        if (kh_db_tenant_begin(&c, G.tenants[i].id.code) != KH_OK)
             continue;
         PGresult *f = kh_db_exec(
             c,

@@ -39,11 +39,11 @@ static const char *const chains[] = {"provision_record", "access_record", "audit
 static struct event *sign_ev;
 static bool signing;
 /* when partitions were last ensured; only the one sign job touches it */
-static time_t partitions_at;
+static time_t partitions_at[KH_OPT_LIST_MAX]; /* per tenant (G.tenants' order) */
 
 static void sign_tenant(PGconn *c, gw_tenant *t)
 {
-    if (kh_db_tenant_begin(c, t->id.code) != KH_OK)
+    if (kh_db_tenant_begin(&c, t->id.code) != KH_OK)
         return;
     /* heads not signed yet at their current position; a head read here is
      * committed, so its rows are too (the tenant role may only read heads) */
@@ -91,12 +91,13 @@ static void sign_tenant(PGconn *c, gw_tenant *t)
         kh_debug("chain", "tenant %s: %d chain head(s) signed", t->id.code, signed_n);
 }
 
-static void ensure_partitions(PGconn *c, gw_tenant *t)
+static bool ensure_partitions(PGconn *c, gw_tenant *t)
 {
     int created = 0;
+    bool all = true;
     for (size_t i = 0; i < sizeof chains / sizeof chains[0]; i++) {
-        if (kh_db_tenant_begin(c, t->id.code) != KH_OK)
-            return;
+        if (kh_db_tenant_begin(&c, t->id.code) != KH_OK)
+            return false;
         const char *p[2] = {PARTITIONS_AHEAD, chains[i]};
         PGresult *r = kh_db_exec(c, "SET LOCAL lock_timeout = '2s'", 0, NULL);
         if (r != NULL) {
@@ -112,25 +113,24 @@ static void ensure_partitions(PGconn *c, gw_tenant *t)
             kh_db_rollback(c);
             kh_warn("chain", "tenant %s: cannot create the partitions of %s (retried later)",
                     t->id.code, chains[i]);
+            all = false;
         }
     }
     if (created > 0)
         kh_info("chain", "tenant %s: %d record partition(s) created", t->id.code, created);
+    return all;
 }
 
 static void sign_work(PGconn *c, void *arg)
 {
     time_t now = time(NULL);
-    bool partitions = now - partitions_at >= PARTITIONS_EVERY;
-    if (c == NULL)
-        return;
-    for (size_t i = 0; i < G.ntenants && !G.stopping; i++) {
-        if (partitions)
-            ensure_partitions(c, &G.tenants[i]);
+    /* c: the home database's; each tenant's work goes to its own (its begin
+     * fails if that database is down: tried again at the next signing) */
+    for (size_t i = 0; i < G.ntenants && i < KH_OPT_LIST_MAX && !G.stopping; i++) {
+        if (now - partitions_at[i] >= PARTITIONS_EVERY && ensure_partitions(c, &G.tenants[i]))
+            partitions_at[i] = now;
         sign_tenant(c, &G.tenants[i]);
     }
-    if (partitions)
-        partitions_at = now;
 }
 
 static void sign_done(void *arg)

@@ -20,6 +20,34 @@ static bool org_code(const char *v, char *why, size_t whylen)
     return false;
 }
 
+/* "ORG conninfo" (the conninfo may hold a password: never quoted back) */
+static bool tenant_db(const char *v, char *why, size_t whylen)
+{
+    char org[8];
+    size_t n = strcspn(v, " \t");
+    if (n < sizeof org) {
+        memcpy(org, v, n);
+        org[n] = '\0';
+    }
+    if (n >= sizeof org || !kh_id_org(org) || v[n + strspn(v + n, " \t")] == '\0') {
+        snprintf(why, whylen,
+                 "expected an organisation code, a space and a libpq connection string");
+        return false;
+    }
+    return true;
+}
+
+const char *gw_conf_tenant_db(const gw_settings *s, const char *org)
+{
+    size_t n = strlen(org);
+    for (size_t i = 0; i < s->tenant_dbs.n; i++) {
+        const char *v = s->tenant_dbs.v[i];
+        if (strncmp(v, org, n) == 0 && (v[n] == ' ' || v[n] == '\t'))
+            return v + n + strspn(v + n, " \t");
+    }
+    return s->db;
+}
+
 static bool host_name(const char *v, char *why, size_t whylen)
 {
     if (kh_id_token(v, 64))
@@ -62,6 +90,10 @@ static const kh_opt options[] = {
      "secret; bind it to a management address (optional)"},
     {"tenant", KH_OPT_LIST, REQ, NULL, 0, KH_OPT_LIST_MAX, NULL, OFF(tenants), org_code,
      "a hosted organisation"},
+    {"tenant_db", KH_OPT_LIST, SECRET, NULL, 0, KH_OPT_LIST_MAX, NULL, OFF(tenant_dbs), tenant_db,
+     "'ORG conninfo': tenant ORG's schema lives in that database (another PostgreSQL cluster, "
+     "migrated with tools/khdb), not in db; db keeps the operators' tables and the other "
+     "tenants"},
     {"db_workers", KH_OPT_INT, 0, "4", 1, 64, NULL, OFF(db_workers), NULL,
      "database worker threads"},
     {"db_queue", KH_OPT_INT, 0, "1024", 1, 1 << 20, NULL, OFF(db_queue), NULL,
@@ -142,6 +174,21 @@ kh_conf *gw_conf_load(const char *path, gw_settings *s, char *err, size_t errlen
                 snprintf(err, errlen, "%s: tenant %s listed twice", path, s->tenants.v[i]);
                 goto fail;
             }
+    for (size_t i = 0; i < s->tenant_dbs.n; i++) {
+        const char *v = s->tenant_dbs.v[i];
+        size_t n = strcspn(v, " \t"), listed = 0;
+        for (size_t k = 0; k < s->tenants.n; k++)
+            listed += strncmp(s->tenants.v[k], v, n) == 0 && s->tenants.v[k][n] == '\0';
+        for (size_t k = 0; k < i; k++)
+            if (strncmp(s->tenant_dbs.v[k], v, n) == 0 && strcspn(s->tenant_dbs.v[k], " \t") == n) {
+                snprintf(err, errlen, "%s: tenant_db of %.*s given twice", path, (int)n, v);
+                goto fail;
+            }
+        if (listed == 0) {
+            snprintf(err, errlen, "%s: tenant_db for %.*s, which is not a tenant", path, (int)n, v);
+            goto fail;
+        }
+    }
     if (s->admin_session_idle > s->admin_session_max) {
         snprintf(err, errlen, "%s: admin_session_idle (%d) is longer than admin_session_max (%d)",
                  path, s->admin_session_idle, s->admin_session_max);

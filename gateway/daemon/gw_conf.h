@@ -14,7 +14,7 @@ enum { GW_LOG_DEBUG, GW_LOG_INFO, GW_LOG_WARN, GW_LOG_ERROR };
 typedef struct {
     const char *name, *pki, *router, *db;
     const char *business_listen, *peer_listen, *admin_listen, *health_listen;
-    kh_opt_list tenants;
+    kh_opt_list tenants, tenant_dbs;
     int db_workers, db_queue, worker_nice;
     int max_skew, msg_ttl, max_body, timeout_ms, log_level;
     int max_connections, max_inflight, tenant_max_inflight, system_max_inflight;
@@ -31,6 +31,8 @@ typedef struct {
  * tie options together (tenants listed once, session limits in order, room
  * for bulk parts). NULL with err ("file:line: ...") on any problem. */
 kh_conf *gw_conf_load(const char *path, gw_settings *s, char *err, size_t errlen);
+/* The conninfo of org's database: its tenant_db, else db. */
+const char *gw_conf_tenant_db(const gw_settings *s, const char *org);
 /* The same with the shape kh_conf_reload wants. */
 kh_conf *gw_conf_loader(const char *path, void *s, char *err, size_t errlen);
 /* The table (for kh_conf_reload). */

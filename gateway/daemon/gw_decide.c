@@ -68,7 +68,7 @@ void gw_decide_run(PGconn *c, gw_decision *d)
     memset(&a, 0, sizeof a);
     char local_id[32] = "", sender[16] = "", procedure[KH_CODE_MAX + 1] = "", staff[40] = "";
     char subject[40] = "", as_of[16] = "";
-    if (kh_db_tenant_begin(c, d->t->id.code) != KH_OK) {
+    if (kh_db_tenant_begin(&c, d->t->id.code) != KH_OK) {
         decide_set(d, KH_E_DB, "database unavailable");
         return;
     }
@@ -212,7 +212,7 @@ refused:
     /* nothing changed; the refused attempt is recorded in the audit log */
     kh_db_rollback(c);
     khc_wipe(local_id, sizeof local_id);
-    if (kh_db_tenant_begin(c, d->t->id.code) == KH_OK && audit(c, d, "{}") == KH_OK &&
+    if (kh_db_tenant_begin(&c, d->t->id.code) == KH_OK && audit(c, d, "{}") == KH_OK &&
         kh_db_commit(c) == KH_OK)
         return;
 fail:
@@ -247,11 +247,12 @@ static void delivery_free(delivery *dl)
     free(dl);
 }
 
-static void scan_work(PGconn *c, void *arg)
+static void scan_work(PGconn *home, void *arg)
 {
-    for (size_t i = 0; c != NULL && i < G.ntenants && !G.stopping; i++) {
+    for (size_t i = 0; i < G.ntenants && !G.stopping; i++) {
         gw_tenant *t = &G.tenants[i];
-        if (kh_db_tenant_begin(c, t->id.code) != KH_OK)
+        PGconn *c = home;
+        if (kh_db_tenant_begin(&c, t->id.code) != KH_OK)
             continue;
         PGresult *x = kh_db_exec(c,
                                  "WITH o AS (UPDATE outbox SET state = 'failed', last_code = "
@@ -316,7 +317,7 @@ static void mark_work(PGconn *c, void *arg)
     char b[16];
     snprintf(b, sizeof b, "%d", backoff);
     const char *p[4] = {dl->msg_id, state, dl->err == KH_OK ? NULL : kh_err_code(dl->err), b};
-    if (kh_db_tenant_begin(c, dl->t->id.code) != KH_OK)
+    if (kh_db_tenant_begin(&c, dl->t->id.code) != KH_OK)
         return;
     /* a deferred answer given up is recorded as undelivered: the earlier
      * record of the decision says what was decided, this one that it never

@@ -80,7 +80,7 @@ static void deferred_work(PGconn *c, void *arg)
     Kh__AnswerBody *a = df->ans;
     char lit[KH_MAX_ITEMS * (KH_CODE_MAX + 1) + 4];
     gw_codes_literal(df->h->items, df->h->n_items, lit, sizeof lit);
-    if (kh_db_tenant_begin(c, df->t->id.code) != KH_OK) {
+    if (kh_db_tenant_begin(&c, df->t->id.code) != KH_OK) {
         df->err = KH_E_DB;
         snprintf(df->msg, sizeof df->msg, "database unavailable");
         return;

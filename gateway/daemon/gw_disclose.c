@@ -252,7 +252,7 @@ static void disc_work(PGconn *c, void *arg)
     char *codes[KH_MAX_ITEMS];
 
     /* "today" is the database's day (Asia/Tokyo), as for answers */
-    dc->err = kh_db_tenant_begin_day(c, dc->t->id.code, today);
+    dc->err = kh_db_tenant_begin_day(&c, dc->t->id.code, today);
     if (dc->err != KH_OK)
         return;
     kh_seen_verdict v;

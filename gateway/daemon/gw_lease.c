@@ -138,13 +138,14 @@ static void take_rows(gw_tenant *t, const PGresult *r)
     }
 }
 
-static void tick_work(PGconn *c, void *arg)
+static void tick_work(PGconn *home, void *arg)
 {
     const char *p[2] = {G.node, live_ids};
     (void)arg;
-    for (size_t i = 0; c != NULL && i < G.ntenants && !G.stopping; i++) {
+    for (size_t i = 0; i < G.ntenants && !G.stopping; i++) {
         gw_tenant *t = &G.tenants[i];
-        if (kh_db_tenant_begin(c, t->id.code) != KH_OK)
+        PGconn *c = home;
+        if (kh_db_tenant_begin(&c, t->id.code) != KH_OK)
             continue;
         PGresult *renewed = kh_db_exec(
             c,
@@ -244,10 +245,11 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 static struct event *sweep_ev;
 static bool sweeping;
 
-static void sweep_work(PGconn *c, void *arg)
+static void sweep_work(PGconn *home, void *arg)
 {
-    for (size_t i = 0; c != NULL && i < G.ntenants && !G.stopping; i++) {
-        if (kh_db_tenant_begin(c, G.tenants[i].id.code) != KH_OK)
+    for (size_t i = 0; i < G.ntenants && !G.stopping; i++) {
+        PGconn *c = home;
+        if (kh_db_tenant_begin(&c, G.tenants[i].id.code) != KH_OK)
             continue;
         PGresult *r = kh_db_exec(
             c,
@@ -296,10 +298,15 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
  * query row committed by a last job is handed over too). */
 void gw_lease_hand_over(void)
 {
-    PGconn *c = kh_db_connect(G.set.db);
-    const char *p[1] = {G.node};
-    for (size_t i = 0; c != NULL && i < G.ntenants; i++) {
-        if (kh_db_tenant_begin(c, G.tenants[i].id.code) != KH_OK)
+    PGconn *c = NULL;
+    const char *at = NULL, *p[1] = {G.node};
+    size_t missed = 0;
+    for (size_t i = 0; i < G.ntenants; i++) {
+        if (gw_tenant_conn(&c, &at, &G.tenants[i]) == NULL) {
+            missed++;
+            continue;
+        }
+        if (kh_db_tenant_begin(&c, G.tenants[i].id.code) != KH_OK)
             continue;
         PGresult *r = kh_db_exec(c,
                                  "UPDATE query SET lease_until = now() WHERE node = $1 AND state "
@@ -312,8 +319,11 @@ void gw_lease_hand_over(void)
                     G.tenants[i].id.code, PQcmdTuples(r));
         PQclear(r);
     }
-    if (c == NULL)
-        kh_warn("lease", "cannot hand over the queries in flight: their lease runs out instead");
+    if (missed > 0)
+        kh_warn("lease",
+                "cannot hand over the queries in flight of %zu tenants: their lease runs "
+                "out instead",
+                missed);
     PQfinish(c);
     kh_db_forget();
 }

@@ -57,7 +57,7 @@ kh_err gw_load_run(PGconn *c, gw_tenant *t, const char *system, const char *item
     memset(&l, 0, sizeof l);
     memset(st, 0, sizeof *st);
     memset(res, 0, sizeof *res);
-    kh_err e = kh_db_tenant_begin(c, t->id.code);
+    kh_err e = kh_db_tenant_begin(&c, t->id.code);
     if (e != KH_OK) {
         snprintf(msg, msglen, "database unavailable");
         return e;

@@ -32,7 +32,7 @@ typedef struct {
 static void lookup_work(PGconn *c, void *arg)
 {
     lookup *l = arg;
-    if (kh_db_tenant_begin(c, l->t->id.code) != KH_OK) {
+    if (kh_db_tenant_begin(&c, l->t->id.code) != KH_OK) {
         l->err = KH_E_DB;
         return;
     }

@@ -91,6 +91,7 @@ static int load_tenants(char *err, size_t errlen)
         if (kh_identity_load(&t->id, codes[i], dir, err, errlen) != 0)
             return -1;
         G.ntenants++;
+        t->db = gw_conf_tenant_db(&G.set, t->id.code);
         snprintf(path, sizeof path, "%s/business-ca.crt", dir);
         if ((t->business_ca = khc_load_cert(path, err, errlen)) == NULL)
             return -1;
@@ -125,6 +126,14 @@ static void start_listeners(void)
 {
     char err[256];
     G.pool = kh_pool_new(G.base, G.set.db, G.set.db_workers, G.set.db_queue, G.set.worker_nice);
+    for (size_t i = 0; G.pool != NULL && i < G.ntenants; i++) {
+        const gw_tenant *t = &G.tenants[i];
+        if (t->db != G.set.db && kh_pool_route(G.pool, t->id.code, t->db) != 0) {
+            kh_error("main", "cannot start: tenant %s's database route", t->id.code);
+            event_base_loopbreak(G.base);
+            return;
+        }
+    }
     G.biz_http = kh_http_listen(G.base, G.biz_ctx, G.set.business_listen, (size_t)G.set.max_body,
                                 err, sizeof err);
     if (G.biz_http != NULL)

@@ -101,7 +101,7 @@ static kh_err hold(PGconn *c, peer_call *pc, const char *local_id, const char *a
 static void record_replay(PGconn *c, peer_call *pc)
 {
     /* the refusal is an access decision too */
-    if (kh_db_tenant_begin(c, pc->t->id.code) == KH_OK &&
+    if (kh_db_tenant_begin(&c, pc->t->id.code) == KH_OK &&
         gw_access(c, pc->msg_hex, "peer", pc->h->sender, "answer", pc->qb->staff_id,
                   pc->h->procedure, pc->h->items, pc->h->n_items, KH_E_REPLAY) == KH_OK &&
         kh_db_commit(c) == KH_OK)
@@ -175,7 +175,7 @@ static void answer_work(PGconn *c, void *arg)
         return;
     const char *as_of = pc->qb->as_of;
     /* "today" is the database's day (Asia/Tokyo), as for roles and flags */
-    pc->err = kh_db_tenant_begin_day(c, pc->t->id.code, today);
+    pc->err = kh_db_tenant_begin_day(&c, pc->t->id.code, today);
     if (pc->err != KH_OK)
         return;
     if (as_of[0] == '\0')

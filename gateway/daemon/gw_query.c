@@ -238,7 +238,7 @@ static void check_work(PGconn *c, void *arg)
 {
     gw_query *qc = arg;
     Kh__QueryRequest *q = qc->q;
-    if (kh_db_tenant_begin(c, qc->t->id.code) != KH_OK) {
+    if (kh_db_tenant_begin(&c, qc->t->id.code) != KH_OK) {
         qc_set(qc, KH_E_DB, "database unavailable");
         return;
     }
@@ -307,7 +307,7 @@ static void timed_out_work(PGconn *c, void *arg)
 {
     timed_out_job *j = arg;
     const char *p[1] = {j->hex};
-    if (kh_db_tenant_begin(c, j->tenant) != KH_OK)
+    if (kh_db_tenant_begin(&c, j->tenant) != KH_OK)
         return;
     PGresult *r = kh_db_exec(c,
                              "UPDATE query SET state = 'timed_out', code = 'KH-5005', "
@@ -550,7 +550,7 @@ static void record_work(PGconn *c, void *arg)
                         G.node};
     if (answered && ans == NULL)
         goto fail;
-    if (kh_db_tenant_begin(c, qc->t->id.code) != KH_OK)
+    if (kh_db_tenant_begin(&c, qc->t->id.code) != KH_OK)
         goto fail;
     /* only while this node holds its lease: one that lost it (another node
      * took it over, gw_lease.c) leaves the outcome to that one. The final

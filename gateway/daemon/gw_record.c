@@ -86,7 +86,7 @@ void gw_access_refused(PGconn *c, gw_tenant *t, const char *msg_hex, const char 
                        const char *operation, const char *procedure, char *const *items,
                        size_t nitems, kh_err e)
 {
-    if (kh_db_tenant_begin(c, t->id.code) == KH_OK &&
+    if (kh_db_tenant_begin(&c, t->id.code) == KH_OK &&
         gw_access(c, msg_hex, "peer", actor, operation, NULL, procedure, items, nitems, e) ==
             KH_OK &&
         kh_db_commit(c) == KH_OK)

@@ -12,3 +12,16 @@ gw_tenant *gw_tenant_find(const char *code)
             return &G.tenants[i];
     return NULL;
 }
+
+PGconn *gw_tenant_conn(PGconn **c, const char **at, const gw_tenant *t)
+{
+    /* the same database as the previous tenant's: its connection, or NULL
+     * if it could not be reached a moment ago (not waited for again) */
+    if (*at != NULL && strcmp(*at, t->db) == 0 && (*c == NULL || PQstatus(*c) == CONNECTION_OK))
+        return *c;
+    kh_db_forget();
+    PQfinish(*c);
+    *c = kh_db_connect(t->db);
+    *at = t->db;
+    return *c;
+}

@@ -24,6 +24,7 @@
 typedef struct {
     kh_identity id;    /* id.code is the organisation code */
     X509 *business_ca; /* issues this tenant's business-system client certs */
+    const char *db;    /* conninfo of the database with its schema (G.set.db or its tenant_db) */
 } gw_tenant;
 
 typedef struct {
@@ -54,5 +55,11 @@ extern gw G;
 
 /* The hosted tenant with this organisation code, or NULL. */
 gw_tenant *gw_tenant_find(const char *code);
+/* For a thread of its own (not a pool worker) going through the tenants:
+ * *c connected to t's database, made anew when the previous tenant's (*at,
+ * NULL at first) was another or the connection was lost; NULL, logged, if it
+ * cannot be reached (and for the next tenants of that database). The
+ * thread closes *c and calls kh_db_forget when done. */
+PGconn *gw_tenant_conn(PGconn **c, const char **at, const gw_tenant *t);
 
 #endif

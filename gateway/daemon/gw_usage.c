@@ -111,7 +111,7 @@ kh_err gw_usage_write(PGconn *c, const char *org, const char *since, const char 
         n += snprintf(sql + n, sizeof sql - (size_t)n, "%scoalesce(sum(%s), 0)::bigint AS %s",
                       i ? ", " : "", count_names[i], count_names[i]);
     snprintf(sql + n, sizeof sql - (size_t)n, " FROM d) s)::text");
-    if (kh_db_tenant_begin(c, org) != KH_OK)
+    if (kh_db_tenant_begin(&c, org) != KH_OK)
         return KH_E_DB;
     const char *p[2] = {since, until};
     PGresult *r = kh_db_exec(c, sql, 2, p);
@@ -162,7 +162,7 @@ static void read_tenant(PGconn *c, size_t i)
     tenant_usage *st = &states[i];
     const char *p[1] = {st->have_base ? st->base_day : NULL};
     PGresult *r = NULL;
-    if (kh_db_tenant_begin(c, G.tenants[i].id.code) == KH_OK) {
+    if (kh_db_tenant_begin(&c, G.tenants[i].id.code) == KH_OK) {
         r = kh_db_exec(c,
                        "WITH b AS (SELECT greatest(current_date - 1, $1::date) AS d) "
                        "SELECT b.d::text, i.*, r.*, g.* FROM b, usage_sum($1::date, b.d) i, "

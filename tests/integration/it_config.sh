@@ -46,6 +46,22 @@ gw_refuses "an option given twice" "gw.conf:$((lines + 1)): option 'max_skew' gi
 gw_refuses "a tenant must be an organisation code" "gw.conf:$lines: tenant: '131017' is not an organisation code" \
     "tenant = 131017"
 gw_refuses "a tenant listed twice" "tenant 131016 listed twice" "tenant = 131016"
+# a tenant's own database (tenant_db)
+gw_refuses "a tenant_db without a connection string" \
+    "gw.conf:$lines: tenant_db: expected an organisation code, a space and a libpq connection string" \
+    "tenant_db = 131016"
+gw_refuses "a tenant_db for an organisation this gateway does not host" \
+    "tenant_db for N00001, which is not a tenant" "tenant_db = N00001 dbname=elsewhere"
+gw_refuses "a tenant given two databases" "tenant_db of 131016 given twice" \
+    "tenant_db = 131016 dbname=one" "tenant_db = 131016 dbname=two"
+{ cat "$base"; echo "tenant_db = 13101 dbname=x password=SeCrEt-Not-Shown"; } >"$tmp/gw.conf"
+out=$("$GW" -c "$tmp/gw.conf" -t 2>&1) && rc=0 || rc=$?
+expect_contains "a bad tenant_db is refused" "tenant_db: expected an organisation code" "$out"
+check "... without quoting its connection string (it may hold a password)" \
+    bash -c '! grep -q SeCrEt <<<"$1"' _ "$out"
+out=$("$GW" -c "$KH_STACK/gw-b.conf" -t 2>&1) && rc=0 || rc=$?
+expect_eq "-t accepts gw-b.conf, whose tenant S00001 has a database of its own" "0" "$rc"
+expect_contains "... and counts its tenants" "configuration ok: 3 tenants" "$out"
 out=$(sed 's/^admin_listen = .*/admin_listen = 127.0.0.1/' "$base" > "$tmp/gw.conf"; "$GW" -c "$tmp/gw.conf" -t 2>&1) && rc=0 || rc=$?
 expect_contains "an address without a port" "admin_listen: '127.0.0.1' is not HOST:PORT" "$out"
 out=$(grep -v '^name = ' "$base" > "$tmp/gw.conf"; "$GW" -c "$tmp/gw.conf" -t 2>&1) && rc=0 || rc=$?

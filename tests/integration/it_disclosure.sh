@@ -210,7 +210,7 @@ expect_contains "an impossible date: KH-1002" "REFUSED KH-1002" \
     "$(disclose "$A_RES" --records --from 20260231)"
 expect_contains "an organisation not in the directory: KH-2007" "REFUSED KH-2007" \
     "$(disclose "$A_RES" --records --org 999999)"
-for db in kh_router kh_gw_a kh_gw_b; do
+for db in kh_router kh_gw_a kh_gw_b kh_gw_b2; do
     expect_eq "$db holds no copy of the resident-record code" "0" "$(dump_count "$db" "$A_RES")"
 done
 

@@ -68,6 +68,13 @@ for db in kh_gw_a kh_gw_b; do
     expect_eq "$db: no role holds a privilege on another tenant's objects" "" \
         "$(cross_privileges "$db")"
 done
+# S00001's schema is in a database of its own (gw-b's tenant_db): there alone
+expect_eq "kh_gw_b2 holds S00001's schema and no other tenant's" "S00001" \
+    "$(sql kh_gw_b2 "SELECT string_agg(org_code, ',') FROM kh.tenant")"
+expect_eq "... and gw-b's own database has no S00001 schema" "0" \
+    "$(sql kh_gw_b "SELECT count(*) FROM pg_namespace WHERE nspname = 't_s00001'")"
+expect_eq "kh_gw_b2: no role holds a privilege on another tenant's objects" "" \
+    "$(cross_privileges kh_gw_b2)"
 
 lc=$(sql kh_gw_a "SELECT link_code FROM t_131016.linkcode WHERE local_id = '$LOCAL_C'")
 lo=$(sql kh_gw_a "SELECT link_code FROM t_271004.linkcode WHERE local_id = '$LOCAL_O'")
@@ -80,7 +87,7 @@ out=$(client 131016 tax linkcode "$LOCAL_C" "$RESIDENT")
 expect_eq "acquiring again gives the same link code" "$lc" \
     "$(sql kh_gw_a "SELECT link_code FROM t_131016.linkcode WHERE local_id = '$LOCAL_C'")"
 
-for db in kh_gw_a kh_gw_b kh_router; do
+for db in kh_gw_a kh_gw_b kh_gw_b2 kh_router; do
     expect_eq "$db holds no copy of the resident-record code" "0" "$(dump_count "$db" "$RESIDENT")"
 done
 finish

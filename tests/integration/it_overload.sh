@@ -35,6 +35,7 @@ hang() {
     client "$1" "$2" --timeout-ms 9000 query "$3" "$4" 131016 TK001 "$5" >/dev/null &
     HUNG+=($!)
     local db=kh_gw_b s=t_${1,,}
+    [ "$1" = S00001 ] && db=kh_gw_b2 # its tenant_db
     for _ in $(seq 1 50); do
         [ "$(sql $db "SELECT count(*) FROM $s.query WHERE local_id = '$5' AND state = 'sent'")" -gt "${6:-0}" ] && return 0
         sleep 0.1

@@ -106,7 +106,7 @@ expect_contains "a query is answered on the restored platform" "OK FOUND handle=
 expect_eq "... with the same values as before" "$(values_of "$before")" "$(values_of "$after")"
 
 # every tenant's record chains, from the restored data
-for t in 131016:kh_gw_a 271004:kh_gw_a N00001:kh_gw_b 130001:kh_gw_b S00001:kh_gw_b; do
+for t in 131016:kh_gw_a 271004:kh_gw_a N00001:kh_gw_b 130001:kh_gw_b S00001:kh_gw_b2; do
     org=${t%%:*} db=${t#*:}
     out=$("$KH_BUILD/tools/khctl" verify --db "host=$D/pg/run dbname=$db user=khadmin" --tenant "$org" \
         --cert "$D/pki/org/$org/sign.crt" 2>&1) && rc=0 || rc=$?

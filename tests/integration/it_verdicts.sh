@@ -29,7 +29,8 @@ fi
 # prefix + 8 digits of the scenario's person), which of its systems obtains
 # link codes, and which registers each item it holds.
 declare -A GW=([131016]=gw-a [271004]=gw-a [N00001]=gw-b [130001]=gw-b [S00001]=gw-b)
-declare -A DBOF=([gw-a]=kh_gw_a [gw-b]=kh_gw_b)
+# the database of each organisation's schema (S00001: its tenant_db of gw-b)
+declare -A DBOF=([131016]=kh_gw_a [271004]=kh_gw_a [N00001]=kh_gw_b [130001]=kh_gw_b [S00001]=kh_gw_b2)
 declare -A PREFIX=([131016]=1 [271004]=2 [N00001]=3 [130001]=4 [S00001]=5)
 declare -A LINKSYS=([131016]=tax [271004]=childallowance [N00001]=pension [130001]=welfare
     [S00001]=loans)
@@ -346,7 +347,7 @@ is_global() { # ID: a flag that applies to every person
 PHASE1=() PHASE2=()
 for id in "${IDS[@]}"; do
     if [[ ${R[$id|staff]} == new:* || ${R[$id|staff]} == inactive:* ]]; then
-        sql_add "${DBOF[${GW[${R[$id|asker]}]}]}" "${R[$id|asker]}" "$(staff_sql "$id")"
+        sql_add "${DBOF[${R[$id|asker]}]}" "${R[$id|asker]}" "$(staff_sql "$id")"
     fi
     if is_global "$id"; then
         PHASE2+=("$id")
@@ -355,7 +356,7 @@ for id in "${IDS[@]}"; do
     PHASE1+=("$id")
     if [ "${R[$id|flags]}" != - ]; then
         for spec in ${R[$id|flags]//;/ }; do
-            sql_add "${DBOF[${GW[${R[$id|provider]}]}]}" "${R[$id|provider]}" "$(flag_sql "$id" "$spec")"
+            sql_add "${DBOF[${R[$id|provider]}]}" "${R[$id|provider]}" "$(flag_sql "$id" "$spec")"
         done
     fi
 done
@@ -373,7 +374,7 @@ want_links() {
         router) org=${R[$id|asker]} lid=${P[$id|alocal]} ;;
         *) continue ;;
         esac
-        [ "${R[$id|subject]}" = person ] && printf '%s %s\n' "${DBOF[${GW[$org]}]}" "t_${org,,}:$lid"
+        [ "${R[$id|subject]}" = person ] && printf '%s %s\n' "${DBOF[$org]}" "t_${org,,}:$lid"
     done
 }
 while read -r db list; do
@@ -431,7 +432,7 @@ for g in ${GROUP[@]+"${!GROUP[@]}"}; do
 done
 # phase 2: flags in force for everyone, one scenario at a time
 for id in ${PHASE2[@]+"${PHASE2[@]}"}; do
-    p=${R[$id|provider]} db=${DBOF[${GW[${R[$id|provider]}]}]} q=""
+    p=${R[$id|provider]} db=${DBOF[${R[$id|provider]}]} q=""
     for spec in ${R[$id|flags]//;/ }; do q+="$(flag_sql "$id" "$spec") "; done
     ids=$(sql "$db" "SET ROLE kh_t_${p,,}; $q SELECT string_agg(id::text, ',') FROM t_${p,,}.answer_flag WHERE reason = 'it_verdicts $RUN $id'" | tail -1)
     GLOBAL_FLAGS+=("$db $p $ids")
@@ -510,10 +511,10 @@ for id in "${IDS[@]}"; do
 done
 CODE_SQL="CASE WHEN code IS NULL OR code = 'OK' THEN '' ELSE '/' || code END"
 if [ -n "$inlist" ]; then
-    for db in kh_gw_a kh_gw_b; do
+    for db in kh_gw_a kh_gw_b kh_gw_b2; do
         q=""
         for org in "${!GW[@]}"; do
-            [ "${DBOF[${GW[$org]}]}" = "$db" ] || continue
+            [ "${DBOF[$org]}" = "$db" ] || continue
             s=t_${org,,}
             q+="${q:+ UNION ALL }SELECT 'query', '$org', msg_id, state || coalesce('/' || code, ''), 0::bigint, created_at FROM $s.query WHERE msg_id IN ($inlist)"
             q+=" UNION ALL SELECT 'prov', '$org', msg_id, direction || ' ' || outcome || $CODE_SQL || ' ' || coalesce((SELECT string_agg(k, ',' ORDER BY k) FROM jsonb_object_keys(provided) k), '-'), id, at FROM $s.provision_record WHERE msg_id IN ($inlist)"

@@ -23,10 +23,10 @@ for l in "$KH_STACK"/log/*.log.*; do [ -e "$l" ] && logs+=("$l"); done
 check "logs are JSON lines" bash -c '! grep -vh "^{.*}$" "$@"' _ "${logs[@]}"
 secrets=$(mktemp)
 trap 'rm -f "$secrets"' EXIT
-orgs=$(for db in kh_gw_a kh_gw_b; do sql $db "SELECT org_code FROM kh.tenant"; done | paste -sd'|' -)
+orgs=$(for db in kh_gw_a kh_gw_b kh_gw_b2; do sql $db "SELECT org_code FROM kh.tenant"; done | paste -sd'|' -)
 {
     # every tenant of both gateways
-    for db in kh_gw_a kh_gw_b; do
+    for db in kh_gw_a kh_gw_b kh_gw_b2; do
         for t in $(sql $db "SELECT schema_name FROM kh.tenant ORDER BY 1"); do
             sql $db "SELECT local_id FROM $t.linkcode UNION SELECT link_code FROM $t.linkcode
                      UNION SELECT local_id FROM $t.replica

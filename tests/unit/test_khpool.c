@@ -147,6 +147,41 @@ START_TEST(queue_bound_holds_across_lanes)
 }
 END_TEST
 
+/* Tenants routed to databases of their own: set before the first job,
+ * once per tenant, each tenant's conninfo found again; then fixed. */
+START_TEST(routes_fixed_before_first_job)
+{
+    ck_assert_int_eq(evthread_use_pthreads(), 0);
+    base = event_base_new();
+    const char *home = "host=/nonexistent/khpool-test dbname=home connect_timeout=1";
+    const char *other = "host=/nonexistent/khpool-test dbname=other connect_timeout=1";
+    kh_pool *p = kh_pool_new(base, home, 1, 8, 0);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(kh_pool_route(p, "S00001", other), 0);
+    ck_assert_int_eq(kh_pool_route(p, "S00002", other), 0); /* a database shared */
+    ck_assert_int_eq(kh_pool_route(p, "S00001", home), -1); /* routed once */
+    ck_assert_int_eq(kh_pool_route(p, "", other), -1);
+    ck_assert_int_eq(kh_pool_route(p, "0123456789ABCDEF", other), -1);
+    ck_assert_str_eq(kh_pool_conninfo(p, "S00001"), other);
+    ck_assert_str_eq(kh_pool_conninfo(p, "S00002"), other);
+    ck_assert_str_eq(kh_pool_conninfo(p, "131016"), home); /* no route: the home */
+    ck_assert_str_eq(kh_pool_conninfo(p, NULL), home);
+    released = true;
+    nstarted = ndone = with_conn = 0;
+    nwant = 1;
+    ck_assert_int_eq(kh_pool_submit_for(p, "S00001", named_work, one_done, "S1"), 0);
+    ck_assert_int_eq(kh_pool_route(p, "S00003", other), -1); /* too late: jobs may run */
+    struct event *keep = event_new(base, -1, EV_PERSIST, noop, NULL);
+    struct timeval sec = {1, 0};
+    ck_assert_int_eq(event_add(keep, &sec), 0);
+    event_base_dispatch(base);
+    event_free(keep);
+    ck_assert_int_eq(ndone, 1);
+    kh_pool_free(p);
+    event_base_free(base);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("khpool");
@@ -155,6 +190,7 @@ int main(void)
     tcase_add_test(tc, lanes_take_turns);
     tcase_add_test(tc, one_lane_keeps_its_order);
     tcase_add_test(tc, queue_bound_holds_across_lanes);
+    tcase_add_test(tc, routes_fixed_before_first_job);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -547,7 +547,7 @@ START_TEST(deferred_failure_rolls_back)
     ck_assert_int_eq(PQpipelineStatus(conn), PQ_PIPELINE_OFF);
     ck_assert_int_eq(PQtransactionStatus(conn), PQTRANS_IDLE);
     ck_assert_int_eq(committed_links("9201", "9203"), 0);
-    ck_assert_int_eq(kh_db_tenant_begin(conn, "131016"), KH_OK);
+    ck_assert_int_eq(kh_db_tenant_begin(&conn, "131016"), KH_OK);
     ck_assert_int_eq(defer_link(ins_a, "9204", "92040000000000000000000000000004"), KH_OK);
     ck_assert_int_eq(kh_db_commit(conn), KH_OK);
     ck_assert_int_eq(committed_links("9201", "9204"), 1);
@@ -586,7 +586,7 @@ END_TEST
 START_TEST(deferred_begin)
 {
     exec_ok(conn, "ROLLBACK");
-    ck_assert_int_eq(kh_db_tenant_begin(conn, "131016"), KH_OK);
+    ck_assert_int_eq(kh_db_tenant_begin(&conn, "131016"), KH_OK);
     ck_assert_int_eq(PQpipelineStatus(conn), PQ_PIPELINE_ON); /* nothing sent yet */
     PGresult *r = kh_db_exec(conn, "SELECT current_user, current_setting('search_path')", 0, NULL);
     ck_assert_ptr_nonnull(r);
@@ -597,21 +597,21 @@ START_TEST(deferred_begin)
     ck_assert_int_eq(PQtransactionStatus(conn), PQTRANS_INTRANS);
     ck_assert_int_eq(kh_db_commit(conn), KH_OK);
     /* a begin and nothing else: BEGIN and COMMIT in one round trip */
-    ck_assert_int_eq(kh_db_tenant_begin(conn, "131016"), KH_OK);
+    ck_assert_int_eq(kh_db_tenant_begin(&conn, "131016"), KH_OK);
     ck_assert_int_eq(kh_db_commit(conn), KH_OK);
     ck_assert_int_eq(PQtransactionStatus(conn), PQTRANS_IDLE);
     /* no such tenant role: the first statement fails, the rollback cleans up */
-    ck_assert_int_eq(kh_db_tenant_begin(conn, "999999"), KH_OK);
+    ck_assert_int_eq(kh_db_tenant_begin(&conn, "999999"), KH_OK);
     ck_assert_ptr_null(kh_db_exec(conn, "SELECT 1", 0, NULL));
     kh_db_rollback(conn);
     ck_assert_int_eq(PQpipelineStatus(conn), PQ_PIPELINE_OFF);
     ck_assert_int_eq(PQtransactionStatus(conn), PQTRANS_IDLE);
-    ck_assert_int_eq(kh_db_tenant_begin(conn, "999999"), KH_OK);
+    ck_assert_int_eq(kh_db_tenant_begin(&conn, "999999"), KH_OK);
     ck_assert_int_eq(kh_db_commit(conn), KH_E_DB);
     ck_assert_int_eq(PQtransactionStatus(conn), PQTRANS_IDLE);
     /* the transaction's date arrives with its first statement */
     char day[9] = "x";
-    ck_assert_int_eq(kh_db_tenant_begin_day(conn, "131016", day), KH_OK);
+    ck_assert_int_eq(kh_db_tenant_begin_day(&conn, "131016", day), KH_OK);
     ck_assert_str_eq(day, "");
     r = kh_db_exec(conn, "SELECT to_char(current_date, 'YYYYMMDD'), current_user", 0, NULL);
     ck_assert_ptr_nonnull(r);
