@@ -5,7 +5,12 @@
 #             127.0.0.1 for replication, and a socket in pgN/run as in khdb):
 #             one primary and one synchronous standby (synchronous_mode), so an
 #             acknowledged commit is on both; Patroni promotes the standby when
-#             the primary's node is lost and restarts a PostgreSQL that crashed
+#             the primary's node is lost and restarts a PostgreSQL that crashed.
+#             Cluster 1 (Patroni scope kakehashi): the router's database, gw-a's
+#             and gw-b's (with the operators' tables)
+#   pg3, pg4  cluster 2, the same kind of pair (scope kakehashi2, REST BASE+36/+37,
+#             PostgreSQL BASE+38/+39): the database kh_gw_b2 of gw-b's tenant
+#             S00001 (tenant_db), to show tenants spread over clusters
 #   haproxy   TCP mode, mutual TLS passing through to the nodes: gw-a's business
 #             listeners (nodes 1 and 2) on BASE+41, gw-b's on BASE+42, each node
 #             checked with GET /ready on its health port every second
@@ -19,8 +24,6 @@ HA_PKGS="patroni etcd-server haproxy"
 ha_set() {
     HA_DIR=$DIR/ha
     ETCD_CLIENT=$((BASE + 30)) ETCD_PEER=$((BASE + 31))
-    HA_REST1=$((BASE + 32))
-    HA_PG1=$((BASE + 34)) HA_PG2=$((BASE + 35))
     LB_A=$((BASE + 41)) LB_B=$((BASE + 42))
     PGUSER_SRV=${KH_PGUSER:-postgres}
     AS_PG=(setpriv --reuid="$PGUSER_SRV" --regid="$PGUSER_SRV" --init-groups)
@@ -37,12 +40,19 @@ ha_secret() { # NAME: a random password kept in HA_DIR/NAME.password (0600, serv
     cat "$f"
 }
 
+# The nodes N of each cluster C (1: pg1 pg2, 2: pg3 pg4) and their ports.
+ha_nodes() { if [ "${1:-1}" = 2 ]; then echo 3 4; else echo 1 2; fi; }
+ha_cluster_of() { if [ "$1" -ge 3 ]; then echo 2; else echo 1; fi; }
+ha_rest_port() { if [ "$1" -ge 3 ]; then echo $((BASE + 33 + $1)); else echo $((BASE + 31 + $1)); fi; }
+ha_pg_port() { if [ "$1" -ge 3 ]; then echo $((BASE + 35 + $1)); else echo $((BASE + 33 + $1)); fi; }
+ha_scope() { if [ "${1:-1}" = 2 ]; then echo kakehashi2; else echo kakehashi; fi; }
+
 ha_patroni_conf() { # N: HA_DIR/pgN.yml
     local n=$1 rest pg
-    rest=$((BASE + 31 + n)) pg=$((BASE + 33 + n))
+    rest=$(ha_rest_port "$n") pg=$(ha_pg_port "$n")
     cat >"$HA_DIR/pg$n.yml" <<EOF
 # written by tools/khstack up --ha
-scope: kakehashi
+scope: $(ha_scope "$(ha_cluster_of "$n")")
 namespace: /kakehashi/
 name: pg$n
 restapi:
@@ -162,7 +172,7 @@ ha_start() {
 # ha_role N: what Patroni's REST API of node N says its PostgreSQL is
 # (master or primary, replica) while it runs, else "down"
 ha_role() {
-    python3 - "$((BASE + 31 + $1))" <<'EOF' 2>/dev/null || echo down
+    python3 - "$(ha_rest_port "$1")" <<'EOF' 2>/dev/null || echo down
 import json, sys, urllib.request
 with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/patroni", timeout=2) as r:
     d = json.load(r)
@@ -170,31 +180,37 @@ print(d.get("role", "down") if d.get("state") == "running" else "down")
 EOF
 }
 
-# ha_primary: PG (khdb's folder) and KH_PGPORT of the node that is primary now
+# ha_primary [C]: PG (khdb's folder) and KH_PGPORT of the node of cluster C
+# (default 1) that is primary now
+# shellcheck disable=SC2120 # khstack passes C
 ha_primary() {
     local n
     for _ in $(seq 1 300); do
-        for n in 1 2; do
+        for n in $(ha_nodes "${1:-1}"); do
             if [ "$(ha_role $n)" = primary ] || [ "$(ha_role $n)" = master ]; then
                 # shellcheck disable=SC2034 # khstack's cluster folder
                 PG=$HA_DIR/pg$n
-                export KH_PGPORT=$((BASE + 33 + n))
+                KH_PGPORT=$(ha_pg_port $n)
+                export KH_PGPORT
                 return 0
             fi
         done
         sleep 0.1
     done
-    kh_die "no PostgreSQL primary in $HA_DIR after 30 s (logs: $LOGS/pg1.log, $LOGS/pg2.log)"
+    kh_die "no PostgreSQL primary in cluster ${1:-1} of $HA_DIR after 30 s (logs: $LOGS/pg*.log)"
 }
 
-# ha_conn DB ROLE: the libpq string of a gateway or the router: both nodes, the primary
+# ha_conn DB ROLE [C]: the libpq string of a gateway or the router: both
+# nodes of cluster C (default 1), the primary
 ha_conn() {
+    local a b
+    read -r a b <<<"$(ha_nodes "${3:-1}")"
     printf 'host=%s,%s port=%s,%s dbname=%s user=%s target_session_attrs=read-write' \
-        "$HA_DIR/pg1/run" "$HA_DIR/pg2/run" "$HA_PG1" "$HA_PG2" "$1" "$2"
+        "$HA_DIR/pg$a/run" "$HA_DIR/pg$b/run" "$(ha_pg_port "$a")" "$(ha_pg_port "$b")" "$1" "$2"
 }
 
-ha_sync_standby() { # true once the other node is a synchronous standby
-    python3 - "$HA_REST1" <<'EOF' 2>/dev/null
+ha_sync_standby() { # [C]: true once the other node of cluster C is a synchronous standby
+    python3 - "$(ha_rest_port "$(ha_nodes "${1:-1}" | cut -d' ' -f1)")" <<'EOF' 2>/dev/null
 import json, sys, urllib.request
 with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/cluster", timeout=2) as r:
     d = json.load(r)
@@ -203,9 +219,12 @@ sys.exit(0 if roles == ["leader", "sync_standby"] else 1)
 EOF
 }
 
-# ha_status: one line per PostgreSQL node: NAME ROLE STATE TIMELINE (Patroni's view)
+# ha_status [C]: one line per PostgreSQL node of cluster C (default 1): NAME
+# ROLE STATE TIMELINE (Patroni's view)
 ha_status() {
-    python3 - "$HA_REST1" "$((HA_REST1 + 1))" <<'EOF'
+    local a b
+    read -r a b <<<"$(ha_nodes "${1:-1}")"
+    python3 - "$(ha_rest_port "$a")" "$(ha_rest_port "$b")" <<'EOF'
 import json, sys, urllib.request
 for port in sys.argv[1:]:
     try:
@@ -224,19 +243,19 @@ EOF
 ha_up() {
     ha_set
     KH_PKGS="$KH_PKGS $HA_PKGS" kh_deps
-    mkdir -p "$HA_DIR/etcd" "$HA_DIR/pg1/run" "$HA_DIR/pg2/run"
+    mkdir -p "$HA_DIR/etcd" "$HA_DIR"/pg{1,2,3,4}/run
     : >"$DIR/ha.enabled"
     # the server user owns the servers' folders and must reach DIR (as khdb)
     chown -R "$PGUSER_SRV:" "$HA_DIR"
-    chmod 700 "$HA_DIR" "$HA_DIR/etcd" "$HA_DIR/pg1" "$HA_DIR/pg2" "$HA_DIR/pg1/run" "$HA_DIR/pg2/run"
+    chmod 700 "$HA_DIR" "$HA_DIR/etcd" "$HA_DIR"/pg{1,2,3,4} "$HA_DIR"/pg{1,2,3,4}/run
     chmod o+x "$DIR"
     local p=$DIR
     while [ "$p" != / ]; do
         p=$(dirname "$p")
         runuser -u "$PGUSER_SRV" -- test -x "$p" 2>/dev/null || chmod o+x "$p"
     done
-    ha_patroni_conf 1
-    ha_patroni_conf 2
+    local n c
+    for n in 1 2 3 4; do ha_patroni_conf $n; done
     ha_haproxy_conf
     ha_start etcd "kh_http_ok http://127.0.0.1:$ETCD_CLIENT/health" \
         "${AS_PG[@]}" etcd --name kh-etcd --data-dir "$HA_DIR/etcd" \
@@ -246,11 +265,16 @@ ha_up() {
         --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER" \
         --initial-cluster "kh-etcd=http://127.0.0.1:$ETCD_PEER" --initial-cluster-state new \
         --log-level warn
-    # node 1 first: it bootstraps (initdb) and leads; node 2 then copies it
-    ha_start pg1 '[ "$(ha_role 1)" != down ]' "${AS_PG[@]}" patroni "$HA_DIR/pg1.yml"
-    ha_start pg2 '[ "$(ha_role 2)" != down ]' "${AS_PG[@]}" patroni "$HA_DIR/pg2.yml"
-    for _ in $(seq 1 600); do ha_sync_standby && break; sleep 0.1; done
-    ha_sync_standby || kh_die "no synchronous standby after 60 s (logs: $LOGS/pg1.log, $LOGS/pg2.log)"
+    # in each cluster the first node first: it bootstraps (initdb) and
+    # leads; the second then copies it
+    for n in 1 3 2 4; do
+        ha_start pg$n "[ \"\$(ha_role $n)\" != down ]" "${AS_PG[@]}" patroni "$HA_DIR/pg$n.yml"
+    done
+    for c in 1 2; do
+        for _ in $(seq 1 600); do ha_sync_standby $c && break; sleep 0.1; done
+        ha_sync_standby $c ||
+            kh_die "no synchronous standby in cluster $c after 60 s (logs: $LOGS/pg*.log)"
+    done
     ha_primary
 }
 
@@ -258,7 +282,7 @@ ha_down() {
     ha_set
     stop_proc haproxy
     local n
-    for n in 2 1; do
+    for n in 4 3 2 1; do
         stop_proc pg$n
         # a Patroni killed before it stopped its PostgreSQL leaves it running
         if [ -f "$HA_DIR/pg$n/data/postmaster.pid" ]; then

@@ -9,9 +9,12 @@
 # killed (-9): the registrations go on through node 2. Every registration
 # acknowledged is in the database afterwards, none twice; every node is
 # ready again (node 1 started again); a query crosses the network after all
-# that, and again after the router is killed and started again. Then the
+# that, and again after the router is killed and started again. The second
+# PostgreSQL pair (S00001's database) loses its primary: only S00001 waits
+# for its failover. Then the
 # pair's backups (tools/khbackup): WAL archived by the primary, a full backup,
-# a restore to a point in time into a new cluster beside the running stack.
+# a restore to a point in time into a new cluster beside the running stack;
+# the second pair is backed up and restored too.
 # (tools/khbench-failover measures the same events under a mixed load.)
 . "$(dirname "$0")/lib.sh"
 . "$KH_ROOT/tools/lib.sh" # kh_within, kh_http_ok
@@ -21,6 +24,7 @@ hk() { KH_PORT_BASE=$HB "$KH_ROOT/tools/khstack" "$@"; }
 hsql() { hk psql "$D" "$1" -XAtq -v ON_ERROR_STOP=1 -c "$2"; }
 cleanup() {
     "$KH_ROOT/tools/khdb" stop "$D/restored/pg" >/dev/null 2>&1 || true
+    "$KH_ROOT/tools/khdb" stop "$D/restored2/pg" >/dev/null 2>&1 || true
     hk down "$D" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -157,6 +161,26 @@ kh_within 10 gone || true # gone before it is started again
 hk start "$D" router >/dev/null
 out=$(hk client "$D" 271004 childallowance query O-CA-001 JT001 131016 TK001 "2${L:1}")
 expect_contains "a query crosses the network after the router was killed and started again" "OK FOUND" "$out"
+# 5b. the second cluster (pg3, pg4: kh_gw_b2, S00001's database by gw-b's
+# tenant_db): its primary's PostgreSQL dies (kill -9); S00001 is served again
+# after Patroni's failover there, and gw-b's tenants on the first cluster are
+# served all along
+roles2() { hk ha "$D" 2 | awk '{ print $2 }' | sort | paste -sd' ' -; }
+expect_eq "the second cluster: a leader and a synchronous standby" "leader sync_standby" "$(roles2)"
+expect_eq "S00001's schema is on it" "S00001" \
+    "$(hsql kh_gw_b2 "SELECT string_agg(org_code, ',') FROM kh.tenant")"
+served() { hk client "$D" "$1" "$2" list limit=1 2>&1 | tail -1 | grep -q '^OK'; }
+SL=5$((RANDOM % 9000 + 1000))0001
+expect_contains "S00001 acquires a link code (stored on the second cluster)" "OK" \
+    "$(hk client "$D" S00001 loans linkcode "$SL" "19$((RANDOM % 90000000 + 10000000))1" 2>&1)"
+check "S00001 is served before" served S00001 loans
+old2=$(hk ha "$D" 2 | awk '$2 == "leader" { print $1 }')
+kill -9 "$(head -1 "$D/ha/$old2/data/postmaster.pid")"
+: >"$D/n00001.refused"
+for _ in 1 2 3 4 5; do served N00001 pension || echo refused >>"$D/n00001.refused"; done
+check "after its primary was killed, S00001 is served again (30 s)" kh_within 30 served S00001 loans
+expect_eq "... while N00001, on the first cluster, was served every time" 0 "$(wc -l <"$D/n00001.refused")"
+check "... and the second cluster pairs again" kh_within 90 eval '[ "$(roles2)" = "leader sync_standby" ]'
 # 6. backups of the pair (tools/khbackup), after its failovers: WAL archived
 # by whichever node is the primary, a full backup taken from it; restored to
 # a point in time T into a new cluster beside the running stack
@@ -166,6 +190,7 @@ expect_contains "WAL archiving of the pair is set up" "archived into $D/backup/r
 expect_eq "archive_mode is on at the primary" on "$(hsql postgres "SHOW archive_mode")"
 out=$(kb backup "$D" full 2>&1) || true
 expect_contains "a full backup is taken from the primary" "full backup:" "$out"
+expect_contains "... of the second cluster too, a stanza of its own" "stanza: kh2" "$out"
 reg() { hk client "$D" 131016 tax register "$L" TK001 20250101 fiscal_year=2025 total_income="$1"; }
 expect_contains "a registration after the backup, before T" "OK registered" "$(reg 7770001)"
 sleep 1.1
@@ -185,6 +210,12 @@ expect_eq "... and every registration acknowledged before the failovers" "$acked
 out=$("$KH_BUILD/tools/khctl" verify --db "host=$D/restored/pg/run dbname=kh_gw_a user=khadmin" \
     --tenant 131016 --cert "$D/pki/org/131016/sign.crt" 2>&1) && rc=0 || rc=$?
 expect_eq "Chiyoda's record chains verify from the restored data" 0 "$rc"
+# the second cluster's backup restores S00001's database
+out=$(kb restore "$D" --into "$D/restored2" --cluster 2 2>&1) || true
+expect_contains "the second cluster's backup is restored into a new cluster" "into $D/restored2/pg; timeline" "$out"
+expect_eq "... with S00001's link code acquired before its failover" 1 \
+    "$("$KH_ROOT/tools/khdb" psql "$D/restored2/pg" -XAtq -d kh_gw_b2 \
+        -c "SELECT count(*) FROM t_s00001.linkcode WHERE local_id = '$SL'")"
 expect_eq "the stack's pair is still a leader and a synchronous standby" "leader sync_standby" "$(roles)"
 from=$(leader)
 to=pg1
