@@ -137,6 +137,25 @@ static job *take(kh_pool *p)
  * failover). A connect_timeout of 5 s unless conninfo sets one, so that a
  * dead server cannot stall the workers (or shutdown) indefinitely: listed
  * first, it is overridden by one in conninfo, expanded after it. */
+/* libpq's default notice processor writes to stderr, outside the JSON log:
+ * a server that ends a connection (a failover, pg_terminate_backend) sends a
+ * FATAL that libpq, reading it between statements, reports as a notice. So
+ * every notice goes into the log instead, by severity and SQLSTATE only (a
+ * message may quote values: personal data). */
+static void notice(void *arg, const PGresult *r)
+{
+    (void)arg;
+    const char *sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    bool quiet = sev != NULL && (strcmp(sev, "NOTICE") == 0 || strcmp(sev, "INFO") == 0 ||
+                                 strcmp(sev, "LOG") == 0 || strncmp(sev, "DEBUG", 5) == 0);
+    if (quiet)
+        kh_info("db", "server notice: severity=%s sqlstate=%s", sev, state ? state : "?");
+    else
+        kh_warn("db", "server notice: severity=%s sqlstate=%s", sev ? sev : "?",
+                state ? state : "?");
+}
+
 PGconn *kh_db_connect(const char *conninfo)
 {
     static const char *const keys[] = {"connect_timeout", "dbname", NULL};
@@ -148,6 +167,7 @@ PGconn *kh_db_connect(const char *conninfo)
         PQfinish(c);
         return NULL;
     }
+    PQsetNoticeReceiver(c, notice, NULL);
     return c;
 }
 

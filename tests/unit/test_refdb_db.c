@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static PGconn *conn;
 
@@ -637,6 +638,40 @@ START_TEST(commit_of_failed_transaction)
 }
 END_TEST
 
+/* A server's notice (a FATAL at a terminated connection, a WARNING) on a
+ * connection made by kh_db_connect goes into the JSON log by severity and
+ * SQLSTATE, not to stderr as libpq's text with its message (values). */
+START_TEST(notices_go_to_the_log)
+{
+    const char *base = getenv("KH_TEST_CONNINFO");
+    char info[512], out[4096];
+    ck_assert_ptr_nonnull(base);
+    snprintf(info, sizeof info, "%s dbname=khtest user=kh_gw_test", base);
+    PGconn *c = kh_db_connect(info);
+    ck_assert_ptr_nonnull(c);
+    FILE *tmp = tmpfile();
+    ck_assert_ptr_nonnull(tmp);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    ck_assert_int_ge(saved, 0);
+    ck_assert_int_ge(dup2(fileno(tmp), STDERR_FILENO), 0);
+    PQclear(PQexec(c, "DO $$ BEGIN RAISE WARNING 'kh-value-0123456789'; END $$"));
+    fflush(stderr);
+    ck_assert_int_ge(dup2(saved, STDERR_FILENO), 0);
+    close(saved);
+    rewind(tmp);
+    size_t n = fread(out, 1, sizeof out - 1, tmp);
+    out[n] = '\0';
+    fclose(tmp);
+    PQfinish(c);
+    ck_assert_msg(strstr(out, "\"msg\":\"server notice: severity=WARNING sqlstate=01000\"}") !=
+                      NULL,
+                  "not in the log: [%s]", out);
+    ck_assert_msg(strstr(out, "kh-value-0123456789") == NULL, "the message leaked: [%s]", out);
+    ck_assert_msg(out[0] == '{', "a line outside the JSON log: [%s]", out);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("refdb_db");
@@ -659,6 +694,7 @@ int main(void)
     tcase_add_test(tc, deferred_then_statement);
     tcase_add_test(tc, deferred_begin);
     tcase_add_test(tc, commit_of_failed_transaction);
+    tcase_add_test(tc, notices_go_to_the_log);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
