@@ -98,6 +98,11 @@ size_t refdb_validate_values(const refdb_layout *l, const char *const *vals, siz
  * refused, and every CSV written for people to open (the check report)
  * neutralises such a cell with a leading apostrophe. */
 bool refdb_formula_lead(const char *s);
+/* Writes one cell of a CSV made for people to open (a check report, the
+ * admin API's exports): quoted when it holds a comma, a quote or a line
+ * break; one that a spreadsheet would read as a formula starts with an
+ * apostrophe (no cell of such a file is meant as a formula). */
+void refdb_csv_cell(FILE *out, const char *s);
 
 /* Builds l->cols (malloc'd, replacing any previous cols; freed by
  * refdb_layout_free) from l->fields, whose group members are set: columns in

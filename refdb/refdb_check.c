@@ -23,7 +23,7 @@
  * between cuts the chain: the earlier row is settled at once (as good, unless
  * it has problems of its own), as the file is rejected anyway. */
 #include "refdb.h"
-#include "refdb_csv_internal.h"
+#include "refdb_csv.h"
 #include "refdb_internal.h"
 
 #include <errno.h>
@@ -397,10 +397,7 @@ out:
     return st->issues == 0 ? KH_OK : KH_E_FILE_REJECTED;
 }
 
-/* One report cell: quoted when it holds a comma, a quote or a line break;
- * one that a spreadsheet would read as a formula starts with an apostrophe
- * (a report is made to be opened; no cell of it is meant as a formula). */
-static void report_cell(FILE *out, const char *s)
+void refdb_csv_cell(FILE *out, const char *s)
 {
     const char *lead = refdb_formula_lead(s) ? "'" : "";
     if (strpbrk(s, ",\"\r\n") == NULL) {
@@ -426,10 +423,10 @@ void refdb_report_header(FILE *out)
 void refdb_report_row(FILE *out, const refdb_issue *issue)
 {
     fprintf(out, "%zu,", issue->line);
-    report_cell(out, issue->field[0] != '\0' ? issue->field : "-");
+    refdb_csv_cell(out, issue->field[0] != '\0' ? issue->field : "-");
     fputc(',', out);
-    report_cell(out, kh_err_code(issue->code));
+    refdb_csv_cell(out, kh_err_code(issue->code));
     fputc(',', out);
-    report_cell(out, issue->reason);
+    refdb_csv_cell(out, issue->reason);
     fputc('\n', out);
 }

@@ -1,5 +1,5 @@
 /* refdb_csv.c: the streaming RFC 4180 reader of bulk files (see
- * refdb_csv_internal.h for the rules). Two small state machines, UTF-8 and
+ * refdb_csv.h for the rules). Two small state machines, UTF-8 and
  * CSV, one byte at a time over a fixed read buffer, with a fast path
  * (fast_run) that takes the common bytes, plain ASCII data and commas
  * outside quotes, in a tight loop to the same effect; nothing is allocated
@@ -8,7 +8,7 @@
  * The file's SHA-256 is the one use of OpenSSL in refdb: the digest is the
  * file's identity (refdb/FORMAT.md section 3), so it must be computed over the
  * very bytes that were checked, in the same pass. */
-#include "refdb_csv_internal.h"
+#include "refdb_csv.h"
 
 #include "khcrypto.h"
 

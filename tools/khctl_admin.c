@@ -68,12 +68,30 @@ void khctl_admin_usage(FILE *f)
         "                          days up to today; at most 366 days) and their total\n"
         "  usage --all [--since D] [--until D] every tenant's total (platform_admin)\n"
         "  metrics                 the Prometheus metrics of your tenants, as text\n"
+        "  staff ORG [--active|--inactive] [--role CODE] [--staff ID] [--limit N]\n"
+        "  staff set ORG STAFF_ID --name TEXT [--active|--inactive]   (new: active)\n"
+        "  roles ORG               job roles (職責) with the procedures each covers\n"
+        "  roles set ORG ROLE --name TEXT --procedures CODE,CODE   (\"\" for none; replaces)\n"
+        "  assignments ORG [--staff ID] [--role CODE] [--current true|false] [--limit N]\n"
+        "  assign ORG STAFF_ID ROLE [--from YYYY-MM-DD] [--to YYYY-MM-DD]\n"
+        "                          the role from --from (default today) until --to (the\n"
+        "                          first day it no longer holds); again with the same --from\n"
+        "                          and a --to ends it\n"
+        "  systems ORG             business systems (ID = their certificate's CN), permissions\n"
+        "  systems set ORG SYSTEM_ID --name TEXT [--permit OPERATION[:SCOPE]]...\n"
+        "                          OPERATION query (SCOPE a procedure), register (an item) or\n"
+        "                          linkcode; SCOPE default *; replaces the permissions\n"
+        "  export staff|assignments ORG          the CSV (header staff_id,display_name,active\n"
+        "                          or staff_id,role_code,valid_from,valid_to) on stdout\n"
+        "  import staff|assignments ORG FILE [--check]   all or nothing: a refusal (KH-6012)\n"
+        "                          lists every bad line; --check changes nothing\n"
         "  operator list\n"
         "  operator add NAME ROLE [--tenant ORG]... --new-password-file FILE\n"
         "  operator disable NAME\n"
         "  raw GET|POST PATH [JSON]   one request as is (JSON '-' reads standard input)\n"
-        "ROLE: platform_admin, tenant_admin (flags; reads its tenants), responder (held\n"
-        "answers), auditor (reads queries, the audit log, usage and metrics).\n"
+        "ROLE: platform_admin, tenant_admin (flags, staff, roles, systems; reads its tenants),\n"
+        "responder (held answers), auditor (reads queries, the audit log, the registry, usage\n"
+        "and metrics).\n"
         "\n"
         "usage: khctl operator-add --db CONNINFO NAME ROLE [--tenant ORG]... --password-file FILE\n"
         "       [--if-absent]\n"
@@ -120,7 +138,11 @@ static const opt_def known_opts[] = {
     {"--tenant", true, true},      {"--new-password-file", true, false},
     {"--db", true, false},         {"--if-absent", false, false},
     {"--items", true, false},      {"--help", false, false},
-    {"--all", false, false},       {NULL, false, false}};
+    {"--all", false, false},       {"--name", true, false},
+    {"--role", true, false},       {"--staff", true, false},
+    {"--current", true, false},    {"--procedures", true, false},
+    {"--permit", true, true},      {"--check", false, false},
+    {"--inactive", false, false},  {NULL, false, false}};
 
 /* Options anywhere among the positional arguments; "--" ends options. */
 static int parse_args(int argc, char **argv, args *a)
@@ -284,9 +306,10 @@ typedef struct {
     bool json;
     int timeout;
     kh_sync_conn *conn;
-    char token[65];   /* hex, while a session is open */
-    bool own_session; /* logged in by this command: log out at the end */
-    bool quiet;       /* print no refusal or failure (the closing logout) */
+    char token[65];    /* hex, while a session is open */
+    bool own_session;  /* logged in by this command: log out at the end */
+    bool quiet;        /* print no refusal or failure (the closing logout) */
+    const char *ctype; /* of the command's body: JSON unless an import */
 } client;
 
 static void free_resp(kh_sync_resp *r)
@@ -297,6 +320,8 @@ static void free_resp(kh_sync_resp *r)
 
 /* One request. True with *r the 2xx response (the caller frees it with
  * free_resp); false with *rc set after printing the refusal or failure. */
+static void put_clean(const char *s, size_t width);
+
 static bool exchange(client *cl, const char *method, const char *path, const char *body,
                      size_t blen, int *rc, kh_sync_resp *r)
 {
@@ -314,8 +339,8 @@ static bool exchange(client *cl, const char *method, const char *path, const cha
     }
     if (cl->token[0])
         snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", cl->token);
-    int sent = kh_sync_do_ex(cl->conn, method, path, "application/json", auth,
-                             (const uint8_t *)body, blen, r);
+    int sent = kh_sync_do_ex(cl->conn, method, path, cl->ctype ? cl->ctype : "application/json",
+                             auth, (const uint8_t *)body, blen, r);
     khc_wipe(auth, sizeof auth);
     if (sent != 0) {
         if (!cl->quiet)
@@ -333,6 +358,17 @@ static bool exchange(client *cl, const char *method, const char *path, const cha
     if (!cl->quiet)
         printf("REFUSED %s: %s (HTTP %d)\n", code ? code : "?", msg ? msg : "unreadable refusal",
                r->status);
+    /* an import's report: each line and what is wrong there */
+    const khj_val *errs = khj_get(v, "errors");
+    for (size_t i = 0; !cl->quiet && i < khj_len(errs); i++) {
+        const khj_val *e = khj_at(errs, i);
+        int64_t line = 0;
+        const char *col = khj_get_str(e, "column"), *m = khj_get_str(e, "message");
+        (void)khj_get_int(e, "line", &line);
+        printf("  line %lld, %s: ", (long long)line, col ? col : "-");
+        put_clean(m ? m : "", 0);
+        putchar('\n');
+    }
     *rc = 3;
     khj_free(v);
     free_resp(r);
@@ -740,6 +776,21 @@ static bool org_arg(const char *org)
     return false;
 }
 
+/* A file to send as it is (an import), at most KHADM_MAX_CSV bytes. */
+static bool read_file(const char *path, char **body, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    *body = f ? malloc(KHADM_MAX_CSV + 1) : NULL;
+    *len = *body ? fread(*body, 1, KHADM_MAX_CSV + 1, f) : 0;
+    bool ok = *body != NULL && !ferror(f) && *len <= KHADM_MAX_CSV;
+    if (!ok)
+        fprintf(stderr, "khctl: cannot read %s%s\n", path,
+                *body && *len > KHADM_MAX_CSV ? " (over 8 MiB)" : "");
+    if (f)
+        fclose(f);
+    return ok;
+}
+
 /* Builds the request of a command: method, path, JSON body (malloc'd or
  * NULL). 0, or 2 for a usage problem. */
 static int build(const args *a, char *method, char *path, size_t pathlen, char **body, size_t *blen)
@@ -905,6 +956,133 @@ static int build(const args *a, char *method, char *path, size_t pathlen, char *
         *body = khjw_finish(&w, blen);
         return *body ? 0 : 2;
     }
+    /* a tenant's registry: staff, roles, assignments, systems */
+    if (n == 2 && strcmp(cmd[0], "staff") == 0) {
+        static const char *const ok[] = {"--active", "--inactive", "--role",
+                                         "--staff",  "--limit",    NULL};
+        if (!org_arg(cmd[1]) || !only_opts(a, "staff", ok) ||
+            (opt(a, "--active") && opt(a, "--inactive")))
+            return 2;
+        snprintf(path, pathlen, "/admin/v1/tenants/%s/staff", cmd[1]);
+        add_param(path, pathlen, "active",
+                  opt(a, "--active")     ? "true"
+                  : opt(a, "--inactive") ? "false"
+                                         : NULL);
+        add_param(path, pathlen, "role_code", opt(a, "--role"));
+        add_param(path, pathlen, "staff_id", opt(a, "--staff"));
+        add_param(path, pathlen, "limit", opt(a, "--limit"));
+        return 0;
+    }
+    if (n == 3 && strcmp(cmd[0], "assignments") == 0 && strcmp(cmd[1], "list") != 0) {
+        return 2;
+    }
+    if (n == 2 && strcmp(cmd[0], "assignments") == 0) {
+        static const char *const ok[] = {"--staff", "--role", "--current", "--limit", NULL};
+        if (!org_arg(cmd[1]) || !only_opts(a, "assignments", ok))
+            return 2;
+        snprintf(path, pathlen, "/admin/v1/tenants/%s/assignments", cmd[1]);
+        add_param(path, pathlen, "staff_id", opt(a, "--staff"));
+        add_param(path, pathlen, "role_code", opt(a, "--role"));
+        add_param(path, pathlen, "current", opt(a, "--current"));
+        add_param(path, pathlen, "limit", opt(a, "--limit"));
+        return 0;
+    }
+    if (n == 2 && (strcmp(cmd[0], "roles") == 0 || strcmp(cmd[0], "systems") == 0)) {
+        static const char *const ok[] = {"--limit", NULL};
+        if (!org_arg(cmd[1]) || !only_opts(a, cmd[0], ok))
+            return 2;
+        snprintf(path, pathlen, "/admin/v1/tenants/%s/%s", cmd[1], cmd[0]);
+        add_param(path, pathlen, "limit", opt(a, "--limit"));
+        return 0;
+    }
+    if (n == 4 && strcmp(cmd[1], "set") == 0 &&
+        (strcmp(cmd[0], "staff") == 0 || strcmp(cmd[0], "roles") == 0 ||
+         strcmp(cmd[0], "systems") == 0)) {
+        static const char *const st[] = {"--name", "--active", "--inactive", NULL};
+        static const char *const ro[] = {"--name", "--procedures", NULL};
+        static const char *const sy[] = {"--name", "--permit", NULL};
+        char c0 = cmd[0][1]; /* sTaff, rOles, sYstems */
+        const char *const *ok = c0 == 't' ? st : c0 == 'o' ? ro : sy;
+        const char *act = opt(a, "--active") ? "true" : opt(a, "--inactive") ? "false" : NULL;
+        if (!org_arg(cmd[2]) || !only_opts(a, cmd[0], ok) || opt(a, "--name") == NULL ||
+            (c0 == 'o' && opt(a, "--procedures") == NULL) ||
+            (opt(a, "--active") && opt(a, "--inactive"))) {
+            fprintf(stderr, "khctl: %s set ORG ID --name TEXT%s\n", cmd[0],
+                    c0 == 't'   ? " [--active|--inactive]"
+                    : c0 == 'o' ? " --procedures CODE,CODE (\"\" for none)"
+                                : " [--permit OPERATION:SCOPE]...");
+            return 2;
+        }
+        strcpy(method, "POST");
+        snprintf(path, pathlen, "/admin/v1/tenants/%s/%s", cmd[2], cmd[0]);
+        khjw_init(&w, 0);
+        khjw_obj(&w);
+        khjw_kstr(&w, c0 == 't' ? "staff_id" : c0 == 'o' ? "role_code" : "system_id", cmd[3]);
+        khjw_kstr(&w, c0 == 't' ? "display_name" : "name", opt(a, "--name"));
+        if (act)
+            khjw_kbool(&w, "active", strcmp(act, "true") == 0);
+        if (c0 == 'o') {
+            khjw_key(&w, "procedures");
+            khjw_arr(&w);
+            for (const char *p = opt(a, "--procedures"); *p;) {
+                size_t len = strcspn(p, ",");
+                khjw_strn(&w, p, len);
+                p += len + (p[len] == ',');
+            }
+            khjw_arr_end(&w);
+        }
+        if (c0 == 'y') {
+            /* OPERATION:SCOPE, or OPERATION alone for scope * */
+            khjw_key(&w, "permissions");
+            khjw_arr(&w);
+            for (size_t i = 0; i < a->nopts; i++) {
+                if (strcmp(a->opts[i].def->name, "--permit") != 0)
+                    continue;
+                const char *v = a->opts[i].val, *colon = strchr(v, ':');
+                khjw_obj(&w);
+                khjw_key(&w, "operation");
+                khjw_strn(&w, v, colon ? (size_t)(colon - v) : strlen(v));
+                if (colon)
+                    khjw_kstr(&w, "scope", colon + 1);
+                khjw_obj_end(&w);
+            }
+            khjw_arr_end(&w);
+        }
+        khjw_obj_end(&w);
+        *body = khjw_finish(&w, blen);
+        return *body ? 0 : 2;
+    }
+    if (n == 4 && strcmp(cmd[0], "assign") == 0) {
+        static const char *const ok[] = {"--from", "--to", NULL};
+        if (!org_arg(cmd[1]) || !only_opts(a, "assign", ok))
+            return 2;
+        strcpy(method, "POST");
+        snprintf(path, pathlen, "/admin/v1/tenants/%s/assignments", cmd[1]);
+        khjw_init(&w, 0);
+        khjw_obj(&w);
+        khjw_kstr(&w, "staff_id", cmd[2]);
+        khjw_kstr(&w, "role_code", cmd[3]);
+        if (opt(a, "--from"))
+            khjw_kstr(&w, "valid_from", opt(a, "--from"));
+        if (opt(a, "--to"))
+            khjw_kstr(&w, "valid_to", opt(a, "--to"));
+        khjw_obj_end(&w);
+        *body = khjw_finish(&w, blen);
+        return *body ? 0 : 2;
+    }
+    if ((n == 3 || n == 4) && (strcmp(cmd[0], "import") == 0 || strcmp(cmd[0], "export") == 0) &&
+        (strcmp(cmd[1], "staff") == 0 || strcmp(cmd[1], "assignments") == 0)) {
+        static const char *const imp[] = {"--check", NULL};
+        bool in = cmd[0][0] == 'i';
+        if (n != (in ? 4u : 3u) || !org_arg(cmd[2]) || !only_opts(a, cmd[0], in ? imp : none))
+            return 2;
+        snprintf(path, pathlen, "/admin/v1/tenants/%s/%s/%s", cmd[2], cmd[1], cmd[0]);
+        if (!in)
+            return 0;
+        add_param(path, pathlen, "check", opt(a, "--check") ? "true" : NULL);
+        strcpy(method, "POST");
+        return read_file(cmd[3], body, blen) ? 0 : 2;
+    }
     if ((n == 3 || n == 4) && strcmp(cmd[0], "raw") == 0) {
         if ((strcmp(cmd[1], "GET") != 0 && strcmp(cmd[1], "POST") != 0) || cmd[2][0] != '/' ||
             strpbrk(cmd[2], " \r\n") != NULL || !only_opts(a, "raw", none))
@@ -1042,9 +1220,15 @@ int khctl_admin_main(int argc, char **argv)
     }
     khj_val *v = NULL;
     kh_sync_resp text;
-    if (strcmp(cmd, "metrics") == 0) {
+    if (strcmp(cmd, "import") == 0)
+        cl.ctype = "text/csv";
+    if (strcmp(cmd, "metrics") == 0 || strcmp(cmd, "export") == 0) {
         if (exchange(&cl, method, path, body, blen, &rc, &text)) {
-            put_text((const char *)text.body, text.len);
+            /* an export is a file (CRLF lines) for redirecting; the metrics are for reading */
+            if (cmd[0] == 'e')
+                fwrite(text.body, 1, text.len, stdout);
+            else
+                put_text((const char *)text.body, text.len);
             free_resp(&text);
         }
     } else {

@@ -1,7 +1,8 @@
 /* gw_adm.h: what the files of the admin API share (gw_admin.c: routing,
  * authentication and the event loop; gw_adm.c: parameters, listings and
  * audit rows; gw_admin_session.c: logins, sessions and operators;
- * gw_admin_tenant.c: a tenant's flags, listings, usage and decisions). Not
+ * gw_admin_tenant.c: a tenant's flags, listings, usage and decisions;
+ * gw_admin_staff.c and gw_admin_import.c: its staff, roles and systems). Not
  * for the rest of the daemon: gw_admin.h is its interface. */
 #ifndef KH_GW_ADM_H
 #define KH_GW_ADM_H
@@ -21,10 +22,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define ADM_MAX_BODY 65536   /* request bodies, before authentication */
-#define ADM_FAIL_LIMIT 5     /* failed logins in a row before a lock */
-#define ADM_MAX_HASHING 2    /* password checks and hashes in flight */
-#define ADM_LIST_DEFAULT 100 /* rows of a listing */
+#define ADM_MAX_BODY 65536        /* request bodies, before authentication */
+#define ADM_MAX_CSV KHADM_MAX_CSV /* CSV imports (operators' certificates only) */
+#define ADM_FAIL_LIMIT 5          /* failed logins in a row before a lock */
+#define ADM_MAX_HASHING 2         /* password checks and hashes in flight */
+#define ADM_LIST_DEFAULT 100      /* rows of a listing */
 #define ADM_LIST_MAX 1000
 
 typedef struct adm_call adm_call;
@@ -40,6 +42,7 @@ typedef struct {
     const char *action; /* names it in audit rows and the operational log */
     adm_work_fn work;
     bool hashes; /* runs scrypt: counted against ADM_MAX_HASHING */
+    bool csv;    /* the body is text/csv (up to ADM_MAX_CSV), not JSON */
 } adm_route;
 
 struct adm_call {
@@ -52,6 +55,8 @@ struct adm_call {
     gw_tenant *t;  /* the hosted tenant, or NULL */
     int64_t id;    /* flag id in the path */
     khj_val *body; /* the request's JSON object, or NULL */
+    uint8_t *csv;  /* a csv route's body (wiped when freed) */
+    size_t csvlen;
     bool bad_json;
     char json_err[160];
     struct evkeyvalq query; /* decoded query parameters */
@@ -68,7 +73,7 @@ struct adm_call {
     kh_err err;
     char msg[256];
     int status; /* HTTP status of a success */
-    char *out;  /* JSON of a success */
+    char *out;  /* JSON of a success (or of a refusal with a report: KH-6012) */
     size_t outlen;
     const char *content_type; /* of out if not JSON (a constant) */
     /* GET /metrics: the listeners' load, read on the event loop's thread
@@ -171,5 +176,30 @@ void adm_usage_work(PGconn *c, adm_call *call);
 void adm_usage_all_work(PGconn *c, adm_call *call);
 void adm_metrics_work(PGconn *c, adm_call *call);
 void adm_decide_work(PGconn *c, adm_call *call);
+
+/* A tenant's registry: staff, job roles, assignments, business systems
+ * (gw_admin_staff.c). */
+/* Why v is not a registry ID (staff, role, system: kh_id_token of 32), or
+ * NULL if it is one. */
+const char *adm_reg_id_why(const char *v);
+/* Why v is not a display name (1 to 100 characters, no control character,
+ * no spreadsheet formula lead), or NULL if it is one. */
+const char *adm_reg_name_why(const char *v);
+/* The same, with call->err set (KH-6008 naming key) when it is not. */
+bool adm_reg_id_ok(adm_call *call, const char *key, const char *v);
+bool adm_reg_name_ok(adm_call *call, const char *key, const char *v);
+void adm_staff_list_work(PGconn *c, adm_call *call);
+void adm_staff_set_work(PGconn *c, adm_call *call);
+void adm_roles_list_work(PGconn *c, adm_call *call);
+void adm_roles_set_work(PGconn *c, adm_call *call);
+void adm_assign_list_work(PGconn *c, adm_call *call);
+void adm_assign_set_work(PGconn *c, adm_call *call);
+void adm_systems_list_work(PGconn *c, adm_call *call);
+void adm_systems_set_work(PGconn *c, adm_call *call);
+/* CSV of staff and of assignments (gw_admin_import.c). */
+void adm_staff_import_work(PGconn *c, adm_call *call);
+void adm_assign_import_work(PGconn *c, adm_call *call);
+void adm_staff_export_work(PGconn *c, adm_call *call);
+void adm_assign_export_work(PGconn *c, adm_call *call);
 
 #endif

@@ -158,35 +158,62 @@ static bool authorise(PGconn *c, adm_call *call)
 
 /* -------------------------------------------------------------- routes */
 
-/* What each role may do; anything else is refused (KH-6005). */
+/* What each role may do; anything else is refused (KH-6005). A tenant's
+ * registry (staff, roles, assignments, systems) is changed by its admins
+ * and read by its auditors too; responders never see it. */
+#define REG_READ (KHADM_PLATFORM_ADMIN | KHADM_TENANT_ADMIN | KHADM_AUDITOR)
+#define REG_WRITE (KHADM_PLATFORM_ADMIN | KHADM_TENANT_ADMIN)
 static const adm_route routes[] = {
-    {EVHTTP_REQ_POST, false, "/admin/v1/login", KHADM_ANY_ROLE, "login", adm_login_work, true},
-    {EVHTTP_REQ_POST, false, "/admin/v1/logout", KHADM_ANY_ROLE, "logout", adm_logout_work, false},
-    {EVHTTP_REQ_GET, false, "/admin/v1/whoami", KHADM_ANY_ROLE, "whoami", adm_whoami_work, false},
+    {EVHTTP_REQ_POST, false, "/admin/v1/login", KHADM_ANY_ROLE, "login", adm_login_work, true,
+     false},
+    {EVHTTP_REQ_POST, false, "/admin/v1/logout", KHADM_ANY_ROLE, "logout", adm_logout_work, false,
+     false},
+    {EVHTTP_REQ_GET, false, "/admin/v1/whoami", KHADM_ANY_ROLE, "whoami", adm_whoami_work, false,
+     false},
     {EVHTTP_REQ_GET, false, "/admin/v1/operators", KHADM_PLATFORM_ADMIN, "operator.list",
-     adm_operators_list_work, false},
+     adm_operators_list_work, false, false},
     {EVHTTP_REQ_POST, false, "/admin/v1/operators", KHADM_PLATFORM_ADMIN, "operator.add",
-     adm_operators_add_work, true},
+     adm_operators_add_work, true, false},
     {EVHTTP_REQ_POST, false, "/admin/v1/operators/disable", KHADM_PLATFORM_ADMIN,
-     "operator.disable", adm_operators_disable_work, false},
+     "operator.disable", adm_operators_disable_work, false, false},
     {EVHTTP_REQ_GET, true, "flags", KHADM_PLATFORM_ADMIN | KHADM_TENANT_ADMIN, "flag.list",
-     adm_flags_list_work, false},
+     adm_flags_list_work, false, false},
     {EVHTTP_REQ_POST, true, "flags", KHADM_PLATFORM_ADMIN | KHADM_TENANT_ADMIN, "flag.add",
-     adm_flags_add_work, false},
+     adm_flags_add_work, false, false},
     {EVHTTP_REQ_POST, true, "flags/#/revoke", KHADM_PLATFORM_ADMIN | KHADM_TENANT_ADMIN,
-     "flag.revoke", adm_flags_revoke_work, false},
-    {EVHTTP_REQ_GET, true, "pending", KHADM_ANY_ROLE, "pending.list", adm_pending_work, false},
-    {EVHTTP_REQ_POST, true, "decide", KHADM_RESPONDER, "pending.decide", adm_decide_work, false},
+     "flag.revoke", adm_flags_revoke_work, false, false},
+    {EVHTTP_REQ_GET, true, "pending", KHADM_ANY_ROLE, "pending.list", adm_pending_work, false,
+     false},
+    {EVHTTP_REQ_POST, true, "decide", KHADM_RESPONDER, "pending.decide", adm_decide_work, false,
+     false},
     {EVHTTP_REQ_GET, true, "queries", KHADM_PLATFORM_ADMIN | KHADM_TENANT_ADMIN | KHADM_AUDITOR,
-     "query.list", adm_queries_work, false},
+     "query.list", adm_queries_work, false, false},
     {EVHTTP_REQ_GET, true, "audit", KHADM_PLATFORM_ADMIN | KHADM_TENANT_ADMIN | KHADM_AUDITOR,
-     "audit.list", adm_audit_work, false},
+     "audit.list", adm_audit_work, false, false},
     {EVHTTP_REQ_GET, true, "usage", KHADM_PLATFORM_ADMIN | KHADM_TENANT_ADMIN | KHADM_AUDITOR,
-     "usage.read", adm_usage_work, false},
+     "usage.read", adm_usage_work, false, false},
+    {EVHTTP_REQ_GET, true, "staff", REG_READ, "staff.list", adm_staff_list_work, false, false},
+    {EVHTTP_REQ_POST, true, "staff", REG_WRITE, "staff.set", adm_staff_set_work, false, false},
+    {EVHTTP_REQ_GET, true, "roles", REG_READ, "role.list", adm_roles_list_work, false, false},
+    {EVHTTP_REQ_POST, true, "roles", REG_WRITE, "role.set", adm_roles_set_work, false, false},
+    {EVHTTP_REQ_GET, true, "assignments", REG_READ, "assignment.list", adm_assign_list_work, false,
+     false},
+    {EVHTTP_REQ_POST, true, "assignments", REG_WRITE, "assignment.set", adm_assign_set_work, false,
+     false},
+    {EVHTTP_REQ_POST, true, "staff/import", REG_WRITE, "staff.import", adm_staff_import_work, false,
+     true},
+    {EVHTTP_REQ_POST, true, "assignments/import", REG_WRITE, "assignment.import",
+     adm_assign_import_work, false, true},
+    {EVHTTP_REQ_GET, true, "staff/export", REG_READ, "staff.export", adm_staff_export_work, false,
+     false},
+    {EVHTTP_REQ_GET, true, "assignments/export", REG_READ, "assignment.export",
+     adm_assign_export_work, false, false},
+    {EVHTTP_REQ_GET, true, "systems", REG_READ, "system.list", adm_systems_list_work, false, false},
+    {EVHTTP_REQ_POST, true, "systems", REG_WRITE, "system.set", adm_systems_set_work, false, false},
     {EVHTTP_REQ_GET, false, "/admin/v1/usage", KHADM_PLATFORM_ADMIN, "usage.all",
-     adm_usage_all_work, false},
+     adm_usage_all_work, false, false},
     {EVHTTP_REQ_GET, false, "/metrics", KHADM_PLATFORM_ADMIN | KHADM_AUDITOR, "metrics",
-     adm_metrics_work, false},
+     adm_metrics_work, false, false},
 };
 
 /* The route for a request, with the tenant and id of the path. */
@@ -206,6 +233,7 @@ static const adm_route *find_route(enum evhttp_cmd_type method, const char *path
 static void call_free(adm_call *call)
 {
     khj_free(call->body);
+    khc_free_secret(call->csv, call->csvlen);
     evhttp_clear_headers(&call->query);
     khc_free_secret(call->out, call->outlen);
     khc_wipe(call->token, sizeof call->token);
@@ -221,6 +249,9 @@ static void reply_and_free(adm_call *call)
     if (req != NULL) {
         if (call->err == KH_OK)
             kh_http_reply_json(req, call->status, call->out, call->outlen, call->content_type);
+        else if (call->out != NULL) /* a refusal with its report */
+            kh_http_reply_json(req, kh_err_get(call->err)->http_status, call->out, call->outlen,
+                               NULL);
         else
             kh_http_reply_json_err(req, call->err, call->msg);
     }
@@ -301,10 +332,23 @@ static void read_body(adm_call *call, struct evhttp_request *req)
     size_t len;
     if (evhttp_request_get_command(req) != EVHTTP_REQ_POST)
         return;
-    kh_err e = kh_http_body(req, ADM_MAX_BODY, NULL, &body, &len, NULL, 0);
+    size_t max = call->route->csv ? ADM_MAX_CSV : ADM_MAX_BODY;
+    kh_err e = kh_http_body(req, max, NULL, &body, &len, NULL, 0);
     if (e != KH_OK) {
         call->bad_json = true;
-        snprintf(call->json_err, sizeof call->json_err, "body over %d bytes", ADM_MAX_BODY);
+        snprintf(call->json_err, sizeof call->json_err, "body over %zu bytes", max);
+        return;
+    }
+    if (call->route->csv) {
+        /* the file as it came; gw_admin_import.c reads it */
+        if (!kh_http_ctype_is(req, "text/csv")) {
+            call->bad_json = true;
+            snprintf(call->json_err, sizeof call->json_err, "Content-Type must be text/csv");
+            khc_free_secret(body, len);
+            return;
+        }
+        call->csv = body;
+        call->csvlen = len;
         return;
     }
     khj_error je;

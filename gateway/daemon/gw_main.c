@@ -11,6 +11,7 @@
 #include "gw_health.h"
 #include "gw_lease.h"
 
+#include "khadmin.h"
 #include "khid.h"
 #include "khcrypto.h"
 #include "khhttp.h"
@@ -141,7 +142,7 @@ static void start_listeners(void)
                                      err, sizeof err);
     const char *admin = G.set.admin_listen;
     if (admin != NULL && G.peer_http != NULL)
-        G.admin_http = kh_http_listen(G.base, G.admin_ctx, admin, 65536, err, sizeof err);
+        G.admin_http = kh_http_listen(G.base, G.admin_ctx, admin, KHADM_MAX_CSV, err, sizeof err);
     if (G.pool == NULL || G.biz_http == NULL || G.peer_http == NULL ||
         (admin != NULL && G.admin_http == NULL)) {
         kh_error("main", "cannot start: %s", G.pool ? err : "database pool");

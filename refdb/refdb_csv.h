@@ -1,5 +1,7 @@
-/* refdb_csv_internal.h: a streaming RFC 4180 record reader over a file
- * descriptor, for refdb_check.c only (not part of the refdb API).
+/* refdb_csv.h: a streaming RFC 4180 record reader over a file
+ * descriptor: refdb_check.c reads bulk files with it, and the gateway's
+ * admin API the CSV files operators import (gw_admin_import.c), so that one
+ * reader decides what a CSV record is.
  *
  * Memory is fixed when the reader is created, whatever the file size: one
  * read buffer and one record buffer sized for the record limit. Every byte
@@ -19,8 +21,8 @@
  * file set `syntax`, and parsing goes on leniently (the stray quote or text
  * becomes data) so that the record's end is still found; bytes that are not
  * UTF-8, or a NUL byte, set `encoding` with the column where they were seen. */
-#ifndef KH_REFDB_CSV_INTERNAL_H
-#define KH_REFDB_CSV_INTERNAL_H
+#ifndef KH_REFDB_CSV_H
+#define KH_REFDB_CSV_H
 
 #include "kherr.h"
 
