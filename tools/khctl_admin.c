@@ -87,7 +87,14 @@ void khctl_admin_usage(FILE *f)
         "                          lists every bad line; --check changes nothing\n"
         "  operator list\n"
         "  operator add NAME ROLE [--tenant ORG]... --new-password-file FILE\n"
-        "  operator disable NAME\n"
+        "  operator disable|enable|unlock NAME\n"
+        "  operator password NAME --new-password-file FILE   a reset (forgotten password): ends\n"
+        "                          NAME's sessions and lifts a lock\n"
+        "  password --new-password-file FILE   your own (the current one: --password-file);\n"
+        "                          ends your other sessions\n"
+        "  sessions [--of NAME]    open sessions: yours (a platform admin: everyone's)\n"
+        "  sessions end SESSION | sessions end --of NAME   end one (its 16-hex ID as listed)\n"
+        "                          or all of an operator's (others: only your own)\n"
         "  raw GET|POST PATH [JSON]   one request as is (JSON '-' reads standard input)\n"
         "ROLE: platform_admin, tenant_admin (flags, staff, roles, systems; reads its tenants),\n"
         "responder (held answers), auditor (reads queries, the audit log, the registry, usage\n"
@@ -142,7 +149,8 @@ static const opt_def known_opts[] = {
     {"--role", true, false},       {"--staff", true, false},
     {"--current", true, false},    {"--procedures", true, false},
     {"--permit", true, true},      {"--check", false, false},
-    {"--inactive", false, false},  {NULL, false, false}};
+    {"--inactive", false, false},  {"--of", true, false},
+    {NULL, false, false}};
 
 /* Options anywhere among the positional arguments; "--" ends options. */
 static int parse_args(int argc, char **argv, args *a)
@@ -793,7 +801,8 @@ static bool read_file(const char *path, char **body, size_t *len)
 
 /* Builds the request of a command: method, path, JSON body (malloc'd or
  * NULL). 0, or 2 for a usage problem. */
-static int build(const args *a, char *method, char *path, size_t pathlen, char **body, size_t *blen)
+static int build(const args *a, const char *cur_pwfile, char *method, char *path, size_t pathlen,
+                 char **body, size_t *blen)
 {
     const char *const *cmd = a->pos;
     size_t n = a->npos;
@@ -916,14 +925,76 @@ static int build(const args *a, char *method, char *path, size_t pathlen, char *
         snprintf(path, pathlen, "/admin/v1/operators");
         return only_opts(a, "operator list", none) ? 0 : 2;
     }
-    if (n == 3 && strcmp(cmd[0], "operator") == 0 && strcmp(cmd[1], "disable") == 0) {
-        if (!only_opts(a, "operator disable", none))
+    if (n == 3 && strcmp(cmd[0], "operator") == 0 &&
+        (strcmp(cmd[1], "disable") == 0 || strcmp(cmd[1], "enable") == 0 ||
+         strcmp(cmd[1], "unlock") == 0)) {
+        if (!only_opts(a, "operator", none))
             return 2;
         strcpy(method, "POST");
-        snprintf(path, pathlen, "/admin/v1/operators/disable");
+        snprintf(path, pathlen, "/admin/v1/operators/%s", cmd[1]);
         khjw_init(&w, 0);
         khjw_obj(&w);
         khjw_kstr(&w, "name", cmd[2]);
+        khjw_obj_end(&w);
+        *body = khjw_finish(&w, blen);
+        return *body ? 0 : 2;
+    }
+    if ((n == 1 && strcmp(cmd[0], "password") == 0) ||
+        (n == 3 && strcmp(cmd[0], "operator") == 0 && strcmp(cmd[1], "password") == 0)) {
+        /* one's own (the current one from --password-file), or a reset */
+        static const char *const ok[] = {"--new-password-file", NULL};
+        const char *pwf = opt(a, "--new-password-file");
+        size_t pwlen, curlen;
+        if (!only_opts(a, cmd[0], ok) || pwf == NULL) {
+            fprintf(stderr, "khctl: password|operator password NAME --new-password-file FILE\n");
+            return 2;
+        }
+        char *pw = read_secret(pwf, "new password file", &pwlen), *cur = NULL;
+        if (pw != NULL && n == 1 &&
+            (cur_pwfile == NULL ||
+             (cur = read_secret(cur_pwfile, "password file", &curlen)) == NULL)) {
+            khc_free_secret(pw, pwlen + 1);
+            return 2;
+        }
+        if (pw == NULL)
+            return 2;
+        strcpy(method, "POST");
+        snprintf(path, pathlen, n == 1 ? "/admin/v1/password" : "/admin/v1/operators/password");
+        khjw_init(&w, 0);
+        khjw_obj(&w);
+        if (n == 3)
+            khjw_kstr(&w, "name", cmd[2]);
+        if (cur != NULL) {
+            khjw_key(&w, "password");
+            khjw_strn(&w, cur, curlen);
+            khc_free_secret(cur, curlen + 1);
+        }
+        khjw_key(&w, "new_password");
+        khjw_strn(&w, pw, pwlen);
+        khc_free_secret(pw, pwlen + 1);
+        khjw_obj_end(&w);
+        *body = khjw_finish(&w, blen);
+        return *body ? 0 : 2;
+    }
+    if ((n == 1 || n == 2 || n == 3) && strcmp(cmd[0], "sessions") == 0) {
+        static const char *const ok[] = {"--of", NULL};
+        const char *who = opt(a, "--of");
+        if (!only_opts(a, "sessions", ok) || (n >= 2 && strcmp(cmd[1], "end") != 0) ||
+            (n == 2 && who == NULL) || (n == 3 && who != NULL))
+            return 2;
+        if (n == 1) {
+            snprintf(path, pathlen, "/admin/v1/sessions");
+            add_param(path, pathlen, "operator", who);
+            return 0;
+        }
+        strcpy(method, "POST");
+        snprintf(path, pathlen, "/admin/v1/sessions/end");
+        khjw_init(&w, 0);
+        khjw_obj(&w);
+        if (n == 3)
+            khjw_kstr(&w, "session", cmd[2]);
+        else
+            khjw_kstr(&w, "operator", who);
         khjw_obj_end(&w);
         *body = khjw_finish(&w, blen);
         return *body ? 0 : 2;
@@ -1196,7 +1267,7 @@ int khctl_admin_main(int argc, char **argv)
     }
     char method[8], path[1024], *body = NULL, *raw = NULL;
     size_t blen = 0;
-    if (build(&cmdargs, method, path, sizeof path, &body, &blen) != 0) {
+    if (build(&cmdargs, cl.pwfile, method, path, sizeof path, &body, &blen) != 0) {
         fprintf(stderr, "khctl admin: bad command or arguments (khctl admin --help)\n");
         khc_free_secret(body, blen);
         return 2;

@@ -1,6 +1,7 @@
 /* gw_adm.h: what the files of the admin API share (gw_admin.c: routing,
  * authentication and the event loop; gw_adm.c: parameters, listings and
  * audit rows; gw_admin_session.c: logins, sessions and operators;
+ * gw_admin_account.c: accounts and sessions after creation;
  * gw_admin_tenant.c: a tenant's flags, listings, usage and decisions;
  * gw_admin_staff.c and gw_admin_import.c: its staff, roles and systems). Not
  * for the rest of the daemon: gw_admin.h is its interface. */
@@ -163,7 +164,16 @@ void adm_whoami_work(PGconn *c, adm_call *call);
 void adm_logout_work(PGconn *c, adm_call *call);
 void adm_operators_list_work(PGconn *c, adm_call *call);
 void adm_operators_add_work(PGconn *c, adm_call *call);
+/* A failed password check counted towards the lock (gw_admin_session.c). */
+KH_MUST_CHECK kh_err adm_count_failure(PGconn *c, const char *name);
+/* Accounts and sessions after their creation (gw_admin_account.c). */
 void adm_operators_disable_work(PGconn *c, adm_call *call);
+void adm_operators_enable_work(PGconn *c, adm_call *call);
+void adm_operators_unlock_work(PGconn *c, adm_call *call);
+void adm_operators_password_work(PGconn *c, adm_call *call);
+void adm_password_work(PGconn *c, adm_call *call);
+void adm_sessions_list_work(PGconn *c, adm_call *call);
+void adm_sessions_end_work(PGconn *c, adm_call *call);
 
 /* A tenant's data (gw_admin_tenant.c). */
 void adm_flags_list_work(PGconn *c, adm_call *call);

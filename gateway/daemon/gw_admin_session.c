@@ -1,7 +1,8 @@
 /* gw_admin_session.c: logins (both factors: the client certificate's CN and
  * the password, scrypt on a worker), sessions (bearer tokens stored as their
  * SHA-256, idle and absolute expiry, lockout after ADM_FAIL_LIMIT failures)
- * and the management of operators by platform admins. */
+ * and operators added and listed by platform admins (their accounts later:
+ * gw_admin_account.c). */
 #include "gw_adm.h"
 
 #include "khadmin.h"
@@ -48,6 +49,31 @@ static void login_refused(PGconn *c, adm_call *call, const char *name, const cha
     if (adm_operator_audit(c, call->cn, "login", name, detail, e) != KH_OK ||
         kh_db_commit(c) != KH_OK)
         kh_db_rollback(c);
+}
+
+/* One failed password check of an active operator not locked yet: the
+ * ADM_FAIL_LIMIT-th in a row locks it for admin_lockout seconds. In the
+ * caller's kh_operator_store transaction. */
+kh_err adm_count_failure(PGconn *c, const char *name)
+{
+    char limit[8], secs[16];
+    snprintf(secs, sizeof secs, "%d", ADM.lockout_secs);
+    snprintf(limit, sizeof limit, "%d", ADM_FAIL_LIMIT);
+    const char *p[3] = {name, secs, limit};
+    PGresult *r = kh_db_exec(c,
+                             "UPDATE kh.operator SET "
+                             "failed_logins = CASE WHEN failed_logins + 1 >= $3::int THEN 0 "
+                             "  ELSE failed_logins + 1 END, "
+                             "locked_until = CASE WHEN failed_logins + 1 >= $3::int "
+                             "  THEN now() + make_interval(secs => $2::int) "
+                             "  ELSE locked_until END "
+                             "WHERE name = $1 AND active "
+                             "AND (locked_until IS NULL OR locked_until <= now())",
+                             3, p);
+    if (r == NULL)
+        return KH_E_DB;
+    PQclear(r);
+    return KH_OK;
 }
 
 void adm_login_work(PGconn *c, adm_call *call)
@@ -108,27 +134,9 @@ void adm_login_work(PGconn *c, adm_call *call)
     khc_wipe(stored, sizeof stored);
     if (!ok || !active) {
         const char *why = !found ? "unknown operator" : !active ? "disabled" : "wrong password";
-        if (found && active) {
-            char limit[8];
-            snprintf(secs, sizeof secs, "%d", ADM.lockout_secs);
-            snprintf(limit, sizeof limit, "%d", ADM_FAIL_LIMIT);
-            const char *p[3] = {name, secs, limit};
-            if (adm_platform_begin(c) == KH_OK) {
-                r = kh_db_exec(c,
-                               "UPDATE kh.operator SET "
-                               "failed_logins = CASE WHEN failed_logins + 1 >= $3::int THEN 0 "
-                               "  ELSE failed_logins + 1 END, "
-                               "locked_until = CASE WHEN failed_logins + 1 >= $3::int "
-                               "  THEN now() + make_interval(secs => $2::int) "
-                               "  ELSE locked_until END "
-                               "WHERE name = $1 AND active "
-                               "AND (locked_until IS NULL OR locked_until <= now())",
-                               3, p);
-                bool counted = r != NULL;
-                PQclear(r);
-                if (!counted || kh_db_commit(c) != KH_OK)
-                    kh_db_rollback(c);
-            }
+        if (found && active && adm_platform_begin(c) == KH_OK) {
+            if (adm_count_failure(c, name) != KH_OK || kh_db_commit(c) != KH_OK)
+                kh_db_rollback(c);
         }
         login_refused(c, call, name, why, KH_E_ADM_CREDENTIALS, "login refused");
         return;
@@ -285,7 +293,7 @@ void adm_operators_list_work(PGconn *c, adm_call *call)
         kh_db_exec(c,
                    "SELECT coalesce(json_agg(x ORDER BY x.name), '[]')::text FROM ("
                    "SELECT o.name, o.role, o.active, o.created_at, o.created_by, o.failed_logins, "
-                   "o.locked_until, coalesce(array_agg(t.org_code ORDER BY t.org_code) "
+                   "o.locked_until, o.password_changed_at, coalesce(array_agg(t.org_code ORDER BY t.org_code) "
                    "FILTER (WHERE t.org_code IS NOT NULL), '{}') AS tenants "
                    "FROM kh.operator o LEFT JOIN kh.operator_tenant t ON t.operator = o.name "
                    "GROUP BY o.name) x",
@@ -414,62 +422,6 @@ void adm_operators_add_work(PGconn *c, adm_call *call)
     call->outlen = dlen;
     call->status = 201;
     call->err = KH_OK;
-    return;
-fail:
-    kh_db_rollback(c);
-}
-
-void adm_operators_disable_work(PGconn *c, adm_call *call)
-{
-    static const char *const known[] = {"name", NULL};
-    const char *name;
-    if (!adm_body_fields(call, known) || !adm_body_str(call, "name", true, &name))
-        return;
-    if (!khadm_name_ok(name)) {
-        adm_set_err(call, KH_E_ADM_FIELD, "name: [a-z0-9][a-z0-9._-]{0,31}");
-        return;
-    }
-    if (strcmp(name, call->op) == 0) {
-        adm_set_err(call, KH_E_ADM_FIELD, "name: an operator cannot disable themself");
-        return;
-    }
-    if (!adm_platform_open(c, call))
-        return;
-    PGresult *r =
-        kh_db_exec(c, "SELECT active FROM kh.operator WHERE name = $1 FOR UPDATE", 1, &name);
-    if (adm_db_failed(call, r))
-        goto fail;
-    int n = PQntuples(r);
-    bool active = n == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
-    PQclear(r);
-    if (n != 1) {
-        adm_set_err(call, KH_E_ADM_NOT_FOUND, "no operator %s", name);
-        goto fail;
-    }
-    if (!active) {
-        adm_set_err(call, KH_E_ADM_CONFLICT, "operator %s is already disabled", name);
-        goto fail;
-    }
-    r = kh_db_exec(c, "UPDATE kh.operator SET active = false WHERE name = $1", 1, &name);
-    if (adm_db_failed(call, r))
-        goto fail;
-    PQclear(r);
-    r = kh_db_exec(c, "DELETE FROM kh.operator_session WHERE operator = $1", 1, &name);
-    if (adm_db_failed(call, r))
-        goto fail;
-    PQclear(r);
-    if (adm_operator_audit(c, call->op, "operator.disable", name, NULL, KH_OK) != KH_OK ||
-        kh_db_commit(c) != KH_OK) {
-        adm_set_err(call, KH_E_DB, "database unavailable");
-        goto fail;
-    }
-    khj_writer w;
-    khjw_init(&w, 0);
-    khjw_obj(&w);
-    khjw_kstr(&w, "name", name);
-    khjw_kbool(&w, "active", false);
-    khjw_obj_end(&w);
-    adm_set_out(call, &w, 200);
     return;
 fail:
     kh_db_rollback(c);

@@ -251,7 +251,7 @@ expect_code "a tenant this gateway does not host" KH-6008 \
     "$(adm admin raw POST /admin/v1/operators "{\"name\":\"y$n\",\"role\":\"auditor\",\"password\":\"long-enough-password\",\"tenants\":[\"N00001\"]}")"
 out=$(adm admin --json operator list)
 expect_contains "the list shows it" "\"name\":\"$n\",\"role\":\"responder\"" "$out"
-case $out in *scrypt*|*password*) fail "the operator list shows password hashes" ;; *) pass "the operator list shows no password hash" ;; esac
+case $out in *scrypt*|*password_hash*|*'"password"'*) fail "the operator list shows password hashes" ;; *) pass "the operator list shows no password hash" ;; esac
 expect_eq "its password is an scrypt hash" "t" \
     "$(sql kh_gw_a "SELECT password_hash LIKE 'scrypt\$32768\$8\$1\$%' FROM kh.operator WHERE name = '$n'")"
 expect_eq "its creation is audited" "admin,ok" \

@@ -1,0 +1,123 @@
+# Operators' accounts after their creation (issue 13, item 4): an operator
+# changes their own password (the current one checked and counted towards
+# the lock; their other sessions end), lists and ends their own sessions; a
+# platform admin unlocks, resets a password, disables and enables, and
+# lists and ends anyone's sessions; other roles cannot; every change is in
+# kh.operator_audit; no password reaches the log.
+. "$(dirname "$0")/lib.sh"
+ADMIN_PORT=$((KH_PORT_BASE + 13))
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+adm() { "$KH_ROOT/tools/khstack" admin "$KH_STACK" gw-a "$@" 2>&1 || true; }
+# as OPERATOR with PASSWORD-FILE: khctl admin ARGS...
+as() {
+    local op=$1 pw=$2
+    shift 2
+    "$KH_BUILD/tools/khctl" admin --admin "127.0.0.1:$ADMIN_PORT" --gateway-name gw-a \
+        --pki "$PKI" --operator "$op" --password-file "$pw" "$@" 2>&1 || true
+}
+expect_code() { expect_contains "$1 -> $2" "REFUSED $2:" "$3"; }
+audit() { sql kh_gw_a "SELECT count(*) FROM kh.operator_audit WHERE action = '$1' AND target = '$n' AND outcome = '$2'"; }
+
+n="it-acct-$RANDOM"
+"$KH_ROOT/tools/khpki" operator "$PKI" "$n" >/dev/null
+pw() { (umask 077 && echo "$2" >"$T/$1.pw"); }
+pw old "it-old-password-$RANDOM-$RANDOM"
+pw new "it-new-password-$RANDOM-$RANDOM"
+pw reset "it-reset-password-$RANDOM-$RANDOM"
+pw wrong "it-wrong-password-$RANDOM"
+pw short "short"
+expect_contains "the platform admin creates an operator" "name: $n" \
+    "$(adm admin operator add "$n" responder --tenant 131016 --new-password-file "$T/old.pw")"
+
+# --- sessions: one's own; a platform admin's view of everyone's ---------------
+as "$n" "$T/old.pw" --token-file "$T/a.tok" login >/dev/null
+as "$n" "$T/old.pw" --token-file "$T/b.tok" login >/dev/null
+out=$(as "$n" "$T/old.pw" --token-file "$T/a.tok" --json sessions)
+expect_eq "the operator sees their two sessions" "2" "$(grep -o '"operator":"'"$n"'"' <<<"$out" | wc -l)"
+expect_contains "... this one marked current" '"current":true' "$out"
+case $out in *'"operator":"admin"'*) fail "a responder sees another operator's sessions" ;; *) pass "a responder sees only their own sessions" ;; esac
+case $out in *"$(cat "$T/a.tok")"*) fail "a session listing shows a token" ;; *) pass "no token in the listing" ;; esac
+expect_code "a responder asks for another's sessions" KH-6005 "$(as "$n" "$T/old.pw" --token-file "$T/a.tok" sessions --of admin)"
+expect_contains "the platform admin lists the operator's sessions" "(2 rows)" "$(adm admin sessions --of "$n")"
+sid_b=$(as "$n" "$T/old.pw" --token-file "$T/a.tok" --json sessions |
+    grep -o '"session":"[0-9a-f]*"[^}]*"current":false' | head -1 | cut -d'"' -f4)
+check "a session has a 16-hex ID" test "${#sid_b}" = 16
+
+# --- one's own password -----------------------------------------------------
+expect_code "the current password wrong" KH-6002 \
+    "$(as "$n" "$T/wrong.pw" --token-file "$T/a.tok" password --new-password-file "$T/new.pw")"
+expect_eq "... is audited as refused" "1" "$(audit operator.password refused)"
+expect_code "a new password too short" KH-6008 \
+    "$(as "$n" "$T/old.pw" --token-file "$T/a.tok" password --new-password-file "$T/short.pw")"
+expect_code "the same password again" KH-6008 \
+    "$(as "$n" "$T/old.pw" --token-file "$T/a.tok" password --new-password-file "$T/old.pw")"
+out=$(as "$n" "$T/old.pw" --token-file "$T/a.tok" password --new-password-file "$T/new.pw")
+expect_contains "the operator changes their password" "other_sessions_ended: 1" "$out"
+expect_code "the other session has ended" KH-6001 "$(as "$n" "$T/old.pw" --token-file "$T/b.tok" whoami)"
+expect_contains "this one goes on" "operator: $n" "$(as "$n" "$T/new.pw" --token-file "$T/a.tok" whoami)"
+expect_code "the old password no longer logs in" KH-6002 "$(as "$n" "$T/old.pw" whoami)"
+expect_contains "the new one does" "operator: $n" "$(as "$n" "$T/new.pw" whoami)"
+expect_eq "the change is audited" "1" "$(audit operator.password ok)"
+expect_eq "the database holds the new scrypt hash, not the password" "0" \
+    "$(sql kh_gw_a "SELECT count(*) FROM kh.operator WHERE password_hash LIKE '%$(cat "$T/new.pw")%'")"
+
+# --- wrong current passwords lock like failed logins -----------------------
+as "$n" "$T/new.pw" --token-file "$T/c.tok" login >/dev/null
+for i in 1 2 3 4 5; do
+    expect_code "wrong current password $i" KH-6002 \
+        "$(as "$n" "$T/wrong.pw" --token-file "$T/c.tok" password --new-password-file "$T/old.pw")"
+done
+expect_code "the lock ended the session used for it" KH-6001 "$(as "$n" "$T/new.pw" --token-file "$T/c.tok" whoami)"
+expect_code "and the right password cannot log in" KH-6003 "$(as "$n" "$T/new.pw" whoami)"
+expect_code "a tenant admin cannot unlock" KH-6005 "$(adm ta-131016 operator unlock "$n")"
+expect_contains "the platform admin unlocks" "locked: false" "$(adm admin operator unlock "$n")"
+expect_code "... once" KH-6011 "$(adm admin operator unlock "$n")"
+expect_contains "then the operator logs in" "operator: $n" "$(as "$n" "$T/new.pw" whoami)"
+expect_eq "the unlock is audited" "1" "$(audit operator.unlock ok)"
+
+# --- a reset by the platform admin ------------------------------------------
+as "$n" "$T/new.pw" --token-file "$T/d.tok" login >/dev/null
+expect_code "a tenant admin cannot reset a password" KH-6005 \
+    "$(adm ta-131016 operator password "$n" --new-password-file "$T/reset.pw")"
+expect_code "the platform admin does not reset their own" KH-6008 \
+    "$(adm admin operator password admin --new-password-file "$T/reset.pw")"
+expect_contains "the platform admin resets it" "password_changed: true" \
+    "$(adm admin operator password "$n" --new-password-file "$T/reset.pw")"
+expect_code "the reset ended the operator's sessions" KH-6001 "$(as "$n" "$T/new.pw" --token-file "$T/d.tok" whoami)"
+expect_contains "the reset password logs in" "operator: $n" "$(as "$n" "$T/reset.pw" whoami)"
+expect_eq "the reset is audited" "1" "$(audit operator.reset_password ok)"
+
+# --- ending sessions ----------------------------------------------------------
+as "$n" "$T/reset.pw" --token-file "$T/e.tok" login >/dev/null
+as "$n" "$T/reset.pw" --token-file "$T/f.tok" login >/dev/null
+sid_f=$(as "$n" "$T/reset.pw" --token-file "$T/f.tok" --json sessions |
+    grep -o '"session":"[0-9a-f]*"[^}]*"current":true' | cut -d'"' -f4)
+expect_contains "an operator ends one of their sessions" "sessions_ended: 1" \
+    "$(as "$n" "$T/reset.pw" --token-file "$T/e.tok" sessions end "$sid_f")"
+expect_code "... which is over" KH-6001 "$(as "$n" "$T/reset.pw" --token-file "$T/f.tok" whoami)"
+adm_sid=$(adm admin --json sessions --of admin | grep -o '"session":"[0-9a-f]*"' | head -1 | cut -d'"' -f4)
+expect_code "another's session ID is not theirs to end" KH-6010 \
+    "$(as "$n" "$T/reset.pw" --token-file "$T/e.tok" sessions end "$adm_sid")"
+expect_code "nor another operator's sessions" KH-6005 \
+    "$(as "$n" "$T/reset.pw" --token-file "$T/e.tok" sessions end --of admin)"
+expect_code "a malformed session ID" KH-6008 "$(as "$n" "$T/reset.pw" --token-file "$T/e.tok" sessions end XYZ)"
+expect_contains "the platform admin ends all of the operator's" "sessions_ended: 1" "$(adm admin sessions end --of "$n")"
+expect_code "the operator's session is over" KH-6001 "$(as "$n" "$T/reset.pw" --token-file "$T/e.tok" whoami)"
+expect_eq "both ends are audited" "2" "$(audit session.end ok)"
+
+# --- disable and enable ----------------------------------------------------
+as "$n" "$T/reset.pw" --token-file "$T/g.tok" login >/dev/null
+expect_contains "disabled" "active: false" "$(adm admin operator disable "$n")"
+expect_code "a disable ends the sessions" KH-6001 "$(as "$n" "$T/reset.pw" --token-file "$T/g.tok" whoami)"
+expect_code "a disabled operator cannot log in" KH-6002 "$(as "$n" "$T/reset.pw" whoami)"
+expect_contains "enabled again" "active: true" "$(adm admin operator enable "$n")"
+expect_code "... once" KH-6011 "$(adm admin operator enable "$n")"
+expect_contains "then the operator logs in" "operator: $n" "$(as "$n" "$T/reset.pw" whoami)"
+expect_code "an unknown operator" KH-6010 "$(adm admin operator enable "nobody-$RANDOM")"
+expect_eq "disable and enable are audited" "1|1" "$(audit operator.disable ok)|$(audit operator.enable ok)"
+
+# --- no password in the log -------------------------------------------------
+hits=$(grep -hoFf <(cat "$T"/*.pw) "$KH_STACK/log/gw-a.log" | head -3 || true)
+expect_eq "no password in gw-a's log" "" "$hits"
+finish
