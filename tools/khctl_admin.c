@@ -78,13 +78,16 @@ void khctl_admin_usage(FILE *f)
         "                          first day it no longer holds); again with the same --from\n"
         "                          and a --to ends it\n"
         "  systems ORG             business systems (ID = their certificate's CN), permissions\n"
-        "  systems set ORG SYSTEM_ID --name TEXT [--permit OPERATION[:SCOPE]]...\n"
+        "  systems set ORG SYSTEM_ID --name TEXT --permit OPERATION[:SCOPE]...\n"
         "                          OPERATION query (SCOPE a procedure), register (an item) or\n"
         "                          linkcode; SCOPE default *; replaces the permissions\n"
+        "                          (--permit none: the system may do nothing)\n"
         "  export staff|assignments ORG          the CSV (header staff_id,display_name,active\n"
         "                          or staff_id,role_code,valid_from,valid_to) on stdout\n"
-        "  import staff|assignments ORG FILE [--check]   all or nothing: a refusal (KH-6012)\n"
-        "                          lists every bad line; --check changes nothing\n"
+        "  import staff|assignments ORG FILE [--check] [--reopen]   all or nothing: a refusal\n"
+        "                          (KH-6012) lists every bad line; --check changes nothing;\n"
+        "                          --reopen lets lines reactivate staff or reopen ended\n"
+        "                          assignments (refused otherwise)\n"
         "  operator list\n"
         "  operator add NAME ROLE [--tenant ORG]... --new-password-file FILE\n"
         "  operator disable|enable|unlock NAME\n"
@@ -149,8 +152,8 @@ static const opt_def known_opts[] = {
     {"--role", true, false},       {"--staff", true, false},
     {"--current", true, false},    {"--procedures", true, false},
     {"--permit", true, true},      {"--check", false, false},
-    {"--inactive", false, false},  {"--of", true, false},
-    {NULL, false, false}};
+    {"--inactive", false, false},  {"--reopen", false, false},
+    {"--of", true, false},         {NULL, false, false}};
 
 /* Options anywhere among the positional arguments; "--" ends options. */
 static int parse_args(int argc, char **argv, args *a)
@@ -793,7 +796,7 @@ static bool read_file(const char *path, char **body, size_t *len)
     bool ok = *body != NULL && !ferror(f) && *len <= KHADM_MAX_CSV;
     if (!ok)
         fprintf(stderr, "khctl: cannot read %s%s\n", path,
-                *body && *len > KHADM_MAX_CSV ? " (over 8 MiB)" : "");
+                *body && *len > KHADM_MAX_CSV ? " (over 4 MiB)" : "");
     if (f)
         fclose(f);
     return ok;
@@ -950,6 +953,9 @@ static int build(const args *a, const char *cur_pwfile, char *method, char *path
             return 2;
         }
         char *pw = read_secret(pwf, "new password file", &pwlen), *cur = NULL;
+        if (pw != NULL && n == 1 && cur_pwfile == NULL)
+            fprintf(stderr, "khctl: password: the current password comes from --password-file "
+                            "(or KH_ADMIN_PASSWORD_FILE)\n");
         if (pw != NULL && n == 1 &&
             (cur_pwfile == NULL ||
              (cur = read_secret(cur_pwfile, "password file", &curlen)) == NULL)) {
@@ -1077,11 +1083,12 @@ static int build(const args *a, const char *cur_pwfile, char *method, char *path
         const char *act = opt(a, "--active") ? "true" : opt(a, "--inactive") ? "false" : NULL;
         if (!org_arg(cmd[2]) || !only_opts(a, cmd[0], ok) || opt(a, "--name") == NULL ||
             (c0 == 'o' && opt(a, "--procedures") == NULL) ||
+            (c0 == 'y' && opt(a, "--permit") == NULL) ||
             (opt(a, "--active") && opt(a, "--inactive"))) {
             fprintf(stderr, "khctl: %s set ORG ID --name TEXT%s\n", cmd[0],
                     c0 == 't'   ? " [--active|--inactive]"
                     : c0 == 'o' ? " --procedures CODE,CODE (\"\" for none)"
-                                : " [--permit OPERATION:SCOPE]...");
+                                : " --permit OPERATION[:SCOPE]... (--permit none: no permission)");
             return 2;
         }
         strcpy(method, "POST");
@@ -1110,6 +1117,8 @@ static int build(const args *a, const char *cur_pwfile, char *method, char *path
                 if (strcmp(a->opts[i].def->name, "--permit") != 0)
                     continue;
                 const char *v = a->opts[i].val, *colon = strchr(v, ':');
+                if (strcmp(v, "none") == 0)
+                    continue; /* an empty list, said on purpose */
                 khjw_obj(&w);
                 khjw_key(&w, "operation");
                 khjw_strn(&w, v, colon ? (size_t)(colon - v) : strlen(v));
@@ -1143,7 +1152,7 @@ static int build(const args *a, const char *cur_pwfile, char *method, char *path
     }
     if ((n == 3 || n == 4) && (strcmp(cmd[0], "import") == 0 || strcmp(cmd[0], "export") == 0) &&
         (strcmp(cmd[1], "staff") == 0 || strcmp(cmd[1], "assignments") == 0)) {
-        static const char *const imp[] = {"--check", NULL};
+        static const char *const imp[] = {"--check", "--reopen", NULL};
         bool in = cmd[0][0] == 'i';
         if (n != (in ? 4u : 3u) || !org_arg(cmd[2]) || !only_opts(a, cmd[0], in ? imp : none))
             return 2;
@@ -1151,6 +1160,7 @@ static int build(const args *a, const char *cur_pwfile, char *method, char *path
         if (!in)
             return 0;
         add_param(path, pathlen, "check", opt(a, "--check") ? "true" : NULL);
+        add_param(path, pathlen, "reopen", opt(a, "--reopen") ? "true" : NULL);
         strcpy(method, "POST");
         return read_file(cmd[3], body, blen) ? 0 : 2;
     }

@@ -12,7 +12,7 @@
 #define KHADM_PW_MIN 12      /* new passwords, bytes (at most KHC_PASSWORD_MAX) */
 /* The largest CSV import (the admin listener's body limit; JSON bodies are
  * held to 64 KiB by the API itself). */
-#define KHADM_MAX_CSV (8u << 20)
+#define KHADM_MAX_CSV (4u << 20)
 
 /* An operator name: [a-z0-9][a-z0-9._-]{0,31}; also the CN of the
  * operator's certificate and a folder name in the dev PKI. */

@@ -88,15 +88,26 @@ bool adm_digits_ok(const char *s, size_t max)
     return true;
 }
 
-/* Characters (not bytes) of valid UTF-8 text; -1 if it holds a control character. */
+/* Characters (not bytes) of valid UTF-8 text; -1 if it is not UTF-8 or
+ * holds a character that would make it read otherwise than it shows: a C0
+ * or C1 control, DEL, a zero-width character or joiner, a line or paragraph
+ * separator, a bidirectional embedding, override or isolate, a BOM. */
 long adm_text_chars(const char *s)
 {
     long n = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p < 0x20 || *p == 0x7f)
+    const unsigned char *p = (const unsigned char *)s, *end = p + strlen(s);
+    while (p < end) {
+        size_t len = kh_utf8_seq(p, end);
+        if (len == 0)
             return -1;
-        if ((*p & 0xc0) != 0x80)
-            n++;
+        uint32_t cp = len == 1 ? p[0] : p[0] & (0x7f >> len);
+        for (size_t i = 1; i < len; i++)
+            cp = cp << 6 | (p[i] & 0x3f);
+        if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || (cp >= 0x200b && cp <= 0x200f) ||
+            (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2060 && cp <= 0x2069) || cp == 0xfeff)
+            return -1;
+        p += len;
+        n++;
     }
     return n;
 }

@@ -73,8 +73,9 @@ struct adm_call {
     /* the outcome */
     kh_err err;
     char msg[256];
-    int status; /* HTTP status of a success */
-    char *out;  /* JSON of a success (or of a refusal with a report: KH-6012) */
+    int status;  /* HTTP status of a success */
+    char *out;   /* JSON of a success (or of a refusal with a report) */
+    bool report; /* out is the refusal's body with its report (KH-6012) */
     size_t outlen;
     const char *content_type; /* of out if not JSON (a constant) */
     /* GET /metrics: the listeners' load, read on the event loop's thread
@@ -116,7 +117,8 @@ KH_MUST_CHECK int adm_db_true(PGconn *c, adm_call *call, const char *sql, const 
 void adm_set_out(adm_call *call, khj_writer *w, int status);
 /* YYYY-MM-DD, a real day of the Gregorian calendar. */
 bool adm_digits_ok(const char *s, size_t max);
-/* Characters (not bytes) of valid UTF-8 text; -1 if it holds a control character. */
+/* Characters (not bytes) of valid UTF-8 text; -1 if it is not UTF-8 or
+ * holds a control, invisible or bidirectional-control character (gw_adm.c). */
 long adm_text_chars(const char *s);
 bool adm_procedure_known(const char *code);
 bool adm_has_tenant(const adm_call *call, const char *org);

@@ -261,7 +261,7 @@ static void reply_and_free(adm_call *call)
     if (req != NULL) {
         if (call->err == KH_OK)
             kh_http_reply_json(req, call->status, call->out, call->outlen, call->content_type);
-        else if (call->out != NULL) /* a refusal with its report */
+        else if (call->report) /* a refusal with its report */
             kh_http_reply_json(req, kh_err_get(call->err)->http_status, call->out, call->outlen,
                                NULL);
         else

@@ -120,14 +120,21 @@ static void password_refused(PGconn *c, adm_call *call)
 void adm_password_work(PGconn *c, adm_call *call)
 {
     static const char *const known[] = {"password", "new_password", NULL};
-    const char *pw;
+    const char *pw, *np;
     char stored[KHC_PWHASH_LEN] = "", hash[KHC_PWHASH_LEN] = "", self[65];
     if (!adm_body_fields(call, known) || !adm_body_str(call, "password", true, &pw) ||
-        !own_session(call, self))
+        !adm_body_str(call, "new_password", true, &np) || !own_session(call, self))
         return;
     size_t pwlen = khj_strlen(khj_get(call->body, "password"));
-    const char *np = khj_get_str(call->body, "new_password");
-    if (np != NULL && strcmp(np, pw) == 0) {
+    size_t nplen = khj_strlen(khj_get(call->body, "new_password"));
+    /* everything about the new password before the current one is checked:
+     * a refusal after a right guess would confirm it without a trace */
+    if (nplen < KHADM_PW_MIN || nplen > KHC_PASSWORD_MAX) {
+        adm_set_err(call, KH_E_ADM_FIELD, "new_password: %d to %d bytes", KHADM_PW_MIN,
+                    KHC_PASSWORD_MAX);
+        return;
+    }
+    if (nplen == pwlen && memcmp(np, pw, pwlen) == 0) {
         adm_set_err(call, KH_E_ADM_FIELD, "new_password: the same as the current one");
         return;
     }
@@ -146,33 +153,50 @@ void adm_password_work(PGconn *c, adm_call *call)
         return;
     }
     snprintf(stored, sizeof stored, "%s", PQgetvalue(r, 0, 0));
+    khc_wipe(PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
     bool locked = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
     PQclear(r);
     kh_db_rollback(c); /* nothing held while scrypt runs */
     if (locked) {
         /* no password is checked while locked, whatever the session */
-        khc_wipe(stored, sizeof stored);
         adm_set_err(call, KH_E_ADM_LOCKED, "operator locked after %d failed password checks",
                     ADM_FAIL_LIMIT);
-        return;
+        adm_record_refusal(c, call);
+        goto out;
     }
-    bool ok = khc_password_verify(pw, pwlen, stored);
-    khc_wipe(stored, sizeof stored);
-    if (!ok) {
+    if (!khc_password_verify(pw, pwlen, stored)) {
         password_refused(c, call);
-        return;
+        goto out;
     }
-    if (!new_password(call, hash))
-        return;
+    if (khc_password_hash(np, nplen, hash) != 0) {
+        adm_set_err(call, KH_E_INTERNAL, "cannot hash the password");
+        goto out;
+    }
     if (!adm_platform_open(c, call))
         goto out;
-    const char *p[2] = {op, hash};
-    int ended = 0;
+    /* only if nothing changed while scrypt ran: the hash just verified, the
+     * operator active and unlocked, this session alive (a reset, a disable,
+     * a lock or an end of this session meanwhile wins) */
+    const char *p[4] = {op, hash, stored, self};
+    int changed = 0, ended = 0;
     if (!run(c, call,
-             "UPDATE kh.operator SET password_hash = $2, password_changed_at = now(), "
-             "failed_logins = 0 WHERE name = $1",
-             2, p, NULL) ||
-        !run(c, call,
+             "UPDATE kh.operator o SET password_hash = $2, password_changed_at = now(), "
+             "failed_logins = 0 WHERE o.name = $1 AND o.password_hash = $3 AND o.active AND "
+             "(o.locked_until IS NULL OR o.locked_until <= now()) AND EXISTS (SELECT 1 FROM "
+             "kh.operator_session s WHERE s.token_hash = decode($4, 'hex') AND s.operator = $1)",
+             4, p, &changed)) {
+        kh_db_rollback(c);
+        goto out;
+    }
+    if (changed != 1) {
+        kh_db_rollback(c);
+        adm_set_err(call, KH_E_ADM_CONFLICT,
+                    "the account changed while the password was checked (reset, disabled, "
+                    "locked, or this session ended); nothing was changed");
+        adm_record_refusal(c, call);
+        goto out;
+    }
+    if (!run(c, call,
              "DELETE FROM kh.operator_session WHERE operator = $1 AND token_hash <> "
              "decode($2, 'hex')",
              2, (const char *const[]){op, self}, &ended)) {
@@ -194,6 +218,7 @@ void adm_password_work(PGconn *c, adm_call *call)
     khjw_obj_end(&w);
     adm_set_out(call, &w, 200);
 out:
+    khc_wipe(stored, sizeof stored);
     khc_wipe(hash, sizeof hash);
 }
 
@@ -293,8 +318,13 @@ void adm_operators_password_work(PGconn *c, adm_call *call)
     const char *name;
     char hash[KHC_PWHASH_LEN] = "";
     bool active, locked;
-    if (!adm_body_fields(call, known) || !name_field(call, "name", &name) ||
-        !new_password(call, hash))
+    if (!adm_body_fields(call, known) || !name_field(call, "name", &name))
+        goto out;
+    if (strcmp(name, call->op) == 0) { /* before scrypt, which costs */
+        adm_set_err(call, KH_E_ADM_FIELD, "name: not yourself (POST /admin/v1/password)");
+        goto out;
+    }
+    if (!new_password(call, hash))
         goto out;
     if (!adm_platform_open(c, call))
         goto out;
@@ -335,6 +365,7 @@ void adm_sessions_list_work(PGconn *c, adm_call *call)
         if (who != NULL && strcmp(who, call->op) != 0) {
             adm_set_err(call, KH_E_ADM_ROLE, "role %s may list only its own sessions",
                         call->role_name);
+            adm_record_refusal(c, call);
             return;
         }
         who = call->op;
@@ -390,35 +421,42 @@ void adm_sessions_end_work(PGconn *c, adm_call *call)
     bool admin = call->role == KHADM_PLATFORM_ADMIN;
     if (!admin && who != NULL && strcmp(who, call->op) != 0) {
         adm_set_err(call, KH_E_ADM_ROLE, "role %s may end only its own sessions", call->role_name);
+        adm_record_refusal(c, call);
         return;
     }
     if (!adm_platform_open(c, call))
         return;
-    /* a session id is matched only among the sessions this operator may end */
+    /* a session id is matched only among the sessions this operator may end,
+     * and must name exactly one */
     const char *p[3] = {sid, who, admin ? NULL : call->op};
     PGresult *r = kh_db_exec(c,
                              "WITH gone AS (DELETE FROM kh.operator_session s WHERE "
                              "($1::text IS NULL OR " SESSION_ID " = $1) AND "
                              "($2::text IS NULL OR s.operator = $2) AND "
                              "($3::text IS NULL OR s.operator = $3) RETURNING s.operator) "
-                             "SELECT operator, count(*) FROM gone GROUP BY operator",
+                             "SELECT count(*), count(DISTINCT operator), min(operator) FROM gone",
                              3, p);
     if (adm_db_failed(call, r)) {
         kh_db_rollback(c);
         return;
     }
-    int n = PQntuples(r);
-    char target[KHADM_NAME_MAX + 1], detail[48];
-    long ended = n == 1 ? atol(PQgetvalue(r, 0, 1)) : 0;
-    snprintf(target, sizeof target, "%s", n == 1 ? PQgetvalue(r, 0, 0) : who ? who : "");
+    long ended = atol(PQgetvalue(r, 0, 0));
+    bool one = strcmp(PQgetvalue(r, 0, 1), "1") == 0;
+    char target[KHADM_NAME_MAX + 1], detail[80];
+    snprintf(target, sizeof target, "%s", one ? PQgetvalue(r, 0, 2) : who ? who : "");
     PQclear(r);
-    if (n == 0) {
-        adm_set_err(call, KH_E_ADM_NOT_FOUND, "no such session of yours%s",
-                    admin ? " or of anyone" : "");
+    if (ended == 0 || (sid != NULL && ended != 1) || !one) {
         kh_db_rollback(c);
+        if (ended == 0)
+            adm_set_err(call, KH_E_ADM_NOT_FOUND, "no such session of yours%s",
+                        admin ? " or of anyone" : "");
+        else
+            adm_set_err(call, KH_E_ADM_CONFLICT, "session %s names more than one session", sid);
+        adm_record_refusal(c, call);
         return;
     }
-    snprintf(detail, sizeof detail, "{\"ended\": %ld}", ended);
+    snprintf(detail, sizeof detail, "{\"ended\": %ld, \"session\": \"%s\"}", ended,
+             sid ? sid : "all");
     if (adm_operator_audit(c, call->op, "session.end", target, detail, KH_OK) != KH_OK ||
         kh_db_commit(c) != KH_OK) {
         adm_set_err(call, KH_E_DB, "database unavailable");

@@ -117,6 +117,7 @@ void adm_login_work(PGconn *c, adm_call *call)
     char stored[KHC_PWHASH_LEN] = "", until[32] = "";
     if (found) {
         snprintf(stored, sizeof stored, "%s", PQgetvalue(r, 0, 0));
+        khc_wipe(PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
         snprintf(until, sizeof until, "%s", PQgetvalue(r, 0, 3));
     }
     bool locked = found && strcmp(PQgetvalue(r, 0, 2), "t") == 0;
@@ -289,15 +290,15 @@ void adm_operators_list_work(PGconn *c, adm_call *call)
         return;
     if (!adm_platform_open(c, call))
         return;
-    PGresult *r =
-        kh_db_exec(c,
-                   "SELECT coalesce(json_agg(x ORDER BY x.name), '[]')::text FROM ("
-                   "SELECT o.name, o.role, o.active, o.created_at, o.created_by, o.failed_logins, "
-                   "o.locked_until, o.password_changed_at, coalesce(array_agg(t.org_code ORDER BY t.org_code) "
-                   "FILTER (WHERE t.org_code IS NOT NULL), '{}') AS tenants "
-                   "FROM kh.operator o LEFT JOIN kh.operator_tenant t ON t.operator = o.name "
-                   "GROUP BY o.name) x",
-                   0, NULL);
+    PGresult *r = kh_db_exec(
+        c,
+        "SELECT coalesce(json_agg(x ORDER BY x.name), '[]')::text FROM ("
+        "SELECT o.name, o.role, o.active, o.created_at, o.created_by, o.failed_logins, "
+        "o.locked_until, o.password_changed_at, coalesce(array_agg(t.org_code ORDER BY t.org_code) "
+        "FILTER (WHERE t.org_code IS NOT NULL), '{}') AS tenants "
+        "FROM kh.operator o LEFT JOIN kh.operator_tenant t ON t.operator = o.name "
+        "GROUP BY o.name) x",
+        0, NULL);
     kh_db_rollback(c);
     if (adm_db_failed(call, r))
         return;

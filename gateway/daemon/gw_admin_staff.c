@@ -15,6 +15,7 @@
 #include "gw_adm.h"
 
 #include "khadmin.h"
+#include "khcrypto.h"
 #include "khenv.h"
 #include "khid.h"
 #include "khjson.h"
@@ -31,7 +32,12 @@
 
 const char *adm_reg_id_why(const char *v)
 {
-    return kh_id_token(v, 32) ? NULL : "1 to 32 of [A-Za-z0-9_-]";
+    /* the first character a letter or digit: a leading - would read as a
+     * formula in the CSV export (and be neutralised out of round trip) */
+    bool lead = (*v >= '0' && *v <= '9') || (*v >= 'A' && *v <= 'Z') || (*v >= 'a' && *v <= 'z');
+    return lead && kh_id_token(v, 32)
+               ? NULL
+               : "1 to 32 of [A-Za-z0-9_-], beginning with a letter or digit";
 }
 
 const char *adm_reg_name_why(const char *v)
@@ -76,17 +82,6 @@ static bool body_bool(adm_call *call, const char *key, const char **out)
     return true;
 }
 
-/* A PostgreSQL array literal of codes (only [0-9A-Za-z_*-], nothing to
- * quote) into out. */
-static void code_array(char *out, size_t outlen, const char *const *codes, size_t n)
-{
-    size_t used = (size_t)snprintf(out, outlen, "{");
-    for (size_t i = 0; i < n && used < outlen; i++)
-        used += (size_t)snprintf(out + used, outlen - used, "%s%s", i ? "," : "", codes[i]);
-    if (used < outlen)
-        snprintf(out + used, outlen - used, "}");
-}
-
 /* --------------------------------------------------------- the answer */
 
 /* Ends a change: its audit row (target, detail: a JSON object) in the same
@@ -123,6 +118,8 @@ static void change_by(PGconn *c, adm_call *call, const char *target, const char 
     }
     change_commit(c, call, target, PQgetvalue(r, 0, 1), key, PQgetvalue(r, 0, 2),
                   strcmp(PQgetvalue(r, 0, 0), "t") == 0);
+    /* the row may hold a staff member's name: PostgreSQL's copy is wiped too */
+    khc_wipe(PQgetvalue(r, 0, 2), strlen(PQgetvalue(r, 0, 2)));
     PQclear(r);
 }
 
@@ -178,13 +175,16 @@ void adm_staff_set_work(PGconn *c, adm_call *call)
     snprintf(target, sizeof target, "staff/%s", id);
     const char *p[3] = {id, name, active};
     change_by(c, call, target, "staff",
-              "WITH s AS (INSERT INTO staff AS o (staff_id, display_name, active) "
+              "WITH b AS (SELECT display_name, active FROM staff WHERE staff_id = $1), "
+              "s AS (INSERT INTO staff AS o (staff_id, display_name, active) "
               "VALUES ($1, $2, coalesce($3::bool, true)) ON CONFLICT (staff_id) DO UPDATE "
               "SET display_name = EXCLUDED.display_name, active = coalesce($3::bool, o.active) "
               "RETURNING o.staff_id, o.display_name, o.active, (xmax = 0) AS created) "
               "SELECT s.created, json_build_object('staff_id', s.staff_id, 'created', "
-              "s.created, 'active', s.active)::text, json_build_object('staff_id', s.staff_id, "
-              "'display_name', s.display_name, 'active', s.active)::text FROM s",
+              "s.created, 'active_before', b.active, 'active', s.active, 'name_changed', "
+              "b.display_name IS DISTINCT FROM s.display_name)::text, json_build_object("
+              "'staff_id', s.staff_id, 'display_name', s.display_name, 'active', s.active)::text "
+              "FROM s LEFT JOIN b ON true",
               3, p);
 }
 
@@ -245,31 +245,43 @@ void adm_roles_set_work(PGconn *c, adm_call *call)
                 return;
             }
     }
-    char arr[REG_LIST_MAX * (KH_CODE_MAX + 1) + 4];
-    code_array(arr, sizeof arr, procs, n);
-    if (!adm_tenant_begin(&c, call))
+    khj_writer lw;
+    khjw_init(&lw, 0);
+    khjw_arr(&lw);
+    for (size_t i = 0; i < n; i++)
+        khjw_str(&lw, procs[i]);
+    khjw_arr_end(&lw);
+    char *arr = khjw_finish(&lw, NULL);
+    if (arr == NULL) {
+        adm_set_err(call, KH_E_INTERNAL, "out of memory");
         return;
+    }
+    if (!adm_tenant_begin(&c, call)) {
+        free(arr);
+        return;
+    }
     char target[48];
     snprintf(target, sizeof target, "role/%s", code);
     const char *p[3] = {code, name, arr};
     change_by(c, call, target, "role",
-              "WITH before AS (SELECT coalesce(array_agg(procedure ORDER BY procedure), '{}') "
+              "WITH want AS (SELECT x FROM json_array_elements_text($3::json) x), "
+              "before AS (SELECT coalesce(array_agg(procedure ORDER BY procedure), '{}') "
               "AS procs FROM role_procedure WHERE role_code = $1), "
               "r AS (INSERT INTO job_role AS o (role_code, name) VALUES ($1, $2) "
               "ON CONFLICT (role_code) DO UPDATE SET name = EXCLUDED.name "
               "RETURNING o.role_code, o.name, (xmax = 0) AS created), "
               "gone AS (DELETE FROM role_procedure WHERE role_code = $1 AND "
-              "NOT (procedure = ANY ($3::text[]))), "
+              "procedure NOT IN (SELECT x FROM want)), "
               "added AS (INSERT INTO role_procedure (role_code, procedure) "
-              "SELECT (SELECT role_code FROM r), x FROM unnest($3::text[]) x "
-              "ON CONFLICT DO NOTHING) "
+              "SELECT (SELECT role_code FROM r), x FROM want ON CONFLICT DO NOTHING), "
+              "now_ AS (SELECT coalesce(to_json(array_agg(x ORDER BY x)), '[]') AS procs "
+              "FROM want) "
               "SELECT r.created, json_build_object('role_code', r.role_code, 'created', "
-              "r.created, 'procedures_before', to_json(b.procs), 'procedures', "
-              "(SELECT to_json(array_agg(x ORDER BY x)) FROM unnest($3::text[]) x))::text, "
+              "r.created, 'procedures_before', to_json(b.procs), 'procedures', n.procs)::text, "
               "json_build_object('role_code', r.role_code, 'name', r.name, 'procedures', "
-              "coalesce((SELECT to_json(array_agg(x ORDER BY x)) FROM unnest($3::text[]) x), "
-              "'[]'))::text FROM r, before b",
+              "n.procs)::text FROM r, before b, now_ n",
               3, p);
+    free(arr);
 }
 
 /* -------------------------------------------------------- assignments */
@@ -327,11 +339,17 @@ void adm_assign_set_work(PGconn *c, adm_call *call)
     if (!adm_tenant_begin(&c, call))
         return;
     const char *p[4] = {id, role, from, to};
-    PGresult *r = kh_db_exec(c,
-                             "SELECT EXISTS (SELECT 1 FROM staff WHERE staff_id = $1), "
-                             "EXISTS (SELECT 1 FROM job_role WHERE role_code = $2), "
-                             "$4::date IS NULL OR $4::date >= coalesce($3::date, current_date)",
-                             4, p);
+    PGresult *r =
+        kh_db_exec(c,
+                   "SELECT EXISTS (SELECT 1 FROM staff WHERE staff_id = $1), "
+                   "EXISTS (SELECT 1 FROM job_role WHERE role_code = $2), "
+                   "$4::date IS NULL OR $4::date >= coalesce($3::date, current_date), "
+                   /* valid_to without valid_from, meant to end a current assignment
+                    * that began earlier, would add a second one from today */
+                   "(SELECT min(valid_from)::text FROM staff_role WHERE $3::date IS NULL AND "
+                   "$4::date IS NOT NULL AND staff_id = $1 AND role_code = $2 AND valid_from < "
+                   "current_date AND (valid_to IS NULL OR valid_to > current_date))",
+                   4, p);
     if (adm_db_failed(call, r))
         goto fail;
     if (strcmp(PQgetvalue(r, 0, 0), "t") != 0)
@@ -340,20 +358,29 @@ void adm_assign_set_work(PGconn *c, adm_call *call)
         adm_set_err(call, KH_E_ADM_NOT_FOUND, "no job role %s in tenant %s", role, call->org);
     else if (strcmp(PQgetvalue(r, 0, 2), "t") != 0)
         adm_set_err(call, KH_E_ADM_FIELD, "valid_to: before valid_from (today)");
+    else if (!PQgetisnull(r, 0, 3))
+        adm_set_err(call, KH_E_ADM_CONFLICT,
+                    "%s holds %s from %s: give that valid_from to end it (without it, this "
+                    "would be a second assignment from today)",
+                    id, role, PQgetvalue(r, 0, 3));
     PQclear(r);
     if (call->err != KH_OK)
         goto fail;
     char target[80];
     snprintf(target, sizeof target, "assignment/%s/%s", id, role);
     change_by(c, call, target, "assignment",
-              "WITH a AS (INSERT INTO staff_role AS o (staff_id, role_code, valid_from, "
+              "WITH b AS (SELECT valid_to FROM staff_role WHERE staff_id = $1 AND role_code = $2 "
+              "AND valid_from = coalesce($3::date, current_date)), "
+              "a AS (INSERT INTO staff_role AS o (staff_id, role_code, valid_from, "
               "valid_to) VALUES ($1, $2, coalesce($3::date, current_date), $4::date) "
               "ON CONFLICT (staff_id, role_code, valid_from) DO UPDATE SET valid_to = "
               "EXCLUDED.valid_to RETURNING o.*, (xmax = 0) AS created) "
               "SELECT a.created, json_build_object('staff_id', a.staff_id, 'role_code', "
-              "a.role_code, 'valid_from', a.valid_from, 'valid_to', a.valid_to, 'created', "
-              "a.created)::text, json_build_object('staff_id', a.staff_id, 'role_code', "
-              "a.role_code, 'valid_from', a.valid_from, 'valid_to', a.valid_to)::text FROM a",
+              "a.role_code, 'valid_from', a.valid_from, 'valid_to_before', b.valid_to, "
+              "'valid_to', a.valid_to, 'created', a.created)::text, json_build_object('staff_id', "
+              "a.staff_id, 'role_code', "
+              "a.role_code, 'valid_from', a.valid_from, 'valid_to', a.valid_to)::text FROM a "
+              "LEFT JOIN b ON true",
               4, p);
     return;
 fail:

@@ -43,6 +43,8 @@ expect_contains "the platform admin lists the operator's sessions" "(2 rows)" "$
 sid_b=$(as "$n" "$T/old.pw" --token-file "$T/a.tok" --json sessions |
     grep -o '"session":"[0-9a-f]*"[^}]*"current":false' | head -1 | cut -d'"' -f4)
 check "a session has a 16-hex ID" test "${#sid_b}" = 16
+expect_eq "... the first 8 bytes of its token's SHA-256" "$sid_b" \
+    "$(printf '%s' "$(cat "$T/b.tok")" | xxd -r -p | sha256sum | cut -c1-16)"
 
 # --- one's own password -----------------------------------------------------
 expect_code "the current password wrong" KH-6002 \
@@ -50,6 +52,9 @@ expect_code "the current password wrong" KH-6002 \
 expect_eq "... is audited as refused" "1" "$(audit operator.password refused)"
 expect_code "a new password too short" KH-6008 \
     "$(as "$n" "$T/old.pw" --token-file "$T/a.tok" password --new-password-file "$T/short.pw")"
+expect_code "... is refused before the current one is checked (no oracle)" KH-6008 \
+    "$(as "$n" "$T/wrong.pw" --token-file "$T/a.tok" password --new-password-file "$T/short.pw")"
+h0=$(sql kh_gw_a "SELECT password_hash FROM kh.operator WHERE name = '$n'")
 expect_code "the same password again" KH-6008 \
     "$(as "$n" "$T/old.pw" --token-file "$T/a.tok" password --new-password-file "$T/old.pw")"
 out=$(as "$n" "$T/old.pw" --token-file "$T/a.tok" password --new-password-file "$T/new.pw")
@@ -59,22 +64,35 @@ expect_contains "this one goes on" "operator: $n" "$(as "$n" "$T/new.pw" --token
 expect_code "the old password no longer logs in" KH-6002 "$(as "$n" "$T/old.pw" whoami)"
 expect_contains "the new one does" "operator: $n" "$(as "$n" "$T/new.pw" whoami)"
 expect_eq "the change is audited" "1" "$(audit operator.password ok)"
-expect_eq "the database holds the new scrypt hash, not the password" "0" \
-    "$(sql kh_gw_a "SELECT count(*) FROM kh.operator WHERE password_hash LIKE '%$(cat "$T/new.pw")%'")"
+check "the stored hash changed" test "$(sql kh_gw_a "SELECT password_hash FROM kh.operator WHERE name = '$n'")" != "$h0"
+expect_eq "no password in any audit row" "0" \
+    "$(sql kh_gw_a "SELECT count(*) FROM kh.operator_audit WHERE detail::text LIKE '%it-%-password-%'")"
 
 # --- wrong current passwords lock like failed logins -----------------------
 as "$n" "$T/new.pw" --token-file "$T/c.tok" login >/dev/null
+as "$n" "$T/new.pw" --token-file "$T/c2.tok" login >/dev/null
 for i in 1 2 3 4 5; do
     expect_code "wrong current password $i" KH-6002 \
         "$(as "$n" "$T/wrong.pw" --token-file "$T/c.tok" password --new-password-file "$T/old.pw")"
 done
 expect_code "the lock ended the session used for it" KH-6001 "$(as "$n" "$T/new.pw" --token-file "$T/c.tok" whoami)"
+expect_code "... and every other session" KH-6001 "$(as "$n" "$T/new.pw" --token-file "$T/a.tok" whoami)"
+expect_code "... all of them" KH-6001 "$(as "$n" "$T/new.pw" --token-file "$T/c2.tok" whoami)"
 expect_code "and the right password cannot log in" KH-6003 "$(as "$n" "$T/new.pw" whoami)"
 expect_code "a tenant admin cannot unlock" KH-6005 "$(adm ta-131016 operator unlock "$n")"
 expect_contains "the platform admin unlocks" "locked: false" "$(adm admin operator unlock "$n")"
 expect_code "... once" KH-6011 "$(adm admin operator unlock "$n")"
 expect_contains "then the operator logs in" "operator: $n" "$(as "$n" "$T/new.pw" whoami)"
 expect_eq "the unlock is audited" "1" "$(audit operator.unlock ok)"
+
+# a lock from failed logins leaves sessions; they change no password while it lasts
+as "$n" "$T/new.pw" --token-file "$T/l.tok" login >/dev/null
+for i in 1 2 3 4 5; do as "$n" "$T/wrong.pw" whoami >/dev/null; done
+expect_code "while locked, a session changes no password" KH-6003 \
+    "$(as "$n" "$T/new.pw" --token-file "$T/l.tok" password --new-password-file "$T/old.pw")"
+expect_eq "... and the refusal is audited" "1" \
+    "$(sql kh_gw_a "SELECT count(*) FROM kh.operator_audit WHERE action = 'operator.password' AND actor = '$n' AND code = 'KH-6003'")"
+adm admin operator unlock "$n" >/dev/null
 
 # --- a reset by the platform admin ------------------------------------------
 as "$n" "$T/new.pw" --token-file "$T/d.tok" login >/dev/null
@@ -96,11 +114,20 @@ sid_f=$(as "$n" "$T/reset.pw" --token-file "$T/f.tok" --json sessions |
 expect_contains "an operator ends one of their sessions" "sessions_ended: 1" \
     "$(as "$n" "$T/reset.pw" --token-file "$T/e.tok" sessions end "$sid_f")"
 expect_code "... which is over" KH-6001 "$(as "$n" "$T/reset.pw" --token-file "$T/f.tok" whoami)"
-adm_sid=$(adm admin --json sessions --of admin | grep -o '"session":"[0-9a-f]*"' | head -1 | cut -d'"' -f4)
+adm admin --token-file "$T/adm.tok" login >/dev/null
+adm_sid=$(adm admin --token-file "$T/adm.tok" --json sessions --of admin |
+    grep -o '"session":"[0-9a-f]*"[^}]*"current":true' | cut -d'"' -f4)
+check "the platform admin's live session has an ID" test "${#adm_sid}" = 16
 expect_code "another's session ID is not theirs to end" KH-6010 \
     "$(as "$n" "$T/reset.pw" --token-file "$T/e.tok" sessions end "$adm_sid")"
+expect_contains "... the platform admin's session lives on" "operator: admin" "$(adm admin --token-file "$T/adm.tok" whoami)"
+adm admin --token-file "$T/adm.tok" logout >/dev/null
+expect_eq "the refusal is audited" "1" \
+    "$(sql kh_gw_a "SELECT count(*) FROM kh.operator_audit WHERE action = 'session.end' AND actor = '$n' AND outcome = 'refused'")"
 expect_code "nor another operator's sessions" KH-6005 \
     "$(as "$n" "$T/reset.pw" --token-file "$T/e.tok" sessions end --of admin)"
+expect_eq "... refused and audited" "2" \
+    "$(sql kh_gw_a "SELECT count(*) FROM kh.operator_audit WHERE action = 'session.end' AND actor = '$n' AND outcome = 'refused'")"
 expect_code "a malformed session ID" KH-6008 "$(as "$n" "$T/reset.pw" --token-file "$T/e.tok" sessions end XYZ)"
 expect_contains "the platform admin ends all of the operator's" "sessions_ended: 1" "$(adm admin sessions end --of "$n")"
 expect_code "the operator's session is over" KH-6001 "$(as "$n" "$T/reset.pw" --token-file "$T/e.tok" whoami)"
