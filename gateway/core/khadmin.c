@@ -26,7 +26,8 @@ unsigned khadm_role(const char *name)
     } roles[] = {{"platform_admin", KHADM_PLATFORM_ADMIN},
                  {"tenant_admin", KHADM_TENANT_ADMIN},
                  {"responder", KHADM_RESPONDER},
-                 {"auditor", KHADM_AUDITOR}};
+                 {"auditor", KHADM_AUDITOR},
+                 {"metrics", KHADM_METRICS}};
     for (size_t i = 0; name && i < sizeof roles / sizeof roles[0]; i++)
         if (strcmp(roles[i].name, name) == 0)
             return roles[i].bit;

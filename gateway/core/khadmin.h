@@ -24,7 +24,8 @@ enum {
     KHADM_TENANT_ADMIN = 2,
     KHADM_RESPONDER = 4,
     KHADM_AUDITOR = 8,
-    KHADM_ANY_ROLE = 15
+    KHADM_METRICS = 16, /* Prometheus scrapes: /metrics only, no personal data */
+    KHADM_ANY_ROLE = 31
 };
 /* The bit of a role name ("platform_admin", ...), or 0 if it is none. */
 unsigned khadm_role(const char *name);

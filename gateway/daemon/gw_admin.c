@@ -194,8 +194,8 @@ static const adm_route routes[] = {
      adm_flags_add_work, false, false},
     {EVHTTP_REQ_POST, true, "flags/#/revoke", KHADM_PLATFORM_ADMIN | KHADM_TENANT_ADMIN,
      "flag.revoke", adm_flags_revoke_work, false, false},
-    {EVHTTP_REQ_GET, true, "pending", KHADM_ANY_ROLE, "pending.list", adm_pending_work, false,
-     false},
+    {EVHTTP_REQ_GET, true, "pending", KHADM_ANY_ROLE & ~KHADM_METRICS, "pending.list",
+     adm_pending_work, false, false},
     {EVHTTP_REQ_POST, true, "decide", KHADM_RESPONDER, "pending.decide", adm_decide_work, false,
      false},
     {EVHTTP_REQ_GET, true, "queries", KHADM_PLATFORM_ADMIN | KHADM_TENANT_ADMIN | KHADM_AUDITOR,
@@ -224,8 +224,8 @@ static const adm_route routes[] = {
     {EVHTTP_REQ_POST, true, "systems", REG_WRITE, "system.set", adm_systems_set_work, false, false},
     {EVHTTP_REQ_GET, false, "/admin/v1/usage", KHADM_PLATFORM_ADMIN, "usage.all",
      adm_usage_all_work, false, false},
-    {EVHTTP_REQ_GET, false, "/metrics", KHADM_PLATFORM_ADMIN | KHADM_AUDITOR, "metrics",
-     adm_metrics_work, false, false},
+    {EVHTTP_REQ_GET, false, "/metrics", KHADM_PLATFORM_ADMIN | KHADM_AUDITOR | KHADM_METRICS,
+     "metrics", adm_metrics_work, false, false},
 };
 
 /* The route for a request, with the tenant and id of the path. */

@@ -331,7 +331,7 @@ void adm_operators_add_work(PGconn *c, adm_call *call)
     unsigned bit = khadm_role(role);
     if (bit == 0) {
         adm_set_err(call, KH_E_ADM_FIELD,
-                    "role: one of platform_admin, tenant_admin, responder, auditor");
+                    "role: one of platform_admin, tenant_admin, responder, auditor, metrics");
         return;
     }
     if (pwlen < KHADM_PW_MIN || pwlen > KHC_PASSWORD_MAX) {

@@ -3,7 +3,8 @@
 # the lock; their other sessions end), lists and ends their own sessions; a
 # platform admin unlocks, resets a password, disables and enables, and
 # lists and ends anyone's sessions; other roles cannot; every change is in
-# kh.operator_audit; no password reaches the log.
+# kh.operator_audit; no password reaches the log. A metrics operator scrapes
+# /metrics and may do nothing else.
 . "$(dirname "$0")/lib.sh"
 ADMIN_PORT=$((KH_PORT_BASE + 13))
 T=$(mktemp -d)
@@ -143,6 +144,22 @@ expect_code "... once" KH-6011 "$(adm admin operator enable "$n")"
 expect_contains "then the operator logs in" "operator: $n" "$(as "$n" "$T/reset.pw" whoami)"
 expect_code "an unknown operator" KH-6010 "$(adm admin operator enable "nobody-$RANDOM")"
 expect_eq "disable and enable are audited" "1|1" "$(audit operator.disable ok)|$(audit operator.enable ok)"
+
+# --- a metrics operator: /metrics and nothing else ----------------------------
+m="it-metrics-$RANDOM"
+"$KH_ROOT/tools/khpki" operator "$PKI" "$m" >/dev/null
+expect_contains "the platform admin creates a metrics operator" "role: metrics" \
+    "$(adm admin operator add "$m" metrics --tenant 131016 --new-password-file "$T/old.pw")"
+out=$(as "$m" "$T/old.pw" metrics)
+expect_contains "it scrapes its tenant's series" 'kakehashi_queries_asked_total{tenant="131016"}' "$out"
+expect_contains "... and the gateway's own figures" 'kakehashi_http_connections{listener="business"' "$out"
+case $out in *'tenant="271004"'*) fail "a metrics operator sees another tenant" ;; *) pass "no other tenant's series" ;; esac
+for cmd in "pending 131016" "queries 131016" "audit 131016" "usage 131016" "staff 131016" \
+    "flags list 131016" "export staff 131016" "operator list"; do
+    # shellcheck disable=SC2086 # the command's words
+    expect_code "a metrics operator: $cmd" KH-6005 "$(as "$m" "$T/old.pw" $cmd)"
+done
+expect_contains "it manages its own session" "(1 row)" "$(as "$m" "$T/old.pw" sessions)"
 
 # --- no password in the log -------------------------------------------------
 hits=$(grep -hoFf <(cat "$T"/*.pw) "$KH_STACK/log/gw-a.log" | head -3 || true)
