@@ -83,11 +83,14 @@ typedef struct {
 static route routes[64];
 static size_t nroutes;
 
+static void timed(struct evhttp_request *req, const char *endpoint);
+
 static void route_gate(struct evhttp_request *req, void *arg)
 {
     const route *r = arg;
     if (!admit(req))
         return;
+    timed(req, r->path);
     const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
     const char *path = u != NULL ? evhttp_uri_get_path(u) : NULL;
     if (path == NULL || strcmp(path, r->path) != 0)
@@ -119,6 +122,7 @@ static void other_gate(struct evhttp_request *req, void *arg)
     const route *r = arg;
     if (!admit(req))
         return;
+    timed(req, "*");
     r->cb(req, r->arg);
 }
 
@@ -193,6 +197,7 @@ typedef struct listener {
     ip_budget overflow; /* of addresses without a slot (all taken, or no memory) */
     unsigned long hello_refused, hello_logged; /* handshakes refused; of them, logged */
     time_t hello_log_at;
+    kh_http_answers answers; /* what it answered, since start */
 } listener;
 static listener listeners[16];
 static size_t nlisteners;
@@ -220,6 +225,8 @@ typedef struct watch {
     bool handshaken; /* the TLS handshake was seen complete */
     bool busy;       /* a request is being answered */
     struct listener *l;
+    const char *endpoint;         /* of the request being answered (kh_http_answers) */
+    struct timespec t0;           /* when it was read whole */
     bool counted;                 /* in the listener's nconns (from its first request) */
     bool ccounted;                /* in its client's place's conns */
     bool over;                    /* counted over the listener's max_conns: every request refused */
@@ -327,10 +334,86 @@ static watch *watch_of(struct evhttp_request *req)
     return w != NULL && w->bev == bev ? w : NULL;
 }
 
+/* ---- what a listener answered (kh_http_answers) ---- */
+
+static listener *listener_of(struct evhttp *http);
+
+const unsigned kh_http_bucket_ms[KH_HTTP_BUCKETS - 1] = {1,   5,    10,   25,   50,   100,
+                                                         250, 1000, 2500, 5000, 10000};
+
+/* The request was read whole and admitted: its time starts. */
+static void timed(struct evhttp_request *req, const char *endpoint)
+{
+    watch *w = watch_of(req);
+    if (w != NULL) {
+        w->endpoint = endpoint;
+        clock_gettime(CLOCK_MONOTONIC, &w->t0);
+    }
+}
+
+void kh_http_set_endpoint(struct evhttp_request *req, const char *endpoint)
+{
+    watch *w = watch_of(req);
+    if (w != NULL && w->endpoint != NULL)
+        w->endpoint = endpoint;
+}
+
+static void record_time(listener *l, const char *endpoint, const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t us = (int64_t)(now.tv_sec - t0->tv_sec) * 1000000 + (now.tv_nsec - t0->tv_nsec) / 1000;
+    kh_http_answers *st = &l->answers;
+    kh_http_endpoint_stat *e = NULL;
+    for (size_t i = 0; i < st->nep && e == NULL; i++)
+        if (st->ep[i].endpoint == endpoint || strcmp(st->ep[i].endpoint, endpoint) == 0)
+            e = &st->ep[i];
+    if (e == NULL && st->nep < KH_HTTP_MAX_ENDPOINTS) {
+        e = &st->ep[st->nep++];
+        e->endpoint = endpoint;
+    }
+    if (e == NULL) { /* the slot past the named ones */
+        e = &st->ep[KH_HTTP_MAX_ENDPOINTS];
+        e->endpoint = "other";
+    }
+    size_t b = 0;
+    while (b < KH_HTTP_BUCKETS - 1 && us > (int64_t)kh_http_bucket_ms[b] * 1000)
+        b++;
+    e->count++;
+    e->sum_us += us > 0 ? (uint64_t)us : 0;
+    e->bucket[b]++;
+}
+
+void kh_http_answers_of(struct evhttp *http, kh_http_answers *out)
+{
+    const listener *l = listener_of(http);
+    if (l == NULL) {
+        memset(out, 0, sizeof *out);
+        return;
+    }
+    *out = l->answers;
+    /* the "other" slot is listed last when it was used */
+    if (out->ep[KH_HTTP_MAX_ENDPOINTS].count > 0 && out->nep == KH_HTTP_MAX_ENDPOINTS)
+        out->nep = KH_HTTP_MAX_ENDPOINTS + 1;
+}
+
+/* A refusal sent: counted by code on its listener. */
+static void count_refusal(struct evhttp_request *req, kh_err e)
+{
+    struct evhttp_connection *c = evhttp_request_get_connection(req);
+    listener *l = c ? listener_of(evhttp_connection_get_server(c)) : NULL;
+    if (l != NULL && e > KH_OK && e < KH_E__COUNT)
+        l->answers.refusals[e]++;
+}
+
 static void answered(struct evhttp_request *req, void *arg)
 {
     watch *w = watch_of(req);
     (void)arg;
+    if (w != NULL && w->endpoint != NULL && w->l != NULL) {
+        record_time(w->l, w->endpoint, &w->t0);
+        w->endpoint = NULL;
+    }
     if (w != NULL) {
         release(w);
         /* the next request's clock starts at its first byte */
@@ -405,9 +488,16 @@ void kh_http_reply_json(struct evhttp_request *req, int status, const char *body
     evbuffer_free(out);
 }
 
+void kh_http_reply_json_refusal(struct evhttp_request *req, kh_err e, const char *body, size_t len)
+{
+    count_refusal(req, e);
+    kh_http_reply_json(req, kh_err_get(e)->http_status, body, len, NULL);
+}
+
 void kh_http_reply_json_err(struct evhttp_request *req, kh_err e, const char *msg)
 {
     const kh_err_info *info = kh_err_get(e);
+    count_refusal(req, e);
     khj_writer w;
     size_t len;
     khjw_init(&w, 4096);
@@ -1034,6 +1124,7 @@ void kh_http_reply_err(struct evhttp_request *req, kh_err e, const char *fmt, ..
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
     const kh_err_info *info = kh_err_get(e);
+    count_refusal(req, e);
     Kh__Status st = KH__STATUS__INIT;
     st.code = (char *)info->code;
     /* a refusal always says something: the code's meaning if nothing else */

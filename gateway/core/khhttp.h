@@ -75,6 +75,10 @@ void kh_http_reply_json(struct evhttp_request *req, int status, const char *body
                         const char *content_type);
 /* A refusal as JSON: {"code": "KH-…", "message": msg}, HTTP status from the
  * code table (the admin API's and the health listener's refuser). */
+/* A refusal with a body of the caller's (JSON with "code" and "message"
+ * and more, such as an import's report), sent with the code's status and
+ * counted like the others. */
+void kh_http_reply_json_refusal(struct evhttp_request *req, kh_err e, const char *body, size_t len);
 void kh_http_reply_json_err(struct evhttp_request *req, kh_err e, const char *msg);
 /* Relays a Status received from another hop unchanged. */
 void kh_http_reply_raw(struct evhttp_request *req, int http_status, const uint8_t *body,
@@ -153,6 +157,33 @@ typedef struct {
 } kh_http_load;
 kh_http_load kh_http_load_of(struct evhttp *http);
 #define KH_HTTP_WHO_MAX 136
+
+/* What a listener answered since start: per endpoint (a route's path; on a
+ * listener of kh_http_route_other, what the handler named with
+ * kh_http_set_endpoint, else "*"), how many requests and how long each took
+ * from being read whole to its reply sent, as a histogram of KH_HTTP_BUCKETS
+ * upper bounds (kh_http_bucket_ms; the last is +Inf), and the refusals by
+ * code (every reply through kh_http_reply_err or kh_http_reply_json_err,
+ * libevent's own refusals included). Endpoints past KH_HTTP_MAX_ENDPOINTS
+ * count as "other". Event loop only: kh_http_answers_of copies them there. */
+#define KH_HTTP_BUCKETS 12
+#define KH_HTTP_MAX_ENDPOINTS 40
+extern const unsigned kh_http_bucket_ms[KH_HTTP_BUCKETS - 1];
+typedef struct {
+    const char *endpoint; /* a static string (a route's path, a handler's constant) */
+    uint64_t count, sum_us;
+    uint64_t bucket[KH_HTTP_BUCKETS]; /* not cumulative: bucket i holds (bound i-1, bound i] */
+} kh_http_endpoint_stat;
+typedef struct {
+    kh_http_endpoint_stat ep[KH_HTTP_MAX_ENDPOINTS + 1]; /* + "other" */
+    size_t nep;
+    uint64_t refusals[KH_E__COUNT];
+} kh_http_answers;
+/* Copies the listener's figures into *out (zeros for an unknown listener). */
+void kh_http_answers_of(struct evhttp *http, kh_http_answers *out);
+/* Names the endpoint a request counts under (a constant string), for a
+ * listener whose one handler serves many (the admin API). */
+void kh_http_set_endpoint(struct evhttp_request *req, const char *endpoint);
 
 /* Headers of a request or a reply, in all: at most this many bytes. */
 #define KH_HTTP_MAX_HEADERS 16384

@@ -2,6 +2,7 @@
 #include "khprom.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 static bool name_chars(const char *s, bool colon)
@@ -74,7 +75,8 @@ int khprom_label_value(struct evbuffer *b, const char *value)
 int khprom_family(struct evbuffer *b, const char *name, const char *type, const char *help)
 {
     if (!khprom_name_ok(name) || type == NULL ||
-        (strcmp(type, "counter") != 0 && strcmp(type, "gauge") != 0))
+        (strcmp(type, "counter") != 0 && strcmp(type, "gauge") != 0 &&
+         strcmp(type, "histogram") != 0))
         return -1;
     if (evbuffer_add_printf(b, "# HELP %s ", name) < 0 || escaped(b, help ? help : "", false) ||
         evbuffer_add_printf(b, "\n# TYPE %s %s\n", name, type) < 0)
@@ -84,6 +86,18 @@ int khprom_family(struct evbuffer *b, const char *name, const char *type, const 
 
 int khprom_sample(struct evbuffer *b, const char *name, const char *const *labels, int64_t value)
 {
+    char v[24];
+    snprintf(v, sizeof v, "%" PRId64, value);
+    return khprom_sample_text(b, name, labels, v);
+}
+
+int khprom_sample_text(struct evbuffer *b, const char *name, const char *const *labels,
+                       const char *value)
+{
+    /* a number as the format writes it: digits, '.', 'e', signs, or +Inf */
+    if (value == NULL || value[0] == '\0' ||
+        (strcmp(value, "+Inf") != 0 && strspn(value, "0123456789.e+-") != strlen(value)))
+        return -1;
     if (!khprom_name_ok(name) || evbuffer_add(b, name, strlen(name)) != 0)
         return -1;
     for (size_t i = 0; labels != NULL && labels[i] != NULL; i += 2) {
@@ -92,7 +106,7 @@ int khprom_sample(struct evbuffer *b, const char *name, const char *const *label
             khprom_label_value(b, labels[i + 1]) != 0 || evbuffer_add(b, "\"", 1) != 0)
             return -1;
     }
-    if (evbuffer_add_printf(b, "%s %" PRId64 "\n", labels && labels[0] ? "}" : "", value) < 0)
+    if (evbuffer_add_printf(b, "%s %s\n", labels && labels[0] ? "}" : "", value) < 0)
         return -1;
     return 0;
 }

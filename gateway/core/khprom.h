@@ -28,7 +28,8 @@ bool khprom_label_name_ok(const char *name);
 /* Appends a label value, escaped, to b. 0, or -1 out of memory. */
 KH_MUST_CHECK int khprom_label_value(struct evbuffer *b, const char *value);
 
-/* The HELP and TYPE lines of a family; type "counter" or "gauge". 0, or -1
+/* The HELP and TYPE lines of a family; type "counter", "gauge" or
+ * "histogram" (its samples NAME_bucket{le=...}, NAME_sum, NAME_count). 0, or -1
  * (a bad name or type, out of memory). */
 KH_MUST_CHECK int khprom_family(struct evbuffer *b, const char *name, const char *type,
                                 const char *help);
@@ -38,5 +39,10 @@ KH_MUST_CHECK int khprom_family(struct evbuffer *b, const char *name, const char
  * memory). */
 KH_MUST_CHECK int khprom_sample(struct evbuffer *b, const char *name, const char *const *labels,
                                 int64_t value);
+/* The same with the value as text: a number in the format's notation
+ * (digits, '.', 'e', signs) or +Inf, else -1. For a histogram's sum and its
+ * le labels' companions. */
+KH_MUST_CHECK int khprom_sample_text(struct evbuffer *b, const char *name,
+                                     const char *const *labels, const char *value);
 
 #endif

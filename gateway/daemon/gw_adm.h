@@ -78,9 +78,10 @@ struct adm_call {
     bool report; /* out is the refusal's body with its report (KH-6012) */
     size_t outlen;
     const char *content_type; /* of out if not JSON (a constant) */
-    /* GET /metrics: the listeners' load, read on the event loop's thread
-     * when the request came (business, peer, admin) */
+    /* GET /metrics: the listeners' load and what they answered, read on the
+     * event loop's thread when the request came (business, peer, admin) */
     kh_http_load load[3];
+    kh_http_answers *answers; /* [3], or NULL */
 };
 
 /* The admin listener's settings and its one counter, kept by gw_admin.c. */

@@ -246,6 +246,7 @@ static void call_free(adm_call *call)
 {
     khj_free(call->body);
     khc_free_secret(call->csv, call->csvlen);
+    free(call->answers);
     evhttp_clear_headers(&call->query);
     khc_free_secret(call->out, call->outlen);
     khc_wipe(call->token, sizeof call->token);
@@ -262,8 +263,7 @@ static void reply_and_free(adm_call *call)
         if (call->err == KH_OK)
             kh_http_reply_json(req, call->status, call->out, call->outlen, call->content_type);
         else if (call->report) /* a refusal with its report */
-            kh_http_reply_json(req, kh_err_get(call->err)->http_status, call->out, call->outlen,
-                               NULL);
+            kh_http_reply_json_refusal(req, call->err, call->out, call->outlen);
         else
             kh_http_reply_json_err(req, call->err, call->msg);
     }
@@ -400,10 +400,17 @@ static void on_admin_request(struct evhttp_request *req, void *arg)
         reply_and_free(call);
         return;
     }
+    kh_http_set_endpoint(req, call->route->action);
     if (call->route->work == adm_metrics_work) {
         call->load[0] = kh_http_load_of(G.biz_http);
         call->load[1] = kh_http_load_of(G.peer_http);
         call->load[2] = kh_http_load_of(G.admin_http);
+        call->answers = malloc(3 * sizeof *call->answers);
+        if (call->answers != NULL) {
+            kh_http_answers_of(G.biz_http, &call->answers[0]);
+            kh_http_answers_of(G.peer_http, &call->answers[1]);
+            kh_http_answers_of(G.admin_http, &call->answers[2]);
+        }
     }
     if (call->route->tenant && kh_id_org(call->org))
         call->t = gw_tenant_find(call->org);

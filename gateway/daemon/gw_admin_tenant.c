@@ -360,7 +360,57 @@ void adm_usage_all_work(PGconn *c, adm_call *call)
 
 /* The listeners' admission figures (kh_http_load), for platform admins:
  * they are the gateway's, not a tenant's. 0, or -1 out of memory. */
-static int render_listeners(struct evbuffer *b, const kh_http_load *load)
+/* What each listener answered: a latency histogram per endpoint and the
+ * refusals by code (kh_http_answers). */
+static int render_answers(struct evbuffer *b, const char *const *names,
+                          const kh_http_answers *stats)
+{
+    static const char dur[] = "kakehashi_http_request_duration_seconds";
+    static const char ref[] = "kakehashi_http_refusals_total";
+    int rc = khprom_family(b, dur, "histogram",
+                           "Time from a request read whole to its answer sent, by listener and "
+                           "endpoint (a path; on the admin listener, the action), since the "
+                           "gateway started.");
+    char le[16], v[32];
+    for (size_t i = 0; rc == 0 && i < 3; i++) {
+        for (size_t k = 0; rc == 0 && k < stats[i].nep; k++) {
+            const kh_http_endpoint_stat *e = &stats[i].ep[k];
+            uint64_t cum = 0;
+            for (size_t q = 0; rc == 0 && q < KH_HTTP_BUCKETS; q++) {
+                cum += e->bucket[q];
+                if (q < KH_HTTP_BUCKETS - 1)
+                    snprintf(le, sizeof le, "%g", kh_http_bucket_ms[q] / 1000.0);
+                else
+                    snprintf(le, sizeof le, "+Inf");
+                const char *l[] = {"listener", names[i], "endpoint", e->endpoint, "le", le, NULL};
+                rc = khprom_sample(b, "kakehashi_http_request_duration_seconds_bucket", l,
+                                   (int64_t)cum);
+            }
+            const char *l[] = {"listener", names[i], "endpoint", e->endpoint, NULL};
+            snprintf(v, sizeof v, "%.6f", (double)e->sum_us / 1e6);
+            if (rc == 0)
+                rc = khprom_sample_text(b, "kakehashi_http_request_duration_seconds_sum", l, v);
+            if (rc == 0)
+                rc = khprom_sample(b, "kakehashi_http_request_duration_seconds_count", l,
+                                   (int64_t)e->count);
+        }
+    }
+    if (rc == 0)
+        rc = khprom_family(b, ref, "counter",
+                           "Refusals sent by listener and code (KH-xxxx, proto/ERRORS.md) since "
+                           "the gateway started; codes never sent are left out.");
+    for (size_t i = 0; rc == 0 && i < 3; i++)
+        for (int e = 1; rc == 0 && e < KH_E__COUNT; e++) {
+            if (stats[i].refusals[e] == 0)
+                continue;
+            const char *l[] = {"listener", names[i], "code", kh_err_code((kh_err)e), NULL};
+            rc = khprom_sample(b, ref, l, (int64_t)stats[i].refusals[e]);
+        }
+    return rc;
+}
+
+static int render_listeners(struct evbuffer *b, const kh_http_load *load,
+                            const kh_http_answers *answers)
 {
     static const char *const names[3] = {"business", "peer", "admin"};
     static const struct {
@@ -381,6 +431,8 @@ static int render_listeners(struct evbuffer *b, const kh_http_load *load)
          "address had started handshake_rate handshakes in the last second."},
     };
     int rc = 0;
+    if (answers != NULL)
+        rc = render_answers(b, names, answers);
     for (size_t f = 0; rc == 0 && f < sizeof fams / sizeof fams[0]; f++) {
         rc = khprom_family(b, fams[f].name, fams[f].type, fams[f].help);
         for (size_t i = 0; rc == 0 && i < 3; i++) {
@@ -429,7 +481,7 @@ void adm_metrics_work(PGconn *c, adm_call *call)
         struct evbuffer *b = evbuffer_new();
         char *all = NULL;
         if (b == NULL || evbuffer_add(b, call->out, call->outlen) != 0 ||
-            render_listeners(b, call->load) != 0 ||
+            render_listeners(b, call->load, call->answers) != 0 ||
             (all = malloc(evbuffer_get_length(b) + 1)) == NULL) {
             e = KH_E_INTERNAL;
         } else {

@@ -160,6 +160,12 @@ for cmd in "pending 131016" "queries 131016" "audit 131016" "usage 131016" "staf
     expect_code "a metrics operator: $cmd" KH-6005 "$(as "$m" "$T/old.pw" $cmd)"
 done
 expect_contains "it manages its own session" "(1 row)" "$(as "$m" "$T/old.pw" sessions)"
+out=$(as "$m" "$T/old.pw" metrics)
+n6005=$(sed -n 's/^kakehashi_http_refusals_total{listener="admin",code="KH-6005"} //p' <<<"$out")
+check "the refusals just made are counted by code (KH-6005: ${n6005:-none})" test "${n6005:-0}" -ge 8
+expect_contains "the admin API's time per action is a histogram" \
+    'kakehashi_http_request_duration_seconds_bucket{listener="admin",endpoint="login",le="+Inf"}' "$out"
+expect_contains "... with its count" 'kakehashi_http_request_duration_seconds_count{listener="admin",endpoint="metrics"}' "$out"
 
 # --- no password in the log -------------------------------------------------
 hits=$(grep -hoFf <(cat "$T"/*.pw) "$KH_STACK/log/gw-a.log" | head -3 || true)

@@ -3,8 +3,8 @@
 # refused by the responder, one left waiting, then approved) change the
 # day's counts by exactly that much at both municipalities, in the API and
 # in the metrics alike; the counts agree with the provision records read
-# directly; /metrics is strict Prometheus text with a tenant label on every
-# sample and is scraped like Prometheus does (client certificate + bearer
+# directly; /metrics is strict Prometheus text (histograms included) with a
+# tenant label on every tenant's sample and is scraped like Prometheus does (client certificate + bearer
 # token); roles and tenant scopes hold; bad parameters are refused with
 # KH-6008 and change nothing. The stack is shared: everything compares
 # before and after.
@@ -52,7 +52,7 @@ metric() { awk -v s="$2" 'index($0, s " ") == 1 { print $2 }' "$1"; }
 prom_ok() {
     local name='[a-zA-Z_:][a-zA-Z0-9_:]*' lname='[a-zA-Z_][a-zA-Z0-9_]*'
     local lval='"([^"\\]|\\[\\"n])*"' num='-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?'
-    local help="^# HELP $name "'([^\\]|\\[\\n])*$' type="^# TYPE $name (counter|gauge)$"
+    local help="^# HELP $name "'([^\\]|\\[\\n])*$' type="^# TYPE $name (counter|gauge|histogram)$"
     local sample="^$name(\\{$lname=$lval(,$lname=$lval)*\\})? $num\$"
     if grep -Eqv -e "$help" -e "$type" -e "$sample" "$1"; then
         echo "not exposition format: $(grep -Ev -e "$help" -e "$type" -e "$sample" "$1" | head -2)"
@@ -69,7 +69,9 @@ prom_ok() {
                      if ($3 != last_help) { print "TYPE without its HELP: " $3; bad = 1 }
                      typed[$3] = $4; fam = $3; next }
         { series = $0; sub(/ [^ ]*$/, "", series); n = series; sub(/\{.*/, "", n)
-          if (n != fam) { print "sample outside its family: " series; bad = 1 }
+          h = typed[fam] == "histogram" && (n == fam "_bucket" || n == fam "_sum" || n == fam "_count")
+          if (n != fam && !h) { print "sample outside its family: " series; bad = 1 }
+          if (n == fam "_bucket" && series !~ /le="[^"]*"}$/) { print "bucket without le: " series; bad = 1 }
           if (typed[fam] == "counter" && fam !~ /_total$/) { print "counter " fam " without _total"; bad = 1 }
           if (series in seen) { print "series twice: " series; bad = 1 }
           seen[series] = 1 }

@@ -88,11 +88,36 @@ START_TEST(family_and_samples)
                         "kh_x_total 9223372036854775807\n");
     free(s);
     /* refusals: nothing a caller passes makes a line that does not parse */
-    ck_assert_int_eq(khprom_family(b, "kh_x", "histogram", "h"), -1);
+    ck_assert_int_eq(khprom_family(b, "kh_x", "summary", "h"), -1);
     ck_assert_int_eq(khprom_family(b, "kh x", "gauge", "h"), -1);
+    ck_assert_int_eq(khprom_sample_text(b, "kh_y", NULL, "1 2"), -1);
+    ck_assert_int_eq(khprom_sample_text(b, "kh_y", NULL, "NaN"), -1);
+    ck_assert_int_eq(khprom_sample_text(b, "kh_y", NULL, ""), -1);
+    ck_assert_int_eq(khprom_sample_text(b, "kh_y", NULL, "1}\nkh_z 2"), -1);
     ck_assert_int_eq(khprom_sample(b, "1kh", NULL, 1), -1);
     const char *bad[] = {"__name__", "x", NULL};
     ck_assert_int_eq(khprom_sample(b, "kh_y", bad, 1), -1);
+    evbuffer_free(b);
+}
+END_TEST
+
+START_TEST(histogram)
+{
+    struct evbuffer *b = evbuffer_new();
+    ck_assert_int_eq(khprom_family(b, "kh_d_seconds", "histogram", "Durations."), 0);
+    const char *l[] = {"le", "0.005", NULL}, *inf[] = {"le", "+Inf", NULL};
+    ck_assert_int_eq(khprom_sample(b, "kh_d_seconds_bucket", l, 3), 0);
+    ck_assert_int_eq(khprom_sample(b, "kh_d_seconds_bucket", inf, 4), 0);
+    ck_assert_int_eq(khprom_sample_text(b, "kh_d_seconds_sum", NULL, "0.012500"), 0);
+    ck_assert_int_eq(khprom_sample(b, "kh_d_seconds_count", NULL, 4), 0);
+    char *s = text(b);
+    ck_assert_str_eq(s, "# HELP kh_d_seconds Durations.\n"
+                        "# TYPE kh_d_seconds histogram\n"
+                        "kh_d_seconds_bucket{le=\"0.005\"} 3\n"
+                        "kh_d_seconds_bucket{le=\"+Inf\"} 4\n"
+                        "kh_d_seconds_sum 0.012500\n"
+                        "kh_d_seconds_count 4\n");
+    free(s);
     evbuffer_free(b);
 }
 END_TEST
@@ -104,6 +129,7 @@ static Suite *suite(void)
     tcase_add_test(tc, names);
     tcase_add_test(tc, label_values);
     tcase_add_test(tc, family_and_samples);
+    tcase_add_test(tc, histogram);
     suite_add_tcase(s, tc);
     return s;
 }
