@@ -282,6 +282,14 @@ int khc_cert_cn(X509 *cert, char *out, size_t outlen)
     return subject_attr(cert, NID_commonName, "certificate common name", out, outlen);
 }
 
+int64_t khc_cert_left(const X509 *cert, bool *ok)
+{
+    int days = 0, secs = 0;
+    *ok = cert != NULL &&
+          ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter((X509 *)cert)) == 1;
+    return *ok ? (int64_t)days * 86400 + secs : 0;
+}
+
 /* ---- verified certificates ----
  * A gateway opens every payload with the sender's certificate from the
  * signed directory, and checked that certificate's chain when it loaded the

@@ -44,6 +44,9 @@ void khc_store_free(X509_STORE *store);
  * (a certificate with two O= or a "131016\0x" O= names nobody). */
 KH_MUST_CHECK int khc_cert_org(X509 *cert, char *out, size_t outlen);
 KH_MUST_CHECK int khc_cert_cn(X509 *cert, char *out, size_t outlen);
+/* Seconds from now until cert's notAfter (negative once expired); 0 with
+ * *ok false if it cannot be read. */
+int64_t khc_cert_left(const X509 *cert, bool *ok);
 /* Verifies cert against store (chain, validity now). 0 if trusted. */
 KH_MUST_CHECK int khc_cert_verify(X509_STORE *store, X509 *cert);
 /* The same, but a success is remembered (per store and certificate content)

@@ -59,7 +59,8 @@ struct kh_pool {
     lane *ready_head, *ready_tail; /* the lanes with jobs queued, in turn */
     job *done_head, *done_tail;
     int queued, queue_max;
-    int nice; /* of the workers, above the event loop's */
+    int running; /* jobs a worker is running */
+    int nice;    /* of the workers, above the event loop's */
     bool stopping;
     int nworkers;
     pthread_t *threads;
@@ -291,6 +292,7 @@ static void *worker_main(void *arg)
             pthread_mutex_unlock(&p->mu);
             break;
         }
+        p->running++;
         pthread_mutex_unlock(&p->mu);
 
         /* the routes are fixed once a job was submitted */
@@ -326,6 +328,7 @@ static void *worker_main(void *arg)
                     conn_close(&w.conns[i]);
         }
         pthread_mutex_lock(&p->mu);
+        p->running--;
         push(&p->done_head, &p->done_tail, j);
         pthread_mutex_unlock(&p->mu);
         event_active(p->done_ev, EV_READ, 0);
@@ -339,6 +342,17 @@ static void *worker_main(void *arg)
     self = NULL;
     kh_db_forget();
     return NULL;
+}
+
+kh_pool_depth kh_pool_depth_of(kh_pool *p)
+{
+    kh_pool_depth d = {0, 0, 0, 0};
+    if (p == NULL)
+        return d;
+    pthread_mutex_lock(&p->mu);
+    d = (kh_pool_depth){p->queued, p->running, p->nworkers, p->queue_max};
+    pthread_mutex_unlock(&p->mu);
+    return d;
 }
 
 static void on_done(evutil_socket_t fd, short what, void *arg)

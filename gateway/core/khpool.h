@@ -51,6 +51,12 @@ KH_MUST_CHECK int kh_pool_route(kh_pool *p, const char *org, const char *conninf
 /* The conninfo of org's database (NULL: the home's), for a thread of its
  * own (kh_db_connect). */
 const char *kh_pool_conninfo(const kh_pool *p, const char *org);
+/* The pool's depth now: jobs submitted and not yet done (queued, running
+ * included), jobs a worker is running, and workers. Any thread. */
+typedef struct {
+    int queued, running, workers, queue_max;
+} kh_pool_depth;
+kh_pool_depth kh_pool_depth_of(kh_pool *p);
 /* Stops the workers after the queued jobs and frees the pool (NULL ok). */
 void kh_pool_free(kh_pool *p);
 

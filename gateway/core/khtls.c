@@ -254,6 +254,11 @@ X509 *kh_tls_peer_issuer(SSL *ssl)
     return sk_X509_value(chain, 1);
 }
 
+X509 *kh_tls_ctx_cert(SSL_CTX *ctx)
+{
+    return ctx != NULL ? SSL_CTX_get0_certificate(ctx) : NULL;
+}
+
 void kh_tls_ctx_free(SSL_CTX *ctx)
 {
     SSL_CTX_free(ctx);

@@ -46,6 +46,8 @@ void *kh_tls_owner(SSL *ssl);
 
 /* Frees a context (NULL ok). */
 void kh_tls_ctx_free(SSL_CTX *ctx);
+/* The certificate ctx presents (not a new reference), or NULL. */
+X509 *kh_tls_ctx_cert(SSL_CTX *ctx);
 /* A connection object of ctx for libevent's bufferevent_openssl, or NULL;
  * kh_tls_free frees one that no bufferevent took (NULL ok). */
 SSL *kh_tls_new(SSL_CTX *ctx);

@@ -166,6 +166,12 @@ check "the refusals just made are counted by code (KH-6005: ${n6005:-none})" tes
 expect_contains "the admin API's time per action is a histogram" \
     'kakehashi_http_request_duration_seconds_bucket{listener="admin",endpoint="login",le="+Inf"}' "$out"
 expect_contains "... with its count" 'kakehashi_http_request_duration_seconds_count{listener="admin",endpoint="metrics"}' "$out"
+left=$(sed -n 's/^kakehashi_certificate_expiry_seconds{tenant="131016",cert="sign"} //p' <<<"$out")
+check "its tenant's signing certificate has time left (${left:-none} s)" test "${left:-0}" -gt 86400
+expect_contains "the gateway's TLS certificate too" 'kakehashi_certificate_expiry_seconds{cert="tls_business"}' "$out"
+expect_contains "the database job queue's depth" 'kakehashi_db_jobs{state="workers"}' "$out"
+age=$(sed -n 's/^kakehashi_directory_age_seconds //p' <<<"$out")
+check "the directory's age (${age:-none} s)" test "${age:--1}" -ge 0
 
 # --- no password in the log -------------------------------------------------
 hits=$(grep -hoFf <(cat "$T"/*.pw) "$KH_STACK/log/gw-a.log" | head -3 || true)

@@ -1,0 +1,243 @@
+/* gw_admin_metrics.c: GET /metrics. Every caller gets the usage counts of
+ * its tenants (gw_usage.c) and the remaining validity of their keys'
+ * certificates; platform admins and metrics operators also the gateway's
+ * own figures, which hold no tenant's data: its listeners (connections,
+ * admission, time per endpoint, refusals by code), its database job queue,
+ * its directory's age and its own certificates. */
+#include "gw_adm.h"
+#include "gw_usage.h"
+
+#include "khcrypto.h"
+#include "khhttp.h"
+#include "khpool.h"
+#include "khprom.h"
+#include "khtls.h"
+
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Seconds until each certificate's notAfter: the tenants' (orgs) signing,
+ * encryption and business-CA certificates; with gateway, its TLS
+ * certificates and the router's from the directory too. */
+static int render_certs(struct evbuffer *b, const char *const *orgs, size_t n, bool gateway)
+{
+    static const char fam[] = "kakehashi_certificate_expiry_seconds";
+    int rc = khprom_family(b, fam, "gauge",
+                           "Seconds until a certificate's notAfter (negative: expired), by "
+                           "tenant and key, or for the gateway's own (tls_business, tls_peer, "
+                           "tls_admin, router_sign, router_enc).");
+    bool ok;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const gw_tenant *t = gw_tenant_find(orgs[i]);
+        if (t == NULL)
+            continue;
+        const struct {
+            const char *key;
+            X509 *cert;
+        } certs[] = {
+            {"sign", t->id.sign_cert}, {"enc", t->id.enc_cert}, {"business_ca", t->business_ca}};
+        for (size_t k = 0; rc == 0 && k < 3; k++) {
+            int64_t left = khc_cert_left(certs[k].cert, &ok);
+            const char *l[] = {"tenant", orgs[i], "cert", certs[k].key, NULL};
+            if (ok)
+                rc = khprom_sample(b, fam, l, left);
+        }
+    }
+    if (!gateway)
+        return rc;
+    const struct {
+        const char *key;
+        X509 *cert;
+    } own[] = {{"tls_business", kh_tls_ctx_cert(G.biz_ctx)},
+               {"tls_peer", kh_tls_ctx_cert(G.peer_ctx)},
+               {"tls_admin", kh_tls_ctx_cert(G.admin_ctx)},
+               {"router_sign", G.dir ? G.dir->router_sign : NULL},
+               {"router_enc", G.dir ? G.dir->router_enc : NULL}};
+    for (size_t k = 0; rc == 0 && k < sizeof own / sizeof own[0]; k++) {
+        int64_t left = khc_cert_left(own[k].cert, &ok);
+        const char *l[] = {"cert", own[k].key, NULL};
+        if (ok)
+            rc = khprom_sample(b, fam, l, left);
+    }
+    return rc;
+}
+
+/* The database job queue and the directory. */
+static int render_platform(struct evbuffer *b)
+{
+    kh_pool_depth d = kh_pool_depth_of(G.pool);
+    int rc = khprom_family(b, "kakehashi_db_jobs", "gauge",
+                           "Database jobs: state=waiting (submitted, no worker yet), running; "
+                           "state=limit is the queue's bound (queue_max), state=workers the "
+                           "workers.");
+    const struct {
+        const char *state;
+        int v;
+    } js[] = {{"waiting", d.queued - d.running},
+              {"running", d.running},
+              {"limit", d.queue_max},
+              {"workers", d.workers}};
+    for (size_t i = 0; rc == 0 && i < sizeof js / sizeof js[0]; i++) {
+        const char *l[] = {"state", js[i].state, NULL};
+        rc = khprom_sample(b, "kakehashi_db_jobs", l, js[i].v < 0 ? 0 : js[i].v);
+    }
+    if (rc == 0)
+        rc = khprom_family(b, "kakehashi_directory_age_seconds", "gauge",
+                           "Seconds since the router issued the signed directory this gateway "
+                           "uses (absent before one is loaded).");
+    if (rc == 0 && G.dir != NULL && G.dir->pb != NULL)
+        rc = khprom_sample(b, "kakehashi_directory_age_seconds", NULL,
+                           (int64_t)time(NULL) - G.dir->pb->issued_at);
+    return rc;
+}
+
+/* What each listener answered: a latency histogram per endpoint and the
+ * refusals by code (kh_http_answers). */
+static int render_answers(struct evbuffer *b, const char *const *names,
+                          const kh_http_answers *stats)
+{
+    static const char dur[] = "kakehashi_http_request_duration_seconds";
+    static const char ref[] = "kakehashi_http_refusals_total";
+    int rc = khprom_family(b, dur, "histogram",
+                           "Time from a request read whole to its answer sent, by listener and "
+                           "endpoint (a path; on the admin listener, the action), since the "
+                           "gateway started.");
+    char le[16], v[32];
+    for (size_t i = 0; rc == 0 && i < 3; i++) {
+        for (size_t k = 0; rc == 0 && k < stats[i].nep; k++) {
+            const kh_http_endpoint_stat *e = &stats[i].ep[k];
+            uint64_t cum = 0;
+            for (size_t q = 0; rc == 0 && q < KH_HTTP_BUCKETS; q++) {
+                cum += e->bucket[q];
+                if (q < KH_HTTP_BUCKETS - 1)
+                    snprintf(le, sizeof le, "%g", kh_http_bucket_ms[q] / 1000.0);
+                else
+                    snprintf(le, sizeof le, "+Inf");
+                const char *l[] = {"listener", names[i], "endpoint", e->endpoint, "le", le, NULL};
+                rc = khprom_sample(b, "kakehashi_http_request_duration_seconds_bucket", l,
+                                   (int64_t)cum);
+            }
+            const char *l[] = {"listener", names[i], "endpoint", e->endpoint, NULL};
+            snprintf(v, sizeof v, "%.6f", (double)e->sum_us / 1e6);
+            if (rc == 0)
+                rc = khprom_sample_text(b, "kakehashi_http_request_duration_seconds_sum", l, v);
+            if (rc == 0)
+                rc = khprom_sample(b, "kakehashi_http_request_duration_seconds_count", l,
+                                   (int64_t)e->count);
+        }
+    }
+    if (rc == 0)
+        rc = khprom_family(b, ref, "counter",
+                           "Refusals sent by listener and code (KH-xxxx, proto/ERRORS.md) since "
+                           "the gateway started; codes never sent are left out.");
+    for (size_t i = 0; rc == 0 && i < 3; i++)
+        for (int e = 1; rc == 0 && e < KH_E__COUNT; e++) {
+            if (stats[i].refusals[e] == 0)
+                continue;
+            const char *l[] = {"listener", names[i], "code", kh_err_code((kh_err)e), NULL};
+            rc = khprom_sample(b, ref, l, (int64_t)stats[i].refusals[e]);
+        }
+    return rc;
+}
+
+/* The listeners' admission figures (kh_http_load): the gateway's, not a
+ * tenant's. 0, or -1 out of memory. */
+static int render_listeners(struct evbuffer *b, const kh_http_load *load,
+                            const kh_http_answers *answers)
+{
+    static const char *const names[3] = {"business", "peer", "admin"};
+    static const struct {
+        const char *name, *type, *help;
+    } fams[] = {
+        {"kakehashi_http_connections", "gauge",
+         "Connections open on the listener (state=open: all, handshaking included; "
+         "state=counted: those counted against max_connections, from their first request)."},
+        {"kakehashi_http_requests_in_flight", "gauge",
+         "Requests the listener admitted and has not answered yet."},
+        {"kakehashi_http_overload_refusals_total", "counter",
+         "Requests refused for overload (503 KH-5003) since the gateway started."},
+        {"kakehashi_http_slow_closed_total", "counter",
+         "Connections closed for a TLS handshake or a request too slow since the gateway "
+         "started."},
+        {"kakehashi_http_handshakes_refused_total", "counter",
+         "TLS handshakes refused at the client's first message since the gateway started: its "
+         "address had started handshake_rate handshakes in the last second."},
+    };
+    int rc = 0;
+    if (answers != NULL)
+        rc = render_answers(b, names, answers);
+    for (size_t f = 0; rc == 0 && f < sizeof fams / sizeof fams[0]; f++) {
+        rc = khprom_family(b, fams[f].name, fams[f].type, fams[f].help);
+        for (size_t i = 0; rc == 0 && i < 3; i++) {
+            const kh_http_load *ld = &load[i];
+            if (f == 0) {
+                const char *open[] = {"listener", names[i], "state", "open", NULL};
+                const char *counted[] = {"listener", names[i], "state", "counted", NULL};
+                rc = khprom_sample(b, fams[f].name, open, ld->open);
+                if (rc == 0)
+                    rc = khprom_sample(b, fams[f].name, counted, ld->conns);
+                continue;
+            }
+            const char *l[] = {"listener", names[i], NULL};
+            int64_t v = f == 1   ? ld->inflight
+                        : f == 2 ? (int64_t)ld->refused
+                        : f == 3 ? (int64_t)ld->slow_closed
+                                 : (int64_t)ld->hello_refused;
+            rc = khprom_sample(b, fams[f].name, l, v);
+        }
+    }
+    return rc;
+}
+
+/* GET /metrics: Prometheus text of the operator's tenants (a platform
+ * admin's: every hosted tenant), from gw_usage_metrics; for a platform
+ * admin, the listeners' load too. */
+void adm_metrics_work(PGconn *c, adm_call *call)
+{
+    static const char *const none[] = {NULL};
+    if (!adm_query_known(call, none))
+        return;
+    const char **orgs = calloc(G.ntenants ? G.ntenants : 1, sizeof *orgs);
+    size_t n = 0;
+    if (orgs == NULL) {
+        adm_set_err(call, KH_E_INTERNAL, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < G.ntenants; i++)
+        if (adm_has_tenant(call, G.tenants[i].id.code))
+            orgs[n++] = G.tenants[i].id.code;
+    kh_err e = gw_usage_metrics(c, orgs, n, &call->out, &call->outlen);
+    /* the gateway's own figures (no tenant, no personal data): for platform
+     * admins and scrapes */
+    bool own = call->role == KHADM_PLATFORM_ADMIN || call->role == KHADM_METRICS;
+    if (e == KH_OK) {
+        struct evbuffer *b = evbuffer_new();
+        char *all = NULL;
+        if (b == NULL || evbuffer_add(b, call->out, call->outlen) != 0 ||
+            render_certs(b, orgs, n, own) != 0 ||
+            (own && render_listeners(b, call->load, call->answers) != 0) ||
+            (own && render_platform(b) != 0) ||
+            (all = malloc(evbuffer_get_length(b) + 1)) == NULL) {
+            e = KH_E_INTERNAL;
+        } else {
+            call->outlen = evbuffer_get_length(b);
+            evbuffer_copyout(b, all, call->outlen);
+            all[call->outlen] = '\0';
+            free(call->out);
+            call->out = all;
+        }
+        if (b != NULL)
+            evbuffer_free(b);
+    }
+    free(orgs);
+    if (e != KH_OK) {
+        adm_set_err(call, e, "cannot build the metrics");
+        return;
+    }
+    call->err = KH_OK;
+    call->status = 200;
+    call->content_type = KHPROM_CONTENT_TYPE;
+}
