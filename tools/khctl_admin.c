@@ -13,7 +13,8 @@
  * is no admin yet to ask), as a role that may (the superuser).
  * Exit status: 0 done, 3 refused (the KH- code is printed), 4 transport or
  * TLS failure, 2 usage or local problem (files, database); operator-add 1
- * if the operator exists already (without --if-absent). */
+ * if the operator exists already (without --if-absent), diagnose 1 if a
+ * check failed. */
 #include "khctl_admin.h"
 
 #include "khid.h"
@@ -68,6 +69,10 @@ void khctl_admin_usage(FILE *f)
         "                          days up to today; at most 366 days) and their total\n"
         "  usage --all [--since D] [--until D] every tenant's total (platform_admin)\n"
         "  metrics                 the Prometheus metrics of your tenants, as text\n"
+        "  diagnose                the connectivity check (platform_admin): databases and their\n"
+        "                          migrations, the router over mutual TLS, its directory and\n"
+        "                          clock, every certificate's validity, each tenant's keys;\n"
+        "                          exit 1 if a check failed\n"
         "  staff ORG [--active|--inactive] [--role CODE] [--staff ID] [--limit N]\n"
         "  staff set ORG STAFF_ID --name TEXT [--active|--inactive]   (new: active)\n"
         "  roles ORG               job roles (職責) with the procedures each covers\n"
@@ -110,7 +115,7 @@ void khctl_admin_usage(FILE *f)
         "  may, e.g. the superuser), for the first platform admin. --if-absent: an existing\n"
         "  operator of that name is left as it is (exit 0; without it exit 1).\n"
         "Exit status: 0 done, 3 refused (KH- code printed), 4 transport or TLS failure,\n"
-        "2 usage or local problem.\n");
+        "2 usage or local problem, 1 a diagnosis with a failed check.\n");
 }
 
 /* ---------------------------------------------------------- arguments */
@@ -921,6 +926,10 @@ static int build(const args *a, const char *cur_pwfile, char *method, char *path
         add_param(path, pathlen, "until", opt(a, "--until"));
         return 0;
     }
+    if (n == 1 && strcmp(cmd[0], "diagnose") == 0) {
+        snprintf(path, pathlen, "/admin/v1/diagnose");
+        return only_opts(a, "diagnose", none) ? 0 : 2;
+    }
     if (n == 1 && strcmp(cmd[0], "metrics") == 0) {
         snprintf(path, pathlen, "/metrics");
         return only_opts(a, "metrics", none) ? 0 : 2;
@@ -1324,6 +1333,10 @@ int khctl_admin_main(int argc, char **argv)
             print_usage(v);
         else
             print_answer(v, 0);
+        /* a diagnosis with a failed check is not a success */
+        const khj_val *okv = khj_get(v, "ok");
+        if (strcmp(cmd, "diagnose") == 0 && (okv == NULL || !khj_bool(okv)))
+            rc = 1;
     }
     khj_free(v);
     khc_free_secret(raw, raw ? strlen(raw) : 0);

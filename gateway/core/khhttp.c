@@ -1368,6 +1368,39 @@ static void call_unclock(client_call *call)
     call->req = NULL;
 }
 
+/* The Date header of the reply being handed to its callback (0: none). */
+static int64_t reply_date;
+
+int64_t kh_http_reply_date(void)
+{
+    return reply_date;
+}
+
+/* An HTTP-date (IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT") as seconds
+ * since 1970; 0 if it is not one. */
+static int64_t http_date(const char *s)
+{
+    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    char mon[4] = "";
+    int d, y, h, mi, sec, used = 0;
+    if (s == NULL || strlen(s) != 29 ||
+        sscanf(s + 5, "%2d %3s %4d %2d:%2d:%2d GMT%n", &d, mon, &y, &h, &mi, &sec, &used) != 6 ||
+        used != 24)
+        return 0;
+    const char *m = strstr(months, mon);
+    if (m == NULL || (m - months) % 3 != 0 || d < 1 || d > 31 || y < 1970 || h > 23 || mi > 59 ||
+        sec > 60)
+        return 0;
+    /* days from 1970-01-01 of the civil date (H. Hinnant's algorithm) */
+    int mo = (int)(m - months) / 3 + 1;
+    int yy = y - (mo <= 2);
+    int era = yy / 400, yoe = yy - era * 400;
+    int doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    int64_t days = (int64_t)era * 146097 + doe - 719468;
+    return days * 86400 + h * 3600 + mi * 60 + sec;
+}
+
 /* libevent calls this once per request: with a response, or with a status of
  * 0 when connecting, the TLS handshake or the deadline failed. */
 static void client_done(struct evhttp_request *req, void *arg)
@@ -1409,7 +1442,11 @@ static void client_done(struct evhttp_request *req, void *arg)
         if (len)
             body = evbuffer_pullup(in, -1);
     }
+    reply_date = req != NULL && status != 0
+                     ? http_date(evhttp_find_header(evhttp_request_get_input_headers(req), "Date"))
+                     : 0;
     call->cb(status, body, len, call->arg);
+    reply_date = 0;
     if (len)
         khc_wipe((void *)body, len); /* answers carry personal data */
     if (call->body != NULL)

@@ -211,6 +211,10 @@ KH_MUST_CHECK int kh_http_request(struct event_base *base, SSL_CTX *ctx,
                                   const char *expect_org, const char *expect_cn, kh_http_done_cb cb,
                                   void *arg);
 
+/* During a kh_http_done_cb: the reply's Date header as seconds since 1970
+ * (0: none or not an HTTP-date), for a clock compared with a peer's. */
+int64_t kh_http_reply_date(void);
+
 /* The same with headers of the caller's: headers is NULL or a NULL-ended
  * list of name, value pairs (at most KH_HTTP_MAX_EXTRA pairs, 512 bytes in
  * all); a Content-Type among them replaces the protobuf one (for a client

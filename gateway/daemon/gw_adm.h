@@ -31,6 +31,7 @@
 #define ADM_LIST_MAX 1000
 
 typedef struct adm_call adm_call;
+typedef struct adm_diag adm_diag; /* gw_admin_diag.c */
 typedef void (*adm_work_fn)(PGconn *c, adm_call *call);
 
 /* One endpoint. path: the whole path, or for tenant routes the part after
@@ -82,6 +83,7 @@ struct adm_call {
      * event loop's thread when the request came (business, peer, admin) */
     kh_http_load load[3];
     kh_http_answers *answers; /* [3], or NULL */
+    adm_diag *diag;           /* GET /admin/v1/diagnose: the checks so far */
 };
 
 /* The admin listener's settings and its one counter, kept by gw_admin.c. */
@@ -209,6 +211,13 @@ void adm_assign_list_work(PGconn *c, adm_call *call);
 void adm_assign_set_work(PGconn *c, adm_call *call);
 void adm_systems_list_work(PGconn *c, adm_call *call);
 void adm_systems_set_work(PGconn *c, adm_call *call);
+/* The connectivity check (gw_admin_diag.c): adm_diagnose_work checks on a
+ * worker and leaves call->diag; adm_diagnose_router, on the event loop,
+ * asks the router and calls finish(call) with the answer (true), or has
+ * nothing to ask (false: the caller replies). */
+void adm_diagnose_work(PGconn *c, adm_call *call);
+bool adm_diagnose_router(adm_call *call, void (*finish)(adm_call *call));
+void adm_diag_free(adm_diag *d);
 /* CSV of staff and of assignments (gw_admin_import.c). */
 void adm_staff_import_work(PGconn *c, adm_call *call);
 void adm_assign_import_work(PGconn *c, adm_call *call);

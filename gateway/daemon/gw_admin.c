@@ -224,6 +224,8 @@ static const adm_route routes[] = {
     {EVHTTP_REQ_POST, true, "systems", REG_WRITE, "system.set", adm_systems_set_work, false, false},
     {EVHTTP_REQ_GET, false, "/admin/v1/usage", KHADM_PLATFORM_ADMIN, "usage.all",
      adm_usage_all_work, false, false},
+    {EVHTTP_REQ_GET, false, "/admin/v1/diagnose", KHADM_PLATFORM_ADMIN, "diagnose",
+     adm_diagnose_work, false, false},
     {EVHTTP_REQ_GET, false, "/metrics", KHADM_PLATFORM_ADMIN | KHADM_AUDITOR | KHADM_METRICS,
      "metrics", adm_metrics_work, false, false},
 };
@@ -247,6 +249,7 @@ static void call_free(adm_call *call)
     khj_free(call->body);
     khc_free_secret(call->csv, call->csvlen);
     free(call->answers);
+    adm_diag_free(call->diag);
     evhttp_clear_headers(&call->query);
     khc_free_secret(call->out, call->outlen);
     khc_wipe(call->token, sizeof call->token);
@@ -299,7 +302,11 @@ static void admin_work(PGconn *c, void *arg)
 
 static void admin_done(void *arg)
 {
-    reply_and_free(arg);
+    adm_call *call = arg;
+    /* the diagnosis asks the router next (it replies when answered) */
+    if (call->diag != NULL && adm_diagnose_router(call, reply_and_free))
+        return;
+    reply_and_free(call);
 }
 
 /* The bearer token of the Authorization header: "Bearer " and 64 hex digits. */
