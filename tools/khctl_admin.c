@@ -69,6 +69,11 @@ void khctl_admin_usage(FILE *f)
         "                          days up to today; at most 366 days) and their total\n"
         "  usage --all [--since D] [--until D] every tenant's total (platform_admin)\n"
         "  metrics                 the Prometheus metrics of your tenants, as text\n"
+        "  maintenance [ORG]       maintenance mode: the gateway's rows (platform_admin), or\n"
+        "                          the tenant's and the gateway's\n"
+        "  maintenance on|off [ORG] [--reason TEXT]   the tenant's (its admins) or, without\n"
+        "                          ORG, the gateway's (platform_admin): new work is refused\n"
+        "                          (KH-5008), work in flight finishes; on needs --reason\n"
         "  diagnose                the connectivity check (platform_admin): databases and their\n"
         "                          migrations, the router over mutual TLS, its directory and\n"
         "                          clock, every certificate's validity, each tenant's keys;\n"
@@ -925,6 +930,30 @@ static int build(const args *a, const char *cur_pwfile, char *method, char *path
         add_param(path, pathlen, "since", opt(a, "--since"));
         add_param(path, pathlen, "until", opt(a, "--until"));
         return 0;
+    }
+    if (n >= 1 && n <= 3 && strcmp(cmd[0], "maintenance") == 0) {
+        /* maintenance [ORG] | maintenance on|off [ORG] [--reason TEXT] */
+        static const char *const ok[] = {"--reason", NULL};
+        bool change = n >= 2 && (strcmp(cmd[1], "on") == 0 || strcmp(cmd[1], "off") == 0);
+        const char *org = change ? (n == 3 ? cmd[2] : NULL) : (n == 2 ? cmd[1] : NULL);
+        if ((!change && n == 3) || (org != NULL && !org_arg(org)) ||
+            !only_opts(a, "maintenance", change ? ok : none))
+            return 2;
+        if (org != NULL)
+            snprintf(path, pathlen, "/admin/v1/tenants/%s/maintenance", org);
+        else
+            snprintf(path, pathlen, "/admin/v1/maintenance");
+        if (!change)
+            return 0;
+        strcpy(method, "POST");
+        khjw_init(&w, 0);
+        khjw_obj(&w);
+        khjw_kbool(&w, "on", cmd[1][1] == 'n');
+        if (opt(a, "--reason"))
+            khjw_kstr(&w, "reason", opt(a, "--reason"));
+        khjw_obj_end(&w);
+        *body = khjw_finish(&w, blen);
+        return *body ? 0 : 2;
     }
     if (n == 1 && strcmp(cmd[0], "diagnose") == 0) {
         snprintf(path, pathlen, "/admin/v1/diagnose");

@@ -2,6 +2,7 @@
  * and the query string's parameters (every one validated, unknown ones
  * refused), listings as JSON, and the audit rows of tenants and operators. */
 #include "gw_adm.h"
+#include "gw_maint.h"
 
 #include "khadmin.h"
 #include "khcrypto.h"
@@ -349,18 +350,28 @@ kh_err adm_operator_audit(PGconn *c, const char *actor, const char *action, cons
         actor, action, target, detail, code);
 }
 
+void adm_platform_list(PGconn *c, adm_call *call, const char *sql, int n, const char *const *p,
+                       const char *key)
+{
+    if (!adm_platform_open(c, call))
+        return;
+    PGresult *r = kh_db_exec(c, sql, n, p);
+    kh_db_rollback(c);
+    if (adm_db_failed(call, r))
+        return;
+    khj_writer w;
+    khjw_init(&w, 0);
+    khjw_obj(&w);
+    khjw_key(&w, key);
+    khjw_raw(&w, PQgetvalue(r, 0, 0), strlen(PQgetvalue(r, 0, 0)));
+    khjw_obj_end(&w);
+    PQclear(r);
+    adm_set_out(call, &w, 200);
+}
+
 kh_err adm_platform_begin(PGconn *c)
 {
-    kh_err e = kh_db_begin(c);
-    if (e != KH_OK)
-        return e;
-    PGresult *r = kh_db_exec(c, "SET LOCAL ROLE kh_operator_store", 0, NULL);
-    if (r == NULL) {
-        kh_db_rollback(c);
-        return KH_E_DB;
-    }
-    PQclear(r);
-    return KH_OK;
+    return gw_operator_store_begin(c);
 }
 
 /* Records call->err as a refusal: in the tenant's audit log for a hosted

@@ -158,6 +158,10 @@ KH_MUST_CHECK kh_err adm_tenant_audit(PGconn *c, adm_call *call, const char *tar
 KH_MUST_CHECK kh_err adm_operator_audit(PGconn *c, const char *actor, const char *action,
                                         const char *target, const char *detail, kh_err code);
 KH_MUST_CHECK kh_err adm_platform_begin(PGconn *c);
+/* A listing of the operator tables: sql (parameters p) answers one JSON
+ * text, read in a kh_operator_store transaction and answered as {key: it}. */
+void adm_platform_list(PGconn *c, adm_call *call, const char *sql, int n, const char *const *p,
+                       const char *key);
 /* Records call->err as a refusal: in the tenant's audit log for a hosted
  * tenant's route, in kh.operator_audit for the others. Best effort: the
  * refusal stands even if the record cannot be written. */
@@ -218,6 +222,11 @@ void adm_systems_set_work(PGconn *c, adm_call *call);
 void adm_diagnose_work(PGconn *c, adm_call *call);
 bool adm_diagnose_router(adm_call *call, void (*finish)(adm_call *call));
 void adm_diag_free(adm_diag *d);
+/* Maintenance mode (gw_admin_maint.c). */
+void adm_maint_list_work(PGconn *c, adm_call *call);
+void adm_maint_set_work(PGconn *c, adm_call *call);
+void adm_maint_tenant_list_work(PGconn *c, adm_call *call);
+void adm_maint_tenant_set_work(PGconn *c, adm_call *call);
 /* CSV of staff and of assignments (gw_admin_import.c). */
 void adm_staff_import_work(PGconn *c, adm_call *call);
 void adm_assign_import_work(PGconn *c, adm_call *call);

@@ -371,29 +371,16 @@ void adm_sessions_list_work(PGconn *c, adm_call *call)
         who = call->op;
     }
     snprintf(idle, sizeof idle, "%d", ADM.idle_secs);
-    if (!adm_platform_open(c, call))
-        return;
     const char *p[3] = {self, idle, who};
-    PGresult *r = kh_db_exec(
-        c,
+    adm_platform_list(
+        c, call,
         "SELECT coalesce(json_agg(x ORDER BY x.operator, x.created_at), '[]')::text FROM ("
         "SELECT " SESSION_ID " AS session, s.operator, s.created_at, s.last_seen, "
         "least(s.expires_at, s.last_seen + make_interval(secs => $2::int)) AS ends_at, "
         "s.token_hash = decode($1, 'hex') AS current FROM kh.operator_session s "
         "WHERE s.expires_at > now() AND s.last_seen > now() - make_interval(secs => $2::int) "
         "AND ($3::text IS NULL OR s.operator = $3)) x",
-        3, p);
-    kh_db_rollback(c);
-    if (adm_db_failed(call, r))
-        return;
-    khj_writer w;
-    khjw_init(&w, 0);
-    khjw_obj(&w);
-    khjw_key(&w, "sessions");
-    khjw_raw(&w, PQgetvalue(r, 0, 0), strlen(PQgetvalue(r, 0, 0)));
-    khjw_obj_end(&w);
-    PQclear(r);
-    adm_set_out(call, &w, 200);
+        3, p, "sessions");
 }
 
 /* POST /admin/v1/sessions/end {"session"} or {"operator"}: ends one session

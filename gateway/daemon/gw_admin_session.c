@@ -288,28 +288,15 @@ void adm_operators_list_work(PGconn *c, adm_call *call)
     static const char *const none[] = {NULL};
     if (!adm_query_known(call, none))
         return;
-    if (!adm_platform_open(c, call))
-        return;
-    PGresult *r = kh_db_exec(
-        c,
+    adm_platform_list(
+        c, call,
         "SELECT coalesce(json_agg(x ORDER BY x.name), '[]')::text FROM ("
         "SELECT o.name, o.role, o.active, o.created_at, o.created_by, o.failed_logins, "
         "o.locked_until, o.password_changed_at, coalesce(array_agg(t.org_code ORDER BY t.org_code) "
         "FILTER (WHERE t.org_code IS NOT NULL), '{}') AS tenants "
         "FROM kh.operator o LEFT JOIN kh.operator_tenant t ON t.operator = o.name "
         "GROUP BY o.name) x",
-        0, NULL);
-    kh_db_rollback(c);
-    if (adm_db_failed(call, r))
-        return;
-    khj_writer w;
-    khjw_init(&w, 0);
-    khjw_obj(&w);
-    khjw_key(&w, "operators");
-    khjw_raw(&w, PQgetvalue(r, 0, 0), strlen(PQgetvalue(r, 0, 0)));
-    khjw_obj_end(&w);
-    PQclear(r);
-    adm_set_out(call, &w, 200);
+        0, NULL, "operators");
 }
 
 /* {name, role, password, tenants}: validated, hashed (scrypt, here on the

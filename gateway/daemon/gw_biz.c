@@ -149,7 +149,7 @@ static void reg_done(void *arg)
 static void on_replica(struct evhttp_request *req, void *arg)
 {
     char sys[40];
-    gw_tenant *t = gw_identify(req, sys, sizeof sys);
+    gw_tenant *t = gw_identify(req, sys, sizeof sys, true);
     if (t == NULL)
         return;
     Kh__RegisterRequest *r = gw_read_pb(req, &kh__register_request__descriptor);
@@ -316,7 +316,7 @@ static void lc_store_done(void *arg)
 static void on_linkcode(struct evhttp_request *req, void *arg)
 {
     char sys[40];
-    gw_tenant *t = gw_identify(req, sys, sizeof sys);
+    gw_tenant *t = gw_identify(req, sys, sizeof sys, true);
     if (t == NULL)
         return;
     Kh__LinkCodeRequest *r = gw_read_pb(req, &kh__link_code_request__descriptor);
@@ -344,18 +344,20 @@ static void on_linkcode(struct evhttp_request *req, void *arg)
     submit(call, lc_check_work, lc_check_done);
 }
 
-#define BULK_HANDLER(name, fn)                                                                     \
+/* new_work: an upload begins (its parts, commit and status are work in
+ * flight, which maintenance lets finish) */
+#define BULK_HANDLER(name, fn, new_work)                                                           \
     static void name(struct evhttp_request *req, void *arg)                                        \
     {                                                                                              \
         char sys[40];                                                                              \
-        gw_tenant *t = gw_identify(req, sys, sizeof sys);                                          \
+        gw_tenant *t = gw_identify(req, sys, sizeof sys, new_work);                                \
         if (t != NULL)                                                                             \
             fn(req, t, sys);                                                                       \
     }
-BULK_HANDLER(on_bulk_open, gw_bulk_on_open)
-BULK_HANDLER(on_bulk_part, gw_bulk_on_part)
-BULK_HANDLER(on_bulk_commit, gw_bulk_on_commit)
-BULK_HANDLER(on_bulk_status, gw_bulk_on_status)
+BULK_HANDLER(on_bulk_open, gw_bulk_on_open, true)
+BULK_HANDLER(on_bulk_part, gw_bulk_on_part, false)
+BULK_HANDLER(on_bulk_commit, gw_bulk_on_commit, false)
+BULK_HANDLER(on_bulk_status, gw_bulk_on_status, false)
 
 void gw_biz_register(struct evhttp *http)
 {

@@ -11,6 +11,7 @@
  * database hangs, or every worker is busy: either way, new work would wait).
  * The answers name states only: no host names, no connection strings. */
 #include "gw_health.h"
+#include "gw_maint.h"
 #include "gw_state.h"
 
 #include "khhttp.h"
@@ -61,6 +62,8 @@ static void check_work(PGconn *c, void *arg)
         kh_db_unfit(c);      /* the next check finds out whether that lasts */
     }
     PQclear(r);
+    if (*out == DB_WRITABLE || *out == DB_READ_ONLY)
+        gw_maint_read(c); /* maintenance mode, set by any node's admin API */
 }
 
 static void check_done(void *arg)
@@ -106,8 +109,11 @@ void gw_health_ready(struct evhttp_request *req, void *arg)
                                        : db_names[H.db];
     bool db_ok = !stale && H.db == DB_WRITABLE, dir_ok = G.dir != NULL;
     char msg[160] = "";
+    bool maint = G.maintenance;
     if (G.draining)
         snprintf(msg, sizeof msg, "not ready: draining before a stop");
+    else if (maint)
+        snprintf(msg, sizeof msg, "not ready: the gateway is in maintenance");
     else if (!db_ok)
         snprintf(msg, sizeof msg, "not ready: database %s", db);
     else if (!dir_ok)
@@ -116,7 +122,7 @@ void gw_health_ready(struct evhttp_request *req, void *arg)
     size_t len;
     khjw_init(&w, 1024);
     khjw_obj(&w);
-    khjw_kbool(&w, "ready", db_ok && dir_ok && !G.draining);
+    khjw_kbool(&w, "ready", db_ok && dir_ok && !G.draining && !maint);
     if (msg[0]) {
         khjw_kstr(&w, "code", kh_err_code(KH_E_NOT_READY));
         khjw_kstr(&w, "message", msg);

@@ -1,5 +1,6 @@
 /* gw_ident.c: who a business request comes from (gw_ident.h). */
 #include "gw_ident.h"
+#include "gw_maint.h"
 
 #include "khcrypto.h"
 #include "khhttp.h"
@@ -59,12 +60,16 @@ kh_err gw_permitted(PGconn *c, const char *sys, const char *op, const char *scop
     return KH_OK;
 }
 
-gw_tenant *gw_identify(struct evhttp_request *req, char *sys, size_t syslen)
+gw_tenant *gw_identify(struct evhttp_request *req, char *sys, size_t syslen, bool new_work)
 {
     gw_tenant *t = identify(req, sys, syslen);
+    char msg[160];
     if (t == NULL) {
         kh_warn("biz", "refused a client certificate that names no hosted tenant/system");
         kh_http_reply_err(req, KH_E_CLIENT_UNKNOWN, "client certificate not recognised");
+    } else if (new_work && gw_maint_check(t, msg, sizeof msg) != KH_OK) {
+        kh_http_reply_err(req, KH_E_MAINTENANCE, "%s", msg);
+        t = NULL;
     }
     return t;
 }

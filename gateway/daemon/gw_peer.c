@@ -11,6 +11,7 @@
  * The checks up to the legal basis run on the event loop; opening the payload
  * and everything after it on a database worker (answer_work). */
 #include "gw_peer.h"
+#include "gw_maint.h"
 #include "khpb.h"
 #include "gw_req.h"
 #include "gw_state.h"
@@ -303,6 +304,13 @@ static void on_envelope(struct evhttp_request *req, void *arg)
     }
     if (t == NULL) {
         refuse(req, KH_E_WRONG_RECIPIENT, "recipient is not hosted on this gateway", hex);
+        goto out;
+    }
+    /* maintenance: no new query or disclosure; a deferred answer to one of
+     * the tenant's queries is work in flight and comes in */
+    char mmsg[160];
+    if (h->type != KH__MSG_TYPE__ANSWER && gw_maint_check(t, mmsg, sizeof mmsg) != KH_OK) {
+        refuse(req, KH_E_MAINTENANCE, mmsg, hex);
         goto out;
     }
     if (h->type == KH__MSG_TYPE__DISCLOSURE_REQUEST) {

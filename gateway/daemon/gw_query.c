@@ -716,7 +716,7 @@ static const char *query_invalid(const Kh__QueryRequest *q)
 static void on_query(struct evhttp_request *req, void *arg)
 {
     char sys[40];
-    gw_tenant *t = gw_identify(req, sys, sizeof sys);
+    gw_tenant *t = gw_identify(req, sys, sizeof sys, true);
     if (t == NULL)
         return;
     Kh__QueryRequest *q = gw_read_pb(req, &kh__query_request__descriptor);

@@ -25,6 +25,7 @@ typedef struct {
     kh_identity id;    /* id.code is the organisation code */
     X509 *business_ca; /* issues this tenant's business-system client certs */
     const char *db;    /* conninfo of the database with its schema (G.set.db or its tenant_db) */
+    atomic_bool maintenance; /* new work refused (gw_maint.c) */
 } gw_tenant;
 
 typedef struct {
@@ -47,8 +48,9 @@ typedef struct {
      * database: NAME/HOST/PID/RANDOM, set at start; the owner of the leases
      * on its queries in flight (gw_lease.c) */
     char node[160];
-    atomic_bool stopping; /* set at shutdown: nothing new starts (read by workers too) */
-    atomic_bool draining; /* a stop signal came and drain_s runs (gw_main.c; read by workers) */
+    atomic_bool stopping;    /* set at shutdown: nothing new starts (read by workers too) */
+    atomic_bool draining;    /* a stop signal came and drain_s runs (gw_main.c; read by workers) */
+    atomic_bool maintenance; /* the gateway's maintenance mode (gw_maint.c) */
 } gw;
 
 extern gw G;
