@@ -84,6 +84,8 @@ static route routes[64];
 static size_t nroutes;
 
 static void timed(struct evhttp_request *req, const char *endpoint);
+struct listener;
+static void record_time(struct listener *l, const char *endpoint, const struct timespec *t0);
 
 static void route_gate(struct evhttp_request *req, void *arg)
 {
@@ -279,6 +281,10 @@ static void watch_tick(evutil_socket_t fd, short what, void *arg)
         bufferevent_getcb(w->bev, NULL, NULL, &ev, NULL);
         if (ev == NULL) { /* libevent let the connection go */
             *pp = w->next;
+            /* a request whose client left before its answer counts too (at
+             * the time it was found gone): the slowest must not be missed */
+            if (w->endpoint != NULL)
+                record_time(w->l, w->endpoint, &w->t0);
             release(w); /* a request whose client has gone gives its place back */
             if (w->counted)
                 w->l->nconns--;
@@ -358,7 +364,7 @@ void kh_http_set_endpoint(struct evhttp_request *req, const char *endpoint)
         w->endpoint = endpoint;
 }
 
-static void record_time(listener *l, const char *endpoint, const struct timespec *t0)
+static void record_time(struct listener *l, const char *endpoint, const struct timespec *t0)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -1383,13 +1389,15 @@ static int64_t http_date(const char *s)
     static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
     char mon[4] = "";
     int d, y, h, mi, sec, used = 0;
-    if (s == NULL || strlen(s) != 29 ||
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (s == NULL || strlen(s) != 29 || s[3] != ',' || s[4] != ' ' ||
+        strspn(s + 5, "0123456789") != 2 ||
         sscanf(s + 5, "%2d %3s %4d %2d:%2d:%2d GMT%n", &d, mon, &y, &h, &mi, &sec, &used) != 6 ||
-        used != 24)
+        used != 24 || strlen(mon) != 3)
         return 0;
     const char *m = strstr(months, mon);
-    if (m == NULL || (m - months) % 3 != 0 || d < 1 || d > 31 || y < 1970 || h > 23 || mi > 59 ||
-        sec > 60)
+    if (m == NULL || (m - months) % 3 != 0 || y < 1970 || h < 0 || h > 23 || mi < 0 || mi > 59 ||
+        sec < 0 || sec > 60 || d < 1 || d > mdays[(m - months) / 3])
         return 0;
     /* days from 1970-01-01 of the civil date (H. Hinnant's algorithm) */
     int mo = (int)(m - months) / 3 + 1;

@@ -60,6 +60,7 @@ struct kh_pool {
     job *done_head, *done_tail;
     int queued, queue_max;
     int running; /* jobs a worker is running */
+    int waiting; /* jobs submitted that no worker has taken yet */
     int nice;    /* of the workers, above the event loop's */
     bool stopping;
     int nworkers;
@@ -293,6 +294,7 @@ static void *worker_main(void *arg)
             break;
         }
         p->running++;
+        p->waiting--;
         pthread_mutex_unlock(&p->mu);
 
         /* the routes are fixed once a job was submitted */
@@ -346,11 +348,11 @@ static void *worker_main(void *arg)
 
 kh_pool_depth kh_pool_depth_of(kh_pool *p)
 {
-    kh_pool_depth d = {0, 0, 0, 0};
+    kh_pool_depth d = {0, 0, 0, 0, 0};
     if (p == NULL)
         return d;
     pthread_mutex_lock(&p->mu);
-    d = (kh_pool_depth){p->queued, p->running, p->nworkers, p->queue_max};
+    d = (kh_pool_depth){p->queued, p->waiting, p->running, p->nworkers, p->queue_max};
     pthread_mutex_unlock(&p->mu);
     return d;
 }
@@ -429,6 +431,7 @@ int kh_pool_submit_for(kh_pool *p, const char *key, kh_pool_work_fn work, kh_poo
         p->down_until = calloc(p->ndbs, sizeof *p->down_until);
     p->started = true;
     p->queued++;
+    p->waiting++;
     lane *l = lane_of(p, key);
     bool idle = l->head == NULL; /* not in the ring yet */
     push(&l->head, &l->tail, j);

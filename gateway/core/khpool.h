@@ -51,10 +51,11 @@ KH_MUST_CHECK int kh_pool_route(kh_pool *p, const char *org, const char *conninf
 /* The conninfo of org's database (NULL: the home's), for a thread of its
  * own (kh_db_connect). */
 const char *kh_pool_conninfo(const kh_pool *p, const char *org);
-/* The pool's depth now: jobs submitted and not yet done (queued, running
- * included), jobs a worker is running, and workers. Any thread. */
+/* The pool's depth now: jobs submitted and not yet done (queued: waiting,
+ * running, and finished but their done callback not yet run), jobs no
+ * worker has taken yet, jobs a worker is running, and workers. Any thread. */
 typedef struct {
-    int queued, running, workers, queue_max;
+    int queued, waiting, running, workers, queue_max;
 } kh_pool_depth;
 kh_pool_depth kh_pool_depth_of(kh_pool *p);
 /* Stops the workers after the queued jobs and frees the pool (NULL ok). */

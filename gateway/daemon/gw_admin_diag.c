@@ -20,7 +20,10 @@
 #include "khhttp.h"
 #include "khjson.h"
 #include "khlog.h"
+#include "khpool.h"
 #include "khtls.h"
+
+#include "kakehashi.pb-c.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -155,7 +158,11 @@ void adm_diagnose_work(PGconn *c, adm_call *call)
     /* the gateway's own database (the job's connection works: it got here) */
     if (adm_platform_begin(c) == KH_OK) {
         row(d, "database", "gateway", "ok", "reachable");
-        migrations(c, d, "gateway", "SELECT max(version) FROM kh.schema_migrations",
+        /* before 007 the operator store may not read which were applied */
+        migrations(c, d, "gateway",
+                   "SELECT CASE WHEN has_table_privilege('kh.schema_migrations', 'SELECT') THEN "
+                   "(SELECT version FROM kh.schema_migrations ORDER BY version COLLATE \"C\" "
+                   "DESC LIMIT 1) ELSE '006 or older' END",
                    KH_SQL_PLATFORM_LATEST);
         kh_db_rollback(c);
     } else {
@@ -164,12 +171,24 @@ void adm_diagnose_work(PGconn *c, adm_call *call)
     for (size_t i = 0; i < G.ntenants; i++) {
         const gw_tenant *t = &G.tenants[i];
         PGconn *tc = c;
-        if (kh_db_tenant_begin(&tc, t->id.code) != KH_OK) {
+        PGresult *one = NULL;
+        /* a statement goes with the transaction's start: the role and the
+         * schema are checked too, not only the connection */
+        kh_err be = kh_db_tenant_begin(&tc, t->id.code);
+        if (be == KH_OK)
+            one = kh_db_exec(tc, "SELECT 1", 0, NULL);
+        if (one == NULL) {
             row(d, "database", t->id.code, "fail",
-                "unreachable or refused (the tenant's database: tenant_db or db)");
+                "unreachable, or the tenant's role or schema refused (tenant_db or db; "
+                "tools/khdb tenant)");
+            if (be == KH_OK)
+                kh_db_rollback(tc);
         } else {
+            PQclear(one);
             row(d, "database", t->id.code, "ok", "reachable");
-            migrations(tc, d, t->id.code, "SELECT max(version) FROM schema_migrations",
+            migrations(tc, d, t->id.code,
+                       "SELECT version FROM schema_migrations ORDER BY version COLLATE \"C\" "
+                       "DESC LIMIT 1",
                        KH_SQL_TENANT_LATEST);
             kh_db_rollback(tc);
         }
@@ -221,21 +240,70 @@ static void answer(adm_call *call)
     adm_set_out(call, &w, 200);
 }
 
-/* Whether two directories say the same: legal-basis version, the
- * organisations and their certificates (not when each was signed). */
-static bool same_directory(const kh_dir *a, const kh_dir *b)
+/* Whether two directories say the same, whenever each was signed: the
+ * messages packed with the same issue time are the same bytes (legal-basis
+ * rows, organisations, their addresses and certificates, the router's). */
+static bool same_directory(const kh_dir *inuse, kh_dir *fresh)
 {
-    if (strcmp(a->pb->legal_basis_version, b->pb->legal_basis_version) != 0 ||
-        a->norgs != b->norgs || a->pb->n_legal_basis != b->pb->n_legal_basis)
-        return false;
-    for (size_t i = 0; i < b->norgs; i++) {
-        const kh_org *o = kh_dir_org(a, b->orgs[i].code);
-        if (o == NULL || !khc_cert_equal(o->sign_cert, b->orgs[i].sign_cert) ||
-            !khc_cert_equal(o->enc_cert, b->orgs[i].enc_cert) ||
-            strcmp(o->endpoint, b->orgs[i].endpoint) != 0)
-            return false;
+    int64_t issued = fresh->pb->issued_at;
+    fresh->pb->issued_at = inuse->pb->issued_at;
+    size_t na = kh__directory__get_packed_size(inuse->pb);
+    size_t nb = kh__directory__get_packed_size(fresh->pb);
+    uint8_t *a = na == nb ? malloc(na ? na : 1) : NULL, *b = a ? malloc(nb ? nb : 1) : NULL;
+    bool same = b != NULL && kh__directory__pack(inuse->pb, a) == na &&
+                kh__directory__pack(fresh->pb, b) == nb && memcmp(a, b, na) == 0;
+    fresh->pb->issued_at = issued;
+    free(a);
+    free(b);
+    return same;
+}
+
+/* The router's directory when it is not the very one in use: loaded and
+ * compared on a worker (a chain check per certificate of every
+ * organisation: not for the event loop). */
+typedef struct {
+    adm_call *call;
+    uint8_t *body;
+    size_t len;
+} dir_job;
+
+static void dir_work(PGconn *c, void *arg)
+{
+    dir_job *j = arg;
+    adm_diag *d = j->call->diag;
+    char err[256] = "";
+    (void)c;
+    kh_dir *fresh = kh_dir_load(j->body, j->len, G.national, err, sizeof err);
+    if (fresh == NULL) {
+        row(d, "directory", "router", "fail", "the router's directory fails its check: %s", err);
+        return;
     }
-    return true;
+    row(d, "directory", "router", "ok", "signature valid; issued %lld s ago, legal basis %s",
+        (long long)((int64_t)time(NULL) - fresh->pb->issued_at), fresh->pb->legal_basis_version);
+    if (G.dir == NULL)
+        row(d, "directory", "in use", "fail", "no directory loaded yet");
+    else if (!same_directory(G.dir, fresh))
+        row(d, "directory", "in use", "warn",
+            "differs from the router's (legal basis %s against %s, %zu organisations against "
+            "%zu): restart to take the router's",
+            G.dir->pb->legal_basis_version, fresh->pb->legal_basis_version, G.dir->norgs,
+            fresh->norgs);
+    else
+        row(d, "directory", "in use", "ok",
+            "says the same as the router's, signed again since (legal basis %s, %zu "
+            "organisations)",
+            G.dir->pb->legal_basis_version, G.dir->norgs);
+    kh_dir_free(fresh);
+}
+
+static void dir_done(void *arg)
+{
+    dir_job *j = arg;
+    adm_call *call = j->call;
+    free(j->body);
+    free(j);
+    answer(call);
+    call->diag->finish(call);
 }
 
 static void router_answered(int status, const uint8_t *body, size_t len, void *arg)
@@ -244,7 +312,8 @@ static void router_answered(int status, const uint8_t *body, size_t len, void *a
     adm_diag *d = call->diag;
     struct timeval now;
     gettimeofday(&now, NULL);
-    long ms = (now.tv_sec - d->asked.tv_sec) * 1000 + (now.tv_usec - d->asked.tv_usec) / 1000;
+    int64_t t0 = (int64_t)d->asked.tv_sec * 1000 + d->asked.tv_usec / 1000;
+    int64_t t1 = (int64_t)now.tv_sec * 1000 + now.tv_usec / 1000;
     int64_t date = kh_http_reply_date();
     if (status != 200) {
         if (status == 0)
@@ -256,40 +325,41 @@ static void router_answered(int status, const uint8_t *body, size_t len, void *a
         d->finish(call);
         return;
     }
-    row(d, "router", G.set.router, "ok", "reachable with mutual TLS, answered in %ld ms", ms);
-    char err[256] = "";
-    kh_dir *fresh = kh_dir_load(body, len, G.national, err, sizeof err);
-    if (fresh == NULL) {
-        row(d, "directory", "router", "fail", "the router's directory fails its check: %s", err);
-    } else {
-        int64_t age = (int64_t)time(NULL) - fresh->pb->issued_at;
-        row(d, "directory", "router", "ok", "signature valid; issued %lld s ago, legal basis %s",
-            (long long)age, fresh->pb->legal_basis_version);
-        if (G.dir == NULL)
-            row(d, "directory", "in use", "fail", "no directory loaded yet");
-        else if (!same_directory(G.dir, fresh))
-            row(d, "directory", "in use", "warn",
-                "differs from the router's (legal basis %s against %s, %zu organisations "
-                "against %zu): restart to take the router's",
-                G.dir->pb->legal_basis_version, fresh->pb->legal_basis_version, G.dir->norgs,
-                fresh->norgs);
-        else
-            row(d, "directory", "in use", "ok",
-                "the same as the router's (legal basis %s, %zu organisations)",
-                G.dir->pb->legal_basis_version, G.dir->norgs);
-        kh_dir_free(fresh);
-    }
+    row(d, "router", G.set.router, "ok", "reachable with mutual TLS, answered in %lld ms",
+        (long long)(t1 - t0));
     if (date == 0) {
         row(d, "clock", "router", "warn", "the router's answer has no Date header to compare");
     } else {
-        /* the router's second against the middle of the exchange */
-        int64_t mid = ((int64_t)d->asked.tv_sec + (int64_t)now.tv_sec) / 2;
-        int64_t skew = date - mid;
-        int64_t lim = atomic_load(&G.skew);
-        row(d, "clock", "router", (skew < 0 ? -skew : skew) <= lim ? "ok" : "fail",
-            "%+lld s against the router (max_skew %lld s; the Date header's resolution is 1 s)",
-            (long long)skew, (long long)lim);
+        /* the router's second (its Date is floored: + 500 ms) against the
+         * middle of the exchange, with half the exchange as uncertainty */
+        int64_t skew_ms = date * 1000 + 500 - (t0 + t1) / 2;
+        int64_t lim_ms = (int64_t)atomic_load(&G.skew) * 1000 + 500 + (t1 - t0) / 2;
+        row(d, "clock", "router", (skew_ms < 0 ? -skew_ms : skew_ms) <= lim_ms ? "ok" : "fail",
+            "%+.1f s against the router (max_skew %d s; the Date header has 1 s resolution)",
+            (double)skew_ms / 1000, atomic_load(&G.skew));
     }
+    if (G.dir != NULL && len == G.dir->rawlen && memcmp(body, G.dir->raw, len) == 0) {
+        /* the very bytes verified at start */
+        row(d, "directory", "router", "ok", "signature valid; issued %lld s ago, legal basis %s",
+            (long long)((int64_t)time(NULL) - G.dir->pb->issued_at),
+            G.dir->pb->legal_basis_version);
+        row(d, "directory", "in use", "ok", "the router's very directory (legal basis %s)",
+            G.dir->pb->legal_basis_version);
+        answer(call);
+        d->finish(call);
+        return;
+    }
+    dir_job *j = calloc(1, sizeof *j);
+    if (j != NULL && (j->body = malloc(len ? len : 1)) != NULL) {
+        memcpy(j->body, body, len);
+        j->len = len;
+        j->call = call;
+        if (!G.stopping && kh_pool_submit(G.pool, dir_work, dir_done, j) == 0)
+            return;
+        free(j->body);
+    }
+    free(j);
+    row(d, "directory", "router", "fail", "cannot check it now (out of memory or queue full)");
     answer(call);
     d->finish(call);
 }
@@ -297,7 +367,7 @@ static void router_answered(int status, const uint8_t *body, size_t len, void *a
 bool adm_diagnose_router(adm_call *call, void (*finish)(adm_call *call))
 {
     adm_diag *d = call->diag;
-    if (d == NULL || call->err != KH_OK)
+    if (d == NULL || call->err != KH_OK || call->req == NULL) /* nobody to answer */
         return false;
     d->finish = finish;
     gettimeofday(&d->asked, NULL);

@@ -76,7 +76,7 @@ static int render_platform(struct evbuffer *b)
     const struct {
         const char *state;
         int v;
-    } js[] = {{"waiting", d.queued - d.running},
+    } js[] = {{"waiting", d.waiting},
               {"running", d.running},
               {"limit", d.queue_max},
               {"workers", d.workers}};

@@ -13,7 +13,18 @@ restore() {
 last=$(sql kh_gw_a "SELECT max(version) FROM t_271004.schema_migrations")
 trap restore EXIT
 
-out=$(adm gw-a admin --json diagnose) && rc=0 || rc=$?
+T=$(mktemp -d)
+adm gw-a admin --token-file "$T/tok" login >/dev/null
+counts() {
+    sql kh_gw_a "SELECT (SELECT count(*) FROM kh.operator_audit) || ',' ||
+        (SELECT count(*) FROM t_131016.audit_log) || ',' || (SELECT count(*) FROM t_271004.audit_log) || ',' ||
+        (SELECT count(*) FROM kh.maintenance) || ',' || (SELECT count(*) FROM kh.operator_session)"
+}
+c0=$(counts)
+out=$(adm gw-a admin --token-file "$T/tok" --json diagnose) && rc=0 || rc=$?
+expect_eq "a diagnosis changes nothing (audit rows, sessions, maintenance)" "$c0" "$(counts)"
+adm gw-a admin --token-file "$T/tok" logout >/dev/null
+rm -rf "$T"
 expect_eq "a healthy gw-a: exit 0" "0" "$rc"
 expect_contains "... every check ok" '"gateway":"gw-a","ok":true' "$out"
 for c in '"check":"database","target":"gateway","status":"ok"' \

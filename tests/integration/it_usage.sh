@@ -72,6 +72,13 @@ prom_ok() {
           h = typed[fam] == "histogram" && (n == fam "_bucket" || n == fam "_sum" || n == fam "_count")
           if (n != fam && !h) { print "sample outside its family: " series; bad = 1 }
           if (n == fam "_bucket" && series !~ /le="[^"]*"}$/) { print "bucket without le: " series; bad = 1 }
+          # a histogram: buckets cumulative, +Inf equal to _count
+          if (n == fam "_bucket") { key = series; sub(/,?le="[^"]*"}$/, "", key); sub(/^[^{]*/, "", key)
+                                    v = $NF + 0
+                                    if ((key in prev) && v < prev[key]) { print "buckets not cumulative: " series; bad = 1 }
+                                    prev[key] = v; if (series ~ /le="\+Inf"}$/) inf[key] = v }
+          if (n == fam "_count") { key = series; sub(/^[^{]*/, "", key); sub(/}$/, "", key)
+                                   if (!((key) in inf) || inf[key] != $NF + 0) { print "+Inf is not _count: " series; bad = 1 } }
           if (typed[fam] == "counter" && fam !~ /_total$/) { print "counter " fam " without _total"; bad = 1 }
           if (series in seen) { print "series twice: " series; bad = 1 }
           seen[series] = 1 }
