@@ -80,7 +80,7 @@ void khctl_admin_usage(FILE *f)
         "                          exit 1 if a check failed\n"
         "  staff ORG [--active|--inactive] [--role CODE] [--staff ID] [--limit N]\n"
         "  staff set ORG STAFF_ID --name TEXT [--active|--inactive]   (new: active)\n"
-        "  roles ORG               job roles (職責) with the procedures each covers\n"
+        "  roles ORG               job roles with the procedures each covers\n"
         "  roles set ORG ROLE --name TEXT --procedures CODE,CODE   (\"\" for none; replaces)\n"
         "  assignments ORG [--staff ID] [--role CODE] [--current true|false] [--limit N]\n"
         "  assign ORG STAFF_ID ROLE [--from YYYY-MM-DD] [--to YYYY-MM-DD]\n"

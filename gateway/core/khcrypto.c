@@ -285,8 +285,7 @@ int khc_cert_cn(X509 *cert, char *out, size_t outlen)
 int64_t khc_cert_left(const X509 *cert, bool *ok)
 {
     int days = 0, secs = 0;
-    *ok = cert != NULL &&
-          ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter((X509 *)cert)) == 1;
+    *ok = cert != NULL && ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter((X509 *)cert)) == 1;
     return *ok ? (int64_t)days * 86400 + secs : 0;
 }
 

@@ -12,11 +12,16 @@
 
 #include <event2/http.h>
 #include <stddef.h>
+#include <stdio.h>
 
 KH_MUST_CHECK int gw_admin_setup(char *err, size_t errlen);
 /* Takes the session limits of new settings (SIGHUP; gw_conf.c checked them). */
 void gw_admin_reload(const gw_settings *s);
 void gw_admin_register(struct evhttp *http);
 void gw_admin_stop(void);
+/* kakehashi-gw -t: the diagnosis's checks that need no running gateway
+ * (databases and their migrations, certificates, keys; nothing changed),
+ * each problem a line on out. The number of failed checks, or -1. */
+int gw_admin_check_offline(FILE *out);
 
 #endif

@@ -14,6 +14,7 @@
  * with every row and "ok" false if one failed. Nothing is changed: the
  * database is only read, the directory fetched is checked and dropped. */
 #include "gw_adm.h"
+#include "gw_admin.h"
 
 #include "khcrypto.h"
 #include "khenv.h"
@@ -140,23 +141,29 @@ static void keys(adm_diag *d, const gw_tenant *t)
     khc_free_secret(body, blen);
 }
 
-void adm_diagnose_work(PGconn *c, adm_call *call)
+static adm_diag *diag_new(void)
 {
-    static const char *const none[] = {NULL};
-    if (!adm_query_known(call, none))
-        return;
     adm_diag *d = calloc(1, sizeof *d);
     if (d != NULL) {
         d->cap = 24 + 8 * G.ntenants;
         d->rows = calloc(d->cap, sizeof *d->rows);
     }
-    if (d == NULL || d->rows == NULL) {
+    if (d != NULL && d->rows == NULL) {
         adm_diag_free(d);
-        adm_set_err(call, KH_E_INTERNAL, "out of memory");
-        return;
+        d = NULL;
     }
-    /* the gateway's own database (the job's connection works: it got here) */
-    if (adm_platform_begin(c) == KH_OK) {
+    return d;
+}
+
+/* The checks of the databases, certificates and keys. c: the gateway's
+ * database, or NULL if it could not be reached. own: not a pool's worker
+ * (kakehashi-gw -t): a tenant whose database is another is reached with a
+ * connection of its own, closed again. */
+static void local_checks(PGconn *c, adm_diag *d, bool own)
+{
+    if (c == NULL) {
+        row(d, "database", "gateway", "fail", "unreachable (db)");
+    } else if (adm_platform_begin(c) == KH_OK) {
         row(d, "database", "gateway", "ok", "reachable");
         /* before 007 the operator store may not read which were applied */
         migrations(c, d, "gateway",
@@ -170,11 +177,12 @@ void adm_diagnose_work(PGconn *c, adm_call *call)
     }
     for (size_t i = 0; i < G.ntenants; i++) {
         const gw_tenant *t = &G.tenants[i];
-        PGconn *tc = c;
+        bool other = own && strcmp(t->db, G.set.db) != 0;
+        PGconn *tc = other ? kh_db_connect(t->db) : c;
         PGresult *one = NULL;
         /* a statement goes with the transaction's start: the role and the
          * schema are checked too, not only the connection */
-        kh_err be = kh_db_tenant_begin(&tc, t->id.code);
+        kh_err be = tc != NULL ? kh_db_tenant_begin(&tc, t->id.code) : KH_E_DB;
         if (be == KH_OK)
             one = kh_db_exec(tc, "SELECT 1", 0, NULL);
         if (one == NULL) {
@@ -192,6 +200,8 @@ void adm_diagnose_work(PGconn *c, adm_call *call)
                        KH_SQL_TENANT_LATEST);
             kh_db_rollback(tc);
         }
+        if (other && tc != NULL)
+            PQfinish(tc);
     }
     for (size_t i = 0; i < G.ntenants; i++) {
         const gw_tenant *t = &G.tenants[i];
@@ -208,8 +218,44 @@ void adm_diagnose_work(PGconn *c, adm_call *call)
     cert(d, "gateway TLS (peer)", kh_tls_ctx_cert(G.peer_ctx));
     cert(d, "gateway TLS (admin)", kh_tls_ctx_cert(G.admin_ctx));
     cert(d, "gateway TLS (client)", kh_tls_ctx_cert(G.client_ctx));
-    call->diag = d; /* the router is asked next, on the event loop */
+}
+
+void adm_diagnose_work(PGconn *c, adm_call *call)
+{
+    static const char *const none[] = {NULL};
+    if (!adm_query_known(call, none))
+        return;
+    adm_diag *d = diag_new();
+    if (d == NULL) {
+        adm_set_err(call, KH_E_INTERNAL, "out of memory");
+        return;
+    }
+    local_checks(c, d, false); /* c works: the job got here */
+    call->diag = d;            /* the router is asked next, on the event loop */
     call->err = KH_OK;
+}
+
+int gw_admin_check_offline(FILE *out)
+{
+    adm_diag *d = diag_new();
+    if (d == NULL)
+        return -1;
+    PGconn *c = kh_db_connect(G.set.db);
+    local_checks(c, d, true);
+    if (c != NULL)
+        PQfinish(c);
+    kh_db_forget();
+    int failed = 0;
+    for (size_t i = 0; i < d->n; i++) {
+        const diag_row *r = &d->rows[i];
+        failed += strcmp(r->status, "fail") == 0;
+        if (strcmp(r->status, "ok") != 0)
+            fprintf(out, "%s: %s %s: %s\n", r->status, r->check, r->target, r->detail);
+    }
+    fprintf(out, "checked: %zu database, certificate and key checks, %d failed%s\n", d->n, failed,
+            failed ? "" : " (the router: khctl admin diagnose once running)");
+    adm_diag_free(d);
+    return failed;
 }
 
 /* --------------------------------------------------- on the event loop */

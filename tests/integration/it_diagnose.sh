@@ -51,6 +51,25 @@ expect_contains "... the tenant's row fails and says what to run" \
 expect_contains "... the other tenant is still ok" '"check":"migrations","target":"131016","status":"ok"' "$out"
 sql kh_gw_a "INSERT INTO t_271004.schema_migrations (version) VALUES ('$last')" >/dev/null
 
+# kakehashi-gw -t: the same checks without a running gateway
+GW="$KH_BUILD/gateway/daemon/kakehashi-gw"
+out=$("$GW" -c "$KH_STACK/gw-a.conf" -t 2>&1) && rc=0 || rc=$?
+expect_eq "-t on a healthy gw-a: exit 0" "0" "$rc"
+expect_contains "... and says what it checked" "checked: 18 database, certificate and key checks, 0 failed" "$out"
+sql kh_gw_a "DELETE FROM t_271004.schema_migrations WHERE version = '$last'" >/dev/null
+out=$("$GW" -c "$KH_STACK/gw-a.conf" -t 2>&1) && rc=0 || rc=$?
+expect_eq "-t with a tenant's migrations behind: exit 1" "1" "$rc"
+expect_contains "... naming the tenant" "fail: migrations 271004: behind" "$out"
+sql kh_gw_a "INSERT INTO t_271004.schema_migrations (version) VALUES ('$last')" >/dev/null
+T2=$(mktemp -d)
+sed "s/^db = .*/db = host=127.0.0.1 port=1 dbname=kh_gw_a connect_timeout=2/" "$KH_STACK/gw-a.conf" >"$T2/gw.conf"
+out=$("$GW" -c "$T2/gw.conf" -t 2>&1) && rc=0 || rc=$?
+rm -rf "$T2"
+expect_eq "-t with the database unreachable: exit 1" "1" "$rc"
+expect_contains "... the file itself is fine" "configuration ok: 2 tenants" "$out"
+expect_contains "... the database is not" "fail: database gateway: unreachable (db)" "$out"
+case $out in *password=* | *host=127.0.0.1*) fail "-t prints a connection string" ;; *) pass "-t prints no connection string" ;; esac
+
 # the router down
 kill "$(cat "$KH_STACK/run/router.pid")"
 sleep 0.5

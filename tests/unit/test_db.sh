@@ -216,8 +216,18 @@ expect_denied "tenant role reads operators" -c "SET ROLE kh_t_131016" -c "SELECT
 expect_denied "tenant role reads sessions" -c "SET ROLE kh_t_131016" -c "SELECT * FROM kh.operator_session"
 expect_denied "admin API role changes a role" -c "SET ROLE kh_operator_store" \
     -c "UPDATE kh.operator SET role = 'platform_admin' WHERE name = 'op1'"
-expect_denied "admin API role changes a password hash" -c "SET ROLE kh_operator_store" \
-    -c "UPDATE kh.operator SET password_hash = 'x' WHERE name = 'op1'"
+op "UPDATE kh.operator SET password_hash = 'scrypt\$32768\$8\$1\$c2FsdA==\$bmV3', password_changed_at = now()
+    WHERE name = 'op1'" >/dev/null || fail "the admin API role cannot set a password (sql/platform/005)"
+if out=$(op "UPDATE kh.operator SET password_hash = 'x' WHERE name = 'op1'" 2>&1); then
+    fail "the admin API role stored a password hash that is no scrypt hash"
+fi
+grep -q "check constraint" <<<"$out" || fail "a non-scrypt hash: expected a check violation, got: $out"
+op "INSERT INTO kh.maintenance (scope, reason, set_by) VALUES ('tenant:131016', 'test', 'op1')" >/dev/null ||
+    fail "the admin API role cannot set maintenance (sql/platform/008)"
+op "SELECT max(version) FROM kh.schema_migrations" >/dev/null ||
+    fail "the admin API role cannot read the applied migrations (sql/platform/007)"
+expect_denied "admin API role changes the applied migrations" -c "SET ROLE kh_operator_store" \
+    -c "DELETE FROM kh.schema_migrations"
 expect_denied "admin API role deletes an operator" -c "SET ROLE kh_operator_store" \
     -c "DELETE FROM kh.operator WHERE name = 'op1'"
 expect_denied "admin API role rewrites the operator audit log" -c "SET ROLE kh_operator_store" \
