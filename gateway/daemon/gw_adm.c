@@ -101,9 +101,9 @@ long adm_text_chars(const char *s)
         size_t len = kh_utf8_seq(p, end);
         if (len == 0)
             return -1;
-        uint32_t cp = len == 1 ? p[0] : p[0] & (0x7f >> len);
+        uint32_t cp = len == 1 ? p[0] : (uint32_t)p[0] & (0x7fu >> len);
         for (size_t i = 1; i < len; i++)
-            cp = cp << 6 | (p[i] & 0x3f);
+            cp = cp << 6 | ((uint32_t)p[i] & 0x3fu);
         if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || (cp >= 0x200b && cp <= 0x200f) ||
             (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2060 && cp <= 0x2069) || cp == 0xfeff)
             return -1;

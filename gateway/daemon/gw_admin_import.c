@@ -141,7 +141,8 @@ static bool duplicates(import_run *run)
     size_t n = 0, first = 0;
     if (rep == NULL)
         return false;
-    qsort(run->keys, run->nkeys, sizeof *run->keys, key_cmp);
+    if (run->nkeys > 1) /* no keys: no array (qsort wants one even for none) */
+        qsort(run->keys, run->nkeys, sizeof *run->keys, key_cmp);
     for (size_t i = 1; i < run->nkeys; i++) {
         if (strcmp(run->keys[i].key, run->keys[i - 1].key) != 0) {
             first = i;
@@ -149,7 +150,8 @@ static bool duplicates(import_run *run)
         }
         rep[n++] = (repeat){run->keys[i].line, run->keys[first].line, run->keys[i].key};
     }
-    qsort(rep, n, sizeof *rep, repeat_cmp);
+    if (n > 1)
+        qsort(rep, n, sizeof *rep, repeat_cmp);
     for (size_t i = 0; i < n; i++)
         problem(run, rep[i].line, "staff_id", "%s is also on line %zu", rep[i].key, rep[i].first);
     free(rep);
