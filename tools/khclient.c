@@ -49,9 +49,10 @@ static void usage(FILE *f)
         "                      output; exits with the highest status\n"
         "output: 'OK ...' lines, or 'REFUSED KH-nnnn: message' (exit 3), or\n"
         "'FAILED: reason' (exit 4). A query prints 'OK RESULT handle=H' when answered,\n"
-        "else its state: 'PENDING handle=H' (held for a decision at the provider),\n"
-        "'SENT handle=H', 'TIMED_OUT handle=H' (exit 0), 'REFUSED|FAILED KH-nnnn: message\n"
-        "handle=H' (exit 3). Withheld items print as 'WITHHELD ITEM'.\n");
+        "else its state: 'PENDING handle=H decide_by=TIME' (held for a decision at the\n"
+        "provider until TIME, UTC), 'SENT handle=H', 'TIMED_OUT handle=H' (exit 0),\n"
+        "'REFUSED|EXPIRED|FAILED KH-nnnn: message handle=H' (exit 3). Withheld items print\n"
+        "as 'WITHHELD ITEM'.\n");
 }
 
 typedef struct {
@@ -447,10 +448,18 @@ static int run_command(client_opts *o, const char *cmd, int na, char **a)
         Kh__QueryResponse *qr = (Kh__QueryResponse *)m;
         if (strcmp(qr->state, "ANSWERED") == 0)
             printf("OK %s handle=%s%s\n", qr->result, qr->handle, qr->deferred ? " deferred" : "");
-        else if (strcmp(qr->state, "REFUSED") == 0 || strcmp(qr->state, "FAILED") == 0) {
+        else if (strcmp(qr->state, "REFUSED") == 0 || strcmp(qr->state, "FAILED") == 0 ||
+                 strcmp(qr->state, "EXPIRED") == 0) {
             printf("%s %s: %s handle=%s\n", qr->state, qr->status ? qr->status->code : "?",
                    qr->status ? qr->status->message : "", qr->handle);
             rc = 3;
+        } else if (qr->decide_by > 0) {
+            char when[32] = "?";
+            time_t t = (time_t)qr->decide_by;
+            struct tm tm;
+            if (gmtime_r(&t, &tm) != NULL)
+                strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+            printf("%s handle=%s decide_by=%s\n", qr->state, qr->handle, when);
         } else
             printf("%s handle=%s\n", qr->state, qr->handle);
         for (size_t i = 0; i < qr->n_withheld; i++)

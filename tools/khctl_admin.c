@@ -59,6 +59,11 @@ void khctl_admin_usage(FILE *f)
         "            [--procedure CODE] [--from YYYY-MM-DD] [--to YYYY-MM-DD]\n"
         "  flags revoke ORG ID\n"
         "  pending ORG [--state pending|approved|refused|expired|all] [--limit N]\n"
+        "          [--expiring SECONDS]   held queries whose deadline is at most that far\n"
+        "                          away (about to expire with KH-2011), soonest first\n"
+        "  policy ORG              the tenant's answering policy (hold deadline)\n"
+        "  policy set ORG --hold-deadline SECONDS   how long a query held from now on waits\n"
+        "                          for a responder (1 to 7776000; the default is 14 days)\n"
         "  decide ORG MSG_ID approve|refuse [--items CODE,CODE] [--reason TEXT]\n"
         "                          a responder's decision on a held query (approve with\n"
         "                          --items: only those; the others are withheld)\n"
@@ -74,6 +79,10 @@ void khctl_admin_usage(FILE *f)
         "  maintenance on|off [ORG] [--reason TEXT]   the tenant's (its admins) or, without\n"
         "                          ORG, the gateway's (platform_admin): new work is refused\n"
         "                          (KH-5008), work in flight finishes; on needs --reason\n"
+        "  directory               the router's signed directory in use: issued, legal-basis\n"
+        "                          version, organisations, last refresh\n"
+        "  directory refresh       ask the router now and take a newer directory (verified;\n"
+        "                          platform_admin); exit 3 if it cannot be taken\n"
         "  diagnose                the connectivity check (platform_admin): databases and their\n"
         "                          migrations, the router over mutual TLS, its directory and\n"
         "                          clock, every certificate's validity, each tenant's keys;\n"
@@ -143,28 +152,50 @@ typedef struct {
     size_t npos;
 } args;
 
-static const opt_def known_opts[] = {
-    {"--admin", true, false},      {"--pki", true, false},
-    {"--operator", true, false},   {"--password-file", true, false},
-    {"--token-file", true, false}, {"--cert", true, false},
-    {"--key", true, false},        {"--gateway-name", true, false},
-    {"--json", false, false},      {"--timeout-ms", true, false},
-    {"--kind", true, false},       {"--active", false, false},
-    {"--limit", true, false},      {"--reason", true, false},
-    {"--local-id", true, false},   {"--item", true, false},
-    {"--procedure", true, false},  {"--from", true, false},
-    {"--to", true, false},         {"--state", true, false},
-    {"--provider", true, false},   {"--since", true, false},
-    {"--until", true, false},      {"--outcome", true, false},
-    {"--tenant", true, true},      {"--new-password-file", true, false},
-    {"--db", true, false},         {"--if-absent", false, false},
-    {"--items", true, false},      {"--help", false, false},
-    {"--all", false, false},       {"--name", true, false},
-    {"--role", true, false},       {"--staff", true, false},
-    {"--current", true, false},    {"--procedures", true, false},
-    {"--permit", true, true},      {"--check", false, false},
-    {"--inactive", false, false},  {"--reopen", false, false},
-    {"--of", true, false},         {NULL, false, false}};
+static const opt_def known_opts[] = {{"--admin", true, false},
+                                     {"--pki", true, false},
+                                     {"--operator", true, false},
+                                     {"--password-file", true, false},
+                                     {"--token-file", true, false},
+                                     {"--cert", true, false},
+                                     {"--key", true, false},
+                                     {"--gateway-name", true, false},
+                                     {"--json", false, false},
+                                     {"--timeout-ms", true, false},
+                                     {"--kind", true, false},
+                                     {"--active", false, false},
+                                     {"--limit", true, false},
+                                     {"--reason", true, false},
+                                     {"--local-id", true, false},
+                                     {"--item", true, false},
+                                     {"--procedure", true, false},
+                                     {"--from", true, false},
+                                     {"--to", true, false},
+                                     {"--state", true, false},
+                                     {"--provider", true, false},
+                                     {"--since", true, false},
+                                     {"--until", true, false},
+                                     {"--outcome", true, false},
+                                     {"--tenant", true, true},
+                                     {"--new-password-file", true, false},
+                                     {"--db", true, false},
+                                     {"--if-absent", false, false},
+                                     {"--items", true, false},
+                                     {"--help", false, false},
+                                     {"--all", false, false},
+                                     {"--name", true, false},
+                                     {"--role", true, false},
+                                     {"--staff", true, false},
+                                     {"--current", true, false},
+                                     {"--procedures", true, false},
+                                     {"--permit", true, true},
+                                     {"--check", false, false},
+                                     {"--inactive", false, false},
+                                     {"--reopen", false, false},
+                                     {"--of", true, false},
+                                     {"--expiring", true, false},
+                                     {"--hold-deadline", true, false},
+                                     {NULL, false, false}};
 
 /* Options anywhere among the positional arguments; "--" ends options. */
 static int parse_args(int argc, char **argv, args *a)
@@ -902,7 +933,7 @@ static int build(const args *a, const char *cur_pwfile, char *method, char *path
     }
     if (n == 2 && (strcmp(cmd[0], "pending") == 0 || strcmp(cmd[0], "queries") == 0 ||
                    strcmp(cmd[0], "audit") == 0)) {
-        static const char *const pend[] = {"--state", "--limit", NULL};
+        static const char *const pend[] = {"--state", "--limit", "--expiring", NULL};
         static const char *const qry[] = {"--state", "--procedure", "--provider", "--since",
                                           "--until", "--limit",     NULL};
         static const char *const aud[] = {"--since", "--until", "--outcome", "--limit", NULL};
@@ -913,6 +944,28 @@ static int build(const args *a, const char *cur_pwfile, char *method, char *path
         for (size_t i = 0; ok[i]; i++)
             add_param(path, pathlen, ok[i] + 2, opt(a, ok[i]));
         return 0;
+    }
+    if ((n == 2 || (n == 3 && strcmp(cmd[1], "set") == 0)) && strcmp(cmd[0], "policy") == 0) {
+        static const char *const ok[] = {"--hold-deadline", NULL};
+        const char *org = cmd[n - 1], *v = opt(a, "--hold-deadline");
+        if (!org_arg(org) || !only_opts(a, "policy", n == 3 ? ok : none))
+            return 2;
+        snprintf(path, pathlen, "/admin/v1/tenants/%s/policy", org);
+        if (n == 2)
+            return 0;
+        char *end = NULL;
+        long long secs = v ? strtoll(v, &end, 10) : 0;
+        if (v == NULL || end == v || *end != '\0' || secs < 1 || secs > 7776000) {
+            fprintf(stderr, "khctl: policy set needs --hold-deadline SECONDS (1 to 7776000)\n");
+            return 2;
+        }
+        strcpy(method, "POST");
+        khjw_init(&w, 0);
+        khjw_obj(&w);
+        khjw_kint(&w, "hold_deadline_s", secs);
+        khjw_obj_end(&w);
+        *body = khjw_finish(&w, blen);
+        return *body ? 0 : 2;
     }
     if ((n == 1 || n == 2) && strcmp(cmd[0], "usage") == 0) {
         static const char *const ok[] = {"--since", "--until", "--all", NULL};
@@ -953,6 +1006,20 @@ static int build(const args *a, const char *cur_pwfile, char *method, char *path
             khjw_kstr(&w, "reason", opt(a, "--reason"));
         khjw_obj_end(&w);
         *body = khjw_finish(&w, blen);
+        return *body ? 0 : 2;
+    }
+    if ((n == 1 || (n == 2 && strcmp(cmd[1], "refresh") == 0)) &&
+        strcmp(cmd[0], "directory") == 0) {
+        if (!only_opts(a, "directory", none))
+            return 2;
+        if (n == 1) {
+            snprintf(path, pathlen, "/admin/v1/directory");
+            return 0;
+        }
+        strcpy(method, "POST");
+        snprintf(path, pathlen, "/admin/v1/directory/refresh");
+        *body = strdup("{}");
+        *blen = 2;
         return *body ? 0 : 2;
     }
     if (n == 1 && strcmp(cmd[0], "diagnose") == 0) {

@@ -228,6 +228,29 @@ fail:
     return NULL;
 }
 
+const char *kh_dir_successor_why(const kh_dir *cur, const kh_dir *fresh, int64_t now, int skew,
+                                 char *why, size_t whylen)
+{
+    if (cur != NULL && fresh->pb->spec_version != cur->pb->spec_version) {
+        snprintf(why, whylen, "spec version %u, the gateway speaks %u", fresh->pb->spec_version,
+                 cur->pb->spec_version);
+        return why;
+    }
+    if (cur != NULL && fresh->pb->issued_at <= cur->pb->issued_at) {
+        snprintf(why, whylen,
+                 "issued at %lld, not after the version in use (%lld): an older directory is "
+                 "not taken",
+                 (long long)fresh->pb->issued_at, (long long)cur->pb->issued_at);
+        return why;
+    }
+    if (fresh->pb->issued_at > now + skew) {
+        snprintf(why, whylen, "issued %lld s in the future (max_skew %d s)",
+                 (long long)(fresh->pb->issued_at - now), skew);
+        return why;
+    }
+    return NULL;
+}
+
 void kh_dir_free(kh_dir *d)
 {
     if (d == NULL)

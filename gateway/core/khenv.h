@@ -62,6 +62,12 @@ typedef struct {
  * chain to the national CA (trust) and carry O=ROUTER, and must sign it. */
 kh_dir *kh_dir_load(const uint8_t *buf, size_t len, X509_STORE *trust, char *err, size_t errlen);
 void kh_dir_free(kh_dir *d);
+/* Why fresh may not replace cur, the version in use (NULL: it may): another
+ * spec version, issued at or before cur (an older directory, however well
+ * signed, is a replay), or issued more than skew seconds after now. cur may
+ * be NULL (the first one). */
+const char *kh_dir_successor_why(const kh_dir *cur, const kh_dir *fresh, int64_t now, int skew,
+                                 char *why, size_t whylen);
 const kh_org *kh_dir_org(const kh_dir *d, const char *code);
 /* Legal-basis check: KH_OK if a row allows asker's class to ask provider's
  * class for all these items under procedure; *row gets the row id. */

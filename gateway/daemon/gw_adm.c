@@ -2,6 +2,7 @@
  * and the query string's parameters (every one validated, unknown ones
  * refused), listings as JSON, and the audit rows of tenants and operators. */
 #include "gw_adm.h"
+#include "gw_dir.h"
 #include "gw_maint.h"
 
 #include "khadmin.h"
@@ -115,10 +116,12 @@ long adm_text_chars(const char *s)
 
 bool adm_procedure_known(const char *code)
 {
-    for (size_t i = 0; G.dir && i < G.dir->pb->n_legal_basis; i++)
-        if (strcmp(G.dir->pb->legal_basis[i]->procedure, code) == 0)
-            return true;
-    return false;
+    const kh_dir *dir = gw_dir_hold();
+    bool known = false;
+    for (size_t i = 0; dir && !known && i < dir->pb->n_legal_basis; i++)
+        known = strcmp(dir->pb->legal_basis[i]->procedure, code) == 0;
+    gw_dir_drop(dir);
+    return known;
 }
 
 bool adm_has_tenant(const adm_call *call, const char *org)

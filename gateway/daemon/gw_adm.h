@@ -84,6 +84,11 @@ struct adm_call {
     kh_http_load load[3];
     kh_http_answers *answers; /* [3], or NULL */
     adm_diag *diag;           /* GET /admin/v1/diagnose: the checks so far */
+    /* set by a route's work to go on on the event loop after it (the router
+     * asked): called by admin_done with the function that replies; true if
+     * it took the call over (it calls finish once, later or at once) */
+    bool (*then)(adm_call *call, void (*finish)(adm_call *call));
+    void (*finish)(adm_call *call);
 };
 
 /* The admin listener's settings and its one counter, kept by gw_admin.c. */
@@ -195,6 +200,10 @@ void adm_usage_work(PGconn *c, adm_call *call);
 void adm_usage_all_work(PGconn *c, adm_call *call);
 void adm_metrics_work(PGconn *c, adm_call *call);
 void adm_decide_work(PGconn *c, adm_call *call);
+/* A tenant's answering policy: the deadline of held queries
+ * (GW_HOLD_DEADLINE_MAX_S, gw_qstate.h). */
+void adm_policy_read_work(PGconn *c, adm_call *call);
+void adm_policy_set_work(PGconn *c, adm_call *call);
 
 /* A tenant's registry: staff, job roles, assignments, business systems
  * (gw_admin_staff.c). */
@@ -222,6 +231,10 @@ void adm_systems_set_work(PGconn *c, adm_call *call);
 void adm_diagnose_work(PGconn *c, adm_call *call);
 bool adm_diagnose_router(adm_call *call, void (*finish)(adm_call *call));
 void adm_diag_free(adm_diag *d);
+/* The directory in use (gw_admin_dir.c): GET /admin/v1/directory, POST
+ * /admin/v1/directory/refresh (asks the router now). */
+void adm_directory_work(PGconn *c, adm_call *call);
+void adm_directory_refresh_work(PGconn *c, adm_call *call);
 /* Maintenance mode (gw_admin_maint.c). */
 void adm_maint_list_work(PGconn *c, adm_call *call);
 void adm_maint_set_work(PGconn *c, adm_call *call);

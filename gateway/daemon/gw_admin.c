@@ -198,6 +198,9 @@ static const adm_route routes[] = {
      adm_pending_work, false, false},
     {EVHTTP_REQ_POST, true, "decide", KHADM_RESPONDER, "pending.decide", adm_decide_work, false,
      false},
+    {EVHTTP_REQ_GET, true, "policy", KHADM_ANY_ROLE & ~KHADM_METRICS, "policy.read",
+     adm_policy_read_work, false, false},
+    {EVHTTP_REQ_POST, true, "policy", REG_WRITE, "policy.set", adm_policy_set_work, false, false},
     {EVHTTP_REQ_GET, true, "queries", KHADM_PLATFORM_ADMIN | KHADM_TENANT_ADMIN | KHADM_AUDITOR,
      "query.list", adm_queries_work, false, false},
     {EVHTTP_REQ_GET, true, "audit", KHADM_PLATFORM_ADMIN | KHADM_TENANT_ADMIN | KHADM_AUDITOR,
@@ -234,6 +237,11 @@ static const adm_route routes[] = {
      false, false},
     {EVHTTP_REQ_GET, false, "/admin/v1/diagnose", KHADM_PLATFORM_ADMIN, "diagnose",
      adm_diagnose_work, false, false},
+    {EVHTTP_REQ_GET, false, "/admin/v1/directory",
+     KHADM_PLATFORM_ADMIN | KHADM_TENANT_ADMIN | KHADM_AUDITOR, "directory.read",
+     adm_directory_work, false, false},
+    {EVHTTP_REQ_POST, false, "/admin/v1/directory/refresh", KHADM_PLATFORM_ADMIN,
+     "directory.refresh", adm_directory_refresh_work, false, false},
     {EVHTTP_REQ_GET, false, "/metrics", KHADM_PLATFORM_ADMIN | KHADM_AUDITOR | KHADM_METRICS,
      "metrics", adm_metrics_work, false, false},
 };
@@ -311,8 +319,9 @@ static void admin_work(PGconn *c, void *arg)
 static void admin_done(void *arg)
 {
     adm_call *call = arg;
-    /* the diagnosis asks the router next (it replies when answered) */
-    if (call->diag != NULL && adm_diagnose_router(call, reply_and_free))
+    /* the diagnosis, a directory refresh ask the router next (they reply
+     * when answered) */
+    if (call->then != NULL && call->err == KH_OK && call->then(call, reply_and_free))
         return;
     reply_and_free(call);
 }

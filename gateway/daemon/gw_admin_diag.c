@@ -14,6 +14,7 @@
  * with every row and "ok" false if one failed. Nothing is changed: the
  * database is only read, the directory fetched is checked and dropped. */
 #include "gw_adm.h"
+#include "gw_dir.h"
 #include "gw_admin.h"
 
 #include "khcrypto.h"
@@ -232,6 +233,7 @@ void adm_diagnose_work(PGconn *c, adm_call *call)
     }
     local_checks(c, d, false); /* c works: the job got here */
     call->diag = d;            /* the router is asked next, on the event loop */
+    call->then = adm_diagnose_router;
     call->err = KH_OK;
 }
 
@@ -326,19 +328,22 @@ static void dir_work(PGconn *c, void *arg)
     }
     row(d, "directory", "router", "ok", "signature valid; issued %lld s ago, legal basis %s",
         (long long)((int64_t)time(NULL) - fresh->pb->issued_at), fresh->pb->legal_basis_version);
-    if (G.dir == NULL)
+    const kh_dir *inuse = gw_dir_hold();
+    if (inuse == NULL)
         row(d, "directory", "in use", "fail", "no directory loaded yet");
-    else if (!same_directory(G.dir, fresh))
+    else if (!same_directory(inuse, fresh))
         row(d, "directory", "in use", "warn",
             "differs from the router's (legal basis %s against %s, %zu organisations against "
-            "%zu): restart to take the router's",
-            G.dir->pb->legal_basis_version, fresh->pb->legal_basis_version, G.dir->norgs,
+            "%zu): the next refresh takes it (directory_refresh_s), or now: khctl admin "
+            "directory refresh",
+            inuse->pb->legal_basis_version, fresh->pb->legal_basis_version, inuse->norgs,
             fresh->norgs);
     else
         row(d, "directory", "in use", "ok",
             "says the same as the router's, signed again since (legal basis %s, %zu "
             "organisations)",
-            G.dir->pb->legal_basis_version, G.dir->norgs);
+            inuse->pb->legal_basis_version, inuse->norgs);
+    gw_dir_drop(inuse);
     kh_dir_free(fresh);
 }
 
@@ -385,7 +390,7 @@ static void router_answered(int status, const uint8_t *body, size_t len, void *a
             (double)skew_ms / 1000, atomic_load(&G.skew));
     }
     if (G.dir != NULL && len == G.dir->rawlen && memcmp(body, G.dir->raw, len) == 0) {
-        /* the very bytes verified at start */
+        /* the very bytes of the version in use */
         row(d, "directory", "router", "ok", "signature valid; issued %lld s ago, legal basis %s",
             (long long)((int64_t)time(NULL) - G.dir->pb->issued_at),
             G.dir->pb->legal_basis_version);

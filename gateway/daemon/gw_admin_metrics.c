@@ -5,6 +5,7 @@
  * admission, time per endpoint, refusals by code), its database job queue,
  * its directory's age and its own certificates. */
 #include "gw_adm.h"
+#include "gw_dir.h"
 #include "gw_usage.h"
 
 #include "khcrypto.h"
@@ -48,20 +49,22 @@ static int render_certs(struct evbuffer *b, const char *const *orgs, size_t n, b
     }
     if (!gateway)
         return rc;
+    const kh_dir *dir = gw_dir_hold();
     const struct {
         const char *key;
         X509 *cert;
     } own[] = {{"tls_business", kh_tls_ctx_cert(G.biz_ctx)},
                {"tls_peer", kh_tls_ctx_cert(G.peer_ctx)},
                {"tls_admin", kh_tls_ctx_cert(G.admin_ctx)},
-               {"router_sign", G.dir ? G.dir->router_sign : NULL},
-               {"router_enc", G.dir ? G.dir->router_enc : NULL}};
+               {"router_sign", dir ? dir->router_sign : NULL},
+               {"router_enc", dir ? dir->router_enc : NULL}};
     for (size_t k = 0; rc == 0 && k < sizeof own / sizeof own[0]; k++) {
         int64_t left = khc_cert_left(own[k].cert, &ok);
         const char *l[] = {"cert", own[k].key, NULL};
         if (ok)
             rc = khprom_sample(b, fam, l, left);
     }
+    gw_dir_drop(dir);
     return rc;
 }
 
@@ -88,9 +91,23 @@ static int render_platform(struct evbuffer *b)
         rc = khprom_family(b, "kakehashi_directory_age_seconds", "gauge",
                            "Seconds since the router issued the signed directory this gateway "
                            "uses (absent before one is loaded).");
-    if (rc == 0 && G.dir != NULL && G.dir->pb != NULL)
+    gw_dir_status ds;
+    gw_dir_status_get(&ds);
+    if (rc == 0 && ds.installs > 0)
         rc = khprom_sample(b, "kakehashi_directory_age_seconds", NULL,
-                           (int64_t)time(NULL) - G.dir->pb->issued_at);
+                           (int64_t)time(NULL) - ds.issued_at);
+    if (rc == 0)
+        rc = khprom_family(b, "kakehashi_directory_installs_total", "counter",
+                           "Directory versions installed since the gateway started (the first "
+                           "one included).");
+    if (rc == 0)
+        rc = khprom_sample(b, "kakehashi_directory_installs_total", NULL, ds.installs);
+    if (rc == 0)
+        rc = khprom_family(b, "kakehashi_directory_refresh_ok", "gauge",
+                           "1 if the last refresh found the router's directory in use (new or "
+                           "not), 0 if it failed (unreachable, a signature or version refused).");
+    if (rc == 0 && ds.installs > 0)
+        rc = khprom_sample(b, "kakehashi_directory_refresh_ok", NULL, ds.last_error[0] ? 0 : 1);
     return rc;
 }
 

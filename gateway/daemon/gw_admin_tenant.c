@@ -4,6 +4,7 @@
  * queries, the audit log and usage counts. */
 #include "gw_adm.h"
 #include "gw_decide.h"
+#include "gw_qstate.h"
 #include "gw_usage.h"
 
 #include "khadmin.h"
@@ -205,39 +206,130 @@ fail:
 
 /* ------------------------------------------------------------ listings */
 
+/* expiring=SECONDS: held queries still pending whose deadline is at most
+ * that far away, soonest first (what is about to expire) */
 void adm_pending_work(PGconn *c, adm_call *call)
 {
-    static const char *const known[] = {"state", "limit", NULL};
+    static const char *const known[] = {"state", "limit", "expiring", NULL};
     static const char *const states[] = {"pending", "approved", "refused", "expired", "all", NULL};
-    const char *state;
+    const char *state, *expiring = adm_query_get(call, "expiring");
     char limit[8];
     if (!adm_query_known(call, known) || !adm_query_enum(call, "state", states, &state) ||
         !adm_query_limit(call, limit))
         return;
+    if (expiring && (!adm_digits_ok(expiring, 8) || (state && strcmp(state, "pending") != 0))) {
+        adm_set_err(call, KH_E_ADM_FIELD,
+                    "expiring: seconds, 0 to 99999999 (held queries still pending only)");
+        return;
+    }
     if (state == NULL)
         state = "pending";
     adm_listing l = {.n = 0};
-    /* the subject's link code stays out: a responder decides by local ID */
+    /* the subject's link code stays out: a responder decides by local ID;
+     * seconds_left: until the deadline, while pending */
     snprintf(l.sql, sizeof l.sql,
-             "SELECT msg_id, sender, procedure, items, local_id, staff_id, as_of, flags, "
-             "received_at, state, decided_by, decided_at, approved_items, reason "
-             "FROM pending_answer WHERE true");
+             "SELECT * FROM (SELECT msg_id, sender, procedure, items, local_id, staff_id, as_of, "
+             "flags, received_at, deadline, CASE WHEN state = 'pending' THEN greatest(0, "
+             "floor(extract(epoch FROM deadline - now())))::bigint END AS seconds_left, state, "
+             "decided_by, decided_at, approved_items, reason FROM pending_answer) p WHERE true");
     adm_list_where(&l, "state = ", "", strcmp(state, "all") == 0 ? NULL : state);
+    adm_list_where(&l, "deadline <= now() + make_interval(secs => ", "::int)", expiring);
     if (!adm_tenant_begin(&c, call))
         return;
-    adm_list_json(c, call, &l, "received_at DESC", limit, "pending");
+    adm_list_json(c, call, &l, expiring ? "deadline, msg_id" : "received_at DESC", limit,
+                  "pending");
     kh_db_rollback(c);
+}
+
+/* ------------------------------------------------------------- policy */
+
+#define POLICY_COLUMNS                                                                             \
+    "hold_deadline_s, set_by, to_char(set_at AT TIME ZONE 'UTC', "                                 \
+    "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS set_at"
+
+static void policy_reply(PGconn *c, adm_call *call, const char *sql, int n, const char *const *p,
+                         const char *detail)
+{
+    PGresult *r = kh_db_exec(c, sql, n, p);
+    if (adm_db_failed(call, r))
+        goto fail;
+    if (PQntuples(r) != 1) {
+        adm_set_err(call, KH_E_INTERNAL, "the tenant has no hold_policy row (migration 015)");
+        PQclear(r);
+        goto fail;
+    }
+    if (detail &&
+        (adm_tenant_audit(c, call, "policy", detail, KH_OK) != KH_OK || kh_db_commit(c) != KH_OK)) {
+        adm_set_err(call, KH_E_DB, "database unavailable");
+        PQclear(r);
+        goto fail;
+    }
+    khj_writer w;
+    khjw_init(&w, 0);
+    khjw_obj(&w);
+    khjw_kstr(&w, "tenant", call->org);
+    khjw_key(&w, "policy");
+    khjw_raw(&w, PQgetvalue(r, 0, 0), strlen(PQgetvalue(r, 0, 0)));
+    khjw_obj_end(&w);
+    PQclear(r);
+    adm_set_out(call, &w, 200);
+fail:
+    kh_db_rollback(c);
+}
+
+void adm_policy_read_work(PGconn *c, adm_call *call)
+{
+    static const char *const none[] = {NULL};
+    if (!adm_query_known(call, none) || !adm_tenant_begin(&c, call))
+        return;
+    policy_reply(c, call,
+                 "SELECT row_to_json(x)::text FROM (SELECT " POLICY_COLUMNS " FROM hold_policy) x",
+                 0, NULL, NULL);
+}
+
+/* {"hold_deadline_s": N}: the deadline of queries held from now on; the
+ * ones waiting keep theirs (their askers were told it). */
+void adm_policy_set_work(PGconn *c, adm_call *call)
+{
+    static const char *const known[] = {"hold_deadline_s", NULL};
+    int64_t secs = 0;
+    if (!adm_body_fields(call, known))
+        return;
+    if (!khj_get_int(call->body, "hold_deadline_s", &secs) || secs < 1 ||
+        secs > GW_HOLD_DEADLINE_MAX_S) {
+        adm_set_err(call, KH_E_ADM_FIELD,
+                    "hold_deadline_s: an integer of seconds, 1 to %d (90 days)",
+                    GW_HOLD_DEADLINE_MAX_S);
+        return;
+    }
+    if (!adm_tenant_begin(&c, call))
+        return;
+    char v[24], detail[96];
+    snprintf(v, sizeof v, "%lld", (long long)secs);
+    const char *p[2] = {v, call->op};
+    PGresult *r = kh_db_exec(c, "SELECT hold_deadline_s FROM hold_policy FOR UPDATE", 0, NULL);
+    if (adm_db_failed(call, r)) {
+        kh_db_rollback(c);
+        return;
+    }
+    snprintf(detail, sizeof detail, "{\"hold_deadline_s\": %lld, \"before\": %s}", (long long)secs,
+             PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "null");
+    PQclear(r);
+    policy_reply(c, call,
+                 "WITH u AS (INSERT INTO hold_policy (one, hold_deadline_s, set_by) VALUES (true, "
+                 "$1::int, $2) ON CONFLICT (one) DO UPDATE SET hold_deadline_s = "
+                 "EXCLUDED.hold_deadline_s, set_by = EXCLUDED.set_by, set_at = now() RETURNING *) "
+                 "SELECT row_to_json(x)::text FROM (SELECT " POLICY_COLUMNS " FROM u) x",
+                 2, p, detail);
 }
 
 void adm_queries_work(PGconn *c, adm_call *call)
 {
     static const char *const known[] = {"state", "procedure", "provider", "since",
                                         "until", "limit",     NULL};
-    static const char *const states[] = {"sent",   "answered",  "pending", "refused",
-                                         "failed", "timed_out", NULL};
     const char *state, *proc, *provider, *since, *until;
     char limit[8];
-    if (!adm_query_known(call, known) || !adm_query_enum(call, "state", states, &state) ||
+    if (!adm_query_known(call, known) || !adm_query_enum(call, "state", gw_qstate_names, &state) ||
         !adm_query_period(call, &since, &until) || !adm_query_limit(call, limit))
         return;
     proc = adm_query_get(call, "procedure");
@@ -308,7 +400,7 @@ static bool usage_period(PGconn *c, adm_call *call, char *since_out, char *until
 }
 
 /* GET tenants/{org}/usage?since&until: the tenant's usage counts, one row a
- * day, and their total (sql/tenant/008_usage.sql says what each counts). */
+ * day, and their total (sql/tenant/015_hold_expiry.sql says what each counts). */
 void adm_usage_work(PGconn *c, adm_call *call)
 {
     char since[11], until[11];

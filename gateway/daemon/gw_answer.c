@@ -75,7 +75,7 @@ static void minimise(gw_answer *a)
         size_t keep = 0;
         for (size_t j = 0; j < d->n_fields; j++) {
             Kh__Field *f = d->fields[j];
-            if (kh_dir_field_allowed(G.dir, a->row, d->item_code, f->name)) {
+            if (kh_dir_field_allowed(a->dir, a->row, d->item_code, f->name)) {
                 d->fields[keep++] = f;
                 continue;
             }
@@ -112,7 +112,7 @@ kh_err gw_answer_read(PGconn *c, gw_answer *a, const char *local_id, const char 
 
 kh_err gw_answer_seal(gw_answer *a, const char *answer_state, const char *code)
 {
-    const kh_org *asker = kh_dir_org(G.dir, a->asker);
+    const kh_org *asker = kh_dir_org(a->dir, a->asker);
     Kh__Header h;
     Kh__AnswerBody b = KH__ANSWER_BODY__INIT;
     uint8_t *body = NULL;
@@ -141,6 +141,7 @@ kh_err gw_answer_seal(gw_answer *a, const char *answer_state, const char *code)
     b.n_withheld = a->nwithheld;
     b.deferred = strcmp(answer_state, "DEFERRED") == 0;
     b.code = (char *)(code ? code : "");
+    b.decide_by = a->decide_by;
     int rc = kh_pb_pack(&b.base, &body, &blen);
     if (rc == 0)
         rc = kh_env_seal(&h, &a->t->id, body, blen, asker->enc_cert, &a->sealed, &a->sealedlen);

@@ -20,10 +20,11 @@ typedef struct {
     char *const *items;
     size_t nitems;
     const char *subject; /* the person's link code at this tenant */
-    const char *row;     /* the legal-basis row that allows the query (in G.dir) */
+    const kh_dir *dir;   /* the directory version the work holds (gw_dir.h) */
+    const char *row;     /* the legal-basis row that allows the query (in dir) */
     uint8_t in_reply_to[KH_MSG_ID_LEN];
     /* the answer */
-    const char *result;  /* FOUND, NOT_FOUND, WITHHELD, PENDING, REFUSED */
+    const char *result;  /* FOUND, NOT_FOUND, WITHHELD, PENDING, REFUSED, EXPIRED */
     const char *outcome; /* for the provision record */
     Kh__ItemData **data;
     size_t ndata;
@@ -32,6 +33,7 @@ typedef struct {
     uint8_t *sealed; /* the sealed envelope */
     size_t sealedlen;
     uint8_t msg_id[KH_MSG_ID_LEN]; /* the answer's own message id */
+    int64_t decide_by;             /* PENDING: the hold's deadline (unix seconds) */
 } gw_answer;
 
 /* In the tenant transaction: the flags in force today for this query and
@@ -47,7 +49,7 @@ void gw_answer_withhold(gw_answer *a, const char *item);
 KH_MUST_CHECK kh_err gw_answer_read(PGconn *c, gw_answer *a, const char *local_id,
                                     const char *as_of, char *msg, size_t msglen);
 /* Seals the answer to the asker. answer_state: "" (immediate), "PENDING" or
- * "DEFERRED"; code: the refusal code of a REFUSED answer, or NULL. */
+ * "DEFERRED"; code: the code of a REFUSED or EXPIRED answer, or NULL. */
 KH_MUST_CHECK kh_err gw_answer_seal(gw_answer *a, const char *answer_state, const char *code);
 /* Frees what the answer owns (data wiped first) and the sealed bytes. */
 void gw_answer_clear(gw_answer *a);

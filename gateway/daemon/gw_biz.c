@@ -238,9 +238,9 @@ static uint8_t *open_router_reply(gw_call *call, int status, const uint8_t *buf,
         call->err = gw_relayed_refusal(buf, len, call->msg, sizeof call->msg);
         return NULL;
     }
-    return gw_open_from_router(call->t, buf, len, KH__MSG_TYPE__LINKCODE_ANSWER, call->msg_id,
-                               G.dir->router_sign, "ROUTER", hp, blen, &call->err, call->msg,
-                               sizeof call->msg);
+    return gw_open_from_router(call->t, G.dir, buf, len, KH__MSG_TYPE__LINKCODE_ANSWER,
+                               call->msg_id, G.dir->router_sign, "ROUTER", hp, blen, &call->err,
+                               call->msg, sizeof call->msg);
 }
 
 static void lc_sent(int status, const uint8_t *buf, size_t len, void *arg)

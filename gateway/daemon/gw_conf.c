@@ -132,6 +132,11 @@ static const kh_opt options[] = {
      "(at most 10 s more). A second signal stops at once; 0: stop at once"},
     {"timeout_ms", KH_OPT_INT, RELOAD, "30000", 100, 120000, NULL, OFF(timeout_ms), NULL,
      "default wait for an answer"},
+    {"directory_refresh_s", KH_OPT_INT, RELOAD, "300", 0, 86400, NULL, OFF(directory_refresh_s),
+     NULL,
+     "ask the router for its signed directory this often, seconds, and take a newer one "
+     "(verified; work in flight finishes under the version it started with); 0: only at "
+     "start and on demand (POST /admin/v1/directory/refresh)"},
     {"log_level", KH_OPT_ENUM, RELOAD, "info", 0, 0, log_levels, OFF(log_level), NULL,
      "least severe level logged"},
     {"spool_dir", KH_OPT_STR, 0, NULL, 0, 900, NULL, OFF(spool_dir), NULL,

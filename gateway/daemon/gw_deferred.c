@@ -2,7 +2,8 @@
  * responder at the provider decided a held query later, and the router
  * forwards that decision to us through the peer API. The answer is checked
  * against its header, the legal basis and minimisation, and moves the query
- * (by its handle) to answered or refused, with its provision record, once:
+ * (by its handle) to answered, refused or expired (no responder decided
+ * before the provider's deadline), with its provision record, once:
  * a retransmission after a lost acknowledgement is acknowledged again. */
 #include "gw_deferred.h"
 #include "khpb.h"
@@ -50,6 +51,7 @@ static bool deferred_ok(const deferred *df)
     const Kh__Header *h = df->h;
     const Kh__AnswerBody *a = df->ans;
     bool refused = strcmp(a->result, "REFUSED") == 0;
+    bool expired = strcmp(a->result, "EXPIRED") == 0;
     bool ok = a->msg_id.len == KH_MSG_ID_LEN &&
               memcmp(a->msg_id.data, h->msg_id.data, KH_MSG_ID_LEN) == 0 &&
               a->in_reply_to.len == KH_MSG_ID_LEN &&
@@ -58,8 +60,10 @@ static bool deferred_ok(const deferred *df)
               strcmp(a->procedure, h->procedure) == 0 &&
               kh_items_equal(a->items, a->n_items, h->items, h->n_items) && a->deferred &&
               (strcmp(a->result, "FOUND") == 0 || strcmp(a->result, "NOT_FOUND") == 0 ||
-               strcmp(a->result, "WITHHELD") == 0 || refused) &&
-              (!refused || (a->n_data == 0 && kh_err_from_code(a->code) == KH_E_MANUAL_REFUSAL));
+               strcmp(a->result, "WITHHELD") == 0 || refused || expired) &&
+              (!refused || (a->n_data == 0 && kh_err_from_code(a->code) == KH_E_MANUAL_REFUSAL)) &&
+              (!expired || (a->n_data == 0 && kh_err_from_code(a->code) == KH_E_HOLD_EXPIRED)) &&
+              (refused || expired || a->code[0] == '\0') && a->decide_by == 0;
     for (size_t i = 0; ok && i < a->n_data + a->n_withheld; i++) {
         const char *code = i < a->n_data ? a->data[i]->item_code : a->withheld[i - a->n_data];
         bool asked = false;
@@ -71,7 +75,10 @@ static bool deferred_ok(const deferred *df)
         }
         ok = ok && asked;
     }
-    return ok && (refused || gw_answer_consistent(a)) && a->base.n_unknown_fields == 0;
+    /* a refusal or an expiry carries no data and withholds nothing */
+    if (refused || expired)
+        return ok && a->n_withheld == 0 && a->base.n_unknown_fields == 0;
+    return ok && gw_answer_consistent(a);
 }
 
 static void deferred_work(PGconn *c, void *arg)
@@ -111,7 +118,8 @@ static void deferred_work(PGconn *c, void *arg)
                                 &v, NULL, NULL);
     if (e == KH_OK && v != KH_SEEN_NEW)
         e = KH_E_REPLAY;
-    bool final = strcmp(state, "answered") == 0 || strcmp(state, "refused") == 0;
+    bool final = strcmp(state, "answered") == 0 || strcmp(state, "refused") == 0 ||
+                 strcmp(state, "expired") == 0;
     if (e == KH_E_REPLAY && final) {
         df->again = true; /* our acknowledgement was lost: acknowledge again */
         kh_db_rollback(c);
@@ -125,6 +133,14 @@ static void deferred_work(PGconn *c, void *arg)
                  e == KH_E_REPLAY ? "deferred answer already received" : "database unavailable");
         goto fail;
     }
+    if (strcmp(state, "expired") == 0 && strcmp(a->result, "EXPIRED") == 0) {
+        /* our sweeper ended it first (gw_lease.c): the provider says the
+         * same; acknowledged, nothing recorded twice */
+        df->again = true;
+        kh_db_rollback(c);
+        khc_wipe(local_id, sizeof local_id);
+        return;
+    }
     if (strcmp(state, "sent") == 0 || strcmp(state, "timed_out") == 0) {
         /* the PENDING reply is not recorded here yet: the provider's outbox
          * retries (KH-5003 is retryable) */
@@ -134,18 +150,22 @@ static void deferred_work(PGconn *c, void *arg)
         goto fail;
     }
     if (strcmp(state, "pending") != 0) {
-        /* answered, refused, or failed: final states stay final */
+        /* answered, refused, expired or failed: final states stay final */
         khc_wipe(local_id, sizeof local_id);
         df->err = KH_E_UNEXPECTED_ANSWER;
         snprintf(df->msg, sizeof df->msg, "the query is %s, not waiting for a decision", state);
         goto fail;
     }
     bool refused = strcmp(a->result, "REFUSED") == 0;
+    bool expired = strcmp(a->result, "EXPIRED") == 0;
+    const char *to = refused ? "refused" : expired ? "expired" : "answered";
     char *bytes = gw_pb_bytea(&a->base);
     const char *u[6] = {df->irt,
-                        refused ? "refused" : "answered",
-                        refused ? a->code : NULL,
-                        refused ? "refused by the provider's responder" : NULL,
+                        to,
+                        refused || expired ? a->code : NULL,
+                        refused   ? "refused by the provider's responder"
+                        : expired ? "no responder decided before the provider's deadline"
+                                  : NULL,
                         a->result,
                         bytes};
     r = bytes ? kh_db_exec(c,
@@ -159,14 +179,17 @@ static void deferred_work(PGconn *c, void *arg)
     free(bytes);
     e = r ? KH_OK : KH_E_DB;
     PQclear(r);
-    const char *outcome = refused ? "refused" : gw_answer_outcome("answered", a);
+    const char *outcome = refused || expired ? to : gw_answer_outcome("answered", a);
     if (e == KH_OK)
         e = gw_access(c, df->hex, "peer", df->h->sender, "deferred_answer", staff, df->h->procedure,
                       df->h->items, df->h->n_items, KH_OK);
     if (e == KH_OK)
         e = gw_record(c, df->irt, "asked", df->h->sender, df->h->procedure, df->h->items,
                       df->h->n_items, local_id, staff, outcome,
-                      refused ? KH_E_MANUAL_REFUSAL : KH_OK, a->data, a->n_data);
+                      refused   ? KH_E_MANUAL_REFUSAL
+                      : expired ? KH_E_HOLD_EXPIRED
+                                : KH_OK,
+                      a->data, a->n_data);
     khc_wipe(local_id, sizeof local_id);
     if (e == KH_OK)
         e = kh_db_commit(c);
@@ -236,7 +259,7 @@ void gw_deferred_on_answer(struct evhttp_request *req, gw_tenant *t, Kh__Envelop
         if (df->ans == NULL || !deferred_ok(df)) {
             e = KH_E_SPLICE;
             why = "deferred answer does not match its header";
-        } else if (!gw_answer_within_basis(row, df->ans)) {
+        } else if (!gw_answer_within_basis(G.dir, row, df->ans)) {
             e = KH_E_OVERSHARE;
             why = "the deferred answer carries a field the legal-basis row does not allow";
         }

@@ -30,6 +30,7 @@
  *   person's local ID. */
 #include "gw_disclose.h"
 #include "khpb.h"
+#include "gw_dir.h"
 #include "gw_req.h"
 #include "gw_state.h"
 #include "gw_record.h"
@@ -211,14 +212,15 @@ static kh_err read_self_info(PGconn *c, disc_call *dc, const char *local_id, con
     return e;
 }
 
-static kh_err seal(disc_call *dc)
+/* On the worker: sealed to the router's certificate in the directory in use. */
+static kh_err seal_with(disc_call *dc, const kh_dir *dir)
 {
     Kh__Header h;
     Kh__DisclosureAnswerBody b = KH__DISCLOSURE_ANSWER_BODY__INIT;
     uint8_t id[KH_MSG_ID_LEN];
     uint8_t *body = NULL;
     size_t blen = 0;
-    if (G.dir->router_enc == NULL ||
+    if (dir == NULL || dir->router_enc == NULL ||
         kh_header_init(&h, id, KH__MSG_TYPE__DISCLOSURE_ANSWER, dc->t->id.code, "ROUTER",
                        dc->t->id.code, G.ttl) != 0)
         return KH_E_INTERNAL;
@@ -238,10 +240,17 @@ static kh_err seal(disc_call *dc)
     b.more_items = dc->more_items;
     int rc = kh_pb_pack(&b.base, &body, &blen);
     if (rc == 0)
-        rc =
-            kh_env_seal(&h, &dc->t->id, body, blen, G.dir->router_enc, &dc->sealed, &dc->sealedlen);
+        rc = kh_env_seal(&h, &dc->t->id, body, blen, dir->router_enc, &dc->sealed, &dc->sealedlen);
     khc_free_secret(body, blen);
     return rc == 0 ? KH_OK : KH_E_INTERNAL;
+}
+
+static kh_err seal(disc_call *dc)
+{
+    const kh_dir *dir = gw_dir_hold();
+    kh_err e = seal_with(dc, dir);
+    gw_dir_drop(dir);
+    return e;
 }
 
 static void disc_work(PGconn *c, void *arg)

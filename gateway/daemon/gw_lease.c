@@ -241,7 +241,10 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 /* A query still "sent" or "timed_out" a minute after its message expired can
  * no longer be answered (every attempt is bounded by the validity): it was
  * left by a gateway that stopped or crashed mid-flight. It ends failed, with
- * its provision record, so no query is lost silently. */
+ * its provision record, so no query is lost silently. A query still
+ * "pending" a message validity and a minute after the provider's deadline
+ * (decide_by) can no longer get its deferred answer either: it ends expired
+ * (KH-2011). */
 static struct event *sweep_ev;
 static bool sweeping;
 
@@ -262,16 +265,38 @@ static void sweep_work(PGconn *home, void *arg)
             "local_id, staff_id, outcome, code) SELECT msg_id, 'asked', provider, procedure, "
             "items, local_id, staff_id, 'failed', 'KH-5004' FROM q",
             0, NULL);
+        /* a held query whose EXPIRED answer (or decision) never came: the
+         * provider's outbox gave up a message validity after the deadline */
+        char ttl[16];
+        snprintf(ttl, sizeof ttl, "%d", G.ttl);
+        const char *p[1] = {ttl};
+        PGresult *x =
+            r == NULL ? NULL
+                      : kh_db_exec(c,
+                                   "WITH q AS (UPDATE query SET state = 'expired', code = "
+                                   "'KH-2011', message = 'no decision arrived by the provider''s "
+                                   "deadline', result = NULL, answer = NULL, updated_at = now() "
+                                   "WHERE state = 'pending' AND "
+                                   "decide_by < now() - make_interval(secs => $1::int + 60) "
+                                   "RETURNING *) INSERT INTO provision_record (msg_id, direction, "
+                                   "counterpart, procedure, items, local_id, staff_id, outcome, "
+                                   "code) SELECT msg_id, 'asked', provider, procedure, items, "
+                                   "local_id, staff_id, 'expired', 'KH-2011' FROM q",
+                                   1, p);
         /* replay protection needs an id only while its message is valid */
-        bool purged = r != NULL && kh_seen_purge(c, KH_SEEN_TENANT, NULL) == KH_OK;
-        if (r != NULL && purged && kh_db_commit(c) == KH_OK) {
+        bool purged = x != NULL && kh_seen_purge(c, KH_SEEN_TENANT, NULL) == KH_OK;
+        if (purged && kh_db_commit(c) == KH_OK) {
             if (strcmp(PQcmdTuples(r), "0") != 0)
                 kh_warn("biz", "tenant %s: %s unfinished queries ended failed",
                         G.tenants[i].id.code, PQcmdTuples(r));
+            if (strcmp(PQcmdTuples(x), "0") != 0)
+                kh_warn("biz", "tenant %s: %s held queries ended expired without an answer",
+                        G.tenants[i].id.code, PQcmdTuples(x));
         } else {
             kh_db_rollback(c);
         }
         PQclear(r);
+        PQclear(x);
     }
 }
 

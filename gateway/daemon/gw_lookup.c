@@ -171,13 +171,11 @@ static void lookup_done(void *arg)
 
 static const char *list_invalid(const Kh__QueryListRequest *f)
 {
-    static const char *const states[] = {"",        "sent",   "answered", "pending",
-                                         "refused", "failed", "timed_out"};
-    bool state_ok = false;
-    for (size_t i = 0; i < sizeof states / sizeof *states; i++)
-        state_ok = state_ok || strcmp(f->state, states[i]) == 0;
+    bool state_ok = f->state[0] == '\0';
+    for (size_t i = 0; gw_qstate_names[i] != NULL; i++)
+        state_ok = state_ok || strcmp(f->state, gw_qstate_names[i]) == 0;
     if (!state_ok)
-        return "state: expected sent, answered, pending, refused, failed or timed_out";
+        return "state: expected sent, answered, pending, refused, expired, failed or timed_out";
     if (f->procedure[0] && !kh_id_code(f->procedure, KH_CODE_MAX))
         return "procedure: expected a procedure code such as JT001";
     if (f->provider[0] && !kh_id_org(f->provider))

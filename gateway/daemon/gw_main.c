@@ -10,6 +10,7 @@
 #include "gw_decide.h"
 #include "gw_health.h"
 #include "gw_lease.h"
+#include "gw_dir.h"
 
 #include "khadmin.h"
 #include "khid.h"
@@ -50,6 +51,7 @@ static void apply_reloadable(const gw_settings *s)
     G.skew = s->max_skew;
     G.ttl = s->msg_ttl;
     G.default_timeout_ms = s->timeout_ms;
+    gw_dir_schedule(s->directory_refresh_s); /* runs from the first directory on */
     gw_admin_reload(s);
     /* admission (khhttp.h): a tenant and a business system on the business
      * API; on the peer API there is one client, the router */
@@ -176,22 +178,15 @@ static void directory_arrived(int status, const uint8_t *body, size_t len, void 
 {
     char err[256] = "router unreachable";
     if (status == 200) {
-        G.dir = kh_dir_load(body, len, G.national, err, sizeof err);
-        if (G.dir != NULL) {
-            for (size_t i = 0; i < G.ntenants; i++) {
-                const kh_org *o = kh_dir_org(G.dir, G.tenants[i].id.code);
-                if (o == NULL || !khc_cert_equal(o->sign_cert, G.tenants[i].id.sign_cert) ||
-                    !khc_cert_equal(o->enc_cert, G.tenants[i].id.enc_cert)) {
-                    kh_error("main",
-                             "tenant %s is missing from the directory or its certificates "
-                             "differ from ours",
-                             G.tenants[i].id.code);
-                    event_base_loopbreak(G.base);
-                    return;
-                }
+        /* verified on the event loop: nothing else runs yet */
+        kh_dir *fresh = kh_dir_load(body, len, G.national, err, sizeof err);
+        if (fresh != NULL) {
+            if (!gw_dir_install(fresh, err, sizeof err)) {
+                kh_error("main", "%s: the router's directory is not taken: %s",
+                         kh_err_code(KH_E_DIRECTORY), err);
+                event_base_loopbreak(G.base);
+                return;
             }
-            kh_info("main", "directory verified (legal-basis version %s)",
-                    G.dir->pb->legal_basis_version);
             start_listeners();
             return;
         }
@@ -315,7 +310,7 @@ static void teardown(void)
         khc_cert_free(G.tenants[i].business_ca);
     }
     free(G.tenants);
-    kh_dir_free(G.dir);
+    gw_dir_shutdown();
     if (G.base)
         kh_http_client_close(G.base);
     kh_tls_ctx_free(G.biz_ctx);

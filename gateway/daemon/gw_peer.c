@@ -22,6 +22,7 @@
 #include "khid.h"
 #include "khseen.h"
 #include "gw_answer.h"
+#include "gw_dir.h"
 
 #include "idconv.h"
 #include "khcrypto.h"
@@ -51,6 +52,7 @@ typedef struct {
 
 static void peer_free(peer_call *pc)
 {
+    gw_dir_drop(pc->a.dir);
     kh_env_free(pc->env, NULL);
     if (pc->h)
         kh__header__free_unpacked(pc->h, NULL);
@@ -88,15 +90,19 @@ static kh_err hold(PGconn *c, peer_call *pc, const char *local_id, const char *a
     const char *p[9] = {pc->msg_hex,    pc->h->sender, pc->h->procedure, lit,
                         pc->h->subject, local_id,      pc->qb->staff_id, as_of,
                         hold_ids};
+    /* the deadline is the tenant's policy now; the asker is told it */
     PGresult *r = kh_db_exec(c,
                              "INSERT INTO pending_answer (msg_id, sender, procedure, items, "
-                             "subject, local_id, staff_id, as_of, flags) VALUES ($1,$2,$3,"
-                             "$4::text[],$5,$6,$7,$8,$9::bigint[])",
+                             "subject, local_id, staff_id, as_of, flags, deadline) VALUES ($1,$2,"
+                             "$3,$4::text[],$5,$6,$7,$8,$9::bigint[], now() + make_interval(secs "
+                             "=> coalesce((SELECT hold_deadline_s FROM hold_policy), 1209600))) "
+                             "RETURNING floor(extract(epoch FROM deadline))::bigint",
                              9, p);
     if (r == NULL)
         return KH_E_DB;
+    pc->a.decide_by = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
     PQclear(r);
-    return KH_OK;
+    return pc->a.decide_by > 0 ? KH_OK : KH_E_INTERNAL;
 }
 
 static void record_replay(PGconn *c, peer_call *pc)
@@ -118,7 +124,7 @@ static void record_replay(PGconn *c, peer_call *pc)
 static bool open_query(PGconn *c, peer_call *pc)
 {
     const Kh__Header *h = pc->h;
-    const kh_org *sender = kh_dir_org(G.dir, h->sender);
+    const kh_org *sender = kh_dir_org(pc->a.dir, h->sender);
     uint8_t *body = NULL;
     size_t blen = 0;
     kh_err e = kh_env_open(pc->env, &pc->t->id, G.national, sender ? sender->sign_cert : NULL,
@@ -351,6 +357,7 @@ static void on_envelope(struct evhttp_request *req, void *arg)
     pc->req = req;
     pc->t = t;
     pc->h = h;
+    pc->a.dir = gw_dir_hold(); /* the version row is from: G.dir, on this loop */
     pc->a.t = t;
     pc->a.asker = h->sender;
     pc->a.procedure = h->procedure;

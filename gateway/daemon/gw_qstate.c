@@ -8,15 +8,20 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* the CHECK of query.state (sql/tenant/015_hold_expiry.sql), in order */
+const char *const gw_qstate_names[] = {"sent",    "answered", "pending",   "refused",
+                                       "expired", "failed",   "timed_out", NULL};
+static const char *const upper[] = {"SENT",    "ANSWERED", "PENDING",   "REFUSED",
+                                    "EXPIRED", "FAILED",   "TIMED_OUT", NULL};
 
 const char *gw_qstate_upper(const char *s)
 {
-    return strcmp(s, "answered") == 0    ? "ANSWERED"
-           : strcmp(s, "pending") == 0   ? "PENDING"
-           : strcmp(s, "refused") == 0   ? "REFUSED"
-           : strcmp(s, "failed") == 0    ? "FAILED"
-           : strcmp(s, "timed_out") == 0 ? "TIMED_OUT"
-                                         : "SENT";
+    for (size_t i = 0; gw_qstate_names[i] != NULL; i++)
+        if (strcmp(s, gw_qstate_names[i]) == 0)
+            return upper[i];
+    return "SENT";
 }
 
 /* Replies with a QueryResponse: the handle, the state, and the answer if any. */
@@ -37,6 +42,8 @@ void gw_qstate_reply(struct evhttp_request *req, const char *handle, const char 
         resp.withheld = ans->withheld;
         resp.n_withheld = ans->n_withheld;
         resp.deferred = ans->deferred;
+        if (strcmp(state, "pending") == 0)
+            resp.decide_by = ans->decide_by;
     }
     kh_http_reply_pb(req, &resp.base);
 }
@@ -60,14 +67,19 @@ bool gw_answer_consistent(const Kh__AnswerBody *a)
     return true;
 }
 
-bool gw_answer_within_basis(const char *row, const Kh__AnswerBody *a)
+bool gw_answer_within_basis(const kh_dir *dir, const char *row, const Kh__AnswerBody *a)
 {
     for (size_t i = 0; i < a->n_data; i++)
         for (size_t k = 0; k < a->data[i]->n_fields; k++)
-            if (!kh_dir_field_allowed(G.dir, row, a->data[i]->item_code,
-                                      a->data[i]->fields[k]->name))
+            if (!kh_dir_field_allowed(dir, row, a->data[i]->item_code, a->data[i]->fields[k]->name))
                 return false;
     return true;
+}
+
+bool gw_decide_by_plausible(int64_t decide_by)
+{
+    int64_t now = (int64_t)time(NULL), skew = atomic_load(&G.skew);
+    return decide_by > now - skew && decide_by <= now + GW_HOLD_DEADLINE_MAX_S + skew;
 }
 
 const char *gw_answer_outcome(const char *state, const Kh__AnswerBody *a)

@@ -10,6 +10,8 @@
 #include <event2/http.h>
 #include <stdbool.h>
 
+/* The states of a query, as the tenant's query table keeps them, NULL-ended. */
+extern const char *const gw_qstate_names[];
 /* The state as the API writes it (sent -> SENT, timed_out -> TIMED_OUT...). */
 const char *gw_qstate_upper(const char *state);
 /* Replies with a QueryResponse: the handle, the state, and the answer if any. */
@@ -19,8 +21,14 @@ void gw_qstate_reply(struct evhttp_request *req, const char *handle, const char 
  * names items, no unknown fields anywhere). */
 bool gw_answer_consistent(const Kh__AnswerBody *a);
 /* Minimisation checked at the asking end: every field carried is one that
- * legal-basis row allows. */
-bool gw_answer_within_basis(const char *row, const Kh__AnswerBody *a);
+ * legal-basis row (of directory version dir) allows. */
+bool gw_answer_within_basis(const kh_dir *dir, const char *row, const Kh__AnswerBody *a);
+/* The longest a held query may wait for a responder (a tenant's
+ * hold_policy: 90 days). */
+#define GW_HOLD_DEADLINE_MAX_S 7776000
+/* A PENDING answer's deadline is believable: after now (less the skew) and
+ * at most the longest deadline (and the skew) away. */
+bool gw_decide_by_plausible(int64_t decide_by);
 /* The provision record's outcome of a query in state (answered: provided,
  * withheld or not_found, as the provider records it). */
 const char *gw_answer_outcome(const char *state, const Kh__AnswerBody *a);

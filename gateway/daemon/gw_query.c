@@ -14,6 +14,7 @@
 #include "khpb.h"
 
 #include "gw_ident.h"
+#include "gw_dir.h"
 #include "gw_qstate.h"
 #include "gw_record.h"
 #include "gw_req.h"
@@ -54,8 +55,9 @@ struct gw_query {
     int64_t expires_at;
     int timeout_ms;
     int attempts;
-    bool in_flight;  /* an HTTP attempt is running */
-    const char *row; /* the legal-basis row that allows the query (in G.dir) */
+    bool in_flight;    /* an HTTP attempt is running */
+    const kh_dir *dir; /* the directory version it started with (held: gw_dir.h) */
+    const char *row;   /* the legal-basis row that allows the query (in dir) */
     const char *state;
     struct event *wait_ev, *retry_ev;
     gw_query *next, *prev; /* live queries, freed at shutdown */
@@ -68,6 +70,7 @@ static size_t nlive;
 static void qc_free(gw_query *qc)
 {
     gw_req_take(&qc->req);
+    gw_dir_drop(qc->dir);
     if (qc->prev)
         qc->prev->next = qc->next;
     else if (live == qc)
@@ -198,7 +201,7 @@ static kh_err insert_row(PGconn *c, gw_query *qc)
 static void seal_query(gw_query *qc)
 {
     Kh__QueryRequest *q = qc->q;
-    const kh_org *prov = kh_dir_org(G.dir, q->provider);
+    const kh_org *prov = kh_dir_org(qc->dir, q->provider);
     Kh__Header h;
     Kh__QueryBody b = KH__QUERY_BODY__INIT;
     uint8_t *body = NULL;
@@ -426,19 +429,20 @@ static bool answer_ok(const gw_query *qc, const Kh__Header *h, const Kh__AnswerB
 {
     const Kh__QueryRequest *q = qc->q;
     bool pending = strcmp(a->result, "PENDING") == 0;
-    bool ok = a->msg_id.len == KH_MSG_ID_LEN && h->msg_id.len == KH_MSG_ID_LEN &&
-              memcmp(a->msg_id.data, h->msg_id.data, KH_MSG_ID_LEN) == 0 &&
-              a->in_reply_to.len == KH_MSG_ID_LEN &&
-              memcmp(a->in_reply_to.data, qc->msg_id, KH_MSG_ID_LEN) == 0 &&
-              gw_answer_consistent(a) && strcmp(a->sender, q->provider) == 0 &&
-              strcmp(a->recipient, qc->t->id.code) == 0 &&
-              strcmp(a->procedure, q->procedure) == 0 &&
-              kh_items_equal(a->items, a->n_items, h->items, h->n_items) &&
-              kh_items_equal(a->items, a->n_items, q->items, q->n_items) && !a->deferred &&
-              (strcmp(a->result, "FOUND") == 0 || strcmp(a->result, "NOT_FOUND") == 0 ||
-               strcmp(a->result, "WITHHELD") == 0 || pending) &&
-              pending == (strcmp(h->answer_state, "PENDING") == 0) &&
-              (!pending || (a->n_data == 0 && a->n_withheld == 0));
+    bool ok =
+        a->msg_id.len == KH_MSG_ID_LEN && h->msg_id.len == KH_MSG_ID_LEN &&
+        memcmp(a->msg_id.data, h->msg_id.data, KH_MSG_ID_LEN) == 0 &&
+        a->in_reply_to.len == KH_MSG_ID_LEN &&
+        memcmp(a->in_reply_to.data, qc->msg_id, KH_MSG_ID_LEN) == 0 && gw_answer_consistent(a) &&
+        strcmp(a->sender, q->provider) == 0 && strcmp(a->recipient, qc->t->id.code) == 0 &&
+        strcmp(a->procedure, q->procedure) == 0 &&
+        kh_items_equal(a->items, a->n_items, h->items, h->n_items) &&
+        kh_items_equal(a->items, a->n_items, q->items, q->n_items) && !a->deferred &&
+        (strcmp(a->result, "FOUND") == 0 || strcmp(a->result, "NOT_FOUND") == 0 ||
+         strcmp(a->result, "WITHHELD") == 0 || pending) &&
+        pending == (strcmp(h->answer_state, "PENDING") == 0) &&
+        (!pending || (a->n_data == 0 && a->n_withheld == 0)) && (pending || a->decide_by == 0) &&
+        a->code[0] == '\0' && (a->decide_by == 0 || gw_decide_by_plausible(a->decide_by));
     /* an answer may carry only items that were asked for, each once, and
      * never an item it says is withheld */
     for (size_t i = 0; ok && i < a->n_data + a->n_withheld; i++) {
@@ -506,19 +510,19 @@ static void on_sent(int status, const uint8_t *buf, size_t len, void *arg)
 static void open_answer(gw_query *qc)
 {
     Kh__QueryRequest *q = qc->q;
-    const kh_org *prov = kh_dir_org(G.dir, q->provider);
+    const kh_org *prov = kh_dir_org(qc->dir, q->provider);
     Kh__Header *h = NULL;
     size_t blen = 0;
-    uint8_t *body = gw_open_from_router(qc->t, qc->reply, qc->replylen, KH__MSG_TYPE__ANSWER,
-                                        qc->msg_id, prov ? prov->sign_cert : NULL, q->provider, &h,
-                                        &blen, &qc->err, qc->msg, sizeof qc->msg);
+    uint8_t *body = gw_open_from_router(
+        qc->t, qc->dir, qc->reply, qc->replylen, KH__MSG_TYPE__ANSWER, qc->msg_id,
+        prov ? prov->sign_cert : NULL, q->provider, &h, &blen, &qc->err, qc->msg, sizeof qc->msg);
     if (body != NULL) {
         qc->ans =
             (Kh__AnswerBody *)kh_pb_unpack(&kh__answer_body__descriptor, body, blen, NULL, NULL, 0);
         khc_free_secret(body, blen);
         if (qc->ans == NULL || !answer_ok(qc, h, qc->ans))
             qc_set(qc, KH_E_SPLICE, "answer body does not match its header or query");
-        else if (!gw_answer_within_basis(qc->row, qc->ans))
+        else if (!gw_answer_within_basis(qc->dir, qc->row, qc->ans))
             qc_set(qc, KH_E_OVERSHARE,
                    "the answer carries a field legal-basis row %s does not allow", qc->row);
         kh__header__free_unpacked(h, NULL);
@@ -538,16 +542,20 @@ static void record_work(PGconn *c, void *arg)
         open_answer(qc);
     bool answered = strcmp(qc->state, "answered") == 0 || strcmp(qc->state, "pending") == 0;
     char *ans = answered ? gw_pb_bytea(&qc->ans->base) : NULL;
-    char att[16];
+    char att[16], decide_by[24] = "";
     snprintf(att, sizeof att, "%d", qc->attempts);
-    const char *p[8] = {qc->hex,
+    /* a provider of an earlier version gives no deadline: NULL */
+    if (strcmp(qc->state, "pending") == 0 && qc->ans->decide_by > 0)
+        snprintf(decide_by, sizeof decide_by, "%lld", (long long)qc->ans->decide_by);
+    const char *p[9] = {qc->hex,
                         qc->state,
                         qc->err == KH_OK ? NULL : kh_err_code(qc->err),
                         qc->err == KH_OK ? NULL : qc->msg,
                         answered ? qc->ans->result : NULL,
                         ans,
                         att,
-                        G.node};
+                        G.node,
+                        decide_by[0] ? decide_by : NULL};
     if (answered && ans == NULL)
         goto fail;
     if (kh_db_tenant_begin(&c, qc->t->id.code) != KH_OK)
@@ -559,9 +567,10 @@ static void record_work(PGconn *c, void *arg)
     PGresult *r = kh_db_exec(c,
                              "UPDATE query SET state = $2, code = $3, message = $4, result = $5, "
                              "answer = $6::bytea, attempts = $7::int, updated_at = now(), "
-                             "envelope = NULL, node = NULL, lease_until = NULL "
-                             "WHERE msg_id = $1 AND state IN ('sent', 'timed_out') AND node = $8",
-                             8, p);
+                             "envelope = NULL, node = NULL, lease_until = NULL, decide_by = "
+                             "to_timestamp($9::bigint) WHERE msg_id = $1 AND state IN ('sent', "
+                             "'timed_out') AND node = $8",
+                             9, p);
     if (r == NULL)
         goto fail;
     bool moved = strcmp(PQcmdTuples(r), "1") == 0;
@@ -670,9 +679,10 @@ void gw_query_resume(gw_tenant *t, const char *hex, const char *system, Kh__Quer
         qc_free(qc);
         return;
     }
-    /* the answer is checked against the row of today's directory */
-    kh_err e =
-        kh_dir_legal(G.dir, t->id.code, q->procedure, q->provider, q->items, q->n_items, &qc->row);
+    /* the answer is checked against the row of the directory in use now */
+    qc->dir = gw_dir_hold();
+    kh_err e = kh_dir_legal(qc->dir, t->id.code, q->procedure, q->provider, q->items, q->n_items,
+                            &qc->row);
     if (e != KH_OK) {
         qc_set(qc, e, "taken over from a stopped node, but no legal-basis row allows it now");
         qc->state = "failed";
@@ -749,8 +759,9 @@ static void on_query(struct evhttp_request *req, void *arg)
     qc->state = "sent";
     live_add(qc);
     gw_req_hold(&qc->req, req);
-    kh_err e =
-        kh_dir_legal(G.dir, t->id.code, q->procedure, q->provider, q->items, q->n_items, &qc->row);
+    qc->dir = gw_dir_hold();
+    kh_err e = kh_dir_legal(qc->dir, t->id.code, q->procedure, q->provider, q->items, q->n_items,
+                            &qc->row);
     if (e == KH_E_UNKNOWN_ORG)
         qc_set(qc, e, "provider %s is not in the directory", q->provider);
     else if (e != KH_OK)

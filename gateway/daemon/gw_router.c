@@ -15,8 +15,8 @@ kh_err gw_relayed_refusal(const uint8_t *buf, size_t len, char *msg, size_t msgl
     return (e == KH_E__COUNT || e == KH_OK) ? KH_E_UPSTREAM : e;
 }
 
-uint8_t *gw_open_from_router(gw_tenant *t, const uint8_t *buf, size_t len, Kh__MsgType want,
-                             const uint8_t *in_reply_to, X509 *expect_signer,
+uint8_t *gw_open_from_router(gw_tenant *t, const kh_dir *dir, const uint8_t *buf, size_t len,
+                             Kh__MsgType want, const uint8_t *in_reply_to, X509 *expect_signer,
                              const char *expect_sender, Kh__Header **hp, size_t *blen, kh_err *err,
                              char *msg, size_t msglen)
 {
@@ -30,7 +30,7 @@ uint8_t *gw_open_from_router(gw_tenant *t, const uint8_t *buf, size_t len, Kh__M
         snprintf(msg, msglen, "router message unreadable: %s", why);
         return NULL;
     }
-    if ((*err = kh_env_verify(env, G.dir->router_sign)) != KH_OK ||
+    if ((*err = kh_env_verify(env, dir->router_sign)) != KH_OK ||
         strcmp(h->signer, "ROUTER") != 0) {
         *err = KH_E_HEADER_SIG;
         snprintf(msg, msglen, "header not signed by the router");
@@ -49,7 +49,7 @@ uint8_t *gw_open_from_router(gw_tenant *t, const uint8_t *buf, size_t len, Kh__M
         goto out;
     }
     if (expect_signer == NULL) {
-        const kh_org *o = kh_dir_org(G.dir, h->sender);
+        const kh_org *o = kh_dir_org(dir, h->sender);
         expect_signer = o ? o->sign_cert : NULL;
     }
     *err = kh_env_open(env, &t->id, G.national, expect_signer, &body, blen);

@@ -18,8 +18,8 @@ KH_MUST_CHECK kh_err gw_relayed_refusal(const uint8_t *buf, size_t len, char *ms
  * by expect_signer (NULL: the directory's certificate of the header's
  * sender). Returns the body (free with khc_free_secret) and *hp, or NULL
  * with *err and msg set. */
-uint8_t *gw_open_from_router(gw_tenant *t, const uint8_t *buf, size_t len, Kh__MsgType want,
-                             const uint8_t *in_reply_to, X509 *expect_signer,
+uint8_t *gw_open_from_router(gw_tenant *t, const kh_dir *dir, const uint8_t *buf, size_t len,
+                             Kh__MsgType want, const uint8_t *in_reply_to, X509 *expect_signer,
                              const char *expect_sender, Kh__Header **hp, size_t *blen, kh_err *err,
                              char *msg, size_t msglen);
 

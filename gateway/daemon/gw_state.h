@@ -37,7 +37,7 @@ typedef struct {
     SSL_CTX *biz_ctx, *peer_ctx, *client_ctx;
     SSL_CTX *admin_ctx; /* trusts only pki/operator-ca.crt; NULL without admin_listen */
     X509_STORE *national;
-    kh_dir *dir;
+    kh_dir *dir; /* the version in use: read on the event loop; a worker holds one (gw_dir.h) */
     kh_pool *pool;
     gw_tenant *tenants;
     size_t ntenants;

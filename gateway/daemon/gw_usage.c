@@ -1,6 +1,6 @@
 /* gw_usage.c: usage counts per tenant by day, and the Prometheus metrics
  * of the admin listener (see gw_usage.h). The counts are defined once, in
- * SQL (sql/tenant/008_usage.sql: usage_by_day, usage_sum, usage_now); this
+ * SQL (sql/tenant/015_hold_expiry.sql: usage_by_day, usage_sum, usage_now); this
  * file reads them in each tenant's own transaction and writes JSON or
  * Prometheus text. Runs on database workers only.
  *
@@ -36,6 +36,7 @@ enum {
     U_ASKED_WITHHELD,
     U_ASKED_PENDING,
     U_ASKED_REFUSED,
+    U_ASKED_EXPIRED,
     U_ASKED_FAILED,
     U_ANSWERED,
     U_ANSWERED_PROVIDED,
@@ -43,6 +44,7 @@ enum {
     U_ANSWERED_WITHHELD,
     U_HELD,
     U_ANSWERED_REFUSED,
+    U_ANSWERED_EXPIRED,
     U_ANSWERED_UNDELIVERED,
     U_ROWS,
     U_BULK,
@@ -54,6 +56,7 @@ static const char *const count_names[U_NCOUNTS] = {"asked",
                                                    "asked_withheld",
                                                    "asked_pending",
                                                    "asked_refused",
+                                                   "asked_expired",
                                                    "asked_failed",
                                                    "answered",
                                                    "answered_provided",
@@ -61,12 +64,22 @@ static const char *const count_names[U_NCOUNTS] = {"asked",
                                                    "answered_withheld",
                                                    "held",
                                                    "answered_refused",
+                                                   "answered_expired",
                                                    "answered_undelivered",
                                                    "rows_registered",
                                                    "bulk_files"};
 
 /* The columns of usage_now, in order. */
-enum { N_HELD_WAITING, N_OUTBOX_QUEUED, N_OUTBOX_FAILED, N_SENT, N_PENDING, N_TIMED_OUT, N_COUNT };
+enum {
+    N_HELD_WAITING,
+    N_OUTBOX_QUEUED,
+    N_OUTBOX_FAILED,
+    N_SENT,
+    N_PENDING,
+    N_TIMED_OUT,
+    N_HELD_EXPIRING,
+    N_COUNT
+};
 
 /* ------------------------------------------------------------ reports */
 
@@ -202,7 +215,7 @@ typedef struct {
 typedef struct {
     const char *name, *type, *help, *l1, *l2;
     size_t n;
-    fam_sample s[12];
+    fam_sample s[14];
 } family;
 
 static const family families[] = {
@@ -237,6 +250,14 @@ static const family families[] = {
      NULL,
      2,
      {{"asking", NULL, false, U_ASKED_REFUSED}, {"answering", NULL, false, U_ANSWERED_REFUSED}}},
+    {"kakehashi_queries_expired_total",
+     "counter",
+     "Held queries that expired (no responder decided before the providing tenant's deadline, "
+     "KH-2011): side asking, the tenant's own; side answering, those held by the tenant.",
+     "side",
+     NULL,
+     2,
+     {{"asking", NULL, false, U_ASKED_EXPIRED}, {"answering", NULL, false, U_ANSWERED_EXPIRED}}},
     {"kakehashi_queries_failed_total",
      "counter",
      "The tenant's queries that failed (not delivered while valid, or an answer that did not "
@@ -250,18 +271,20 @@ static const family families[] = {
      "The tenant's provision records by direction and outcome.",
      "direction",
      "outcome",
-     12,
+     14,
      {{"asked", "provided", false, U_ASKED_PROVIDED},
       {"asked", "not_found", false, U_ASKED_NOT_FOUND},
       {"asked", "withheld", false, U_ASKED_WITHHELD},
       {"asked", "pending", false, U_ASKED_PENDING},
       {"asked", "refused", false, U_ASKED_REFUSED},
+      {"asked", "expired", false, U_ASKED_EXPIRED},
       {"asked", "failed", false, U_ASKED_FAILED},
       {"answered", "provided", false, U_ANSWERED_PROVIDED},
       {"answered", "not_found", false, U_ANSWERED_NOT_FOUND},
       {"answered", "withheld", false, U_ANSWERED_WITHHELD},
       {"answered", "held", false, U_HELD},
       {"answered", "refused", false, U_ANSWERED_REFUSED},
+      {"answered", "expired", false, U_ANSWERED_EXPIRED},
       {"answered", "undelivered", false, U_ANSWERED_UNDELIVERED}}},
     {"kakehashi_replica_rows_registered_total",
      "counter",
@@ -284,6 +307,14 @@ static const family families[] = {
      NULL,
      1,
      {{NULL, NULL, true, N_HELD_WAITING}}},
+    {"kakehashi_held_queries_expiring",
+     "gauge",
+     "Held queries to the tenant whose deadline is less than a day away (they expire with "
+     "KH-2011 unless a responder decides).",
+     NULL,
+     NULL,
+     1,
+     {{NULL, NULL, true, N_HELD_EXPIRING}}},
     {"kakehashi_outbox_messages",
      "gauge",
      "Deferred answers not delivered: queued (being sent, with retries) or failed (given up "

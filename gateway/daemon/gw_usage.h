@@ -1,6 +1,6 @@
 /* gw_usage.h: usage counts per tenant by day (for cost sharing) and the
  * Prometheus metrics of the admin listener. Everything is read from the
- * tenant's own records (sql/tenant/008_usage.sql), each tenant in its own
+ * tenant's own records (sql/tenant/015_hold_expiry.sql), each tenant in its own
  * tenant transaction, on a database worker. gw_admin.c checks who may ask
  * and the parameters; this module reads and writes the answers. */
 #ifndef KH_GW_USAGE_H

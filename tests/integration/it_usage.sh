@@ -115,7 +115,7 @@ P1_C=$LOCAL_C P1_O=$LOCAL_O P1_R=$RESIDENT
 new_person
 P2_O=$LOCAL_O P2_R="29${RESIDENT:2}"
 u131=$(usage 131016) u271=$(usage 271004)
-check "the report has every count" test "$(wc -l <<<"$u131")" = 16
+check "the report has every count" test "$(wc -l <<<"$u131")" = 18
 scrape admin "$T/m0"
 check "/metrics before: Prometheus text" prom_ok "$T/m0"
 # the validator itself refuses what is not the format
@@ -181,10 +181,11 @@ expect_contains "... and waits for Chiyoda's responder" "\"msg_id\":\"$h1\"" \
 # --- the counts: exactly what happened ---------------------------------------
 a131=$(usage 131016) a271=$(usage 271004)
 expect_deltas "Osaka asked" "$u271" "$a271" asked=7 asked_provided=2 asked_not_found=1 \
-    asked_withheld=0 asked_pending=2 asked_refused=3 asked_failed=0 answered=0 held=0 \
+    asked_withheld=0 asked_pending=2 asked_refused=3 asked_expired=0 asked_failed=0 answered=0 held=0 \
     rows_registered=0 bulk_files=0
 expect_deltas "Chiyoda answered" "$u131" "$a131" asked=0 answered=3 answered_provided=2 \
-    answered_not_found=1 answered_withheld=0 held=2 answered_refused=1 answered_undelivered=0 \
+    answered_not_found=1 answered_withheld=0 held=2 answered_refused=1 answered_expired=0 \
+    answered_undelivered=0 \
     rows_registered=$((2 + rows)) bulk_files=1
 # the same counts straight from the records
 rec() { sql kh_gw_a "SELECT count(*) FROM t_$1.provision_record WHERE at >= '$DAY0' AND at < '$DAY1'::date + 1 AND $2"; }
@@ -225,7 +226,7 @@ expect_eq "metrics: ... and two were pending at Osaka" \
     $(($(metric "$T/m0" 'kakehashi_asked_queries_open{tenant="271004",state="pending"}') + 2)) \
     "$(metric "$T/m1" 'kakehashi_asked_queries_open{tenant="271004",state="pending"}')"
 expect_eq "every sample but the gateway's own has a tenant label" "" \
-    "$(grep -v '^#' "$T/m2" | grep -v '^kakehashi_http_\|^kakehashi_db_jobs\|^kakehashi_directory_age' |
+    "$(grep -v '^#' "$T/m2" | grep -v '^kakehashi_http_\|^kakehashi_db_jobs\|^kakehashi_directory_' |
         grep -v '^kakehashi_certificate_expiry_seconds{cert="\(tls_[a-z]*\|router_[a-z]*\)"}' |
         grep -v '{tenant="\(131016\|271004\)"[,}]' | head -1)"
 # the gateway's own figures (platform admins only), read while this scrape

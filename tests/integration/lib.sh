@@ -21,7 +21,7 @@ subfail() {
 
 # client ORG SYSTEM KHCLIENT-ARGS... : a business system's call; prints its
 # output as it comes (a refusal too: tests look at it). khclient's exit
-# status must agree with what it printed (0 answered, 3 REFUSED or FAILED
+# status must agree with what it printed (0 answered, 3 REFUSED, EXPIRED or FAILED
 # KH-nnnn, 4 FAILED); any other status (a usage error, a crash) is a failure
 # of the test.
 client() {
@@ -33,7 +33,7 @@ client() {
     rm -f "$f"
     case $rc in
     0) [[ $out != REFUSED* && $out != *$'\n'REFUSED* ]] || subfail "client $1 $2 $3: REFUSED with exit 0" ;;
-    3) [[ $out == *REFUSED* || $out == *"FAILED KH-"* ]] ||
+    3) [[ $out == *REFUSED* || $out == *"FAILED KH-"* || $out == *"EXPIRED KH-"* ]] ||
         subfail "client $1 $2 $3: exit 3 without a refusal: ${out:0:200}" ;;
     4) [[ $out == *FAILED* ]] || subfail "client $1 $2 $3: exit 4 without FAILED: ${out:0:200}" ;;
     *) subfail "client $1 $2 $3: exit status $rc (a usage error or a crash): ${out:0:200}" ;;

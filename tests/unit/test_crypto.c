@@ -3,6 +3,7 @@
  * in-process with the OpenSSL API before the tests fork, so the test needs no
  * files other than the key files it writes to check khc_load_key. */
 #include "khcrypto.h"
+#include "khenv.h"
 
 #include <check.h>
 #include <openssl/cms.h>
@@ -813,6 +814,38 @@ START_TEST(random_and_hex)
 }
 END_TEST
 
+/* The rule for replacing the directory in use (gw_dir.c): the same spec
+ * version, issued strictly after it, not in the future beyond the skew. */
+START_TEST(directory_successor)
+{
+    Kh__Directory pa = KH__DIRECTORY__INIT, pb = KH__DIRECTORY__INIT;
+    kh_dir a = {.pb = &pa}, b = {.pb = &pb};
+    char why[200];
+    int64_t now = 1800000000;
+    pa.spec_version = pb.spec_version = 1;
+    pa.issued_at = now - 600;
+    pb.issued_at = now - 10;
+    ck_assert_ptr_null(kh_dir_successor_why(&a, &b, now, 120, why, sizeof why));
+    ck_assert_ptr_null(kh_dir_successor_why(NULL, &b, now, 120, why, sizeof why));
+    /* an older one, or the same issue time: a replay */
+    ck_assert_ptr_nonnull(kh_dir_successor_why(&b, &a, now, 120, why, sizeof why));
+    ck_assert_ptr_nonnull(strstr(why, "not after the version in use"));
+    pb.issued_at = pa.issued_at;
+    ck_assert_ptr_nonnull(kh_dir_successor_why(&a, &b, now, 120, why, sizeof why));
+    /* from the future, beyond the skew; within it is taken */
+    pb.issued_at = now + 121;
+    ck_assert_ptr_nonnull(kh_dir_successor_why(&a, &b, now, 120, why, sizeof why));
+    ck_assert_ptr_nonnull(strstr(why, "in the future"));
+    ck_assert_ptr_nonnull(kh_dir_successor_why(NULL, &b, now, 120, why, sizeof why));
+    pb.issued_at = now + 120;
+    ck_assert_ptr_null(kh_dir_successor_why(&a, &b, now, 120, why, sizeof why));
+    /* another spec version */
+    pb.spec_version = 2;
+    ck_assert_ptr_nonnull(kh_dir_successor_why(&a, &b, now, 120, why, sizeof why));
+    ck_assert_ptr_nonnull(strstr(why, "spec version 2"));
+}
+END_TEST
+
 int main(void)
 {
     pki_setup();
@@ -840,6 +873,7 @@ int main(void)
     tcase_add_test(tc, hmac_rfc4231_case2);
     tcase_add_test(tc, unhex_strict);
     tcase_add_test(tc, random_and_hex);
+    tcase_add_test(tc, directory_successor);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
