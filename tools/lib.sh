@@ -5,7 +5,7 @@
 KH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 KH_PKGS="build-essential cmake pkg-config clang-format libssl-dev openssl libevent-dev \
 libpq-dev postgresql-15 postgresql-client-15 libprotobuf-c-dev protobuf-c-compiler \
-check libsubunit-dev xxd procps iproute2"
+check libsubunit-dev xxd procps iproute2 python3"
 
 kh_say() { printf '%s\n' "$*"; }
 kh_die() { printf 'error: %s\n' "$*" >&2; exit 1; }

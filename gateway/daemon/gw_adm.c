@@ -2,6 +2,7 @@
  * and the query string's parameters (every one validated, unknown ones
  * refused), listings as JSON, and the audit rows of tenants and operators. */
 #include "gw_adm.h"
+#include "gw_console.h"
 #include "gw_dir.h"
 #include "gw_maint.h"
 
@@ -112,6 +113,34 @@ long adm_text_chars(const char *s)
         n++;
     }
     return n;
+}
+
+void adm_csrf_of(const uint8_t token[32], char out[65])
+{
+    static const char label[] = "kakehashi console csrf";
+    uint8_t mac[32];
+    if (khc_hmac_sha256(token, 32, (const uint8_t *)label, sizeof label - 1, mac) != 0) {
+        memset(out, 0, 65); /* matches nothing: khc_ct_equal over 64 bytes of "" */
+        return;
+    }
+    khc_hex(mac, sizeof mac, out);
+    khc_wipe(mac, sizeof mac);
+}
+
+bool adm_csrf_ok(const adm_call *call)
+{
+    char want[65];
+    adm_csrf_of(call->token, want);
+    bool ok = want[0] != '\0' && strlen(call->csrf) == 64 && khc_ct_equal(want, call->csrf, 64);
+    khc_wipe(want, sizeof want);
+    return ok;
+}
+
+void adm_set_cookie(adm_call *call, const char *token_hex)
+{
+    snprintf(call->set_cookie, sizeof call->set_cookie,
+             GW_CONSOLE_COOKIE "=%s; Path=/; Secure; HttpOnly; SameSite=Strict%s",
+             token_hex ? token_hex : "", token_hex ? "" : "; Max-Age=0");
 }
 
 bool adm_procedure_known(const char *code)

@@ -52,6 +52,10 @@ struct adm_call {
     const adm_route *route;
     char cn[KHADM_NAME_MAX + 1]; /* of the connection's client certificate */
     uint8_t token[32];
+    bool by_cookie;       /* the session came in the console's cookie */
+    bool post;            /* a change: with the cookie, it needs the CSRF token */
+    char csrf[65];        /* X-KH-CSRF as sent (64 hex), or "" */
+    char set_cookie[200]; /* a Set-Cookie for the reply (login, logout), or "" */
     bool has_token, bad_token;
     char org[8];   /* tenant routes: the code in the path */
     gw_tenant *t;  /* the hosted tenant, or NULL */
@@ -105,6 +109,13 @@ typedef struct {
     const char *p[10];
     int n;
 } adm_listing;
+
+/* The session's CSRF token (hex of HMAC-SHA-256 keyed with the session
+ * token), and whether the request carries it. */
+void adm_csrf_of(const uint8_t token[32], char out[65]);
+bool adm_csrf_ok(const adm_call *call);
+/* The console's cookie for a session (login) or its end (logout). */
+void adm_set_cookie(adm_call *call, const char *token_hex);
 
 /* Sets the call's outcome (kh_err_set). */
 #define adm_set_err(call, e, ...)                                                                  \

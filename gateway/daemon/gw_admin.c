@@ -24,6 +24,7 @@
 #include "gw_admin.h"
 #include "gw_req.h"
 #include "gw_adm.h"
+#include "gw_console.h"
 #include "gw_usage.h"
 #include "gw_state.h"
 
@@ -269,6 +270,8 @@ static void call_free(adm_call *call)
     evhttp_clear_headers(&call->query);
     khc_free_secret(call->out, call->outlen);
     khc_wipe(call->token, sizeof call->token);
+    khc_wipe(call->set_cookie, sizeof call->set_cookie);
+    khc_wipe(call->csrf, sizeof call->csrf);
     free(call);
 }
 
@@ -279,6 +282,10 @@ static void reply_and_free(adm_call *call)
     if (call->route && call->route->hashes)
         ADM.hashing--;
     if (req != NULL) {
+        gw_console_headers(req, false);
+        if (call->set_cookie[0] != '\0')
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Set-Cookie",
+                              call->set_cookie);
         if (call->err == KH_OK)
             kh_http_reply_json(req, call->status, call->out, call->outlen, call->content_type);
         else if (call->report) /* a refusal with its report */
@@ -307,7 +314,14 @@ static void admin_work(PGconn *c, void *arg)
         adm_login_work(c, call);
         return;
     }
-    if (!authenticate(c, call) || !authorise(c, call))
+    if (!authenticate(c, call))
+        return;
+    if (call->by_cookie && call->post && !adm_csrf_ok(call)) {
+        adm_set_err(call, KH_E_ADM_CSRF,
+                    "a change with the console's cookie needs the session's token in X-KH-CSRF");
+        return;
+    }
+    if (!authorise(c, call))
         return;
     if (call->bad_json) {
         adm_set_err(call, KH_E_ADM_JSON, "%s", call->json_err);
@@ -326,38 +340,56 @@ static void admin_done(void *arg)
     reply_and_free(call);
 }
 
-/* The bearer token of the Authorization header: "Bearer " and 64 hex digits. */
+/* 64 hex digits into 32 bytes (false, out wiped, if it is not that). */
+static bool hex32(const char *h, uint8_t out[32])
+{
+    if (strlen(h) != 64 || khc_unhex(h, 64, out, 32) != 0) {
+        khc_wipe(out, 32);
+        return false;
+    }
+    return true;
+}
+
+/* The session: the bearer token of the Authorization header ("Bearer " and
+ * 64 hex digits), or else the console's cookie (kh_session=64 hex), whose
+ * changes must also carry the session's CSRF token in X-KH-CSRF. */
 static void read_token(adm_call *call, struct evhttp_request *req)
 {
-    const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
-    if (h == NULL)
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+    const char *h = evhttp_find_header(in, "Authorization");
+    if (h != NULL) {
+        call->bad_token = true;
+        if (strncasecmp(h, "Bearer ", 7) != 0)
+            return;
+        h += 7;
+        while (*h == ' ')
+            h++;
+        call->has_token = call->bad_token = false;
+        if (hex32(h, call->token))
+            call->has_token = true;
+        else
+            call->bad_token = true;
         return;
-    call->bad_token = true;
-    if (strncasecmp(h, "Bearer ", 7) != 0)
-        return;
-    h += 7;
-    while (*h == ' ')
-        h++;
-    if (strlen(h) != 64)
-        return;
-    for (size_t i = 0; i < 32; i++) {
-        unsigned v = 0;
-        for (int k = 0; k < 2; k++) {
-            char ch = h[2 * i + (size_t)k];
-            unsigned d = ch >= '0' && ch <= '9'   ? (unsigned)(ch - '0')
-                         : ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10)
-                         : ch >= 'A' && ch <= 'F' ? (unsigned)(ch - 'A' + 10)
-                                                  : 16;
-            if (d == 16) {
-                khc_wipe(call->token, sizeof call->token);
-                return;
-            }
-            v = v * 16 + d;
-        }
-        call->token[i] = (uint8_t)v;
     }
-    call->has_token = true;
-    call->bad_token = false;
+    const char *cookies = evhttp_find_header(in, "Cookie");
+    for (const char *p = cookies; p != NULL && *p != '\0';) {
+        while (*p == ' ' || *p == ';')
+            p++;
+        size_t n = strcspn(p, ";");
+        const size_t klen = sizeof GW_CONSOLE_COOKIE; /* with its '=' */
+        if (n == klen + 64 && strncmp(p, GW_CONSOLE_COOKIE "=", klen) == 0) {
+            char v[65];
+            memcpy(v, p + klen, 64);
+            v[64] = '\0';
+            call->has_token = call->by_cookie = hex32(v, call->token);
+            khc_wipe(v, sizeof v);
+            break;
+        }
+        p += n;
+    }
+    const char *csrf = evhttp_find_header(in, "X-KH-CSRF");
+    if (call->by_cookie && csrf != NULL && strlen(csrf) == 64)
+        memcpy(call->csrf, csrf, 65);
 }
 
 /* The body as a JSON object. Errors are kept and reported after the
@@ -409,6 +441,8 @@ static void on_admin_request(struct evhttp_request *req, void *arg)
 {
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    if (path != NULL && gw_console_serve(req, path))
+        return; /* the console's files: no data, no session */
     adm_call *call = calloc(1, sizeof *call);
     if (call == NULL) {
         kh_http_reply_json_err(req, KH_E_INTERNAL, "out of memory");
@@ -416,6 +450,7 @@ static void on_admin_request(struct evhttp_request *req, void *arg)
     }
     TAILQ_INIT(&call->query);
     call->req = req;
+    call->post = evhttp_request_get_command(req) == EVHTTP_REQ_POST;
     call->route =
         path ? find_route(evhttp_request_get_command(req), path, call->org, &call->id) : NULL;
     if (call->route == NULL) {

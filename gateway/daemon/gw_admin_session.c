@@ -78,7 +78,7 @@ kh_err adm_count_failure(PGconn *c, const char *name)
 
 void adm_login_work(PGconn *c, adm_call *call)
 {
-    static const char *const known[] = {"operator", "password", NULL};
+    static const char *const known[] = {"operator", "password", "cookie", NULL};
     const char *name, *pw;
     char secs[16];
     if (call->bad_json) {
@@ -88,6 +88,13 @@ void adm_login_work(PGconn *c, adm_call *call)
     if (!adm_body_fields(call, known) || !adm_body_str(call, "operator", true, &name) ||
         !adm_body_str(call, "password", true, &pw))
         return;
+    /* the console's login: the session in a cookie the page cannot read */
+    const khj_val *cookie = khj_get(call->body, "cookie");
+    if (cookie != NULL && khj_type_of(cookie) != KHJ_BOOL) {
+        adm_set_err(call, KH_E_ADM_FIELD, "cookie: true or false");
+        return;
+    }
+    bool in_cookie = cookie != NULL && khj_bool(cookie);
     size_t pwlen = khj_strlen(khj_get(call->body, "password"));
     if (!khadm_name_ok(name)) {
         adm_set_err(call, KH_E_ADM_FIELD, "operator: [a-z0-9][a-z0-9._-]{0,31}");
@@ -209,7 +216,15 @@ void adm_login_work(PGconn *c, adm_call *call)
     khj_writer w;
     khjw_init(&w, 0);
     khjw_obj(&w);
-    khjw_kstr(&w, "token", token_hex);
+    if (in_cookie) {
+        char csrf[65];
+        adm_set_cookie(call, token_hex);
+        adm_csrf_of(token, csrf);
+        khjw_kstr(&w, "csrf", csrf);
+        khc_wipe(csrf, sizeof csrf);
+    } else {
+        khjw_kstr(&w, "token", token_hex);
+    }
     khjw_kstr(&w, "operator", call->op);
     khjw_kstr(&w, "role", call->role_name);
     write_tenants(&w, call);
@@ -242,6 +257,12 @@ void adm_whoami_work(PGconn *c, adm_call *call)
     khjw_kint(&w, "idle_timeout", ADM.idle_secs);
     khjw_obj_end(&w);
     khjw_kstr(&w, "gateway", G.set.name);
+    if (call->by_cookie) { /* the console reloaded: its CSRF token again */
+        char csrf[65];
+        adm_csrf_of(call->token, csrf);
+        khjw_kstr(&w, "csrf", csrf);
+        khc_wipe(csrf, sizeof csrf);
+    }
     khjw_obj_end(&w);
     adm_set_out(call, &w, 200);
 }
@@ -278,6 +299,8 @@ void adm_logout_work(PGconn *c, adm_call *call)
     khjw_obj(&w);
     khjw_kbool(&w, "logged_out", true);
     khjw_obj_end(&w);
+    if (call->by_cookie)
+        adm_set_cookie(call, NULL);
     adm_set_out(call, &w, 200);
 }
 
