@@ -221,7 +221,12 @@ document.addEventListener('DOMContentLoaded', () => {
     route();
   });
   $('logout').addEventListener('click', async () => {
-    try { await api('POST', '/admin/v1/logout', {}); } catch (e) { /* the cookie ends anyway */ }
+    try {
+      await api('POST', '/admin/v1/logout', {});
+    } catch (e) {
+      /* still logged in unless the session had already ended: say so, stay */
+      if (e.code !== 'KH-6001' && e.code !== 'KH-6004') { showError(e); return; }
+    }
     S = null;
     location.hash = '#/';
     route();

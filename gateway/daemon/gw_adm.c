@@ -120,7 +120,8 @@ void adm_csrf_of(const uint8_t token[32], char out[65])
     static const char label[] = "kakehashi console csrf";
     uint8_t mac[32];
     if (khc_hmac_sha256(token, 32, (const uint8_t *)label, sizeof label - 1, mac) != 0) {
-        memset(out, 0, 65); /* matches nothing: khc_ct_equal over 64 bytes of "" */
+        khc_wipe(mac, sizeof mac);
+        memset(out, 0, 65); /* matches nothing (adm_csrf_ok wants 64 hex digits) */
         return;
     }
     khc_hex(mac, sizeof mac, out);
@@ -139,7 +140,7 @@ bool adm_csrf_ok(const adm_call *call)
 void adm_set_cookie(adm_call *call, const char *token_hex)
 {
     snprintf(call->set_cookie, sizeof call->set_cookie,
-             GW_CONSOLE_COOKIE "=%s; Path=/; Secure; HttpOnly; SameSite=Strict%s",
+             "%s=%s; Path=/; Secure; HttpOnly; SameSite=Strict%s", gw_console_cookie(),
              token_hex ? token_hex : "", token_hex ? "" : "; Max-Age=0");
 }
 

@@ -53,6 +53,7 @@ struct adm_call {
     char cn[KHADM_NAME_MAX + 1]; /* of the connection's client certificate */
     uint8_t token[32];
     bool by_cookie;       /* the session came in the console's cookie */
+    bool bad_cookie;      /* that cookie malformed, or sent twice */
     bool post;            /* a change: with the cookie, it needs the CSRF token */
     char csrf[65];        /* X-KH-CSRF as sent (64 hex), or "" */
     char set_cookie[200]; /* a Set-Cookie for the reply (login, logout), or "" */

@@ -56,8 +56,11 @@ static bool authenticate(PGconn *c, adm_call *call)
     char hash_hex[65], idle[16];
     if (!call->has_token) {
         adm_set_err(call, KH_E_ADM_UNAUTHENTICATED, "%s",
-                    call->bad_token ? "malformed Authorization header (expected Bearer and 64 hex)"
-                                    : "no Authorization: Bearer token; log in first");
+                    call->bad_cookie ? "the console's session cookie is malformed or sent twice; "
+                                       "log in again"
+                    : call->bad_token
+                        ? "malformed Authorization header (expected Bearer and 64 hex)"
+                        : "no Authorization: Bearer token; log in first");
         return false;
     }
     if (khc_sha256(call->token, sizeof call->token, NULL, 0, hash) != 0) {
@@ -314,14 +317,13 @@ static void admin_work(PGconn *c, void *arg)
         adm_login_work(c, call);
         return;
     }
-    if (!authenticate(c, call))
-        return;
+    /* before the session is looked at (its idle time is not renewed) */
     if (call->by_cookie && call->post && !adm_csrf_ok(call)) {
         adm_set_err(call, KH_E_ADM_CSRF,
                     "a change with the console's cookie needs the session's token in X-KH-CSRF");
         return;
     }
-    if (!authorise(c, call))
+    if (!authenticate(c, call) || !authorise(c, call))
         return;
     if (call->bad_json) {
         adm_set_err(call, KH_E_ADM_JSON, "%s", call->json_err);
@@ -371,22 +373,25 @@ static void read_token(adm_call *call, struct evhttp_request *req)
             call->bad_token = true;
         return;
     }
-    const char *cookies = evhttp_find_header(in, "Cookie");
+    /* the cookie of this gateway's console, once: two are refused */
+    const char *cookies = evhttp_find_header(in, "Cookie"), *name = gw_console_cookie();
+    size_t klen = strlen(name), seen = 0;
     for (const char *p = cookies; p != NULL && *p != '\0';) {
         while (*p == ' ' || *p == ';')
             p++;
         size_t n = strcspn(p, ";");
-        const size_t klen = sizeof GW_CONSOLE_COOKIE; /* with its '=' */
-        if (n == klen + 64 && strncmp(p, GW_CONSOLE_COOKIE "=", klen) == 0) {
-            char v[65];
-            memcpy(v, p + klen, 64);
-            v[64] = '\0';
-            call->has_token = call->by_cookie = hex32(v, call->token);
+        if (n > klen && strncmp(p, name, klen) == 0 && p[klen] == '=') {
+            char v[65] = "";
+            if (n == klen + 1 + 64)
+                memcpy(v, p + klen + 1, 64);
+            call->has_token = call->by_cookie = ++seen == 1 && hex32(v, call->token);
+            call->bad_cookie = !call->has_token;
             khc_wipe(v, sizeof v);
-            break;
         }
         p += n;
     }
+    if (!call->has_token)
+        khc_wipe(call->token, sizeof call->token);
     const char *csrf = evhttp_find_header(in, "X-KH-CSRF");
     if (call->by_cookie && csrf != NULL && strlen(csrf) == 64)
         memcpy(call->csrf, csrf, 65);

@@ -11,17 +11,28 @@
  * only, no inline script or style, never in a frame. */
 #include "gw_console.h"
 
+#include "gw_state.h"
+
 #include "kherr.h"
 #include "khhttp.h"
 
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
+#include <stdio.h>
 #include <string.h>
 
 #define CSP_PAGE                                                                                   \
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "                    \
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 #define CSP_API "default-src 'none'; frame-ancestors 'none'"
+
+const char *gw_console_cookie(void)
+{
+    static char name[96];
+    if (name[0] == '\0')
+        snprintf(name, sizeof name, GW_CONSOLE_COOKIE "%s", G.set.name);
+    return name;
+}
 
 void gw_console_headers(struct evhttp_request *req, bool page)
 {
@@ -30,6 +41,7 @@ void gw_console_headers(struct evhttp_request *req, bool page)
     evhttp_add_header(h, "X-Frame-Options", "DENY");
     evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
     evhttp_add_header(h, "Referrer-Policy", "no-referrer");
+    evhttp_add_header(h, "Strict-Transport-Security", "max-age=31536000");
     evhttp_add_header(h, "Cross-Origin-Opener-Policy", "same-origin");
     evhttp_add_header(h, "Cross-Origin-Resource-Policy", "same-origin");
 }

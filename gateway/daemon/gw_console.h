@@ -24,8 +24,12 @@ bool gw_console_serve(struct evhttp_request *req, const char *path);
 /* The headers of every reply on the admin listener: never framed, never
  * sniffed, no referrer; a JSON reply may run nothing. */
 void gw_console_headers(struct evhttp_request *req, bool page);
+/* The cookie's name for this gateway. */
+const char *gw_console_cookie(void);
 
-/* The session cookie of the console. */
-#define GW_CONSOLE_COOKIE "kh_session"
+/* The session cookie of the console: __Host- (Secure, Path=/, no Domain:
+ * no other host can set it) and the gateway's name (two gateways' consoles
+ * on one host name keep their own), "__Host-kh_session_NAME". */
+#define GW_CONSOLE_COOKIE "__Host-kh_session_"
 
 #endif

@@ -37,8 +37,8 @@ body=$(python3 -c 'import json,sys; print(json.dumps({"operator": "ta-131016", "
 r=$(web ta-131016 POST /admin/v1/login "$body")
 expect_eq "the console logs in" 200 "$(status "$r")"
 sc=$(header Set-Cookie "$r")
-cookie=$(grep -o 'kh_session=[0-9a-f]\{64\}' <<<"$sc")
-check "the session is a cookie" test -n "$cookie"
+cookie=$(grep -o '__Host-kh_session_gw-a=[0-9a-f]\{64\}' <<<"$sc")
+check "the session is a __Host- cookie named for the gateway" test -n "$cookie"
 for attr in HttpOnly Secure SameSite=Strict Path=/; do
     expect_contains "the cookie is $attr" "$attr" "$sc"
 done
@@ -53,6 +53,10 @@ expect_eq "the cookie is a session" ta-131016 "$(json "$r" operator)"
 expect_eq "whoami gives a reloaded page its CSRF token again" "$csrf" "$(json "$r" csrf)"
 expect_contains "the cookie over another operator's certificate is no session" "KH-6001" \
     "$(web resp-131016 GET /admin/v1/whoami --cookie "$cookie")"
+expect_contains "the cookie sent twice is no session" "KH-6001" \
+    "$(web ta-131016 GET /admin/v1/whoami --cookie "$cookie; $cookie")"
+expect_contains "gw-b's console cookie is not gw-a's" "KH-6001" \
+    "$(web ta-131016 GET /admin/v1/whoami --cookie "__Host-kh_session_gw-b=${cookie#*=}")"
 
 # changes need the CSRF token
 before=$(flags)
@@ -64,6 +68,18 @@ expect_contains "a form post from another site too" "KH-6013" \
 expect_contains "a wrong token" "KH-6013" \
     "$(web ta-131016 POST /admin/v1/tenants/131016/flags "$flag" --cookie "$cookie" --csrf "$(printf '0%.0s' $(seq 64))")"
 expect_eq "the refused posts changed nothing" "$before" "$(flags)"
+# refused before the session or the role is looked at: a responder's post
+# without the token is KH-6013, not KH-6005, and leaves no refusal row
+audit() { sql kh_gw_a "SELECT count(*) FROM t_131016.audit_log"; }
+a0=$(audit)
+body=$(python3 -c 'import json,sys; print(json.dumps({"operator": "resp-131016", "password": sys.argv[1], "cookie": True}))' "$(head -1 "$KH_STACK/operators/resp-131016.password")")
+rc=$(grep -o '__Host-kh_session_gw-a=[0-9a-f]\{64\}' <<<"$(web resp-131016 POST /admin/v1/login "$body")")
+seen0=$(sql kh_gw_a "SELECT last_seen FROM kh.operator_session WHERE operator = 'resp-131016' ORDER BY created_at DESC LIMIT 1")
+expect_contains "a responder's cookie post without the token: KH-6013 first" "KH-6013" \
+    "$(web resp-131016 POST /admin/v1/tenants/131016/flags "$flag" --cookie "$rc")"
+expect_eq "no refusal row for it" "$a0" "$(audit)"
+expect_eq "and the session's idle time is not renewed" "$seen0" \
+    "$(sql kh_gw_a "SELECT last_seen FROM kh.operator_session WHERE operator = 'resp-131016' ORDER BY created_at DESC LIMIT 1")"
 r=$(web ta-131016 POST /admin/v1/tenants/131016/flags "$flag" --cookie "$cookie" --csrf "$csrf")
 expect_eq "with the token the change is made" 201 "$(status "$r")"
 id=$(sed -n 's/.*"flag":{"id":\([0-9]*\),.*/\1/p' <<<"$r")

@@ -2,7 +2,7 @@
 """One HTTPS request to a gateway's admin listener as a browser would send
 it: with an operator's client certificate, optionally a cookie, a CSRF
 header, an Origin. Prints the status line, the response headers, a blank
-line and the body. Used by it_console.sh (curl is not installed here).
+line and the body. Used by it_console_http.sh (curl is not installed here).
 
 usage: khweb.py STACK PORT OPERATOR METHOD PATH [BODY]
        [--cookie C] [--csrf X] [--ctype T] [--origin O]"""
