@@ -129,6 +129,7 @@ bool gw_dir_install(kh_dir *fresh, char *why, size_t whylen)
     kh_dir *gone = NULL;
     pthread_mutex_lock(&D.mu);
     version *old = D.versions;
+    bool first = old == NULL;
     v->next = old;
     D.versions = v;
     G.dir = fresh;
@@ -144,7 +145,7 @@ bool gw_dir_install(kh_dir *fresh, char *why, size_t whylen)
     D.st.last_error[0] = '\0';
     pthread_mutex_unlock(&D.mu);
     kh_dir_free(gone);
-    if (old == NULL)
+    if (first)
         arm(); /* the periodic refresh, from the first version on */
     kh_info("dir", "directory installed: issued at %lld, legal-basis version %s, %zu organisations",
             (long long)fresh->pb->issued_at, fresh->pb->legal_basis_version, fresh->norgs);
