@@ -67,8 +67,9 @@ void khctl_admin_usage(FILE *f)
         "  decide ORG MSG_ID approve|refuse [--items CODE,CODE] [--reason TEXT]\n"
         "                          a responder's decision on a held query (approve with\n"
         "                          --items: only those; the others are withheld)\n"
-        "  queries ORG [--state S] [--procedure P] [--provider ORG] [--since YYYY-MM-DD]\n"
-        "          [--until YYYY-MM-DD] [--limit N]   (at most 1000 rows)\n"
+        "  queries ORG [--handle H] [--state S] [--procedure P] [--provider ORG]\n"
+        "          [--since YYYY-MM-DD] [--until YYYY-MM-DD] [--limit N]   (at most 1000\n"
+        "                          rows; --handle: the one query of that handle)\n"
         "  audit ORG [--since D] [--until D] [--outcome ok|refused] [--limit N]\n"
         "  usage ORG [--since D] [--until D]   usage counts by day (default: the last 31\n"
         "                          days up to today; at most 366 days) and their total\n"
@@ -107,6 +108,12 @@ void khctl_admin_usage(FILE *f)
         "                          (KH-6012) lists every bad line; --check changes nothing;\n"
         "                          --reopen lets lines reactivate staff or reopen ended\n"
         "                          assignments (refused otherwise)\n"
+        "  bulk ORG [--state S] [--limit N]   bulk uploads in progress or ended within the\n"
+        "                          hour: state, figures, the refusal, report_size\n"
+        "  bulk files ORG [--since D] [--until D] [--limit N]   the files applied\n"
+        "  bulk report ORG UPLOAD_ID [--offset N]   a rejected upload's report (CSV: line,\n"
+        "                          field,code,reason; no values), at most 524288 bytes from\n"
+        "                          N (default 0)\n"
         "  operator list\n"
         "  operator add NAME ROLE [--tenant ORG]... --new-password-file FILE\n"
         "  operator disable|enable|unlock NAME\n"
@@ -173,6 +180,7 @@ static const opt_def known_opts[] = {{"--admin", true, false},
                                      {"--to", true, false},
                                      {"--state", true, false},
                                      {"--provider", true, false},
+                                     {"--handle", true, false},
                                      {"--since", true, false},
                                      {"--until", true, false},
                                      {"--outcome", true, false},
@@ -195,6 +203,7 @@ static const opt_def known_opts[] = {{"--admin", true, false},
                                      {"--of", true, false},
                                      {"--expiring", true, false},
                                      {"--hold-deadline", true, false},
+                                     {"--offset", true, false},
                                      {NULL, false, false}};
 
 /* Options anywhere among the positional arguments; "--" ends options. */
@@ -934,15 +943,16 @@ static int build(const args *a, const char *cur_pwfile, char *method, char *path
     if (n == 2 && (strcmp(cmd[0], "pending") == 0 || strcmp(cmd[0], "queries") == 0 ||
                    strcmp(cmd[0], "audit") == 0)) {
         static const char *const pend[] = {"--state", "--limit", "--expiring", NULL};
-        static const char *const qry[] = {"--state", "--procedure", "--provider", "--since",
-                                          "--until", "--limit",     NULL};
+        static const char *const qry[] = {"--handle", "--state", "--procedure", "--provider",
+                                          "--since",  "--until", "--limit",     NULL};
         static const char *const aud[] = {"--since", "--until", "--outcome", "--limit", NULL};
         const char *const *ok = cmd[0][0] == 'p' ? pend : cmd[0][0] == 'q' ? qry : aud;
         if (!org_arg(cmd[1]) || !only_opts(a, cmd[0], ok))
             return 2;
         snprintf(path, pathlen, "/admin/v1/tenants/%s/%s", cmd[1], cmd[0]);
         for (size_t i = 0; ok[i]; i++)
-            add_param(path, pathlen, ok[i] + 2, opt(a, ok[i]));
+            add_param(path, pathlen, strcmp(ok[i], "--handle") == 0 ? "msg_id" : ok[i] + 2,
+                      opt(a, ok[i]));
         return 0;
     }
     if ((n == 2 || (n == 3 && strcmp(cmd[1], "set") == 0)) && strcmp(cmd[0], "policy") == 0) {
@@ -1270,6 +1280,26 @@ static int build(const args *a, const char *cur_pwfile, char *method, char *path
         strcpy(method, "POST");
         return read_file(cmd[3], body, blen) ? 0 : 2;
     }
+    if (n >= 2 && n <= 4 && strcmp(cmd[0], "bulk") == 0) {
+        static const char *const up[] = {"--state", "--limit", NULL};
+        static const char *const files[] = {"--since", "--until", "--limit", NULL};
+        static const char *const rep[] = {"--offset", NULL};
+        const char *what = n == 2 ? NULL : cmd[1], *org = cmd[n == 2 ? 1 : 2];
+        const char *const *ok = what == NULL ? up : strcmp(what, "files") == 0 ? files : rep;
+        if ((what != NULL && strcmp(what, "files") != 0 && strcmp(what, "report") != 0) ||
+            n != (what == NULL ? 2u
+                  : ok == rep  ? 4u
+                               : 3u) ||
+            !org_arg(org) || !only_opts(a, "bulk", ok))
+            return 2;
+        snprintf(path, pathlen, "/admin/v1/tenants/%s/bulk%s%s", org, what ? "/" : "",
+                 what ? what : "");
+        if (ok == rep)
+            add_param(path, pathlen, "upload", cmd[3]);
+        for (size_t i = 0; ok[i]; i++)
+            add_param(path, pathlen, ok[i] + 2, opt(a, ok[i]));
+        return 0;
+    }
     if ((n == 3 || n == 4) && strcmp(cmd[0], "raw") == 0) {
         if ((strcmp(cmd[1], "GET") != 0 && strcmp(cmd[1], "POST") != 0) || cmd[2][0] != '/' ||
             strpbrk(cmd[2], " \r\n") != NULL || !only_opts(a, "raw", none))
@@ -1409,10 +1439,12 @@ int khctl_admin_main(int argc, char **argv)
     kh_sync_resp text;
     if (strcmp(cmd, "import") == 0)
         cl.ctype = "text/csv";
-    if (strcmp(cmd, "metrics") == 0 || strcmp(cmd, "export") == 0) {
+    bool file = strcmp(cmd, "export") == 0 || strstr(path, "/bulk/report?") != NULL;
+    if (strcmp(cmd, "metrics") == 0 || file) {
         if (exchange(&cl, method, path, body, blen, &rc, &text)) {
-            /* an export is a file (CRLF lines) for redirecting; the metrics are for reading */
-            if (cmd[0] == 'e')
+            /* an export (CRLF lines) or a report is a file for redirecting; the metrics are
+             * for reading */
+            if (file)
                 fwrite(text.body, 1, text.len, stdout);
             else
                 put_text((const char *)text.body, text.len);

@@ -2,7 +2,9 @@
  * "Admin API"). The session is an HttpOnly cookie bound to the operator's
  * client certificate; every change sends the session's CSRF token in
  * X-KH-CSRF. Text from the API is only ever set as text (textContent),
- * never parsed as HTML. Japanese first; English on request. */
+ * never parsed as HTML. Japanese first; English on request. Each page shows
+ * only what the operator's role may use (PAGES below mirrors the API's
+ * table); the gateway checks every call again whatever the page shows. */
 'use strict';
 
 const T = {
@@ -11,25 +13,91 @@ const T = {
     logout: 'ログアウト', dashboard: 'ダッシュボード', pending: '保留中の照会',
     tenant: '団体', asked: '本日の照会', answered: '本日の回答', held: '本日の保留',
     waiting: '判断待ち', expiring: '24時間以内に期限', none: 'ありません',
+    undelivered: '本日の未達回答', flags_active: '有効な保留・不開示',
     msg_id: 'メッセージID', sender: '照会元', procedure: '事務', items: '項目',
     local_id: '宛名番号', received: '受付', deadline: '期限', left: '残り',
     decision: '判断', approve: '承認', approve_some: '選んだ項目のみ承認', refuse: '拒否',
     reason: '理由', done: '判断しました', role: '役割', not_allowed: 'この役割では表示できません',
-    hours: '時間', minutes: '分', cert_note: '証明書はブラウザーが提示するオペレーター証明書です。',
+    days: '日', hours: '時間', minutes: '分', cert_note: '証明書はブラウザーが提示するオペレーター証明書です。',
+    flags: '保留・不開示', kind: '種別', hold: '保留', nondisclosure: '不開示',
+    item_code: '項目コード', valid_from: '開始日', valid_to: '終了日', state: '状態',
+    add: '追加', revoke: '解除', revoked: '解除済み', active: '有効', inactive: '無効',
+    id: 'ID', created_by: '登録者', queries: '照会の検索', handle: 'ハンドル',
+    since: '開始日', until: '終了日', search: '検索', provider: '照会先', result: '結果',
+    code: 'コード', created: '作成', updated: '更新', staff: '職員', system: '業務システム',
+    audit: '監査ログ', at: '日時', action: '操作', target: '対象', detail: '詳細', outcome: '結果',
+    registry: '職員・職責・業務システム', staff_id: '職員ID', display_name: '表示名',
+    roles: '職責', role_code: '職責コード', name: '名称', procedures: '事務',
+    staff_current: '現職員数', assignments: '職責の割当て', current: '現在',
+    systems: '業務システム', permissions: '権限', system_id: 'システムID',
+    import_csv: 'CSV取込み', file: 'ファイル', what: '対象', check_only: '確認のみ',
+    do_import: '取り込む', export_csv: 'CSV出力', import_ok: '取り込みました',
+    check_ok: '問題ありません（まだ取り込んでいません）', import_refused: '取り込みませんでした',
+    line: '行', column: '列', message: '内容', lines: '行数',
+    usage: '利用状況', day: '日', download_csv: 'CSVをダウンロード', show: '表示',
+    operators: 'オペレーター', tenants: '団体', failed_logins: '失敗回数',
+    locked_until: 'ロック期限', disable: '無効にする', enable: '有効にする', unlock: 'ロック解除',
+    any: 'すべて', legend_asked: '照会', legend_answered: '回答',
+    u_asked: '照会', u_answered: '回答', u_held: '保留', u_answered_refused: '拒否',
+    u_answered_expired: '期限切れ', u_answered_undelivered: '未達', u_rows_registered: '副本登録行',
+    bulk: '一括登録', uploads: '受付中・最近のアップロード', files_applied: '適用済みファイル',
+    upload_id: 'アップロードID', file_name: 'ファイル名', mode: '方式', as_of: '基準日',
+    records: 'レコード', bad_records: '不正レコード', persons: '人数', report: 'レポート',
+    show_report: 'レポートを表示', shown_rest_in_csv: '行を表示（すべてはCSVに）', field: '項目', applied_at: '適用日時', started_at: '開始',
   },
   en: {
     lang: '日本語', login: 'Log in', operator: 'Operator name', password: 'Password',
     logout: 'Log out', dashboard: 'Dashboard', pending: 'Held queries',
     tenant: 'Tenant', asked: 'Asked today', answered: 'Answered today', held: 'Held today',
     waiting: 'Waiting for a decision', expiring: 'Deadline within 24 h', none: 'None',
+    undelivered: 'Undelivered answers today', flags_active: 'Active holds and non-disclosures',
     msg_id: 'Message ID', sender: 'Asker', procedure: 'Procedure', items: 'Items',
     local_id: 'Local ID', received: 'Received', deadline: 'Deadline', left: 'Left',
     decision: 'Decision', approve: 'Approve', approve_some: 'Approve the items ticked only',
     refuse: 'Refuse', reason: 'Reason', done: 'Decided', role: 'Role',
-    not_allowed: 'Not available to this role', hours: 'h', minutes: 'min',
+    not_allowed: 'Not available to this role', days: 'd', hours: 'h', minutes: 'min',
     cert_note: 'The certificate is the operator certificate your browser presents.',
+    flags: 'Holds and non-disclosure', kind: 'Kind', hold: 'Hold', nondisclosure: 'Non-disclosure',
+    item_code: 'Item code', valid_from: 'From', valid_to: 'To', state: 'State',
+    add: 'Add', revoke: 'Revoke', revoked: 'Revoked', active: 'Active', inactive: 'Inactive',
+    id: 'ID', created_by: 'By', queries: 'Query look-up', handle: 'Handle',
+    since: 'Since', until: 'Until', search: 'Search', provider: 'Provider', result: 'Result',
+    code: 'Code', created: 'Created', updated: 'Updated', staff: 'Staff', system: 'System',
+    audit: 'Audit log', at: 'At', action: 'Action', target: 'Target', detail: 'Detail', outcome: 'Outcome',
+    registry: 'Staff, roles and systems', staff_id: 'Staff ID', display_name: 'Display name',
+    roles: 'Job roles', role_code: 'Role code', name: 'Name', procedures: 'Procedures',
+    staff_current: 'Staff now', assignments: 'Role assignments', current: 'Current',
+    systems: 'Business systems', permissions: 'Permissions', system_id: 'System ID',
+    import_csv: 'CSV import', file: 'File', what: 'Of', check_only: 'Check only',
+    do_import: 'Import', export_csv: 'CSV export', import_ok: 'Imported',
+    check_ok: 'No problem found (nothing imported yet)', import_refused: 'Nothing was imported',
+    line: 'Line', column: 'Column', message: 'Message', lines: 'Lines',
+    usage: 'Usage', day: 'Day', download_csv: 'Download CSV', show: 'Show',
+    operators: 'Operators', tenants: 'Tenants', failed_logins: 'Failed logins',
+    locked_until: 'Locked until', disable: 'Disable', enable: 'Enable', unlock: 'Unlock',
+    any: 'Any', legend_asked: 'Asked', legend_answered: 'Answered',
+    u_asked: 'Asked', u_answered: 'Answered', u_held: 'Held', u_answered_refused: 'Refused',
+    u_answered_expired: 'Expired', u_answered_undelivered: 'Undelivered', u_rows_registered: 'Rows registered',
+    bulk: 'Bulk files', uploads: 'Uploads in progress or recent', files_applied: 'Files applied',
+    upload_id: 'Upload ID', file_name: 'File name', mode: 'Mode', as_of: 'As of',
+    records: 'Records', bad_records: 'Bad records', persons: 'Persons', report: 'Report',
+    show_report: 'Show the report', shown_rest_in_csv: 'lines shown (all of them in the CSV)', field: 'Field', applied_at: 'Applied', started_at: 'Started',
   },
 };
+
+/* The roles each page is for: the same as the admin API's table (README). */
+const PA = 'platform_admin', TA = 'tenant_admin', RS = 'responder', AU = 'auditor';
+const PAGES = {
+  pending: [PA, TA, RS, AU],
+  flags: [PA, TA],
+  queries: [PA, TA, AU],
+  audit: [PA, TA, AU],
+  registry: [PA, TA, AU],
+  bulk: [PA, TA, AU],
+  usage: [PA, TA, AU],
+};
+const may = (pg) => S && (PAGES[pg] || []).includes(S.role);
+
 let lang = localStorage.getItem('kh.lang') === 'en' ? 'en' : 'ja';
 let S = null; /* whoami: operator, role, tenants, csrf */
 
@@ -47,18 +115,35 @@ function el(tag, attrs, ...kids) {
   return e;
 }
 
-async function api(method, path, body) {
+/* api(method, path, body[, ctype]): a JSON object body, or raw bytes/text
+ * with their content type (CSV); answers the parsed JSON, throws the
+ * refusal ({code, message, ...}). */
+async function api(method, path, body, ctype) {
   const headers = { Accept: 'application/json' };
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (body !== undefined) headers['Content-Type'] = ctype || 'application/json';
   if (method !== 'GET' && S && S.csrf) headers['X-KH-CSRF'] = S.csrf;
   const r = await fetch(path, {
     method, headers, credentials: 'same-origin',
-    body: body === undefined ? undefined : JSON.stringify(body),
+    body: body === undefined ? undefined : ctype ? body : JSON.stringify(body),
   });
   let j;
   try { j = await r.json(); } catch (e) { j = { code: 'KH-5001', message: 'unreadable answer' }; }
   if (!r.ok) throw j;
   return j;
+}
+
+/* A file for the operator to keep: bytes the page has, offered as a download. */
+function download(name, blob) {
+  const a = el('a', { href: URL.createObjectURL(blob), download: name });
+  document.body.append(a);
+  a.click();
+  setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+}
+
+async function downloadFrom(path, name) {
+  const r = await fetch(path, { credentials: 'same-origin' });
+  if (!r.ok) throw await r.json();
+  download(name, await r.blob());
 }
 
 function showError(e) {
@@ -74,19 +159,39 @@ function page(...kids) {
   m.replaceChildren(...kids);
 }
 
-function table(cols, rows) {
-  if (!rows.length) return el('p', {}, t('none'));
-  return el('table', {},
+function table(cols, rows, id) {
+  if (!rows.length) return el('p', { id, class: 'empty' }, t('none'));
+  return el('table', { id },
     el('thead', {}, el('tr', {}, ...cols.map((c) => el('th', {}, t(c))))),
     el('tbody', {}, ...rows));
+}
+
+/* rows of plain cells: each value as text (objects as compact JSON) */
+function cells(obj, keys) {
+  return keys.map((k) => {
+    const v = obj[k];
+    const s = v === null || v === undefined ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v);
+    return el('td', { class: `c-${k}` }, s);
+  });
 }
 
 const today = () => new Date(Date.now() + 9 * 3600e3).toISOString().slice(0, 10); /* Asia/Tokyo */
 
 function left(s) {
   if (s === null || s === undefined) return '';
-  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
+  const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
+  if (d) return `${d}${t('days')} ${h}${t('hours')}`;
   return h ? `${h}${t('hours')} ${m}${t('minutes')}` : `${m}${t('minutes')}`;
+}
+
+function field(label, input) { return el('label', {}, t(label), input); }
+
+/* a form whose fields become query parameters (the empty ones left out) */
+function query(form) {
+  const p = new URLSearchParams();
+  for (const [k, v] of new FormData(form)) if (String(v).trim() !== '') p.append(k, String(v).trim());
+  const s = p.toString();
+  return s ? `?${s}` : '';
 }
 
 /* ------------------------------------------------------------ pages */
@@ -116,9 +221,7 @@ function loginPage() {
 
 async function tenantsOf() {
   if (S.tenants && S.tenants.length) return S.tenants;
-  if (S.role !== 'platform_admin') return [];
-  const u = await api('GET', '/admin/v1/usage');
-  return u.tenants.map((x) => x.tenant);
+  return [];
 }
 
 async function dashboard() {
@@ -127,26 +230,39 @@ async function dashboard() {
   for (const org of await tenantsOf()) {
     const dl = el('dl', {});
     const add = (k, v, cls) => dl.append(el('dt', {}, t(k)), el('dd', { class: cls, id: `${k}-${org}` }, v));
-    if (S.role !== 'responder') {
+    if (may('usage')) {
       try {
         const d = today();
         const u = await api('GET', `/admin/v1/tenants/${org}/usage?since=${d}&until=${d}`);
         add('asked', u.total.asked);
         add('answered', u.total.answered);
         add('held', u.total.held);
-      } catch (e) { add('asked', e.code || '?'); }
+        add('undelivered', u.total.answered_undelivered, u.total.answered_undelivered ? 'warn' : '');
+      } catch (e) { add('asked', e.code || '?', 'warn'); }
     }
-    const p = await api('GET', `/admin/v1/tenants/${org}/pending?limit=1000`);
-    const soon = p.pending.filter((x) => x.seconds_left !== null && x.seconds_left < 86400).length;
-    add('waiting', p.pending.length);
-    add('expiring', soon, soon ? 'warn' : '');
+    /* each figure on its own: one that cannot be read says its code, the rest stand */
+    if (may('pending')) {
+      try {
+        const p = await api('GET', `/admin/v1/tenants/${org}/pending?limit=1000`);
+        const soon = p.pending.filter((x) => x.seconds_left !== null && x.seconds_left < 86400).length;
+        add('waiting', p.pending.length);
+        add('expiring', soon, soon ? 'warn' : '');
+      } catch (e) { add('waiting', e.code || '?', 'warn'); }
+    }
+    if (may('flags')) {
+      try {
+        const f = await api('GET', `/admin/v1/tenants/${org}/flags?active=true&limit=1000`);
+        add('flags_active', f.flags.length);
+      } catch (e) { add('flags_active', e.code || '?', 'warn'); }
+    }
+    const links = Object.keys(PAGES).filter(may).map((pg) => el('a', { href: `#/t/${org}/${pg}` }, t(pg)));
     cards.append(el('div', { class: 'card', id: `card-${org}` },
-      el('h2', {}, el('a', { href: `#/pending/${org}` }, `${t('tenant')} ${org}`)), dl));
+      el('h2', {}, `${t('tenant')} ${org}`), dl, el('p', { class: 'links' }, ...links)));
   }
 }
 
 function decisionCell(org, row) {
-  if (S.role !== 'responder') return el('td', {}, '');
+  if (S.role !== RS || row.state !== 'pending') return el('td', {}, row.state || '');
   const items = row.items.map((it) =>
     el('label', {}, el('input', { type: 'checkbox', value: it, checked: true, class: 'item' }), it));
   const reason = el('input', { type: 'text', class: 'reason', placeholder: t('reason'), maxlength: 200 });
@@ -175,7 +291,323 @@ async function pendingPage(org) {
     el('td', { class: r.seconds_left < 86400 ? 'warn' : '' }, left(r.seconds_left)),
     decisionCell(org, r)));
   page(el('h1', {}, `${t('pending')} — ${org}`),
-    table(['msg_id', 'sender', 'procedure', 'items', 'local_id', 'received', 'left', 'decision'], rows));
+    table(['msg_id', 'sender', 'procedure', 'items', 'local_id', 'received', 'left', 'decision'], rows, 'pending'));
+}
+
+async function flagsPage(org) {
+  const f = await api('GET', `/admin/v1/tenants/${org}/flags?limit=1000`);
+  const rows = f.flags.map((x) => el('tr', { id: `flag-${x.id}` },
+    el('td', {}, x.id), el('td', {}, t(x.kind)), ...cells(x, ['local_id', 'item_code', 'procedure', 'reason', 'valid_from', 'valid_to', 'created_by']),
+    el('td', {}, x.revoked_at ? t('revoked') : t(x.active ? 'active' : 'inactive'), ' ', x.revoked_at ? '' : el('button', {
+      type: 'button', class: 'revoke',
+      on: {
+        click: async () => {
+          clearError();
+          try { await api('POST', `/admin/v1/tenants/${org}/flags/${x.id}/revoke`, {}); route(); } catch (e) { showError(e); }
+        },
+      },
+    }, t('revoke')))));
+  const kind = el('select', { name: 'kind', id: 'flag-kind' },
+    el('option', { value: 'hold' }, t('hold')), el('option', { value: 'nondisclosure' }, t('nondisclosure')));
+  const inp = (name, extra) => el('input', { type: 'text', name, id: `flag-${name}`, ...extra });
+  const form = el('form', { id: 'flag-form', class: 'inline' },
+    field('kind', kind), field('local_id', inp('local_id', { maxlength: 15 })),
+    field('item_code', inp('item_code', { maxlength: 15 })), field('procedure', inp('procedure', { maxlength: 15 })),
+    field('reason', inp('reason', { maxlength: 200, required: true })),
+    field('valid_to', inp('valid_to', { placeholder: 'YYYY-MM-DD', maxlength: 10 })),
+    el('button', { type: 'submit', id: 'flag-add' }, t('add')));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clearError();
+    const body = {};
+    for (const [k, v] of new FormData(form)) if (String(v).trim() !== '') body[k] = String(v).trim();
+    try { await api('POST', `/admin/v1/tenants/${org}/flags`, body); route(); } catch (e) { showError(e); }
+  });
+  page(el('h1', {}, `${t('flags')} — ${org}`), form,
+    table(['id', 'kind', 'local_id', 'item_code', 'procedure', 'reason', 'valid_from', 'valid_to', 'created_by', 'state'], rows, 'flags'));
+}
+
+/* a search form over a listing: the form's fields are the API's parameters */
+/* latest(f): f's answers, but only the one of the last call is shown (a
+ * slow earlier search never replaces a later one) */
+function latest(f) {
+  let n = 0;
+  return async (...a) => {
+    const mine = ++n;
+    const x = await f(...a);
+    return mine === n ? x : null;
+  };
+}
+
+function searchPage(title, form, run) {
+  const out = el('div', { id: 'results' });
+  const ask = latest(run);
+  const show = async (q) => {
+    const x = await ask(q);
+    if (x) out.replaceChildren(x);
+  };
+  form.append(el('button', { type: 'submit', id: 'search' }, t('search')));
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    clearError();
+    show(query(form)).catch(showError);
+  });
+  page(el('h1', {}, title), form, out);
+  return show('');
+}
+
+const STATES = ['SENT', 'PENDING', 'ANSWERED', 'REFUSED', 'EXPIRED', 'FAILED', 'TIMED_OUT'];
+
+async function queriesPage(org) {
+  const form = el('form', { id: 'query-form', class: 'inline' },
+    field('handle', el('input', { type: 'text', name: 'msg_id', id: 'q-handle', maxlength: 32, size: 34 })),
+    field('state', el('select', { name: 'state', id: 'q-state' }, el('option', { value: '' }, t('any')),
+      ...STATES.map((s) => el('option', { value: s.toLowerCase() }, s)))),
+    field('since', el('input', { type: 'date', name: 'since', id: 'q-since' })),
+    field('until', el('input', { type: 'date', name: 'until', id: 'q-until' })));
+  const cols = ['msg_id', 'created_at', 'system_id', 'staff_id', 'procedure', 'provider', 'items', 'local_id', 'state', 'result', 'code'];
+  await searchPage(`${t('queries')} — ${org}`, form, async (q) => {
+    const r = await api('GET', `/admin/v1/tenants/${org}/queries${q}`);
+    return table(cols.map((c) => ({ created_at: 'created', system_id: 'system', staff_id: 'staff' })[c] || c),
+      r.queries.map((x) => el('tr', {}, ...cells(x, cols))), 'queries');
+  });
+}
+
+async function auditPage(org) {
+  const form = el('form', { id: 'audit-form', class: 'inline' },
+    field('outcome', el('select', { name: 'outcome', id: 'a-outcome' }, el('option', { value: '' }, t('any')),
+      el('option', { value: 'ok' }, 'ok'), el('option', { value: 'refused' }, 'refused'))),
+    field('since', el('input', { type: 'date', name: 'since', id: 'a-since' })),
+    field('until', el('input', { type: 'date', name: 'until', id: 'a-until' })));
+  const cols = ['id', 'at', 'operator', 'action', 'target', 'outcome', 'code', 'detail'];
+  await searchPage(`${t('audit')} — ${org}`, form, async (q) => {
+    const r = await api('GET', `/admin/v1/tenants/${org}/audit${q}`);
+    return table(cols, r.audit.map((x) => el('tr', {}, ...cells(x, cols))), 'audit');
+  });
+}
+
+function importForm(org) {
+  const what = el('select', { id: 'import-what' },
+    el('option', { value: 'staff' }, t('staff')), el('option', { value: 'assignments' }, t('assignments')));
+  const file = el('input', { type: 'file', id: 'import-file', accept: '.csv,text/csv', required: true });
+  const report = el('div', { id: 'import-report' });
+  const send = async (check) => {
+    clearError();
+    report.replaceChildren();
+    if (!file.files.length) return;
+    const bytes = await file.files[0].arrayBuffer();
+    try {
+      const r = await api('POST', `/admin/v1/tenants/${org}/${what.value}/import${check ? '?check=true' : ''}`,
+        bytes, 'text/csv');
+      const i = r.import;
+      report.append(el('p', { class: 'ok', id: 'import-ok' }, check ? t('check_ok') : t('import_ok'),
+        ` — ${t('lines')} ${i.lines}: ${t('created')} ${i.created}, ${t('updated')} ${i.updated}`));
+      if (!check) await registryTables(org);
+    } catch (e) {
+      report.append(el('p', { class: 'error-inline', id: 'import-refused' },
+        `${t('import_refused')} — ${e.code}: ${e.message}`));
+      if (e.errors) {
+        report.append(table(['line', 'column', 'message'],
+          e.errors.map((x) => el('tr', {}, ...cells(x, ['line', 'column', 'message']))), 'import-errors'));
+      }
+    }
+  };
+  return el('section', { id: 'import' }, el('h2', {}, t('import_csv')),
+    el('div', { class: 'inline' }, field('what', what), field('file', file),
+      el('button', { type: 'button', id: 'import-check', on: { click: () => send(true) } }, t('check_only')),
+      el('button', { type: 'button', id: 'import-apply', on: { click: () => send(false) } }, t('do_import')),
+      el('button', {
+        type: 'button', id: 'export',
+        on: {
+          click: () => downloadFrom(`/admin/v1/tenants/${org}/${what.value}/export`,
+            `${org}-${what.value}.csv`).catch(showError),
+        },
+      }, t('export_csv'))),
+    report);
+}
+
+async function registryTables(org) {
+  const [st, ro, as, sy] = await Promise.all(['staff', 'roles', 'assignments', 'systems'].map((k) =>
+    api('GET', `/admin/v1/tenants/${org}/${k}?limit=1000`)));
+  const box = $('registry');
+  if (!box) return;
+  box.replaceChildren(
+    el('h2', {}, t('staff')),
+    table(['staff_id', 'display_name', 'active', 'roles'], st.staff.map((x) => el('tr', { id: `staff-${x.staff_id}` },
+      ...cells({ ...x, active: t(x.active ? 'active' : 'inactive'), roles: x.roles.map((r) => r.role_code).join(', ') },
+        ['staff_id', 'display_name', 'active', 'roles']))), 'staff'),
+    el('h2', {}, t('roles')),
+    table(['role_code', 'name', 'procedures', 'staff_current'], ro.roles.map((x) => el('tr', {},
+      ...cells({ ...x, procedures: x.procedures.join(', ') }, ['role_code', 'name', 'procedures', 'staff_current']))), 'roles'),
+    el('h2', {}, t('assignments')),
+    table(['staff_id', 'role_code', 'valid_from', 'valid_to', 'current'], as.assignments.map((x) => el('tr', {},
+      ...cells(x, ['staff_id', 'role_code', 'valid_from', 'valid_to', 'current']))), 'assignments'),
+    el('h2', {}, t('systems')),
+    table(['system_id', 'name', 'permissions'], sy.systems.map((x) => el('tr', {},
+      ...cells({ ...x, permissions: x.permissions.map((p) => `${p.operation}:${p.scope}`).join(', ') },
+        ['system_id', 'name', 'permissions']))), 'systems'));
+}
+
+async function registryPage(org) {
+  const canWrite = S.role === PA || S.role === TA;
+  page(el('h1', {}, `${t('registry')} — ${org}`), canWrite ? importForm(org) : '', el('div', { id: 'registry' }));
+  await registryTables(org);
+}
+
+/* RFC 4180 rows of text (quotes, doubled quotes, CRLF or LF): arrays of cells */
+function csvRows(text) {
+  const rows = [];
+  let row = [], cell = '', q = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (q) {
+      if (ch === '"' && text[i + 1] === '"') { cell += '"'; i++; } else if (ch === '"') q = false; else cell += ch;
+    } else if (ch === '"') q = true;
+    else if (ch === ',') { row.push(cell); cell = ''; } else if (ch === '\n' || ch === '\r') {
+      if (ch === '\r' && text[i + 1] === '\n') i++;
+      row.push(cell);
+      rows.push(row);
+      row = [];
+      cell = '';
+    } else cell += ch;
+  }
+  if (cell !== '' || row.length) { row.push(cell); rows.push(row); }
+  return rows;
+}
+
+/* A rejected upload's report (CSV: line,field,code,reason; never values),
+ * read a page at a time up to its size, shown as a table and offered as a file. */
+async function showReport(org, up, box) {
+  const parts = [];
+  let got = 0;
+  while (got < up.report_size) {
+    const r = await fetch(`/admin/v1/tenants/${org}/bulk/report?upload=${up.upload_id}&offset=${got}`,
+      { credentials: 'same-origin' });
+    if (!r.ok) throw await r.json();
+    const b = new Uint8Array(await r.arrayBuffer());
+    if (!b.length) break;
+    parts.push(b);
+    got += b.length;
+  }
+  const blob = new Blob(parts, { type: 'text/csv' });
+  const all = csvRows(await blob.text()).slice(1);
+  const SHOWN = 1000;
+  const rows = all.slice(0, SHOWN).map((c) => el('tr', {}, ...[0, 1, 2, 3].map((i) => el('td', {}, c[i] ?? ''))));
+  box.replaceChildren(el('h2', {}, `${t('report')} — ${up.file_name}`),
+    el('button', { type: 'button', id: 'report-csv', on: { click: () => download(`${up.upload_id}-report.csv`, blob) } },
+      t('download_csv')),
+    all.length > SHOWN ? el('p', { class: 'warn' }, `${SHOWN} / ${all.length} ${t('shown_rest_in_csv')}`) : '',
+    table(['line', 'field', 'code', 'reason'], rows, 'report-lines'));
+}
+
+async function bulkPage(org) {
+  const [u, f] = await Promise.all([api('GET', `/admin/v1/tenants/${org}/bulk?limit=100`),
+    api('GET', `/admin/v1/tenants/${org}/bulk/files?limit=100`)]);
+  const box = el('div', { id: 'report' });
+  const ucols = ['file_name', 'system_id', 'item_code', 'mode', 'as_of', 'state', 'records', 'bad_records', 'code', 'message', 'opened_at'];
+  const urows = u.uploads.map((x) => el('tr', { id: `upload-${x.upload_id}` }, ...cells(x, ucols),
+    el('td', {}, x.report_size > 0 ? el('button', {
+      type: 'button', class: 'show-report',
+      on: { click: () => { clearError(); showReport(org, x, box).catch(showError); } },
+    }, t('show_report')) : '')));
+  const fcols = ['id', 'file_name', 'system_id', 'item_code', 'mode', 'as_of', 'records', 'persons', 'applied_at'];
+  page(el('h1', {}, `${t('bulk')} — ${org}`),
+    el('h2', {}, t('uploads')),
+    table(ucols.map((c) => ({ system_id: 'system', opened_at: 'started_at' })[c] || c).concat(['report']), urows, 'uploads'),
+    box,
+    el('h2', {}, t('files_applied')),
+    table(fcols.map((c) => (c === 'system_id' ? 'system' : c)), f.files.map((x) => el('tr', {}, ...cells(x, fcols))), 'files'));
+}
+
+/* usage by day: a bar chart (SVG drawn from numbers, no HTML parsed) and
+ * the same rows as a CSV file for the cost-sharing spreadsheet */
+const USAGE_COLS = ['day', 'asked', 'asked_provided', 'asked_not_found', 'asked_withheld', 'asked_pending',
+  'asked_refused', 'asked_expired', 'asked_failed', 'answered', 'answered_provided', 'answered_not_found',
+  'answered_withheld', 'held', 'answered_refused', 'answered_expired', 'answered_undelivered',
+  'rows_registered', 'bulk_files'];
+
+function chart(days) {
+  const NS = 'http://www.w3.org/2000/svg';
+  const svg = (tag, attrs) => {
+    const e = document.createElementNS(NS, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+    return e;
+  };
+  const W = 720, H = 200, pad = 30, n = Math.max(days.length, 1);
+  const max = Math.max(1, ...days.map((d) => Math.max(d.asked, d.answered)));
+  const bw = (W - pad) / n;
+  const s = svg('svg', { viewBox: `0 0 ${W} ${H + 20}`, width: W, height: H + 20, id: 'usage-chart', role: 'img' });
+  s.append(svg('line', { x1: pad, y1: H, x2: W, y2: H, class: 'axis' }));
+  const top = svg('text', { x: 0, y: 12, class: 'tick' });
+  top.textContent = String(max);
+  s.append(top);
+  days.forEach((d, i) => {
+    const x = pad + i * bw;
+    for (const [k, off, cls] of [['asked', 0, 'bar-asked'], ['answered', bw / 2, 'bar-answered']]) {
+      const h = (d[k] / max) * (H - 20);
+      const r = svg('rect', { x: x + off + 1, y: H - h, width: Math.max(bw / 2 - 2, 1), height: h, class: cls });
+      const tip = svg('title', {});
+      tip.textContent = `${d.day} ${t(`legend_${k}`)} ${d[k]}`;
+      r.append(tip);
+      s.append(r);
+    }
+    if (n <= 31 || i % Math.ceil(n / 31) === 0) {
+      const lab = svg('text', { x: x + 1, y: H + 14, class: 'tick' });
+      lab.textContent = d.day.slice(8);
+      s.append(lab);
+    }
+  });
+  return el('figure', { class: 'chart' }, s, el('figcaption', {},
+    el('span', { class: 'key-asked' }, '■'), ` ${t('legend_asked')}  `,
+    el('span', { class: 'key-answered' }, '■'), ` ${t('legend_answered')}`));
+}
+
+function csvOf(rows) {
+  const q = (v) => {
+    const s = String(v);
+    return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  };
+  return [USAGE_COLS.join(','), ...rows.map((r) => USAGE_COLS.map((c) => q(r[c] ?? '')).join(','))].join('\r\n') + '\r\n';
+}
+
+async function usagePage(org) {
+  const since = el('input', { type: 'date', name: 'since', id: 'u-since' });
+  const until = el('input', { type: 'date', name: 'until', id: 'u-until' });
+  const form = el('form', { id: 'usage-form', class: 'inline' }, field('since', since), field('until', until),
+    el('button', { type: 'submit', id: 'usage-show' }, t('show')));
+  const out = el('div', { id: 'usage' });
+  const read = latest((q) => api('GET', `/admin/v1/tenants/${org}/usage${q}`));
+  const show = async () => {
+    const u = await read(query(form));
+    if (!u) return;
+    const cols = ['day', 'asked', 'answered', 'held', 'answered_refused', 'answered_expired', 'answered_undelivered', 'rows_registered'];
+    out.replaceChildren(chart(u.days),
+      el('button', {
+        type: 'button', id: 'usage-csv',
+        on: { click: () => download(`${org}-usage-${u.since}-${u.until}.csv`, new Blob([csvOf(u.days)], { type: 'text/csv' })) },
+      }, t('download_csv')),
+      table(cols.map((c) => (c === 'day' ? c : `u_${c}`)), u.days.map((d) => el('tr', {}, ...cells(d, cols))), 'usage-days'));
+  };
+  form.addEventListener('submit', (ev) => { ev.preventDefault(); clearError(); show().catch(showError); });
+  page(el('h1', {}, `${t('usage')} — ${org}`), form, out);
+  await show();
+}
+
+async function operatorsPage() {
+  const r = await api('GET', '/admin/v1/operators');
+  const act = (path, name) => async () => {
+    clearError();
+    try { await api('POST', `/admin/v1/operators/${path}`, { name }); route(); } catch (e) { showError(e); }
+  };
+  const rows = r.operators.map((o) => el('tr', { id: `op-${o.name}` },
+    ...cells({ ...o, tenants: o.tenants.join(', '), active: t(o.active ? 'active' : 'inactive') },
+      ['name', 'role', 'tenants', 'active', 'failed_logins', 'locked_until', 'created_at']),
+    el('td', {}, o.name === S.operator ? '' : el('span', {},
+      el('button', { type: 'button', class: o.active ? 'disable' : 'enable', on: { click: act(o.active ? 'disable' : 'enable', o.name) } },
+        t(o.active ? 'disable' : 'enable')),
+      o.locked_until && Date.parse(o.locked_until) > Date.now() ? el('button', { type: 'button', class: 'unlock', on: { click: act('unlock', o.name) } }, t('unlock')) : ''))));
+  page(el('h1', {}, t('operators')),
+    table(['name', 'role', 'tenants', 'state', 'failed_logins', 'locked_until', 'created', 'action'], rows, 'operators'));
 }
 
 /* ------------------------------------------------------------ frame */
@@ -185,6 +617,8 @@ async function whoami() {
   S = w;
 }
 
+let current = null; /* the tenant whose pages the navigation shows */
+
 function frame() {
   $('lang').textContent = t('lang');
   $('logout').textContent = t('logout');
@@ -193,22 +627,58 @@ function frame() {
   const nav = $('nav');
   nav.replaceChildren();
   if (!S) return;
-  nav.append(el('a', { href: '#/' }, t('dashboard')));
-  for (const org of S.tenants || []) nav.append(el('a', { href: `#/pending/${org}` }, `${t('pending')} ${org}`));
+  nav.append(el('a', { href: '#/', id: 'nav-dashboard' }, t('dashboard')));
+  const orgs = S.tenants || [];
+  if (!orgs.includes(current)) current = orgs[0] || null;
+  if (orgs.length > 1) {
+    const sel = el('select', { id: 'nav-tenant', 'aria-label': t('tenant') },
+      ...orgs.map((o) => el('option', { value: o, selected: o === current }, o)));
+    sel.addEventListener('change', () => {
+      current = sel.value;
+      const m = location.hash.match(/^#\/t\/[0-9A-Z]{6}\/([a-z]+)$/);
+      const to = m ? `#/t/${current}/${m[1]}` : location.hash || '#/';
+      if (to === location.hash) route(); else location.hash = to;
+    });
+    nav.append(sel);
+  } else if (current) {
+    nav.append(el('span', {}, current));
+  }
+  if (current) {
+    for (const pg of Object.keys(PAGES).filter(may)) {
+      nav.append(el('a', { href: `#/t/${current}/${pg}`, id: `nav-${pg}` }, t(pg)));
+    }
+  }
+  if (S.role === PA) nav.append(el('a', { href: '#/operators', id: 'nav-operators' }, t('operators')));
 }
+
+const VIEWS = {
+  pending: pendingPage, flags: flagsPage, queries: queriesPage, audit: auditPage,
+  registry: registryPage, bulk: bulkPage, usage: usagePage,
+};
 
 async function route() {
   clearError();
   if (!S) {
     try { await whoami(); } catch (e) { S = null; }
   }
+  const h = location.hash.replace(/^#/, '') || '/';
+  const m = h.match(/^\/t\/([0-9A-Z]{6})\/([a-z]+)$/);
+  if (m && S && (S.tenants || []).includes(m[1])) current = m[1];
   frame();
   if (!S) { loginPage(); return; }
-  const h = location.hash.replace(/^#/, '') || '/';
-  const m = h.match(/^\/pending\/([0-9A-Z]{6})$/);
   try {
-    if (m) await pendingPage(m[1]);
-    else await dashboard();
+    if (m && VIEWS[m[2]]) {
+      if (!may(m[2]) || !(S.tenants || []).includes(m[1])) {
+        page(el('h1', {}, t(m[2])), el('p', { class: 'warn', id: 'not-allowed' }, t('not_allowed')));
+      } else {
+        await VIEWS[m[2]](m[1]);
+      }
+    } else if (h === '/operators') {
+      if (S.role !== PA) page(el('h1', {}, t('operators')), el('p', { class: 'warn', id: 'not-allowed' }, t('not_allowed')));
+      else await operatorsPage();
+    } else {
+      await dashboard();
+    }
   } catch (e) { showError(e); }
 }
 

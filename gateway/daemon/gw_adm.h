@@ -208,6 +208,10 @@ void adm_flags_revoke_work(PGconn *c, adm_call *call);
 void adm_pending_work(PGconn *c, adm_call *call);
 void adm_queries_work(PGconn *c, adm_call *call);
 void adm_audit_work(PGconn *c, adm_call *call);
+/* bulk registration (gw_admin_bulk.c) */
+void adm_bulk_uploads_work(PGconn *c, adm_call *call);
+void adm_bulk_files_work(PGconn *c, adm_call *call);
+void adm_bulk_report_work(PGconn *c, adm_call *call);
 void adm_usage_work(PGconn *c, adm_call *call);
 void adm_usage_all_work(PGconn *c, adm_call *call);
 void adm_metrics_work(PGconn *c, adm_call *call);

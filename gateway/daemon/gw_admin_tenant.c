@@ -325,15 +325,20 @@ void adm_policy_set_work(PGconn *c, adm_call *call)
 
 void adm_queries_work(PGconn *c, adm_call *call)
 {
-    static const char *const known[] = {"state", "procedure", "provider", "since",
-                                        "until", "limit",     NULL};
-    const char *state, *proc, *provider, *since, *until;
+    static const char *const known[] = {"msg_id", "state", "procedure", "provider",
+                                        "since",  "until", "limit",     NULL};
+    const char *msg_id, *state, *proc, *provider, *since, *until;
     char limit[8];
     if (!adm_query_known(call, known) || !adm_query_enum(call, "state", gw_qstate_names, &state) ||
         !adm_query_period(call, &since, &until) || !adm_query_limit(call, limit))
         return;
     proc = adm_query_get(call, "procedure");
     provider = adm_query_get(call, "provider");
+    msg_id = adm_query_get(call, "msg_id");
+    if (msg_id && !kh_id_hex(msg_id, 32)) {
+        adm_set_err(call, KH_E_ADM_FIELD, "msg_id: the query's handle, 32 hex digits");
+        return;
+    }
     if (proc && !kh_id_code(proc, 15)) {
         adm_set_err(call, KH_E_ADM_FIELD, "procedure: 1 to 15 of [0-9A-Z]");
         return;
@@ -348,6 +353,7 @@ void adm_queries_work(PGconn *c, adm_call *call)
              "SELECT msg_id, created_at, updated_at, system_id, staff_id, procedure, provider, "
              "items, local_id, as_of, state, code, message, result, expires_at, attempts "
              "FROM query WHERE true");
+    adm_list_where(&l, "msg_id = ", "", msg_id);
     adm_list_where(&l, "state = ", "", state);
     adm_list_where(&l, "procedure = ", "", proc);
     adm_list_where(&l, "provider = ", "", provider);

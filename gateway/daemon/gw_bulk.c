@@ -32,7 +32,6 @@
 #define MAX_UPLOADS_PER_TENANT 8   /* in progress: so no tenant can fill the database */
 #define MAX_UPLOADS_PER_SYSTEM 4   /* nor one business system all its tenant's */
 #define MAX_FINISHED_PER_TENANT 32 /* finished ones kept for status (and an hour at most) */
-#define REPORT_PAGE (8 * GW_BULK_REPORT_CHUNK) /* report bytes per status answer */
 
 /* One API call: its fields, then what the job found. */
 typedef struct {
@@ -565,36 +564,42 @@ void gw_bulk_on_commit(struct evhttp_request *req, gw_tenant *t, const char *sys
 
 /* --- status --- */
 
-/* Up to REPORT_PAGE bytes of the report from bc->report_offset. */
-static kh_err report_page(PGconn *c, bulk_call *bc)
+/* Up to GW_BULK_REPORT_PAGE bytes of an upload's report (size bytes in all)
+ * from offset, in the tenant transaction open on c: *data (malloc'd; NULL
+ * and *len 0 at or past the end). The one reader of bulk_upload_report, for
+ * /v1/bulk/status and the admin API. */
+kh_err gw_bulk_report_read(PGconn *c, const char *upload_id, uint64_t offset, uint64_t size,
+                           char **data, size_t *len)
 {
-    if (bc->report_offset >= bc->report_size)
+    *data = NULL;
+    *len = 0;
+    if (offset >= size)
         return KH_OK;
-    uint64_t first = bc->report_offset / GW_BULK_REPORT_CHUNK;
-    size_t skip = (size_t)(bc->report_offset % GW_BULK_REPORT_CHUNK);
+    uint64_t first = offset / GW_BULK_REPORT_CHUNK;
+    size_t skip = (size_t)(offset % GW_BULK_REPORT_CHUNK);
     char a[24], b[24];
     snprintf(a, sizeof a, "%" PRIu64, first);
-    snprintf(b, sizeof b, "%" PRIu64, first + REPORT_PAGE / GW_BULK_REPORT_CHUNK);
-    const char *p[3] = {bc->id, a, b};
+    snprintf(b, sizeof b, "%" PRIu64, first + GW_BULK_REPORT_PAGE / GW_BULK_REPORT_CHUNK);
+    const char *p[3] = {upload_id, a, b};
     PGresult *r = kh_db_exec_bin(c,
                                  "SELECT data FROM bulk_upload_report WHERE upload_id = $1 AND "
                                  "seq BETWEEN $2::int AND $3::int ORDER BY seq",
                                  3, p, NULL, NULL, 1);
     if (r == NULL)
         return KH_E_DB;
-    if ((bc->data = malloc(REPORT_PAGE)) == NULL) {
+    if ((*data = malloc(GW_BULK_REPORT_PAGE)) == NULL) {
         PQclear(r);
         return KH_E_INTERNAL;
     }
-    for (int k = 0; k < PQntuples(r) && bc->len < REPORT_PAGE; k++) {
+    for (int k = 0; k < PQntuples(r) && *len < GW_BULK_REPORT_PAGE; k++) {
         size_t n = (size_t)PQgetlength(r, k, 0), from = k == 0 ? skip : 0;
         if (from >= n)
             break;
         n -= from;
-        if (n > REPORT_PAGE - bc->len)
-            n = REPORT_PAGE - bc->len;
-        memcpy(bc->data + bc->len, PQgetvalue(r, k, 0) + from, n);
-        bc->len += n;
+        if (n > GW_BULK_REPORT_PAGE - *len)
+            n = GW_BULK_REPORT_PAGE - *len;
+        memcpy(*data + *len, PQgetvalue(r, k, 0) + from, n);
+        *len += n;
     }
     PQclear(r);
     return KH_OK;
@@ -618,8 +623,12 @@ static void status_work(PGconn *c, void *arg)
     else
         row_of(bc, r);
     PQclear(r);
-    if (bc->err == KH_OK && strcmp(bc->state, "REJECTED") == 0 && (e = report_page(c, bc)) != KH_OK)
+    char *page = NULL;
+    if (bc->err == KH_OK && strcmp(bc->state, "REJECTED") == 0 &&
+        (e = gw_bulk_report_read(c, bc->id, bc->report_offset, bc->report_size, &page, &bc->len)) !=
+            KH_OK)
         bc_fail(bc, e, "cannot read the report");
+    bc->data = (uint8_t *)page;
     kh_db_rollback(c);
 }
 

@@ -7,10 +7,13 @@
 
 #include "kherr.h"
 
+#include "gw_bulkq.h"
 #include "gw_state.h"
 
 #include <event2/http.h>
+#include <libpq-fe.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Handlers called by the business API once the client is identified. */
 void gw_bulk_on_open(struct evhttp_request *req, gw_tenant *t, const char *system);
@@ -21,5 +24,11 @@ void gw_bulk_on_status(struct evhttp_request *req, gw_tenant *t, const char *sys
  * -1 with err. */
 KH_MUST_CHECK int gw_bulk_start(char *err, size_t errlen);
 void gw_bulk_stop(void);
+
+/* A rejected upload's report (refdb/FORMAT.md section 4: no personal data)
+ * is read a page at a time: at most this many bytes per answer. */
+#define GW_BULK_REPORT_PAGE (8 * GW_BULK_REPORT_CHUNK)
+KH_MUST_CHECK kh_err gw_bulk_report_read(PGconn *c, const char *upload_id, uint64_t offset,
+                                         uint64_t size, char **data, size_t *len);
 
 #endif

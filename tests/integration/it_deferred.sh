@@ -60,6 +60,10 @@ check "Osaka's query 1 is answered" wait_state "$h1" "answered FOUND"
 out=$(client 271004 childallowance status "$h1")
 expect_contains "Osaka reads the deferred answer by handle" "OK FOUND handle=$h1 deferred" "$out"
 expect_contains "with Chiyoda's values" "TK001.total_income=3330000" "$out"
+out=$(adm ta-271004 --json queries 271004 --handle "$h1")
+expect_contains "Osaka's admin finds the query by its handle" "\"msg_id\":\"$h1\"" "$out"
+expect_eq "... and only it" 1 "$(grep -o '"msg_id"' <<<"$out" | wc -l)"
+expect_contains "a handle that is not one" "KH-6008" "$(adm ta-271004 queries 271004 --handle "${h1:0:31}X")"
 
 # 2: approved with fewer items: the other is withheld
 out=$(adm resp-131016 --json decide 131016 "$h2" approve --items TK002)
