@@ -37,11 +37,27 @@
 
 typedef struct {
     char code[8], org_class[24], name[64], gateway[KHR_EP_LEN];
-    int ep[KHR_MAX_ORG_EP];          /* its gateway's endpoints (khrouter_ep.h) */
-    char *endpoints[KHR_MAX_ORG_EP]; /* their hostports, for the directory */
+    int ep[KHR_MAX_ORG_EP]; /* its gateway's endpoints (khrouter_ep.h) */
+    char hp[KHR_MAX_ORG_EP][KHR_EP_LEN];
+    char *endpoints[KHR_MAX_ORG_EP]; /* hp, for the directory */
     size_t nep;
     unsigned rr; /* round robin over ep */
 } r_org;
+
+/* The organisations and the signed directory made of them and of the
+ * legal-basis table: one version, replaced whole when SIGHUP rebuilds it.
+ * Every thread reads the current one through R.world (atomic). A replaced
+ * version is kept until the router stops: a request on its way or a portal
+ * lookup on a worker may still hold its organisations, and a reload is an
+ * operator's act (a few kilobytes each), so nothing in one is ever freed
+ * under a reader. */
+typedef struct r_world {
+    r_org *orgs;
+    size_t norgs;
+    kh_dir *dir; /* our own directory, parsed back: used for legal checks and certificates */
+    uint8_t content[32]; /* SHA-256 of the directory without its issue time */
+    struct r_world *older;
+} r_world;
 
 /* Every option's value once the file is read (strings point into R.conf). */
 typedef struct {
@@ -62,9 +78,8 @@ static struct {
     X509_STORE *national;
     kh_identity id;
     uint8_t secret[32];
-    r_org *orgs;
-    size_t norgs;
-    kh_dir *dir; /* our own directory, parsed back: used for legal checks and certificates */
+    _Atomic(r_world *) world;
+    bool rebuilding; /* a SIGHUP's directory is being built on a worker */
     kh_pool *pool;
     struct evhttp *http;
     struct event *sig_ev[3]; /* SIGTERM, SIGINT, SIGHUP */
@@ -98,10 +113,10 @@ static const kh_opt options[] = {
      "the router's database (schema router)"},
     {"secret", KH_OPT_STR, KH_OPT_REQUIRED, NULL, 0, 900, NULL, OFF(secret), NULL,
      "file of 32+ random bytes, mode 0600: the link-code key"},
-    {"org", KH_OPT_LIST, KH_OPT_REQUIRED, NULL, 0, 256, NULL, OFF(orgs), NULL,
+    {"org", KH_OPT_LIST, KH_OPT_REQUIRED | KH_OPT_RELOAD, NULL, 0, 256, NULL, OFF(orgs), NULL,
      "CODE,CLASS,NAME,GATEWAY,HOST:PORT[,HOST:PORT...]: an organisation and the peer "
      "endpoints of its gateway's nodes (at most 8; envelopes are spread over those that are "
-     "ready)"},
+     "ready); SIGHUP rebuilds the directory with the organisations then listed"},
     {"capture_dir", KH_OPT_STR, 0, NULL, 0, 900, NULL, OFF(capture), NULL,
      "keep each authenticated envelope as received (SENDER-MSGID.envelope)"},
     {"portal", KH_OPT_LIST, 0, NULL, 0, 16, NULL, OFF(portals), portal_name,
@@ -146,25 +161,54 @@ static void apply_reloadable(const r_settings *s)
     R.timeout_ms = s->timeout_ms;
 }
 
+static r_world *world(void)
+{
+    return atomic_load(&R.world);
+}
+
+static const kh_dir *dir_now(void)
+{
+    return world()->dir;
+}
+
+static r_org *org_in(r_world *w, const char *code)
+{
+    for (size_t i = 0; code && i < w->norgs; i++)
+        if (strcmp(w->orgs[i].code, code) == 0)
+            return &w->orgs[i];
+    return NULL;
+}
+
 static r_org *org_find(const char *code)
 {
-    for (size_t i = 0; code && i < R.norgs; i++)
-        if (strcmp(R.orgs[i].code, code) == 0)
-            return &R.orgs[i];
-    return NULL;
+    return org_in(world(), code);
+}
+
+static void world_free(r_world *w)
+{
+    while (w != NULL) {
+        r_world *older = w->older;
+        kh_dir_free(w->dir);
+        free(w->orgs);
+        free(w);
+        w = older;
+    }
 }
 
 /* ------------------------------------------------------------- directory */
 
-static int parse_orgs(char *err, size_t errlen)
+/* The org options into w's organisations (copied: list may go away). Their
+ * endpoints join the readiness probes only when w is put in place
+ * (attach_endpoints). */
+static int parse_orgs(const kh_opt_list *list, r_world *w, char *err, size_t errlen)
 {
-    const char *const *vals = R.set.orgs.v;
-    size_t n = R.set.orgs.n;
-    R.orgs = calloc(n ? n : 1, sizeof *R.orgs);
-    if (R.orgs == NULL)
+    const char *const *vals = list->v;
+    size_t n = list->n;
+    w->orgs = calloc(n ? n : 1, sizeof *w->orgs);
+    if (w->orgs == NULL)
         return -1;
     for (size_t i = 0; i < n; i++) {
-        r_org *o = &R.orgs[i];
+        r_org *o = &w->orgs[i];
         char buf[1024];
         snprintf(buf, sizeof buf, "%s", vals[i]);
         enum { MAXF = 4 + KHR_MAX_ORG_EP + 1 };
@@ -181,7 +225,7 @@ static int parse_orgs(char *err, size_t errlen)
                      vals[i], KHR_MAX_ORG_EP);
             return -1;
         }
-        if (org_find(f[0]) != NULL) {
+        if (org_in(w, f[0]) != NULL) {
             snprintf(err, errlen, "org %s is configured twice", f[0]);
             return -1;
         }
@@ -192,24 +236,46 @@ static int parse_orgs(char *err, size_t errlen)
         for (int j = 4; j < k; j++) {
             char host[128];
             uint16_t port;
-            int ep = kh_hostport(f[j], host, sizeof host, &port) == 0 && kh_host_numeric(host)
-                         ? khr_ep_add(o->gateway, f[j])
-                         : -1;
-            for (size_t m = 0; ep >= 0 && m < o->nep; m++)
-                if (o->ep[m] == ep)
-                    ep = -1;
-            if (ep < 0) {
+            bool ok = strlen(f[j]) < KHR_EP_LEN &&
+                      kh_hostport(f[j], host, sizeof host, &port) == 0 && kh_host_numeric(host);
+            for (size_t m = 0; ok && m < o->nep; m++)
+                ok = strcmp(o->hp[m], f[j]) != 0;
+            if (!ok) {
                 snprintf(err, errlen,
-                         "org %s: endpoint '%.100s' is not a numeric HOST:PORT, is listed "
-                         "twice, or is one too many (at most %d in all)",
-                         f[0], f[j], KHR_MAX_EP);
+                         "org %s: endpoint '%.100s' is not a numeric HOST:PORT or is "
+                         "listed twice",
+                         f[0], f[j]);
                 return -1;
             }
-            o->ep[o->nep] = ep;
-            o->endpoints[o->nep++] = (char *)khr_ep_hostport(ep);
+            snprintf(o->hp[o->nep], sizeof o->hp[o->nep], "%s", f[j]);
+            o->endpoints[o->nep] = o->hp[o->nep];
+            o->nep++;
         }
-        R.norgs++;
+        w->norgs++;
     }
+    return 0;
+}
+
+/* Each endpoint of w's organisations in the probes' table (khr_ep_add),
+ * those new added: all, or none if the table has no room for them. On the
+ * event loop's thread, just before w is put in place. */
+static int attach_endpoints(r_world *w, char *err, size_t errlen)
+{
+    int missing = 0;
+    for (size_t i = 0; i < w->norgs; i++)
+        for (size_t j = 0; j < w->orgs[i].nep; j++)
+            missing += khr_ep_find(w->orgs[i].gateway, w->orgs[i].hp[j]) < 0;
+    if (missing > KHR_MAX_EP - khr_ep_count()) {
+        snprintf(err, errlen, "%d endpoints more than the %d the router probes", missing,
+                 KHR_MAX_EP - khr_ep_count());
+        return -1;
+    }
+    for (size_t i = 0; i < w->norgs; i++)
+        for (size_t j = 0; j < w->orgs[i].nep; j++)
+            if ((w->orgs[i].ep[j] = khr_ep_add(w->orgs[i].gateway, w->orgs[i].hp[j])) < 0) {
+                snprintf(err, errlen, "endpoint %s: cannot be probed", w->orgs[i].hp[j]);
+                return -1;
+            }
     return 0;
 }
 
@@ -222,25 +288,26 @@ static int read_pem(const char *path, ProtobufCBinaryData *out, char *err, size_
     return 0;
 }
 
-/* Builds and signs the directory from the configured organisations, their
- * certificates in the PKI folder, and the legal-basis table in the database.
- * Runs once at start-up, before the event loop. */
-static int build_directory(char *err, size_t errlen)
+/* Builds and signs w's directory from its organisations, their certificates
+ * in the PKI folder, and the legal-basis table read on c; issued at the
+ * current second, or at not_before if that is later (a gateway takes only a
+ * directory issued after the one it has). At start-up before the event
+ * loop, and on a database worker when SIGHUP rebuilds it. */
+static int build_directory(PGconn *c, r_world *w, int64_t not_before, char *err, size_t errlen)
 {
     int rc = -1;
-    PGconn *c = PQconnectdb(R.set.db);
     PGresult *res = NULL, *ver = NULL, *fres = NULL;
     Kh__ItemFields *ifs = NULL, **ifptr = NULL;
     char **names = NULL;
     Kh__Directory d = KH__DIRECTORY__INIT;
-    Kh__OrgEntry *entries = calloc(R.norgs ? R.norgs : 1, sizeof *entries);
-    Kh__OrgEntry **eptr = calloc(R.norgs ? R.norgs : 1, sizeof *eptr);
+    Kh__OrgEntry *entries = calloc(w->norgs ? w->norgs : 1, sizeof *entries);
+    Kh__OrgEntry **eptr = calloc(w->norgs ? w->norgs : 1, sizeof *eptr);
     Kh__LegalBasisRow *rows = NULL, **rptr = NULL;
     uint8_t *dbytes = NULL, *sig = NULL, *signed_bytes = NULL;
     size_t dlen, slen, sblen;
     char path[1024];
-    if (PQstatus(c) != CONNECTION_OK) {
-        snprintf(err, errlen, "database: %s", PQerrorMessage(c));
+    if (entries == NULL || eptr == NULL) {
+        snprintf(err, errlen, "out of memory");
         goto out;
     }
     res = PQexec(c, "SELECT id, asker_class, procedure, provider_class, items FROM "
@@ -314,28 +381,28 @@ static int build_directory(char *err, size_t errlen)
             r->n_fields++; /* (row, item) runs of one row are adjacent */
         }
     }
-    for (size_t i = 0; i < R.norgs; i++) {
+    for (size_t i = 0; i < w->norgs; i++) {
+        const r_org *o = &w->orgs[i];
         Kh__OrgEntry *e = &entries[i];
         kh__org_entry__init(e);
-        e->code = R.orgs[i].code;
-        e->name = R.orgs[i].name;
-        e->org_class = R.orgs[i].org_class;
-        e->endpoint = R.orgs[i].endpoints[0];
-        e->endpoints = R.orgs[i].endpoints;
-        e->n_endpoints = R.orgs[i].nep;
-        snprintf(path, sizeof path, "%s/org/%s/sign.crt", R.pki, R.orgs[i].code);
+        e->code = (char *)o->code;
+        e->name = (char *)o->name;
+        e->org_class = (char *)o->org_class;
+        e->endpoint = o->endpoints[0];
+        e->endpoints = (char **)o->endpoints;
+        e->n_endpoints = o->nep;
+        snprintf(path, sizeof path, "%s/org/%s/sign.crt", R.pki, o->code);
         if (read_pem(path, &e->sign_cert, err, errlen) != 0)
             goto out;
-        snprintf(path, sizeof path, "%s/org/%s/enc.crt", R.pki, R.orgs[i].code);
+        snprintf(path, sizeof path, "%s/org/%s/enc.crt", R.pki, o->code);
         if (read_pem(path, &e->enc_cert, err, errlen) != 0)
             goto out;
         eptr[i] = e;
     }
     d.spec_version = KH_SPEC_VERSION;
-    d.issued_at = (int64_t)time(NULL);
     d.legal_basis_version = PQgetvalue(ver, 0, 0);
     d.orgs = eptr;
-    d.n_orgs = R.norgs;
+    d.n_orgs = w->norgs;
     d.legal_basis = rptr;
     d.n_legal_basis = (size_t)nrows;
     snprintf(path, sizeof path, "%s/router/sign.crt", R.pki);
@@ -344,6 +411,18 @@ static int build_directory(char *err, size_t errlen)
     snprintf(path, sizeof path, "%s/router/enc.crt", R.pki);
     if (read_pem(path, &d.router_enc_cert, err, errlen) != 0)
         goto out;
+    /* what it says but when: a rebuild that changes nothing is no new version */
+    d.issued_at = 0;
+    if (kh_pb_pack(&d.base, &dbytes, &dlen) != 0 ||
+        khc_sha256(dbytes, dlen, NULL, 0, w->content) != 0) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    free(dbytes);
+    dbytes = NULL;
+    d.issued_at = (int64_t)time(NULL);
+    if (d.issued_at < not_before)
+        d.issued_at = not_before;
     if (kh_pb_pack(&d.base, &dbytes, &dlen) != 0 ||
         khc_sign(R.id.sign_key, dbytes, dlen, &sig, &slen) != 0)
         goto out;
@@ -355,11 +434,11 @@ static int build_directory(char *err, size_t errlen)
     if (kh_pb_pack(&sd.base, &signed_bytes, &sblen) != 0)
         goto out;
     /* parse it back exactly as a gateway would: proves it verifies */
-    R.dir = kh_dir_load(signed_bytes, sblen, R.national, err, errlen);
-    if (R.dir != NULL)
+    w->dir = kh_dir_load(signed_bytes, sblen, R.national, err, errlen);
+    if (w->dir != NULL)
         rc = 0;
 out:
-    for (size_t i = 0; entries && i < R.norgs; i++) {
+    for (size_t i = 0; entries && i < w->norgs; i++) {
         free(entries[i].sign_cert.data);
         free(entries[i].enc_cert.data);
     }
@@ -380,13 +459,74 @@ out:
     free(ifs);
     free(ifptr);
     free(names);
-    PQfinish(c);
     return rc;
 }
 
 static void on_directory(struct evhttp_request *req, void *arg)
 {
-    kh_http_reply_raw(req, 200, R.dir->raw, R.dir->rawlen);
+    const kh_dir *d = dir_now();
+    kh_http_reply_raw(req, 200, d->raw, d->rawlen);
+}
+
+/* --- SIGHUP: the organisations and the directory rebuilt while running --- */
+
+typedef struct {
+    r_world *w;
+    int rc;
+    char err[512];
+} r_rebuild;
+
+static void rebuild_work(PGconn *c, void *arg)
+{
+    r_rebuild *b = arg;
+    b->rc = build_directory(c, b->w, (int64_t)dir_now()->pb->issued_at + 1, b->err, sizeof b->err);
+}
+
+static void rebuild_done(void *arg)
+{
+    r_rebuild *b = arg;
+    R.rebuilding = false;
+    if (b->rc == 0 && memcmp(b->w->content, world()->content, sizeof b->w->content) == 0) {
+        kh_info("main", "directory unchanged: the organisations and the legal-basis table are "
+                        "those of the version in use");
+        world_free(b->w);
+    } else if (b->rc != 0 || attach_endpoints(b->w, b->err, sizeof b->err) != 0) {
+        kh_error("main", "directory not rebuilt, organisations unchanged: %s", b->err);
+        world_free(b->w);
+    } else {
+        b->w->older = world();
+        atomic_store(&R.world, b->w);
+        kh_info("main", "directory rebuilt: %zu organisations, %zu legal-basis rows, issued %lld",
+                b->w->norgs, b->w->dir->pb->n_legal_basis, (long long)b->w->dir->pb->issued_at);
+    }
+    free(b);
+}
+
+/* A new version of the organisations (list: the org options just read) and
+ * of the directory (the legal-basis table read again), built on a worker
+ * and put in place on the event loop; on any error the version in use stays. */
+static void rebuild(const kh_opt_list *list)
+{
+    char err[512];
+    r_world *w = calloc(1, sizeof *w);
+    r_rebuild *b = calloc(1, sizeof *b);
+    if (R.rebuilding) {
+        kh_error("main", "directory not rebuilt: the previous SIGHUP's is still being built "
+                         "(send SIGHUP again once it is logged)");
+    } else if (w == NULL || b == NULL) {
+        kh_error("main", "directory not rebuilt: out of memory");
+    } else if (parse_orgs(list, w, err, sizeof err) != 0) {
+        kh_error("main", "directory not rebuilt, organisations unchanged: %s", err);
+    } else {
+        b->w = w;
+        if (kh_pool_submit(R.pool, rebuild_work, rebuild_done, b) == 0) {
+            R.rebuilding = true;
+            return;
+        }
+        kh_error("main", "directory not rebuilt: the database queue is full");
+    }
+    world_free(w);
+    free(b);
 }
 
 /* -------------------------------------------------------------- messages */
@@ -415,6 +555,7 @@ typedef struct {
     uint8_t *fwd;
     size_t fwdlen;
     r_org *to;
+    const kh_org *prov; /* its directory entry, of the version the query was checked under */
     int pos;
     uint32_t tried;
     int64_t sent_ms;
@@ -601,7 +742,7 @@ static void lc_done(void *arg)
 {
     r_call *rc = arg;
     const r_org *o = org_find(rc->h->sender);
-    const kh_org *dorg = kh_dir_org(R.dir, rc->h->sender);
+    const kh_org *dorg = kh_dir_org(dir_now(), rc->h->sender);
     if (rc->err == KH_OK) {
         uint8_t id[KH_MSG_ID_LEN];
         Kh__Header h;
@@ -847,7 +988,7 @@ static void q_forwarded(int status, const uint8_t *buf, size_t len, void *arg)
     }
     Kh__Envelope *aenv = NULL;
     Kh__Header *ah = NULL;
-    const kh_org *prov = kh_dir_org(R.dir, rc->h->recipient);
+    const kh_org *prov = rc->prov; /* kept: SIGHUP may have removed it since */
     kh_err e = kh_env_parse(buf, len, &aenv, &ah, why, sizeof why);
     if (e != KH_OK) {
         finish(rc, KH_E_UPSTREAM, "failed", "answer unreadable");
@@ -887,13 +1028,16 @@ static void q_forwarded(int status, const uint8_t *buf, size_t len, void *arg)
 
 static void handle_query(r_call *rc)
 {
+    /* one callback on the event loop: the organisations and the directory
+     * read here are of one version */
     const r_org *to = org_find(rc->h->recipient);
-    if (to == NULL) {
+    rc->prov = kh_dir_org(dir_now(), rc->h->recipient);
+    if (to == NULL || rc->prov == NULL) {
         finish(rc, KH_E_UNKNOWN_ORG, "refused", "recipient is not in the directory");
         return;
     }
-    kh_err e = kh_dir_legal(R.dir, rc->h->sender, rc->h->procedure, rc->h->recipient, rc->h->items,
-                            rc->h->n_items, NULL);
+    kh_err e = kh_dir_legal(dir_now(), rc->h->sender, rc->h->procedure, rc->h->recipient,
+                            rc->h->items, rc->h->n_items, NULL);
     if (e != KH_OK) {
         finish(rc, e, "refused", "no legal-basis row allows this query");
         return;
@@ -1015,8 +1159,8 @@ static void handle_deferred(r_call *rc)
         return;
     }
     /* the query it answers had to be lawful: so must the answer be */
-    if (kh_dir_legal(R.dir, h->recipient, h->procedure, h->sender, h->items, h->n_items, NULL) !=
-        KH_OK) {
+    if (kh_dir_legal(dir_now(), h->recipient, h->procedure, h->sender, h->items, h->n_items,
+                     NULL) != KH_OK) {
         finish(rc, KH_E_NO_LEGAL_BASIS, "refused", "no legal-basis row allows this answer");
         return;
     }
@@ -1090,7 +1234,7 @@ static void on_envelope(struct evhttp_request *req, void *arg)
         return;
     }
     const r_org *from = org_find(h->sender);
-    const kh_org *dfrom = kh_dir_org(R.dir, h->sender);
+    const kh_org *dfrom = kh_dir_org(dir_now(), h->sender);
     if (from == NULL || dfrom == NULL) {
         finish(rc, KH_E_UNKNOWN_ORG, "refused", "sender is not in the directory");
         return;
@@ -1167,12 +1311,25 @@ static int setup(const char *config, char *err, size_t errlen)
         (R.client_ctx = kh_tls_client_ctx(cert, key, ca, err, errlen)) == NULL ||
         (R.national = khc_store_from_file(ca, err, errlen)) == NULL ||
         kh_identity_load(&R.id, "ROUTER", dir, err, errlen) != 0 ||
-        load_secret(secret, err, errlen) != 0 || parse_orgs(err, errlen) != 0)
+        load_secret(secret, err, errlen) != 0)
+        return -1;
+    r_world *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return -1;
+    atomic_store(&R.world, w);
+    if (parse_orgs(&R.set.orgs, w, err, errlen) != 0 || attach_endpoints(w, err, errlen) != 0)
         return -1;
     /* the table checked the names and that there are at most 16 */
     R.nportals = R.set.portals.n;
     memcpy(R.portals, R.set.portals.v, R.nportals * sizeof *R.portals);
-    return build_directory(err, errlen);
+    PGconn *c = PQconnectdb(R.set.db);
+    int rc = -1;
+    if (PQstatus(c) != CONNECTION_OK)
+        snprintf(err, errlen, "database: %s", PQerrorMessage(c));
+    else
+        rc = build_directory(c, w, 0, err, errlen);
+    PQfinish(c);
+    return rc;
 }
 
 /* Replay registrations an hour past their message's expiry can stop nothing:
@@ -1211,6 +1368,7 @@ static kh_conf *load_settings(const char *path, void *s, char *err, size_t errle
 static void apply_fresh(const void *fresh)
 {
     apply_reloadable(fresh);
+    rebuild(&((const r_settings *)fresh)->orgs);
 }
 
 static void on_reload(evutil_socket_t sig, short what, void *arg)
@@ -1269,7 +1427,7 @@ int main(int argc, char **argv)
     }
     if (check) {
         printf("configuration ok: %zu organisations, %d gateway endpoints, %zu legal-basis rows\n",
-               R.norgs, khr_ep_count(), R.dir->pb->n_legal_basis);
+               world()->norgs, khr_ep_count(), dir_now()->pb->n_legal_basis);
         rc = 0;
         goto out;
     }
@@ -1291,7 +1449,7 @@ int main(int argc, char **argv)
                             .client_ctx = R.client_ctx,
                             .national = R.national,
                             .pool = R.pool,
-                            .dir = R.dir,
+                            .dir = dir_now,
                             .id = &R.id,
                             .skew = &R.skew,
                             .ttl = &R.ttl,
@@ -1314,8 +1472,8 @@ int main(int argc, char **argv)
         kh_error("main", "cannot start the readiness probes");
         goto out;
     }
-    kh_info("main", "ready on %s: %zu organisations, %zu legal-basis rows", R.set.listen, R.norgs,
-            R.dir->pb->n_legal_basis);
+    kh_info("main", "ready on %s: %zu organisations, %zu legal-basis rows", R.set.listen,
+            world()->norgs, dir_now()->pb->n_legal_basis);
     event_base_dispatch(R.base);
     kh_info("main", "stopped");
     rc = 0;
@@ -1334,13 +1492,12 @@ out:
         kh_http_client_close(R.base);
         event_base_free(R.base);
     }
-    kh_dir_free(R.dir);
+    world_free(world());
     kh_identity_clear(&R.id);
     khc_wipe(R.secret, sizeof R.secret);
     kh_tls_ctx_free(R.server_ctx);
     kh_tls_ctx_free(R.client_ctx);
     khc_store_free(R.national);
-    free(R.orgs);
     kh_conf_free(R.conf);
     return rc;
 }

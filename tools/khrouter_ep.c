@@ -12,6 +12,7 @@
 #include "khlog.h"
 
 #include <event2/event.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -23,27 +24,37 @@ typedef struct {
 
 static struct {
     ep ep[KHR_MAX_EP];
-    int n;
+    atomic_int n; /* written on the event loop only; read by workers too */
     struct event_base *base;
     SSL_CTX *ctx;
     struct event *tick;
     int probe_ms;
 } E;
 
+int khr_ep_find(const char *gateway, const char *hostport)
+{
+    int n = atomic_load(&E.n);
+    for (int i = 0; i < n; i++)
+        if (strcmp(E.ep[i].gateway, gateway) == 0 && strcmp(E.ep[i].hostport, hostport) == 0)
+            return i;
+    return -1;
+}
+
 int khr_ep_add(const char *gateway, const char *hostport)
 {
     if (strlen(gateway) >= KHR_EP_LEN || strlen(hostport) >= KHR_EP_LEN)
         return -1;
-    for (int i = 0; i < E.n; i++)
-        if (strcmp(E.ep[i].gateway, gateway) == 0 && strcmp(E.ep[i].hostport, hostport) == 0)
-            return i;
-    if (E.n == KHR_MAX_EP)
+    int i = khr_ep_find(gateway, hostport), n = atomic_load(&E.n);
+    if (i >= 0)
+        return i;
+    if (n == KHR_MAX_EP)
         return -1;
-    ep *e = &E.ep[E.n];
+    ep *e = &E.ep[n];
     snprintf(e->gateway, sizeof e->gateway, "%s", gateway);
     snprintf(e->hostport, sizeof e->hostport, "%s", hostport);
     e->up = true;
-    return E.n++;
+    atomic_store(&E.n, n + 1);
+    return n;
 }
 
 int khr_ep_pick(const int *idx, size_t n, unsigned *rr, uint32_t tried, bool up_only)

@@ -21,8 +21,14 @@ struct event_base;
 #define KHR_EP_LEN 64    /* HOST:PORT, and a gateway's name */
 
 /* The endpoint (gateway, hostport), added if new: its index, or -1 if the
- * table is full or a string too long. Before khr_ep_start. */
+ * table is full or a string too long. On the event loop's thread (at start,
+ * and when SIGHUP adds an organisation: its endpoints join the probes; those
+ * of an organisation removed stay in the table and are still probed). The
+ * count is published after the entry is written: a worker that reads an
+ * index from a published organisation reads a complete entry. */
 int khr_ep_add(const char *gateway, const char *hostport);
+/* The endpoint (gateway, hostport) if it is in the table, else -1. */
+int khr_ep_find(const char *gateway, const char *hostport);
 
 /* The endpoint to send to next among idx[0..n) (one organisation's), not in
  * tried (bit i: idx[i] was tried): the next that is up in round-robin order

@@ -154,7 +154,7 @@ static kh_err lookup(PGconn *c, dsc_req *dr)
         const char *org = PQgetvalue(r, i, 0);
         /* an organisation no longer configured is not asked */
         if (strlen(org) >= sizeof o->org || !P->route(org, &o->gateway, &o->endpoint) ||
-            kh_dir_org(P->dir, org) == NULL)
+            kh_dir_org(P->dir(), org) == NULL)
             continue;
         o->parent = dr;
         snprintf(o->org, sizeof o->org, "%s", org);
@@ -246,7 +246,7 @@ static void record_done(void *arg)
     }
     for (size_t i = 0; i < dr->n; i++) {
         dsc_one *o = &dr->ones[i];
-        const kh_org *org = kh_dir_org(P->dir, o->org);
+        const kh_org *org = kh_dir_org(P->dir(), o->org);
         kh__org_disclosure__init(&od[i]);
         kh__status__init(&st[i]);
         st[i].code = (char *)kh_err_code(o->err);
@@ -305,7 +305,7 @@ static void open_answer(dsc_one *o, const uint8_t *buf, size_t len)
     uint8_t *body = NULL;
     size_t blen = 0;
     char why[160];
-    const kh_org *org = kh_dir_org(P->dir, o->org);
+    const kh_org *org = kh_dir_org(P->dir(), o->org);
     kh_err e = kh_env_parse(buf, len, &env, &h, why, sizeof why);
     if (e != KH_OK) {
         one_fail(o, KH_E_UPSTREAM, "failed", "answer unreadable");
@@ -367,7 +367,7 @@ static void on_answer(int status, const uint8_t *buf, size_t len, void *arg)
 static int ask(dsc_one *o)
 {
     const dsc_req *dr = o->parent;
-    const kh_org *org = kh_dir_org(P->dir, o->org);
+    const kh_org *org = kh_dir_org(P->dir(), o->org);
     Kh__Header h;
     uint8_t unused[KH_MSG_ID_LEN];
     Kh__DisclosureRequestBody b = KH__DISCLOSURE_REQUEST_BODY__INIT;
@@ -472,7 +472,7 @@ static void on_disclose(struct evhttp_request *req, void *arg)
         e = KH_E_BAD_RESIDENT_CODE;
         why = "resident_code: expects 11 digits";
     } else if (m->org[0] && (!kh_id_org(m->org) || !P->route(m->org, &gwn, &ep) ||
-                             kh_dir_org(P->dir, m->org) == NULL)) {
+                             kh_dir_org(P->dir(), m->org) == NULL)) {
         e = KH_E_UNKNOWN_ORG;
         why = "org: not an organisation of the directory";
     } else if (!m->records && !m->self_info) {

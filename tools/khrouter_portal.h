@@ -25,8 +25,8 @@ typedef struct {
     SSL_CTX *client_ctx; /* the router's TLS identity towards the gateways */
     X509_STORE *national;
     kh_pool *pool;
-    const kh_dir *dir;
-    const kh_identity *id; /* the router's signing and encryption keys */
+    const kh_dir *(*dir)(void); /* the directory in use (SIGHUP may replace it) */
+    const kh_identity *id;      /* the router's signing and encryption keys */
     /* the router's own values, which SIGHUP may change (read at each use) */
     const atomic_int *skew, *ttl, *timeout_ms;
     int max_body;

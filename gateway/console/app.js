@@ -43,7 +43,14 @@ const T = {
     bulk: '一括登録', uploads: '受付中・最近のアップロード', files_applied: '適用済みファイル',
     upload_id: 'アップロードID', file_name: 'ファイル名', mode: '方式', as_of: '基準日',
     records: 'レコード', bad_records: '不正レコード', persons: '人数', report: 'レポート',
-    show_report: 'レポートを表示', shown_rest_in_csv: '行を表示（すべてはCSVに）', field: '項目', applied_at: '適用日時', started_at: '開始',
+    show_report: 'レポートを表示', shown_rest_in_csv: '行を表示（すべてはCSVに）',
+    settings: '運用設定', hold_deadline: '保留の判断期限（秒）', save: '保存', saved: '保存しました',
+    maintenance: 'メンテナンス', maint_on: 'メンテナンス中にする', maint_off: 'メンテナンスを終える',
+    maint_none: '通常運用中', set_by: '設定者', set_at: '設定日時', gateway: 'ゲートウェイ',
+    directory: 'ディレクトリ', refresh: '今すぐ更新', diagnose: '接続診断', run: '実行',
+    check: '確認', status: '状態', issued_at: '発行日時', legal_basis_version: '法令根拠表の版',
+    installs: '取込み回数', last_error: '最後のエラー', organisations: '団体', changed: '新しい版を取り込みました',
+    unchanged: '新しい版はありません', field: '項目', applied_at: '適用日時', started_at: '開始',
   },
   en: {
     lang: '日本語', login: 'Log in', operator: 'Operator name', password: 'Password',
@@ -81,7 +88,14 @@ const T = {
     bulk: 'Bulk files', uploads: 'Uploads in progress or recent', files_applied: 'Files applied',
     upload_id: 'Upload ID', file_name: 'File name', mode: 'Mode', as_of: 'As of',
     records: 'Records', bad_records: 'Bad records', persons: 'Persons', report: 'Report',
-    show_report: 'Show the report', shown_rest_in_csv: 'lines shown (all of them in the CSV)', field: 'Field', applied_at: 'Applied', started_at: 'Started',
+    show_report: 'Show the report', shown_rest_in_csv: 'lines shown (all of them in the CSV)',
+    settings: 'Settings', hold_deadline: 'Deadline of held queries (s)', save: 'Save', saved: 'Saved',
+    maintenance: 'Maintenance', maint_on: 'Start maintenance', maint_off: 'End maintenance',
+    maint_none: 'In normal service', set_by: 'Set by', set_at: 'Set at', gateway: 'Gateway',
+    directory: 'Directory', refresh: 'Refresh now', diagnose: 'Connectivity check', run: 'Run',
+    check: 'Check', status: 'Status', issued_at: 'Issued', legal_basis_version: 'Legal-basis version',
+    installs: 'Installs', last_error: 'Last error', organisations: 'Organisations',
+    changed: 'A newer version was installed', unchanged: 'Nothing newer', field: 'Field', applied_at: 'Applied', started_at: 'Started',
   },
 };
 
@@ -95,6 +109,7 @@ const PAGES = {
   registry: [PA, TA, AU],
   bulk: [PA, TA, AU],
   usage: [PA, TA, AU],
+  settings: [PA, TA, RS, AU],
 };
 const may = (pg) => S && (PAGES[pg] || []).includes(S.role);
 
@@ -593,6 +608,88 @@ async function usagePage(org) {
   await show();
 }
 
+/* maintenance mode of a scope (a tenant's or the gateway's): shown, and set
+ * or ended with a reason where the role may */
+function maintenanceBox(rows, path, canSet, scope) {
+  const on = rows.some((r) => r.scope === scope);
+  const reason = el('input', { type: 'text', id: 'maint-reason', maxlength: 200, placeholder: t('reason') });
+  const set = async (flag) => {
+    clearError();
+    const body = flag ? { on: true, reason: reason.value } : { on: false };
+    try { await api('POST', path, body); route(); } catch (e) { showError(e); }
+  };
+  return el('section', { id: 'maintenance' }, el('h2', {}, t('maintenance')),
+    rows.length ? table(['scope', 'reason', 'set_by', 'set_at'], rows.map((r) => el('tr', {}, ...cells(r, ['scope', 'reason', 'set_by', 'set_at']))), 'maint-rows')
+      : el('p', { id: 'maint-state' }, t('maint_none')),
+    canSet ? el('div', { class: 'inline' }, reason,
+      el('button', { type: 'button', id: 'maint-on', on: { click: () => set(true) } }, t('maint_on')),
+      on ? el('button', { type: 'button', id: 'maint-off', on: { click: () => set(false) } }, t('maint_off')) : '') : '');
+}
+
+async function settingsPage(org) {
+  const canSet = S.role === PA || S.role === TA;
+  const [p, m] = await Promise.all([api('GET', `/admin/v1/tenants/${org}/policy`),
+    api('GET', `/admin/v1/tenants/${org}/maintenance`)]);
+  const secs = el('input', { type: 'number', id: 'hold-deadline', min: 1, max: 7776000, value: p.policy.hold_deadline_s, disabled: !canSet });
+  const saved = el('span', { id: 'policy-saved', class: 'ok' });
+  const form = el('form', { id: 'policy-form', class: 'inline' }, field('hold_deadline', secs),
+    el('span', { class: 'small' }, left(p.policy.hold_deadline_s)),
+    canSet ? el('button', { type: 'submit', id: 'policy-save' }, t('save')) : '', saved);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clearError();
+    try {
+      await api('POST', `/admin/v1/tenants/${org}/policy`, { hold_deadline_s: Number(secs.value) });
+      saved.textContent = t('saved');
+    } catch (e) { showError(e); }
+  });
+  page(el('h1', {}, `${t('settings')} — ${org}`), el('h2', {}, t('hold_deadline')), form,
+    maintenanceBox(m.maintenance, `/admin/v1/tenants/${org}/maintenance`, canSet, `tenant:${org}`));
+}
+
+/* the gateway itself (platform admins): maintenance, the directory in use
+ * with a refresh, the connectivity check on demand */
+async function gatewayPage() {
+  const [m, d] = await Promise.all([api('GET', '/admin/v1/maintenance'), api('GET', '/admin/v1/directory')]);
+  const dir = d.directory;
+  const said = el('p', { id: 'refresh-said', class: 'ok' });
+  const diag = el('div', { id: 'diagnosis' });
+  page(el('h1', {}, `${t('gateway')} ${S.gateway || ''}`),
+    maintenanceBox(m.maintenance, '/admin/v1/maintenance', true, `gateway:${S.gateway}`),
+    el('section', { id: 'directory' }, el('h2', {}, t('directory')),
+      el('dl', { class: 'facts' },
+        ...['issued_at', 'legal_basis_version', 'sha256', 'installs', 'last_error'].flatMap((k) =>
+          [el('dt', {}, t(k)), el('dd', { id: `dir-${k}` }, String(dir[k] ?? ''))]),
+        el('dt', {}, t('organisations')), el('dd', { id: 'dir-orgs' }, dir.organisations.map((o) => o.code).join(', '))),
+      el('button', {
+        type: 'button', id: 'dir-refresh',
+        on: {
+          click: async () => {
+            clearError();
+            try {
+              const r = await api('POST', '/admin/v1/directory/refresh', {});
+              said.textContent = t(r.changed ? 'changed' : 'unchanged');
+            } catch (e) { showError(e); }
+          },
+        },
+      }, t('refresh')), said),
+    el('section', {}, el('h2', {}, t('diagnose')),
+      el('button', {
+        type: 'button', id: 'diag-run',
+        on: {
+          click: async () => {
+            clearError();
+            diag.replaceChildren();
+            try {
+              const r = await api('GET', '/admin/v1/diagnose');
+              diag.replaceChildren(table(['check', 'target', 'status', 'detail'], r.checks.map((c) =>
+                el('tr', { class: c.status === 'ok' ? '' : 'warn' }, ...cells(c, ['check', 'target', 'status', 'detail']))), 'diag-checks'));
+            } catch (e) { showError(e); }
+          },
+        },
+      }, t('run')), diag));
+}
+
 async function operatorsPage() {
   const r = await api('GET', '/admin/v1/operators');
   const act = (path, name) => async () => {
@@ -648,12 +745,15 @@ function frame() {
       nav.append(el('a', { href: `#/t/${current}/${pg}`, id: `nav-${pg}` }, t(pg)));
     }
   }
-  if (S.role === PA) nav.append(el('a', { href: '#/operators', id: 'nav-operators' }, t('operators')));
+  if (S.role === PA) {
+    nav.append(el('a', { href: '#/operators', id: 'nav-operators' }, t('operators')));
+    nav.append(el('a', { href: '#/gateway', id: 'nav-gateway' }, t('gateway')));
+  }
 }
 
 const VIEWS = {
   pending: pendingPage, flags: flagsPage, queries: queriesPage, audit: auditPage,
-  registry: registryPage, bulk: bulkPage, usage: usagePage,
+  registry: registryPage, bulk: bulkPage, usage: usagePage, settings: settingsPage,
 };
 
 async function route() {
@@ -673,9 +773,9 @@ async function route() {
       } else {
         await VIEWS[m[2]](m[1]);
       }
-    } else if (h === '/operators') {
-      if (S.role !== PA) page(el('h1', {}, t('operators')), el('p', { class: 'warn', id: 'not-allowed' }, t('not_allowed')));
-      else await operatorsPage();
+    } else if (h === '/operators' || h === '/gateway') {
+      if (S.role !== PA) page(el('h1', {}, t(h.slice(1))), el('p', { class: 'warn', id: 'not-allowed' }, t('not_allowed')));
+      else await (h === '/operators' ? operatorsPage() : gatewayPage());
     } else {
       await dashboard();
     }

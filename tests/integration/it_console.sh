@@ -55,6 +55,8 @@ cleanup() {
     pkill -f "user-data-dir=$WORK" 2>/dev/null || true # a browser left by a killed run
     rm -rf "$WORK" "$POLICY"
     local id
+    "$KH_ROOT/tools/khstack" admin "$KH_STACK" gw-a ta-131016 maintenance off 131016 >/dev/null 2>&1 || true
+    "$KH_ROOT/tools/khstack" admin "$KH_STACK" gw-a ta-131016 policy set 131016 --hold-deadline 1209600 >/dev/null 2>&1 || true
     for id in $(sql kh_gw_a "SELECT id FROM t_131016.answer_flag WHERE local_id = '$LOCAL_C' AND revoked_at IS NULL"); do
         "$KH_ROOT/tools/khstack" admin "$KH_STACK" gw-a ta-131016 flags revoke 131016 "$id" >/dev/null 2>&1 || true
     done
@@ -70,7 +72,7 @@ fi
 
 SHOTS=$KH_BUILD/console-screenshots
 rm -rf "$SHOTS"
-out=$(KH_PORT=$PORT SHOTS=$SHOTS WORK=$WORK LOCAL_C=$LOCAL_C LOCAL_O=$LOCAL_O UPLOAD=$UPLOAD \
+out=$(KH_PORT=$PORT SHOTS=$SHOTS WORK=$WORK LOCAL_C=$LOCAL_C LOCAL_O=$LOCAL_O UPLOAD=$UPLOAD RESIDENT=$RESIDENT \
     timeout -k 10 600 /usr/bin/python3 "$KH_ROOT/tests/integration/khconsole.py" 2>&1) || true
 printf '%s\n' "$out"
 # the browser's checks count as this test's
@@ -78,5 +80,5 @@ CHECKS=$((CHECKS + $(grep -c '^ok   \|^FAIL ' <<<"$out" || true)))
 FAILS=$((FAILS + $(grep -c '^FAIL ' <<<"$out" || true)))
 check "the browser ran its checks" grep -q '^ok   after logout' <<<"$out"
 n=$(find "$SHOTS" -name '*.png' 2>/dev/null | wc -l)
-check "a screenshot of every page ($n)" test "$n" -ge 16
+check "a screenshot of every page ($n)" test "$n" -ge 18
 finish

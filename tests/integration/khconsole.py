@@ -8,7 +8,7 @@ check ("ok   ..." or "FAIL ..."), as the shell tests do, and saves a
 screenshot of every page in SHOTS.
 
 usage: khconsole.py   (environment: KH_ROOT KH_STACK KH_PORT SHOTS WORK
-                       LOCAL_C LOCAL_O UPLOAD)"""
+                       LOCAL_C LOCAL_O UPLOAD RESIDENT)"""
 import http.server
 import json
 import os
@@ -28,6 +28,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 ROOT, STACK, PORT = os.environ["KH_ROOT"], os.environ["KH_STACK"], int(os.environ["KH_PORT"])
 SHOTS, WORK = os.environ["SHOTS"], os.environ["WORK"]
 LOCAL_C, LOCAL_O, UPLOAD = os.environ["LOCAL_C"], os.environ["LOCAL_O"], os.environ["UPLOAD"]
+RESIDENT = os.environ["RESIDENT"]
 BASE = f"https://127.0.0.1:{PORT}"
 FAILS = 0
 REASON = "console test hold (synthetic)"
@@ -368,6 +369,43 @@ def scenario(ta, resp, adm):
     ok("the platform admin sees the operators", "resp-131016" in adm.find_element(By.ID, "operators").text)
     shot(adm, "12-operators", "platform_admin")
     ok("a tenant admin is offered no operators page", not ta.find_elements(By.ID, "nav-operators"))
+
+    # the gateway (platform admins): the directory with a refresh, the connectivity check
+    go(adm, "/gateway", "directory")
+    ok("the gateway page shows the directory's organisations", "131016" in adm.find_element(By.ID, "dir-orgs").text)
+    adm.find_element(By.ID, "dir-refresh").click()
+    ok("... refreshed on demand", wait_text(adm, By.ID, "refresh-said", "新しい版"))
+    adm.find_element(By.ID, "diag-run").click()
+    ok("the connectivity check runs from the page",
+       wait_text(adm, By.ID, "diag-checks", "database") and "migrations" in adm.find_element(By.ID, "diag-checks").text)
+    shot(adm, "17-gateway", "platform_admin")
+
+    # a tenant's settings: the hold deadline and maintenance, set by its admin, read by a responder
+    go(ta, "/t/131016/settings", "policy-form")
+    box = ta.find_element(By.ID, "hold-deadline")
+    box.clear()
+    box.send_keys("600")
+    ta.find_element(By.ID, "policy-save").click()
+    ok("the tenant admin sets the hold deadline", wait_text(ta, By.ID, "policy-saved", "保存しました") and
+       sql("kh_gw_a", "SELECT hold_deadline_s FROM t_131016.hold_policy") == "600")
+    ta.find_element(By.ID, "maint-reason").send_keys("console test (synthetic)")
+    ta.find_element(By.ID, "maint-on").click()
+    ok("... and puts the tenant in maintenance", wait_text(ta, By.ID, "maint-rows", "tenant:131016"))
+    shot(ta, "18-settings", "tenant_admin")
+    out = client("131016", "tax", "linkcode", LOCAL_C, RESIDENT)
+    ok("a business request is then refused with KH-5008", "KH-5008" in out, out[:200])
+    go(resp, "/t/131016/settings", "policy-form")
+    ok("a responder reads the settings but cannot change them",
+       not resp.find_elements(By.ID, "policy-save") and not resp.find_elements(By.ID, "maint-on") and
+       resp.find_element(By.ID, "hold-deadline").get_attribute("disabled") is not None)
+    go(ta, "/t/131016/settings", "maint-off")
+    ta.find_element(By.ID, "maint-off").click()
+    ok("the tenant admin ends the maintenance", wait(ta, By.ID, "maint-state") is not None)
+    box = wait(ta, By.ID, "hold-deadline")
+    box.clear()
+    box.send_keys("1209600")
+    ta.find_element(By.ID, "policy-save").click()
+    ok("... and puts the deadline back", wait_text(ta, By.ID, "policy-saved", "保存しました"))
 
     # another site: a cross-site POST with the cookie is refused, and the console cannot be framed
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Attacker)
