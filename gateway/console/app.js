@@ -44,6 +44,7 @@ const T = {
     upload_id: 'アップロードID', file_name: 'ファイル名', mode: '方式', as_of: '基準日',
     records: 'レコード', bad_records: '不正レコード', persons: '人数', report: 'レポート',
     show_report: 'レポートを表示', shown_rest_in_csv: '行を表示（すべてはCSVに）',
+    chain_unsigned: '署名待ちの記録', cert_days: '証明書の残り日数（最短）',
     settings: '運用設定', hold_deadline: '保留の判断期限（秒）', save: '保存', saved: '保存しました',
     maintenance: 'メンテナンス', maint_on: 'メンテナンス中にする', maint_off: 'メンテナンスを終える',
     maint_none: '通常運用中', set_by: '設定者', set_at: '設定日時', gateway: 'ゲートウェイ',
@@ -89,6 +90,7 @@ const T = {
     upload_id: 'Upload ID', file_name: 'File name', mode: 'Mode', as_of: 'As of',
     records: 'Records', bad_records: 'Bad records', persons: 'Persons', report: 'Report',
     show_report: 'Show the report', shown_rest_in_csv: 'lines shown (all of them in the CSV)',
+    chain_unsigned: 'Records not signed yet', cert_days: 'Certificate days left (least)',
     settings: 'Settings', hold_deadline: 'Deadline of held queries (s)', save: 'Save', saved: 'Saved',
     maintenance: 'Maintenance', maint_on: 'Start maintenance', maint_off: 'End maintenance',
     maint_none: 'In normal service', set_by: 'Set by', set_at: 'Set at', gateway: 'Gateway',
@@ -112,6 +114,7 @@ const PAGES = {
   settings: [PA, TA, RS, AU],
 };
 const may = (pg) => S && (PAGES[pg] || []).includes(S.role);
+const STATUS = [PA, TA, AU]; /* GET …/status: record chains, certificates */
 
 let lang = localStorage.getItem('kh.lang') === 'en' ? 'en' : 'ja';
 let S = null; /* whoami: operator, role, tenants, csrf */
@@ -254,6 +257,16 @@ async function dashboard() {
         add('held', u.total.held);
         add('undelivered', u.total.answered_undelivered, u.total.answered_undelivered ? 'warn' : '');
       } catch (e) { add('asked', e.code || '?', 'warn'); }
+    }
+    if (STATUS.includes(S.role)) {
+      try {
+        const st = await api('GET', `/admin/v1/tenants/${org}/status`);
+        const waiting = st.chains.reduce((a, c) => a + c.unsigned, 0);
+        add('chain_unsigned', waiting, waiting > 1000 ? 'warn' : '');
+        const days = Math.min(...st.certificates.filter((c) => c.seconds_left !== undefined)
+          .map((c) => Math.floor(c.seconds_left / 86400)));
+        add('cert_days', days, days < 30 ? 'warn' : '');
+      } catch (e) { add('chain_unsigned', e.code || '?', 'warn'); }
     }
     /* each figure on its own: one that cannot be read says its code, the rest stand */
     if (may('pending')) {

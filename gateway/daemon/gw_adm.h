@@ -208,6 +208,7 @@ void adm_flags_revoke_work(PGconn *c, adm_call *call);
 void adm_pending_work(PGconn *c, adm_call *call);
 void adm_queries_work(PGconn *c, adm_call *call);
 void adm_audit_work(PGconn *c, adm_call *call);
+void adm_status_work(PGconn *c, adm_call *call);
 /* bulk registration (gw_admin_bulk.c) */
 void adm_bulk_uploads_work(PGconn *c, adm_call *call);
 void adm_bulk_files_work(PGconn *c, adm_call *call);

@@ -209,6 +209,7 @@ static const adm_route routes[] = {
      "query.list", adm_queries_work, false, false},
     {EVHTTP_REQ_GET, true, "audit", KHADM_PLATFORM_ADMIN | KHADM_TENANT_ADMIN | KHADM_AUDITOR,
      "audit.list", adm_audit_work, false, false},
+    {EVHTTP_REQ_GET, true, "status", REG_READ, "status.read", adm_status_work, false, false},
     {EVHTTP_REQ_GET, true, "bulk", REG_READ, "bulk.list", adm_bulk_uploads_work, false, false},
     {EVHTTP_REQ_GET, true, "bulk/files", REG_READ, "bulk.files", adm_bulk_files_work, false, false},
     {EVHTTP_REQ_GET, true, "bulk/report", REG_READ, "bulk.report", adm_bulk_report_work, false,

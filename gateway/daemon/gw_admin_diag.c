@@ -207,12 +207,12 @@ static void local_checks(PGconn *c, adm_diag *d, bool own)
     for (size_t i = 0; i < G.ntenants; i++) {
         const gw_tenant *t = &G.tenants[i];
         char target[40];
-        snprintf(target, sizeof target, "%s sign", t->id.code);
-        cert(d, target, t->id.sign_cert);
-        snprintf(target, sizeof target, "%s enc", t->id.code);
-        cert(d, target, t->id.enc_cert);
-        snprintf(target, sizeof target, "%s business CA", t->id.code);
-        cert(d, target, t->business_ca);
+        gw_tenant_cert tc[GW_TENANT_CERTS];
+        gw_tenant_certs(t, tc);
+        for (size_t k = 0; k < GW_TENANT_CERTS; k++) {
+            snprintf(target, sizeof target, "%s %s", t->id.code, tc[k].label);
+            cert(d, target, tc[k].cert);
+        }
         keys(d, t);
     }
     cert(d, "gateway TLS (business)", kh_tls_ctx_cert(G.biz_ctx));

@@ -35,12 +35,9 @@ static int render_certs(struct evbuffer *b, const char *const *orgs, size_t n, b
         const gw_tenant *t = gw_tenant_find(orgs[i]);
         if (t == NULL)
             continue;
-        const struct {
-            const char *key;
-            X509 *cert;
-        } certs[] = {
-            {"sign", t->id.sign_cert}, {"enc", t->id.enc_cert}, {"business_ca", t->business_ca}};
-        for (size_t k = 0; rc == 0 && k < 3; k++) {
+        gw_tenant_cert certs[GW_TENANT_CERTS];
+        gw_tenant_certs(t, certs);
+        for (size_t k = 0; rc == 0 && k < GW_TENANT_CERTS; k++) {
             int64_t left = khc_cert_left(certs[k].cert, &ok);
             const char *l[] = {"tenant", orgs[i], "cert", certs[k].key, NULL};
             if (ok)

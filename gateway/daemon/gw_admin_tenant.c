@@ -387,6 +387,53 @@ void adm_audit_work(PGconn *c, adm_call *call)
     kh_db_rollback(c);
 }
 
+/* ------------------------------------------------------------- status */
+
+/* What a tenant's dashboard shows beyond the counts: each record chain's
+ * head and the last head signed with the tenant's key (records not signed
+ * yet wait for the signer; a number that keeps growing says it is stuck),
+ * and the seconds left of the tenant's certificates. */
+void adm_status_work(PGconn *c, adm_call *call)
+{
+    static const char *const known[] = {NULL};
+    if (!adm_query_known(call, known) || !adm_tenant_begin(&c, call))
+        return;
+    PGresult *r = kh_db_exec(
+        c,
+        "SELECT coalesce(json_agg(json_build_object('chain', h.chain, 'seq', h.seq, "
+        "'signed_seq', coalesce(s.seq, 0), 'signed_at', s.signed_at, 'unsigned', h.seq - "
+        "coalesce(s.seq, 0)) ORDER BY h.chain), '[]')::text FROM chain_head h LEFT JOIN LATERAL "
+        "(SELECT g.seq, g.signed_at FROM chain_signature g WHERE g.chain = h.chain ORDER BY "
+        "g.seq DESC LIMIT 1) s ON true",
+        0, NULL);
+    kh_db_rollback(c);
+    if (adm_db_failed(call, r))
+        return;
+    khj_writer w;
+    khjw_init(&w, 0);
+    khjw_obj(&w);
+    khjw_kstr(&w, "tenant", call->org);
+    khjw_key(&w, "chains");
+    khjw_raw(&w, PQgetvalue(r, 0, 0), strlen(PQgetvalue(r, 0, 0)));
+    PQclear(r);
+    khjw_key(&w, "certificates");
+    khjw_arr(&w);
+    gw_tenant_cert certs[GW_TENANT_CERTS];
+    gw_tenant_certs(call->t, certs);
+    for (size_t k = 0; k < GW_TENANT_CERTS; k++) {
+        bool ok;
+        int64_t left = khc_cert_left(certs[k].cert, &ok);
+        khjw_obj(&w);
+        khjw_kstr(&w, "cert", certs[k].key);
+        if (ok)
+            khjw_kint(&w, "seconds_left", left);
+        khjw_obj_end(&w);
+    }
+    khjw_arr_end(&w);
+    khjw_obj_end(&w);
+    adm_set_out(call, &w, 200);
+}
+
 /* -------------------------------------------------------------- usage */
 
 /* since/until of a usage report (gw_usage_period): the defaults and the

@@ -13,6 +13,13 @@ gw_tenant *gw_tenant_find(const char *code)
     return NULL;
 }
 
+void gw_tenant_certs(const gw_tenant *t, gw_tenant_cert out[GW_TENANT_CERTS])
+{
+    out[0] = (gw_tenant_cert){"sign", "sign", t->id.sign_cert};
+    out[1] = (gw_tenant_cert){"enc", "enc", t->id.enc_cert};
+    out[2] = (gw_tenant_cert){"business_ca", "business CA", t->business_ca};
+}
+
 PGconn *gw_tenant_conn(PGconn **c, const char **at, const gw_tenant *t)
 {
     /* the same database as the previous tenant's: its connection, or NULL

@@ -57,6 +57,16 @@ extern gw G;
 
 /* The hosted tenant with this organisation code, or NULL. */
 gw_tenant *gw_tenant_find(const char *code);
+
+/* A tenant's certificates, each with its metric label (key) and its name in
+ * the diagnosis (label): what the metrics, the connectivity check and the
+ * admin API's status report on. */
+#define GW_TENANT_CERTS 3
+typedef struct {
+    const char *key, *label;
+    X509 *cert;
+} gw_tenant_cert;
+void gw_tenant_certs(const gw_tenant *t, gw_tenant_cert out[GW_TENANT_CERTS]);
 /* For a thread of its own (not a pool worker) going through the tenants:
  * *c connected to t's database, made anew when the previous tenant's (*at,
  * NULL at first) was another or the connection was lost; NULL, logged, if it

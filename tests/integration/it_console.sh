@@ -42,6 +42,10 @@ expect_contains "an upload ID that is not one" "KH-6008" "$(adm ta-131016 bulk r
 expect_contains "an upload of another tenant" "KH-6010" "$(adm ta-271004 bulk report 271004 "$UPLOAD")"
 expect_contains "an offset that is not a number" "KH-6008" \
     "$(adm ta-131016 raw GET "/admin/v1/tenants/131016/bulk/report?upload=$UPLOAD&offset=-1")"
+st=$(adm aud-131016 --json raw GET /admin/v1/tenants/131016/status)
+expect_contains "a tenant's status: its record chains" '"provision_record"' "$st"
+expect_contains "... and its certificates' time left" '"cert":"business_ca","seconds_left":' "$st"
+expect_contains "a responder may not read it" "KH-6005" "$(adm resp-131016 raw GET /admin/v1/tenants/131016/status)"
 expect_contains "the files applied are listed" '"files":[' "$(adm ta-131016 --json bulk files 131016 --limit 5)"
 
 PORT=$((KH_PORT_BASE + 13)) # gw-a's admin listener

@@ -218,6 +218,10 @@ def scenario(ta, resp, adm):
     ta.find_element(By.ID, "operator").clear()
     login(ta, "ta-131016")
     ok("the tenant admin logs in and sees the dashboard", wait(ta, By.ID, "card-131016") is not None)
+    chain = ta.find_element(By.ID, "chain_unsigned-131016").text
+    days = ta.find_element(By.ID, "cert_days-131016").text
+    ok("the dashboard shows the record chains' state and the certificates' days left",
+       chain.isdigit() and days.isdigit() and int(days) > 30, f"{chain} {days}")
     ok("... with the holds and staff pages in the navigation",
        ta.find_elements(By.ID, "nav-flags") and ta.find_elements(By.ID, "nav-registry"))
     cookies = ta.get_cookies()
