@@ -52,6 +52,14 @@ const T = {
     check: '確認', status: '状態', issued_at: '発行日時', legal_basis_version: '法令根拠表の版',
     installs: '取込み回数', last_error: '最後のエラー', organisations: '団体', changed: '新しい版を取り込みました',
     unchanged: '新しい版はありません', field: '項目', applied_at: '適用日時', started_at: '開始',
+    account: '自分のアカウント', current_password: '現在のパスワード', new_password: '新しいパスワード',
+    new_password_again: '新しいパスワード（確認）', change_password: 'パスワードを変更',
+    password_changed: 'パスワードを変更しました（他のセッションは終了しました：', mismatch: '新しいパスワードが一致しません',
+    sessions: 'セッション', session: 'セッション', last_seen: '最終操作', ends_at: '終了予定',
+    this_session: 'このセッション', end: '終了', end_all: 'すべて終了', add_operator: 'オペレーターを追加',
+    initial_password: '初期パスワード', reset_password: 'パスワード再設定',
+    password_reset: 'パスワードを再設定しました（セッションはすべて終了）', added: '追加しました',
+    pw_rule: '12バイト以上', ended: '終了しました',
   },
   en: {
     lang: '日本語', login: 'Log in', operator: 'Operator name', password: 'Password',
@@ -98,6 +106,14 @@ const T = {
     check: 'Check', status: 'Status', issued_at: 'Issued', legal_basis_version: 'Legal-basis version',
     installs: 'Installs', last_error: 'Last error', organisations: 'Organisations',
     changed: 'A newer version was installed', unchanged: 'Nothing newer', field: 'Field', applied_at: 'Applied', started_at: 'Started',
+    account: 'My account', current_password: 'Current password', new_password: 'New password',
+    new_password_again: 'New password again', change_password: 'Change password',
+    password_changed: 'Password changed (other sessions ended: ', mismatch: 'The new passwords differ',
+    sessions: 'Sessions', session: 'Session', last_seen: 'Last seen', ends_at: 'Ends',
+    this_session: 'This session', end: 'End', end_all: 'End all', add_operator: 'Add an operator',
+    initial_password: 'Initial password', reset_password: 'Reset password',
+    password_reset: 'Password reset (every session ended)', added: 'Added',
+    pw_rule: '12 bytes or more', ended: 'Ended',
   },
 };
 
@@ -166,7 +182,7 @@ async function downloadFrom(path, name) {
 
 function showError(e) {
   const p = $('error');
-  p.textContent = e && e.code ? `${e.code}: ${e.message}` : String(e);
+  p.textContent = e && e.code ? `${e.code}: ${e.message}` : e && e.message ? e.message : String(e);
   p.hidden = false;
 }
 
@@ -703,21 +719,129 @@ async function gatewayPage() {
       }, t('run')), diag));
 }
 
+/* A new password twice, as a form's fields: [labels..., check()] where
+ * check() answers the password or throws (they differ). */
+function newPasswordFields(prefix) {
+  const a = el('input', { type: 'password', id: `${prefix}-new`, autocomplete: 'new-password', minlength: 12, required: true });
+  const b = el('input', { type: 'password', id: `${prefix}-again`, autocomplete: 'new-password', minlength: 12, required: true });
+  const check = () => {
+    if (a.value !== b.value) throw { code: '', message: t('mismatch') };
+    return a.value;
+  };
+  const clear = () => { a.value = ''; b.value = ''; };
+  return { fields: [field('new_password', a), field('new_password_again', b)], check, clear };
+}
+
+/* Open sessions (the answer of GET /admin/v1/sessions: a platform admin's every one,
+ * anyone else's own), each with an end button; ending this session is a
+ * logout. */
+function sessionsTable(r) {
+  const end = (body, mine) => async () => {
+    clearError();
+    try {
+      await api('POST', '/admin/v1/sessions/end', body);
+      if (mine) { S = null; location.hash = '#/'; }
+      route();
+    } catch (e) { showError(e); }
+  };
+  const rows = r.sessions.map((x) => el('tr', { id: `sess-${x.session}`, class: x.current ? 'current' : '' },
+    ...cells(x, ['operator', 'session', 'created_at', 'last_seen', 'ends_at']),
+    el('td', {}, x.current ? `${t('this_session')} ` : '',
+      el('button', { type: 'button', class: 'end-session', on: { click: end({ session: x.session }, x.current) } }, t('end')))));
+  return table(['operator', 'session', 'created', 'last_seen', 'ends_at', 'action'], rows, 'sessions');
+}
+
+/* One's own account: the password (the current one first; the other
+ * sessions end) and one's sessions. Every role. */
+async function accountPage() {
+  const cur = el('input', { type: 'password', id: 'pw-current', autocomplete: 'current-password', required: true });
+  const np = newPasswordFields('pw');
+  const said = el('p', { id: 'pw-said' });
+  const form = el('form', { class: 'inline', id: 'password-form' }, field('current_password', cur), ...np.fields,
+    el('button', { type: 'submit', id: 'pw-change' }, t('change_password')), el('span', { class: 'small' }, t('pw_rule')));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clearError();
+    said.replaceChildren();
+    try {
+      const r = await api('POST', '/admin/v1/password', { password: cur.value, new_password: np.check() });
+      said.replaceChildren(el('span', { class: 'ok' }, `${t('password_changed')}${r.other_sessions_ended})`));
+      sessions.replaceChildren(sessionsTable(await api('GET', '/admin/v1/sessions')));
+    } catch (e) { showError(e); }
+    cur.value = '';
+    np.clear();
+  });
+  const sessions = el('div', { id: 'own-sessions' }, sessionsTable(await api('GET', '/admin/v1/sessions')));
+  page(el('h1', {}, `${t('account')} — ${S.operator} (${S.role})`),
+    el('h2', {}, t('change_password')), form, said,
+    el('h2', {}, t('sessions')), sessions);
+}
+
+const ROLES = ['platform_admin', 'tenant_admin', 'responder', 'auditor', 'metrics'];
+
+function addOperatorForm() {
+  const name = el('input', { type: 'text', id: 'op-name', required: true, pattern: '[a-z0-9][a-z0-9._-]{0,31}', maxlength: 32 });
+  const role = el('select', { id: 'op-role' }, ...ROLES.map((r) => el('option', { value: r }, r)));
+  const orgs = (S.tenants || []).map((o) =>
+    el('label', { class: 'check' }, el('input', { type: 'checkbox', class: 'op-tenant', value: o }), o));
+  const np = newPasswordFields('op');
+  const said = el('p', { id: 'op-said' });
+  const form = el('form', { class: 'inline', id: 'operator-form' }, field('name', name), field('role', role),
+    el('fieldset', { class: 'tenants' }, el('legend', {}, t('tenants')), ...orgs), ...np.fields,
+    el('button', { type: 'submit', id: 'op-add' }, t('add')), said);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clearError();
+    try {
+      const body = { name: name.value.trim(), role: role.value, password: np.check() };
+      if (role.value !== PA) body.tenants = orgs.map((l) => l.firstChild).filter((c) => c.checked).map((c) => c.value);
+      await api('POST', '/admin/v1/operators', body);
+      np.clear();
+      await operatorsPage();
+      $('op-said').replaceChildren(el('span', { class: 'ok' }, `${t('added')}: ${body.name}`));
+    } catch (e) { showError(e); }
+  });
+  return form;
+}
+
 async function operatorsPage() {
   const r = await api('GET', '/admin/v1/operators');
-  const act = (path, name) => async () => {
+  const ss = await api('GET', '/admin/v1/sessions');
+  const open = new Set(ss.sessions.map((x) => x.operator));
+  const act = (path, body, done) => async () => {
     clearError();
-    try { await api('POST', `/admin/v1/operators/${path}`, { name }); route(); } catch (e) { showError(e); }
+    try {
+      await api('POST', path, body);
+      await operatorsPage();
+      if (done) $('op-said').replaceChildren(el('span', { class: 'ok' }, done));
+    } catch (e) { showError(e); }
+  };
+  const reset = (o) => {
+    const pw = el('input', { type: 'password', class: 'reset-pw', autocomplete: 'new-password', minlength: 12, 'aria-label': t('new_password') });
+    const go = el('button', { type: 'button', class: 'reset' }, t('reset_password'));
+    go.addEventListener('click', () => act('/admin/v1/operators/password', { name: o.name, new_password: pw.value },
+      `${o.name}: ${t('password_reset')}`)());
+    return el('span', { class: 'reset-box' }, pw, go);
   };
   const rows = r.operators.map((o) => el('tr', { id: `op-${o.name}` },
     ...cells({ ...o, tenants: o.tenants.join(', '), active: t(o.active ? 'active' : 'inactive') },
       ['name', 'role', 'tenants', 'active', 'failed_logins', 'locked_until', 'created_at']),
-    el('td', {}, o.name === S.operator ? '' : el('span', {},
-      el('button', { type: 'button', class: o.active ? 'disable' : 'enable', on: { click: act(o.active ? 'disable' : 'enable', o.name) } },
-        t(o.active ? 'disable' : 'enable')),
-      o.locked_until && Date.parse(o.locked_until) > Date.now() ? el('button', { type: 'button', class: 'unlock', on: { click: act('unlock', o.name) } }, t('unlock')) : ''))));
+    el('td', {}, o.name === S.operator ? el('a', { href: '#/account' }, t('account')) : el('span', {},
+      el('button', {
+        type: 'button', class: o.active ? 'disable' : 'enable',
+        on: { click: act(`/admin/v1/operators/${o.active ? 'disable' : 'enable'}`, { name: o.name }) },
+      }, t(o.active ? 'disable' : 'enable')),
+      o.locked_until && Date.parse(o.locked_until) > Date.now()
+        ? el('button', { type: 'button', class: 'unlock', on: { click: act('/admin/v1/operators/unlock', { name: o.name }) } }, t('unlock')) : '',
+      open.has(o.name) ? el('button', {
+        type: 'button', class: 'end-all',
+        on: { click: act('/admin/v1/sessions/end', { operator: o.name }, `${o.name}: ${t('ended')}`) },
+      }, `${t('sessions')}: ${t('end_all')}`) : '',
+      reset(o)))));
   page(el('h1', {}, t('operators')),
-    table(['name', 'role', 'tenants', 'state', 'failed_logins', 'locked_until', 'created', 'action'], rows, 'operators'));
+    table(['name', 'role', 'tenants', 'state', 'failed_logins', 'locked_until', 'created', 'action'], rows, 'operators'),
+    el('h2', {}, t('add_operator')), addOperatorForm(),
+    el('h2', {}, t('sessions')), sessionsTable(ss));
 }
 
 /* ------------------------------------------------------------ frame */
@@ -758,6 +882,7 @@ function frame() {
       nav.append(el('a', { href: `#/t/${current}/${pg}`, id: `nav-${pg}` }, t(pg)));
     }
   }
+  nav.append(el('a', { href: '#/account', id: 'nav-account' }, t('account')));
   if (S.role === PA) {
     nav.append(el('a', { href: '#/operators', id: 'nav-operators' }, t('operators')));
     nav.append(el('a', { href: '#/gateway', id: 'nav-gateway' }, t('gateway')));
@@ -786,6 +911,8 @@ async function route() {
       } else {
         await VIEWS[m[2]](m[1]);
       }
+    } else if (h === '/account') {
+      await accountPage();
     } else if (h === '/operators' || h === '/gateway') {
       if (S.role !== PA) page(el('h1', {}, t(h.slice(1))), el('p', { class: 'warn', id: 'not-allowed' }, t('not_allowed')));
       else await (h === '/operators' ? operatorsPage() : gatewayPage());

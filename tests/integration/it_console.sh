@@ -8,7 +8,10 @@
 # changes; a rejected bulk file's report is read on the page (and through
 # khctl); a responder is offered no staff pages and the API refuses them;
 # the platform admin finds the query by handle, reads the audit log, the
-# usage chart with its CSV, the operators; a cross-site POST with the
+# usage chart with its CSV, the operators; adds an operator, resets its
+# password; the new operator (a certificate of its own) logs in with it and
+# changes it on its account page; the platform admin ends its session and
+# disables it, each change in the operators' audit log; a cross-site POST with the
 # cookie is refused and changes nothing; the console cannot be framed.
 # Screenshots of every page: $KH_BUILD/console-screenshots/.
 . "$(dirname "$0")/lib.sh"
@@ -84,5 +87,5 @@ CHECKS=$((CHECKS + $(grep -c '^ok   \|^FAIL ' <<<"$out" || true)))
 FAILS=$((FAILS + $(grep -c '^FAIL ' <<<"$out" || true)))
 check "the browser ran its checks" grep -q '^ok   after logout' <<<"$out"
 n=$(find "$SHOTS" -name '*.png' 2>/dev/null | wc -l)
-check "a screenshot of every page ($n)" test "$n" -ge 18
+check "a screenshot of every page ($n)" test "$n" -ge 21
 finish

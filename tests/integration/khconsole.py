@@ -13,6 +13,7 @@ import http.server
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 import threading
@@ -31,6 +32,7 @@ LOCAL_C, LOCAL_O, UPLOAD = os.environ["LOCAL_C"], os.environ["LOCAL_O"], os.envi
 RESIDENT = os.environ["RESIDENT"]
 BASE = f"https://127.0.0.1:{PORT}"
 FAILS = 0
+BROWSERS = []
 REASON = "console test hold (synthetic)"
 
 
@@ -98,6 +100,7 @@ def browser(op):
     d = webdriver.Chrome(service=svc, options=o)
     d.set_page_load_timeout(30)
     d.op = op
+    BROWSERS.append(d)
     return d
 
 
@@ -140,13 +143,28 @@ def go(d, frag, ready):
     return wait(d, By.ID, ready)
 
 
-def login(d, op):
+def login(d, op, pw=None):
     d.get(f"{BASE}/console/")
     wait(d, By.ID, "login-form")
     d.find_element(By.ID, "operator").send_keys(op)
-    d.find_element(By.ID, "password").send_keys(password(op))
+    d.find_element(By.ID, "password").send_keys(pw or password(op))
     d.find_element(By.ID, "login-button").click()
     return wait(d, By.ID, "cards")
+
+
+def fill(d, ident, text):
+    box = d.find_element(By.ID, ident)
+    box.clear()
+    box.send_keys(text)
+
+
+def said(d, ident, text, secs=30):
+    """True when #ident says text; else False (what the page's error line says printed)"""
+    if wait_text(d, By.ID, ident, text, secs):
+        return True
+    err = d.find_elements(By.ID, "error")
+    print(f"# {d.op}: #{ident} never said {text!r}; error line: {err[0].text if err else ''}", flush=True)
+    return False
 
 
 def fetch(d, method, path, body=None, csrf=True):
@@ -189,19 +207,14 @@ class Attacker(http.server.BaseHTTPRequestHandler):
 
 def main():
     os.makedirs(SHOTS, exist_ok=True)
-    ta = browser("ta-131016")
-    resp = adm = None
     try:
-        resp = browser("resp-131016")
-        adm = browser("admin")
-        scenario(ta, resp, adm)
+        scenario(browser("ta-131016"), browser("resp-131016"), browser("admin"))
     finally:
-        for d in (ta, resp, adm):
-            if d is not None:
-                try:
-                    d.quit()
-                except WebDriverException:
-                    pass
+        for d in BROWSERS:
+            try:
+                d.quit()
+            except WebDriverException:
+                pass
 
 
 def scenario(ta, resp, adm):
@@ -373,6 +386,7 @@ def scenario(ta, resp, adm):
     ok("the platform admin sees the operators", "resp-131016" in adm.find_element(By.ID, "operators").text)
     shot(adm, "12-operators", "platform_admin")
     ok("a tenant admin is offered no operators page", not ta.find_elements(By.ID, "nav-operators"))
+    accounts(adm)
 
     # the gateway (platform admins): the directory with a refresh, the connectivity check
     go(adm, "/gateway", "directory")
@@ -449,6 +463,88 @@ def scenario(ta, resp, adm):
     wait(ta, By.ID, "login-form")
     st, body = fetch(ta, "GET", "/admin/v1/whoami")
     ok("after logout the browser has no session", st == 401 and "KH-6001" in body, f"{st} {body}")
+
+
+def accounts(adm):
+    """Operators' accounts on the console: the platform admin adds an
+    operator (new passwords that differ are refused first), resets its
+    password; the new operator, with a certificate of its own, logs in with
+    the reset one (not the first), changes it on its account page (a wrong
+    current one refused); the platform admin sees its session and ends it;
+    the new operator's browser then has no session; disabled at the end."""
+    new = f"it-{secrets.token_hex(4)}"
+    first, reset, mine = (secrets.token_urlsafe(12) for _ in range(3))
+    audit = (f"SELECT string_agg(action || ':' || outcome, ',' ORDER BY id) FROM kh.operator_audit "
+             f"WHERE target = '{new}' AND action NOT IN ('login', 'logout')")
+    go(adm, "/operators", "operator-form")
+    fill(adm, "op-name", new)
+    adm.find_element(By.CSS_SELECTOR, "#op-role option[value=tenant_admin]").click()
+    adm.find_element(By.CSS_SELECTOR, "input.op-tenant[value='131016']").click()
+    fill(adm, "op-new", first)
+    fill(adm, "op-again", first + "x")
+    adm.find_element(By.ID, "op-add").click()
+    ok("new passwords that differ are refused on the page", said(adm, "error", "一致しません") and
+       sql("kh_gw_a", f"SELECT count(*) FROM kh.operator WHERE name = '{new}'") == "0")
+    fill(adm, "op-again", first)
+    adm.find_element(By.ID, "op-add").click()
+    ok("the platform admin adds an operator on the page", said(adm, "op-said", new) and
+       "tenant_admin" in wait(adm, By.ID, f"op-{new}").text and
+       sql("kh_gw_a", f"SELECT role || ':' || string_agg(org_code, ',') FROM kh.operator o JOIN "
+           f"kh.operator_tenant t ON t.operator = o.name WHERE name = '{new}' GROUP BY role") == "tenant_admin:131016")
+    row = adm.find_element(By.ID, f"op-{new}")
+    row.find_element(By.CSS_SELECTOR, "input.reset-pw").send_keys(reset)
+    row.find_element(By.CSS_SELECTOR, "button.reset").click()
+    ok("... and resets its password", said(adm, "op-said", "再設定しました"))
+    shot(adm, "19-operator-added", "platform_admin")
+    ok("both in the operators' audit log", sql("kh_gw_a", audit) == "operator.add:ok,operator.reset_password:ok",
+       sql("kh_gw_a", audit))
+
+    run(f"{ROOT}/tools/khpki", "operator", f"{STACK}/pki", new)
+    nw = browser(new)
+    nw.get(f"{BASE}/console/")
+    wait(nw, By.ID, "login-form")
+    nw.find_element(By.ID, "operator").send_keys(new)
+    nw.find_element(By.ID, "password").send_keys(first)
+    nw.find_element(By.ID, "login-button").click()
+    ok("the new operator's first password no longer logs in", said(nw, "error", "KH-6002"))
+    login(nw, new, reset)
+    ok("the reset one does", nw.find_elements(By.ID, "card-131016"))
+    ok("every operator is offered their account page", nw.find_elements(By.ID, "nav-account"))
+    go(nw, "/account", "password-form")
+    ok("the account page lists the operator's own session, this one",
+       "このセッション" in nw.find_element(By.ID, "sessions").text and
+       len(nw.find_elements(By.CSS_SELECTOR, "#sessions tbody tr")) == 1)
+    fill(nw, "pw-current", first)
+    fill(nw, "pw-new", mine)
+    fill(nw, "pw-again", mine)
+    nw.find_element(By.ID, "pw-change").click()
+    ok("a wrong current password is refused (KH-6002)", said(nw, "error", "KH-6002"))
+    fill(nw, "pw-current", reset)
+    fill(nw, "pw-new", mine)
+    fill(nw, "pw-again", mine)
+    nw.find_element(By.ID, "pw-change").click()
+    ok("the operator changes their password", said(nw, "pw-said", "変更しました") and
+       sql("kh_gw_a", f"SELECT failed_logins FROM kh.operator WHERE name = '{new}'") == "0")
+    shot(nw, "20-account", "tenant_admin (new)")
+    st, body = fetch(nw, "GET", "/admin/v1/whoami")
+    ok("... and stays logged in", st == 200 and new in body, f"{st} {body[:120]}")
+
+    go(adm, "/operators", "sessions")
+    ok("the platform admin sees the new operator's session", new in adm.find_element(By.ID, "sessions").text)
+    adm.find_element(By.CSS_SELECTOR, f"#op-{new} button.end-all").click()
+    ok("... ends it from the page", said(adm, "op-said", "終了しました") and
+       sql("kh_gw_a", f"SELECT count(*) FROM kh.operator_session WHERE operator = '{new}'") == "0")
+    shot(adm, "21-sessions-ended", "platform_admin")
+    st, body = fetch(nw, "GET", "/admin/v1/whoami")
+    ok("the new operator's browser then has no session", st == 401 and "KH-6001" in body, f"{st} {body[:120]}")
+    adm.find_element(By.CSS_SELECTOR, f"#op-{new} button.disable").click()
+    ok("the platform admin disables the operator",
+       said(adm, f"op-{new}", "無効") and
+       sql("kh_gw_a", f"SELECT active FROM kh.operator WHERE name = '{new}'") == "f")
+    ok("every change in the operators' audit log", sql("kh_gw_a", audit) ==
+       "operator.add:ok,operator.reset_password:ok,operator.password:refused,operator.password:ok,"
+       "session.end:ok,operator.disable:ok",
+       sql("kh_gw_a", audit))
 
 
 if __name__ == "__main__":
