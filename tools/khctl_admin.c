@@ -88,6 +88,9 @@ void khctl_admin_usage(FILE *f)
         "                          migrations, the router over mutual TLS, its directory and\n"
         "                          clock, every certificate's validity, each tenant's keys;\n"
         "                          exit 1 if a check failed\n"
+        "  tenants                 the tenants this gateway hosts, those retired while it\n"
+        "                          runs, and the last change of the list (SIGHUP after an\n"
+        "                          edit of its tenant lines; platform_admin)\n"
         "  staff ORG [--active|--inactive] [--role CODE] [--staff ID] [--limit N]\n"
         "  staff set ORG STAFF_ID --name TEXT [--active|--inactive]   (new: active)\n"
         "  roles ORG               job roles with the procedures each covers\n"
@@ -1035,6 +1038,10 @@ static int build(const args *a, const char *cur_pwfile, char *method, char *path
     if (n == 1 && strcmp(cmd[0], "diagnose") == 0) {
         snprintf(path, pathlen, "/admin/v1/diagnose");
         return only_opts(a, "diagnose", none) ? 0 : 2;
+    }
+    if (n == 1 && strcmp(cmd[0], "tenants") == 0) {
+        snprintf(path, pathlen, "/admin/v1/tenants");
+        return only_opts(a, "tenants", none) ? 0 : 2;
     }
     if (n == 1 && strcmp(cmd[0], "metrics") == 0) {
         snprintf(path, pathlen, "/metrics");

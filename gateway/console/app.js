@@ -60,6 +60,10 @@ const T = {
     initial_password: '初期パスワード', reset_password: 'パスワード再設定',
     password_reset: 'パスワードを再設定しました（セッションはすべて終了）', added: '追加しました',
     pw_rule: '12バイト以上', ended: '終了しました',
+    edit_one: '1件ずつ登録・変更', procedures_list: '事務コード（カンマ区切り）', valid_to_end: '終了日（その日から無効）',
+    permissions_list: '権限（操作:範囲 をカンマ区切り、例 query:JT001, linkcode）',
+    database: 'データベース', added_at: '追加日時', retired_at: '廃止日時', hosted: '収容中', retired: '廃止',
+    last_change: '最後の変更', tenants_note: '団体の追加・廃止は設定ファイルの tenant 行を編集して SIGHUP を送ります（gateway/README.md）。',
   },
   en: {
     lang: '日本語', login: 'Log in', operator: 'Operator name', password: 'Password',
@@ -114,6 +118,11 @@ const T = {
     initial_password: 'Initial password', reset_password: 'Reset password',
     password_reset: 'Password reset (every session ended)', added: 'Added',
     pw_rule: '12 bytes or more', ended: 'Ended',
+    edit_one: 'Add or change one record', procedures_list: 'Procedure codes (comma-separated)',
+    valid_to_end: 'To (the first day it no longer holds)',
+    permissions_list: 'Permissions (operation:scope, comma-separated, e.g. query:JT001, linkcode)',
+    database: 'Database', added_at: 'Added', retired_at: 'Retired', hosted: 'Hosted', retired: 'Retired',
+    last_change: 'Last change', tenants_note: 'Tenants are added and retired by editing the tenant lines of the configuration and sending SIGHUP (gateway/README.md).',
   },
 };
 
@@ -180,7 +189,14 @@ async function downloadFrom(path, name) {
   download(name, await r.blob());
 }
 
+/* A refusal shown on the page. One that says the session is gone (ended
+ * elsewhere, expired) takes the operator to the login page first. */
 function showError(e) {
+  if (S && e && (e.code === 'KH-6001' || e.code === 'KH-6004')) {
+    S = null;
+    route().then(() => showError(e));
+    return;
+  }
   const p = $('error');
   p.textContent = e && e.code ? `${e.code}: ${e.message}` : e && e.message ? e.message : String(e);
   p.hidden = false;
@@ -492,9 +508,63 @@ async function registryTables(org) {
         ['system_id', 'name', 'permissions']))), 'systems'));
 }
 
+/* A form of one registry record: fields [key, label, input type], body(values)
+ * the JSON sent to …/kind; the tables are read again after a change. */
+function recordForm(org, kind, title, fields, body) {
+  const inputs = {};
+  const said = el('span', { class: 'ok', id: `${kind}-said` });
+  const form = el('form', { class: 'inline', id: `${kind}-form` }, el('strong', {}, t(title)),
+    ...fields.map(([k, label, type]) => {
+      inputs[k] = type === 'checkbox'
+        ? el('input', { type, id: `${kind}-${k}`, checked: true })
+        : el('input', { type, id: `${kind}-${k}`, autocomplete: 'off' });
+      return field(label, inputs[k]);
+    }),
+    el('button', { type: 'submit', id: `${kind}-save` }, t('save')), said);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clearError();
+    said.textContent = '';
+    const v = Object.fromEntries(Object.entries(inputs).map(([k, i]) => [k, i.type === 'checkbox' ? i.checked : i.value.trim()]));
+    try {
+      await api('POST', `/admin/v1/tenants/${org}/${kind}`, body(v));
+      said.textContent = t('saved');
+      await registryTables(org);
+    } catch (e) { showError(e); }
+  });
+  return form;
+}
+
+/* "a, b" → ["a", "b"] (nothing: []) */
+const list = (s) => s.split(',').map((x) => x.trim()).filter((x) => x !== '');
+
+function recordForms(org) {
+  return el('section', { id: 'record-forms' }, el('h2', {}, t('edit_one')),
+    recordForm(org, 'staff', 'staff', [['staff_id', 'staff_id', 'text'], ['display_name', 'display_name', 'text'],
+      ['active', 'active', 'checkbox']], (v) => v),
+    recordForm(org, 'roles', 'roles', [['role_code', 'role_code', 'text'], ['name', 'name', 'text'],
+      ['procedures', 'procedures_list', 'text']], (v) => ({ ...v, procedures: list(v.procedures) })),
+    recordForm(org, 'assignments', 'assignments', [['staff_id', 'staff_id', 'text'], ['role_code', 'role_code', 'text'],
+      ['valid_from', 'valid_from', 'date'], ['valid_to', 'valid_to_end', 'date']], (v) => {
+      const b = { staff_id: v.staff_id, role_code: v.role_code };
+      if (v.valid_from) b.valid_from = v.valid_from;
+      if (v.valid_to) b.valid_to = v.valid_to;
+      return b;
+    }),
+    recordForm(org, 'systems', 'systems', [['system_id', 'system_id', 'text'], ['name', 'name', 'text'],
+      ['permissions', 'permissions_list', 'text']], (v) => ({
+      ...v,
+      permissions: list(v.permissions).map((p) => {
+        const [operation, scope] = p.split(':');
+        return scope === undefined ? { operation } : { operation, scope };
+      }),
+    })));
+}
+
 async function registryPage(org) {
   const canWrite = S.role === PA || S.role === TA;
-  page(el('h1', {}, `${t('registry')} — ${org}`), canWrite ? importForm(org) : '', el('div', { id: 'registry' }));
+  page(el('h1', {}, `${t('registry')} — ${org}`), canWrite ? importForm(org) : '',
+    canWrite ? recordForms(org) : '', el('div', { id: 'registry' }));
   await registryTables(org);
 }
 
@@ -679,8 +749,10 @@ async function settingsPage(org) {
 /* the gateway itself (platform admins): maintenance, the directory in use
  * with a refresh, the connectivity check on demand */
 async function gatewayPage() {
-  const [m, d] = await Promise.all([api('GET', '/admin/v1/maintenance'), api('GET', '/admin/v1/directory')]);
+  const [m, d, tn] = await Promise.all([api('GET', '/admin/v1/maintenance'), api('GET', '/admin/v1/directory'),
+    api('GET', '/admin/v1/tenants')]);
   const dir = d.directory;
+  const last = tn.last_change;
   const said = el('p', { id: 'refresh-said', class: 'ok' });
   const diag = el('div', { id: 'diagnosis' });
   page(el('h1', {}, `${t('gateway')} ${S.gateway || ''}`),
@@ -702,6 +774,15 @@ async function gatewayPage() {
           },
         },
       }, t('refresh')), said),
+    el('section', { id: 'tenants' }, el('h2', {}, t('tenants')),
+      table(['code', 'state', 'database', 'added_at', 'retired_at'], tn.tenants.map((x) =>
+        el('tr', { class: x.state === 'hosted' ? '' : 'warn' }, ...cells({ ...x, state: t(x.state) },
+          ['code', 'state', 'database', 'added_at', 'retired_at']))), 'tenant-rows'),
+      last ? el('p', { id: 'tenants-last', class: last.error || last.refused.length ? 'warn' : 'small' },
+        `${t('last_change')} ${last.at}: ${t('added')} ${last.added.join(', ') || '-'}; ${t('retired')} ${last.retired.join(', ') || '-'}`,
+        ...last.refused.map((r) => el('span', { class: 'refused' }, ` / ${r.tenant}: ${r.reason}`)),
+        last.error ? ` / ${last.error}` : '') : '',
+      el('p', { class: 'small' }, t('tenants_note'))),
     el('section', {}, el('h2', {}, t('diagnose')),
       el('button', {
         type: 'button', id: 'diag-run',
@@ -740,7 +821,10 @@ function sessionsTable(r) {
     clearError();
     try {
       await api('POST', '/admin/v1/sessions/end', body);
-      if (mine) { S = null; location.hash = '#/'; }
+      if (mine) {
+        S = null;
+        if (location.hash !== '#/') { location.hash = '#/'; return; } /* the hash change routes */
+      }
       route();
     } catch (e) { showError(e); }
   };
@@ -754,24 +838,36 @@ function sessionsTable(r) {
 /* One's own account: the password (the current one first; the other
  * sessions end) and one's sessions. Every role. */
 async function accountPage() {
+  const own = `/admin/v1/sessions?operator=${encodeURIComponent(S.operator)}`;
   const cur = el('input', { type: 'password', id: 'pw-current', autocomplete: 'current-password', required: true });
+  /* for the browser's password manager: whose password this is */
+  const user = el('input', { type: 'text', autocomplete: 'username', value: S.operator, hidden: true, readonly: true });
   const np = newPasswordFields('pw');
   const said = el('p', { id: 'pw-said' });
-  const form = el('form', { class: 'inline', id: 'password-form' }, field('current_password', cur), ...np.fields,
+  const form = el('form', { class: 'inline', id: 'password-form' }, user, field('current_password', cur), ...np.fields,
     el('button', { type: 'submit', id: 'pw-change' }, t('change_password')), el('span', { class: 'small' }, t('pw_rule')));
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     clearError();
     said.replaceChildren();
     try {
-      const r = await api('POST', '/admin/v1/password', { password: cur.value, new_password: np.check() });
+      const body = { password: cur.value, new_password: np.check() };
+      cur.value = '';
+      np.clear();
+      const r = await api('POST', '/admin/v1/password', body);
       said.replaceChildren(el('span', { class: 'ok' }, `${t('password_changed')}${r.other_sessions_ended})`));
-      sessions.replaceChildren(sessionsTable(await api('GET', '/admin/v1/sessions')));
-    } catch (e) { showError(e); }
-    cur.value = '';
-    np.clear();
+      sessions.replaceChildren(sessionsTable(await api('GET', own)));
+    } catch (e) {
+      cur.value = '';
+      np.clear();
+      /* a wrong current password that locked the operator ended this session too */
+      if (e.code === 'KH-6002' || e.code === 'KH-6003') {
+        try { await whoami(); } catch (x) { S = null; await route(); }
+      }
+      showError(e);
+    }
   });
-  const sessions = el('div', { id: 'own-sessions' }, sessionsTable(await api('GET', '/admin/v1/sessions')));
+  const sessions = el('div', { id: 'own-sessions' }, sessionsTable(await api('GET', own)));
   page(el('h1', {}, `${t('account')} — ${S.operator} (${S.role})`),
     el('h2', {}, t('change_password')), form, said,
     el('h2', {}, t('sessions')), sessions);
@@ -780,7 +876,9 @@ async function accountPage() {
 const ROLES = ['platform_admin', 'tenant_admin', 'responder', 'auditor', 'metrics'];
 
 function addOperatorForm() {
-  const name = el('input', { type: 'text', id: 'op-name', required: true, pattern: '[a-z0-9][a-z0-9._-]{0,31}', maxlength: 32 });
+  const name = el('input', {
+    type: 'text', id: 'op-name', required: true, pattern: '[a-z0-9][a-z0-9._\\-]{0,31}', maxlength: 32, autocomplete: 'off',
+  });
   const role = el('select', { id: 'op-role' }, ...ROLES.map((r) => el('option', { value: r }, r)));
   const orgs = (S.tenants || []).map((o) =>
     el('label', { class: 'check' }, el('input', { type: 'checkbox', class: 'op-tenant', value: o }), o));
@@ -795,11 +893,11 @@ function addOperatorForm() {
     try {
       const body = { name: name.value.trim(), role: role.value, password: np.check() };
       if (role.value !== PA) body.tenants = orgs.map((l) => l.firstChild).filter((c) => c.checked).map((c) => c.value);
-      await api('POST', '/admin/v1/operators', body);
       np.clear();
+      await api('POST', '/admin/v1/operators', body);
       await operatorsPage();
       $('op-said').replaceChildren(el('span', { class: 'ok' }, `${t('added')}: ${body.name}`));
-    } catch (e) { showError(e); }
+    } catch (e) { np.clear(); showError(e); }
   });
   return form;
 }
@@ -816,12 +914,17 @@ async function operatorsPage() {
       if (done) $('op-said').replaceChildren(el('span', { class: 'ok' }, done));
     } catch (e) { showError(e); }
   };
+  /* a reset: the new password twice, behind a disclosure of its own */
   const reset = (o) => {
-    const pw = el('input', { type: 'password', class: 'reset-pw', autocomplete: 'new-password', minlength: 12, 'aria-label': t('new_password') });
+    const np = newPasswordFields(`reset-${o.name}`);
     const go = el('button', { type: 'button', class: 'reset' }, t('reset_password'));
-    go.addEventListener('click', () => act('/admin/v1/operators/password', { name: o.name, new_password: pw.value },
-      `${o.name}: ${t('password_reset')}`)());
-    return el('span', { class: 'reset-box' }, pw, go);
+    go.addEventListener('click', () => {
+      let pw;
+      try { pw = np.check(); } catch (e) { np.clear(); showError(e); return; }
+      np.clear();
+      act('/admin/v1/operators/password', { name: o.name, new_password: pw }, `${o.name}: ${t('password_reset')}`)();
+    });
+    return el('details', { class: 'reset-box' }, el('summary', {}, t('reset_password')), ...np.fields, go);
   };
   const rows = r.operators.map((o) => el('tr', { id: `op-${o.name}` },
     ...cells({ ...o, tenants: o.tenants.join(', '), active: t(o.active ? 'active' : 'inactive') },

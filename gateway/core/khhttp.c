@@ -960,6 +960,16 @@ static bool hello_gate(int fd, void *arg)
     return false;
 }
 
+int kh_http_set_ctx(struct evhttp *http, SSL_CTX *ctx)
+{
+    listener *l = listener_of(http);
+    if (l == NULL || l->ctx == NULL || ctx == NULL ||
+        kh_tls_set_hello_gate(ctx, hello_gate, l) != 0)
+        return -1;
+    l->ctx = ctx;
+    return 0;
+}
+
 struct evhttp *kh_http_listen(struct event_base *base, SSL_CTX *ctx, const char *hostport,
                               size_t max_body, char *err, size_t errlen)
 {

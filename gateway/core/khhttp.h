@@ -134,6 +134,12 @@ typedef struct {
     int handshake_rate;
 } kh_http_limits;
 void kh_http_set_limits(struct evhttp *http, const kh_http_limits *lim);
+/* The TLS context of the listener's next connections (those open keep
+ * theirs): on the listener's event loop; the caller keeps ctx alive while
+ * the listener may use it, and the old one while connections made with it
+ * may still read it. 0, or -1 (not a TLS listener, or the context cannot
+ * take the listener's hello gate). */
+KH_MUST_CHECK int kh_http_set_ctx(struct evhttp *http, SSL_CTX *ctx);
 /* Admission by the tenant a request is for, where the client's certificate
  * does not say it (the peer listener: the router carries every tenant's
  * queries). On a listener with tenant_max, the handler calls this once it

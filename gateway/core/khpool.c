@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -48,9 +49,12 @@ struct kh_pool {
     struct event *done_ev;
     char **dbs; /* conninfo of each database: dbs[0] the home; one each */
     size_t ndbs;
+    /* KH_POOL_ROUTES_MAX slots, filled in order and never moved: a route is
+     * added after the start too (to a database the pool has), published by
+     * nroutes (release; workers read it with acquire) */
     route *routes;
-    size_t nroutes;
-    bool started;        /* a job was submitted: the routes are fixed */
+    atomic_size_t nroutes;
+    bool started;        /* a job was submitted: the databases are fixed */
     int64_t *down_until; /* per database: not tried before (mono_ms), see pool_connect */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -231,13 +235,20 @@ static PGconn *pool_connect(kh_pool *p, size_t db)
     return c;
 }
 
-/* The database index of org's schema (0: the home). */
+/* The database index of org's route, or -1 if it has none. */
+static long route_of(const kh_pool *p, const char *org)
+{
+    for (size_t i = 0, n = atomic_load_explicit(&p->nroutes, memory_order_acquire); i < n; i++)
+        if (strcmp(p->routes[i].org, org) == 0)
+            return (long)p->routes[i].db;
+    return -1;
+}
+
+/* The database index of org's schema (0: the home, routed or not). */
 static size_t db_of(const kh_pool *p, const char *org)
 {
-    for (size_t i = 0; i < p->nroutes; i++)
-        if (strcmp(p->routes[i].org, org) == 0)
-            return p->routes[i].db;
-    return 0;
+    long db = route_of(p, org);
+    return db < 0 ? 0 : (size_t)db;
 }
 
 /* Closes a worker connection (and forgets its statements). */
@@ -388,6 +399,9 @@ kh_pool *kh_pool_new(struct event_base *base, const char *conninfo, int workers,
     p->dbs = calloc(1, sizeof *p->dbs);
     if (p->dbs != NULL && (p->dbs[0] = strdup(conninfo)) != NULL)
         p->ndbs = 1;
+    p->routes = calloc(KH_POOL_ROUTES_MAX, sizeof *p->routes);
+    if (p->routes == NULL)
+        p->ndbs = 0; /* fails below */
     p->done_ev = event_new(base, -1, 0, on_done, p);
     p->threads = calloc((size_t)workers, sizeof *p->threads);
     pthread_mutex_init(&p->mu, NULL);
@@ -447,12 +461,19 @@ int kh_pool_route(kh_pool *p, const char *org, const char *conninfo)
     int rc = -1;
     size_t n = strlen(org);
     pthread_mutex_lock(&p->mu);
-    if (p->started || n == 0 || n >= KH_POOL_ORG_MAX || db_of(p, org) != 0 ||
-        p->nroutes == KH_POOL_ROUTES_MAX)
-        goto out;
+    size_t nr = atomic_load_explicit(&p->nroutes, memory_order_relaxed);
     size_t db = 0;
     while (db < p->ndbs && strcmp(p->dbs[db], conninfo) != 0)
         db++;
+    if (n == 0 || n >= KH_POOL_ORG_MAX)
+        goto out;
+    long have = route_of(p, org);
+    if (have >= 0) { /* an org routed (the home too) keeps its database */
+        rc = (size_t)have == db ? 0 : -1;
+        goto out;
+    }
+    if (nr == KH_POOL_ROUTES_MAX || (p->started && db == p->ndbs))
+        goto out;
     if (db == p->ndbs) {
         char **more = realloc(p->dbs, (p->ndbs + 1) * sizeof *more);
         if (more == NULL)
@@ -462,12 +483,9 @@ int kh_pool_route(kh_pool *p, const char *org, const char *conninfo)
             goto out;
         p->ndbs++;
     }
-    route *r = realloc(p->routes, (p->nroutes + 1) * sizeof *r);
-    if (r == NULL)
-        goto out;
-    p->routes = r;
-    snprintf(r[p->nroutes].org, sizeof r[p->nroutes].org, "%s", org);
-    r[p->nroutes++].db = db;
+    snprintf(p->routes[nr].org, sizeof p->routes[nr].org, "%s", org);
+    p->routes[nr].db = db;
+    atomic_store_explicit(&p->nroutes, nr + 1, memory_order_release);
     rc = 0;
 out:
     pthread_mutex_unlock(&p->mu);

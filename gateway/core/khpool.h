@@ -39,12 +39,16 @@ KH_MUST_CHECK int kh_pool_submit(kh_pool *p, kh_pool_work_fn work, kh_pool_done_
 KH_MUST_CHECK int kh_pool_submit_for(kh_pool *p, const char *key, kh_pool_work_fn work,
                                      kh_pool_done_fn done, void *arg);
 /* Tenants spread over databases: org's schema lives in the database of
- * conninfo, not in the pool's own (its home, which keeps the platform's
- * tables and every tenant without a route). Call before the first job is
- * submitted; 0, or -1 (too late, org already routed or not a code, more
- * than KH_POOL_ROUTES_MAX, no memory). A worker then keeps a connection to
- * each database it needed (made when first needed), and kh_db_tenant_begin
- * picks the one of the tenant's database. */
+ * conninfo (the pool's own, its home, which keeps the platform's tables and
+ * every tenant without a route, or another). A route, once made, never
+ * changes: a tenant routed to its home cannot be routed elsewhere later. A
+ * new database only before the first job is submitted; after it, a route to
+ * a database the pool already has, for a tenant added while running. Any
+ * thread. 0 (routed, or already routed there), or -1 (a database new after
+ * the start, org routed to another one, not a code, more than
+ * KH_POOL_ROUTES_MAX, no memory). A worker then keeps a connection
+ * to each database it needed (made when first needed), and
+ * kh_db_tenant_begin picks the one of the tenant's database. */
 #define KH_POOL_ORG_MAX 16
 #define KH_POOL_ROUTES_MAX 4096
 KH_MUST_CHECK int kh_pool_route(kh_pool *p, const char *org, const char *conninfo);

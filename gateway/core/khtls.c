@@ -178,20 +178,27 @@ void *kh_tls_owner(SSL *ssl)
     return ssl != NULL && owner_idx >= 0 ? SSL_get_ex_data(ssl, owner_idx) : NULL;
 }
 
+int kh_tls_add_ca_cert(SSL_CTX *ctx, X509 *ca, char *err, size_t errlen)
+{
+    if (X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), ca) != 1 ||
+        SSL_CTX_add_client_CA(ctx, ca) != 1) {
+        char name[256] = "?";
+        X509_NAME_oneline(X509_get_subject_name(ca), name, sizeof name);
+        snprintf(err, errlen, "cannot trust CA %s", name);
+        khc_drain_errors("tls add ca");
+        return -1;
+    }
+    return 0;
+}
+
 int kh_tls_add_ca(SSL_CTX *ctx, const char *path, char *err, size_t errlen)
 {
     X509 *ca = khc_load_cert(path, err, errlen);
     if (ca == NULL)
         return -1;
-    int ok = X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), ca) == 1 &&
-             SSL_CTX_add_client_CA(ctx, ca) == 1;
+    int rc = kh_tls_add_ca_cert(ctx, ca, err, errlen);
     X509_free(ca);
-    if (!ok) {
-        snprintf(err, errlen, "cannot trust CA %s", path);
-        khc_drain_errors("tls add ca");
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 /* An outgoing request goes out as its head and then its body: without

@@ -20,6 +20,8 @@ SSL_CTX *kh_tls_client_ctx(const char *cert, const char *key, const char *ca, ch
                            size_t errlen);
 /* ca may be NULL for a server whose trusted CAs are added one by one: */
 KH_MUST_CHECK int kh_tls_add_ca(SSL_CTX *ctx, const char *path, char *err, size_t errlen);
+/* The same with the certificate in hand (the caller keeps its reference). */
+KH_MUST_CHECK int kh_tls_add_ca_cert(SSL_CTX *ctx, X509 *ca, char *err, size_t errlen);
 /* Requires the server's leaf certificate to carry these O= and (if cn != NULL)
  * CN= values; checked inside the handshake, so a wrong peer never gets a request. */
 KH_MUST_CHECK int kh_tls_expect_peer(SSL *ssl, const char *org, const char *cn);

@@ -252,6 +252,8 @@ void adm_diag_free(adm_diag *d);
  * /admin/v1/directory/refresh (asks the router now). */
 void adm_directory_work(PGconn *c, adm_call *call);
 void adm_directory_refresh_work(PGconn *c, adm_call *call);
+/* GET /admin/v1/tenants: hosted and retired tenants, the last change. */
+void adm_tenants_work(PGconn *c, adm_call *call);
 /* Maintenance mode (gw_admin_maint.c). */
 void adm_maint_list_work(PGconn *c, adm_call *call);
 void adm_maint_set_work(PGconn *c, adm_call *call);

@@ -251,6 +251,8 @@ static const adm_route routes[] = {
      adm_directory_work, false, false},
     {EVHTTP_REQ_POST, false, "/admin/v1/directory/refresh", KHADM_PLATFORM_ADMIN,
      "directory.refresh", adm_directory_refresh_work, false, false},
+    {EVHTTP_REQ_GET, false, "/admin/v1/tenants", KHADM_PLATFORM_ADMIN, "tenant.list",
+     adm_tenants_work, false, false},
     {EVHTTP_REQ_GET, false, "/metrics", KHADM_PLATFORM_ADMIN | KHADM_AUDITOR | KHADM_METRICS,
      "metrics", adm_metrics_work, false, false},
 };

@@ -15,6 +15,7 @@
  * database is only read, the directory fetched is checked and dropped. */
 #include "gw_adm.h"
 #include "gw_dir.h"
+#include "gw_tenants.h"
 #include "gw_admin.h"
 
 #include "khcrypto.h"
@@ -43,6 +44,7 @@ typedef struct {
 struct adm_diag {
     diag_row *rows;
     size_t n, cap;
+    size_t nt;            /* the tenants checked: those there were at the start */
     struct timeval asked; /* when the router was asked */
     void (*finish)(adm_call *call);
 };
@@ -79,24 +81,9 @@ void adm_diag_free(adm_diag *d)
 static void migrations(PGconn *c, adm_diag *d, const char *target, const char *sql,
                        const char *expected)
 {
-    PGresult *r = kh_db_exec(c, sql, 0, NULL);
-    const char *have =
-        r != NULL && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0) ? PQgetvalue(r, 0, 0) : NULL;
-    if (r == NULL)
-        row(d, "migrations", target, "fail", "cannot read schema_migrations");
-    else if (have == NULL)
-        row(d, "migrations", target, "fail", "no migration applied (tools/khdb)");
-    else if (strcmp(have, expected) == 0)
-        row(d, "migrations", target, "ok", "current (%s)", have);
-    else if (strcmp(have, expected) < 0)
-        row(d, "migrations", target, "fail",
-            "behind: last applied %s, this gateway needs %s (tools/khdb migrate or tenant)", have,
-            expected);
-    else
-        row(d, "migrations", target, "warn",
-            "newer than this gateway: last applied %s, built for %s (upgrade the gateway)", have,
-            expected);
-    PQclear(r);
+    char why[200];
+    const char *verdict = gw_schema_verdict(c, sql, expected, why, sizeof why);
+    row(d, "migrations", target, verdict, "%s", why);
 }
 
 static void cert(adm_diag *d, const char *target, X509 *c)
@@ -146,7 +133,8 @@ static adm_diag *diag_new(void)
 {
     adm_diag *d = calloc(1, sizeof *d);
     if (d != NULL) {
-        d->cap = 24 + 8 * G.ntenants;
+        d->nt = gw_tenant_count();
+        d->cap = 24 + 8 * d->nt;
         d->rows = calloc(d->cap, sizeof *d->rows);
     }
     if (d != NULL && d->rows == NULL) {
@@ -176,8 +164,10 @@ static void local_checks(PGconn *c, adm_diag *d, bool own)
     } else {
         row(d, "database", "gateway", "fail", "cannot begin a transaction");
     }
-    for (size_t i = 0; i < G.ntenants; i++) {
-        const gw_tenant *t = &G.tenants[i];
+    for (size_t i = 0; i < d->nt; i++) {
+        const gw_tenant *t = gw_tenant_at(i);
+        if (t == NULL)
+            continue; /* retired */
         bool other = own && strcmp(t->db, G.set.db) != 0;
         PGconn *tc = other ? kh_db_connect(t->db) : c;
         PGresult *one = NULL;
@@ -195,17 +185,16 @@ static void local_checks(PGconn *c, adm_diag *d, bool own)
         } else {
             PQclear(one);
             row(d, "database", t->id.code, "ok", "reachable");
-            migrations(tc, d, t->id.code,
-                       "SELECT version FROM schema_migrations ORDER BY version COLLATE \"C\" "
-                       "DESC LIMIT 1",
-                       KH_SQL_TENANT_LATEST);
+            migrations(tc, d, t->id.code, GW_TENANT_SCHEMA_SQL, KH_SQL_TENANT_LATEST);
             kh_db_rollback(tc);
         }
         if (other && tc != NULL)
             PQfinish(tc);
     }
-    for (size_t i = 0; i < G.ntenants; i++) {
-        const gw_tenant *t = &G.tenants[i];
+    for (size_t i = 0; i < d->nt; i++) {
+        const gw_tenant *t = gw_tenant_at(i);
+        if (t == NULL)
+            continue; /* retired */
         char target[40];
         gw_tenant_cert tc[GW_TENANT_CERTS];
         gw_tenant_certs(t, tc);
@@ -215,7 +204,7 @@ static void local_checks(PGconn *c, adm_diag *d, bool own)
         }
         keys(d, t);
     }
-    cert(d, "gateway TLS (business)", kh_tls_ctx_cert(G.biz_ctx));
+    cert(d, "gateway TLS (business)", kh_tls_ctx_cert(atomic_load(&G.biz_ctx)));
     cert(d, "gateway TLS (peer)", kh_tls_ctx_cert(G.peer_ctx));
     cert(d, "gateway TLS (admin)", kh_tls_ctx_cert(G.admin_ctx));
     cert(d, "gateway TLS (client)", kh_tls_ctx_cert(G.client_ctx));

@@ -11,10 +11,16 @@
  *                                     (a newer version was installed) or
  *                                     not, and the version in use
  *
+ *   GET  /admin/v1/tenants            the organisations this gateway hosts
+ *                                     and those it retired while running,
+ *                                     and the last change of the list
+ *                                     (gw_tenants.c; platform admins)
+ *
  * A refresh asked for is a kh.operator_audit row (directory.refresh); what
  * it found is in the answer and the gateway's log. */
 #include "gw_adm.h"
 #include "gw_dir.h"
+#include "gw_tenants.h"
 
 #include "khjson.h"
 #include "khlog.h"
@@ -88,6 +94,20 @@ void adm_directory_work(PGconn *c, adm_call *call)
     write_version(&w, d);
     khjw_obj_end(&w);
     gw_dir_drop(d);
+    adm_set_out(call, &w, 200);
+}
+
+void adm_tenants_work(PGconn *c, adm_call *call)
+{
+    static const char *const none[] = {NULL};
+    (void)c;
+    if (!adm_query_known(call, none))
+        return;
+    khj_writer w;
+    khjw_init(&w, 0);
+    khjw_obj(&w);
+    gw_tenants_write(&w);
+    khjw_obj_end(&w);
     adm_set_out(call, &w, 200);
 }
 

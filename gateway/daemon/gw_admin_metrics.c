@@ -50,7 +50,7 @@ static int render_certs(struct evbuffer *b, const char *const *orgs, size_t n, b
     const struct {
         const char *key;
         X509 *cert;
-    } own[] = {{"tls_business", kh_tls_ctx_cert(G.biz_ctx)},
+    } own[] = {{"tls_business", kh_tls_ctx_cert(atomic_load(&G.biz_ctx))},
                {"tls_peer", kh_tls_ctx_cert(G.peer_ctx)},
                {"tls_admin", kh_tls_ctx_cert(G.admin_ctx)},
                {"router_sign", dir ? dir->router_sign : NULL},
@@ -214,15 +214,17 @@ void adm_metrics_work(PGconn *c, adm_call *call)
     static const char *const none[] = {NULL};
     if (!adm_query_known(call, none))
         return;
-    const char **orgs = calloc(G.ntenants ? G.ntenants : 1, sizeof *orgs);
-    size_t n = 0;
+    size_t nt = gw_tenant_count(), n = 0;
+    const char **orgs = calloc(nt ? nt : 1, sizeof *orgs);
     if (orgs == NULL) {
         adm_set_err(call, KH_E_INTERNAL, "out of memory");
         return;
     }
-    for (size_t i = 0; i < G.ntenants; i++)
-        if (adm_has_tenant(call, G.tenants[i].id.code))
-            orgs[n++] = G.tenants[i].id.code;
+    for (size_t i = 0; i < nt; i++) {
+        const gw_tenant *t = gw_tenant_at(i);
+        if (t != NULL && adm_has_tenant(call, t->id.code))
+            orgs[n++] = t->id.code;
+    }
     kh_err e = gw_usage_metrics(c, orgs, n, &call->out, &call->outlen);
     /* the gateway's own figures (no tenant, no personal data): for platform
      * admins and scrapes */

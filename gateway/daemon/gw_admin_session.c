@@ -29,8 +29,11 @@ static void write_tenants(khj_writer *w, adm_call *call)
     khjw_key(w, "tenants");
     khjw_arr(w);
     if (call->role == KHADM_PLATFORM_ADMIN)
-        for (size_t i = 0; i < G.ntenants; i++)
-            khjw_str(w, G.tenants[i].id.code);
+        for (size_t i = 0, nt = gw_tenant_count(); i < nt; i++) {
+            const gw_tenant *t = gw_tenant_at(i);
+            if (t != NULL)
+                khjw_str(w, t->id.code);
+        }
     else
         for (size_t i = 0; i < call->ntenants; i++)
             khjw_str(w, call->tenants[i]);

@@ -488,10 +488,13 @@ void adm_usage_all_work(PGconn *c, adm_call *call)
     khjw_kstr(&w, "until", until);
     khjw_key(&w, "tenants");
     khjw_arr(&w);
-    for (size_t i = 0; i < G.ntenants; i++) {
+    for (size_t i = 0, nt = gw_tenant_count(); i < nt; i++) {
+        const gw_tenant *t = gw_tenant_at(i);
+        if (t == NULL)
+            continue; /* retired */
         khjw_obj(&w);
-        khjw_kstr(&w, "tenant", G.tenants[i].id.code);
-        if (gw_usage_write(c, G.tenants[i].id.code, since, until, &w) != KH_OK) {
+        khjw_kstr(&w, "tenant", t->id.code);
+        if (gw_usage_write(c, t->id.code, since, until, &w) != KH_OK) {
             khjw_discard(&w);
             adm_set_err(call, KH_E_DB, "database unavailable");
             return;

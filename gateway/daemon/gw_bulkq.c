@@ -122,10 +122,12 @@ static void claim_rows(gw_tenant *t, const PGresult *r)
 
 static void claim(PGconn *c)
 {
-    size_t n = only != NULL ? 1 : G.ntenants;
+    size_t nt = gw_tenant_count(), n = only != NULL ? 1 : nt;
     for (size_t i = 0; i < n && nclaimed < want && !G.stopping && !G.draining; i++) {
-        size_t k = (next_tenant + i) % G.ntenants;
-        gw_tenant *t = only != NULL ? only : &G.tenants[k];
+        size_t k = (next_tenant + i) % nt;
+        gw_tenant *t = only != NULL ? only : gw_tenant_at(k);
+        if (t == NULL)
+            continue; /* retired */
         char lim[16];
         snprintf(lim, sizeof lim, "%d", want - nclaimed);
         const char *p[2] = {G.node, lim};
@@ -156,7 +158,7 @@ static void claim(PGconn *c)
             continue;
         }
         if (PQntuples(r) > 0 && only == NULL)
-            next_tenant = (k + 1) % G.ntenants; /* the next claim starts after this tenant */
+            next_tenant = (k + 1) % nt; /* the next claim starts after this tenant */
         claim_rows(t, r);
         PQclear(r);
     }
@@ -168,7 +170,7 @@ static void tick_work(PGconn *c, void *arg)
     /* c: the home database's connection; each tenant's work goes to its own */
     for (int i = 0; i < nrelease; i++)
         give_back(c, &release[i]);
-    if (want > 0 && G.ntenants > 0)
+    if (want > 0 && gw_tenant_count() > 0)
         claim(c);
 }
 
@@ -663,9 +665,10 @@ static bool sweeping;
 static void sweep_work(PGconn *home, void *arg)
 {
     (void)arg;
-    for (size_t i = 0; i < G.ntenants && !G.stopping; i++) {
+    for (size_t i = 0, nt = gw_tenant_count(); i < nt && !G.stopping; i++) {
+        const gw_tenant *t = gw_tenant_at(i);
         PGconn *c = home;
-        if (kh_db_tenant_begin(&c, G.tenants[i].id.code) != KH_OK)
+        if (t == NULL || kh_db_tenant_begin(&c, t->id.code) != KH_OK)
             continue;
         PGresult *f = kh_db_exec(
             c,
@@ -693,8 +696,8 @@ static void sweep_work(PGconn *home, void *arg)
         if (d == NULL || kh_db_commit(c) != KH_OK)
             kh_db_rollback(c);
         else if (strcmp(PQcmdTuples(d), "0") != 0)
-            kh_info("bulk", "tenant %s: %s idle or finished uploads forgotten",
-                    G.tenants[i].id.code, PQcmdTuples(d));
+            kh_info("bulk", "tenant %s: %s idle or finished uploads forgotten", t->id.code,
+                    PQcmdTuples(d));
         PQclear(f);
         PQclear(d);
     }
@@ -723,18 +726,19 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
  * version or a crash left there is personal data nobody can use (removed). */
 static void tidy_spool(const char *spool)
 {
-    for (size_t i = 0; i <= G.ntenants; i++) {
+    size_t nt = gw_tenant_count();
+    for (size_t i = 0; i <= nt; i++) {
         char dir[1100], path[1400];
         struct dirent *de;
         DIR *d;
-        if (i < G.ntenants)
-            snprintf(dir, sizeof dir, "%s/%s", spool, G.tenants[i].id.code);
+        if (i < nt)
+            snprintf(dir, sizeof dir, "%s/%s", spool, gw_tenant_slot(i)->id.code);
         else
             snprintf(dir, sizeof dir, "%s", spool);
         if ((d = opendir(dir)) == NULL)
             continue;
         while ((de = readdir(d)) != NULL)
-            if (i < G.ntenants ? de->d_name[0] != '.' : strncmp(de->d_name, ".load-", 6) == 0) {
+            if (i < nt ? de->d_name[0] != '.' : strncmp(de->d_name, ".load-", 6) == 0) {
                 snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
                 unlink(path);
             }

@@ -39,7 +39,7 @@ static const char *const chains[] = {"provision_record", "access_record", "audit
 static struct event *sign_ev;
 static bool signing;
 /* when partitions were last ensured; only the one sign job touches it */
-static time_t partitions_at[KH_OPT_LIST_MAX]; /* per tenant (G.tenants' order) */
+static time_t partitions_at[GW_MAX_TENANTS]; /* per tenant (gw_tenant_at's order) */
 
 static void sign_tenant(PGconn *c, gw_tenant *t)
 {
@@ -126,10 +126,13 @@ static void sign_work(PGconn *c, void *arg)
     time_t now = time(NULL);
     /* c: the home database's; each tenant's work goes to its own (its begin
      * fails if that database is down: tried again at the next signing) */
-    for (size_t i = 0; i < G.ntenants && i < KH_OPT_LIST_MAX && !G.stopping; i++) {
-        if (now - partitions_at[i] >= PARTITIONS_EVERY && ensure_partitions(c, &G.tenants[i]))
+    for (size_t i = 0, nt = gw_tenant_count(); i < nt && !G.stopping; i++) {
+        gw_tenant *t = gw_tenant_at(i);
+        if (t == NULL)
+            continue; /* retired */
+        if (now - partitions_at[i] >= PARTITIONS_EVERY && ensure_partitions(c, t))
             partitions_at[i] = now;
-        sign_tenant(c, &G.tenants[i]);
+        sign_tenant(c, t);
     }
 }
 

@@ -88,12 +88,14 @@ static const kh_opt options[] = {
     {"health_listen", KH_OPT_ADDR, 0, NULL, 0, 0, NULL, OFF(health_listen), NULL,
      "GET /health and /ready for load balancers and monitoring: plain HTTP, no TLS, nothing "
      "secret; bind it to a management address (optional)"},
-    {"tenant", KH_OPT_LIST, REQ, NULL, 0, KH_OPT_LIST_MAX, NULL, OFF(tenants), org_code,
-     "a hosted organisation"},
-    {"tenant_db", KH_OPT_LIST, SECRET, NULL, 0, KH_OPT_LIST_MAX, NULL, OFF(tenant_dbs), tenant_db,
+    {"tenant", KH_OPT_LIST, REQ | RELOAD, NULL, 0, KH_OPT_LIST_MAX, NULL, OFF(tenants), org_code,
+     "a hosted organisation; on SIGHUP one listed anew is added (made first with tools/khpki org "
+     "and tools/khdb tenant, and in the router's directory), one no longer listed is retired"},
+    {"tenant_db", KH_OPT_LIST, SECRET | RELOAD, NULL, 0, KH_OPT_LIST_MAX, NULL, OFF(tenant_dbs),
+     tenant_db,
      "'ORG conninfo': tenant ORG's schema lives in that database (another PostgreSQL cluster, "
      "migrated with tools/khdb), not in db; db keeps the operators' tables and the other "
-     "tenants"},
+     "tenants (a tenant added on SIGHUP only on a database already in use)"},
     {"db_workers", KH_OPT_INT, 0, "4", 1, 64, NULL, OFF(db_workers), NULL,
      "database worker threads"},
     {"db_queue", KH_OPT_INT, 0, "1024", 1, 1 << 20, NULL, OFF(db_queue), NULL,

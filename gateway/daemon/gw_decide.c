@@ -365,8 +365,10 @@ static void delivery_free(delivery *dl)
 
 static void scan_work(PGconn *home, void *arg)
 {
-    for (size_t i = 0; i < G.ntenants && !G.stopping; i++) {
-        gw_tenant *t = &G.tenants[i];
+    for (size_t i = 0, nt = gw_tenant_count(); i < nt && !G.stopping; i++) {
+        gw_tenant *t = gw_tenant_at(i);
+        if (t == NULL)
+            continue; /* retired */
         PGconn *c = home;
         const kh_dir *dir = gw_dir_hold();
         char skip[OUTBOX_BATCH * (2 * KH_MSG_ID_LEN + 1) + 4] = "{}";

@@ -92,13 +92,16 @@ static const char *refusal(const kh_dir *cur, const kh_dir *fresh, char *why, si
     if (kh_dir_successor_why(cur, fresh, (int64_t)time(NULL), atomic_load(&G.skew), why, whylen) !=
         NULL)
         return why;
-    for (size_t i = 0; i < G.ntenants; i++) {
-        const kh_org *o = kh_dir_org(fresh, G.tenants[i].id.code);
-        if (o == NULL || !khc_cert_equal(o->sign_cert, G.tenants[i].id.sign_cert) ||
-            !khc_cert_equal(o->enc_cert, G.tenants[i].id.enc_cert)) {
+    for (size_t i = 0, nt = gw_tenant_count(); i < nt; i++) {
+        const gw_tenant *t = gw_tenant_at(i);
+        if (t == NULL)
+            continue; /* retired */
+        const kh_org *o = kh_dir_org(fresh, t->id.code);
+        if (o == NULL || !khc_cert_equal(o->sign_cert, t->id.sign_cert) ||
+            !khc_cert_equal(o->enc_cert, t->id.enc_cert)) {
             snprintf(why, whylen,
                      "tenant %s is missing from it or its certificates differ from ours",
-                     G.tenants[i].id.code);
+                     t->id.code);
             return why;
         }
     }

@@ -150,8 +150,11 @@ static void drop_work(PGconn *c, void *arg)
     /* everything waiting, one file at a time, until the folders are empty */
     for (bool any = true; any && !G.stopping;) {
         any = false;
-        for (size_t i = 0; i < G.ntenants && !G.stopping; i++)
-            any = drop_one(c, &G.tenants[i], root) || any;
+        for (size_t i = 0, nt = gw_tenant_count(); i < nt && !G.stopping; i++) {
+            gw_tenant *t = gw_tenant_at(i);
+            if (t != NULL)
+                any = drop_one(c, t, root) || any;
+        }
     }
 }
 
@@ -174,11 +177,11 @@ static void on_drop_timer(evutil_socket_t fd, short what, void *arg)
  * makes the retry safe). Anything else in work/ is removed. */
 static void tidy_work(const char *drop)
 {
-    for (size_t i = 0; i < G.ntenants; i++) {
+    for (size_t i = 0, nt = gw_tenant_count(); i < nt; i++) {
         char dir[1100], from[1400], to[1400];
         struct dirent *de;
         DIR *d;
-        snprintf(dir, sizeof dir, "%s/%s/work", drop, G.tenants[i].id.code);
+        snprintf(dir, sizeof dir, "%s/%s/work", drop, gw_tenant_slot(i)->id.code);
         if ((d = opendir(dir)) == NULL)
             continue;
         while ((de = readdir(d)) != NULL) {
@@ -187,10 +190,11 @@ static void tidy_work(const char *drop)
                 continue;
             snprintf(from, sizeof from, "%s/%s", dir, de->d_name);
             if (n > 4 && strcmp(de->d_name + n - 4, ".csv") == 0) {
-                snprintf(to, sizeof to, "%s/%s/in/%s", drop, G.tenants[i].id.code, de->d_name);
+                snprintf(to, sizeof to, "%s/%s/in/%s", drop, gw_tenant_slot(i)->id.code,
+                         de->d_name);
                 if (rename(from, to) == 0)
                     kh_info("drop", "tenant %s: an interrupted load is retried",
-                            G.tenants[i].id.code);
+                            gw_tenant_slot(i)->id.code);
             } else {
                 unlink(from);
             }
@@ -199,31 +203,35 @@ static void tidy_work(const char *drop)
     }
 }
 
-int gw_drop_start(const char *drop, char *err, size_t errlen)
+int gw_drop_tenant(const char *drop, const char *org, char *err, size_t errlen)
 {
     static const char *const subs[] = {"in", "work", "done", "rejected"};
-    tidy_work(drop);
-    for (size_t i = 0; i < G.ntenants; i++) {
-        char p[1100];
-        snprintf(p, sizeof p, "%s/%s", drop, G.tenants[i].id.code);
-        if (mkdir(drop, 0700) != 0 && errno != EEXIST)
-            goto fail;
-        if (mkdir(p, 0700) != 0 && errno != EEXIST)
-            goto fail;
-        for (size_t k = 0; k < 4; k++) {
-            snprintf(p, sizeof p, "%s/%s/%s", drop, G.tenants[i].id.code, subs[k]);
-            if (mkdir(p, 0700) != 0 && errno != EEXIST)
-                goto fail;
-        }
+    char p[1100];
+    snprintf(p, sizeof p, "%s/%s", drop, org);
+    bool ok =
+        (mkdir(drop, 0700) == 0 || errno == EEXIST) && (mkdir(p, 0700) == 0 || errno == EEXIST);
+    for (size_t k = 0; ok && k < 4; k++) {
+        snprintf(p, sizeof p, "%s/%s/%s", drop, org, subs[k]);
+        ok = mkdir(p, 0700) == 0 || errno == EEXIST;
     }
+    if (!ok)
+        snprintf(err, errlen, "cannot make %s: %s", p, strerror(errno));
+    return ok ? 0 : -1;
+}
+
+int gw_drop_start(const char *drop, char *err, size_t errlen)
+{
+    tidy_work(drop);
+    for (size_t i = 0, nt = gw_tenant_count(); i < nt; i++)
+        if (gw_drop_tenant(drop, gw_tenant_slot(i)->id.code, err, errlen) != 0)
+            return -1;
     struct timeval tv = {1, 0};
     drop_ev = event_new(G.base, -1, EV_PERSIST, on_drop_timer, NULL);
-    if (drop_ev == NULL || event_add(drop_ev, &tv) != 0)
-        goto fail;
+    if (drop_ev == NULL || event_add(drop_ev, &tv) != 0) {
+        snprintf(err, errlen, "cannot watch drop_dir %s", drop);
+        return -1;
+    }
     return 0;
-fail:
-    snprintf(err, errlen, "cannot prepare drop_dir %s", drop);
-    return -1;
 }
 
 void gw_drop_stop(void)

@@ -135,7 +135,10 @@ void gw_health_ready(struct evhttp_request *req, void *arg)
         khjw_kstr(&w, "legal_basis_version", G.dir->pb->legal_basis_version);
         khjw_kint(&w, "directory_issued_at", G.dir->pb->issued_at);
     }
-    khjw_kint(&w, "tenants", (int64_t)G.ntenants);
+    int64_t hosted = 0; /* not the retired ones */
+    for (size_t i = 0, n = gw_tenant_count(); i < n; i++)
+        hosted += gw_tenant_at(i) != NULL;
+    khjw_kint(&w, "tenants", hosted);
     khjw_obj_end(&w);
     char *body = khjw_finish(&w, &len);
     if (body == NULL)

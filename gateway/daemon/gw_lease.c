@@ -142,8 +142,11 @@ static void tick_work(PGconn *home, void *arg)
 {
     const char *p[2] = {G.node, live_ids};
     (void)arg;
-    for (size_t i = 0; i < G.ntenants && !G.stopping; i++) {
-        gw_tenant *t = &G.tenants[i];
+    for (size_t i = 0, nt = gw_tenant_count(); i < nt && !G.stopping; i++) {
+        /* a retired tenant too: this node still waits on its queries in
+         * flight and keeps their leases, but takes none over */
+        gw_tenant *t = gw_tenant_slot(i);
+        bool retired = gw_tenant_at(i) == NULL;
         PGconn *c = home;
         if (kh_db_tenant_begin(&c, t->id.code) != KH_OK)
             continue;
@@ -153,7 +156,7 @@ static void tick_work(PGconn *home, void *arg)
                 GW_LEASE_S) " seconds' WHERE node = $1 AND msg_id = ANY($2::text[]) AND state IN "
                             "('sent', 'timed_out') AND expires_at > now()",
             2, p);
-        if (G.draining) { /* a node about to stop renews its own, takes nothing over */
+        if (G.draining || retired) { /* a node about to stop renews its own, takes nothing over */
             bool ok = renewed != NULL;
             PQclear(renewed);
             if (!ok || kh_db_commit(c) != KH_OK)
@@ -250,9 +253,10 @@ static bool sweeping;
 
 static void sweep_work(PGconn *home, void *arg)
 {
-    for (size_t i = 0; i < G.ntenants && !G.stopping; i++) {
+    for (size_t i = 0, nt = gw_tenant_count(); i < nt && !G.stopping; i++) {
+        const gw_tenant *t = gw_tenant_at(i);
         PGconn *c = home;
-        if (kh_db_tenant_begin(&c, G.tenants[i].id.code) != KH_OK)
+        if (t == NULL || kh_db_tenant_begin(&c, t->id.code) != KH_OK)
             continue;
         PGresult *r = kh_db_exec(
             c,
@@ -287,11 +291,11 @@ static void sweep_work(PGconn *home, void *arg)
         bool purged = x != NULL && kh_seen_purge(c, KH_SEEN_TENANT, NULL) == KH_OK;
         if (purged && kh_db_commit(c) == KH_OK) {
             if (strcmp(PQcmdTuples(r), "0") != 0)
-                kh_warn("biz", "tenant %s: %s unfinished queries ended failed",
-                        G.tenants[i].id.code, PQcmdTuples(r));
+                kh_warn("biz", "tenant %s: %s unfinished queries ended failed", t->id.code,
+                        PQcmdTuples(r));
             if (strcmp(PQcmdTuples(x), "0") != 0)
                 kh_warn("biz", "tenant %s: %s held queries ended expired without an answer",
-                        G.tenants[i].id.code, PQcmdTuples(x));
+                        t->id.code, PQcmdTuples(x));
         } else {
             kh_db_rollback(c);
         }
@@ -326,12 +330,14 @@ void gw_lease_hand_over(void)
     PGconn *c = NULL;
     const char *at = NULL, *p[1] = {G.node};
     size_t missed = 0;
-    for (size_t i = 0; i < G.ntenants; i++) {
-        if (gw_tenant_conn(&c, &at, &G.tenants[i]) == NULL) {
+    /* retired tenants too: this node's leases on their queries end with it */
+    for (size_t i = 0, nt = gw_tenant_count(); i < nt; i++) {
+        const gw_tenant *t = gw_tenant_slot(i);
+        if (gw_tenant_conn(&c, &at, t) == NULL) {
             missed++;
             continue;
         }
-        if (kh_db_tenant_begin(&c, G.tenants[i].id.code) != KH_OK)
+        if (kh_db_tenant_begin(&c, t->id.code) != KH_OK)
             continue;
         PGresult *r = kh_db_exec(c,
                                  "UPDATE query SET lease_until = now() WHERE node = $1 AND state "
@@ -341,7 +347,7 @@ void gw_lease_hand_over(void)
             kh_db_rollback(c); /* the lease runs out instead */
         else if (strcmp(PQcmdTuples(r), "0") != 0)
             kh_info("lease", "tenant %s: %s queries in flight handed over to the other nodes",
-                    G.tenants[i].id.code, PQcmdTuples(r));
+                    t->id.code, PQcmdTuples(r));
         PQclear(r);
     }
     if (missed > 0)

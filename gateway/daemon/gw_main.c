@@ -11,6 +11,7 @@
 #include "gw_health.h"
 #include "gw_lease.h"
 #include "gw_dir.h"
+#include "gw_tenants.h"
 
 #include "khadmin.h"
 #include "khid.h"
@@ -82,31 +83,6 @@ static void apply_reloadable(const gw_settings *s)
         kh_http_set_limits(G.admin_http, &adm);
 }
 
-static int load_tenants(char *err, size_t errlen)
-{
-    /* gw_conf.c checked the codes and that none is listed twice */
-    const char *const *codes = G.set.tenants.v;
-    size_t n = G.set.tenants.n;
-    G.tenants = calloc(n, sizeof *G.tenants);
-    if (G.tenants == NULL)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        char dir[1024], path[1100];
-        snprintf(dir, sizeof dir, "%s/org/%s", G.set.pki, codes[i]);
-        gw_tenant *t = &G.tenants[G.ntenants];
-        if (kh_identity_load(&t->id, codes[i], dir, err, errlen) != 0)
-            return -1;
-        G.ntenants++;
-        t->db = gw_conf_tenant_db(&G.set, t->id.code);
-        snprintf(path, sizeof path, "%s/business-ca.crt", dir);
-        if ((t->business_ca = khc_load_cert(path, err, errlen)) == NULL)
-            return -1;
-        if (kh_tls_add_ca(G.biz_ctx, path, err, errlen) != 0)
-            return -1;
-    }
-    return 0;
-}
-
 static int setup(const char *config, char *err, size_t errlen)
 {
     char cert[1024], key[1024], ca[1024];
@@ -117,31 +93,31 @@ static int setup(const char *config, char *err, size_t errlen)
     snprintf(cert, sizeof cert, "%s/gw/%s/tls.crt", G.set.pki, G.set.name);
     snprintf(key, sizeof key, "%s/gw/%s/tls.key", G.set.pki, G.set.name);
     snprintf(ca, sizeof ca, "%s/national-ca.crt", G.set.pki);
-    /* business systems are trusted through their tenants' CAs only */
-    if ((G.biz_ctx = kh_tls_server_ctx(cert, key, NULL, err, errlen)) == NULL ||
-        (G.peer_ctx = kh_tls_server_ctx(cert, key, ca, err, errlen)) == NULL ||
+    if ((G.peer_ctx = kh_tls_server_ctx(cert, key, ca, err, errlen)) == NULL ||
         (G.client_ctx = kh_tls_client_ctx(cert, key, ca, err, errlen)) == NULL ||
         (G.national = khc_store_from_file(ca, err, errlen)) == NULL)
         return -1;
     if (gw_admin_setup(err, errlen) != 0)
         return -1;
-    return load_tenants(err, errlen);
+    /* business systems are trusted through their tenants' CAs only */
+    return gw_tenants_load(err, errlen);
 }
 
 static void start_listeners(void)
 {
     char err[256];
     G.pool = kh_pool_new(G.base, G.set.db, G.set.db_workers, G.set.db_queue, G.set.worker_nice);
-    for (size_t i = 0; G.pool != NULL && i < G.ntenants; i++) {
-        const gw_tenant *t = &G.tenants[i];
-        if (t->db != G.set.db && kh_pool_route(G.pool, t->id.code, t->db) != 0) {
+    for (size_t i = 0, n = gw_tenant_count(); G.pool != NULL && i < n; i++) {
+        const gw_tenant *t = gw_tenant_at(i);
+        /* every tenant, those of the home too: a route never changes */
+        if (kh_pool_route(G.pool, t->id.code, t->db) != 0) {
             kh_error("main", "cannot start: tenant %s's database route", t->id.code);
             event_base_loopbreak(G.base);
             return;
         }
     }
-    G.biz_http = kh_http_listen(G.base, G.biz_ctx, G.set.business_listen, (size_t)G.set.max_body,
-                                err, sizeof err);
+    G.biz_http = kh_http_listen(G.base, atomic_load(&G.biz_ctx), G.set.business_listen,
+                                (size_t)G.set.max_body, err, sizeof err);
     if (G.biz_http != NULL)
         G.peer_http = kh_http_listen(G.base, G.peer_ctx, G.set.peer_listen, (size_t)G.set.max_body,
                                      err, sizeof err);
@@ -168,7 +144,7 @@ static void start_listeners(void)
     kh_info("main",
             "ready: business API on %s, peer API on %s, admin API on %s, %zu tenants, directory "
             "with %zu organisations, node %s",
-            G.set.business_listen, G.set.peer_listen, admin ? admin : "(none)", G.ntenants,
+            G.set.business_listen, G.set.peer_listen, admin ? admin : "(none)", gw_tenant_count(),
             G.dir->norgs, G.node);
 }
 
@@ -217,6 +193,7 @@ static const char *config_path;
 static void apply_fresh(const void *fresh)
 {
     apply_reloadable(fresh);
+    gw_tenants_reload(fresh); /* before the file is freed: what it needs is copied */
 }
 
 static void on_reload(evutil_socket_t sig, short what, void *arg)
@@ -305,15 +282,10 @@ static void teardown(void)
     gw_outbox_stop();
     gw_bulk_stop();
     gw_chain_stop();
-    for (size_t i = 0; i < G.ntenants; i++) {
-        kh_identity_clear(&G.tenants[i].id);
-        khc_cert_free(G.tenants[i].business_ca);
-    }
-    free(G.tenants);
+    gw_tenants_free(); /* the business listener's contexts too */
     gw_dir_shutdown();
     if (G.base)
         kh_http_client_close(G.base);
-    kh_tls_ctx_free(G.biz_ctx);
     kh_tls_ctx_free(G.peer_ctx);
     kh_tls_ctx_free(G.client_ctx);
     gw_admin_stop();
@@ -389,7 +361,7 @@ int main(int argc, char **argv)
                 "a listener that runs out stops accepting for a second at a time",
                 G.set.max_connections, (unsigned long long)nofile.rlim_cur);
     if (check) {
-        printf("configuration ok: %zu tenants\n", G.ntenants);
+        printf("configuration ok: %zu tenants\n", gw_tenant_count());
         /* then what can be checked without running: databases, migrations,
          * certificates, keys (a failure is exit 1) */
         rc = gw_admin_check_offline(stdout) == 0 ? 0 : 1;

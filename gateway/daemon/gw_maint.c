@@ -49,8 +49,10 @@ void gw_maint_read(PGconn *c)
         whole = whole || strcmp(PQgetvalue(r, i, 0), mine) == 0;
     if (atomic_exchange(&G.maintenance, whole) != whole)
         kh_info("maint", "gateway maintenance %s", whole ? "on: new work is refused" : "off");
-    for (size_t k = 0; k < G.ntenants; k++) {
-        gw_tenant *t = &G.tenants[k];
+    for (size_t k = 0, nt = gw_tenant_count(); k < nt; k++) {
+        gw_tenant *t = gw_tenant_at(k);
+        if (t == NULL)
+            continue; /* retired */
         bool on = false;
         for (int i = 0; i < PQntuples(r) && !on; i++) {
             const char *s = PQgetvalue(r, i, 0);

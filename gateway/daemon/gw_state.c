@@ -7,10 +7,35 @@ gw G;
 
 gw_tenant *gw_tenant_find(const char *code)
 {
-    for (size_t i = 0; code && i < G.ntenants; i++)
-        if (strcmp(G.tenants[i].id.code, code) == 0)
-            return &G.tenants[i];
+    for (size_t i = 0, n = gw_tenant_count(); code && i < n; i++)
+        if (gw_tenant_at(i) != NULL && strcmp(G.tenants[i]->id.code, code) == 0)
+            return G.tenants[i];
     return NULL;
+}
+
+size_t gw_tenant_count(void)
+{
+    return atomic_load_explicit(&G.ntenants, memory_order_acquire);
+}
+
+gw_tenant *gw_tenant_at(size_t i)
+{
+    return atomic_load(&G.tenants[i]->retired) ? NULL : G.tenants[i];
+}
+
+gw_tenant *gw_tenant_slot(size_t i)
+{
+    return G.tenants[i];
+}
+
+int gw_tenant_publish(gw_tenant *t)
+{
+    size_t n = atomic_load_explicit(&G.ntenants, memory_order_relaxed);
+    if (n == GW_MAX_TENANTS)
+        return -1;
+    G.tenants[n] = t;
+    atomic_store_explicit(&G.ntenants, n + 1, memory_order_release);
+    return 0;
 }
 
 void gw_tenant_certs(const gw_tenant *t, gw_tenant_cert out[GW_TENANT_CERTS])

@@ -21,11 +21,20 @@
 #define KH_STR_(x) #x
 #define KH_STR(x) KH_STR_(x)
 
+/* At most this many tenants per process (the configuration's list limit). */
+#define GW_MAX_TENANTS KH_OPT_LIST_MAX
+
 typedef struct {
     kh_identity id;    /* id.code is the organisation code */
     X509 *business_ca; /* issues this tenant's business-system client certs */
     const char *db;    /* conninfo of the database with its schema (G.set.db or its tenant_db) */
+    char *db_copy;     /* db's own copy, for a tenant added while running (else NULL) */
+    bool own_db;       /* db is a tenant_db, not G.set.db */
     atomic_bool maintenance; /* new work refused (gw_maint.c) */
+    /* no longer hosted (gw_tenants.c): found by no look-up and skipped by
+     * every pass; kept, keys and all, for the work that holds it, until exit */
+    atomic_bool retired;
+    int64_t added_at, retired_at; /* unix seconds; added_at 0: at the start */
 } gw_tenant;
 
 typedef struct {
@@ -34,13 +43,21 @@ typedef struct {
     gw_settings set; /* every option (gw_conf.h) */
     /* the options that may change at run time (SIGHUP), read by every thread */
     atomic_int skew, ttl, default_timeout_ms;
-    SSL_CTX *biz_ctx, *peer_ctx, *client_ctx;
+    /* biz_ctx trusts the hosted tenants' business CAs: replaced (on the
+     * event loop) when a tenant is added or retired; the old ones are kept
+     * until exit, as workers and open connections may still read them */
+    _Atomic(SSL_CTX *) biz_ctx;
+    SSL_CTX *peer_ctx, *client_ctx;
     SSL_CTX *admin_ctx; /* trusts only pki/operator-ca.crt; NULL without admin_listen */
     X509_STORE *national;
     kh_dir *dir; /* the version in use: read on the event loop; a worker holds one (gw_dir.h) */
     kh_pool *pool;
-    gw_tenant *tenants;
-    size_t ntenants;
+    /* the tenants (gw_tenant_count, gw_tenant_at): slots filled in order and
+     * never moved or emptied while the process runs, so that a pointer to a
+     * tenant stays good for the work holding it; ntenants is published
+     * after its slot is filled (release), read with acquire */
+    gw_tenant *tenants[GW_MAX_TENANTS];
+    atomic_size_t ntenants;
     struct evhttp *biz_http, *peer_http, *admin_http;
     struct event *retry_ev, *sig_ev[3]; /* SIGTERM, SIGINT, SIGHUP */
     int dir_attempts;
@@ -57,6 +74,16 @@ extern gw G;
 
 /* The hosted tenant with this organisation code, or NULL. */
 gw_tenant *gw_tenant_find(const char *code);
+/* The tenants as any thread sees them now: gw_tenant_at(i) for i below
+ * gw_tenant_count() (read the count once per pass; a tenant may be added
+ * while it runs, in the next slot), NULL for a retired one; gw_tenant_slot
+ * the same with the retired ones (for what ends with the process). */
+size_t gw_tenant_count(void);
+gw_tenant *gw_tenant_at(size_t i);
+gw_tenant *gw_tenant_slot(size_t i);
+/* Fills the next slot with t (allocated by the caller, complete) and
+ * publishes it: 0, or -1 if every slot is taken. On the event loop only. */
+int gw_tenant_publish(gw_tenant *t);
 
 /* A tenant's certificates, each with its metric label (key) and its name in
  * the diagnosis (label): what the metrics, the connectivity check and the

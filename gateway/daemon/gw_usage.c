@@ -152,7 +152,8 @@ typedef struct {
     int64_t now[N_COUNT];
 } tenant_usage;
 
-/* states[i] belongs to G.tenants[i]. data_lock guards them; read_lock is
+/* states[i] belongs to gw_tenant_at(i) (a slot for every tenant there may
+ * be, added ones too). data_lock guards them; read_lock is
  * held by the one scrape that reads the database, the only one that
  * changes base and base_day. */
 static pthread_mutex_t data_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -161,9 +162,11 @@ static tenant_usage *states;
 
 static int tenant_index(const char *org)
 {
-    for (size_t i = 0; i < G.ntenants; i++)
-        if (strcmp(G.tenants[i].id.code, org) == 0)
+    for (size_t i = 0, nt = gw_tenant_count(); i < nt; i++) {
+        const gw_tenant *t = gw_tenant_at(i);
+        if (t != NULL && strcmp(t->id.code, org) == 0)
             return (int)i;
+    }
     return -1;
 }
 
@@ -175,7 +178,8 @@ static void read_tenant(PGconn *c, size_t i)
     tenant_usage *st = &states[i];
     const char *p[1] = {st->have_base ? st->base_day : NULL};
     PGresult *r = NULL;
-    if (kh_db_tenant_begin(&c, G.tenants[i].id.code) == KH_OK) {
+    const char *org = gw_tenant_slot(i)->id.code;
+    if (kh_db_tenant_begin(&c, org) == KH_OK) {
         r = kh_db_exec(c,
                        "WITH b AS (SELECT greatest(current_date - 1, $1::date) AS d) "
                        "SELECT b.d::text, i.*, r.*, g.* FROM b, usage_sum($1::date, b.d) i, "
@@ -185,7 +189,7 @@ static void read_tenant(PGconn *c, size_t i)
     }
     bool ok = r != NULL && PQntuples(r) == 1 && PQnfields(r) == 1 + 2 * U_NCOUNTS + N_COUNT;
     if (!ok)
-        kh_warn("usage", "tenant %s: cannot read the usage counts", G.tenants[i].id.code);
+        kh_warn("usage", "tenant %s: cannot read the usage counts", org);
     pthread_mutex_lock(&data_lock);
     st->ok = ok;
     st->read_ms = kh_mono_ms();
@@ -376,8 +380,8 @@ kh_err gw_usage_metrics(PGconn *c, const char *const *orgs, size_t norgs, char *
     *out = NULL;
     *outlen = 0;
     pthread_mutex_lock(&data_lock);
-    if (states == NULL && G.ntenants > 0)
-        states = calloc(G.ntenants, sizeof *states);
+    if (states == NULL)
+        states = calloc(GW_MAX_TENANTS, sizeof *states);
     bool have = states != NULL;
     pthread_mutex_unlock(&data_lock);
     tenant_usage *copies = calloc(norgs ? norgs : 1, sizeof *copies);

@@ -336,6 +336,7 @@ def scenario(ta, resp, adm):
     ok("a good file checks clean (check only)", wait_text(ta, By.ID, "import-report", "問題ありません"))
     ok("... and changed nothing either", sql("kh_gw_a", "SELECT count(*) || '/' || md5(string_agg(staff_id || "
        "display_name || active, ',' ORDER BY staff_id)) FROM t_131016.staff") == staff_before)
+    registry_records(ta)
 
     # the rejected bulk file and its report
     go(ta, "/t/131016/bulk", "uploads")
@@ -391,6 +392,8 @@ def scenario(ta, resp, adm):
     # the gateway (platform admins): the directory with a refresh, the connectivity check
     go(adm, "/gateway", "directory")
     ok("the gateway page shows the directory's organisations", "131016" in adm.find_element(By.ID, "dir-orgs").text)
+    ok("... and the tenants this gateway hosts", "131016" in adm.find_element(By.ID, "tenant-rows").text and
+       "収容中" in adm.find_element(By.ID, "tenant-rows").text)
     adm.find_element(By.ID, "dir-refresh").click()
     ok("... refreshed on demand", wait_text(adm, By.ID, "refresh-said", "新しい版"))
     adm.find_element(By.ID, "diag-run").click()
@@ -465,6 +468,47 @@ def scenario(ta, resp, adm):
     ok("after logout the browser has no session", st == 401 and "KH-6001" in body, f"{st} {body}")
 
 
+def registry_records(ta):
+    """One record at a time on the registry page: a role whose procedure is
+    not in the legal-basis table is refused and changes nothing; then a role,
+    a staff member, an assignment and a business system with its
+    permissions, each in the tenant's tables and shown on the page."""
+    x = secrets.token_hex(3).upper()
+    role, staff, system = f"CON-{x}", f"C-CON-{x}", f"con{x.lower()}"
+    roles_before = sql("kh_gw_a", "SELECT count(*) FROM t_131016.job_role")
+    fill(ta, "roles-role_code", role)
+    fill(ta, "roles-name", "コンソール係（架空）")
+    fill(ta, "roles-procedures", "JT001, XX999")
+    ta.find_element(By.ID, "roles-save").click()
+    ok("a role with a procedure not in the legal-basis table is refused (KH-6008)", said(ta, "error", "KH-6008") and
+       sql("kh_gw_a", "SELECT count(*) FROM t_131016.job_role") == roles_before)
+    fill(ta, "roles-procedures", "JT001")
+    ta.find_element(By.ID, "roles-save").click()
+    ok("the tenant admin adds a job role on the page", said(ta, "roles-said", "保存しました") and
+       sql("kh_gw_a", f"SELECT string_agg(procedure, ',') FROM t_131016.role_procedure WHERE role_code = '{role}'")
+       == "JT001")
+    fill(ta, "staff-staff_id", staff)
+    fill(ta, "staff-display_name", "コンソール 四郎（架空）")
+    ta.find_element(By.ID, "staff-save").click()
+    ok("... a staff member", said(ta, "staff-said", "保存しました") and wait_text(ta, By.ID, "staff", staff) and
+       sql("kh_gw_a", f"SELECT active FROM t_131016.staff WHERE staff_id = '{staff}'") == "t")
+    fill(ta, "assignments-staff_id", staff)
+    fill(ta, "assignments-role_code", role)
+    ta.find_element(By.ID, "assignments-save").click()
+    ok("... the role assigned to them from today", said(ta, "assignments-said", "保存しました") and
+       sql("kh_gw_a", f"SELECT valid_from = current_date AND valid_to IS NULL FROM t_131016.staff_role "
+           f"WHERE staff_id = '{staff}' AND role_code = '{role}'") == "t")
+    fill(ta, "systems-system_id", system)
+    fill(ta, "systems-name", "コンソール試験システム（架空）")
+    fill(ta, "systems-permissions", "query:JT001, linkcode")
+    ta.find_element(By.ID, "systems-save").click()
+    ok("... and a business system with its permissions", said(ta, "systems-said", "保存しました") and
+       wait_text(ta, By.ID, "systems", "query:JT001") and
+       sql("kh_gw_a", f"SELECT string_agg(operation || ':' || scope, ',' ORDER BY operation) FROM "
+           f"t_131016.system_permission WHERE system_id = '{system}'") == "linkcode:*,query:JT001")
+    shot(ta, "22-registry-records", "tenant_admin")
+
+
 def accounts(adm):
     """Operators' accounts on the console: the platform admin adds an
     operator (new passwords that differ are refused first), resets its
@@ -485,6 +529,9 @@ def accounts(adm):
     adm.find_element(By.ID, "op-add").click()
     ok("new passwords that differ are refused on the page", said(adm, "error", "一致しません") and
        sql("kh_gw_a", f"SELECT count(*) FROM kh.operator WHERE name = '{new}'") == "0")
+    ok("... and both fields are cleared", adm.find_element(By.ID, "op-new").get_attribute("value") == "" and
+       adm.find_element(By.ID, "op-again").get_attribute("value") == "")
+    fill(adm, "op-new", first)
     fill(adm, "op-again", first)
     adm.find_element(By.ID, "op-add").click()
     ok("the platform admin adds an operator on the page", said(adm, "op-said", new) and
@@ -492,7 +539,9 @@ def accounts(adm):
        sql("kh_gw_a", f"SELECT role || ':' || string_agg(org_code, ',') FROM kh.operator o JOIN "
            f"kh.operator_tenant t ON t.operator = o.name WHERE name = '{new}' GROUP BY role") == "tenant_admin:131016")
     row = adm.find_element(By.ID, f"op-{new}")
-    row.find_element(By.CSS_SELECTOR, "input.reset-pw").send_keys(reset)
+    row.find_element(By.CSS_SELECTOR, "details.reset-box summary").click()
+    fill(adm, f"reset-{new}-new", reset)
+    fill(adm, f"reset-{new}-again", reset)
     row.find_element(By.CSS_SELECTOR, "button.reset").click()
     ok("... and resets its password", said(adm, "op-said", "再設定しました"))
     shot(adm, "19-operator-added", "platform_admin")
@@ -508,7 +557,7 @@ def accounts(adm):
     nw.find_element(By.ID, "login-button").click()
     ok("the new operator's first password no longer logs in", said(nw, "error", "KH-6002"))
     login(nw, new, reset)
-    ok("the reset one does", nw.find_elements(By.ID, "card-131016"))
+    ok("the reset one does", wait(nw, By.ID, "card-131016") is not None)
     ok("every operator is offered their account page", nw.find_elements(By.ID, "nav-account"))
     go(nw, "/account", "password-form")
     ok("the account page lists the operator's own session, this one",
@@ -529,6 +578,10 @@ def accounts(adm):
     st, body = fetch(nw, "GET", "/admin/v1/whoami")
     ok("... and stays logged in", st == 200 and new in body, f"{st} {body[:120]}")
 
+    go(adm, "/account", "password-form")
+    mine_only = adm.find_element(By.ID, "sessions").text
+    ok("the platform admin's own account page lists only their own sessions",
+       "admin" in mine_only and new not in mine_only, mine_only[:200])
     go(adm, "/operators", "sessions")
     ok("the platform admin sees the new operator's session", new in adm.find_element(By.ID, "sessions").text)
     adm.find_element(By.CSS_SELECTOR, f"#op-{new} button.end-all").click()
@@ -539,7 +592,7 @@ def accounts(adm):
     ok("the new operator's browser then has no session", st == 401 and "KH-6001" in body, f"{st} {body[:120]}")
     adm.find_element(By.CSS_SELECTOR, f"#op-{new} button.disable").click()
     ok("the platform admin disables the operator",
-       said(adm, f"op-{new}", "無効") and
+       wait(adm, By.CSS_SELECTOR, f"#op-{new} button.enable") is not None and
        sql("kh_gw_a", f"SELECT active FROM kh.operator WHERE name = '{new}'") == "f")
     ok("every change in the operators' audit log", sql("kh_gw_a", audit) ==
        "operator.add:ok,operator.reset_password:ok,operator.password:refused,operator.password:ok,"

@@ -147,9 +147,10 @@ START_TEST(queue_bound_holds_across_lanes)
 }
 END_TEST
 
-/* Tenants routed to databases of their own: set before the first job,
- * once per tenant, each tenant's conninfo found again; then fixed. */
-START_TEST(routes_fixed_before_first_job)
+/* Tenants routed to databases of their own: each tenant's conninfo found
+ * again, a tenant routed to one database only; once jobs may run, a tenant
+ * added later is routed to a database the pool has, never to a new one. */
+START_TEST(routes_new_databases_before_first_job)
 {
     ck_assert_int_eq(evthread_use_pthreads(), 0);
     base = event_base_new();
@@ -158,8 +159,11 @@ START_TEST(routes_fixed_before_first_job)
     kh_pool *p = kh_pool_new(base, home, 1, 8, 0);
     ck_assert_ptr_nonnull(p);
     ck_assert_int_eq(kh_pool_route(p, "S00001", other), 0);
-    ck_assert_int_eq(kh_pool_route(p, "S00002", other), 0); /* a database shared */
-    ck_assert_int_eq(kh_pool_route(p, "S00001", home), -1); /* routed once */
+    ck_assert_int_eq(kh_pool_route(p, "S00002", other), 0);  /* a database shared */
+    ck_assert_int_eq(kh_pool_route(p, "S00001", home), -1);  /* routed once */
+    ck_assert_int_eq(kh_pool_route(p, "S00001", other), 0);  /* the same route again */
+    ck_assert_int_eq(kh_pool_route(p, "131016", home), 0);   /* the home, routed too */
+    ck_assert_int_eq(kh_pool_route(p, "131016", other), -1); /* ... and kept there */
     ck_assert_int_eq(kh_pool_route(p, "", other), -1);
     ck_assert_int_eq(kh_pool_route(p, "0123456789ABCDEF", other), -1);
     ck_assert_str_eq(kh_pool_conninfo(p, "S00001"), other);
@@ -170,7 +174,10 @@ START_TEST(routes_fixed_before_first_job)
     nstarted = ndone = with_conn = 0;
     nwant = 1;
     ck_assert_int_eq(kh_pool_submit_for(p, "S00001", named_work, one_done, "S1"), 0);
-    ck_assert_int_eq(kh_pool_route(p, "S00003", other), -1); /* too late: jobs may run */
+    ck_assert_int_eq(kh_pool_route(p, "S00003", "dbname=third"), -1); /* a new database: too late */
+    ck_assert_int_eq(kh_pool_route(p, "S00003", other), 0); /* one the pool has: a tenant added */
+    ck_assert_str_eq(kh_pool_conninfo(p, "S00003"), other);
+    ck_assert_str_eq(kh_pool_conninfo(p, "131016"), home);
     struct event *keep = event_new(base, -1, EV_PERSIST, noop, NULL);
     struct timeval sec = {1, 0};
     ck_assert_int_eq(event_add(keep, &sec), 0);
@@ -190,7 +197,7 @@ int main(void)
     tcase_add_test(tc, lanes_take_turns);
     tcase_add_test(tc, one_lane_keeps_its_order);
     tcase_add_test(tc, queue_bound_holds_across_lanes);
-    tcase_add_test(tc, routes_fixed_before_first_job);
+    tcase_add_test(tc, routes_new_databases_before_first_job);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
