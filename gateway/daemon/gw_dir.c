@@ -86,6 +86,13 @@ void gw_dir_drop(const kh_dir *d)
     kh_dir_free(gone); /* outside the lock: nobody can reach it any more */
 }
 
+bool gw_dir_lists(const kh_dir *d, const gw_tenant *t)
+{
+    const kh_org *o = d != NULL ? kh_dir_org(d, t->id.code) : NULL;
+    return o != NULL && khc_cert_equal(o->sign_cert, t->id.sign_cert) &&
+           khc_cert_equal(o->enc_cert, t->id.enc_cert);
+}
+
 /* Why fresh may not replace cur (NULL: it may). */
 static const char *refusal(const kh_dir *cur, const kh_dir *fresh, char *why, size_t whylen)
 {
@@ -96,9 +103,7 @@ static const char *refusal(const kh_dir *cur, const kh_dir *fresh, char *why, si
         const gw_tenant *t = gw_tenant_at(i);
         if (t == NULL)
             continue; /* retired */
-        const kh_org *o = kh_dir_org(fresh, t->id.code);
-        if (o == NULL || !khc_cert_equal(o->sign_cert, t->id.sign_cert) ||
-            !khc_cert_equal(o->enc_cert, t->id.enc_cert)) {
+        if (!gw_dir_lists(fresh, t)) {
             snprintf(why, whylen,
                      "tenant %s is missing from it or its certificates differ from ours",
                      t->id.code);

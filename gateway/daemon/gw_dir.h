@@ -11,6 +11,8 @@
 #ifndef KH_GW_DIR_H
 #define KH_GW_DIR_H
 
+#include "gw_state.h"
+
 #include "kherr.h"
 #include "khenv.h"
 
@@ -23,6 +25,11 @@
 const kh_dir *gw_dir_hold(void);
 /* Drops a hold (NULL: nothing); any thread. */
 void gw_dir_drop(const kh_dir *d);
+
+/* Whether d (NULL: none) lists tenant t with the signing and encryption
+ * certificates this gateway holds for it: the rule every hosted tenant
+ * meets, checked before one is added. Any thread holding d. */
+bool gw_dir_lists(const kh_dir *d, const gw_tenant *t);
 
 /* Installs a verified directory (kh_dir_load) as the version in use, on
  * the event loop, if it may replace the one in use: a newer issue time, the

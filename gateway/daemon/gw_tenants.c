@@ -237,11 +237,9 @@ static void change_work(PGconn *home, void *arg)
         a->db = NULL; /* the tenant's now, or freed */
         if (t == NULL)
             continue;
-        const kh_org *o = dir != NULL ? kh_dir_org(dir, a->org) : NULL;
         char v[200];
         PGconn *c = home; /* kh_db_tenant_begin takes the tenant's database's */
-        if (o == NULL || !khc_cert_equal(o->sign_cert, t->id.sign_cert) ||
-            !khc_cert_equal(o->enc_cert, t->id.enc_cert)) {
+        if (!gw_dir_lists(dir, t)) {
             snprintf(a->why, sizeof a->why,
                      "not in the directory in use, or its certificates there differ from "
                      "pki/org/%s: add it to the router first, then refresh the directory",
@@ -373,9 +371,7 @@ static void change_done(void *arg)
         add_item *a = &ch->add[i];
         if (a->t == NULL)
             continue;
-        const kh_org *o = G.dir != NULL ? kh_dir_org(G.dir, a->org) : NULL;
-        if (o == NULL || !khc_cert_equal(o->sign_cert, a->t->id.sign_cert) ||
-            !khc_cert_equal(o->enc_cert, a->t->id.enc_cert)) {
+        if (!gw_dir_lists(G.dir, a->t)) {
             snprintf(a->why, sizeof a->why,
                      "the directory installed meanwhile no longer lists it with these "
                      "certificates");
