@@ -4,8 +4,9 @@
  * (khctl_admin.c) the admin API client and the bootstrap of the first operator.
  *
  *   khctl verify --db CONNINFO --tenant ORG --cert SIGN.crt [--chain NAME] [--from SEQ --to SEQ]
+ *                [--tsa-ca TSA-CA.crt]
  *   khctl export --db CONNINFO --tenant ORG [--chain NAME] [--from SEQ] [--to SEQ]
- *   khctl verify --export FILE --cert SIGN.crt
+ *   khctl verify --export FILE --cert SIGN.crt [--tsa-ca TSA-CA.crt]
  *   khctl retain --db CONNINFO --tenant ORG --cert SIGN.crt [--years N] [--dry-run]
  *
  * verify walks each chain in order in constant memory, recomputing every
@@ -26,7 +27,11 @@
  * the bytes after "canonical": up to the line's last brace are what was
  * hashed (jq reads .canonical.at). Version 2 held the text as a JSON string;
  * both are verified.
- * verify --export checks such a file with only the public certificate.
+ * A signed head's line carries its RFC 3161 time-stamp token, if it has one
+ * ("tst": the DER in hex, over the signature's bytes; "tst_time"); with
+ * --tsa-ca, verify checks every token against the TSA's CA (a token that does
+ * not verify breaks the chain) and says when the latest was stamped.
+ * verify --export checks such a file with only the public certificates.
  *
  * retain verifies every chain, then calls the tenant's record_retain(years,
  * dry_run), which removes the months past the retention period and records
@@ -38,6 +43,7 @@
 #include "khcrypto.h"
 #include "khctl_admin.h"
 #include "khcanon.h"
+#include "khtsp.h"
 #include "khverify.h"
 
 #include <getopt.h>
@@ -53,14 +59,17 @@
 /* The chained tables, in the order they are verified and retained. */
 static const char *const chains[] = {"provision_record", "access_record", "audit_log"};
 #define NCHAINS (sizeof chains / sizeof chains[0])
+/* --tsa-ca: the time-stamping authority's CA; the signed heads' tokens are
+ * checked against it (NULL: counted, not checked) */
+static X509_STORE *tsa_store;
 static void usage(FILE *f)
 {
     fprintf(
         f,
         "usage: khctl verify --db CONNINFO --tenant ORG --cert SIGN.crt [--chain NAME]\n"
-        "                    [--from SEQ --to SEQ]\n"
+        "                    [--from SEQ --to SEQ] [--tsa-ca TSA-CA.crt]\n"
         "       khctl export --db CONNINFO --tenant ORG [--chain NAME] [--from SEQ] [--to SEQ]\n"
-        "       khctl verify --export FILE --cert SIGN.crt\n"
+        "       khctl verify --export FILE --cert SIGN.crt [--tsa-ca TSA-CA.crt]\n"
         "       khctl retain --db CONNINFO --tenant ORG --cert SIGN.crt [--years N] [--dry-run]\n"
         "  --db CONNINFO  libpq connection string: a role that may read the tenant's records\n"
         "                 (kh_auditor_<org>); for retain, one that holds kh_retention\n"
@@ -69,6 +78,9 @@ static void usage(FILE *f)
         "  --chain NAME   provision_record, access_record or audit_log (default: all three)\n"
         "  --from, --to   a range of seq (with --chain; default: the whole chain)\n"
         "  --export FILE  verify an export (every chain in it) instead of the database\n"
+        "  --tsa-ca FILE  the time-stamping authority's CA: every signed head's RFC 3161\n"
+        "                 token (over the head's signature) must verify with it, else the\n"
+        "                 chain is broken; without it tokens are counted, not checked\n"
         "  --years N      retain: remove the months that ended N years ago or earlier\n"
         "                 (1-100, default 7); every chain is verified first\n"
         "  --dry-run      retain: say what would be removed, remove nothing\n"
@@ -135,10 +147,12 @@ static PGresult *signatures(PGconn *conn, const char *chain, long long from, lon
     const char *p[3] = {chain, f, t};
     return read_rows(
         conn, "the signed heads",
-        "SELECT seq, encode(hash, 'hex'), encode(signature, 'hex'), "
-        "to_char(signed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
-        "FROM chain_signature WHERE chain = $1 AND seq BETWEEN $2::bigint AND $3::bigint "
-        "ORDER BY seq",
+        "SELECT s.seq, encode(s.hash, 'hex'), encode(s.signature, 'hex'), "
+        "to_char(s.signed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+        "coalesce(encode(t.token, 'hex'), ''), "
+        "coalesce(to_char(t.gen_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '') "
+        "FROM chain_signature s LEFT JOIN chain_timestamp t USING (chain, seq) "
+        "WHERE s.chain = $1 AND s.seq BETWEEN $2::bigint AND $3::bigint ORDER BY s.seq",
         3, p);
 }
 
@@ -257,6 +271,7 @@ static int load_signatures(PGconn *conn, khv_walker *w, long long from, long lon
         snprintf(s->signed_at, sizeof s->signed_at, "%s", PQgetvalue(r, (int)i, 3));
         s->ok_sig = khc_unhex(hh, strlen(hh), s->hash, 32) == 0 &&
                     khv_sig_check(w, s, PQgetvalue(r, (int)i, 2));
+        khv_tst_check(w, s, PQgetvalue(r, (int)i, 2), PQgetvalue(r, (int)i, 4));
     }
     PQclear(r);
     return 0;
@@ -422,6 +437,7 @@ static int verify_chain(PGconn *conn, const char *tenant, const char *chain, X50
     khv_head head = {0};
     int rc = 2;
     khv_walker_init(&w, tenant, chain, cert);
+    w.tsa = tsa_store;
     if (from > 1) {
         w.anchored = false;
     } else {
@@ -555,10 +571,15 @@ static int export_chain(PGconn *conn, const char *tenant, const char *chain, lon
     r = signatures(conn, chain, from, to);
     if (r == NULL)
         return 2;
-    for (int i = 0; i < PQntuples(r); i++)
+    for (int i = 0; i < PQntuples(r); i++) {
         printf("{\"signed_head\":{\"seq\":%s,\"hash\":\"%s\",\"signature\":\"%s\","
-               "\"signed_at\":\"%s\"}}\n",
+               "\"signed_at\":\"%s\"",
                PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3));
+        /* its RFC 3161 token (DER, hex) over the signature's bytes, if any */
+        if (PQgetvalue(r, i, 4)[0] != '\0')
+            printf(",\"tst_time\":\"%s\",\"tst\":\"%s\"", PQgetvalue(r, i, 5), PQgetvalue(r, i, 4));
+        printf("}}\n");
+    }
     PQclear(r);
     return each_row(conn, chain, from, to, export_row, NULL);
 }
@@ -633,6 +654,7 @@ static bool section_begin(section *s, const char *line, X509 *cert)
         !chain_known(s->chain))
         return false;
     khv_walker_init(&s->w, s->tenant, s->chain, cert);
+    s->w.tsa = tsa_store;
     s->to = 0;
     if (khv_json_field(line, "to", num, sizeof num) &&
         !khv_parse_ll(num, 0, (long long)9e18, &s->to))
@@ -744,13 +766,14 @@ static int verify_export(X509 *cert, const char *path)
     }
     const char *raw, *line;
     char num[32], h1[80], sig[300];
+    char *tst = malloc(2 * KHTSP_MAX_REPLY + 1);
     section s;
     long long lineno = 0;
     int rc = 2;
     bool broken_any = false, any = false;
     ssize_t len;
     memset(&s, 0, sizeof s);
-    khv_pipe *p = khv_pipe_new(khv_decode_export_row, NULL, section_row, &s);
+    khv_pipe *p = tst ? khv_pipe_new(khv_decode_export_row, NULL, section_row, &s) : NULL;
     if (p == NULL)
         goto out;
     while ((len = lines_next(&in, &raw)) >= 0) {
@@ -789,6 +812,13 @@ static int verify_export(X509 *cert, const char *path)
             }
             khv_json_field(line, "signed_at", sr->signed_at, sizeof sr->signed_at);
             sr->ok_sig = khv_sig_check(w, sr, sig);
+            tst[0] = '\0';
+            if (strstr(line, "\"tst\":") != NULL &&
+                !khv_json_field(line, "tst", tst, 2 * KHTSP_MAX_REPLY + 1)) {
+                fprintf(stderr, "khctl: %s:%lld: unreadable time-stamp token\n", path, lineno);
+                goto out;
+            }
+            khv_tst_check(w, sr, sig, tst);
         } else {
             if (!s.sigs_checked) {
                 s.sigs_checked = true;
@@ -813,6 +843,7 @@ static int verify_export(X509 *cert, const char *path)
     rc = broken_any ? 1 : 0;
 out:
     khv_pipe_free(p);
+    free(tst);
     free(s.w.sigs);
     lines_close(&in);
     return rc;
@@ -892,18 +923,15 @@ static int retain_db(const char *db, const char *tenant, X509 *cert, long long y
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"db", required_argument, NULL, 'd'},
-                                         {"tenant", required_argument, NULL, 't'},
-                                         {"cert", required_argument, NULL, 'c'},
-                                         {"chain", required_argument, NULL, 'n'},
-                                         {"from", required_argument, NULL, 'f'},
-                                         {"to", required_argument, NULL, 'T'},
-                                         {"export", required_argument, NULL, 'e'},
-                                         {"years", required_argument, NULL, 'y'},
-                                         {"dry-run", no_argument, NULL, 'D'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"db", required_argument, NULL, 'd'},     {"tenant", required_argument, NULL, 't'},
+        {"cert", required_argument, NULL, 'c'},   {"chain", required_argument, NULL, 'n'},
+        {"from", required_argument, NULL, 'f'},   {"to", required_argument, NULL, 'T'},
+        {"export", required_argument, NULL, 'e'}, {"years", required_argument, NULL, 'y'},
+        {"dry-run", no_argument, NULL, 'D'},      {"tsa-ca", required_argument, NULL, 'S'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     const char *db = NULL, *tenant = NULL, *certf = NULL, *chain = NULL, *exportf = NULL;
+    const char *tsaf = NULL;
     long long from = 1, to = 0, years = 7;
     bool dry = false, ranged = false, bad = false;
     int c;
@@ -955,6 +983,9 @@ int main(int argc, char **argv)
         case 'D':
             dry = true;
             break;
+        case 'S':
+            tsaf = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -968,7 +999,7 @@ int main(int argc, char **argv)
     if (optind != argc || bad || (ranged && chain == NULL) || (to > 0 && to < from) ||
         (need_db && (!db || !tenant || !kh_id_org(tenant))) ||
         (!need_db && (db || tenant || chain || ranged)) || (!is_export && !certf) ||
-        (is_export && (certf || exportf)) || (is_retain && (exportf || chain || ranged)) ||
+        (is_export && (certf || exportf || tsaf)) || (is_retain && (exportf || chain || ranged)) ||
         (!is_retain && (dry || years != 7))) {
         usage(stderr);
         return 2;
@@ -981,6 +1012,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "khctl: %s\n", err);
         return 2;
     }
+    if (tsaf != NULL && (tsa_store = khc_store_from_file(tsaf, err, sizeof err)) == NULL) {
+        fprintf(stderr, "khctl: --tsa-ca %s: %s\n", tsaf, err);
+        khc_cert_free(cert);
+        return 2;
+    }
     int rc;
     if (is_retain)
         rc = retain_db(db, tenant, cert, years, dry);
@@ -989,5 +1025,6 @@ int main(int argc, char **argv)
     else
         rc = verify_db(db, tenant, chain, cert, from, to);
     khc_cert_free(cert);
+    khc_store_free(tsa_store);
     return rc;
 }

@@ -4,6 +4,7 @@
 
 #include "khchain.h"
 #include "khcrypto.h"
+#include "khtsp.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---------------------------------------------------------------- walk */
@@ -29,6 +31,30 @@ bool khv_sig_check(const khv_walker *w, const khv_sig *s, const char *sighex)
               khc_verify(w->cert, (const uint8_t *)msg, (size_t)mlen, sig, slen) == 0;
     free(sig);
     return ok;
+}
+
+void khv_tst_check(const khv_walker *w, khv_sig *s, const char *sighex, const char *tsthex)
+{
+    size_t slen = strlen(sighex) / 2, tlen = strlen(tsthex) / 2;
+    s->has_tst = tsthex[0] != '\0';
+    s->ok_tst = false;
+    s->tst_time[0] = s->tst_why[0] = '\0';
+    if (!s->has_tst || w->tsa == NULL)
+        return;
+    uint8_t *sig = malloc(slen + 1), *tok = tlen <= KHTSP_MAX_REPLY ? malloc(tlen + 1) : NULL;
+    int64_t gen = 0;
+    if (sig == NULL || tok == NULL || khc_unhex(sighex, strlen(sighex), sig, slen) != 0 ||
+        khc_unhex(tsthex, strlen(tsthex), tok, tlen) != 0)
+        snprintf(s->tst_why, sizeof s->tst_why, "unreadable");
+    else if (khtsp_token_check(tok, tlen, sig, slen, w->tsa, &gen, s->tst_why, sizeof s->tst_why) ==
+             0) {
+        time_t t = (time_t)gen;
+        struct tm tm;
+        s->ok_tst = gmtime_r(&t, &tm) != NULL &&
+                    strftime(s->tst_time, sizeof s->tst_time, "%Y-%m-%dT%H:%M:%SZ", &tm) > 0;
+    }
+    free(sig);
+    free(tok);
 }
 
 void khv_walker_init(khv_walker *w, const char *tenant, const char *chain, X509 *cert)
@@ -90,6 +116,13 @@ bool khv_bad_signature(khv_walker *w)
                 "the signed head at seq %lld does not verify with the certificate (forged or "
                 "altered signature)",
                 w->sigs[i].seq);
+            return true;
+        }
+        if (w->tsa != NULL && w->sigs[i].has_tst && !w->sigs[i].ok_tst) {
+            khv_broken(w,
+                       "the time-stamp token of the signed head at seq %lld does not verify with "
+                       "the TSA's CA (%s): forged or altered token",
+                       w->sigs[i].seq, w->sigs[i].tst_why);
             return true;
         }
         if (w->anchored && w->start > 1 && w->sigs[i].seq == w->start - 1) {
@@ -194,12 +227,35 @@ void khv_walk_unchained(khv_walker *w, const char *id)
         khv_broken(w, "row id %s has no chain columns (inserted around the chain)", id);
 }
 
+/* What the time-stamps of the signed heads say, for the verdict (into buf). */
+static const char *stamps(const khv_walker *w, char *buf, size_t n)
+{
+    size_t stamped = 0;
+    const khv_sig *latest = NULL;
+    for (size_t i = 0; i < w->nsigs; i++)
+        if (w->sigs[i].has_tst) {
+            stamped++;
+            latest = &w->sigs[i];
+        }
+    if (stamped == 0)
+        snprintf(buf, n, "; no signed head time-stamped");
+    else if (w->tsa == NULL)
+        snprintf(buf, n, "; %zu of %zu signed heads time-stamped (tokens not checked: no --tsa-ca)",
+                 stamped, w->nsigs);
+    else
+        snprintf(
+            buf, n,
+            "; %zu of %zu signed heads time-stamped, every token verifies (latest: seq %lld at %s)",
+            stamped, w->nsigs, latest->seq, latest->tst_time);
+    return buf;
+}
+
 /* Ends a walk: prints the verdict and returns the exit status. to: the end of
  * the range (0: none); head: the chain's head row, for a whole chain. */
 int khv_walk_end(khv_walker *w, long long to, const khv_head *head)
 {
     long long last = w->expect - 1;
-    char ar[96];
+    char ar[96], st[200];
     if (!w->broken && w->nsigs > 0 && w->sigs[w->nsigs - 1].seq > last &&
         (to <= 0 || w->sigs[w->nsigs - 1].seq <= to))
         khv_broken(
@@ -236,9 +292,10 @@ int khv_walk_end(khv_walker *w, long long to, const khv_head *head)
                w->tenant, w->chain, w->rows, w->first, ar);
     else
         printf("khctl: tenant %s chain %s: %lld rows intact from seq %lld%s; signed head at seq "
-               "%lld (%s) verifies; %lld row(s) after it not yet signed\n",
+               "%lld (%s) verifies; %lld row(s) after it not yet signed%s\n",
                w->tenant, w->chain, w->rows, w->first, ar, w->sigs[w->matched].seq,
-               w->sigs[w->matched].signed_at, last - w->sigs[w->matched].seq);
+               w->sigs[w->matched].signed_at, last - w->sigs[w->matched].seq,
+               stamps(w, st, sizeof st));
     return 0;
 }
 

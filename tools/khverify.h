@@ -27,13 +27,18 @@ typedef struct {
     long long seq;
     uint8_t hash[32];
     char signed_at[40];
-    bool ok_sig; /* the signature verifies over (tenant, chain, seq, hash) */
+    bool ok_sig;       /* the signature verifies over (tenant, chain, seq, hash) */
+    bool has_tst;      /* an RFC 3161 time-stamp token came with it */
+    bool ok_tst;       /* ... and verifies over the signature (only with a TSA CA) */
+    char tst_time[24]; /* the token's time (UTC), once it verified */
+    char tst_why[160]; /* why it does not verify */
 } khv_sig;
 
 /* The state of one walk along a chain. */
 typedef struct {
     const char *tenant, *chain;
     X509 *cert;
+    X509_STORE *tsa; /* the TSA's CA (khctl --tsa-ca): tokens checked; NULL: not */
     khv_sig *sigs;
     size_t nsigs, si;
     long matched; /* index of the latest signed head the walk matched, or -1 */
@@ -65,11 +70,14 @@ void khv_walker_anchor(khv_walker *w, long long start, const uint8_t anchor[32],
                        long long retention);
 /* Whether sighex (hex) signs the head s of w's tenant and chain. */
 bool khv_sig_check(const khv_walker *w, const khv_sig *s, const char *sighex);
+/* s's time-stamp token (hex, empty: none) over the signature sighex (hex),
+ * checked against w->tsa if set: has_tst, ok_tst, tst_time, tst_why. */
+void khv_tst_check(const khv_walker *w, khv_sig *s, const char *sighex, const char *tsthex);
 /* Marks the walk broken, with the reason. */
 void khv_broken(khv_walker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The signatures are all checked before the rows; true (and the walk
- * broken) if one fails, or the head signed just before the chain's start
- * does not hold its anchor. */
+ * broken) if one fails, a time-stamp token fails (with w->tsa), or the head
+ * signed just before the chain's start does not hold its anchor. */
 bool khv_bad_signature(khv_walker *w);
 /* One row, in seq order: its links, and whether its content matches its
  * hash (computed by the caller). id names it for people (a row id or "-"). */

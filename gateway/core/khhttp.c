@@ -52,6 +52,38 @@ int kh_hostport(const char *hp, char *host, size_t hostlen, uint16_t *port)
     return 0;
 }
 
+int kh_http_url(const char *url, char *hostport, size_t hplen, char *path, size_t pathlen,
+                char *why, size_t whylen)
+{
+    static const char scheme[] = "http://";
+    char host[128];
+    uint16_t port;
+    if (url == NULL || strncmp(url, scheme, sizeof scheme - 1) != 0) {
+        snprintf(why, whylen, "expected http://HOST:PORT/PATH");
+        return -1;
+    }
+    const char *hp = url + sizeof scheme - 1, *slash = strchr(hp, '/');
+    size_t n = slash ? (size_t)(slash - hp) : strlen(hp);
+    if (n == 0 || n >= hplen) {
+        snprintf(why, whylen, "no HOST:PORT, or too long");
+        return -1;
+    }
+    memcpy(hostport, hp, n);
+    hostport[n] = '\0';
+    const char *p = slash ? slash : "/";
+    if (kh_hostport(hostport, host, sizeof host, &port) != 0 || !kh_host_numeric(host)) {
+        snprintf(why, whylen, "'%s' is not a numeric HOST:PORT (no name look-up is made)",
+                 hostport);
+        return -1;
+    }
+    if (strlen(p) >= pathlen || strlen(p) >= 128 || p[strcspn(p, " \t\r\n?#")] != '\0') {
+        snprintf(why, whylen, "the path is too long or holds a space, '?' or '#'");
+        return -1;
+    }
+    snprintf(path, pathlen, "%s", p);
+    return 0;
+}
+
 static void answering(struct evhttp_request *req);
 static bool admit(struct evhttp_request *req);
 
@@ -187,6 +219,7 @@ typedef struct listener {
     SSL_CTX *ctx;
     kh_http_refuse_fn refuse;
     size_t max_body;
+    bool posts;         /* a plain listener that takes POST too (kh_http_listen_plain) */
     kh_http_limits lim; /* 0: no limit */
     int nconns, nopen, ninflight;
     place *places; /* of the organisations and clients with requests in flight */
@@ -564,7 +597,7 @@ void evhttp_send_error(struct evhttp_request *req, int error, const char *reason
     case HTTP_NOTIMPLEMENTED:
     case 405:
         snprintf(msg, sizeof msg, "HTTP method not allowed: only GET%s served",
-                 l != NULL && l->ctx == NULL ? " is" : " and POST are");
+                 l != NULL && l->ctx == NULL && !l->posts ? " is" : " and POST are");
         break;
     case 417:
         snprintf(msg, sizeof msg, "the Expect header is not understood (only 100-continue is)");
@@ -1040,6 +1073,20 @@ struct evhttp *kh_http_listen(struct event_base *base, SSL_CTX *ctx, const char 
     return http;
 }
 
+struct evhttp *kh_http_listen_plain(struct event_base *base, const char *hostport, size_t max_body,
+                                    char *err, size_t errlen)
+{
+    struct evhttp *http = kh_http_listen(base, NULL, hostport, 0, err, errlen);
+    listener *l = http ? listener_of(http) : NULL;
+    if (l == NULL)
+        return NULL;
+    l->max_body = max_body;
+    l->posts = true;
+    evhttp_set_max_body_size(http, (ev_ssize_t)max_body);
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
+    return http;
+}
+
 SSL *kh_http_req_ssl(struct evhttp_request *req)
 {
     struct evhttp_connection *c = evhttp_request_get_connection(req);
@@ -1335,21 +1382,27 @@ static pconn *idle_take(dest *d)
 
 static pconn *conn_open(dest *d)
 {
-    SSL *ssl = kh_tls_new(d->ctx);
-    if (ssl == NULL)
-        return NULL;
-    if (d->org[0] != '\0' && kh_tls_expect_peer(ssl, d->org, d->cn[0] ? d->cn : NULL) != 0) {
-        kh_tls_free(ssl);
-        return NULL;
+    struct bufferevent *bev;
+    if (d->ctx == NULL) { /* plain HTTP (khhttp.h) */
+        bev = bufferevent_socket_new(d->base, -1, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+        if (bev == NULL)
+            return NULL;
+    } else {
+        SSL *ssl = kh_tls_new(d->ctx);
+        if (ssl == NULL)
+            return NULL;
+        if (d->org[0] != '\0' && kh_tls_expect_peer(ssl, d->org, d->cn[0] ? d->cn : NULL) != 0) {
+            kh_tls_free(ssl);
+            return NULL;
+        }
+        bev = bufferevent_openssl_socket_new(d->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                             BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+        if (bev == NULL) {
+            kh_tls_free(ssl);
+            return NULL;
+        }
+        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
     }
-    struct bufferevent *bev =
-        bufferevent_openssl_socket_new(d->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-                                       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-    if (bev == NULL) {
-        kh_tls_free(ssl);
-        return NULL;
-    }
-    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
     pconn *pc = calloc(1, sizeof *pc);
     struct evhttp_connection *conn =
         pc ? evhttp_connection_base_bufferevent_new(d->base, NULL, bev, d->host, d->port) : NULL;
@@ -1593,6 +1646,9 @@ int kh_http_request_hdrs(struct event_base *base, SSL_CTX *ctx, enum evhttp_cmd_
         strlen(hostport) >= sizeof((dest *)0)->hostport || strlen(path) >= 128 ||
         (expect_org && strlen(expect_org) >= 64) || (expect_cn && strlen(expect_cn) >= 64) ||
         timeout_ms <= 0)
+        return -1;
+    /* a peer's name is checked in its TLS certificate: none without TLS */
+    if (ctx == NULL && (expect_org != NULL || expect_cn != NULL))
         return -1;
     /* an empty name would mean "no check" in the destination key: refused */
     if ((expect_org != NULL && expect_org[0] == '\0') ||

@@ -22,6 +22,12 @@ bool kh_host_numeric(const char *host);
 /* Splits "host:port"; 0 on success. */
 KH_MUST_CHECK int kh_hostport(const char *hp, char *host, size_t hostlen, uint16_t *port);
 
+/* Splits a plain-HTTP URL "http://HOST:PORT/PATH" (a numeric host, a path
+ * without query or fragment, "/" if none) for kh_http_request; 0, or -1
+ * with why. */
+KH_MUST_CHECK int kh_http_url(const char *url, char *hostport, size_t hplen, char *path,
+                              size_t pathlen, char *why, size_t whylen);
+
 /* Binds a TLS listener; every connection must complete mutual TLS with ctx.
  * max_body: larger bodies are refused with 413 before being read.
  * ctx NULL: a plain-HTTP listener for health probes only (gw_health.c):
@@ -29,6 +35,12 @@ KH_MUST_CHECK int kh_hostport(const char *hp, char *host, size_t hostlen, uint16
  * its routes must answer from memory, at once, with nothing secret. */
 struct evhttp *kh_http_listen(struct event_base *base, SSL_CTX *ctx, const char *hostport,
                               size_t max_body, char *err, size_t errlen);
+/* A plain-HTTP listener that takes GET and POST with bodies up to max_body,
+ * for a simulator of a service that is plain HTTP by nature (tools/khtsa, a
+ * time-stamping authority: its replies are signed on their own). No TLS, no
+ * client identity, no admission limits. */
+struct evhttp *kh_http_listen_plain(struct event_base *base, const char *hostport, size_t max_body,
+                                    char *err, size_t errlen);
 /* How a listener refuses a request that libevent itself could not accept
  * (see evhttp_send_error in khhttp.c): by default a kh.Status message; the
  * admin API sets its JSON. Called on the event loop, with no personal data
@@ -198,7 +210,9 @@ void kh_http_set_endpoint(struct evhttp_request *req, const char *endpoint);
  * longer one fails the request (status 0) before it is read whole. */
 #define KH_HTTP_MAX_RESPONSE ((size_t)17 << 20)
 
-/* Outgoing request. status is the HTTP status, or 0 if the connection, TLS
+/* Outgoing request, over TLS with ctx, or plain HTTP with ctx NULL (for a
+ * service whose answers are signed on their own, such as a time-stamping
+ * authority; no expected O= or CN= then). status is the HTTP status, or 0 if the connection, TLS
  * handshake (including the expected-peer check) or deadline failed, or the
  * reply broke the limits above. timeout_ms bounds the whole exchange (from
  * the request to the last byte of the reply), not only each read. body is

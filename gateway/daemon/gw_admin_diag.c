@@ -15,6 +15,7 @@
  * database is only read, the directory fetched is checked and dropped. */
 #include "gw_adm.h"
 #include "gw_dir.h"
+#include "gw_stamp.h"
 #include "gw_tenants.h"
 #include "gw_admin.h"
 
@@ -129,6 +130,23 @@ static void keys(adm_diag *d, const gw_tenant *t)
     khc_free_secret(body, blen);
 }
 
+/* The time-stamping of the chain heads (gw_stamp.c): a TSA that does not
+ * answer is a warning (nothing is refused; the heads wait for it). */
+static void tsa(adm_diag *d)
+{
+    gw_stamp_status ts;
+    gw_stamp_status_get(&ts);
+    if (!ts.configured)
+        return;
+    if (ts.up)
+        row(d, "timestamps", "TSA", "ok", "%s gives tokens: %llu since start, %lld head(s) waiting",
+            G.set.tsa_url, (unsigned long long)ts.stamped, ts.waiting);
+    else
+        row(d, "timestamps", "TSA", "warn",
+            "no tokens for %lld s; %lld signed head(s) wait, stamped when it answers again: %s",
+            (long long)(time(NULL) - ts.down_since), ts.waiting, ts.last_error);
+}
+
 static adm_diag *diag_new(void)
 {
     adm_diag *d = calloc(1, sizeof *d);
@@ -204,6 +222,8 @@ static void local_checks(PGconn *c, adm_diag *d, bool own)
         }
         keys(d, t);
     }
+    if (!own)
+        tsa(d); /* a running gateway's exchanges */
     cert(d, "gateway TLS (business)", kh_tls_ctx_cert(atomic_load(&G.biz_ctx)));
     cert(d, "gateway TLS (peer)", kh_tls_ctx_cert(G.peer_ctx));
     cert(d, "gateway TLS (admin)", kh_tls_ctx_cert(G.admin_ctx));

@@ -3,9 +3,10 @@
  * certificates; platform admins and metrics operators also the gateway's
  * own figures, which hold no tenant's data: its listeners (connections,
  * admission, time per endpoint, refusals by code), its database job queue,
- * its directory's age and its own certificates. */
+ * its directory's age, its time-stamping and its own certificates. */
 #include "gw_adm.h"
 #include "gw_dir.h"
+#include "gw_stamp.h"
 #include "gw_usage.h"
 
 #include "khcrypto.h"
@@ -65,7 +66,43 @@ static int render_certs(struct evbuffer *b, const char *const *orgs, size_t n, b
     return rc;
 }
 
-/* The database job queue and the directory. */
+/* The time-stamps on the chain heads (gw_stamp.c), if a TSA is set. */
+static int render_tsa(struct evbuffer *b)
+{
+    gw_stamp_status ts;
+    gw_stamp_status_get(&ts);
+    if (!ts.configured)
+        return 0;
+    const struct {
+        const char *name, *type, *help;
+        int64_t v;
+    } f[] = {
+        {"kakehashi_tsa_up", "gauge",
+         "1 if the last exchange with the time-stamping authority (tsa_url) gave tokens, 0 if "
+         "one failed (unreachable, refused, or a token that does not verify).",
+         ts.up ? 1 : 0},
+        {"kakehashi_tsa_down_seconds", "gauge",
+         "Seconds since the TSA stopped giving tokens (0 while it gives them).",
+         ts.down_since ? (int64_t)time(NULL) - ts.down_since : 0},
+        {"kakehashi_tsa_heads_waiting", "gauge",
+         "Signed chain heads without a time-stamp token yet, every tenant, at the last "
+         "signing pass: they are stamped in order once the TSA answers.",
+         ts.waiting < 0 ? 0 : ts.waiting},
+        {"kakehashi_tsa_stamped_total", "counter",
+         "Time-stamp tokens checked and stored since the gateway started.", (int64_t)ts.stamped},
+        {"kakehashi_tsa_failures_total", "counter",
+         "Time-stamp requests that gave no token since the gateway started.", (int64_t)ts.failures},
+    };
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < sizeof f / sizeof f[0]; i++) {
+        rc = khprom_family(b, f[i].name, f[i].type, f[i].help);
+        if (rc == 0)
+            rc = khprom_sample(b, f[i].name, NULL, f[i].v);
+    }
+    return rc;
+}
+
+/* The database job queue, the directory and the time-stamps. */
 static int render_platform(struct evbuffer *b)
 {
     kh_pool_depth d = kh_pool_depth_of(G.pool);
@@ -105,7 +142,7 @@ static int render_platform(struct evbuffer *b)
                            "not), 0 if it failed (unreachable, a signature or version refused).");
     if (rc == 0 && ds.installs > 0)
         rc = khprom_sample(b, "kakehashi_directory_refresh_ok", NULL, ds.last_error[0] ? 0 : 1);
-    return rc;
+    return rc == 0 ? render_tsa(b) : rc;
 }
 
 /* What each listener answered: a latency histogram per endpoint and the

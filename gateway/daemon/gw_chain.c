@@ -8,6 +8,8 @@
  *   recomputed every hash. khctl verify checks. The signed message is
  *       "kakehashi-chain-head\n" TENANT "\n" CHAIN "\n" SEQ "\n" HASH-HEX "\n"
  *   signed like a header (ECDSA P-256 / SHA-256, DER).
+ * - then has the signed heads time-stamped by the TSA of tsa_url, if one is
+ *   set (gw_stamp.c), beside the signing.
  * - once an hour (and at the first tick), asks the database for the monthly
  *   partitions of the record tables up to PARTITIONS_AHEAD months ahead
  *   (record_partitions_ensure), one chain per transaction and with a short
@@ -19,6 +21,7 @@
  * scheduled `khctl retain`, with a role the gateway does not hold
  * (sql/README.md). */
 #include "gw_chain.h"
+#include "gw_stamp.h"
 #include "gw_state.h"
 
 #include "khchain.h"
@@ -133,11 +136,15 @@ static void sign_work(PGconn *c, void *arg)
         if (now - partitions_at[i] >= PARTITIONS_EVERY && ensure_partitions(c, t))
             partitions_at[i] = now;
         sign_tenant(c, t);
+        gw_stamp_collect(c, t);
     }
 }
 
 static void sign_done(void *arg)
 {
+    /* then the heads without a trusted time (gw_stamp.c), if a TSA is set:
+     * beside the signing, which goes on */
+    gw_stamp_send();
     signing = false;
 }
 

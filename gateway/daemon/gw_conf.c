@@ -3,6 +3,7 @@
  * come from the table below. */
 #include "gw_conf.h"
 
+#include "khhttp.h"
 #include "khid.h"
 
 #include <stddef.h>
@@ -54,6 +55,12 @@ static bool host_name(const char *v, char *why, size_t whylen)
         return true;
     snprintf(why, whylen, "'%s' is not a host name (1-64 of [A-Za-z0-9_-])", v);
     return false;
+}
+
+static bool tsa_url(const char *v, char *why, size_t whylen)
+{
+    char hp[80], path[128];
+    return kh_http_url(v, hp, sizeof hp, path, sizeof path, why, whylen) == 0;
 }
 
 static bool system_id(const char *v, char *why, size_t whylen)
@@ -149,6 +156,14 @@ static const kh_opt options[] = {
      "business system the drop folder registers as"},
     {"chain_sign_interval", KH_OPT_INT, 0, "60", 1, 86400, NULL, OFF(chain_sign_interval), NULL,
      "seconds between signatures of the record chains' heads"},
+    {"tsa_url", KH_OPT_STR, 0, NULL, 0, 200, NULL, OFF(tsa_url), tsa_url,
+     "http://HOST:PORT/PATH of an RFC 3161 time-stamping authority: every signed chain "
+     "head is time-stamped there (gw_stamp.c; heads wait while it is unreachable); "
+     "unset: heads are signed only"},
+    {"tsa_ca", KH_OPT_STR, 0, NULL, 0, 900, NULL, OFF(tsa_ca), NULL,
+     "the CA certificate(s) (PEM) the TSA's certificate must chain to; needed with tsa_url"},
+    {"tsa_timeout_ms", KH_OPT_INT, 0, "10000", 100, 120000, NULL, OFF(tsa_timeout_ms), NULL,
+     "wait at most this long for the TSA's reply"},
     {"max_upload_mb", KH_OPT_INT, 0, "4096", 1, 1 << 20, NULL, OFF(max_upload_mb), NULL,
      "largest bulk file accepted, MiB"},
     {"admin_session_idle", KH_OPT_INT, RELOAD, "1800", 60, 86400, NULL, OFF(admin_session_idle),
@@ -195,6 +210,11 @@ kh_conf *gw_conf_load(const char *path, gw_settings *s, char *err, size_t errlen
             snprintf(err, errlen, "%s: tenant_db for %.*s, which is not a tenant", path, (int)n, v);
             goto fail;
         }
+    }
+    if ((s->tsa_url == NULL) != (s->tsa_ca == NULL)) {
+        snprintf(err, errlen, "%s: tsa_url and tsa_ca go together (one is given without the other)",
+                 path);
+        goto fail;
     }
     if (s->admin_session_idle > s->admin_session_max) {
         snprintf(err, errlen, "%s: admin_session_idle (%d) is longer than admin_session_max (%d)",

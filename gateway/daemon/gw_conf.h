@@ -21,6 +21,8 @@ typedef struct {
     int system_max_connections, handshake_rate, peer_handshake_rate;
     const char *spool_dir, *drop_dir, *drop_system;
     int chain_sign_interval, max_upload_mb, directory_refresh_s;
+    const char *tsa_url, *tsa_ca;
+    int tsa_timeout_ms;
     int admin_session_idle, admin_session_max, admin_lockout;
     int admin_max_connections, admin_max_inflight, operator_max_inflight;
     int operator_max_connections;

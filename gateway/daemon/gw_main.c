@@ -6,6 +6,7 @@
 #include "gw_bulk.h"
 #include "gw_admin.h"
 #include "gw_chain.h"
+#include "gw_stamp.h"
 #include "gw_query.h"
 #include "gw_decide.h"
 #include "gw_health.h"
@@ -100,7 +101,8 @@ static int setup(const char *config, char *err, size_t errlen)
     if (gw_admin_setup(err, errlen) != 0)
         return -1;
     /* business systems are trusted through their tenants' CAs only */
-    return gw_tenants_load(err, errlen);
+    /* the TSA's CA too, so that -t checks it */
+    return gw_tenants_load(err, errlen) != 0 ? -1 : gw_stamp_start(err, errlen);
 }
 
 static void start_listeners(void)
@@ -286,6 +288,7 @@ static void teardown(void)
     gw_dir_shutdown();
     if (G.base)
         kh_http_client_close(G.base);
+    gw_stamp_stop(); /* after the client: no reply comes any more */
     kh_tls_ctx_free(G.peer_ctx);
     kh_tls_ctx_free(G.client_ctx);
     gw_admin_stop();

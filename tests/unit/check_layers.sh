@@ -56,7 +56,7 @@ done
 # third-party headers that only some folders may use (libevent's old
 # <event.h>, <evhttp.h>... and <postgresql/libpq-fe.h> count too)
 thirdparty='^(openssl/|event2/|protobuf-c/|postgresql/)|(^|/)libpq-fe\.h$|^check\.h$|^ev[a-z_]*\.h$'
-ossl_call='(^|[^A-Za-z0-9_])(((EVP|X509|X509V3|SSL|OPENSSL|BIO|PEM|ERR|CMS|ASN1|BN|EC|ECDSA|RAND|OSSL|CRYPTO|HMAC|SHA1|SHA224|SHA256|SHA384|SHA512|MD5|PKCS5|PKCS7|PKCS8|PKCS12|OBJ|NID|d2i|i2d|sk|TLS|DTLS|RSA|DH|DSA|ENGINE|GENERAL_NAME|GENERAL_NAMES|SMIME|OCSP|UI|CONF|AES|DES)_[A-Za-z0-9_]*)|SHA1|SHA224|SHA256|SHA384|SHA512|HMAC|MD5)[[:space:]]*\('
+ossl_call='(^|[^A-Za-z0-9_])(((EVP|X509|X509V3|SSL|OPENSSL|BIO|PEM|ERR|CMS|ASN1|BN|EC|ECDSA|RAND|OSSL|CRYPTO|HMAC|SHA1|SHA224|SHA256|SHA384|SHA512|MD5|PKCS5|PKCS7|PKCS8|PKCS12|OBJ|NID|d2i|i2d|sk|TLS|DTLS|RSA|DH|DSA|ENGINE|GENERAL_NAME|GENERAL_NAMES|SMIME|OCSP|UI|CONF|AES|DES|TS)_[A-Za-z0-9_]*)|SHA1|SHA224|SHA256|SHA384|SHA512|HMAC|MD5)[[:space:]]*\('
 
 for d in $folders; do
     mi="$d/.may_include"

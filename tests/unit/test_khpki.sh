@@ -49,7 +49,7 @@ ok "first run"
 expect=(national-ca router/tls router/sign router/enc rogue/ca rogue/client rogue/sign rogue/tls
     gw/gw1/tls org/131016/sign org/131016/enc org/131016/business-ca org/N00001/sign
     org/N00001/enc org/N00001/business-ca org/131016/systems/tax-1 operator-ca
-    operator/ta-131016/tls operator/admin/tls portal/portal/tls)
+    operator/ta-131016/tls operator/admin/tls portal/portal/tls tsa-ca tsa/tsa)
 for b in "${expect[@]}"; do
     [ -f "$P/$b.crt" ] && [ -f "$P/$b.key" ] || fail "missing $b.{crt,key}"
 done
@@ -89,6 +89,13 @@ check "operator subject is O=KH-OPERATOR, CN=NAME" sh -c "openssl x509 -in '$P/o
     -noout -subject -nameopt RFC2253 | grep -q '^subject=CN=ta-131016,O=KH-OPERATOR$'"
 check "operator cert is for TLS clients only" sh -c "openssl x509 -in '$P/operator/admin/tls.crt' -noout \
     -text | grep -A1 'Extended Key Usage' | grep -qx ' *TLS Web Client Authentication'"
+check "the TSA's cert verifies against the TSA CA" \
+    openssl verify -CAfile "$P/tsa-ca.crt" "$P/tsa/tsa.crt"
+check_not "the TSA's cert does not verify against the national CA" \
+    openssl verify -CAfile "$P/national-ca.crt" "$P/tsa/tsa.crt"
+check "the TSA's cert is for time-stamping only (critical)" sh -c "openssl x509 -in '$P/tsa/tsa.crt' \
+    -noout -ext extendedKeyUsage | grep -q 'critical' && openssl x509 -in '$P/tsa/tsa.crt' -noout \
+    -ext extendedKeyUsage | grep -qx ' *Time Stamping'"
 check "portal subject is O=PORTAL, CN=NAME" sh -c "openssl x509 -in '$P/portal/portal/tls.crt' \
     -noout -subject -nameopt RFC2253 | grep -q '^subject=CN=portal,O=PORTAL$'"
 check "portal cert is for TLS clients only" sh -c "openssl x509 -in '$P/portal/portal/tls.crt' -noout \
