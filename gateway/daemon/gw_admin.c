@@ -541,7 +541,9 @@ int gw_admin_setup(char *err, size_t errlen)
     snprintf(ca, sizeof ca, "%s/operator-ca.crt", G.set.pki);
     /* operators only: not the national CA, not the tenants' business CAs */
     G.admin_ctx = kh_tls_server_ctx(cert, key, ca, err, errlen);
-    return G.admin_ctx != NULL ? 0 : -1;
+    if (G.admin_ctx != NULL)
+        G.operator_ca = khc_load_cert(ca, err, errlen);
+    return G.admin_ctx != NULL && G.operator_ca != NULL ? 0 : -1;
 }
 
 void gw_admin_reload(const gw_settings *s)
@@ -562,4 +564,6 @@ void gw_admin_stop(void)
     gw_usage_stop();
     kh_tls_ctx_free(G.admin_ctx);
     G.admin_ctx = NULL;
+    khc_cert_free(G.operator_ca);
+    G.operator_ca = NULL;
 }

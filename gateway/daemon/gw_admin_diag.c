@@ -36,8 +36,6 @@
 #include <sys/time.h>
 #include <time.h>
 
-#define CERT_WARN_DAYS 30 /* a certificate ending sooner is a warning */
-
 typedef struct {
     char check[16], target[40], status[8], detail[200];
 } diag_row;
@@ -98,7 +96,7 @@ static void cert(adm_diag *d, const char *target, X509 *c)
     else if (left <= 0)
         row(d, "certificate", target, "fail", "expired %lld days ago", (long long)(-left / 86400));
     else
-        row(d, "certificate", target, left < CERT_WARN_DAYS * 86400 ? "warn" : "ok",
+        row(d, "certificate", target, left < GW_CERT_WARN_DAYS * 86400 ? "warn" : "ok",
             "%lld days left", (long long)(left / 86400));
 }
 
@@ -224,10 +222,13 @@ static void local_checks(PGconn *c, adm_diag *d, bool own)
     }
     if (!own)
         tsa(d); /* a running gateway's exchanges */
-    cert(d, "gateway TLS (business)", kh_tls_ctx_cert(atomic_load(&G.biz_ctx)));
-    cert(d, "gateway TLS (peer)", kh_tls_ctx_cert(G.peer_ctx));
-    cert(d, "gateway TLS (admin)", kh_tls_ctx_cert(G.admin_ctx));
-    cert(d, "gateway TLS (client)", kh_tls_ctx_cert(G.client_ctx));
+    /* the directory's router certificates: a running gateway's (none with -t) */
+    const kh_dir *dir = own ? NULL : gw_dir_hold();
+    gw_tenant_cert oc[GW_OWN_CERTS];
+    gw_own_certs(dir, oc);
+    for (size_t k = 0; k < GW_OWN_CERTS; k++)
+        cert(d, oc[k].label, oc[k].cert);
+    gw_dir_drop(dir);
 }
 
 void adm_diagnose_work(PGconn *c, adm_call *call)

@@ -30,7 +30,8 @@ static int render_certs(struct evbuffer *b, const char *const *orgs, size_t n, b
     int rc = khprom_family(b, fam, "gauge",
                            "Seconds until a certificate's notAfter (negative: expired), by "
                            "tenant and key, or for the gateway's own (tls_business, tls_peer, "
-                           "tls_admin, router_sign, router_enc).");
+                           "tls_admin, tls_client, router_sign, router_enc) and the CAs it "
+                           "trusts (national_ca, operator_ca, tsa_ca).");
     bool ok;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         const gw_tenant *t = gw_tenant_find(orgs[i]);
@@ -48,15 +49,11 @@ static int render_certs(struct evbuffer *b, const char *const *orgs, size_t n, b
     if (!gateway)
         return rc;
     const kh_dir *dir = gw_dir_hold();
-    const struct {
-        const char *key;
-        X509 *cert;
-    } own[] = {{"tls_business", kh_tls_ctx_cert(atomic_load(&G.biz_ctx))},
-               {"tls_peer", kh_tls_ctx_cert(G.peer_ctx)},
-               {"tls_admin", kh_tls_ctx_cert(G.admin_ctx)},
-               {"router_sign", dir ? dir->router_sign : NULL},
-               {"router_enc", dir ? dir->router_enc : NULL}};
-    for (size_t k = 0; rc == 0 && k < sizeof own / sizeof own[0]; k++) {
+    gw_tenant_cert own[GW_OWN_CERTS];
+    gw_own_certs(dir, own);
+    for (size_t k = 0; rc == 0 && k < GW_OWN_CERTS; k++) {
+        if (own[k].cert == NULL)
+            continue;
         int64_t left = khc_cert_left(own[k].cert, &ok);
         const char *l[] = {"cert", own[k].key, NULL};
         if (ok)

@@ -6,6 +6,7 @@
 #include "gw_bulk.h"
 #include "gw_admin.h"
 #include "gw_chain.h"
+#include "gw_expiry.h"
 #include "gw_stamp.h"
 #include "gw_query.h"
 #include "gw_decide.h"
@@ -96,7 +97,8 @@ static int setup(const char *config, char *err, size_t errlen)
     snprintf(ca, sizeof ca, "%s/national-ca.crt", G.set.pki);
     if ((G.peer_ctx = kh_tls_server_ctx(cert, key, ca, err, errlen)) == NULL ||
         (G.client_ctx = kh_tls_client_ctx(cert, key, ca, err, errlen)) == NULL ||
-        (G.national = khc_store_from_file(ca, err, errlen)) == NULL)
+        (G.national = khc_store_from_file(ca, err, errlen)) == NULL ||
+        (G.national_ca = khc_load_cert(ca, err, errlen)) == NULL)
         return -1;
     if (gw_admin_setup(err, errlen) != 0)
         return -1;
@@ -134,7 +136,8 @@ static void start_listeners(void)
     }
     apply_reloadable(&G.set); /* the listeners' limits */
     if (gw_bulk_start(err, sizeof err) != 0 || gw_chain_start(err, sizeof err) != 0 ||
-        gw_outbox_start(err, sizeof err) != 0 || gw_lease_start(err, sizeof err) != 0) {
+        gw_expiry_start(err, sizeof err) != 0 || gw_outbox_start(err, sizeof err) != 0 ||
+        gw_lease_start(err, sizeof err) != 0) {
         kh_error("main", "cannot start: %s", err);
         event_base_loopbreak(G.base);
         return;
@@ -284,6 +287,7 @@ static void teardown(void)
     gw_outbox_stop();
     gw_bulk_stop();
     gw_chain_stop();
+    gw_expiry_stop();
     gw_tenants_free(); /* the business listener's contexts too */
     gw_dir_shutdown();
     if (G.base)
@@ -293,6 +297,7 @@ static void teardown(void)
     kh_tls_ctx_free(G.client_ctx);
     gw_admin_stop();
     khc_store_free(G.national);
+    khc_cert_free(G.national_ca);
     for (int i = 0; i < 3; i++)
         if (G.sig_ev[i])
             event_free(G.sig_ev[i]);

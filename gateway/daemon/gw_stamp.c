@@ -83,7 +83,8 @@ int gw_stamp_start(char *err, size_t errlen)
         snprintf(err, errlen, "tsa_url: %s", why);
         return -1;
     }
-    if ((store = khc_store_from_file(G.set.tsa_ca, why, sizeof why)) == NULL) {
+    if ((store = khc_store_from_file(G.set.tsa_ca, why, sizeof why)) == NULL ||
+        (G.tsa_ca = khc_load_cert(G.set.tsa_ca, why, sizeof why)) == NULL) {
         snprintf(err, errlen, "tsa_ca %s: %s", G.set.tsa_ca, why);
         return -1;
     }
@@ -107,6 +108,8 @@ void gw_stamp_stop(void)
     clear_items();
     khc_store_free(store);
     store = NULL;
+    khc_cert_free(G.tsa_ca);
+    G.tsa_ca = NULL;
 }
 
 void gw_stamp_status_get(gw_stamp_status *out)

@@ -1,6 +1,8 @@
 /* gw_state.c: the daemon's one instance of its shared state (gw_state.h). */
 #include "gw_state.h"
 
+#include "khtls.h"
+
 #include <string.h>
 
 gw G;
@@ -43,6 +45,20 @@ void gw_tenant_certs(const gw_tenant *t, gw_tenant_cert out[GW_TENANT_CERTS])
     out[0] = (gw_tenant_cert){"sign", "sign", t->id.sign_cert};
     out[1] = (gw_tenant_cert){"enc", "enc", t->id.enc_cert};
     out[2] = (gw_tenant_cert){"business_ca", "business CA", t->business_ca};
+}
+
+void gw_own_certs(const kh_dir *dir, gw_tenant_cert out[GW_OWN_CERTS])
+{
+    out[0] = (gw_tenant_cert){"tls_business", "gateway TLS (business)",
+                              kh_tls_ctx_cert(atomic_load(&G.biz_ctx))};
+    out[1] = (gw_tenant_cert){"tls_peer", "gateway TLS (peer)", kh_tls_ctx_cert(G.peer_ctx)};
+    out[2] = (gw_tenant_cert){"tls_admin", "gateway TLS (admin)", kh_tls_ctx_cert(G.admin_ctx)};
+    out[3] = (gw_tenant_cert){"tls_client", "gateway TLS (client)", kh_tls_ctx_cert(G.client_ctx)};
+    out[4] = (gw_tenant_cert){"router_sign", "router signing", dir ? dir->router_sign : NULL};
+    out[5] = (gw_tenant_cert){"router_enc", "router encryption", dir ? dir->router_enc : NULL};
+    out[6] = (gw_tenant_cert){"national_ca", "national CA", G.national_ca};
+    out[7] = (gw_tenant_cert){"operator_ca", "operator CA", G.operator_ca};
+    out[8] = (gw_tenant_cert){"tsa_ca", "TSA CA", G.tsa_ca};
 }
 
 PGconn *gw_tenant_conn(PGconn **c, const char **at, const gw_tenant *t)

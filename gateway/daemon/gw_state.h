@@ -50,6 +50,9 @@ typedef struct {
     SSL_CTX *peer_ctx, *client_ctx;
     SSL_CTX *admin_ctx; /* trusts only pki/operator-ca.crt; NULL without admin_listen */
     X509_STORE *national;
+    /* the CAs' certificates, for their remaining validity (gw_own_certs):
+     * pki/national-ca.crt, pki/operator-ca.crt (with admin_listen), tsa_ca */
+    X509 *national_ca, *operator_ca, *tsa_ca;
     kh_dir *dir; /* the version in use: read on the event loop; a worker holds one (gw_dir.h) */
     kh_pool *pool;
     /* the tenants (gw_tenant_count, gw_tenant_at): slots filled in order and
@@ -94,6 +97,15 @@ typedef struct {
     X509 *cert;
 } gw_tenant_cert;
 void gw_tenant_certs(const gw_tenant *t, gw_tenant_cert out[GW_TENANT_CERTS]);
+/* The gateway's own certificates: its TLS certificate as each listener and
+ * its client present it, the router's from the directory dir (NULL: none),
+ * and the CAs it trusts (national, operator, TSA). An entry's cert is NULL
+ * when the gateway has none such (no admin listener, no TSA, no directory). */
+#define GW_OWN_CERTS 9
+void gw_own_certs(const kh_dir *dir, gw_tenant_cert out[GW_OWN_CERTS]);
+/* A certificate ending sooner is a warning: in the diagnosis, the log
+ * (gw_expiry.c) and the console. */
+#define GW_CERT_WARN_DAYS 30
 /* For a thread of its own (not a pool worker) going through the tenants:
  * *c connected to t's database, made anew when the previous tenant's (*at,
  * NULL at first) was another or the connection was lost; NULL, logged, if it

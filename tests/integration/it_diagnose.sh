@@ -55,7 +55,7 @@ sql kh_gw_a "INSERT INTO t_271004.schema_migrations (version) VALUES ('$last')" 
 GW="$KH_BUILD/gateway/daemon/kakehashi-gw"
 out=$("$GW" -c "$KH_STACK/gw-a.conf" -t 2>&1) && rc=0 || rc=$?
 expect_eq "-t on a healthy gw-a: exit 0" "0" "$rc"
-expect_contains "... and says what it checked" "checked: 18 database, certificate and key checks, 0 failed" "$out"
+expect_contains "... and says what it checked" "checked: 21 database, certificate and key checks, 0 failed" "$out"
 sql kh_gw_a "DELETE FROM t_271004.schema_migrations WHERE version = '$last'" >/dev/null
 out=$("$GW" -c "$KH_STACK/gw-a.conf" -t 2>&1) && rc=0 || rc=$?
 expect_eq "-t with a tenant's migrations behind: exit 1" "1" "$rc"
