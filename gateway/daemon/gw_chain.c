@@ -127,6 +127,7 @@ static bool ensure_partitions(PGconn *c, gw_tenant *t)
 static void sign_work(PGconn *c, void *arg)
 {
     time_t now = time(NULL);
+    gw_stamp_begin();
     /* c: the home database's; each tenant's work goes to its own (its begin
      * fails if that database is down: tried again at the next signing) */
     for (size_t i = 0, nt = gw_tenant_count(); i < nt && !G.stopping; i++) {

@@ -51,6 +51,7 @@ typedef struct {
     size_t siglen, rlen;
     uint8_t nonce[KHTSP_NONCE_LEN];
     bool asked;    /* a request was sent (or could not be made) */
+    bool failed;   /* no usable reply came (known on the loop) */
     bool stored;   /* its token is in chain_timestamp (by this node or another) */
     bool db_fault; /* not stored for the database's sake, not the TSA's */
     bool held;     /* not stored: an earlier head of its chain got none */
@@ -64,7 +65,7 @@ typedef struct {
 static item items[MAX_ITEMS];
 static size_t nitems, next_send, outstanding, replied, noreply_row;
 static long long waiting_seen; /* heads without a token seen by the pass */
-static bool collected, in_pump, finishing;
+static bool collecting, collected, in_pump, finishing;
 static atomic_bool busy;
 
 static X509_STORE *store; /* tsa_ca; NULL: no time-stamping */
@@ -134,11 +135,18 @@ static const char collect_sql[] =
     "  WHERE s.chain = h.chain AND s.seq > a.after ORDER BY s.seq LIMIT $1::integer) s ON true "
     "ORDER BY h.chain, s.seq";
 
+void gw_stamp_begin(void)
+{
+    /* once per pass: the last stamping still at work, the whole pass skips
+     * (not only the tenants it passes before that work ends) */
+    collecting = store != NULL && !atomic_load(&busy);
+    collected = collecting;
+}
+
 void gw_stamp_collect(PGconn *c, const gw_tenant *t)
 {
-    if (store == NULL || atomic_load(&busy))
+    if (!collecting)
         return;
-    collected = true;
     /* a fair share: every chain of every tenant gets at least one head */
     size_t nt = gw_tenant_count(), share = MAX_ITEMS / (3 * (nt ? nt : 1));
     char lim[16];
@@ -197,13 +205,15 @@ static void on_reply(int status, const uint8_t *body, size_t len, void *arg)
     outstanding--;
     replied++;
     noreply_row = status == 0 ? noreply_row + 1 : 0;
+    it->failed = status != 200;
     if (status == 0)
         snprintf(it->why, sizeof it->why, "no reply within tsa_timeout_ms (unreachable?)");
     else if (status != 200)
         snprintf(it->why, sizeof it->why, "HTTP status %d", status);
-    else if (len == 0 || len > KHTSP_MAX_REPLY || (it->reply = malloc(len)) == NULL)
+    else if (len == 0 || len > KHTSP_MAX_REPLY || (it->reply = malloc(len)) == NULL) {
+        it->failed = true;
         snprintf(it->why, sizeof it->why, "a reply of %zu bytes", len);
-    else {
+    } else {
         memcpy(it->reply, body, len);
         it->rlen = len;
     }
@@ -218,20 +228,32 @@ static void pump(void)
     in_pump = true;
     while (outstanding < WINDOW && next_send < nitems && noreply_row < WINDOW && !G.stopping) {
         item *it = &items[next_send++];
+        const item *prev = it > items ? it - 1 : NULL;
         uint8_t *der = NULL;
         size_t dlen = 0;
+        if (prev != NULL && prev->t == it->t && strcmp(prev->chain, it->chain) == 0 &&
+            (prev->failed || !prev->asked)) {
+            replied++; /* its token would not be kept (seq order): not asked */
+            continue;
+        }
         it->asked = true;
         outstanding++;
-        if (khc_random(it->nonce, sizeof it->nonce) != 0 ||
-            khtsp_request(it->sig, it->siglen, it->nonce, &der, &dlen, it->why, sizeof it->why) !=
-                0) {
+        if (khc_random(it->nonce, sizeof it->nonce) != 0) {
             outstanding--;
             replied++;
+            it->failed = true;
+            snprintf(it->why, sizeof it->why, "no randomness for a nonce");
+        } else if (khtsp_request(it->sig, it->siglen, it->nonce, &der, &dlen, it->why,
+                                 sizeof it->why) != 0) {
+            outstanding--;
+            replied++;
+            it->failed = true;
         } else if (kh_http_request_hdrs(G.base, NULL, EVHTTP_REQ_POST, hostport, path, der, dlen,
                                         G.set.tsa_timeout_ms, NULL, NULL, hdrs, on_reply,
                                         it) != 0) {
             outstanding--;
             replied++;
+            it->failed = true;
             snprintf(it->why, sizeof it->why, "cannot send a request (out of memory)");
         }
         free(der);
@@ -283,7 +305,10 @@ static void store_one(PGconn *c, item *it)
         const char *p[4] = {it->chain, it->seq, hex, gens};
         w = kh_db_exec(c,
                        "INSERT INTO chain_timestamp (chain, seq, token, gen_time) "
-                       "VALUES ($1, $2::bigint, decode($3, 'hex'), to_timestamp($4::bigint)) "
+                       "SELECT $1, $2::bigint, decode($3, 'hex'), to_timestamp($4::bigint) "
+                       /* removed by retention meanwhile: nothing to stamp */
+                       "WHERE EXISTS (SELECT 1 FROM chain_signature s "
+                       "  WHERE s.chain = $1 AND s.seq = $2::bigint) "
                        "ON CONFLICT DO NOTHING", /* another node of the gateway stamped it */
                        4, p);
     }

@@ -13,6 +13,9 @@
 KH_MUST_CHECK int gw_stamp_start(char *err, size_t errlen);
 void gw_stamp_stop(void);
 
+/* On the signing worker, at the start of a pass: whether this pass collects
+ * (not while the last stamping is still at work). */
+void gw_stamp_begin(void);
 /* On a worker, in the signing pass (gw_chain.c), per tenant: the signed
  * heads still without a token are noted for gw_stamp_send, and counted. */
 void gw_stamp_collect(PGconn *c, const gw_tenant *t);

@@ -53,6 +53,7 @@ check "... naming it and its days left" grep -Eq 'warn: certificate gateway TLS 
 setsid "$GW" -c "$W/gw.conf" 2>"$W/gw.log" >/dev/null </dev/null &
 NODE=$!
 for _ in $(seq 1 100); do grep -q '"ready:' "$W/gw.log" && break; sleep 0.1; done
+check "the second gw-a process became ready" grep -q '"ready:' "$W/gw.log"
 check "a gateway starting with it says so in its log, for each use of the certificate" \
     grep -Eq 'certificate gateway TLS \(business\) ends in (9|10) day\(s\): renew it' "$W/gw.log"
 check "... the client's too" grep -Eq 'certificate gateway TLS \(client\) ends in (9|10) day' "$W/gw.log"

@@ -73,7 +73,6 @@ expect_contains "the token is the TSA's (its policy, SHA-256 imprint)" "Policy O
 expect_eq "the metrics: the TSA gives tokens" "1" "$(metric kakehashi_tsa_up)"
 expect_contains "the connectivity check: TSA ok" '"check":"timestamps","target":"TSA","status":"ok"' \
     "$(adm --json diagnose)"
-as_gw() { psql -h "$KH_STACK/pg/run" -U kh_gw_a -d kh_gw_a -XAtq -c "SET ROLE kh_t_131016; $1" 2>&1 || true; }
 expect_contains "the gateway's role cannot remove a token" "permission denied" \
     "$(as_gw "DELETE FROM $T.chain_timestamp")"
 expect_contains "... nor change one" "permission denied" \
@@ -185,6 +184,11 @@ PY
 out=$("$KHCTL" verify --export "$W/forged.jsonl" --cert "$CERT" --tsa-ca "$PKI/tsa-ca.crt" 2>&1) && rc=0 || rc=$?
 expect_eq "a token altered in an export: broken (exit 1)" "1" "$rc"
 expect_contains "... forged or altered token" "does not verify with the TSA's CA" "$out"
+# a signed head moved after the rows would escape the checks: refused
+{ grep -v '"signed_head"' "$W/export.jsonl"; grep -m1 '"signed_head"' "$W/export.jsonl"; } >"$W/moved.jsonl"
+out=$("$KHCTL" verify --export "$W/moved.jsonl" --cert "$CERT" --tsa-ca "$PKI/tsa-ca.crt" 2>&1) && rc=0 || rc=$?
+expect_eq "an export with a signed head after the rows: refused (exit 2)" "2" "$rc"
+expect_contains "... saying where" "a signed head after the section's rows" "$out"
 s1=$(sql kh_gw_a "SELECT min(seq) FROM $T.chain_timestamp WHERE chain = 'provision_record'")
 sql kh_gw_a "UPDATE $T.chain_timestamp SET token = overlay(token PLACING '\\xff'::bytea FROM 120 FOR 1)
     WHERE chain = 'provision_record' AND seq = $s1" >/dev/null

@@ -76,6 +76,10 @@ sql_refused() {
     printf '%s\n' "$out"
 }
 
+# as_gw SQL: SQL as gw-a's login role acting as tenant 131016's role, as the
+# gateway does; prints the output or the error (a refusal is what tests read).
+as_gw() { psql -h "$KH_STACK/pg/run" -U kh_gw_a -d kh_gw_a -XAtq -c "SET ROLE kh_t_131016; $1" 2>&1 || true; }
+
 pass() { CHECKS=$((CHECKS + 1)); printf 'ok   %s\n' "$*"; }
 fail() { CHECKS=$((CHECKS + 1)); FAILS=$((FAILS + 1)); printf 'FAIL %s\n' "$*"; }
 # check DESCRIPTION COMMAND...: passes if the command succeeds.

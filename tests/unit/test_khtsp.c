@@ -170,7 +170,7 @@ START_TEST(tsa_needs_a_time_stamping_certificate)
     path(key, sizeof key, "national-ca.key");
     khtsp_tsa *t = khtsp_tsa_new(cert, key, "2.999.3161.1", why, sizeof why);
     ck_assert_ptr_null(t);
-    ck_assert_msg(why[0] != '\0', "a reason is given");
+    ck_assert_msg(strstr(why, "cannot sign time-stamps") != NULL, "why: %s", why);
     path(cert, sizeof cert, "tsa/tsa.crt");
     path(key, sizeof key, "tsa/tsa.key");
     ck_assert_ptr_null(khtsp_tsa_new(cert, key, "not an OID", why, sizeof why));
