@@ -226,8 +226,8 @@ expect_eq "metrics: ... and two were pending at Osaka" \
     $(($(metric "$T/m0" 'kakehashi_asked_queries_open{tenant="271004",state="pending"}') + 2)) \
     "$(metric "$T/m1" 'kakehashi_asked_queries_open{tenant="271004",state="pending"}')"
 expect_eq "every sample but the gateway's own has a tenant label" "" \
-    "$(grep -v '^#' "$T/m2" | grep -v '^kakehashi_http_\|^kakehashi_db_jobs\|^kakehashi_directory_' |
-        grep -v '^kakehashi_certificate_expiry_seconds{cert="\(tls_[a-z]*\|router_[a-z]*\)"}' |
+    "$(grep -v '^#' "$T/m2" | grep -v '^kakehashi_http_\|^kakehashi_db_jobs\|^kakehashi_directory_\|^kakehashi_tsa_' |
+        grep -v '^kakehashi_certificate_expiry_seconds{cert="\(tls_[a-z]*\|router_[a-z]*\|[a-z]*_ca\)"}' |
         grep -v '{tenant="\(131016\|271004\)"[,}]' | head -1)"
 # the gateway's own figures (platform admins only), read while this scrape
 # was in flight on the admin listener
