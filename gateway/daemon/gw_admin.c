@@ -530,22 +530,6 @@ static void on_admin_request(struct evhttp_request *req, void *arg)
 
 /* ------------------------------------------------------------- set-up */
 
-int gw_admin_setup(char *err, size_t errlen)
-{
-    char cert[1024], key[1024], ca[1024];
-    gw_admin_reload(&G.set);
-    if (G.set.admin_listen == NULL)
-        return 0;
-    snprintf(cert, sizeof cert, "%s/gw/%s/tls.crt", G.set.pki, G.set.name);
-    snprintf(key, sizeof key, "%s/gw/%s/tls.key", G.set.pki, G.set.name);
-    snprintf(ca, sizeof ca, "%s/operator-ca.crt", G.set.pki);
-    /* operators only: not the national CA, not the tenants' business CAs */
-    G.admin_ctx = kh_tls_server_ctx(cert, key, ca, err, errlen);
-    if (G.admin_ctx != NULL)
-        G.operator_ca = khc_load_cert(ca, err, errlen);
-    return G.admin_ctx != NULL && G.operator_ca != NULL ? 0 : -1;
-}
-
 void gw_admin_reload(const gw_settings *s)
 {
     ADM.idle_secs = s->admin_session_idle;
@@ -562,8 +546,4 @@ void gw_admin_register(struct evhttp *http)
 void gw_admin_stop(void)
 {
     gw_usage_stop();
-    kh_tls_ctx_free(G.admin_ctx);
-    G.admin_ctx = NULL;
-    khc_cert_free(G.operator_ca);
-    G.operator_ca = NULL;
 }

@@ -1,8 +1,6 @@
 /* gw_admin.h: the admin API (gw_admin.c and gw_admin_*.c): operators with
- * roles and tenant scopes. gw_admin_setup reads the admin_* options and, if
- * admin_listen is set, builds the TLS context that trusts only the operator
- * CA (run by -t too); gw_admin_register serves the API on a listener made
- * with it. */
+ * roles and tenant scopes. gw_admin_register serves the API on a listener
+ * made with G.admin_ctx (gw_tls.c: it trusts only the operator CA). */
 #ifndef KH_GW_ADMIN_H
 #define KH_GW_ADMIN_H
 
@@ -14,8 +12,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
-KH_MUST_CHECK int gw_admin_setup(char *err, size_t errlen);
-/* Takes the session limits of new settings (SIGHUP; gw_conf.c checked them). */
+/* Takes the session limits of settings (at the start and on SIGHUP; gw_conf.c
+ * checked them). */
 void gw_admin_reload(const gw_settings *s);
 void gw_admin_register(struct evhttp *http);
 void gw_admin_stop(void);

@@ -14,6 +14,7 @@
 #include "gw_lease.h"
 #include "gw_dir.h"
 #include "gw_tenants.h"
+#include "gw_tls.h"
 
 #include "khadmin.h"
 #include "khid.h"
@@ -41,7 +42,9 @@ static void usage(FILE *f)
                "  -h, --help         this text\n"
                "Signals: SIGTERM or SIGINT stop (after drain_s, a second one at once); SIGHUP "
                "reads FILE again and applies the options\n"
-               "marked [reloadable] if the whole file is valid and no other option changed.\n"
+               "marked [reloadable] if the whole file is valid and no other option changed;\n"
+               "it also adds and retires tenants as the tenant lines say, and reads the TLS\n"
+               "certificate, its key, the national and operator CAs again if they changed.\n"
                "Options in FILE:\n");
     gw_conf_usage(f);
 }
@@ -87,20 +90,11 @@ static void apply_reloadable(const gw_settings *s)
 
 static int setup(const char *config, char *err, size_t errlen)
 {
-    char cert[1024], key[1024], ca[1024];
     G.conf = gw_conf_load(config, &G.set, err, errlen);
     if (G.conf == NULL)
         return -1;
     apply_reloadable(&G.set);
-    snprintf(cert, sizeof cert, "%s/gw/%s/tls.crt", G.set.pki, G.set.name);
-    snprintf(key, sizeof key, "%s/gw/%s/tls.key", G.set.pki, G.set.name);
-    snprintf(ca, sizeof ca, "%s/national-ca.crt", G.set.pki);
-    if ((G.peer_ctx = kh_tls_server_ctx(cert, key, ca, err, errlen)) == NULL ||
-        (G.client_ctx = kh_tls_client_ctx(cert, key, ca, err, errlen)) == NULL ||
-        (G.national = khc_store_from_file(ca, err, errlen)) == NULL ||
-        (G.national_ca = khc_load_cert(ca, err, errlen)) == NULL)
-        return -1;
-    if (gw_admin_setup(err, errlen) != 0)
+    if (gw_tls_load(err, errlen) != 0)
         return -1;
     /* business systems are trusted through their tenants' CAs only */
     /* the TSA's CA too, so that -t checks it */
@@ -293,11 +287,8 @@ static void teardown(void)
     if (G.base)
         kh_http_client_close(G.base);
     gw_stamp_stop(); /* after the client: no reply comes any more */
-    kh_tls_ctx_free(G.peer_ctx);
-    kh_tls_ctx_free(G.client_ctx);
     gw_admin_stop();
-    khc_store_free(G.national);
-    khc_cert_free(G.national_ca);
+    gw_tls_free();
     for (int i = 0; i < 3; i++)
         if (G.sig_ev[i])
             event_free(G.sig_ev[i]);

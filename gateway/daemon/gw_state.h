@@ -47,12 +47,15 @@ typedef struct {
      * event loop) when a tenant is added or retired; the old ones are kept
      * until exit, as workers and open connections may still read them */
     _Atomic(SSL_CTX *) biz_ctx;
-    SSL_CTX *peer_ctx, *client_ctx;
-    SSL_CTX *admin_ctx; /* trusts only pki/operator-ca.crt; NULL without admin_listen */
-    X509_STORE *national;
+    /* the gateway's own (gw_tls.c): replaced on the event loop when their
+     * files change (SIGHUP), the old ones kept until exit the same way */
+    _Atomic(SSL_CTX *) peer_ctx, client_ctx;
+    _Atomic(SSL_CTX *) admin_ctx; /* trusts only pki/operator-ca.crt; NULL without admin_listen */
+    _Atomic(X509_STORE *) national;
     /* the CAs' certificates, for their remaining validity (gw_own_certs):
      * pki/national-ca.crt, pki/operator-ca.crt (with admin_listen), tsa_ca */
-    X509 *national_ca, *operator_ca, *tsa_ca;
+    _Atomic(X509 *) national_ca, operator_ca;
+    X509 *tsa_ca;
     kh_dir *dir; /* the version in use: read on the event loop; a worker holds one (gw_dir.h) */
     kh_pool *pool;
     /* the tenants (gw_tenant_count, gw_tenant_at): slots filled in order and

@@ -13,13 +13,17 @@
  * change only. Back on the event loop: the added tenants are published,
  * the retired ones marked, the listener takes the new context for its next
  * connections. A tenant that fails a check is not added and the log and
- * GET /admin/v1/tenants say why; the others go ahead. Nothing is ever
+ * GET /admin/v1/tenants say why; the others go ahead. Every SIGHUP runs a
+ * change, even with the same list: its worker also reads the gateway's own
+ * TLS files again (gw_tls.c) and, if they changed, the business listener's
+ * context is built anew with the others and all are swapped together. Nothing is ever
  * freed while the process runs: a retired tenant and an old context stay
  * for the work and the connections that still hold them. */
 #include "gw_tenants.h"
 #include "gw_dir.h"
 #include "gw_drop.h"
 #include "gw_state.h"
+#include "gw_tls.h"
 
 #include "khcrypto.h"
 #include "khhttp.h"
@@ -82,8 +86,7 @@ static SSL_CTX *biz_ctx_make(gw_tenant *const *extra, size_t nextra, char (*skip
                              char *err, size_t errlen)
 {
     char cert[1024], key[1024];
-    snprintf(cert, sizeof cert, "%s/gw/%s/tls.crt", G.set.pki, G.set.name);
-    snprintf(key, sizeof key, "%s/gw/%s/tls.key", G.set.pki, G.set.name);
+    gw_tls_paths(cert, key);
     SSL_CTX *ctx = kh_tls_server_ctx(cert, key, NULL, err, errlen);
     for (size_t i = 0, n = gw_tenant_count(); ctx != NULL && i < n; i++) {
         const gw_tenant *t = gw_tenant_at(i);
@@ -170,8 +173,9 @@ typedef struct {
     size_t nretire;
     char (*moved)[8]; /* hosted, listed with another tenant_db: left as they are */
     size_t nmoved;
-    SSL_CTX *ctx; /* the business listener's next context */
-    bool made;    /* the change was made (else err says why not) */
+    gw_tls_next tls; /* the gateway's own TLS, if its files changed */
+    SSL_CTX *ctx;    /* the business listener's next context */
+    bool made;       /* the change was made (else err says why not) */
     char err[256];
 } change;
 
@@ -212,6 +216,7 @@ static void change_free(change *ch)
     free(ch->retire);
     free(ch->moved);
     kh_tls_ctx_free(ch->ctx);
+    gw_tls_next_clear(&ch->tls);
     free(ch);
 }
 
@@ -267,9 +272,13 @@ static void change_work(PGconn *home, void *arg)
         a->t = ok[nok++] = t;
     }
     gw_dir_drop(dir);
+    /* the gateway's certificate, key or CAs replaced: every listener's
+     * context anew, the business listener's with them */
+    gw_tls_prepare(&ch->tls);
+    bool tls = ch->tls.changed && ch->tls.err[0] == '\0';
     if (ok == NULL)
         snprintf(ch->err, sizeof ch->err, "out of memory");
-    else
+    else if (nok > 0 || ch->nretire > 0 || tls)
         ch->ctx = biz_ctx_make(ok, nok, ch->retire, ch->nretire, ch->err, sizeof ch->err);
     free(ok);
 }
@@ -381,18 +390,28 @@ static void change_done(void *arg)
             any = true;
         }
     }
-    if (ch->ctx == NULL) {
-        kh_error("tenants", "tenants unchanged: the business listener's TLS context: %s", ch->err);
+    bool tls = ch->tls.changed && ch->tls.err[0] == '\0';
+    if (ch->tls.changed && !tls)
+        kh_error("tls", "TLS unchanged, the certificates in use stay: %s", ch->tls.err);
+    if ((any || tls) && ch->ctx == NULL) {
+        kh_error("tenants", "%s unchanged: the business listener's TLS context: %s",
+                 tls ? "tenants and TLS" : "tenants", ch->err);
         refuse_all(ch, ch->err);
-    } else if (!any) {
+    } else if (!any && !tls) {
         snprintf(ch->err, sizeof ch->err, "nothing changed");
     } else if (!swap_ctx(ch->ctx)) {
         snprintf(ch->err, sizeof ch->err, "the business listener cannot take a new TLS context");
-        kh_error("tenants", "tenants unchanged: %s", ch->err);
+        kh_error("tenants", "%s unchanged: %s", tls ? "tenants and TLS" : "tenants", ch->err);
         refuse_all(ch, ch->err);
     } else {
         ch->ctx = NULL; /* the listener's */
-        ch->made = true;
+        ch->made = any;
+        if (tls && !gw_tls_install(&ch->tls))
+            kh_error("tls", "TLS of the peer and admin listeners and the client unchanged: %s",
+                     ch->tls.err);
+        else if (tls)
+            kh_info("tls", "TLS reloaded: the gateway's certificate, key and CAs read again; new "
+                           "connections use them, open ones finish with the old");
         for (size_t i = 0; i < ch->nadd; i++) {
             add_item *a = &ch->add[i];
             if (a->t == NULL)
@@ -423,7 +442,8 @@ static void change_done(void *arg)
     for (size_t i = 0; i < ch->nadd; i++)
         if (ch->add[i].why[0] != '\0')
             kh_error("tenants", "tenant %s not added: %s", ch->add[i].org, ch->add[i].why);
-    record(ch, now);
+    if (ch->nadd > 0 || ch->nretire > 0 || ch->nmoved > 0) /* a TLS reload alone is not one */
+        record(ch, now);
     change_free(ch);
     busy = false;
     if (pending != NULL) {
@@ -482,18 +502,10 @@ static void start_change(wanted *w)
             snprintf(ch->retire[ch->nretire++], sizeof *ch->retire, "%s", t->id.code);
     }
     wanted_free(w);
-    if (ch->nadd == 0 && ch->nretire == 0) {
-        if (ch->nmoved > 0) {
-            snprintf(ch->err, sizeof ch->err, "nothing changed");
-            for (size_t i = 0; i < ch->nmoved; i++)
-                kh_error("tenants", "tenant %s: its tenant_db cannot change while the gateway runs",
-                         ch->moved[i]);
-            record(ch, (int64_t)time(NULL));
-        }
-        change_free(ch);
-        return;
-    }
-    kh_info("tenants", "tenants changing: %zu to add, %zu to retire", ch->nadd, ch->nretire);
+    /* the worker also reads the gateway's TLS files again (gw_tls.c) */
+    gw_tls_begin(&ch->tls);
+    if (ch->nadd > 0 || ch->nretire > 0)
+        kh_info("tenants", "tenants changing: %zu to add, %zu to retire", ch->nadd, ch->nretire);
     busy = true;
     if (kh_pool_submit(G.pool, change_work, change_done, ch) != 0) {
         busy = false;

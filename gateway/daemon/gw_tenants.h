@@ -27,8 +27,9 @@ KH_MUST_CHECK int gw_tenants_load(char *err, size_t errlen);
 
 /* The tenant list of a configuration just read (SIGHUP, on the event loop):
  * the difference with the tenants hosted now is worked out and carried out
- * on a worker; a change asked while one runs follows it. Every outcome is
- * logged and kept for gw_tenants_write. */
+ * on a worker, with the reload of the gateway's TLS files (gw_tls.h); a
+ * change asked while one runs follows it. Every outcome is logged, and a
+ * change of the tenants kept for gw_tenants_write. */
 void gw_tenants_reload(const gw_settings *fresh);
 
 /* A database's last migration (sql answers one version) against the one

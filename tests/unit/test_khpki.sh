@@ -117,6 +117,35 @@ run_all >"$T/run2.log" 2>&1 || fail "second run"
 check "second run changes no file" cmp "$T/sum1" "$T/sum2"
 check "second run changes no mode" cmp "$T/mode1" "$T/mode2"
 
+# The next generation: a new key and certificate, the previous kept.
+G=$P/gw/gw1
+old_serial=$(openssl x509 -in "$G/tls.crt" -noout -serial)
+old_key=$(sha256sum <"$G/tls.key")
+check "renew a gateway's TLS certificate for 400 days" "$KHPKI" renew --days 400 "$P" gateway gw1
+check "... a new serial" test "$(openssl x509 -in "$G/tls.crt" -noout -serial)" != "$old_serial"
+check "... a new key" test "$(sha256sum <"$G/tls.key")" != "$old_key"
+check "... the previous pair kept" test "$(openssl x509 -in "$G/tls.prev.crt" -noout -serial)" = "$old_serial"
+check "... and its key" test "$(sha256sum <"$G/tls.prev.key")" = "$old_key"
+check "... the new one matches its key" sh -c "[ \"\$(openssl x509 -in '$G/tls.crt' -noout -pubkey)\" = \
+    \"\$(openssl pkey -in '$G/tls.key' -pubout)\" ]"
+check "... the same subject" test "$(openssl x509 -in "$G/tls.crt" -noout -subject)" = \
+    "$(openssl x509 -in "$G/tls.prev.crt" -noout -subject)"
+check "... issued by the national CA" openssl verify -CAfile "$P/national-ca.crt" "$G/tls.crt"
+check "... valid for 400 days" openssl x509 -in "$G/tls.crt" -noout -checkend $((399 * 86400))
+check_not "... and not 401" openssl x509 -in "$G/tls.crt" -noout -checkend $((401 * 86400))
+check "... key 0600" test "$(stat -c %a "$G/tls.key")" = 600
+check "... no file left half-made" test -z "$(find "$G" -name '*.next.*' -o -name '*.tmp.*')"
+check "renew a system's certificate" "$KHPKI" renew "$P" system 131016 tax-1
+check "... issued by its business CA" openssl verify -CAfile "$P/org/131016/business-ca.crt" \
+    "$P/org/131016/systems/tax-1.crt"
+check "renew an operator's certificate" "$KHPKI" renew "$P" operator admin
+check "renew the router's TLS certificate" "$KHPKI" renew "$P" router
+check_not "renew what was never issued" "$KHPKI" renew "$P" gateway gw-none
+check_not "renew an unknown kind" "$KHPKI" renew "$P" org 131016
+check_not "renew with bad days" "$KHPKI" renew --days 0 "$P" gateway gw1
+check_not "renew with a bad gateway name" "$KHPKI" renew "$P" gateway ../x
+[ ! -e "$P/gw/gw-none" ] && ok "nothing created by a refused renew" || fail "renew created gw-none"
+
 # Bad arguments.
 check_not "bad SYSID (upper case)" "$KHPKI" system "$P" 131016 TAX
 check_not "bad SYSID (too long)" "$KHPKI" system "$P" 131016 "$(printf 'a%.0s' {1..33})"
