@@ -7,6 +7,7 @@
 #include "khcrypto.h"
 #include "khlog.h"
 
+#include <openssl/bn.h>
 #include <openssl/cms.h>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
@@ -226,6 +227,78 @@ X509_STORE *khc_store_from_file(const char *ca_path, char *err, size_t errlen)
     return store;
 }
 
+/* A national CA's list may be long: 16 MiB is some 400,000 entries. */
+#define KHC_MAX_CRL_FILE (16u << 20)
+
+/* The CA certificate in store that signed crl, or NULL. */
+static X509 *crl_issuer(X509_STORE *store, X509_CRL *crl)
+{
+    STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(store);
+    for (int i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+        X509 *ca = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+        if (ca != NULL && X509_NAME_cmp(X509_get_subject_name(ca), X509_CRL_get_issuer(crl)) == 0 &&
+            X509_CRL_verify(crl, X509_get0_pubkey(ca)) == 1)
+            return ca;
+    }
+    return NULL;
+}
+
+int khc_store_add_crls(X509_STORE *store, const char *path, int64_t *left, char *err, size_t errlen)
+{
+    uint8_t *pem = NULL;
+    size_t len = 0;
+    if (store == NULL || khc_read_file_max(path, KHC_MAX_CRL_FILE, &pem, &len) != 0) {
+        set_err(err, errlen, "CRL file %s is missing, unreadable or over 16 MiB", path);
+        return -1;
+    }
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    STACK_OF(X509_INFO) *infos = bio ? PEM_X509_INFO_read_bio(bio, NULL, NULL, NULL) : NULL;
+    int rc = infos != NULL ? 0 : -1, ncrl = 0;
+    int64_t first = INT64_MAX;
+    if (rc != 0)
+        set_err(err, errlen, "CRL file %s is not PEM", path);
+    for (int i = 0; rc == 0 && i < sk_X509_INFO_num(infos); i++) {
+        X509_CRL *crl = sk_X509_INFO_value(infos, i)->crl;
+        int days = 0, secs = 0;
+        const ASN1_TIME *next = crl ? X509_CRL_get0_nextUpdate(crl) : NULL;
+        if (crl == NULL)
+            continue;
+        if (crl_issuer(store, crl) == NULL) {
+            set_err(err, errlen, "CRL %d of %s is not signed by a CA this store trusts", ncrl + 1,
+                    path);
+            rc = -1;
+        } else if (next == NULL || ASN1_TIME_diff(&days, &secs, NULL, next) != 1 ||
+                   (int64_t)days * 86400 + secs <= 0) {
+            set_err(err, errlen,
+                    "CRL %d of %s has expired (its nextUpdate has passed): sign it anew", ncrl + 1,
+                    path);
+            rc = -1;
+        } else if (X509_STORE_add_crl(store, crl) != 1) {
+            set_err(err, errlen, "CRL %d of %s cannot be added", ncrl + 1, path);
+            rc = -1;
+        } else {
+            ncrl++;
+            if ((int64_t)days * 86400 + secs < first)
+                first = (int64_t)days * 86400 + secs;
+        }
+    }
+    if (rc == 0 && ncrl == 0) {
+        set_err(err, errlen, "CRL file %s holds no CRL", path);
+        rc = -1;
+    }
+    if (rc == 0 && X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK) != 1) {
+        set_err(err, errlen, "cannot turn revocation checks on");
+        rc = -1;
+    }
+    if (rc == 0 && left != NULL)
+        *left = first;
+    sk_X509_INFO_pop_free(infos, X509_INFO_free);
+    BIO_free(bio);
+    free(pem);
+    khc_drain_errors("load CRLs");
+    return rc;
+}
+
 /* The one subject attribute of type nid as UTF-8 without NUL; two of them
  * would make "the" value ambiguous, so they are refused. */
 static int subject_attr(X509 *cert, int nid, const char *what, char *out, size_t outlen)
@@ -280,6 +353,16 @@ int khc_cert_org(X509 *cert, char *out, size_t outlen)
 int khc_cert_cn(X509 *cert, char *out, size_t outlen)
 {
     return subject_attr(cert, NID_commonName, "certificate common name", out, outlen);
+}
+
+void khc_cert_serial(const X509 *cert, char *out, size_t outlen)
+{
+    BIGNUM *bn = cert ? ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL) : NULL;
+    char *hex = bn ? BN_bn2hex(bn) : NULL;
+    snprintf(out, outlen, "%s", hex ? hex : "?");
+    OPENSSL_free(hex);
+    BN_free(bn);
+    khc_drain_errors("certificate serial");
 }
 
 int64_t khc_cert_left(const X509 *cert, bool *ok)

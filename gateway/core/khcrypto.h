@@ -32,6 +32,17 @@ KH_MUST_CHECK int khc_read_file_max(const char *path, size_t max, uint8_t **out,
 /* A trust store holding the given CA certificate file(s) (PEM, may hold several). */
 X509_STORE *khc_store_from_file(const char *ca_path, char *err, size_t errlen);
 
+/* Adds the certificate revocation lists of a PEM file (one or more) to
+ * store, and makes every verification through store check the leaf's
+ * revocation. Each CRL must be signed by a CA certificate already in store
+ * and be current (its nextUpdate ahead). Fail-closed from then on: a leaf
+ * whose issuer has no CRL in the store, or whose CRL has passed its
+ * nextUpdate, does not verify. *left: seconds until the earliest nextUpdate
+ * of the file's CRLs. 0, or -1 with err (the store may hold some of them:
+ * free it). */
+KH_MUST_CHECK int khc_store_add_crls(X509_STORE *store, const char *path, int64_t *left, char *err,
+                                     size_t errlen);
+
 /* Frees a certificate, a key (OpenSSL wipes its material) or a trust store
  * (NULL ok). */
 void khc_cert_free(X509 *cert);
@@ -44,6 +55,9 @@ void khc_store_free(X509_STORE *store);
  * (a certificate with two O= or a "131016\0x" O= names nobody). */
 KH_MUST_CHECK int khc_cert_org(X509 *cert, char *out, size_t outlen);
 KH_MUST_CHECK int khc_cert_cn(X509 *cert, char *out, size_t outlen);
+/* The certificate's serial number in upper-case hex, as openssl x509
+ * -serial prints it ("?" if it cannot be read). */
+void khc_cert_serial(const X509 *cert, char *out, size_t outlen);
 /* Seconds from now until cert's notAfter (negative once expired); 0 with
  * *ok false if it cannot be read. */
 int64_t khc_cert_left(const X509 *cert, bool *ok);

@@ -258,6 +258,7 @@ typedef struct watch {
     time_t first;                 /* when its first byte came; 0: none yet */
     time_t accepted;
     bool handshaken; /* the TLS handshake was seen complete */
+    SSL_CTX *ctx;    /* the listener's context its handshake was made with */
     bool busy;       /* a request is being answered */
     struct listener *l;
     const char *endpoint;         /* of the request being answered (kh_http_answers) */
@@ -716,6 +717,25 @@ static void overloaded(struct evhttp_request *req, listener *l, bool close, cons
 
 /* A request has been read whole: it is answered if the listener has room
  * (then it holds a place until answered), or refused at once. */
+static bool still_trusted(watch *w, struct evhttp_request *req)
+{
+    bool revoked = false;
+    char why[128];
+    SSL *ssl = bufferevent_openssl_get_ssl(w->bev);
+    if (kh_tls_recheck(ssl, w->l->ctx, &revoked, why, sizeof why) == 0) {
+        w->ctx = w->l->ctx;
+        return true;
+    }
+    close_after(req);
+    kh_warn("http",
+            "a connection opened before the trust changed: its client certificate: %s; "
+            "refused and closed",
+            why);
+    refuse_as(w->l, req, revoked ? KH_E_CERT_REVOKED : KH_E_PEER_NOT_ALLOWED,
+              revoked ? "certificate revoked" : "certificate no longer trusted");
+    return false;
+}
+
 static bool admit(struct evhttp_request *req)
 {
     answering(req);
@@ -735,6 +755,11 @@ static bool admit(struct evhttp_request *req)
     }
     listener *l = w->l;
     const kh_http_limits *m = &l->lim;
+    /* a connection from before the listener's last new context (a reload:
+     * its CAs or CRLs changed) is checked against the new trust at its next
+     * request: a certificate revoked since gets no answer over it */
+    if (w->ctx != l->ctx && !still_trusted(w, req))
+        return false;
     if (!w->known)
         know(w);
     /* a connection counts from its first request (its TLS handshake done):
@@ -860,6 +885,7 @@ static struct bufferevent *server_bev(struct event_base *base, void *arg)
     bufferevent_incref(w->bev);
     w->accepted = time(NULL); /* the handshake is timed; the requests from their first byte */
     w->l = l;
+    w->ctx = l->ctx;
     l->nopen++;
     w->next = watches;
     watches = w;

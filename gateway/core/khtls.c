@@ -9,10 +9,12 @@
 #include <openssl/x509v3.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 /* Expected peer subject, attached to an SSL with ex_data. */
 typedef struct {
@@ -28,10 +30,43 @@ static void expect_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, lo
     free(ptr);
 }
 
+/* A certificate refused for its revocation status is named in the log (at
+ * most one line every 10 s for each reason: a revoked client may knock
+ * again and again).
+ * Other refusals (an unknown CA, a bad chain) are the listeners' to count. */
+static void log_revocation(X509_STORE_CTX *st)
+{
+    static const int kinds[] = {X509_V_ERR_CERT_REVOKED, X509_V_ERR_CRL_HAS_EXPIRED,
+                                X509_V_ERR_UNABLE_TO_GET_CRL, X509_V_ERR_CRL_NOT_YET_VALID};
+    static _Atomic long last[sizeof kinds / sizeof kinds[0]]; /* one line each */
+    int e = X509_STORE_CTX_get_error(st);
+    size_t k = 0;
+    while (k < sizeof kinds / sizeof kinds[0] && kinds[k] != e)
+        k++;
+    if (k == sizeof kinds / sizeof kinds[0])
+        return;
+    long now = (long)time(NULL), was = atomic_load(&last[k]);
+    if (now - was < 10 || !atomic_compare_exchange_strong(&last[k], &was, now))
+        return;
+    X509 *cert = X509_STORE_CTX_get_current_cert(st);
+    char org[64] = "?", cn[64] = "?", serial[80] = "?";
+    if (cert != NULL) {
+        if (khc_cert_org(cert, org, sizeof org) != 0)
+            snprintf(org, sizeof org, "?");
+        if (khc_cert_cn(cert, cn, sizeof cn) != 0)
+            snprintf(cn, sizeof cn, "?");
+        khc_cert_serial(cert, serial, sizeof serial);
+    }
+    kh_warn("tls", "certificate O=%s CN=%s serial %s refused: %s", org, cn, serial,
+            X509_verify_cert_error_string(e));
+}
+
 static int verify_cb(int ok, X509_STORE_CTX *st)
 {
-    if (!ok)
+    if (!ok) {
+        log_revocation(st);
         return 0;
+    }
     if (X509_STORE_CTX_get_error_depth(st) != 0)
         return ok;
     SSL *ssl = X509_STORE_CTX_get_ex_data(st, SSL_get_ex_data_X509_STORE_CTX_idx());
@@ -144,8 +179,11 @@ static int on_hello(SSL *ssl, int *al, void *arg)
 
 int kh_tls_set_hello_gate(SSL_CTX *ctx, kh_tls_hello_gate gate, void *arg)
 {
-    if (kh_tls_indexes() != 0 || SSL_CTX_get_ex_data(ctx, gate_idx) != NULL)
+    if (kh_tls_indexes() != 0)
         return -1;
+    const hello_gate *had = SSL_CTX_get_ex_data(ctx, gate_idx);
+    if (had != NULL) /* the same gate again (a listener taking its context back): kept */
+        return had->gate == gate && had->arg == arg ? 0 : -1;
     hello_gate *g = calloc(1, sizeof *g);
     if (g == NULL)
         return -1;
@@ -189,6 +227,45 @@ int kh_tls_add_ca_cert(SSL_CTX *ctx, X509 *ca, char *err, size_t errlen)
         return -1;
     }
     return 0;
+}
+
+int kh_tls_add_crls(SSL_CTX *ctx, const char *path, int64_t *left, char *err, size_t errlen)
+{
+    if (khc_store_add_crls(SSL_CTX_get_cert_store(ctx), path, left, err, errlen) != 0)
+        return -1;
+    /* the handshake verifies with the context's parameters */
+    if (X509_VERIFY_PARAM_set_flags(SSL_CTX_get0_param(ctx), X509_V_FLAG_CRL_CHECK) != 1) {
+        snprintf(err, errlen, "cannot turn revocation checks on");
+        khc_drain_errors("tls crl");
+        return -1;
+    }
+    return 0;
+}
+
+int kh_tls_recheck(SSL *ssl, SSL_CTX *ctx, bool *revoked, char *why, size_t whylen)
+{
+    X509 *leaf = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
+    X509_STORE_CTX *st = X509_STORE_CTX_new();
+    int rc = -1;
+    *revoked = false;
+    snprintf(why, whylen, "no peer certificate");
+    if (leaf != NULL && st != NULL &&
+        X509_STORE_CTX_init(st, SSL_CTX_get_cert_store(ctx), leaf, SSL_get_peer_cert_chain(ssl)) ==
+            1 &&
+        X509_VERIFY_PARAM_set1(X509_STORE_CTX_get0_param(st), SSL_CTX_get0_param(ctx)) == 1 &&
+        X509_STORE_CTX_set_purpose(st, X509_PURPOSE_SSL_CLIENT) == 1) {
+        if (X509_verify_cert(st) == 1) {
+            rc = 0;
+            why[0] = '\0';
+        } else {
+            int e = X509_STORE_CTX_get_error(st);
+            *revoked = e == X509_V_ERR_CERT_REVOKED;
+            snprintf(why, whylen, "%s", X509_verify_cert_error_string(e));
+        }
+    }
+    X509_STORE_CTX_free(st);
+    khc_drain_errors("tls recheck");
+    return rc;
 }
 
 int kh_tls_add_ca(SSL_CTX *ctx, const char *path, char *err, size_t errlen)

@@ -12,6 +12,7 @@
 #include <openssl/types.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* cert/key: our identity; ca: PEM file (may hold several CAs) trusted for peers. */
 SSL_CTX *kh_tls_server_ctx(const char *cert, const char *key, const char *ca, char *err,
@@ -22,6 +23,16 @@ SSL_CTX *kh_tls_client_ctx(const char *cert, const char *key, const char *ca, ch
 KH_MUST_CHECK int kh_tls_add_ca(SSL_CTX *ctx, const char *path, char *err, size_t errlen);
 /* The same with the certificate in hand (the caller keeps its reference). */
 KH_MUST_CHECK int kh_tls_add_ca_cert(SSL_CTX *ctx, X509 *ca, char *err, size_t errlen);
+/* The CRLs of a PEM file for CAs ctx trusts (khc_store_add_crls): from then
+ * on a peer whose certificate is revoked, or whose CA's CRL has expired, is
+ * refused in the handshake (alert certificate_revoked, or another). */
+KH_MUST_CHECK int kh_tls_add_crls(SSL_CTX *ctx, const char *path, int64_t *left, char *err,
+                                  size_t errlen);
+/* A connection's peer certificate and the chain it sent, verified again
+ * against ctx's trust (its CAs and CRLs, now): 0 if still trusted, else -1
+ * with why (revoked: *revoked true). For a connection opened before its
+ * listener took a new context. */
+KH_MUST_CHECK int kh_tls_recheck(SSL *ssl, SSL_CTX *ctx, bool *revoked, char *why, size_t whylen);
 /* Requires the server's leaf certificate to carry these O= and (if cn != NULL)
  * CN= values; checked inside the handshake, so a wrong peer never gets a request. */
 KH_MUST_CHECK int kh_tls_expect_peer(SSL *ssl, const char *org, const char *cn);
@@ -35,7 +46,8 @@ X509 *kh_tls_peer_issuer(SSL *ssl);
  * check yet): gate(fd, arg) false ends the handshake at once with a
  * handshake_failure alert (fd: the connection's socket). Once per
  * connection (a second hello, after a HelloRetryRequest, passes). Once per
- * context: -1 if it has one already; arg outlives the context. */
+ * context: -1 if it has another one already (the same gate and arg: 0);
+ * arg outlives the context. */
 typedef bool (*kh_tls_hello_gate)(int fd, void *arg);
 KH_MUST_CHECK int kh_tls_set_hello_gate(SSL_CTX *ctx, kh_tls_hello_gate gate, void *arg);
 

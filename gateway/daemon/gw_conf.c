@@ -146,6 +146,11 @@ static const kh_opt options[] = {
      "ask the router for its signed directory this often, seconds, and take a newer one "
      "(verified; work in flight finishes under the version it started with); 0: only at "
      "start and on demand (POST /admin/v1/directory/refresh)"},
+    {"crl_refresh_s", KH_OPT_INT, RELOAD, "300", 1, 86400, NULL, OFF(crl_refresh_s), NULL,
+     "read the CRLs (pki/national-ca.crl, pki/operator-ca.crl, each tenant's "
+     "pki/org/ORG/business-ca.crl) and the gateway's TLS files again this often, seconds; a "
+     "certificate revoked is refused from the next refresh on, and every certificate of a CA "
+     "whose CRL has expired is refused (fail-closed)"},
     {"log_level", KH_OPT_ENUM, RELOAD, "info", 0, 0, log_levels, OFF(log_level), NULL,
      "least severe level logged"},
     {"spool_dir", KH_OPT_STR, 0, NULL, 0, 900, NULL, OFF(spool_dir), NULL,

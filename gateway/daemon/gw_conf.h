@@ -20,7 +20,7 @@ typedef struct {
     int max_connections, max_inflight, tenant_max_inflight, system_max_inflight;
     int system_max_connections, handshake_rate, peer_handshake_rate;
     const char *spool_dir, *drop_dir, *drop_system;
-    int chain_sign_interval, max_upload_mb, directory_refresh_s;
+    int chain_sign_interval, max_upload_mb, directory_refresh_s, crl_refresh_s;
     const char *tsa_url, *tsa_ca;
     int tsa_timeout_ms;
     int admin_session_idle, admin_session_max, admin_lockout;

@@ -58,6 +58,7 @@ static void apply_reloadable(const gw_settings *s)
     G.ttl = s->msg_ttl;
     G.default_timeout_ms = s->timeout_ms;
     gw_dir_schedule(s->directory_refresh_s); /* runs from the first directory on */
+    gw_tenants_schedule(s->crl_refresh_s);   /* runs once the listeners are up */
     gw_admin_reload(s);
     /* admission (khhttp.h): a tenant and a business system on the business
      * API; on the peer API there is one client, the router */

@@ -80,6 +80,18 @@ static bool listed(const char *org, char (*codes)[8], size_t n)
     return false;
 }
 
+/* A tenant's business CA, with its CRL (fail-closed: a system's certificate
+ * is refused when the CRL has expired). */
+static int trust(SSL_CTX *ctx, const gw_tenant *t, char *err, size_t errlen)
+{
+    char crl[1024];
+    gw_tls_business_crl(t->id.code, crl);
+    return kh_tls_add_ca_cert(ctx, t->business_ca, err, errlen) != 0 ||
+                   kh_tls_add_crls(ctx, crl, NULL, err, errlen) != 0
+               ? -1
+               : 0;
+}
+
 /* The business listener's context: the gateway's certificate, trusting the
  * business CAs of the tenants hosted now but those in skip, and of extra. */
 static SSL_CTX *biz_ctx_make(gw_tenant *const *extra, size_t nextra, char (*skip)[8], size_t nskip,
@@ -90,14 +102,13 @@ static SSL_CTX *biz_ctx_make(gw_tenant *const *extra, size_t nextra, char (*skip
     SSL_CTX *ctx = kh_tls_server_ctx(cert, key, NULL, err, errlen);
     for (size_t i = 0, n = gw_tenant_count(); ctx != NULL && i < n; i++) {
         const gw_tenant *t = gw_tenant_at(i);
-        if (t != NULL && !listed(t->id.code, skip, nskip) &&
-            kh_tls_add_ca_cert(ctx, t->business_ca, err, errlen) != 0) {
+        if (t != NULL && !listed(t->id.code, skip, nskip) && trust(ctx, t, err, errlen) != 0) {
             kh_tls_ctx_free(ctx);
             ctx = NULL;
         }
     }
     for (size_t i = 0; ctx != NULL && i < nextra; i++)
-        if (kh_tls_add_ca_cert(ctx, extra[i]->business_ca, err, errlen) != 0) {
+        if (trust(ctx, extra[i], err, errlen) != 0) {
             kh_tls_ctx_free(ctx);
             ctx = NULL;
         }
@@ -278,6 +289,8 @@ static void change_work(PGconn *home, void *arg)
     bool tls = ch->tls.changed && ch->tls.err[0] == '\0';
     if (ok == NULL)
         snprintf(ch->err, sizeof ch->err, "out of memory");
+    else if (ch->tls.changed && !tls) /* its files bad: nothing is built from them */
+        snprintf(ch->err, sizeof ch->err, "the gateway's TLS files: %s", ch->tls.err);
     else if (nok > 0 || ch->nretire > 0 || tls)
         ch->ctx = biz_ctx_make(ok, nok, ch->retire, ch->nretire, ch->err, sizeof ch->err);
     free(ok);
@@ -399,19 +412,25 @@ static void change_done(void *arg)
         refuse_all(ch, ch->err);
     } else if (!any && !tls) {
         snprintf(ch->err, sizeof ch->err, "nothing changed");
+    } else if (tls && !gw_tls_install(&ch->tls)) { /* first: it fails as a whole */
+        snprintf(ch->err, sizeof ch->err, "the listeners cannot take new TLS contexts: %s",
+                 ch->tls.err);
+        kh_error("tenants", "tenants and TLS unchanged: %s", ch->err);
+        refuse_all(ch, ch->err);
     } else if (!swap_ctx(ch->ctx)) {
         snprintf(ch->err, sizeof ch->err, "the business listener cannot take a new TLS context");
-        kh_error("tenants", "%s unchanged: %s", tls ? "tenants and TLS" : "tenants", ch->err);
+        kh_error("tenants", "tenants unchanged%s: %s",
+                 tls ? " (the other listeners took the new TLS files)" : "", ch->err);
         refuse_all(ch, ch->err);
     } else {
         ch->ctx = NULL; /* the listener's */
         ch->made = any;
-        if (tls && !gw_tls_install(&ch->tls))
-            kh_error("tls", "TLS of the peer and admin listeners and the client unchanged: %s",
-                     ch->tls.err);
-        else if (tls)
-            kh_info("tls", "TLS reloaded: the gateway's certificate, key and CAs read again; new "
-                           "connections use them, open ones finish with the old");
+        if (!any)
+            snprintf(ch->err, sizeof ch->err, "nothing changed");
+        if (tls)
+            kh_info("tls",
+                    "TLS reloaded: the gateway's certificate, key, CAs and CRLs read again; new "
+                    "connections use them, an open one is checked again at its next request");
         for (size_t i = 0; i < ch->nadd; i++) {
             add_item *a = &ch->add[i];
             if (a->t == NULL)
@@ -509,9 +528,61 @@ static void start_change(wanted *w)
     busy = true;
     if (kh_pool_submit(G.pool, change_work, change_done, ch) != 0) {
         busy = false;
-        kh_error("tenants", "tenants unchanged: the database queue is full; send SIGHUP again");
+        kh_error("tenants",
+                 "tenants and TLS unchanged: the database queue is full; send SIGHUP again");
         change_free(ch);
     }
+}
+
+void gw_tenants_refresh(void)
+{
+    if (busy) /* the change under way reads the files: the next tick will too */
+        return;
+    wanted *w = calloc(1, sizeof *w);
+    size_t n = gw_tenant_count();
+    if (w == NULL || (w->codes = calloc(n ? n : 1, sizeof *w->codes)) == NULL ||
+        (w->dbs = calloc(n ? n : 1, sizeof *w->dbs)) == NULL) {
+        kh_error("tls", "CRLs not read again: out of memory");
+        wanted_free(w);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const gw_tenant *t = gw_tenant_at(i);
+        if (t == NULL)
+            continue;
+        snprintf(w->codes[w->n], sizeof w->codes[w->n], "%s", t->id.code);
+        if (t->own_db && (w->dbs[w->n] = strdup(t->db)) == NULL) {
+            kh_error("tls", "CRLs not read again: out of memory");
+            wanted_free(w);
+            return;
+        }
+        w->n++;
+    }
+    start_change(w); /* the same tenants: only the TLS files are read again */
+}
+
+static struct event *refresh_ev; /* crl_refresh_s */
+
+static void on_refresh(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    if (G.biz_http != NULL && !G.stopping)
+        gw_tenants_refresh();
+}
+
+void gw_tenants_schedule(int interval_s)
+{
+    if (G.base == NULL) /* -t, or before the event loop: start_listeners arms it */
+        return;
+    if (refresh_ev == NULL &&
+        (refresh_ev = event_new(G.base, -1, EV_PERSIST, on_refresh, NULL)) == NULL) {
+        kh_error("tls", "no timer for the CRL refresh: out of memory");
+        return;
+    }
+    struct timeval tv = {.tv_sec = interval_s};
+    evtimer_add(refresh_ev, &tv);
 }
 
 void gw_tenants_reload(const gw_settings *fresh)
@@ -586,6 +657,9 @@ void gw_tenants_free(void)
         kh_tls_ctx_free(old_ctx[i]);
     free(old_ctx);
     kh_tls_ctx_free(atomic_load(&G.biz_ctx));
+    if (refresh_ev != NULL)
+        event_free(refresh_ev);
+    refresh_ev = NULL;
     wanted_free(pending);
     free(last_json);
 }

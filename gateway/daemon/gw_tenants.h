@@ -32,6 +32,13 @@ KH_MUST_CHECK int gw_tenants_load(char *err, size_t errlen);
  * change of the tenants kept for gw_tenants_write. */
 void gw_tenants_reload(const gw_settings *fresh);
 
+/* The same tenants as now (crl_refresh_s's timer): a change that only reads
+ * the gateway's TLS files and the CRLs again (none if one is under way). */
+void gw_tenants_refresh(void);
+/* The refresh's timer: every interval_s, once the listeners are up. At the
+ * start and on SIGHUP, on the event loop. */
+void gw_tenants_schedule(int interval_s);
+
 /* A database's last migration (sql answers one version) against the one
  * this gateway was built for: "ok", "fail" (unreadable, none, behind) or
  * "warn" (newer), with why in plain words. */

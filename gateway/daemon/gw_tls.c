@@ -41,28 +41,56 @@ static void ca_paths(char national[1024], char operator[1024])
     snprintf(operator, 1024, "%s/operator-ca.crt", G.set.pki);
 }
 
+/* The CRL beside a CA file: the same name, .crl for .crt. */
+static void crl_path(const char *ca, char out[1024])
+{
+    size_t n = strlen(ca);
+    snprintf(out, 1024, "%.*s.crl", (int)(n > 4 ? n - 4 : n), ca);
+}
+
+void gw_tls_business_crl(const char *org, char path[1024])
+{
+    snprintf(path, 1024, "%s/org/%s/business-ca.crl", G.set.pki, org);
+}
+
+static int digest_file(khc_sha256_ctx *h, const char *path, char *err, size_t errlen)
+{
+    uint8_t *data = NULL;
+    size_t len = 0;
+    int rc = 0;
+    if (khc_read_file_max(path, GW_TLS_MAX_FILE, &data, &len) != 0) {
+        snprintf(err, errlen, "cannot read %s", path);
+        rc = -1;
+    } else if (khc_sha256_update(h, path, strlen(path) + 1) != 0 ||
+               khc_sha256_update(h, data, len) != 0) {
+        rc = -1;
+    }
+    khc_free_secret(data, len); /* a key's bytes among them */
+    return rc;
+}
+
 /* SHA-256 over each file's name and bytes; -1 with err if one cannot be read. */
 static int files_digest(uint8_t out[32], char *err, size_t errlen)
 {
-    char cert[1024], key[1024], nat[1024], op[1024];
+    char cert[1024], key[1024], nat[1024], op[1024], natcrl[1024], opcrl[1024], crl[1024];
     gw_tls_paths(cert, key);
     ca_paths(nat, op);
-    const char *files[] = {cert, key, nat, G.set.admin_listen != NULL ? op : NULL};
+    crl_path(nat, natcrl);
+    crl_path(op, opcrl);
+    bool admin = G.set.admin_listen != NULL;
+    const char *files[] = {cert, key, nat, natcrl, admin ? op : NULL, admin ? opcrl : NULL};
     khc_sha256_ctx *h = khc_sha256_new();
     int rc = h != NULL ? 0 : -1;
-    for (size_t i = 0; rc == 0 && i < sizeof files / sizeof files[0]; i++) {
-        uint8_t *data = NULL;
-        size_t len = 0;
-        if (files[i] == NULL)
+    for (size_t i = 0; rc == 0 && i < sizeof files / sizeof files[0]; i++)
+        if (files[i] != NULL)
+            rc = digest_file(h, files[i], err, errlen);
+    /* the business listener trusts the hosted tenants' CAs with their CRLs */
+    for (size_t i = 0, n = gw_tenant_count(); rc == 0 && i < n; i++) {
+        const gw_tenant *t = gw_tenant_at(i);
+        if (t == NULL)
             continue;
-        if (khc_read_file(files[i], &data, &len) != 0) {
-            snprintf(err, errlen, "cannot read %s", files[i]);
-            rc = -1;
-        } else if (khc_sha256_update(h, files[i], strlen(files[i]) + 1) != 0 ||
-                   khc_sha256_update(h, data, len) != 0) {
-            rc = -1;
-        }
-        khc_free_secret(data, len); /* the key's bytes among them */
+        gw_tls_business_crl(t->id.code, crl);
+        rc = digest_file(h, crl, err, errlen);
     }
     if (rc == 0)
         rc = khc_sha256_final(h, out);
@@ -89,13 +117,20 @@ void gw_tls_next_clear(gw_tls_next *n)
 /* Every context from the files; false with n->err. */
 static bool build(gw_tls_next *n)
 {
-    char cert[1024], key[1024], nat[1024], op[1024];
+    char cert[1024], key[1024], nat[1024], op[1024], natcrl[1024], opcrl[1024];
     char *err = n->err;
     size_t errlen = sizeof n->err;
     gw_tls_paths(cert, key);
     ca_paths(nat, op);
+    crl_path(nat, natcrl);
+    crl_path(op, opcrl);
+    /* the router and the gateways' TLS certificates: revocation checked in
+     * the handshake (the signature certificates are the signed directory's:
+     * the router stops listing one that is revoked) */
     if ((n->peer = kh_tls_server_ctx(cert, key, nat, err, errlen)) == NULL ||
+        kh_tls_add_crls(n->peer, natcrl, NULL, err, errlen) != 0 ||
         (n->client = kh_tls_client_ctx(cert, key, nat, err, errlen)) == NULL ||
+        kh_tls_add_crls(n->client, natcrl, NULL, err, errlen) != 0 ||
         (n->national = khc_store_from_file(nat, err, errlen)) == NULL ||
         (n->national_ca = khc_load_cert(nat, err, errlen)) == NULL)
         return false;
@@ -103,6 +138,7 @@ static bool build(gw_tls_next *n)
      * tenants' business CAs */
     if (G.set.admin_listen != NULL &&
         ((n->admin = kh_tls_server_ctx(cert, key, op, err, errlen)) == NULL ||
+         kh_tls_add_crls(n->admin, opcrl, NULL, err, errlen) != 0 ||
          (n->operator_ca = khc_load_cert(op, err, errlen)) == NULL))
         return false;
     return true;

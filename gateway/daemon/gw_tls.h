@@ -46,6 +46,12 @@ bool gw_tls_install(gw_tls_next *n);
 /* What n still holds (after a failed or no install). */
 void gw_tls_next_clear(gw_tls_next *n);
 
+/* The CRL of a tenant's business CA (pki/org/ORG/business-ca.crl). */
+void gw_tls_business_crl(const char *org, char path[1024]);
+
+/* Files over this are refused (a national CA's CRL may be long). */
+#define GW_TLS_MAX_FILE (16u << 20)
+
 /* At exit: every context, the current and the replaced ones. */
 void gw_tls_free(void);
 

@@ -106,6 +106,22 @@ new_person() {
     LOCAL_N="3${r:0:8}"
 }
 
+# askable_person: a new person whom Osaka (271004, childallowance) may ask
+# Chiyoda (131016) about: local tax information (TK001) registered at
+# Chiyoda, link codes at both.
+askable_person() {
+    local who
+    new_person
+    expect_contains "Chiyoda registers local tax information" "OK registered version" \
+        "$(client 131016 tax register "$LOCAL_C" TK001 20250601 fiscal_year=2025 \
+            total_income=3010000 annual_tax=150500 spouse_category=0)"
+    for who in "131016 tax $LOCAL_C" "271004 childallowance $LOCAL_O"; do
+        set -- $who
+        expect_contains "$1 obtains a link code" "OK link code acquired" \
+            "$(client "$1" "$2" linkcode "$3" "$RESIDENT")"
+    done
+}
+
 # reconf GW [LINE...]: GW's (gw-a, gw-b) configuration as it was before the
 # first reconf, plus the LINEs, applied by SIGHUP; returns once GW has logged
 # that it reloaded (else fails the test, after 5 s). reconf_restore GW puts

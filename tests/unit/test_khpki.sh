@@ -146,6 +146,26 @@ check_not "renew with bad days" "$KHPKI" renew --days 0 "$P" gateway gw1
 check_not "renew with a bad gateway name" "$KHPKI" renew "$P" gateway ../x
 [ ! -e "$P/gw/gw-none" ] && ok "nothing created by a refused renew" || fail "renew created gw-none"
 
+# Revocation: every CA has its CRL; revoke puts a certificate on it.
+for ca in national-ca operator-ca org/131016/business-ca; do
+    check "$ca has a CRL signed by it" openssl crl -in "$P/$ca.crl" -CAfile "$P/$ca.crt" -noout
+done
+check "revoke a business system's certificate" "$KHPKI" revoke "$P" system 131016 tax-1
+check "... it no longer verifies with the CRL" sh -c "! openssl verify -crl_check -CAfile '$P/org/131016/business-ca.crt' \
+    -CRLfile '$P/org/131016/business-ca.crl' '$P/org/131016/systems/tax-1.crt' >/dev/null 2>&1"
+check "... the CRL names its CA's key (rollover)" sh -c "openssl crl -in '$P/org/131016/business-ca.crl' -noout -text | grep -q 'Authority Key Identifier'"
+check "the gateway's still verifies with its CRL" openssl verify -crl_check -CAfile "$P/national-ca.crt" \
+    -CRLfile "$P/national-ca.crl" "$P/gw/gw1/tls.crt"
+check "revoke a certificate file (its CA found)" "$KHPKI" revoke "$P" file "$P/gw/gw1/tls.prev.crt"
+check "... on the national CA's CRL" sh -c "openssl crl -in '$P/national-ca.crl' -noout -text | grep -qi \
+    \"\$(openssl x509 -in '$P/gw/gw1/tls.prev.crt' -noout -serial | cut -d= -f2)\""
+check "crl signs every CRL anew for 2 days" "$KHPKI" crl --days 2 "$P"
+check "... valid 2 days" sh -c "openssl crl -in '$P/national-ca.crl' -noout -nextupdate | grep -q \"\$(date -u -d '+2 days' '+%b %e')\""
+check "... the revoked stay revoked" sh -c "! openssl verify -crl_check -CAfile '$P/org/131016/business-ca.crt' \
+    -CRLfile '$P/org/131016/business-ca.crl' '$P/org/131016/systems/tax-1.crt' >/dev/null 2>&1"
+check_not "revoke a certificate of a foreign CA" "$KHPKI" revoke "$P" file "$P/rogue/tls.crt"
+check_not "revoke with an unknown kind" "$KHPKI" revoke "$P" portal portal
+
 # Bad arguments.
 check_not "bad SYSID (upper case)" "$KHPKI" system "$P" 131016 TAX
 check_not "bad SYSID (too long)" "$KHPKI" system "$P" 131016 "$(printf 'a%.0s' {1..33})"
