@@ -17,6 +17,7 @@
 #include "khpool.h"
 #include "khseen.h"
 #include "khrouter_ep.h"
+#include "khrouter_tls.h"
 #include "khrouter_portal.h"
 #include "khtls.h"
 
@@ -63,7 +64,7 @@ typedef struct r_world {
 typedef struct {
     const char *listen, *pki, *db, *secret, *capture;
     kh_opt_list orgs, portals;
-    int max_skew, msg_ttl, max_body, timeout_ms, db_workers, log_level, probe_ms;
+    int max_skew, msg_ttl, max_body, timeout_ms, db_workers, log_level, probe_ms, crl_refresh_s;
 } r_settings;
 
 static struct {
@@ -134,6 +135,10 @@ static const kh_opt options[] = {
      "interval of the readiness probes (GET /v1/ready) of every gateway endpoint, ms"},
     {"db_workers", KH_OPT_INT, 0, "4", 1, 64, NULL, OFF(db_workers), NULL,
      "database worker threads"},
+    {"crl_refresh_s", KH_OPT_INT, KH_OPT_RELOAD, "300", 1, 86400, NULL, OFF(crl_refresh_s), NULL,
+     "read the national CA's CRL (pki/national-ca.crl) and the router's TLS files again this "
+     "often, seconds (and on SIGHUP): a revoked gateway certificate is refused from then on; "
+     "every certificate of the CA is refused once its CRL has expired (fail-closed)"},
     {"log_level", KH_OPT_ENUM, KH_OPT_RELOAD, "info", 0, 0, log_levels, OFF(log_level), NULL,
      "least severe level logged"},
     {NULL, KH_OPT_STR, 0, NULL, 0, 0, NULL, 0, NULL, NULL},
@@ -1294,7 +1299,7 @@ static int load_secret(const char *path, char *err, size_t errlen)
 
 static int setup(const char *config, char *err, size_t errlen)
 {
-    char cert[1024], key[1024], ca[1024], dir[1024];
+    char ca[1024], dir[1024];
     R.conf = kh_conf_load(config, options, &R.set, err, errlen);
     if (R.conf == NULL)
         return -1;
@@ -1303,12 +1308,9 @@ static int setup(const char *config, char *err, size_t errlen)
     R.max_body = R.set.max_body;
     const char *secret = R.set.secret;
     apply_reloadable(&R.set);
-    snprintf(cert, sizeof cert, "%s/router/tls.crt", R.pki);
-    snprintf(key, sizeof key, "%s/router/tls.key", R.pki);
     snprintf(ca, sizeof ca, "%s/national-ca.crt", R.pki);
     snprintf(dir, sizeof dir, "%s/router", R.pki);
-    if ((R.server_ctx = kh_tls_server_ctx(cert, key, ca, err, errlen)) == NULL ||
-        (R.client_ctx = kh_tls_client_ctx(cert, key, ca, err, errlen)) == NULL ||
+    if (khr_tls_load(R.pki, &R.server_ctx, &R.client_ctx, err, errlen) != 0 ||
         (R.national = khc_store_from_file(ca, err, errlen)) == NULL ||
         kh_identity_load(&R.id, "ROUTER", dir, err, errlen) != 0 ||
         load_secret(secret, err, errlen) != 0)
@@ -1369,6 +1371,16 @@ static void apply_fresh(const void *fresh)
 {
     apply_reloadable(fresh);
     rebuild(&((const r_settings *)fresh)->orgs);
+    khr_tls_reload(((const r_settings *)fresh)->crl_refresh_s);
+}
+
+/* A new client context (khrouter_tls.c): the next envelopes, disclosures and
+ * probes open their connections with it. */
+static void took_client(SSL_CTX *client)
+{
+    R.client_ctx = client;
+    R.portal.client_ctx = client;
+    khr_ep_set_ctx(client);
 }
 
 static void on_reload(evutil_socket_t sig, short what, void *arg)
@@ -1472,6 +1484,7 @@ int main(int argc, char **argv)
         kh_error("main", "cannot start the readiness probes");
         goto out;
     }
+    khr_tls_start(R.base, R.pool, R.http, R.set.crl_refresh_s, took_client);
     kh_info("main", "ready on %s: %zu organisations, %zu legal-basis rows", R.set.listen,
             world()->norgs, dir_now()->pb->n_legal_basis);
     event_base_dispatch(R.base);
@@ -1495,8 +1508,7 @@ out:
     world_free(world());
     kh_identity_clear(&R.id);
     khc_wipe(R.secret, sizeof R.secret);
-    kh_tls_ctx_free(R.server_ctx);
-    kh_tls_ctx_free(R.client_ctx);
+    khr_tls_free(); /* R.server_ctx and R.client_ctx among them */
     khc_store_free(R.national);
     kh_conf_free(R.conf);
     return rc;

@@ -48,6 +48,8 @@ bool khr_ep_up(int i);
 
 /* Starts probing every endpoint every probe_ms (the first round at once),
  * each probe bounded by the same time; ctx is the router's client context. */
+/* The client context of the next probes (a TLS reload). */
+void khr_ep_set_ctx(SSL_CTX *ctx);
 int khr_ep_start(struct event_base *base, SSL_CTX *ctx, int probe_ms);
 void khr_ep_stop(void);
 

@@ -1022,6 +1022,24 @@ void khc_sha256_free(khc_sha256_ctx *ctx)
     free(ctx);
 }
 
+int khc_sha256_file(khc_sha256_ctx *ctx, const char *path, size_t max, char *err, size_t errlen)
+{
+    uint8_t *data = NULL;
+    size_t len = 0;
+    if (khc_read_file_max(path, max, &data, &len) != 0) {
+        set_err(err, errlen, "cannot read %s", path);
+        return -1;
+    }
+    int rc = khc_sha256_update(ctx, path, strlen(path) + 1) != 0 ||
+                     khc_sha256_update(ctx, data, len) != 0
+                 ? -1
+                 : 0;
+    if (rc != 0)
+        set_err(err, errlen, "cannot digest %s", path);
+    khc_free_secret(data, len);
+    return rc;
+}
+
 int khc_hmac_sha256(const uint8_t *key, size_t keylen, const uint8_t *data, size_t len,
                     uint8_t out[32])
 {

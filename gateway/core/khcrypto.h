@@ -126,6 +126,11 @@ KH_MUST_CHECK int khc_sha256_update(khc_sha256_ctx *ctx, const void *data, size_
 KH_MUST_CHECK int khc_sha256_peek(const khc_sha256_ctx *ctx, uint8_t out[32]);
 KH_MUST_CHECK int khc_sha256_final(khc_sha256_ctx *ctx, uint8_t out[32]);
 void khc_sha256_free(khc_sha256_ctx *ctx);
+/* Adds a file's path and its bytes (at most max) to ctx, the bytes wiped
+ * after (a key file among them): the digest of a set of files tells whether
+ * any changed. -1 with err if it cannot be read. */
+KH_MUST_CHECK int khc_sha256_file(khc_sha256_ctx *ctx, const char *path, size_t max, char *err,
+                                  size_t errlen);
 /* SHA-256 of a followed by b, like khc_sha256, reusing ctx (from
  * khc_sha256_new, nothing added to it) for many digests in a row: a loop
  * over millions of rows then allocates nothing. ctx is ready for the next. */

@@ -258,7 +258,8 @@ typedef struct watch {
     time_t first;                 /* when its first byte came; 0: none yet */
     time_t accepted;
     bool handshaken; /* the TLS handshake was seen complete */
-    SSL_CTX *ctx;    /* the listener's context its handshake was made with */
+    SSL_CTX *ctx;    /* the listener's context its peer was last verified with */
+    time_t verified; /* when (the accept, then each recheck) */
     bool busy;       /* a request is being answered */
     struct listener *l;
     const char *endpoint;         /* of the request being answered (kh_http_answers) */
@@ -724,12 +725,13 @@ static bool still_trusted(watch *w, struct evhttp_request *req)
     SSL *ssl = bufferevent_openssl_get_ssl(w->bev);
     if (kh_tls_recheck(ssl, w->l->ctx, &revoked, why, sizeof why) == 0) {
         w->ctx = w->l->ctx;
+        w->verified = time(NULL);
         return true;
     }
     close_after(req);
     kh_warn("http",
-            "a connection opened before the trust changed: its client certificate: %s; "
-            "refused and closed",
+            "a kept-alive connection verified again: its client certificate: %s; refused and "
+            "closed",
             why);
     refuse_as(w->l, req, revoked ? KH_E_CERT_REVOKED : KH_E_PEER_NOT_ALLOWED,
               revoked ? "certificate revoked" : "certificate no longer trusted");
@@ -756,9 +758,11 @@ static bool admit(struct evhttp_request *req)
     listener *l = w->l;
     const kh_http_limits *m = &l->lim;
     /* a connection from before the listener's last new context (a reload:
-     * its CAs or CRLs changed) is checked against the new trust at its next
-     * request: a certificate revoked since gets no answer over it */
-    if (w->ctx != l->ctx && !still_trusted(w, req))
+     * its CAs or CRLs changed), or verified more than KH_HTTP_RECHECK_S ago,
+     * is verified again: a certificate revoked or expired since, or whose
+     * CA's CRL has expired, gets no answer over it */
+    if ((w->ctx != l->ctx || time(NULL) - w->verified >= KH_HTTP_RECHECK_S) &&
+        !still_trusted(w, req))
         return false;
     if (!w->known)
         know(w);
@@ -886,6 +890,7 @@ static struct bufferevent *server_bev(struct event_base *base, void *arg)
     w->accepted = time(NULL); /* the handshake is timed; the requests from their first byte */
     w->l = l;
     w->ctx = l->ctx;
+    w->verified = w->accepted;
     l->nopen++;
     w->next = watches;
     watches = w;

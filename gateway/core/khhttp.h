@@ -103,6 +103,16 @@ void kh_http_reply_raw(struct evhttp_request *req, int http_status, const uint8_
  * timeout instead). */
 #define KH_HTTP_MIN_RATE 1024
 #define KH_HTTP_GRACE_S 10
+/* A kept-alive connection's client certificate is verified again at its
+ * first request this long after the last verification (and at once when its
+ * listener took a new context): a certificate revoked, expired, or whose
+ * CA's CRL expired meanwhile gets no more answers over it. */
+#define KH_HTTP_RECHECK_S 60
+/* A kept-alive connection's client certificate is verified again at its
+ * first request this long after the last verification (and at once when its
+ * listener took a new context): a certificate revoked, expired, or whose
+ * CA's CRL expired meanwhile gets no more answers over it. */
+#define KH_HTTP_RECHECK_S 60
 /* How many connections were closed for being too slow, since start. */
 unsigned long kh_http_slow_closed(void);
 /* While on (a node draining before it stops), every request's reply carries

@@ -9,7 +9,7 @@
 #include <openssl/x509v3.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <stdatomic.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,33 +30,62 @@ static void expect_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, lo
     free(ptr);
 }
 
-/* A certificate refused for its revocation status is named in the log (at
- * most one line every 10 s for each reason: a revoked client may knock
- * again and again).
- * Other refusals (an unknown CA, a bad chain) are the listeners' to count. */
+/* A certificate refused for its revocation status is named in the log:
+ * only one its CA's key really signed (a forged certificate naming a
+ * revoked serial is not worth a line, and must not crowd out the real ones),
+ * and each (reason, serial) at most once every 10 s, the last 32 of them
+ * remembered: a revoked client may knock again and again. */
+#define REVOKE_LOG_SLOTS 32
+static struct {
+    pthread_mutex_t mu;
+    struct {
+        int reason;
+        char serial[80];
+        time_t at;
+    } slot[REVOKE_LOG_SLOTS];
+    size_t next;
+} revlog = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static bool revlog_due(int reason, const char *serial)
+{
+    time_t now = time(NULL);
+    bool due = true;
+    pthread_mutex_lock(&revlog.mu);
+    for (size_t i = 0; due && i < REVOKE_LOG_SLOTS; i++)
+        if (revlog.slot[i].reason == reason && strcmp(revlog.slot[i].serial, serial) == 0 &&
+            now - revlog.slot[i].at < 10)
+            due = false;
+    if (due) {
+        size_t i = revlog.next++ % REVOKE_LOG_SLOTS;
+        revlog.slot[i].reason = reason;
+        snprintf(revlog.slot[i].serial, sizeof revlog.slot[i].serial, "%s", serial);
+        revlog.slot[i].at = now;
+    }
+    pthread_mutex_unlock(&revlog.mu);
+    return due;
+}
+
 static void log_revocation(X509_STORE_CTX *st)
 {
-    static const int kinds[] = {X509_V_ERR_CERT_REVOKED, X509_V_ERR_CRL_HAS_EXPIRED,
-                                X509_V_ERR_UNABLE_TO_GET_CRL, X509_V_ERR_CRL_NOT_YET_VALID};
-    static _Atomic long last[sizeof kinds / sizeof kinds[0]]; /* one line each */
     int e = X509_STORE_CTX_get_error(st);
-    size_t k = 0;
-    while (k < sizeof kinds / sizeof kinds[0] && kinds[k] != e)
-        k++;
-    if (k == sizeof kinds / sizeof kinds[0])
-        return;
-    long now = (long)time(NULL), was = atomic_load(&last[k]);
-    if (now - was < 10 || !atomic_compare_exchange_strong(&last[k], &was, now))
+    if (e != X509_V_ERR_CERT_REVOKED && e != X509_V_ERR_CRL_HAS_EXPIRED &&
+        e != X509_V_ERR_UNABLE_TO_GET_CRL && e != X509_V_ERR_CRL_NOT_YET_VALID)
         return;
     X509 *cert = X509_STORE_CTX_get_current_cert(st);
-    char org[64] = "?", cn[64] = "?", serial[80] = "?";
-    if (cert != NULL) {
-        if (khc_cert_org(cert, org, sizeof org) != 0)
-            snprintf(org, sizeof org, "?");
-        if (khc_cert_cn(cert, cn, sizeof cn) != 0)
-            snprintf(cn, sizeof cn, "?");
-        khc_cert_serial(cert, serial, sizeof serial);
+    X509 *issuer = X509_STORE_CTX_get0_current_issuer(st);
+    EVP_PKEY *ikey = issuer != NULL ? X509_get0_pubkey(issuer) : NULL;
+    if (cert == NULL || ikey == NULL || X509_verify(cert, ikey) != 1) {
+        khc_drain_errors("tls revocation log");
+        return;
     }
+    char org[64], cn[64], serial[80];
+    khc_cert_serial(cert, serial, sizeof serial);
+    if (!revlog_due(e, serial))
+        return;
+    if (khc_cert_org(cert, org, sizeof org) != 0)
+        snprintf(org, sizeof org, "?");
+    if (khc_cert_cn(cert, cn, sizeof cn) != 0)
+        snprintf(cn, sizeof cn, "?");
     kh_warn("tls", "certificate O=%s CN=%s serial %s refused: %s", org, cn, serial,
             X509_verify_cert_error_string(e));
 }

@@ -99,7 +99,10 @@ static int setup(const char *config, char *err, size_t errlen)
         return -1;
     /* business systems are trusted through their tenants' CAs only */
     /* the TSA's CA too, so that -t checks it */
-    return gw_tenants_load(err, errlen) != 0 ? -1 : gw_stamp_start(err, errlen);
+    if (gw_tenants_load(err, errlen) != 0)
+        return -1;
+    gw_tls_settle();
+    return gw_stamp_start(err, errlen);
 }
 
 static void start_listeners(void)

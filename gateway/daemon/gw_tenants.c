@@ -239,6 +239,20 @@ static void iso(int64_t t, char out[24])
     strftime(out, 24, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* Whether a tenant's business CA's CRL cannot be used (missing, expired,
+ * not its CA's): checked alone, so that one tenant's refusal leaves the
+ * others of the change to go ahead. */
+static bool crl_unusable(const gw_tenant *t, char *err, size_t errlen)
+{
+    char ca[1024], crl[1024];
+    snprintf(ca, sizeof ca, "%s/org/%s/business-ca.crt", G.set.pki, t->id.code);
+    gw_tls_business_crl(t->id.code, crl);
+    X509_STORE *s = khc_store_from_file(ca, err, errlen);
+    bool bad = s == NULL || khc_store_add_crls(s, crl, NULL, err, errlen) != 0;
+    khc_store_free(s);
+    return bad;
+}
+
 static void change_work(PGconn *home, void *arg)
 {
     change *ch = arg;
@@ -255,7 +269,11 @@ static void change_work(PGconn *home, void *arg)
             continue;
         char v[200];
         PGconn *c = home; /* kh_db_tenant_begin takes the tenant's database's */
-        if (!gw_dir_lists(dir, t)) {
+        char crlerr[256];
+        if (crl_unusable(t, crlerr, sizeof crlerr)) {
+            snprintf(a->why, sizeof a->why,
+                     "its business CA's CRL: %s (tools/khpki crl signs it anew)", crlerr);
+        } else if (!gw_dir_lists(dir, t)) {
             snprintf(a->why, sizeof a->why,
                      "not in the directory in use, or its certificates there differ from "
                      "pki/org/%s: add it to the router first, then refresh the directory",

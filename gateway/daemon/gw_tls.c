@@ -53,22 +53,6 @@ void gw_tls_business_crl(const char *org, char path[1024])
     snprintf(path, 1024, "%s/org/%s/business-ca.crl", G.set.pki, org);
 }
 
-static int digest_file(khc_sha256_ctx *h, const char *path, char *err, size_t errlen)
-{
-    uint8_t *data = NULL;
-    size_t len = 0;
-    int rc = 0;
-    if (khc_read_file_max(path, GW_TLS_MAX_FILE, &data, &len) != 0) {
-        snprintf(err, errlen, "cannot read %s", path);
-        rc = -1;
-    } else if (khc_sha256_update(h, path, strlen(path) + 1) != 0 ||
-               khc_sha256_update(h, data, len) != 0) {
-        rc = -1;
-    }
-    khc_free_secret(data, len); /* a key's bytes among them */
-    return rc;
-}
-
 /* SHA-256 over each file's name and bytes; -1 with err if one cannot be read. */
 static int files_digest(uint8_t out[32], char *err, size_t errlen)
 {
@@ -83,14 +67,14 @@ static int files_digest(uint8_t out[32], char *err, size_t errlen)
     int rc = h != NULL ? 0 : -1;
     for (size_t i = 0; rc == 0 && i < sizeof files / sizeof files[0]; i++)
         if (files[i] != NULL)
-            rc = digest_file(h, files[i], err, errlen);
+            rc = khc_sha256_file(h, files[i], GW_TLS_MAX_FILE, err, errlen);
     /* the business listener trusts the hosted tenants' CAs with their CRLs */
     for (size_t i = 0, n = gw_tenant_count(); rc == 0 && i < n; i++) {
         const gw_tenant *t = gw_tenant_at(i);
         if (t == NULL)
             continue;
         gw_tls_business_crl(t->id.code, crl);
-        rc = digest_file(h, crl, err, errlen);
+        rc = khc_sha256_file(h, crl, GW_TLS_MAX_FILE, err, errlen);
     }
     if (rc == 0)
         rc = khc_sha256_final(h, out);
@@ -159,6 +143,14 @@ int gw_tls_load(char *err, size_t errlen)
     G.national_ca = n.national_ca;
     G.operator_ca = n.operator_ca;
     return 0;
+}
+
+void gw_tls_settle(void)
+{
+    char err[256] = "";
+    uint8_t d[32];
+    if (files_digest(d, err, sizeof err) == 0)
+        memcpy(in_use, d, sizeof in_use);
 }
 
 void gw_tls_begin(gw_tls_next *n)

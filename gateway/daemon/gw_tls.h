@@ -35,6 +35,10 @@ void gw_tls_paths(char cert[1024], char key[1024]);
 /* At the start, before the event loop: every context into G. 0, or -1 with err. */
 KH_MUST_CHECK int gw_tls_load(char *err, size_t errlen);
 
+/* Once the tenants are loaded (their CRLs are in the digest too): the files
+ * in use are those read now, so that the first refresh does not read them
+ * all again. */
+void gw_tls_settle(void);
 /* On the event loop, as a reload begins: n->seen is the digest in use. */
 void gw_tls_begin(gw_tls_next *n);
 /* On a worker: the files' digest; if it is not n->seen, every context is

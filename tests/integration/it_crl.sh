@@ -6,8 +6,10 @@
 # - a business system: refused in the TLS handshake once revoked; a
 #   connection it opened before gets KH-4013 to its next request;
 # - an operator: refused by the admin listener once revoked;
-# - the router: gw-a refuses to talk to it (a query fails with a code) until
-#   the CRL without it is back;
+# - the router: gw-a refuses to talk to it (a link code asked fails with a
+#   code) until the CRL without it is back;
+# - a gateway (gw-b): the router, reading the CRL every second too, refuses
+#   it: gw-b's tenants get KH-5004, gw-a's are answered;
 # - Chiyoda's business CA's CRL expires: every Chiyoda system is refused,
 #   Osaka's still answered; a CRL signed anew lets them in again.
 # Every CRL and revocation database the test changes is put back at the end.
@@ -28,6 +30,11 @@ put_back() { # CA: its CRL and database as the test found them
 cleanup() {
     for ca in $CAS; do put_back "$ca"; done
     reconf_restore gw-a || true
+    reconf_restore gw-b || true
+    if [ -f "$W/router.conf.orig" ]; then
+        cp -p "$W/router.conf.orig" "$KH_STACK/router.conf"
+        kill -HUP "$(cat "$KH_STACK/run/router.pid")" 2>/dev/null || true
+    fi
     rm -rf "$W"
 }
 trap cleanup EXIT
@@ -52,6 +59,8 @@ as_operator() { # NAME: the admin API's metrics as that operator
 handshake_refused() { [[ $1 == *"certificate revoked"* ]]; }
 
 reconf gw-a "crl_refresh_s = 1"
+# gw-b too: it must not keep for 300 s a CRL of this test that revokes the router
+reconf gw-b "crl_refresh_s = 1"
 askable_person
 Q="query O-CA-001 JT001 131016 TK001 $LOCAL_O"
 
@@ -101,13 +110,42 @@ wait_reload "gw-a reads the national CA's new CRL" "$n"
 new_person # a link code the router has to give
 expect_contains "a link code asked through the revoked router is refused with a code" \
     "REFUSED KH-5004" "$(client 271004 childallowance linkcode "$LOCAL_O" "$RESIDENT")"
-expect_contains "... gw-a's log says the router's certificate is revoked" "certificate revoked" \
+expect_contains "... gw-a's log names the router's certificate, revoked" \
+    "certificate O=ROUTER CN=router serial $(openssl x509 -in "$PKI/router/tls.crt" -noout -serial | cut -d= -f2) refused: certificate revoked" \
     "$(tail -100 "$LOG")"
 n=$(reloads)
 put_back national-ca
 wait_reload "the CRL without the router back: gw-a reads it" "$n"
 expect_contains "link codes come through the router again" "OK link code acquired" \
     "$(client 271004 childallowance linkcode "$LOCAL_O" "$RESIDENT")"
+
+# a gateway's TLS certificate revoked: the router refuses it (the router
+# reads the national CA's CRL every second here)
+RLOG=$KH_STACK/log/router.log
+rreloads() { grep -c '"msg":"TLS reloaded' "$RLOG" || true; }
+cp -p "$KH_STACK/router.conf" "$W/router.conf.orig"
+c=$(grep -c 'configuration reloaded' "$RLOG" || true)
+echo "crl_refresh_s = 1" >>"$KH_STACK/router.conf"
+kill -HUP "$(cat "$KH_STACK/run/router.pid")"
+for _ in $(seq 1 50); do [ "$(grep -c 'configuration reloaded' "$RLOG" || true)" -gt "$c" ] && break; sleep 0.1; done
+n=$(rreloads)
+check "khpki revokes gw-b's TLS certificate" "$KHPKI" revoke "$PKI" gateway gw-b
+for _ in $(seq 1 100); do [ "$(rreloads)" -gt "$n" ] && break; sleep 0.1; done
+check "the router reads the national CA's new CRL within a refresh" test "$(rreloads)" -gt "$n"
+new_person
+expect_contains "a link code asked by a tenant of gw-b, whose certificate is revoked, is refused with a code" \
+    "REFUSED KH-5004" "$(client N00001 pension linkcode "$LOCAL_N" "$RESIDENT")"
+expect_contains "... the router's log names gw-b's certificate, revoked" \
+    "certificate O=KH-GW CN=gw-b serial $(openssl x509 -in "$PKI/gw/gw-b/tls.crt" -noout -serial | cut -d= -f2) refused: certificate revoked" \
+    "$(tail -200 "$RLOG")"
+expect_contains "gw-a's tenants still get link codes" "OK link code acquired" \
+    "$(client 271004 childallowance linkcode "$LOCAL_O" "$RESIDENT")"
+n=$(rreloads)
+put_back national-ca
+for _ in $(seq 1 100); do [ "$(rreloads)" -gt "$n" ] && break; sleep 0.1; done
+check "the CRL without gw-b back: the router reads it" test "$(rreloads)" -gt "$n"
+expect_contains "... and gw-b's tenants get link codes again" "OK link code acquired" \
+    "$(client N00001 pension linkcode "$LOCAL_N" "$RESIDENT")"
 
 # Chiyoda's business CA's CRL expires: fail-closed
 B=$PKI/org/131016/business-ca
@@ -121,12 +159,14 @@ default_md = sha256
 unique_subject = no
 X
 n=$(reloads)
-openssl ca -batch -config "$W/ca.cnf" -gencrl -crlsec 4 -keyfile "$B.key" -cert "$B.crt" \
-    -out "$B.crl" 2>"$W/ca.err" || subfail "openssl ca: $(cat "$W/ca.err")"
-wait_reload "a CRL valid for 4 seconds: gw-a reads it" "$n"
+openssl ca -batch -config "$W/ca.cnf" -gencrl -crlsec 8 -keyfile "$B.key" -cert "$B.crt" \
+    -out "$B.crl.tmp" 2>"$W/ca.err" || subfail "openssl ca: $(cat "$W/ca.err")"
+mv "$B.crl.tmp" "$B.crl" # whole, at once
+until_expired=$(($(date +%s) + 9))
+wait_reload "a CRL valid for 8 seconds: gw-a reads it" "$n"
 expect_contains "Chiyoda's system is answered while it is current" "OK link code acquired" \
     "$(as_system 131016 tax linkcode "$LOCAL_C" "$RESIDENT")"
-sleep 5
+while [ "$(date +%s)" -le "$until_expired" ]; do sleep 0.2; done
 out=$(as_system 131016 tax linkcode "$LOCAL_C" "$RESIDENT")
 check "once it has expired every Chiyoda system is refused in the handshake" \
     grep -Eq "exit=[1-9]" <<<"$out"

@@ -112,8 +112,10 @@ as_new_op() {
 out=$(as_new_op)
 expect_contains "an operator certificate of the new operator CA is refused in the handshake" "alert" "$out"
 sleep 1
-cat "$W/operator-ca.crt.orig" "$W/ops/operator-ca.crt" >"$PKI/operator-ca.crt"
+# the CRLs first: a refresh between the two finds a CRL without its CA and
+# keeps what it had
 cat "$W/operator-ca.crl.orig" "$W/ops/operator-ca.crl" >"$PKI/operator-ca.crl"
+cat "$W/operator-ca.crt.orig" "$W/ops/operator-ca.crt" >"$PKI/operator-ca.crt"
 hup
 wait_count "the new CA added to operator-ca.crt: gw-a reloads its TLS" reloads $((n + 1))
 expect_eq "... once: the good pair put back before was no reload" "$((n + 1))" "$(reloads)"

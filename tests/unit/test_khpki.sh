@@ -163,6 +163,14 @@ check "crl signs every CRL anew for 2 days" "$KHPKI" crl --days 2 "$P"
 check "... valid 2 days" sh -c "openssl crl -in '$P/national-ca.crl' -noout -nextupdate | grep -q \"\$(date -u -d '+2 days' '+%b %e')\""
 check "... the revoked stay revoked" sh -c "! openssl verify -crl_check -CAfile '$P/org/131016/business-ca.crt' \
     -CRLfile '$P/org/131016/business-ca.crl' '$P/org/131016/systems/tax-1.crt' >/dev/null 2>&1"
+echo junk >"$P/operator-ca.crl"
+check "init signs anew a CRL that is not current" "$KHPKI" init "$P"
+check "... a CRL again" openssl crl -in "$P/operator-ca.crl" -CAfile "$P/operator-ca.crt" -noout
+cat "$P/operator-ca.crt" "$P/national-ca.crt" >"$T/bundle.crt"
+cp "$P/operator-ca.crt" "$T/operator-ca.crt.keep"
+cp "$T/bundle.crt" "$P/operator-ca.crt"
+check_not "crl refuses a CA file holding two certificates (a rollover bundle)" "$KHPKI" crl "$P"
+cp "$T/operator-ca.crt.keep" "$P/operator-ca.crt"
 check_not "revoke a certificate of a foreign CA" "$KHPKI" revoke "$P" file "$P/rogue/tls.crt"
 check_not "revoke with an unknown kind" "$KHPKI" revoke "$P" portal portal
 
